@@ -1,0 +1,103 @@
+// Engine: the storage boundary. One engine instance owns one directory. Plain C++: no CAF
+// type crosses this interface, and every error is a Status value.
+//
+// Contract shared by every engine (tests/storage/engine_model_test.cpp checks it):
+// - put() stores a record if its version is newer than the stored one; an older version is
+//   refused with `stale`; the same version again is accepted and changes nothing.
+// - A put is acknowledged when put() returns ok, and is then durable as the fsync policy says.
+// - remove() is a put of a tombstone.
+// Thread safety: every method may be called from any thread concurrently.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "storage/env.hpp"
+#include "storage/record.hpp"
+
+namespace apsis::storage {
+
+/// When acknowledged writes reach stable storage.
+struct SyncPolicy {
+  enum class Mode {
+    always,    ///< put() returns after fdatasync; concurrent writers share one (group commit).
+    interval,  ///< a background fsync every interval_ms; an OS crash loses at most that window.
+    never,     ///< no fsync: the OS writes back when it likes.
+  };
+  Mode mode = Mode::always;
+  uint32_t interval_ms = 1000;
+
+  /// Parses "always", "never" or "interval:<ms>" (1..3600000); false with *error set otherwise.
+  static bool parse(const std::string& text, SyncPolicy* out, std::string* error);
+  std::string to_string() const;
+};
+
+enum class LogLevel { debug, info, warn, error };
+using LogFn = std::function<void(LogLevel, const std::string&)>;
+
+struct EngineOptions {
+  std::string kind = "blob";  ///< blob, block, fs, sorted or memory
+  std::string dir;            ///< The engine's directory; created if missing.
+  SyncPolicy sync;
+  Limits limits;
+  uint64_t blob_file_size = 256ull << 20;  ///< blob: rotate data files at this size.
+  double compact_dead_fraction = 0.5;      ///< blob: compact a sealed file this dead.
+  uint64_t snapshot_every_bytes = 1ull << 30;  ///< blob: index snapshot after this many new bytes.
+  Env* env = nullptr;  ///< nullptr = Env::posix()
+  LogFn log;           ///< nullptr = spdlog's default logger
+};
+
+struct IterateOptions {
+  Id begin = Id::min();  ///< inclusive
+  Id end = Id::max();    ///< inclusive
+  Version min_version;   ///< inclusive
+  Version max_version = Version::max();  ///< inclusive
+  bool with_payload = true;  ///< fill json and data
+  bool include_tombstones = true;
+};
+/// Called once per matching record (blob: at least once); return false to stop early.
+using IterateFn = std::function<bool(const Record&)>;
+
+struct EngineStats {
+  uint64_t keys = 0;        ///< ids held, tombstones included
+  uint64_t disk_bytes = 0;  ///< bytes in the engine's files
+  uint64_t dead_bytes = 0;  ///< bytes of superseded records not yet compacted
+  uint64_t index_bytes = 0; ///< RAM held by the in-memory index
+  uint64_t files = 0;
+  uint64_t compactions = 0;
+  uint64_t syncs = 0;
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  /// ok, stale (older version), invalid_argument (see validate()), io_error.
+  virtual Status put(const Record& r) = 0;
+  /// ok with the whole record; not_found if absent, a tombstone, or expired.
+  virtual Status get(const Id& id, Record* out) = 0;
+  /// ok with metadata of what is stored, tombstones and expired records included.
+  virtual Status lookup(const Id& id, RecordMeta* out) = 0;
+  /// Stores a tombstone at version v; same rules as put().
+  Status remove(const Id& id, const Version& v, std::string key = {}) {
+    return put(Record::make_tombstone(id, v, std::move(key)));
+  }
+  /// Streams matching records with bounded memory; records written meanwhile may or may not
+  /// be seen.
+  virtual Status iterate(const IterateOptions& opts, const IterateFn& fn) = 0;
+  /// Makes every acknowledged write durable now, whatever the policy.
+  virtual Status sync() = 0;
+  /// Reclaims space now; a no-op for engines that need none.
+  virtual Status compact() { return Status::ok(); }
+  virtual EngineStats stats() = 0;
+};
+
+/// Opens (creating if missing) the engine named by opts.kind in opts.dir. A directory that
+/// holds another engine's files or garbage fails with a clear error and is left untouched.
+Status open_engine(const EngineOptions& opts, std::unique_ptr<Engine>* out);
+
+/// The engine kinds open_engine() knows.
+const std::vector<std::string>& engine_kinds();
+
+}  // namespace apsis::storage

@@ -1,0 +1,291 @@
+// Every engine through one suite: a randomized model test against an in-memory map (put,
+// overwrite, stale put, replay, remove, reopen, compact, get, lookup, iterate), bad
+// arguments, expiry, and concurrent writers beside compaction.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <map>
+#include <thread>
+
+#include "storage/engine.hpp"
+#include "tests/storage/test_util.hpp"
+
+namespace apsis::storage {
+namespace {
+
+using testing::TempDir;
+
+class EngineTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  EngineOptions options() {
+    EngineOptions o;
+    o.kind = GetParam();
+    o.dir = dir_.sub("engine");
+    o.sync.mode = SyncPolicy::Mode::never;
+    o.blob_file_size = 16 << 10;  // small files: rotation and compaction happen often
+    o.compact_dead_fraction = 0.3;
+    o.limits.max_value_size = 64 << 10;
+    o.log = [](LogLevel, const std::string&) {};
+    return o;
+  }
+  bool persistent() const { return GetParam() != "memory"; }
+  void reopen(std::unique_ptr<Engine>& e) {
+    if (!persistent()) return;
+    e.reset();
+    e = testing::open_or_die(options());
+    ASSERT_TRUE(e);
+  }
+
+  TempDir dir_;
+};
+
+std::vector<uint64_t> seeds() {
+  if (const char* s = std::getenv("APSIS_SEED")) return {std::strtoull(s, nullptr, 10)};
+  return {1, 2, 3};
+}
+
+TEST_P(EngineTest, MatchesAModelUnderRandomOperations) {
+  for (uint64_t seed : seeds()) {
+    SCOPED_TRACE("seed " + std::to_string(seed) + " (rerun with APSIS_SEED=" +
+                 std::to_string(seed) + ")");
+    TempDir local;
+    dir_ = TempDir();
+    auto e = testing::open_or_die(options());
+    ASSERT_TRUE(e);
+    std::mt19937_64 rng(seed);
+    std::map<Id, Record> model;  // the latest accepted record per id, tombstones included
+    std::vector<std::string> keys;
+    for (int i = 0; i < 150; ++i) keys.push_back("key-" + std::to_string(i));
+    uint64_t clock = 1000;
+    auto pick = [&] { return keys[rng() % keys.size()]; };
+    auto value = [&] {
+      size_t n = rng() % 10 == 0 ? 1000 + rng() % 3000 : rng() % 300;
+      std::string v(n, '\0');
+      for (auto& c : v) c = char(rng());
+      return v;
+    };
+    const int ops = 3000;
+    for (int op = 0; op < ops; ++op) {
+      int kind = int(rng() % 100);
+      std::string key = pick();
+      Id id = make_id("default", key);
+      auto it = model.find(id);
+      if (kind < 45) {  // put or overwrite
+        Record r = testing::make_record(key, value(), ++clock, rng() % 3 ? "" : R"({"n":)" + std::to_string(op) + "}");
+        r.user_flags = uint32_t(rng());
+        ASSERT_TRUE(e->put(r).is_ok()) << "op " << op;
+        model[id] = r;
+      } else if (kind < 52 && it != model.end()) {  // older version: refused
+        Record r = testing::make_record(key, "stale", it->second.version.stamp - 1);
+        ASSERT_TRUE(e->put(r).is_stale()) << "op " << op;
+      } else if (kind < 55 && it != model.end()) {  // replay of the same version: harmless
+        ASSERT_TRUE(e->put(it->second).is_ok()) << "op " << op;
+      } else if (kind < 65) {  // remove
+        Version v{++clock, 1};
+        ASSERT_TRUE(e->remove(id, v, key).is_ok()) << "op " << op;
+        model[id] = Record::make_tombstone(id, v, key);
+      } else if (kind < 88) {  // get + lookup
+        Record got;
+        Status s = e->get(id, &got);
+        if (it == model.end() || it->second.tombstone) {
+          ASSERT_TRUE(s.is_not_found()) << "op " << op << ": " << s.to_string();
+        } else {
+          ASSERT_TRUE(s.is_ok()) << "op " << op << ": " << s.to_string();
+          ASSERT_EQ(got.data, it->second.data);
+          ASSERT_EQ(got.json, it->second.json);
+          ASSERT_EQ(got.key, key);
+          ASSERT_EQ(got.version, it->second.version);
+          ASSERT_EQ(got.user_flags, it->second.user_flags);
+        }
+        RecordMeta meta;
+        s = e->lookup(id, &meta);
+        if (it == model.end()) {
+          ASSERT_TRUE(s.is_not_found());
+        } else {
+          ASSERT_TRUE(s.is_ok()) << s.to_string();
+          ASSERT_EQ(meta.version, it->second.version);
+          ASSERT_EQ(meta.tombstone, it->second.tombstone);
+          ASSERT_EQ(meta.data_size, it->second.data.size());
+        }
+      } else if (kind < 92) {
+        reopen(e);
+        ASSERT_TRUE(e);
+      } else if (kind < 96) {
+        ASSERT_TRUE(e->compact().is_ok());
+      } else {  // iterate a random id range and version floor against the model
+        IterateOptions io;
+        io.begin = make_id("default", pick());
+        io.end = make_id("default", pick());
+        if (io.end < io.begin) std::swap(io.begin, io.end);
+        io.min_version = {clock - rng() % 500, 0};
+        io.include_tombstones = rng() % 2;
+        std::map<Id, Version> seen;
+        ASSERT_TRUE(e->iterate(io, [&](const Record& r) {
+                       seen[r.id] = r.version;
+                       return true;
+                     }).is_ok());
+        std::map<Id, Version> expect;
+        for (auto& [mid, rec] : model) {
+          if (mid < io.begin || io.end < mid || rec.version < io.min_version) continue;
+          if (rec.tombstone && !io.include_tombstones) continue;
+          expect[mid] = rec.version;
+        }
+        ASSERT_EQ(seen, expect) << "op " << op;
+      }
+    }
+    // Finally, after one more reopen, everything at once.
+    reopen(e);
+    size_t live = 0;
+    for (auto& [mid, rec] : model) {
+      Record got;
+      Status s = e->get(mid, &got);
+      if (rec.tombstone) {
+        EXPECT_TRUE(s.is_not_found());
+      } else {
+        ++live;
+        ASSERT_TRUE(s.is_ok()) << s.to_string();
+        EXPECT_EQ(got.data, rec.data);
+      }
+    }
+    if (GetParam() != "sorted") {  // sorted's key count is RocksDB's estimate
+      EXPECT_EQ(e->stats().keys, model.size());
+    }
+    EXPECT_GT(live, 0u);
+  }
+}
+
+TEST_P(EngineTest, RefusesBadArgumentsAndStoresNothing) {
+  auto e = testing::open_or_die(options());
+  Record big_key = testing::make_record(std::string(4097, 'k'), "v", 1);
+  Record big_value = testing::make_record("k", std::string((64 << 10) + 1, 'v'), 1);
+  Record bad_json = testing::make_record("k", "v", 1, "{\"unterminated\": ");
+  for (const Record* r : {&big_key, &big_value, &bad_json}) {
+    Status s = e->put(*r);
+    EXPECT_TRUE(s.is_invalid_argument()) << s.to_string();
+    Record got;
+    EXPECT_TRUE(e->get(r->id, &got).is_not_found());
+  }
+  EXPECT_EQ(e->stats().keys, 0u);
+  const std::string json = R"({"fits": true})";
+  Record ok = testing::make_record("k", std::string((64 << 10) - json.size(), 'v'), 1, json);
+  EXPECT_TRUE(e->put(ok).is_ok());
+}
+
+TEST_P(EngineTest, ExpiredRecordsReadAsAbsentButLookupShowsThem) {
+  auto e = testing::open_or_die(options());
+  Record r = testing::make_record("ttl", "v", 5);
+  r.expiry_ms = now_ms() - 1;
+  ASSERT_TRUE(e->put(r).is_ok());
+  Record got;
+  EXPECT_TRUE(e->get(r.id, &got).is_not_found());
+  RecordMeta meta;
+  ASSERT_TRUE(e->lookup(r.id, &meta).is_ok());
+  EXPECT_TRUE(meta.expired(now_ms()));
+  r.expiry_ms = now_ms() + 60000;
+  r.version.stamp = 6;
+  ASSERT_TRUE(e->put(r).is_ok());
+  EXPECT_TRUE(e->get(r.id, &got).is_ok());
+}
+
+TEST_P(EngineTest, ConcurrentWritersBesideCompactionLoseNothing) {
+  auto e = testing::open_or_die(options());
+  constexpr int writers = 4, per_writer = 1500, keys_per_writer = 50;
+  std::atomic<bool> done{false};
+  std::atomic<int> failures{0};
+  std::thread compactor([&] {
+    for (int i = 0; i < 10000 && !done; ++i) {
+      if (!e->compact()) failures++;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  });
+  std::vector<std::thread> threads;
+  for (int w = 0; w < writers; ++w) {
+    threads.emplace_back([&, w] {
+      for (int i = 0; i < per_writer; ++i) {
+        std::string key = "w" + std::to_string(w) + "-" + std::to_string(i % keys_per_writer);
+        if (!e->put(testing::make_record(key, "value-" + std::to_string(i), uint64_t(i + 1))))
+          failures++;
+        Record got;
+        if (!e->get(make_id("default", key), &got) || got.version.stamp < uint64_t(i + 1))
+          failures++;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  done = true;
+  compactor.join();
+  EXPECT_EQ(failures, 0);
+  if (GetParam() == "blob") {
+    EXPECT_GT(e->stats().compactions, 0u);
+  }
+  if (persistent()) {
+    e.reset();
+    e = testing::open_or_die(options());
+  }
+  for (int w = 0; w < writers; ++w) {
+    for (int k = 0; k < keys_per_writer; ++k) {
+      std::string key = "w" + std::to_string(w) + "-" + std::to_string(k);
+      int last = per_writer - keys_per_writer + k;
+      Record got;
+      ASSERT_TRUE(e->get(make_id("default", key), &got).is_ok()) << key;
+      EXPECT_EQ(got.data, "value-" + std::to_string(last)) << key;
+    }
+  }
+}
+
+// Engines with a directory.
+class DiskEngineTest : public EngineTest {};
+// Engines whose `always` policy runs through SyncDriver's group commit.
+class GroupCommitTest : public EngineTest {};
+
+TEST_P(GroupCommitTest, ConcurrentAlwaysWritersShareFsyncs) {
+  EngineOptions o = options();
+  o.sync.mode = SyncPolicy::Mode::always;
+  auto e = testing::open_or_die(o);
+  constexpr int threads_n = 16, each = 40;
+  uint64_t before = e->stats().syncs;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < threads_n; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < each; ++i)
+        ASSERT_TRUE(e->put(testing::make_record("g" + std::to_string(t) + "-" + std::to_string(i), "v", 1)).is_ok());
+    });
+  for (auto& t : threads) t.join();
+  uint64_t syncs = e->stats().syncs - before;
+  EXPECT_GT(syncs, 0u);
+  EXPECT_LT(syncs, uint64_t(threads_n * each)) << "every write paid its own fsync";
+  for (int t = 0; t < threads_n; ++t) {
+    Record got;
+    EXPECT_TRUE(e->get(make_id("default", "g" + std::to_string(t) + "-0"), &got).is_ok());
+  }
+}
+
+TEST_P(DiskEngineTest, ASecondOpenOfTheSameDirectoryIsRefused) {
+  auto e = testing::open_or_die(options());
+  std::unique_ptr<Engine> second;
+  Status s = open_engine(options(), &second);
+  EXPECT_EQ(s.code(), Status::Code::busy) << s.to_string();
+}
+
+TEST_P(DiskEngineTest, AnotherKindsDirectoryIsRefusedAndLeftAlone) {
+  { auto e = testing::open_or_die(options()); }
+  EngineOptions other = options();
+  other.kind = GetParam() == "blob" ? "block" : "blob";
+  std::unique_ptr<Engine> e;
+  Status s = open_engine(other, &e);
+  EXPECT_TRUE(s.is_invalid_argument()) << s.to_string();
+  EXPECT_NE(s.message().find("not an apsis " + other.kind), std::string::npos) << s.message();
+  EXPECT_TRUE(open_engine(options(), &e).is_ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, EngineTest,
+                         ::testing::Values("blob", "block", "fs", "sorted", "memory"),
+                         [](const auto& info) { return info.param; });
+INSTANTIATE_TEST_SUITE_P(Engines, DiskEngineTest,
+                         ::testing::Values("blob", "block", "fs", "sorted"),
+                         [](const auto& info) { return info.param; });
+INSTANTIATE_TEST_SUITE_P(Engines, GroupCommitTest, ::testing::Values("blob", "block"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace apsis::storage

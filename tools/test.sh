@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what apsis needs, builds it and runs every test.
+#   tools/test.sh             release build in build/, all tests
+#   tools/test.sh --sanitize  ASan+UBSan build in build-asan/, storage tests
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+build=build
+flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
+label=()
+if [ "${1:-}" = "--sanitize" ]; then
+  build=build-asan
+  flags=(-DCMAKE_BUILD_TYPE=Debug -DAPSIS_SANITIZE=ON)
+  label=(-L storage)
+fi
+[ -n "${CI:-}" ] && flags+=(-DAPSIS_WERROR=ON)
+
+bash tools/setup.sh
+cmake -S . -B "$build" -G Ninja "${flags[@]}"
+cmake --build "$build"
+ctest --test-dir "$build" --output-on-failure --timeout 600 -j2 "${label[@]}"
