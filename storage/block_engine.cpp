@@ -131,7 +131,13 @@ Status BlockEngine::recover() {
     Entry copies[2];
     for (int c = 0; c < 2; ++c) {
       const char* p = all.data() + (uint64_t(s) * 2 + c) * entry_size;
-      if (codec::get_u64(p) != codec::hash64(std::string_view(p + 8, entry_size - 8))) continue;
+      std::string_view raw(p, entry_size);
+      if (codec::get_u64(p) != codec::hash64(raw.substr(8))) {
+        if (raw.find_first_not_of('\0') != std::string_view::npos)
+          opts_.log(LogLevel::warn, ipath + ": slot " + std::to_string(s) + " copy " +
+                                        std::to_string(c) + " is torn or corrupt, ignored");
+        continue;
+      }
       Entry& e = copies[c];
       e.copy = c;
       e.seq = codec::get_u64(p + 8);

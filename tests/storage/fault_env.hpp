@@ -74,7 +74,12 @@ class FaultEnv final : public Env {
   }
   Status write_atomic(const std::string& path, std::string_view data, bool sync) override {
     // Whole or nothing, like the real thing: a crash before the rename leaves the old file.
-    if (spend(data.size()) < data.size()) return Status::io_error("injected crash mid-write");
+    uint64_t take = spend(data.size());
+    if (take < data.size()) {  // the crash leaves a partial temporary, never a partial file
+      std::unique_ptr<File> f;
+      if (take && base_->open(path + ".tmp.crash", true, &f)) f->write(0, data.substr(0, take));
+      return Status::io_error("injected crash mid-write");
+    }
     return base_->write_atomic(path, data, sync);
   }
   Status list(const std::string& dir, std::vector<std::string>* names) override {

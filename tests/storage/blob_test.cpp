@@ -1,0 +1,172 @@
+// Blob engine specifics: index snapshots, compaction, garbage at open, sticky fsync
+// failure, and the RAM the index costs per key.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "storage/blob_engine.hpp"
+#include "tests/storage/fault_env.hpp"
+#include "tests/storage/test_util.hpp"
+
+namespace apsis::storage {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::FaultEnv;
+using testing::TempDir;
+
+struct BlobTest : ::testing::Test {
+  TempDir dir;
+  std::vector<std::string> logs;
+  EngineOptions options(Env* env = nullptr) {
+    EngineOptions o;
+    o.kind = "blob";
+    o.dir = dir.sub("blob");
+    o.env = env;
+    o.sync.mode = SyncPolicy::Mode::never;
+    o.blob_file_size = 64 << 10;
+    o.log = [this](LogLevel, const std::string& m) { logs.push_back(m); };
+    return o;
+  }
+  bool logged(const std::string& text) const {
+    for (const auto& l : logs)
+      if (l.find(text) != std::string::npos) return true;
+    return false;
+  }
+  static void put_n(Engine& e, int from, int to, uint64_t stamp) {
+    for (int i = from; i < to; ++i)
+      ASSERT_TRUE(e.put(testing::make_record("k" + std::to_string(i), "v" + std::to_string(i), stamp)).is_ok());
+  }
+  /// Every file's bytes, to show that a refused open changed nothing.
+  std::map<std::string, std::string> contents() {
+    std::map<std::string, std::string> out;
+    for (const auto& p : fs::recursive_directory_iterator(dir.path())) {
+      if (!p.is_regular_file()) continue;
+      std::ifstream in(p.path(), std::ios::binary);
+      out[p.path().string()] = std::string(std::istreambuf_iterator<char>(in), {});
+    }
+    return out;
+  }
+};
+
+TEST_F(BlobTest, ReopenLoadsTheSnapshotAndReplaysOnlyWhatCameAfter) {
+  {
+    auto e = testing::open_or_die(options());
+    put_n(*e, 0, 1000, 1);
+  }  // clean close writes the snapshot
+  logs.clear();
+  FaultEnv env;
+  {
+    auto e = testing::open_or_die(options(&env));
+    EXPECT_TRUE(logged("loaded 1000 entries"));
+    EXPECT_FALSE(logged("replayed"));
+    put_n(*e, 1000, 1010, 1);
+    env.budget = 0;  // crash: the close below writes no snapshot
+  }
+  logs.clear();
+  auto e = testing::open_or_die(options());
+  EXPECT_TRUE(logged("loaded 1000 entries"));
+  EXPECT_TRUE(logged("replayed 10 records"));
+  EXPECT_EQ(e->stats().keys, 1010u);
+  Record got;
+  ASSERT_TRUE(e->get(make_id("default", "k1005"), &got).is_ok());
+  EXPECT_EQ(got.data, "v1005");
+}
+
+TEST_F(BlobTest, ACorruptSnapshotIsIgnoredAndEverythingReplayed) {
+  {
+    auto e = testing::open_or_die(options());
+    put_n(*e, 0, 300, 1);
+  }
+  {
+    std::fstream f(dir.sub("blob/index.snap"), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(100);
+    f.put('\x5a');
+  }
+  logs.clear();
+  auto e = testing::open_or_die(options());
+  EXPECT_TRUE(logged("index.snap: ignored"));
+  EXPECT_TRUE(logged("replayed 300 records"));
+  EXPECT_EQ(e->stats().keys, 300u);
+}
+
+TEST_F(BlobTest, CompactionReclaimsDeadFilesAndKeepsEveryLiveRecord) {
+  auto e = testing::open_or_die(options());
+  for (uint64_t round = 1; round <= 20; ++round) put_n(*e, 0, 200, round);
+  EngineStats before = e->stats();
+  ASSERT_GT(before.dead_bytes, before.disk_bytes / 2);
+  ASSERT_TRUE(e->compact().is_ok());
+  EngineStats after = e->stats();
+  EXPECT_GT(after.compactions, 0u);
+  EXPECT_LT(after.disk_bytes, before.disk_bytes / 2);
+  EXPECT_LT(after.files, before.files);
+  e.reset();
+  e = testing::open_or_die(options());
+  for (int i = 0; i < 200; ++i) {
+    Record got;
+    ASSERT_TRUE(e->get(make_id("default", "k" + std::to_string(i)), &got).is_ok());
+    EXPECT_EQ(got.version.stamp, 20u);
+  }
+}
+
+TEST_F(BlobTest, GarbageDataFileIsRefusedWithItsNameAndLeftUntouched) {
+  { auto e = testing::open_or_die(options()); }
+  {
+    std::ofstream f(dir.sub("blob/data-00000001.blob"), std::ios::binary | std::ios::trunc);
+    f << "this is not an apsis file, but it is long enough to have a header";
+  }
+  auto before = contents();
+  std::unique_ptr<Engine> e;
+  Status s = open_engine(options(), &e);
+  EXPECT_TRUE(s.is_corruption()) << s.to_string();
+  EXPECT_NE(s.message().find("data-00000001.blob"), std::string::npos) << s.message();
+  EXPECT_EQ(contents(), before);
+}
+
+TEST_F(BlobTest, ADirectoryOfSomethingElseIsRefusedAndLeftUntouched) {
+  fs::create_directories(dir.sub("blob"));
+  { std::ofstream(dir.sub("blob/notes.txt")) << "mine"; }
+  auto before = contents();
+  std::unique_ptr<Engine> e;
+  Status s = open_engine(options(), &e);
+  EXPECT_TRUE(s.is_invalid_argument()) << s.to_string();
+  EXPECT_NE(s.message().find("notes.txt"), std::string::npos);
+  EXPECT_EQ(contents(), before);
+}
+
+TEST_F(BlobTest, AnEmptyNewestFileFromACrashedRotationIsRemoved) {
+  {
+    auto e = testing::open_or_die(options());
+    put_n(*e, 0, 10, 1);
+  }
+  { std::ofstream(dir.sub("blob/data-00000002.blob"), std::ios::binary); }
+  auto e = testing::open_or_die(options());
+  EXPECT_TRUE(logged("data-00000002.blob: removed"));
+  EXPECT_EQ(e->stats().keys, 10u);
+}
+
+TEST_F(BlobTest, AFailedFsyncFailsThatWriteAndEveryLaterOne) {
+  FaultEnv env;
+  EngineOptions o = options(&env);
+  o.sync.mode = SyncPolicy::Mode::always;
+  auto e = testing::open_or_die(o);
+  ASSERT_TRUE(e->put(testing::make_record("a", "1", 1)).is_ok());
+  env.fail_sync = true;
+  EXPECT_TRUE(e->put(testing::make_record("b", "2", 1)).is_io_error());
+  env.fail_sync = false;  // the kernel may have dropped the pages: no retry can be trusted
+  EXPECT_TRUE(e->put(testing::make_record("c", "3", 1)).is_io_error());
+}
+
+TEST_F(BlobTest, TheIndexCostsFewerThan64BytesPerKey) {
+  auto e = testing::open_or_die(options());
+  for (int i = 0; i < 200000; ++i)
+    ASSERT_TRUE(e->put(testing::make_record("key" + std::to_string(i), "", 1)).is_ok());
+  EngineStats s = e->stats();
+  ASSERT_EQ(s.keys, 200000u);
+  // 16-byte slots at a load between 3/8 and 3/4: 21 to 43 bytes per key.
+  EXPECT_LE(double(s.index_bytes) / double(s.keys), 43.0);
+}
+
+}  // namespace
+}  // namespace apsis::storage
