@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -50,6 +51,7 @@ class PosixFile final : public File {
 
   Status write(uint64_t off, std::string_view data) override {
     if (map_ && writable_ && off + data.size() <= map_cap_) {
+      if (off + data.size() > populated_) populate(off + data.size());
       std::memcpy(map_ + off, data.data(), data.size());
       return Status::ok();
     }
@@ -95,10 +97,23 @@ class PosixFile final : public File {
     map_ = static_cast<char*>(p);
     map_cap_ = capacity;
     writable_ = writable;
+    populated_ = 0;
     return Status::ok();
   }
 
  private:
+  // Faulting in pages of a preallocated file one by one costs ~0.5 us per small write
+  // here (readahead over unwritten extents); populating 1 MiB ahead costs ~0.07 us.
+  void populate(uint64_t upto) {
+    constexpr uint64_t chunk = 1 << 20;
+    uint64_t from = populated_ & ~(uint64_t(4095));
+    uint64_t to = std::min(map_cap_, std::max(upto, populated_ + chunk));
+#ifdef MADV_POPULATE_WRITE
+    ::madvise(map_ + from, to - from, MADV_POPULATE_WRITE);  // best effort: faults work too
+#endif
+    populated_ = to;
+  }
+
   void unmap() {
     if (map_) ::munmap(map_, map_cap_);
     map_ = nullptr;
@@ -110,6 +125,7 @@ class PosixFile final : public File {
   char* map_ = nullptr;
   uint64_t map_cap_ = 0;
   bool writable_ = false;
+  uint64_t populated_ = 0;
 };
 
 // flock() locks are per open file description, so one process could take the same lock

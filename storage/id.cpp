@@ -5,16 +5,20 @@
 namespace apsis::storage {
 
 Id make_id(std::string_view ns, std::string_view key) {
+  struct Ctx {  // one digest context per thread, reused: no allocation per id
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    ~Ctx() { EVP_MD_CTX_free(ctx); }
+  };
+  thread_local Ctx c;
+  static const EVP_MD* sha512 = EVP_sha512();
   Id id;
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
   const unsigned char zero = 0;
   unsigned int len = 0;
-  EVP_DigestInit_ex(ctx, EVP_sha512(), nullptr);
-  EVP_DigestUpdate(ctx, ns.data(), ns.size());
-  EVP_DigestUpdate(ctx, &zero, 1);
-  EVP_DigestUpdate(ctx, key.data(), key.size());
-  EVP_DigestFinal_ex(ctx, id.bytes.data(), &len);
-  EVP_MD_CTX_free(ctx);
+  EVP_DigestInit_ex(c.ctx, sha512, nullptr);
+  EVP_DigestUpdate(c.ctx, ns.data(), ns.size());
+  EVP_DigestUpdate(c.ctx, &zero, 1);
+  EVP_DigestUpdate(c.ctx, key.data(), key.size());
+  EVP_DigestFinal_ex(c.ctx, id.bytes.data(), &len);
   return id;
 }
 

@@ -27,15 +27,16 @@ struct Phase {
   std::vector<uint32_t> ns;
   double seconds = 0;
   uint64_t errors = 0;
+  std::string note;
 
   void print() {
     std::sort(ns.begin(), ns.end());
     auto pct = [&](double p) {
       return ns.empty() ? 0.0 : ns[std::min(ns.size() - 1, size_t(p * double(ns.size())))] / 1000.0;
     };
-    std::printf("%-22s %10zu ops %12.0f ops/s   p50 %8.2f us   p99 %8.2f us   p99.9 %9.2f us%s\n",
+    std::printf("%-22s %10zu ops %12.0f ops/s   p50 %8.2f us   p99 %8.2f us   p99.9 %9.2f us%s%s\n",
                 name.c_str(), ns.size(), double(ns.size()) / seconds, pct(0.50), pct(0.99),
-                pct(0.999), errors ? ("   ERRORS " + std::to_string(errors)).c_str() : "");
+                pct(0.999), note.c_str(), errors ? ("   ERRORS " + std::to_string(errors)).c_str() : "");
     std::fflush(stdout);
   }
 };
@@ -50,10 +51,19 @@ std::string key_of(uint64_t i, size_t size) {
   return k;
 }
 
-Record record_of(uint64_t i, const StorageBenchOptions& o, uint64_t stamp, const std::string& value) {
+/// Ids are computed before the timed phases: routing computes them, not the engine.
+struct Keys {
+  std::vector<Id> ids;
+  Keys(uint64_t n, size_t key_size) : ids(n) {
+    for (uint64_t i = 0; i < n; ++i) ids[i] = make_id("default", key_of(i, key_size));
+  }
+};
+
+Record record_of(uint64_t i, const StorageBenchOptions& o, uint64_t stamp,
+                 const std::string& value, const Keys* keys = nullptr) {
   Record r;
   r.key = key_of(i, o.key_size);
-  r.id = make_id("default", r.key);
+  r.id = keys ? keys->ids[i] : make_id("default", r.key);
   r.data = value;
   r.version = {stamp, 1};
   return r;
@@ -80,7 +90,7 @@ std::unique_ptr<Engine> open_or_exit(const EngineOptions& eo) {
 
 template <class F>
 Phase timed(const std::string& name, uint64_t n, F&& op) {
-  Phase p{name, {}, 0, 0};
+  Phase p{name, {}, 0, 0, {}};
   p.ns.reserve(n);
   auto start = Clock::now();
   for (uint64_t i = 0; i < n; ++i) {
@@ -112,12 +122,14 @@ Phase sync_phase(const StorageBenchOptions& o, const std::string& dir, uint64_t 
       });
     });
   for (auto& t : ts) t.join();
-  Phase p{"fillsync " + std::to_string(threads) + (threads == 1 ? " writer" : " writers"), {}, 0, 0};
+  Phase p{"fillsync " + std::to_string(threads) + (threads == 1 ? " writer" : " writers"), {}, 0, 0, {}};
   p.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   for (auto& part : parts) {
     p.ns.insert(p.ns.end(), part.ns.begin(), part.ns.end());
     p.errors += part.errors;
   }
+  uint64_t syncs = e->stats().syncs;
+  if (syncs) p.note = "   (" + std::to_string(syncs) + " fsyncs)";
   return p;
 }
 
@@ -155,12 +167,18 @@ int run_storage_bench(const StorageBenchOptions& o) {
   eo.dir = root + "/main";
   eo.sync.mode = SyncPolicy::Mode::never;
   std::printf("apsis-bench storage: engine %s, %" PRIu64 " ops/phase, %" PRIu64 "-byte keys, %" PRIu64
-              "-byte values, fsync never unless named\n",
+              "-byte values, fsync never unless named, ids precomputed\n",
               o.engine.c_str(), o.num, o.key_size, o.value_size);
+  Keys keys(o.num, o.key_size);
   uint64_t rss_before = rss_anon_bytes();
   auto e = open_or_exit(eo);
 
-  timed("fillrandom", o.num, [&](uint64_t i) { return e->put(record_of(i, o, 1, value)).is_ok(); }).print();
+  Record rec = record_of(0, o, 1, value);
+  timed("fillrandom", o.num, [&](uint64_t i) {
+    rec.key = key_of(i, o.key_size);
+    rec.id = keys.ids[i];
+    return e->put(rec).is_ok();
+  }).print();
   EngineStats st = e->stats();
   uint64_t rss_after = rss_anon_bytes();
 
@@ -168,11 +186,13 @@ int run_storage_bench(const StorageBenchOptions& o) {
   for (auto& x : order) x = rng() % o.num;
   Record got;
   timed("readrandom", o.num, [&](uint64_t i) {
-    return e->get(make_id("default", key_of(order[i], o.key_size)), &got).is_ok() &&
-           got.data.size() == o.value_size;
+    return e->get(keys.ids[order[i]], &got).is_ok() && got.data.size() == o.value_size;
   }).print();
   timed("overwrite", o.num, [&](uint64_t i) {
-    return e->put(record_of(order[i], o, 2 + i, value)).is_ok();
+    rec.key = key_of(order[i], o.key_size);
+    rec.id = keys.ids[order[i]];
+    rec.version = {2 + i, 1};
+    return e->put(rec).is_ok();
   }).print();
 
   if (o.sync_ops > 0 && o.engine != "memory") {
@@ -192,7 +212,7 @@ int run_storage_bench(const StorageBenchOptions& o) {
     e = open_or_exit(eo);
     double open_s = std::chrono::duration<double>(Clock::now() - t0).count();
     std::printf("close %.3f s; reopen %.3f s with %" PRIu64 " keys\n", close_s, open_s, e->stats().keys);
-    bool ok = e->get(make_id("default", key_of(order[0], o.key_size)), &got).is_ok();
+    bool ok = e->get(keys.ids[order[0]], &got).is_ok();
     if (!ok) std::printf("ERROR: a key is missing after reopen\n");
   }
   e.reset();
