@@ -19,9 +19,7 @@ SyncDriver::~SyncDriver() {
 
 uint64_t SyncDriver::ticket() {
   std::lock_guard<std::mutex> g(mu_);
-  ++issued_;
-  if (syncing_ && issued_ - synced_ >= last_batch_) cv_.notify_all();
-  return issued_;
+  return ++issued_;
 }
 
 Status SyncDriver::after_write(uint64_t ticket) {
@@ -62,10 +60,6 @@ Status SyncDriver::sync_through(uint64_t ticket) {
     }
     // Leader: one fsync covers every write that took a ticket before it starts.
     syncing_ = true;
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(100);
-    while (issued_ - synced_ < last_batch_ &&
-           cv_.wait_until(l, deadline) != std::cv_status::timeout) {
-    }
     uint64_t target = issued_;
     l.unlock();
     Status s = sync_fn_();
@@ -73,7 +67,6 @@ Status SyncDriver::sync_through(uint64_t ticket) {
     syncing_ = false;
     ++syncs_;
     if (s) {
-      last_batch_ = target > synced_ ? target - synced_ : 0;
       synced_ = std::max(synced_, target);
     } else {
       error_ = s;

@@ -1,9 +1,8 @@
 // SyncDriver: carries out a SyncPolicy for an engine. Writers take a ticket after each
 // write; with `always`, after_write() returns once an fsync that began after that write has
 // finished, and concurrent writers share that one fsync (group commit). With `interval`, a
-// background thread syncs every interval. A leader about to fsync first waits (at most
-// 200 us) until as many writes are pending as the previous fsync covered: with many
-// writers each fsync then covers nearly all of them; a lone writer never waits. A failed fsync is sticky: every later write fails
+// background thread syncs every interval. (A leader that waited for more writers before
+// its fsync covered more per fsync but was slower overall here: see docs/benchmarks.md.) A failed fsync is sticky: every later write fails
 // too, because after a failed fsync the kernel may have dropped the dirty pages.
 #pragma once
 
@@ -46,7 +45,6 @@ class SyncDriver {
   uint64_t issued_ = 0;
   uint64_t synced_ = 0;
   uint64_t syncs_ = 0;
-  uint64_t last_batch_ = 0;  ///< writes the previous fsync covered
   bool syncing_ = false;
   bool stop_ = false;
   Status error_;

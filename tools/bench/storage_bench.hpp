@@ -13,7 +13,7 @@ struct StorageBenchOptions {
   uint64_t num = 1000000;
   uint64_t key_size = 16;
   uint64_t value_size = 100;
-  uint64_t sync_ops = 2000;  ///< operations in each fsync `always` phase
+  uint64_t sync_ops = 4000;  ///< operations in each fsync `always` phase
   uint64_t sync_threads = 16;
   uint64_t seed = 1;
 };
