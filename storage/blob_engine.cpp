@@ -126,37 +126,65 @@ Status BlobEngine::header_locked(uint64_t loc, codec::Header* h) {
 // -- writes -------------------------------------------------------------------
 
 Status BlobEngine::put(const Record& r) {
-  APSIS_TRY(validate(r, opts_.limits));
+  Status s;
+  put_batch(&r, 1, &s);
+  return s;
+}
+
+// One lock, one ticket and one wait for durability for the whole batch.
+void BlobEngine::put_batch(const Record* records, size_t n, Status* results) {
   thread_local std::string buf;
-  buf.resize(codec::encoded_size(r));
-  codec::encode(r, buf.data());
-  uint64_t ticket;
+  thread_local std::vector<size_t> offsets;
+  offsets.assign(n + 1, 0);
+  size_t total = 0;
+  for (size_t i = 0; i < n; ++i) {
+    results[i] = validate(records[i], opts_.limits);
+    offsets[i] = total;
+    if (results[i]) total += codec::encoded_size(records[i]);
+  }
+  offsets[n] = total;
+  buf.resize(total);
+  for (size_t i = 0; i < n; ++i)
+    if (results[i]) codec::encode(records[i], buf.data() + offsets[i]);
+  uint64_t ticket = 0;
   bool wake = false;
   {
     std::unique_lock<std::shared_mutex> l(mu_);
-    APSIS_TRY(sync_->error());
-    BlobIndex::Slot* slot = find_locked(r.id);
-    codec::Header old;
-    bool old_ok = slot && header_locked(slot->loc, &old).is_ok();
-    if (old_ok) {
-      bool write = false;
-      APSIS_TRY(version_check(old.version, r.version, &write));
-      if (!write) return Status::ok();
-    }
     uint32_t before = active_;
-    uint64_t loc = 0;
-    APSIS_TRY(append_locked(buf, &loc));
-    if (slot) {
-      if (old_ok) files_[BlobIndex::file_of(slot->loc)]->dead += old.total_len;
-      slot->loc = loc;
-    } else {
-      index_.insert(r.id.prefix(), loc);
+    for (size_t i = 0; i < n; ++i) {
+      if (!results[i]) continue;
+      std::string_view rec(buf.data() + offsets[i], codec::encoded_size(records[i]));
+      results[i] = put_locked(records[i].id, rec);
     }
     ticket = sync_->ticket();
     wake = before != active_ || bytes_since_snapshot_ >= opts_.snapshot_every_bytes;
   }
   if (wake) maint_cv_.notify_all();
-  return sync_->after_write(ticket);
+  Status durable = sync_->after_write(ticket);
+  for (size_t i = 0; i < n; ++i)
+    if (results[i] && !durable) results[i] = durable;
+}
+
+Status BlobEngine::put_locked(const Id& id, std::string_view rec) {
+  APSIS_TRY(sync_->error());
+  BlobIndex::Slot* slot = find_locked(id);
+  codec::Header old, incoming;
+  APSIS_TRY(codec::decode_header(rec, &incoming));
+  bool old_ok = slot && header_locked(slot->loc, &old).is_ok();
+  if (old_ok) {
+    bool write = false;
+    APSIS_TRY(version_check(old.version, incoming.version, &write));
+    if (!write) return Status::ok();
+  }
+  uint64_t loc = 0;
+  APSIS_TRY(append_locked(rec, &loc));
+  if (slot) {
+    if (old_ok) files_[BlobIndex::file_of(slot->loc)]->dead += old.total_len;
+    slot->loc = loc;
+  } else {
+    index_.insert(id.prefix(), loc);
+  }
+  return Status::ok();
 }
 
 Status BlobEngine::append_locked(std::string_view rec, uint64_t* loc) {

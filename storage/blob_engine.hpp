@@ -32,6 +32,7 @@ class BlobEngine final : public Engine {
   ~BlobEngine() override;
 
   Status put(const Record& r) override;
+  void put_batch(const Record* records, size_t n, Status* results) override;
   Status get(const Id& id, Record* out) override;
   Status lookup(const Id& id, RecordMeta* out) override;
   Status iterate(const IterateOptions& opts, const IterateFn& fn) override;
@@ -58,6 +59,7 @@ class BlobEngine final : public Engine {
   void scan(DataFile& f, std::string_view bytes, uint64_t start, F&& visit, bool report);
   void apply_replayed(const codec::Header& h, uint64_t loc);
 
+  Status put_locked(const Id& id, std::string_view rec);
   FilePtr file_locked(uint32_t no) const;
   BlobIndex::Slot* find_locked(const Id& id);
   Status header_locked(uint64_t loc, codec::Header* h);

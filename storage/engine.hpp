@@ -75,6 +75,11 @@ class Engine {
   virtual ~Engine() = default;
   /// ok, stale (older version), invalid_argument (see validate()), io_error.
   virtual Status put(const Record& r) = 0;
+  /// put() for n records, results[i] for records[i]; engines with group commit write them
+  /// under one lock and wait for one fsync. Not atomic: each record stands alone.
+  virtual void put_batch(const Record* records, size_t n, Status* results) {
+    for (size_t i = 0; i < n; ++i) results[i] = put(records[i]);
+  }
   /// ok with the whole record; not_found if absent, a tombstone, or expired.
   virtual Status get(const Id& id, Record* out) = 0;
   /// ok with metadata of what is stored, tombstones and expired records included.

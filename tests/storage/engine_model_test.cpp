@@ -171,6 +171,29 @@ TEST_P(EngineTest, RefusesBadArgumentsAndStoresNothing) {
   EXPECT_TRUE(e->put(ok).is_ok());
 }
 
+TEST_P(EngineTest, PutBatchGivesEachRecordItsOwnResult) {
+  auto e = testing::open_or_die(options());
+  ASSERT_TRUE(e->put(testing::make_record("old", "v2", 20)).is_ok());
+  std::vector<Record> batch{
+      testing::make_record("a", "1", 1),
+      testing::make_record("old", "stale", 10),             // older than stored
+      testing::make_record("b", "2", 1, "{broken"),         // invalid json
+      testing::make_record("a", "1 again", 2),              // same batch, newer
+  };
+  std::vector<Status> results(batch.size());
+  e->put_batch(batch.data(), batch.size(), results.data());
+  EXPECT_TRUE(results[0].is_ok()) << results[0].to_string();
+  EXPECT_TRUE(results[1].is_stale()) << results[1].to_string();
+  EXPECT_TRUE(results[2].is_invalid_argument()) << results[2].to_string();
+  EXPECT_TRUE(results[3].is_ok()) << results[3].to_string();
+  Record got;
+  ASSERT_TRUE(e->get(make_id("default", "a"), &got).is_ok());
+  EXPECT_EQ(got.data, "1 again");
+  ASSERT_TRUE(e->get(make_id("default", "old"), &got).is_ok());
+  EXPECT_EQ(got.data, "v2");
+  EXPECT_TRUE(e->get(make_id("default", "b"), &got).is_not_found());
+}
+
 TEST_P(EngineTest, ExpiredRecordsReadAsAbsentButLookupShowsThem) {
   auto e = testing::open_or_die(options());
   Record r = testing::make_record("ttl", "v", 5);
