@@ -283,6 +283,19 @@ TEST_P(GroupCommitTest, ConcurrentAlwaysWritersShareFsyncs) {
   }
 }
 
+TEST_P(DiskEngineTest, IntervalPolicySyncsInTheBackground) {
+  EngineOptions o = options();
+  o.sync.mode = SyncPolicy::Mode::interval;
+  o.sync.interval_ms = 20;
+  auto e = testing::open_or_die(o);
+  uint64_t before = e->stats().syncs;
+  ASSERT_TRUE(e->put(testing::make_record("k", "v", 1)).is_ok());
+  // Bounded wait: 250 polls of 20 ms, far more than one interval.
+  for (int i = 0; i < 250 && e->stats().syncs == before; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_GT(e->stats().syncs, before);
+}
+
 TEST_P(DiskEngineTest, ASecondOpenOfTheSameDirectoryIsRefused) {
   auto e = testing::open_or_die(options());
   std::unique_ptr<Engine> second;
