@@ -1,0 +1,40 @@
+// Every typed actor interface of apsis, one comment line per handler. Read this file to
+// learn the whole protocol between actors.
+#pragma once
+
+#include <caf/all.hpp>
+
+#include "messages/types.hpp"
+
+namespace apsis {
+
+/// SHARD: owns one id range of one backend; applies operations to the engine in the order
+/// they arrive, so that conditions (NX, XX, CAS, fencing) are atomic per key.
+using shard_actor = caf::typed_actor<
+    // Applies versioned operations; one result per operation, one fsync wait per batch.
+    caf::replies_to<atom::apply, op_batch>::with<result_batch>>;
+
+/// REPLICA_GROUP: the coordinator. Versions writes (HLC), sends each operation to its owner
+/// in every group of the session, collects one entry per replica, applies the policy.
+using replica_group_actor = caf::typed_actor<
+    // Runs a batch for an actor client.
+    caf::replies_to<atom::exec, op_batch>::with<result_batch>,
+    // Runs a batch for a frontend that is not an actor: results go to the sink.
+    caf::reacts_to<atom::exec, op_batch, batch_sink_ptr>>;
+
+/// LOCK_MANAGER: per-key leases with fencing tokens; FIFO waiters; a lease ends at unlock,
+/// at its expiry, or when its holder dies.
+using lock_manager_actor = caf::typed_actor<
+    // Waits for and grants the lease on a key to the sender, for lease_ms.
+    caf::replies_to<atom::lock, std::string, uint32_t>::with<lease>,
+    // Ends the lease with this token; false if it had already ended.
+    caf::replies_to<atom::unlock, std::string, uint64_t>::with<bool>,
+    // (internal) a lease's timer ran out.
+    caf::reacts_to<atom::expire, std::string, uint64_t>>;
+
+/// NODE: wires a node from its config and reports on it.
+using node_actor = caf::typed_actor<
+    // Statistics of every backend and actor, as a JSON document.
+    caf::replies_to<atom::stats>::with<std::string>>;
+
+}  // namespace apsis

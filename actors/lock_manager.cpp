@@ -1,0 +1,80 @@
+#include "actors/lock_manager.hpp"
+
+#include <algorithm>
+
+namespace apsis {
+
+namespace {
+
+using self_ptr = lock_manager_actor::stateful_pointer<lock_manager_state>;
+
+lease grant(self_ptr self, const std::string& key, const caf::actor_addr& who,
+            uint32_t lease_ms) {
+  auto& st = self->state;
+  uint64_t token = ++st.last_token;
+  st.held[key] = {token, who};
+  self->delayed_send(self, std::chrono::milliseconds(lease_ms), atom::expire_v, key, token);
+  return lease{token, storage::now_ms() + lease_ms};
+}
+
+/// Ends the lease on key and hands it to the first waiter, if any.
+void release(self_ptr self, const std::string& key) {
+  auto& st = self->state;
+  st.held.erase(key);
+  auto it = st.waiting.find(key);
+  if (it == st.waiting.end()) return;
+  auto w = std::move(it->second.front());
+  it->second.pop_front();
+  if (it->second.empty()) st.waiting.erase(it);
+  w.promise.deliver(grant(self, key, w.who, w.lease_ms));
+}
+
+}  // namespace
+
+lock_manager_actor::behavior_type lock_manager(self_ptr self) {
+  self->state.last_token = storage::now_ms() << 20;
+  self->set_down_handler([=](const caf::down_msg& dm) {
+    auto& st = self->state;
+    st.monitored.erase(dm.source);
+    for (auto it = st.waiting.begin(); it != st.waiting.end();) {
+      auto& q = it->second;
+      q.erase(std::remove_if(q.begin(), q.end(), [&](auto& w) { return w.who == dm.source; }),
+              q.end());
+      it = q.empty() ? st.waiting.erase(it) : std::next(it);
+    }
+    std::vector<std::string> keys;
+    for (const auto& [key, h] : st.held)
+      if (h.who == dm.source) keys.push_back(key);
+    for (const auto& key : keys) release(self, key);
+  });
+  return {
+      [=](atom::lock, std::string& key, uint32_t lease_ms) -> caf::typed_response_promise<lease> {
+        auto sender = self->current_sender();  // before the promise takes the request over
+        auto who = caf::actor_cast<caf::actor_addr>(sender);
+        auto rp = self->make_response_promise<lease>();
+        if (lease_ms == 0 || !sender) {
+          rp.deliver(caf::make_error(caf::sec::invalid_argument,
+                                     "a lease needs a duration and a holder"));
+          return rp;
+        }
+        if (self->state.monitored.insert(who).second) self->monitor(sender);  // death releases
+        if (!self->state.held.count(key))
+          rp.deliver(grant(self, key, who, lease_ms));
+        else
+          self->state.waiting[key].push_back({rp, who, lease_ms});
+        return rp;
+      },
+      [=](atom::unlock, std::string& key, uint64_t token) {
+        auto it = self->state.held.find(key);
+        if (it == self->state.held.end() || it->second.token != token) return false;
+        release(self, key);
+        return true;
+      },
+      [=](atom::expire, std::string& key, uint64_t token) {
+        auto it = self->state.held.find(key);
+        if (it != self->state.held.end() && it->second.token == token) release(self, key);
+      },
+  };
+}
+
+}  // namespace apsis

@@ -1,0 +1,42 @@
+// REPLICA_GROUP: the coordinator (see interfaces.hpp). Writes get a version from the node's
+// HLC, then go to their owner in every group at once, each request with a finite timeout;
+// reads go to the first group. Every result lists one entry per replica asked, and the
+// session's policy (one, quorum, all) decides success; replicas that succeeded stay written.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <vector>
+
+#include "actors/hlc.hpp"
+#include "actors/interfaces.hpp"
+
+namespace apsis {
+
+/// The owner of the whole id space in one group: one backend split into shards.
+struct group_route {
+  uint32_t group = 0;
+  std::string node;
+  uint32_t backend = 0;
+  std::vector<shard_actor> shards;
+};
+
+struct replica_group_config {
+  std::vector<group_route> groups;  ///< in the session's order
+  success_policy policy = success_policy::quorum;
+  std::chrono::milliseconds timeout{5000};
+  std::shared_ptr<Hlc> clock;
+};
+
+struct replica_group_state {
+  replica_group_config cfg;
+  static inline const char* name = "replica-group";
+};
+
+replica_group_actor::behavior_type replica_group(
+    replica_group_actor::stateful_pointer<replica_group_state> self, replica_group_config cfg);
+
+/// Combines the replicas' entries of one write into its overall status under a policy.
+op_status decide(success_policy policy, const std::vector<replica_entry>& replicas);
+
+}  // namespace apsis

@@ -1,0 +1,132 @@
+#include "actors/shard.hpp"
+
+namespace apsis {
+
+namespace {
+
+/// What a key holds at this point of the batch: the engine's record, or a write queued
+/// earlier in the same batch.
+struct current {
+  bool live = false;
+  storage::Record record;  // valid when live (json/data only for the engine's full gets)
+};
+
+}  // namespace
+
+result_batch apply_batch(storage::Engine& engine,
+                         std::unordered_map<storage::Id, uint64_t, storage::IdHash>& fences,
+                         op_batch& ops) {
+  using storage::Record;
+  result_batch results(ops.size());
+  std::unordered_map<storage::Id, current, storage::IdHash> overlay;  // writes queued here
+  std::vector<Record> writes;
+  std::vector<size_t> write_op;  // which op each queued write answers
+  const uint64_t now = storage::now_ms();
+
+  auto state_of = [&](const kv_op& op, bool payload) -> current {
+    auto it = overlay.find(op.id);
+    if (it != overlay.end()) return it->second;
+    current c;
+    storage::Status s;
+    if (payload) {
+      s = engine.get(op.id, &c.record);
+      c.live = s.is_ok();
+    } else {
+      storage::RecordMeta m;
+      s = engine.lookup(op.id, &m);
+      c.live = s.is_ok() && !m.tombstone && !m.expired(now);
+      c.record.key = m.key;
+      c.record.version = m.version;
+      c.record.expiry_ms = m.expiry_ms;
+      c.record.user_flags = m.user_flags;
+    }
+    return c;
+  };
+
+  for (size_t i = 0; i < ops.size(); ++i) {
+    kv_op& op = ops[i];
+    op_result& r = results[i];
+    r.status = op_status::ok;
+    if (op.kind == op_kind::get || op.kind == op_kind::lookup) {
+      current c = state_of(op, op.kind == op_kind::get);
+      r.existed = c.live;
+      if (!c.live) {
+        r.status = op_status::not_found;
+        continue;
+      }
+      r.version = c.record.version;
+      r.record = std::move(c.record);
+      continue;
+    }
+    // Writes: fencing, then conditions, then queue.
+    if (op.fence != 0) {
+      uint64_t& seen = fences[op.id];
+      if (op.fence < seen) {
+        r.status = op_status::fenced;
+        r.message = "fencing token " + std::to_string(op.fence) + " is older than " +
+                    std::to_string(seen);
+        continue;
+      }
+      seen = op.fence;
+    }
+    current c = state_of(op, op.kind == op_kind::expire);
+    r.existed = c.live;
+    bool ok = true;
+    switch (op.cond) {
+      case op_cond::none: break;
+      case op_cond::if_absent: ok = !c.live; break;
+      case op_cond::if_present: ok = c.live; break;
+      case op_cond::if_version: ok = c.live && c.record.version == op.expected; break;
+    }
+    if (op.kind == op_kind::expire) ok = ok && c.live;
+    if (!ok) {
+      r.status = op.kind == op_kind::expire ? op_status::not_found : op_status::condition_failed;
+      r.version = c.record.version;
+      continue;
+    }
+    Record w;
+    if (op.kind == op_kind::expire) {
+      w = std::move(c.record);
+      w.expiry_ms = op.expiry_ms;
+    } else if (op.kind == op_kind::remove) {
+      w = Record::make_tombstone(op.id, op.version, op.key);
+    } else {
+      w.key = op.key;
+      w.json = std::move(op.json);
+      w.data = std::move(op.data);
+      w.user_flags = op.user_flags;
+      w.expiry_ms = op.keep_expiry && c.live ? c.record.expiry_ms : op.expiry_ms;
+    }
+    w.id = op.id;
+    w.version = op.version;
+    r.version = op.version;
+    current next;
+    next.live = !w.tombstone && !(w.expiry_ms && w.expiry_ms <= now);
+    next.record = w;
+    overlay[op.id] = std::move(next);
+    writes.push_back(std::move(w));
+    write_op.push_back(i);
+  }
+  if (!writes.empty()) {
+    std::vector<storage::Status> statuses(writes.size());
+    engine.put_batch(writes.data(), writes.size(), statuses.data());
+    for (size_t w = 0; w < writes.size(); ++w) {
+      op_result& r = results[write_op[w]];
+      r.status = from_storage(statuses[w]);
+      if (!statuses[w]) r.message = statuses[w].to_string();
+    }
+  }
+  return results;
+}
+
+shard_actor::behavior_type shard(shard_actor::stateful_pointer<shard_state> self,
+                                 std::shared_ptr<storage::Engine> engine) {
+  self->state.engine = std::move(engine);
+  return {
+      [=](atom::apply, op_batch& ops) -> result_batch {
+        return apply_batch(*self->state.engine, self->state.fences, ops);
+      },
+  };
+}
+
+}  // namespace apsis

@@ -1,0 +1,178 @@
+// Message types exchanged by apsis actors, with their `inspect` functions, and the type-ID
+// block that registers them (plus the atoms) with CAF. One result type per request:
+// `op_result`, with one `replica_entry` per replica that was asked.
+#pragma once
+
+#include <caf/all.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "storage/record.hpp"
+
+namespace apsis {
+
+/// What an operation does.
+enum class op_kind : uint8_t {
+  get,     ///< the whole record
+  lookup,  ///< metadata only (also answers EXISTS and TTL)
+  put,     ///< store json/data (conditions below)
+  remove,  ///< store a tombstone; result says whether a live record was there
+  expire,  ///< change only the expiry of a live record
+};
+
+/// When a put or remove may happen.
+enum class op_cond : uint8_t {
+  none,
+  if_absent,   ///< no live record (SET NX)
+  if_present,  ///< a live record (SET XX)
+  if_version,  ///< the live record's version equals `expected` (compare-and-swap)
+};
+
+/// How many replicas must succeed for a write to succeed.
+enum class success_policy : uint8_t { one, quorum, all };
+const char* to_string(success_policy p);
+bool parse_policy(const std::string& text, success_policy* out);
+
+/// Status codes carried in results and on the wire (docs/protocol.md keeps them stable).
+enum class op_status : uint8_t {
+  ok = 0,
+  not_found = 1,
+  condition_failed = 2,  ///< NX/XX/CAS condition false: nothing written
+  stale = 3,             ///< an older version than the stored one
+  invalid = 4,           ///< bad argument (size, JSON, ...)
+  io_error = 5,
+  corruption = 6,
+  timeout = 7,
+  unavailable = 8,       ///< no replica could be asked
+  fenced = 9,            ///< the write's fencing token is older than one already seen
+};
+const char* to_string(op_status s);
+op_status from_storage(const storage::Status& s);
+
+/// One key operation. The id is SHA-512(ns ‖ 0 ‖ key), computed once by whoever routes it.
+struct kv_op {
+  op_kind kind = op_kind::get;
+  op_cond cond = op_cond::none;
+  storage::Id id;
+  std::string key;
+  std::string json;
+  std::string data;
+  uint64_t expiry_ms = 0;  ///< absolute Unix ms; 0 = none
+  bool keep_expiry = false;  ///< put: keep the stored record's expiry
+  uint32_t user_flags = 0;
+  storage::Version expected;  ///< for op_cond::if_version
+  storage::Version version;   ///< set by the coordinator before replicas see it
+  uint64_t fence = 0;         ///< fencing token of a lock on this key; 0 = none
+};
+
+/// What one replica did with one operation.
+struct replica_entry {
+  uint32_t group = 0;
+  std::string node;
+  uint32_t backend = 0;
+  op_status status = op_status::unavailable;
+  storage::Version version;  ///< the version stored (or found) there
+};
+
+/// The outcome of one operation: overall status after the success policy, the record (or
+/// its metadata) for reads, and one entry per replica asked.
+struct op_result {
+  op_status status = op_status::unavailable;
+  std::string message;
+  storage::Version version;
+  bool existed = false;  ///< remove/put: a live record was there before
+  storage::Record record;  ///< get: the record; lookup: key, version, expiry, flags
+  std::vector<replica_entry> replicas;
+};
+
+using op_batch = std::vector<kv_op>;
+using result_batch = std::vector<op_result>;
+
+/// Where a frontend that is not an actor (Asio) receives the results of a batch. Called
+/// once, from an actor's thread.
+struct batch_sink {
+  virtual ~batch_sink() = default;
+  virtual void done(result_batch results) = 0;
+};
+using batch_sink_ptr = std::shared_ptr<batch_sink>;
+
+/// A lease on a key: the fencing token writes carry, and when the lease ends.
+struct lease {
+  uint64_t token = 0;
+  uint64_t expires_ms = 0;  ///< Unix ms
+};
+
+// -- inspect ----------------------------------------------------------------
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, kv_op& x) {
+  return f(caf::meta::type_name("kv_op"), x.kind, x.cond, x.id, x.key, x.json, x.data,
+           x.expiry_ms, x.keep_expiry, x.user_flags, x.expected, x.version, x.fence);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, replica_entry& x) {
+  return f(caf::meta::type_name("replica_entry"), x.group, x.node, x.backend, x.status,
+           x.version);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, op_result& x) {
+  return f(caf::meta::type_name("op_result"), x.status, x.message, x.version, x.existed,
+           x.record, x.replicas);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, lease& x) {
+  return f(caf::meta::type_name("lease"), x.token, x.expires_ms);
+}
+
+}  // namespace apsis
+
+// The storage types travel in messages too; their inspect lives here so that storage/
+// stays free of CAF.
+namespace apsis::storage {
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, Version& x) {
+  return f(caf::meta::type_name("version"), x.stamp, x.node);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, Id& x) {
+  return f(caf::meta::type_name("id"), x.bytes);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, Record& x) {
+  return f(caf::meta::type_name("record"), x.id, x.key, x.json, x.data, x.version,
+           x.expiry_ms, x.user_flags, x.tombstone);
+}
+
+}  // namespace apsis::storage
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(apsis::batch_sink_ptr)
+
+// -- type-ID block: types, then atoms --------------------------------------
+
+CAF_BEGIN_TYPE_ID_BLOCK(apsis, caf::first_custom_type_id)
+
+  CAF_ADD_TYPE_ID(apsis, (apsis::kv_op))
+  CAF_ADD_TYPE_ID(apsis, (apsis::op_result))
+  CAF_ADD_TYPE_ID(apsis, (apsis::replica_entry))
+  CAF_ADD_TYPE_ID(apsis, (apsis::op_batch))
+  CAF_ADD_TYPE_ID(apsis, (apsis::result_batch))
+  CAF_ADD_TYPE_ID(apsis, (apsis::lease))
+  CAF_ADD_TYPE_ID(apsis, (apsis::batch_sink_ptr))
+
+  CAF_ADD_ATOM(apsis, apsis::atom, exec, "exec")
+  CAF_ADD_ATOM(apsis, apsis::atom, apply, "apply")
+  CAF_ADD_ATOM(apsis, apsis::atom, lock, "lock")
+  CAF_ADD_ATOM(apsis, apsis::atom, unlock, "unlock")
+  CAF_ADD_ATOM(apsis, apsis::atom, expire, "expire")
+  CAF_ADD_ATOM(apsis, apsis::atom, stats, "stats")
+
+CAF_END_TYPE_ID_BLOCK(apsis)
