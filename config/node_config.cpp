@@ -1,0 +1,268 @@
+#include "config/node_config.hpp"
+
+#include <toml++/toml.h>
+
+#include <fstream>
+#include <map>
+#include <sstream>
+
+namespace apsis::config {
+
+const std::string& default_config_text() {
+  static const std::string text = R"(# apsisd's embedded default config (docs/config.md)
+[node]
+name = "apsis-1"
+id = 1
+data_dir = "./data"
+
+[network]
+bind = "127.0.0.1"
+resp_port = 6380
+
+[limits]
+max_key_size = 4096
+max_value_size = 33554432
+
+[replication]
+policy = "quorum"
+timeout_ms = 5000
+
+[runtime]
+scheduler_threads = 2
+
+[log]
+level = "info"
+
+[[backend]]
+id = 1
+group = 1
+engine = "blob"
+dir = "backend-1"
+shards = 4
+fsync = "interval:1000"
+)";
+  return text;
+}
+
+std::string NodeConfig::backend_dir(const BackendConfig& b) const {
+  if (!b.dir.empty() && b.dir.front() == '/') return b.dir;
+  return storage::join_path(data_dir, b.dir);
+}
+
+namespace {
+
+/// Reads one table's keys with their source positions, and reports the first problem.
+class Reader {
+ public:
+  Reader(std::string file, std::string* error) : file_(std::move(file)), error_(error) {}
+
+  bool failed() const { return failed_; }
+
+  bool fail(const toml::node* at, const std::string& key, const std::string& why) {
+    if (failed_) return false;
+    failed_ = true;
+    std::ostringstream os;
+    os << file_;
+    if (at && at->source().begin.line) os << ":" << at->source().begin.line;
+    os << ": " << key << ": " << why;
+    *error_ = os.str();
+    return false;
+  }
+
+  /// Every key of t must be one of allowed.
+  bool only(const toml::table& t, const std::string& prefix, std::vector<std::string> allowed) {
+    for (const auto& [k, v] : t) {
+      std::string key(k.str());
+      if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+        std::string list;
+        for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+        return fail(&v, prefix + key, "unknown key (expected one of: " + list + ")");
+      }
+    }
+    return true;
+  }
+
+  template <class T>
+  void integer(const toml::table& t, const std::string& prefix, const char* key, T* out,
+               int64_t lo, int64_t hi) {
+    const toml::node* n = t.get(key);
+    if (!n || failed_) return;
+    auto v = n->value_exact<int64_t>();
+    if (!v) return void(fail(n, prefix + key, "expected an integer"));
+    if (*v < lo || *v > hi)
+      return void(fail(n, prefix + key, "must be between " + std::to_string(lo) + " and " +
+                                            std::to_string(hi) + ", got " + std::to_string(*v)));
+    *out = static_cast<T>(*v);
+  }
+
+  void string(const toml::table& t, const std::string& prefix, const char* key, std::string* out,
+              bool nonempty = true) {
+    const toml::node* n = t.get(key);
+    if (!n || failed_) return;
+    auto v = n->value_exact<std::string>();
+    if (!v) return void(fail(n, prefix + key, "expected a string"));
+    if (nonempty && v->empty()) return void(fail(n, prefix + key, "must not be empty"));
+    *out = *v;
+  }
+
+  const toml::table* table(const toml::table& root, const char* key) {
+    const toml::node* n = root.get(key);
+    if (!n || failed_) return nullptr;
+    if (!n->is_table()) return fail(n, key, "expected a table [" + std::string(key) + "]"), nullptr;
+    return n->as_table();
+  }
+
+  const toml::node* node(const toml::table& t, const char* key) { return t.get(key); }
+
+ private:
+  std::string file_;
+  std::string* error_;
+  bool failed_ = false;
+};
+
+bool apply_override(toml::table& root, const std::string& line, std::string* error) {
+  auto eq = line.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    *error = "--set " + line + ": expected section.key=value";
+    return false;
+  }
+  std::string path = line.substr(0, eq), value = line.substr(eq + 1);
+  auto dot = path.rfind('.');
+  if (dot == std::string::npos) {
+    *error = "--set " + line + ": the key needs its section, as in network.resp_port=7000";
+    return false;
+  }
+  toml::table parsed;
+  try {
+    parsed = toml::parse("v = " + value);
+  } catch (const toml::parse_error&) {
+    parsed = toml::table{{"v", value}};  // a bare word is a string
+  }
+  std::string section = path.substr(0, dot), key = path.substr(dot + 1);
+  toml::table* target = nullptr;
+  if (section.rfind("backend", 0) == 0) {  // backend.<key> applies to every backend
+    auto* arr = root["backend"].as_array();
+    if (!arr || section != "backend") {
+      *error = "--set " + line + ": backend settings are written backend.<key>";
+      return false;
+    }
+    for (auto& b : *arr)
+      if (auto* t = b.as_table()) t->insert_or_assign(key, *parsed.get("v"));
+    return true;
+  }
+  if (!root.contains(section)) root.insert(section, toml::table{});
+  target = root[section].as_table();
+  if (!target) {
+    *error = "--set " + line + ": " + section + " is not a table";
+    return false;
+  }
+  target->insert_or_assign(key, *parsed.get("v"));
+  return true;
+}
+
+}  // namespace
+
+bool load_config(const std::string& text, const std::string& file,
+                 const std::vector<std::string>& overrides, NodeConfig* out, std::string* error) {
+  toml::table root;
+  try {
+    root = toml::parse(text, file);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream os;
+    os << file << ":" << e.source().begin.line << ": " << e.description();
+    *error = os.str();
+    return false;
+  }
+  for (const auto& o : overrides)
+    if (!apply_override(root, o, error)) return false;
+
+  NodeConfig c;
+  c.name = "apsis-1";
+  c.data_dir = "./data";
+  c.bind = "127.0.0.1";
+  c.log_level = "info";
+  Reader r(file, error);
+  r.only(root, "", {"node", "network", "limits", "replication", "runtime", "log", "backend"});
+  if (auto* t = r.table(root, "node")) {
+    r.only(*t, "node.", {"name", "id", "data_dir"});
+    r.string(*t, "node.", "name", &c.name);
+    r.integer(*t, "node.", "id", &c.node_id, 1, INT64_MAX);
+    r.string(*t, "node.", "data_dir", &c.data_dir);
+  }
+  if (auto* t = r.table(root, "network")) {
+    r.only(*t, "network.", {"bind", "resp_port"});
+    r.string(*t, "network.", "bind", &c.bind);
+    r.integer(*t, "network.", "resp_port", &c.resp_port, 0, 65535);
+  }
+  if (auto* t = r.table(root, "limits")) {
+    r.only(*t, "limits.", {"max_key_size", "max_value_size"});
+    r.integer(*t, "limits.", "max_key_size", &c.limits.max_key_size, 1, 4096);
+    r.integer(*t, "limits.", "max_value_size", &c.limits.max_value_size, 0, 1ll << 30);
+  }
+  if (auto* t = r.table(root, "replication")) {
+    r.only(*t, "replication.", {"policy", "timeout_ms"});
+    std::string policy;
+    r.string(*t, "replication.", "policy", &policy);
+    if (!policy.empty() && !parse_policy(policy, &c.policy))
+      r.fail(r.node(*t, "policy"), "replication.policy", "expected one, quorum or all, got '" + policy + "'");
+    r.integer(*t, "replication.", "timeout_ms", &c.timeout_ms, 1, 3600000);
+  }
+  if (auto* t = r.table(root, "runtime")) {
+    r.only(*t, "runtime.", {"scheduler_threads"});
+    r.integer(*t, "runtime.", "scheduler_threads", &c.scheduler_threads, 1, 256);
+  }
+  if (auto* t = r.table(root, "log")) {
+    r.only(*t, "log.", {"level"});
+    r.string(*t, "log.", "level", &c.log_level);
+    static const std::vector<std::string> levels{"trace", "debug", "info", "warn", "error", "off"};
+    if (std::find(levels.begin(), levels.end(), c.log_level) == levels.end())
+      r.fail(r.node(*t, "level"), "log.level", "expected trace, debug, info, warn, error or off");
+  }
+  const toml::node* backends = root.get("backend");
+  if (!r.failed() && (!backends || !backends->is_array_of_tables() || backends->as_array()->empty()))
+    r.fail(backends, "backend", "at least one [[backend]] table is needed");
+  if (!r.failed()) {
+    std::map<uint32_t, const toml::node*> ids;
+    for (const auto& n : *backends->as_array()) {
+      const toml::table& t = *n.as_table();
+      BackendConfig b;
+      b.dir = "";
+      r.only(t, "backend.", {"id", "group", "engine", "dir", "shards", "fsync"});
+      r.integer(t, "backend.", "id", &b.id, 0, UINT32_MAX);
+      r.integer(t, "backend.", "group", &b.group, 1, UINT32_MAX);
+      r.string(t, "backend.", "engine", &b.engine);
+      r.string(t, "backend.", "dir", &b.dir);
+      r.integer(t, "backend.", "shards", &b.shards, 1, 256);
+      std::string fsync = "interval:1000", why;
+      r.string(t, "backend.", "fsync", &fsync);
+      if (!r.failed() && !storage::SyncPolicy::parse(fsync, &b.fsync, &why))
+        r.fail(t.get("fsync"), "backend.fsync", why);
+      const auto& kinds = storage::engine_kinds();
+      if (!r.failed() && std::find(kinds.begin(), kinds.end(), b.engine) == kinds.end())
+        r.fail(t.get("engine"), "backend.engine", "expected blob, block, fs, sorted or memory, got '" + b.engine + "'");
+      if (!r.failed() && b.dir.empty() && b.engine != "memory")
+        r.fail(&n, "backend.dir", "required for engine '" + b.engine + "'");
+      if (!r.failed() && !ids.emplace(b.id, &n).second)
+        r.fail(&n, "backend.id", std::to_string(b.id) + " is used twice");
+      c.backends.push_back(b);
+    }
+  }
+  if (r.failed()) return false;
+  *out = std::move(c);
+  return true;
+}
+
+bool load_config_file(const std::string& path, const std::vector<std::string>& overrides,
+                      NodeConfig* out, std::string* error) {
+  if (path.empty()) return load_config(default_config_text(), "<embedded default>", overrides, out, error);
+  std::ifstream in(path);
+  if (!in) {
+    *error = path + ": cannot read the config file";
+    return false;
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return load_config(ss.str(), path, overrides, out, error);
+}
+
+}  // namespace apsis::config

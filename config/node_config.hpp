@@ -1,0 +1,53 @@
+// NodeConfig: everything a node reads from its TOML config (docs/config.md lists every
+// key). Loading validates all of it: an unknown key, a wrong type or a value out of range is
+// an error naming the file, line, key and reason; nothing falls back silently.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "messages/types.hpp"
+#include "storage/engine.hpp"
+
+namespace apsis::config {
+
+struct BackendConfig {
+  uint32_t id = 1;
+  uint32_t group = 1;
+  std::string engine = "blob";
+  std::string dir;  ///< absolute, or relative to NodeConfig::data_dir
+  uint32_t shards = 4;
+  storage::SyncPolicy fsync;
+};
+
+struct NodeConfig {
+  std::string name;
+  uint64_t node_id = 1;
+  std::string data_dir;
+  std::string bind;
+  uint16_t resp_port = 0;  ///< 0 = an ephemeral port, printed at start
+  storage::Limits limits;
+  success_policy policy = success_policy::quorum;
+  uint32_t timeout_ms = 5000;
+  uint32_t scheduler_threads = 2;
+  std::string log_level;
+  std::vector<BackendConfig> backends;
+
+  /// The backend's directory, resolved against data_dir.
+  std::string backend_dir(const BackendConfig& b) const;
+};
+
+/// The embedded default: one node on 127.0.0.1, one group, one blob backend under ./data.
+const std::string& default_config_text();
+
+/// Parses and validates TOML text, then applies overrides ("section.key=value", the value in
+/// TOML syntax or a bare string). file names the source in errors.
+bool load_config(const std::string& text, const std::string& file,
+                 const std::vector<std::string>& overrides, NodeConfig* out, std::string* error);
+
+/// Reads a file (or the embedded default when path is empty) and loads it.
+bool load_config_file(const std::string& path, const std::vector<std::string>& overrides,
+                      NodeConfig* out, std::string* error);
+
+}  // namespace apsis::config
