@@ -1,0 +1,44 @@
+// NODE: wires a node from its config (see interfaces.hpp): opens every backend's engine,
+// spawns its shards, the coordinator and the lock manager, and stays linked to all of them,
+// so that stopping the node stops them and closes the engines.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "actors/interfaces.hpp"
+#include "config/node_config.hpp"
+#include "storage/engine.hpp"
+
+namespace apsis {
+
+/// What a started node is made of.
+struct NodeParts {
+  node_actor node;
+  replica_group_actor coordinator;
+  lock_manager_actor locks;
+  std::vector<std::shared_ptr<storage::Engine>> engines;  ///< in config order
+};
+
+struct node_state {
+  std::vector<std::shared_ptr<storage::Engine>> engines;
+  config::NodeConfig cfg;
+  static inline const char* name = "node";
+};
+
+node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
+                               config::NodeConfig cfg,
+                               std::vector<std::shared_ptr<storage::Engine>> engines,
+                               std::vector<caf::actor> children);
+
+/// Opens the engines and spawns the actors. An engine that cannot open (a directory in use
+/// by another process, garbage, no permission) is an error naming the backend.
+bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts* out,
+                std::string* error);
+
+/// Engine statistics of every backend, as a JSON document.
+std::string node_stats_json(const config::NodeConfig& cfg,
+                            const std::vector<std::shared_ptr<storage::Engine>>& engines);
+
+}  // namespace apsis

@@ -1,0 +1,46 @@
+// RespServer: the Redis-protocol frontend, on Boost.Asio (one I/O thread). Each socket read
+// is parsed whole; its key operations go to the coordinator as one batch (one actor message)
+// and their results come back as one post, answered with one write. Replies stay in request
+// order across reads; a client with too much outstanding stops being read, so it only holds
+// up its own connection.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "actors/interfaces.hpp"
+#include "messages/resp.hpp"
+#include "storage/record.hpp"
+
+namespace apsis {
+
+struct RespOptions {
+  std::string bind = "127.0.0.1";
+  uint16_t port = 0;  ///< 0 = an ephemeral port
+  resp::Limits limits;
+  /// The text of INFO [section].
+  std::function<std::string(const std::string& section)> info;
+};
+
+class RespServer {
+ public:
+  RespServer(boost::asio::io_context& io, replica_group_actor coordinator, RespOptions opts);
+  ~RespServer();
+  /// Binds and starts accepting; false with *error set when that fails.
+  bool start(std::string* error);
+  /// Sets the INFO callback; call before the io_context runs.
+  void set_info(std::function<std::string(const std::string&)> info);
+  /// The bound port (after start).
+  uint16_t port() const;
+  /// Stops accepting and closes every connection.
+  void stop();
+
+  struct Impl;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace apsis

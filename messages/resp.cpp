@@ -1,0 +1,126 @@
+#include "messages/resp.hpp"
+
+#include <cstring>
+
+namespace apsis::resp {
+
+namespace {
+
+/// Reads "<digits>\r\n" at buf[*pos] after a type byte; false on anything else.
+/// Returns incomplete if no line end has arrived yet (bounded by 32 bytes).
+Parse read_number(std::string_view buf, size_t* pos, int64_t* out, std::string* error) {
+  size_t end = buf.find("\r\n", *pos);
+  if (end == std::string_view::npos) {
+    if (buf.size() - *pos > 32) return *error = "Protocol error: invalid length", Parse::error;
+    return Parse::incomplete;
+  }
+  std::string_view digits = buf.substr(*pos, end - *pos);
+  bool negative = !digits.empty() && digits[0] == '-';
+  if (negative) digits.remove_prefix(1);
+  if (digits.empty() || digits.size() > 18 ||
+      digits.find_first_not_of("0123456789") != std::string_view::npos)
+    return *error = "Protocol error: invalid length", Parse::error;
+  int64_t v = 0;
+  for (char c : digits) v = v * 10 + (c - '0');
+  *out = negative ? -v : v;
+  *pos = end + 2;
+  return Parse::complete;
+}
+
+Parse parse_inline(std::string_view buf, size_t* pos, std::vector<std::string>* args,
+                   std::string* error, const Limits& limits) {
+  size_t nl = buf.find('\n', *pos);
+  if (nl == std::string_view::npos) {
+    if (buf.size() - *pos > limits.max_inline)
+      return *error = "Protocol error: too big inline request", Parse::error;
+    return Parse::incomplete;
+  }
+  if (nl - *pos > limits.max_inline)
+    return *error = "Protocol error: too big inline request", Parse::error;
+  std::string_view line = buf.substr(*pos, nl - *pos);
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  args->clear();
+  size_t i = 0;
+  while (i < line.size()) {
+    while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
+    size_t start = i;
+    while (i < line.size() && line[i] != ' ' && line[i] != '\t') ++i;
+    if (i > start) args->emplace_back(line.substr(start, i - start));
+  }
+  *pos = nl + 1;
+  return Parse::complete;
+}
+
+}  // namespace
+
+Parse parse_command(std::string_view buf, size_t* pos, std::vector<std::string>* args,
+                    std::string* error, const Limits& limits) {
+  if (*pos >= buf.size()) return Parse::incomplete;
+  if (buf[*pos] != '*') return parse_inline(buf, pos, args, error, limits);
+  size_t p = *pos + 1;
+  int64_t n = 0;
+  Parse r = read_number(buf, &p, &n, error);
+  if (r != Parse::complete) return r;
+  if (n > int64_t(limits.max_args))
+    return *error = "Protocol error: invalid multibulk length", Parse::error;
+  args->clear();
+  if (n <= 0) {  // an empty or null array: nothing to run
+    *pos = p;
+    return Parse::complete;
+  }
+  args->reserve(size_t(std::min<int64_t>(n, 1024)));
+  for (int64_t i = 0; i < n; ++i) {
+    if (p >= buf.size()) return Parse::incomplete;
+    if (buf[p] != '$')
+      return *error = std::string("Protocol error: expected '$', got '") + buf[p] + "'", Parse::error;
+    ++p;
+    int64_t len = 0;
+    r = read_number(buf, &p, &len, error);
+    if (r != Parse::complete) return r;
+    if (len < 0 || uint64_t(len) > limits.max_bulk)
+      return *error = "Protocol error: invalid bulk length", Parse::error;
+    if (buf.size() - p < uint64_t(len) + 2) return Parse::incomplete;
+    if (buf[p + len] != '\r' || buf[p + len + 1] != '\n')
+      return *error = "Protocol error: bulk string not followed by CRLF", Parse::error;
+    args->emplace_back(buf.substr(p, size_t(len)));
+    p += size_t(len) + 2;
+  }
+  *pos = p;
+  return Parse::complete;
+}
+
+void simple(std::string& out, std::string_view s) {
+  out += '+';
+  out += s;
+  out += "\r\n";
+}
+
+void error(std::string& out, std::string_view s) {
+  out += '-';
+  for (char c : s) out += (c == '\r' || c == '\n') ? ' ' : c;
+  out += "\r\n";
+}
+
+void integer(std::string& out, int64_t v) {
+  out += ':';
+  out += std::to_string(v);
+  out += "\r\n";
+}
+
+void bulk(std::string& out, std::string_view s) {
+  out += '$';
+  out += std::to_string(s.size());
+  out += "\r\n";
+  out += s;
+  out += "\r\n";
+}
+
+void null_bulk(std::string& out) { out += "$-1\r\n"; }
+
+void array(std::string& out, size_t n) {
+  out += '*';
+  out += std::to_string(n);
+  out += "\r\n";
+}
+
+}  // namespace apsis::resp
