@@ -1,0 +1,251 @@
+"""Process tests: real apsisd nodes on 127.0.0.1, each on a port it picks and prints, driven
+over RESP with raw sockets and with redis-cli, stopped by PID. Every loop is bounded in time
+and count. Run by ctest with APSISD set to the binary."""
+import os
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+APSISD = os.environ.get("APSISD", "build/tools/apsisd")
+
+
+class Node:
+    """One apsisd process on its own data directory."""
+
+    def __init__(self, data_dir, *settings):
+        args = [APSISD, "--set", "network.resp_port=0", "--set", f"node.data_dir={data_dir}",
+                "--set", "log.level=warn"]
+        for s in settings:
+            args += ["--set", s]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        self.port = None
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + 15
+        while self.port is None and time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            if sel.select(timeout=0.2):
+                line = self.proc.stdout.readline()
+                if "serving RESP on 127.0.0.1:" in line:
+                    self.port = int(line.split("127.0.0.1:")[1].split(",")[0])
+        sel.close()
+        if self.port is None:
+            self.kill()
+            raise RuntimeError("apsisd did not start: " + self.proc.stderr.read())
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=15)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=15)
+
+
+def encode(*args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
+
+
+class Client:
+    """A minimal RESP client: pipelined commands, one parsed reply at a time."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.buf = b""
+
+    def send(self, *commands):
+        self.sock.sendall(b"".join(encode(*c) for c in commands))
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def reply(self):
+        line = self._line()
+        kind, rest = line[:1], line[1:]
+        if kind in (b"+", b"-"):
+            return (kind + rest).decode()
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            while len(self.buf) < n + 2:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("closed")
+                self.buf += chunk
+            data, self.buf = self.buf[:n], self.buf[n + 2:]
+            return data
+        if kind == b"*":
+            return [self.reply() for _ in range(int(rest))]
+        raise ValueError(line)
+
+    def call(self, *args):
+        self.send(args)
+        return self.reply()
+
+    def close(self):
+        self.sock.close()
+
+
+class ApsisdTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="apsis-process-")
+        self.nodes = []
+
+    def tearDown(self):
+        for n in self.nodes:
+            n.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def start(self, *settings):
+        n = Node(self.dir, *settings)
+        self.nodes.append(n)
+        return n
+
+    def test_redis_cli_works_unchanged(self):
+        self.assertIsNotNone(shutil.which("redis-cli"), "tools/setup.sh installs redis-tools")
+        node = self.start()
+
+        def cli(*args, raw=False):
+            r = subprocess.run(["redis-cli", "-p", str(node.port), *args], capture_output=True,
+                               text=True, timeout=10)
+            return r.stdout if raw else r.stdout.strip()
+
+        self.assertEqual(cli("PING"), "PONG")
+        self.assertEqual(cli("SET", "k", "hello world"), "OK")
+        self.assertEqual(cli("GET", "k"), "hello world")
+        self.assertEqual(cli("SET", "k", "x", "NX"), "")
+        self.assertEqual(cli("SET", "k", "y", "XX", "EX", "100"), "OK")
+        self.assertIn(cli("TTL", "k"), ("99", "100"))
+        self.assertEqual(cli("EXISTS", "k", "nope"), "1")
+        self.assertEqual(cli("MSET", "a", "1", "b", "2"), "OK")
+        self.assertEqual(cli("MGET", "a", "b", "c", raw=True), "1\n2\n\n")  # nil: empty line
+        self.assertEqual(cli("DEL", "a", "b", "c"), "2")
+        self.assertEqual(cli("SELECT", "2"), "OK")
+        self.assertIn("keys=", cli("INFO"))
+
+    def test_namespaces_keep_keys_apart(self):
+        node = self.start()
+        c = Client(node.port)
+        self.assertEqual(c.call("SET", "k", "in default"), "+OK")
+        self.assertEqual(c.call("SELECT", "accounts"), "+OK")
+        self.assertIsNone(c.call("GET", "k"))
+        self.assertEqual(c.call("SET", "k", "in accounts"), "+OK")
+        self.assertEqual(c.call("SELECT", "0"), "+OK")
+        self.assertEqual(c.call("GET", "k"), b"in default")
+
+    def test_pipelined_replies_come_back_in_order(self):
+        node = self.start()
+        c = Client(node.port)
+        n = 2000
+        cmds = []
+        for i in range(n):
+            cmds.append(("SET", f"p{i}", f"v{i}"))
+            cmds.append(("GET", f"p{i}"))
+        c.send(*cmds)
+        for i in range(n):
+            self.assertEqual(c.reply(), "+OK")
+            self.assertEqual(c.reply(), f"v{i}".encode())
+
+    def test_malformed_input_gets_an_error_and_the_connection_closes(self):
+        node = self.start()
+        for bad in (b"*1\r\n$abc\r\n", b"*2\r\n$1\r\nab\r\n", b"*99999999999\r\n", b"$3\r\nGET\r\n"):
+            c = Client(node.port)
+            c.sock.sendall(bad)
+            reply = c.reply()
+            self.assertTrue(reply.startswith("-ERR"), (bad, reply))
+            if bad.startswith(b"*"):
+                self.assertTrue(reply.startswith("-ERR Protocol error"), (bad, reply))
+                with self.assertRaises(ConnectionError):
+                    c.reply()
+            c.close()
+        self.assertEqual(Client(node.port).call("PING"), "+PONG")  # still serving
+
+    def test_sigkill_under_write_load_keeps_every_acknowledged_write(self):
+        node = self.start("backend.fsync=always")
+        acked = {}
+        errors = []
+
+        def writer():
+            try:
+                c = Client(node.port)
+                deadline = time.monotonic() + 10
+                i = 0
+                while i < 200000 and time.monotonic() < deadline:
+                    batch = [(f"key{i + j}", f"value{i + j}") for j in range(16)]
+                    c.send(*[("SET", k, v) for k, v in batch])
+                    for k, v in batch:
+                        if c.reply() == "+OK":
+                            acked[k] = v
+                    i += 16
+            except (ConnectionError, OSError):
+                pass  # the node died under us: expected
+            except Exception as e:  # noqa: BLE001
+                errors.append(e)
+
+        t = threading.Thread(target=writer)
+        t.start()
+        deadline = time.monotonic() + 10
+        while len(acked) < 500 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        node.proc.send_signal(signal.SIGKILL)
+        node.proc.wait(timeout=10)
+        t.join(timeout=15)
+        self.assertFalse(errors)
+        self.assertGreaterEqual(len(acked), 500)
+        node = self.start("backend.fsync=always")
+        c = Client(node.port)
+        keys = list(acked)
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            c.send(*[("GET", k) for k in chunk])
+            for k in chunk:
+                self.assertEqual(c.reply(), acked[k].encode(), k)
+
+    def test_a_second_process_on_the_same_data_is_refused(self):
+        self.start()
+        r = subprocess.run([APSISD, "--set", "network.resp_port=0", "--set",
+                            f"node.data_dir={self.dir}"], capture_output=True, text=True,
+                           timeout=15)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("locked by another process", r.stderr)
+
+    def test_a_bad_config_is_refused_naming_the_key(self):
+        r = subprocess.run([APSISD, "--set", "network.resp_prot=1"], capture_output=True,
+                           text=True, timeout=15)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("network.resp_prot: unknown key", r.stderr)
+
+    def test_sigterm_stops_gracefully_and_data_survives(self):
+        node = self.start()
+        c = Client(node.port)
+        self.assertEqual(c.call("SET", "durable", "yes"), "+OK")
+        c.close()
+        self.assertEqual(node.stop(), 0)
+        node = self.start()
+        self.assertEqual(Client(node.port).call("GET", "durable"), b"yes")
+
+
+if __name__ == "__main__":
+    unittest.main()
