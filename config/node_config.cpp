@@ -2,6 +2,7 @@
 
 #include <toml++/toml.h>
 
+#include <cstdio>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -120,7 +121,26 @@ class Reader {
   bool failed_ = false;
 };
 
+/// Debian's toml++ 3.3.0 reaches __builtin_unreachable() on some non-ASCII characters
+/// (e.g. U+023B; found by tests/fuzz/config_fuzz.cpp), which is undefined behaviour in an
+/// optimized build. Config text is therefore ASCII; the first other byte is an error.
+bool ascii_only(const std::string& text, const std::string& source, std::string* error) {
+  size_t line = 1;
+  for (unsigned char c : text) {
+    if (c == '\n') ++line;
+    if (c >= 0x80) {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "0x%02X", c);
+      *error = source + ":" + std::to_string(line) + ": non-ASCII byte " + hex +
+               ": config text must be ASCII";
+      return false;
+    }
+  }
+  return true;
+}
+
 bool apply_override(toml::table& root, const std::string& line, std::string* error) {
+  if (!ascii_only(line, "--set " + line.substr(0, line.find('=')), error)) return false;
   auto eq = line.find('=');
   if (eq == std::string::npos || eq == 0) {
     *error = "--set " + line + ": expected section.key=value";
@@ -165,6 +185,7 @@ bool apply_override(toml::table& root, const std::string& line, std::string* err
 bool load_config(const std::string& text, const std::string& file,
                  const std::vector<std::string>& overrides, NodeConfig* out, std::string* error) {
   toml::table root;
+  if (!ascii_only(text, file, error)) return false;
   try {
     root = toml::parse(text, file);
   } catch (const toml::parse_error& e) {

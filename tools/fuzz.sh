@@ -10,7 +10,14 @@ cmake --build build-fuzz
 for target in build-fuzz/tests/fuzz/*_fuzz; do
   corpus="build-fuzz/corpus/$(basename "$target")"
   mkdir -p "$corpus"
+  log="build-fuzz/$(basename "$target").log"
   echo "== $target for ${seconds}s"
-  "$target" -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 "$corpus" 2>&1 | tail -4
+  if ! "$target" -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 \
+       -artifact_prefix=build-fuzz/ "$corpus" > "$log" 2>&1; then
+    tail -40 "$log"
+    echo "fuzz: $target failed; the input is saved under build-fuzz/ (crash-*)"
+    exit 1
+  fi
+  grep -E "average_exec_per_sec|new_units_added" "$log"
 done
 echo "fuzz: every target ran ${seconds}s without a crash"

@@ -58,6 +58,12 @@ TEST(NodeConfig, SyntaxErrorsNameTheLine) {
   EXPECT_EQ(e.rfind("node.toml:2:", 0), 0u) << e;
 }
 
+TEST(NodeConfig, NonAsciiTextIsRefusedBeforeTheParserSeesIt) {
+  // "\xc8\xbb" (U+023B) sends toml++ 3.3.0 into undefined behaviour; found by config_fuzz.
+  std::string e = load_error("[node]\nname = \"x\"\n\xc8\xbb\n" + backend);
+  EXPECT_EQ(e, "node.toml:3: non-ASCII byte 0xC8: config text must be ASCII");
+}
+
 TEST(NodeConfig, OverridesApplyBeforeValidation) {
   NodeConfig c;
   std::string error;
