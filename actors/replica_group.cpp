@@ -69,6 +69,7 @@ struct shard_request {
   op_batch ops;
   std::vector<size_t> idx;
   replica_entry where;
+  bool remote = false;
 };
 
 void run(replica_group_actor::stateful_pointer<replica_group_state> self, op_batch& ops,
@@ -91,11 +92,13 @@ void run(replica_group_actor::stateful_pointer<replica_group_state> self, op_bat
     for (size_t s = 0; s < route.shards.size(); ++s) {
       plan[first + s].dest = route.shards[s];
       plan[first + s].where = replica_entry{route.group, route.node, route.backend, {}, {}};
+      plan[first + s].remote = route.remote;
     }
     for (size_t i = 0; i < ops.size(); ++i) {
       if (g > 0 && !p->writes[i]) continue;  // reads: the first group answers
       shard_request& req = plan[first + shard_index(ops[i].id, route.shards.size())];
-      req.ops.push_back(ops[i]);
+      bool last_use = g == (p->writes[i] ? cfg.groups.size() - 1 : 0);
+      req.ops.push_back(last_use ? std::move(ops[i]) : ops[i]);
       req.idx.push_back(i);
     }
   }
@@ -107,7 +110,8 @@ void run(replica_group_actor::stateful_pointer<replica_group_state> self, op_bat
     return;
   }
   for (auto& req : plan) {
-    self->request(req.dest, cfg.timeout, atom::apply_v, std::move(req.ops))
+    caf::duration timeout = req.remote ? caf::duration{cfg.timeout} : caf::infinite;
+    self->request(req.dest, timeout, atom::apply_v, std::move(req.ops))
         .then([p, idx = req.idx, where = req.where](result_batch& got) {
                 p->record(idx, where, &got, op_status::unavailable);
               },

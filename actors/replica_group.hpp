@@ -19,6 +19,10 @@ struct group_route {
   std::string node;
   uint32_t backend = 0;
   std::vector<shard_actor> shards;
+  /// Requests to a remote node get the config's timeout (a dead peer drops them silently).
+  /// A local shard always answers, or fails with an error if it died, so it needs none, and
+  /// skipping the timer spares the clock thread one wake-up per request.
+  bool remote = false;
 };
 
 struct replica_group_config {

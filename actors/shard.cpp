@@ -8,7 +8,7 @@ namespace {
 /// earlier in the same batch.
 struct current {
   bool live = false;
-  storage::Record record;  // valid when live (json/data only for the engine's full gets)
+  storage::Record record;  // json/data only when asked for
 };
 
 }  // namespace
@@ -18,37 +18,39 @@ result_batch apply_batch(storage::Engine& engine,
                          op_batch& ops) {
   using storage::Record;
   result_batch results(ops.size());
-  std::unordered_map<storage::Id, current, storage::IdHash> overlay;  // writes queued here
   std::vector<Record> writes;
   std::vector<size_t> write_op;  // which op each queued write answers
+  // Ids written earlier in this batch -> their index in writes, so later ops see them.
+  std::unordered_map<storage::Id, size_t, storage::IdHash> overlay;
   const uint64_t now = storage::now_ms();
+  auto live = [now](const Record& r) { return !r.tombstone && !(r.expiry_ms && r.expiry_ms <= now); };
 
-  auto state_of = [&](const kv_op& op, bool payload) -> current {
+  // What the key holds at this point of the batch; payload only when asked for.
+  auto state_of = [&](const kv_op& op, bool payload, current* c) {
     auto it = overlay.find(op.id);
-    if (it != overlay.end()) return it->second;
-    current c;
-    storage::Status s;
-    if (payload) {
-      s = engine.get(op.id, &c.record);
-      c.live = s.is_ok();
-    } else {
-      storage::RecordMeta m;
-      s = engine.lookup(op.id, &m);
-      c.live = s.is_ok() && !m.tombstone && !m.expired(now);
-      c.record.key = m.key;
-      c.record.version = m.version;
-      c.record.expiry_ms = m.expiry_ms;
-      c.record.user_flags = m.user_flags;
+    if (it != overlay.end()) {
+      c->record = writes[it->second];
+      c->live = live(c->record);
+      return;
     }
-    return c;
+    if (payload) {
+      c->live = engine.get(op.id, &c->record).is_ok();
+      return;
+    }
+    storage::RecordMeta m;
+    c->live = engine.lookup(op.id, &m).is_ok() && !m.tombstone && !m.expired(now);
+    c->record.version = m.version;
+    c->record.expiry_ms = m.expiry_ms;
+    c->record.user_flags = m.user_flags;
   };
 
   for (size_t i = 0; i < ops.size(); ++i) {
     kv_op& op = ops[i];
     op_result& r = results[i];
     r.status = op_status::ok;
+    current c;
     if (op.kind == op_kind::get || op.kind == op_kind::lookup) {
-      current c = state_of(op, op.kind == op_kind::get);
+      state_of(op, op.kind == op_kind::get, &c);
       r.existed = c.live;
       if (!c.live) {
         r.status = op_status::not_found;
@@ -69,7 +71,9 @@ result_batch apply_batch(storage::Engine& engine,
       }
       seen = op.fence;
     }
-    current c = state_of(op, op.kind == op_kind::expire);
+    // A plain put needs nothing of what is stored; everything else does.
+    bool plain = op.kind == op_kind::put && op.cond == op_cond::none && !op.keep_expiry;
+    if (!plain) state_of(op, op.kind == op_kind::expire, &c);
     r.existed = c.live;
     bool ok = true;
     switch (op.cond) {
@@ -100,10 +104,7 @@ result_batch apply_batch(storage::Engine& engine,
     w.id = op.id;
     w.version = op.version;
     r.version = op.version;
-    current next;
-    next.live = !w.tombstone && !(w.expiry_ms && w.expiry_ms <= now);
-    next.record = w;
-    overlay[op.id] = std::move(next);
+    overlay[op.id] = writes.size();
     writes.push_back(std::move(w));
     write_op.push_back(i);
   }

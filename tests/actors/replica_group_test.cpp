@@ -52,7 +52,7 @@ TEST_F(ReplicaGroupTest, AWriteReachesEveryGroupWithOneEntryPerReplica) {
 }
 
 TEST_F(ReplicaGroupTest, ASilentReplicaTimesOutAndThePolicyDecides) {
-  group_route dead{2, "node-2", 1, {sys.spawn(silent_shard)}};
+  group_route dead{2, "node-2", 1, {sys.spawn(silent_shard)}, true};  // on a remote node
   auto strict = coordinator({route(1, e1, 1), dead}, success_policy::all);
   auto lenient = coordinator({route(1, e1, 1), dead}, success_policy::one);
   auto h1 = self->request(strict, caf::infinite, atom::exec_v, op_batch{op(op_kind::put, "a", "1")});
