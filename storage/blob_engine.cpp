@@ -100,13 +100,15 @@ BlobEngine::~BlobEngine() {
 
 // -- lookups under mu_ ------------------------------------------------------
 
-BlobEngine::FilePtr BlobEngine::file_locked(uint32_t no) const {
-  return no < files_.size() ? files_[no] : nullptr;
+// Under mu_ no file goes away, so a raw pointer is enough (a shared_ptr copy here would
+// bounce its reference count between threads on every probe).
+BlobEngine::DataFile* BlobEngine::file_locked(uint32_t no) const {
+  return no < files_.size() ? files_[no].get() : nullptr;
 }
 
 BlobIndex::Slot* BlobEngine::find_locked(const Id& id) {
   return index_.find(id.prefix(), [&](uint64_t loc) {
-    FilePtr f = file_locked(BlobIndex::file_of(loc));
+    DataFile* f = file_locked(BlobIndex::file_of(loc));
     std::string_view v;
     std::string scratch;
     return f && f->file->read(BlobIndex::offset_of(loc) + 56, Id::size, &v, &scratch).is_ok() &&
@@ -115,7 +117,7 @@ BlobIndex::Slot* BlobEngine::find_locked(const Id& id) {
 }
 
 Status BlobEngine::header_locked(uint64_t loc, codec::Header* h) {
-  FilePtr f = file_locked(BlobIndex::file_of(loc));
+  DataFile* f = file_locked(BlobIndex::file_of(loc));
   if (!f) return Status::corruption("index points at a missing file");
   std::string_view v;
   std::string scratch;
@@ -459,7 +461,7 @@ Status BlobEngine::load_snapshot(const std::vector<uint32_t>& numbers,
   for (uint32_t i = 0; i < nfiles; ++i, p += 24) {
     uint32_t no = codec::get_u32(p);
     uint64_t end = codec::get_u64(p + 8);
-    FilePtr f = file_locked(no);
+    DataFile* f = file_locked(no);
     if (!f) return discard(data_name(no) + " is missing");
     if (f->end < end) return discard(data_name(no) + " is shorter than the snapshot says");
     ends[no] = end;
@@ -577,8 +579,8 @@ Status BlobEngine::compact_file(uint32_t no) {
   FilePtr f;
   {
     std::shared_lock<std::shared_mutex> l(mu_);
-    f = file_locked(no);
-    if (!f || no == active_) return Status::ok();
+    if (!file_locked(no) || no == active_) return Status::ok();
+    f = files_[no];
   }
   std::string_view bytes;
   std::string scratch;

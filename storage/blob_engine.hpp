@@ -60,7 +60,7 @@ class BlobEngine final : public Engine {
   void apply_replayed(const codec::Header& h, uint64_t loc);
 
   Status put_locked(const Id& id, std::string_view rec);
-  FilePtr file_locked(uint32_t no) const;
+  DataFile* file_locked(uint32_t no) const;
   BlobIndex::Slot* find_locked(const Id& id);
   Status header_locked(uint64_t loc, codec::Header* h);
   Status append_locked(std::string_view rec, uint64_t* loc);
