@@ -1,0 +1,89 @@
+// The binary protocol's frames (docs/protocol.md, byte by byte): length-prefixed, with a
+// request id, so many requests can be in flight on one connection. Encoding and decoding
+// of every frame body, bounds-checked: a malformed frame is an error value, never a crash.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "messages/types.hpp"
+
+namespace apsis::wire {
+
+constexpr uint16_t protocol_version = 1;
+constexpr size_t header_size = 16;  ///< u32 length, u8 kind, u8 opcode, u16 flags, u64 id
+constexpr uint32_t default_max_frame = (32u << 20) + 64 * 1024;
+
+enum class kind : uint8_t { hello = 1, request = 2, response = 3, error = 4 };
+enum class opcode : uint8_t {
+  none = 0, get = 1, put = 2, del = 3, lookup = 4, lock = 5, unlock = 6, stat = 7, ping = 8
+};
+/// Error frame codes: the connection closes after an error frame.
+enum class error_code : uint16_t {
+  malformed = 1, too_large = 2, unsupported_version = 3, unknown_opcode = 4, hello_first = 5
+};
+
+struct Frame {
+  kind k = kind::request;
+  opcode op = opcode::none;
+  uint16_t flags = 0;
+  uint64_t id = 0;
+  std::string body;
+};
+
+enum class Decode { complete, incomplete, error };
+
+/// One frame from buf[*pos]; on error *err says why (and whether it was too_large).
+Decode decode_frame(std::string_view buf, size_t* pos, Frame* out, uint32_t max_frame,
+                    error_code* code, std::string* err);
+void encode_frame(const Frame& f, std::string& out);
+
+/// A request as the server sees it.
+struct Request {
+  opcode op = opcode::none;
+  std::string ns, key;
+  op_cond cond = op_cond::none;
+  storage::Version expected;
+  uint64_t expiry_ms = 0;
+  uint32_t user_flags = 0;
+  uint64_t fence = 0;
+  std::string json, data;
+  uint32_t lease_ms = 0;  ///< lock
+  uint64_t token = 0;     ///< unlock
+};
+
+bool decode_request(opcode op, std::string_view body, Request* out, std::string* err);
+std::string encode_request(const Request& r);
+
+/// A response: status and version, the record for get/lookup, one entry per replica;
+/// lock answers token and expiry, unlock `released`, stat a JSON text in `record.data`.
+struct Response {
+  op_status status = op_status::ok;
+  std::string message;
+  storage::Version version;
+  bool existed = false;
+  uint64_t expiry_ms = 0;
+  uint32_t user_flags = 0;
+  std::string json, data;           ///< get (stat: data)
+  uint32_t json_size = 0, data_size = 0;  ///< lookup
+  uint64_t token = 0;  ///< lock
+  std::vector<replica_entry> replicas;
+};
+
+std::string encode_response(opcode op, const Response& r);
+bool decode_response(opcode op, std::string_view body, Response* out, std::string* err);
+
+struct Hello {
+  uint16_t min_version = protocol_version, max_version = protocol_version;
+  std::string name;
+  uint32_t max_frame = default_max_frame;
+};
+std::string encode_hello(const Hello& h);
+bool decode_hello(std::string_view body, Hello* out, std::string* err);
+
+std::string encode_error(error_code code, const std::string& message);
+bool decode_error(std::string_view body, error_code* code, std::string* message);
+
+}  // namespace apsis::wire

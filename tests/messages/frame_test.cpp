@@ -1,0 +1,133 @@
+#include "messages/frame.hpp"
+
+#include <gtest/gtest.h>
+
+namespace apsis::wire {
+namespace {
+
+TEST(Frame, RoundTripsAndDecodesIncrementally) {
+  Frame f{kind::request, opcode::put, 7, 0x1122334455667788ull, std::string("body\0bytes", 10)};
+  std::string wire;
+  encode_frame(f, wire);
+  encode_frame(f, wire);
+  ASSERT_EQ(wire.size(), 2 * (header_size + 10));
+  size_t pos = 0;
+  Frame got;
+  error_code code;
+  std::string err;
+  for (size_t cut = 0; cut < header_size + 10; ++cut) {
+    size_t p = 0;
+    EXPECT_EQ(decode_frame(std::string_view(wire).substr(0, cut), &p, &got, default_max_frame, &code, &err),
+              Decode::incomplete) << cut;
+    EXPECT_EQ(p, 0u);
+  }
+  ASSERT_EQ(decode_frame(wire, &pos, &got, default_max_frame, &code, &err), Decode::complete);
+  EXPECT_EQ(got.k, kind::request);
+  EXPECT_EQ(got.op, opcode::put);
+  EXPECT_EQ(got.flags, 7);
+  EXPECT_EQ(got.id, f.id);
+  EXPECT_EQ(got.body, f.body);
+  ASSERT_EQ(decode_frame(wire, &pos, &got, default_max_frame, &code, &err), Decode::complete);
+  EXPECT_EQ(pos, wire.size());
+}
+
+TEST(Frame, OversizedShortAndUnknownFramesAreErrors) {
+  std::string wire;
+  encode_frame(Frame{kind::request, opcode::get, 0, 1, std::string(100, 'x')}, wire);
+  size_t pos = 0;
+  Frame got;
+  error_code code;
+  std::string err;
+  EXPECT_EQ(decode_frame(wire, &pos, &got, 64, &code, &err), Decode::error);
+  EXPECT_EQ(code, error_code::too_large);
+  std::string shorty("\x03\x00\x00\x00xyz", 7);
+  EXPECT_EQ(decode_frame(shorty, &pos, &got, 1024, &code, &err), Decode::error);
+  EXPECT_EQ(code, error_code::malformed);
+  wire[4] = 9;  // no such kind
+  EXPECT_EQ(decode_frame(wire, &pos, &got, 1024, &code, &err), Decode::error);
+  EXPECT_NE(err.find("kind"), std::string::npos);
+}
+
+TEST(Request, EveryOpcodeRoundTrips) {
+  Request put;
+  put.op = opcode::put;
+  put.ns = "accounts";
+  put.key = std::string("k\0ey", 4);
+  put.cond = op_cond::if_version;
+  put.expected = {42, 3};
+  put.fence = 99;
+  put.expiry_ms = 123456;
+  put.user_flags = 0xabcdef;
+  put.json = R"({"a":1})";
+  put.data = std::string(1000, '\xff');
+  auto req = [](opcode op, std::string ns = {}, std::string key = {}) {
+    Request q;
+    q.op = op;
+    q.ns = std::move(ns);
+    q.key = std::move(key);
+    return q;
+  };
+  Request lock = req(opcode::lock, "ns", "k");
+  lock.lease_ms = 5000;
+  Request unlock = req(opcode::unlock, "ns", "k");
+  unlock.token = 77;
+  for (const Request& q : {put, lock, unlock, req(opcode::get, "n", "k"), req(opcode::del, "n", "k"),
+                           req(opcode::stat)}) {
+    std::string body = encode_request(q);
+    Request back;
+    std::string err;
+    ASSERT_TRUE(decode_request(q.op, body, &back, &err)) << err;
+    EXPECT_EQ(back.ns, q.ns);
+    EXPECT_EQ(back.key, q.key);
+    EXPECT_EQ(back.cond, q.cond);
+    EXPECT_EQ(back.expected, q.expected);
+    EXPECT_EQ(back.fence, q.fence);
+    EXPECT_EQ(back.data, q.data);
+    EXPECT_EQ(back.json, q.json);
+    EXPECT_EQ(back.lease_ms, q.lease_ms);
+    EXPECT_EQ(back.token, q.token);
+    // Every truncation, and one trailing byte, is refused.
+    for (size_t n = 0; n < body.size(); ++n)
+      EXPECT_FALSE(decode_request(q.op, body.substr(0, n), &back, &err)) << n;
+    EXPECT_FALSE(decode_request(q.op, body + "x", &back, &err));
+  }
+}
+
+TEST(Response, CarriesOneEntryPerReplica) {
+  Response r;
+  r.status = op_status::ok;
+  r.version = {5, 6};
+  r.existed = true;
+  r.data = "value";
+  r.json = "{}";
+  r.expiry_ms = 9;
+  r.replicas = {{1, "node-a", 2, op_status::ok, {5, 6}}, {2, "node-b", 1, op_status::timeout, {}}};
+  std::string body = encode_response(opcode::get, r);
+  Response back;
+  std::string err;
+  ASSERT_TRUE(decode_response(opcode::get, body, &back, &err)) << err;
+  EXPECT_EQ(back.data, "value");
+  EXPECT_EQ(back.version, r.version);
+  ASSERT_EQ(back.replicas.size(), 2u);
+  EXPECT_EQ(back.replicas[1].node, "node-b");
+  EXPECT_EQ(back.replicas[1].status, op_status::timeout);
+  for (size_t n = 0; n < body.size(); ++n)
+    EXPECT_FALSE(decode_response(opcode::get, body.substr(0, n), &back, &err)) << n;
+}
+
+TEST(Hello, AndErrorRoundTrip) {
+  Hello h{1, 3, "apsis-cli", 1 << 20};
+  Hello back;
+  std::string err;
+  ASSERT_TRUE(decode_hello(encode_hello(h), &back, &err));
+  EXPECT_EQ(back.max_version, 3);
+  EXPECT_EQ(back.name, "apsis-cli");
+  error_code code;
+  std::string msg;
+  ASSERT_TRUE(decode_error(encode_error(error_code::hello_first, "say hello"), &code, &msg));
+  EXPECT_EQ(code, error_code::hello_first);
+  EXPECT_EQ(msg, "say hello");
+}
+
+}  // namespace
+}  // namespace apsis::wire
