@@ -1,16 +1,10 @@
 #include "actors/resp_frontend.hpp"
 
-#include <boost/asio.hpp>
-
 #include <algorithm>
-#include <array>
-#include <deque>
-#include <set>
+
+#include "actors/frontend.hpp"
 
 namespace apsis {
-
-namespace asio = boost::asio;
-using tcp = asio::ip::tcp;
 
 namespace {
 
@@ -21,16 +15,8 @@ struct Plan {
   Cmd cmd = Cmd::reply;
   size_t first = 0, count = 0;
   std::string reply;
-  bool quit = false;  ///< close the connection once this reply is written
 };
-
-/// The commands of one socket read, and their results once the coordinator answers.
-struct Pending {
-  std::vector<Plan> plans;
-  op_batch ops;
-  result_batch results;
-  bool done = false;
-};
+using Pending = frontend::Batch<Plan>;
 
 std::string upper(std::string s) {
   for (auto& c : s) c = char(std::toupper(static_cast<unsigned char>(c)));
@@ -118,95 +104,41 @@ void format(const Pending& p, std::string& out) {
   }
 }
 
-}  // namespace
 
-struct RespServer::Impl : std::enable_shared_from_this<RespServer::Impl> {
-  class Connection;
-
-  asio::io_context& io;
-  replica_group_actor coordinator;
-  RespOptions opts;
-  tcp::acceptor acceptor;
-  std::set<std::shared_ptr<Connection>> connections;
-  bool stopped = false;
-
-  Impl(asio::io_context& io, replica_group_actor c, RespOptions o)
-      : io(io), coordinator(std::move(c)), opts(std::move(o)), acceptor(io) {}
-
-  void accept();
-};
-
-class RespServer::Impl::Connection : public std::enable_shared_from_this<Connection> {
+/// The Redis protocol for frontend::Connection.
+class RespProtocol {
  public:
-  Connection(std::shared_ptr<Impl> server, tcp::socket sock)
-      : server_(std::move(server)), sock_(std::move(sock)) {}
-
-  void start() {
-    sock_.set_option(tcp::no_delay(true));
-    read();
-  }
-
-  void close() {
-    if (closed_) return;
-    closed_ = true;
-    boost::system::error_code ec;
-    sock_.close(ec);
-    server_->connections.erase(shared_from_this());
-  }
-
- private:
-  // Bounds on what one client may have outstanding before it stops being read.
-  static constexpr size_t max_pending = 64;
-  static constexpr size_t max_out = 64u << 20;
-
-  struct Sink : batch_sink {
-    std::weak_ptr<Connection> conn;
-    std::shared_ptr<Pending> batch;
-    asio::io_context* io;
-    void done(result_batch results) override {
-      asio::post(*io, [conn = conn, batch = batch, r = std::move(results)]() mutable {
-        batch->results = std::move(r);
-        batch->done = true;
-        if (auto c = conn.lock()) c->flush();
-      });
-    }
+  using Plan = apsis::Plan;
+  struct Context {
+    resp::Limits limits;
+    std::function<std::string(const std::string& section)> info;
   };
+  using Conn = frontend::Connection<RespProtocol>;
 
-  void read() {
-    if (reading_ || closed_ || stop_reading_) return;
-    if (pending_.size() >= max_pending || out_.size() >= max_out) return;  // resumed by flush()
-    reading_ = true;
-    sock_.async_read_some(asio::buffer(buf_), [self = shared_from_this()](auto ec, size_t n) {
-      self->reading_ = false;
-      if (ec) return self->pending_.empty() ? self->close() : void(self->stop_reading_ = true);
-      self->on_read(n);
-    });
-  }
+  explicit RespProtocol(const Context& ctx) : ctx_(&ctx) {}
 
-  void on_read(size_t n) {
-    in_.append(buf_.data(), n);
-    auto batch = std::make_shared<Pending>();
-    size_t pos = 0;
+  bool parse(std::string& in, size_t* pos, Pending& b, Conn&) {
     std::vector<std::string> args;
     std::string err;
-    while (!stop_reading_) {
-      resp::Parse r = resp::parse_command(in_, &pos, &args, &err, server_->opts.limits);
-      if (r == resp::Parse::incomplete) break;
+    while (!b.quit) {
+      resp::Parse r = resp::parse_command(in, pos, &args, &err, ctx_->limits);
+      if (r == resp::Parse::incomplete) return true;
       if (r == resp::Parse::error) {  // answer, then close: the stream cannot be trusted
-        Plan p;
-        resp::error(p.reply, "ERR " + err);
-        p.quit = true;
-        batch->plans.push_back(std::move(p));
-        stop_reading_ = true;
-        break;
+        std::string s;
+        resp::error(s, "ERR " + err);
+        reply(b, std::move(s), true);
+        return false;
       }
-      if (!args.empty()) plan(args, *batch);
+      if (!args.empty()) plan(args, b);
     }
-    in_.erase(0, pos);
-    if (!batch->plans.empty()) submit(batch);
-    read();
+    return false;  // QUIT
   }
 
+  void format(const Pending& b, std::string& out) { apsis::format(b, out); }
+  void submitted(const std::shared_ptr<Pending>&, Conn&) {}
+  void closed() {}
+
+ private:
   kv_op key_op(op_kind kind, const std::string& key) {
     kv_op o;
     o.kind = kind;
@@ -218,8 +150,7 @@ class RespServer::Impl::Connection : public std::enable_shared_from_this<Connect
   void reply(Pending& b, std::string text, bool quit = false) {
     Plan p;
     p.reply = std::move(text);
-    p.quit = quit;
-    if (quit) stop_reading_ = true;
+    b.quit = b.quit || quit;
     b.plans.push_back(std::move(p));
   }
   void reply_error(Pending& b, const std::string& msg) {
@@ -325,7 +256,7 @@ class RespServer::Impl::Connection : public std::enable_shared_from_this<Connect
       resp::simple(s, "OK");
       reply(b, std::move(s));
     } else if (name == "INFO") {
-      resp::bulk(s, server_->opts.info ? server_->opts.info(argc > 1 ? a[1] : "") : "");
+      resp::bulk(s, ctx_->info ? ctx_->info(argc > 1 ? a[1] : "") : "");
       reply(b, std::move(s));
     } else {
       std::string msg = "ERR unknown command '" + a[0].substr(0, 64) + "'";
@@ -333,104 +264,37 @@ class RespServer::Impl::Connection : public std::enable_shared_from_this<Connect
     }
   }
 
-  void submit(const std::shared_ptr<Pending>& batch) {
-    pending_.push_back(batch);
-    if (batch->ops.empty()) {
-      batch->done = true;
-      flush();
-      return;
-    }
-    auto sink = std::make_shared<Sink>();
-    sink->conn = weak_from_this();
-    sink->batch = batch;
-    sink->io = &server_->io;
-    caf::anon_send(server_->coordinator, atom::exec_v, std::move(batch->ops),
-                   batch_sink_ptr(std::move(sink)));
-  }
 
-  void flush() {
-    while (!pending_.empty() && pending_.front()->done) {
-      format(*pending_.front(), out_);
-      for (const auto& p : pending_.front()->plans) quit_ = quit_ || p.quit;
-      pending_.pop_front();
-    }
-    write();
-    read();
-  }
-
-  void write() {
-    if (writing_ || closed_) return;
-    if (out_.empty()) {
-      if ((quit_ || stop_reading_) && pending_.empty()) close();
-      return;
-    }
-    writing_ = true;
-    wbuf_.swap(out_);
-    out_.clear();
-    asio::async_write(sock_, asio::buffer(wbuf_), [self = shared_from_this()](auto ec, size_t) {
-      self->writing_ = false;
-      self->wbuf_.clear();
-      if (ec) return self->close();
-      self->write();
-      self->read();
-    });
-  }
-
-  std::shared_ptr<Impl> server_;
-  tcp::socket sock_;
-  std::array<char, 64 << 10> buf_;
-  std::string in_, out_, wbuf_;
-  std::deque<std::shared_ptr<Pending>> pending_;
+  const Context* ctx_;
   std::string ns_ = "default";
-  bool reading_ = false, writing_ = false, closed_ = false, stop_reading_ = false, quit_ = false;
 };
 
-void RespServer::Impl::accept() {
-  acceptor.async_accept([self = shared_from_this()](auto ec, tcp::socket sock) {
-    if (self->stopped) return;
-    if (!ec) {
-      auto c = std::make_shared<Connection>(self, std::move(sock));
-      self->connections.insert(c);
-      c->start();
-    }
-    self->accept();
-  });
-}
+}  // namespace
 
-RespServer::RespServer(asio::io_context& io, replica_group_actor coordinator, RespOptions opts)
-    : impl_(std::make_shared<Impl>(io, std::move(coordinator), std::move(opts))) {}
+struct RespServer::Impl {
+  std::shared_ptr<frontend::Server<RespProtocol>> server;
+  RespOptions opts;
+};
+
+RespServer::RespServer(boost::asio::io_context& io, replica_group_actor coordinator, RespOptions opts)
+    : impl_(std::make_shared<Impl>()) {
+  RespProtocol::Context ctx{opts.limits, opts.info};
+  impl_->server = std::make_shared<frontend::Server<RespProtocol>>(io, std::move(coordinator), std::move(ctx));
+  impl_->opts = std::move(opts);
+}
 
 RespServer::~RespServer() = default;
 
 bool RespServer::start(std::string* error) {
-  boost::system::error_code ec;
-  auto addr = asio::ip::make_address(impl_->opts.bind, ec);
-  if (ec) return *error = "bad bind address '" + impl_->opts.bind + "'", false;
-  tcp::endpoint ep(addr, impl_->opts.port);
-  impl_->acceptor.open(ep.protocol(), ec);
-  if (!ec) impl_->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec) impl_->acceptor.bind(ep, ec);
-  if (!ec) impl_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    *error = "RESP port " + impl_->opts.bind + ":" + std::to_string(impl_->opts.port) + ": " + ec.message();
-    return false;
-  }
-  impl_->accept();
-  return true;
+  return impl_->server->start(impl_->opts.bind, impl_->opts.port, "RESP", error);
 }
 
 void RespServer::set_info(std::function<std::string(const std::string&)> info) {
-  impl_->opts.info = std::move(info);
+  impl_->server->context.info = std::move(info);
 }
 
-uint16_t RespServer::port() const { return impl_->acceptor.local_endpoint().port(); }
+uint16_t RespServer::port() const { return impl_->server->port(); }
 
-void RespServer::stop() {
-  impl_->stopped = true;
-  boost::system::error_code ec;
-  impl_->acceptor.close(ec);
-  auto all = impl_->connections;
-  for (auto& c : all) c->close();
-}
+void RespServer::stop() { impl_->server->stop(); }
 
 }  // namespace apsis

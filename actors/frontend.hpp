@@ -1,0 +1,236 @@
+// The connection machinery shared by the Asio frontends (RESP, binary): read what the
+// socket has, let the protocol turn it into one batch of operations plus reply plans, send
+// the batch to the coordinator as one message, take the results back as one post, and
+// write every finished batch's replies, in request order, with one write. A client with
+// too much outstanding stops being read, so it only holds up its own connection.
+//
+// A Protocol provides:
+//   struct Plan;                                   how to answer one request
+//   bool parse(std::string& in, size_t* pos, Batch& b, Connection& c);
+//                                                  false = stop reading (quit or bad input)
+//   void format(const Batch& b, std::string& out); the replies of a finished batch
+// Everything runs on the one I/O thread; results arrive from actor threads via post.
+#pragma once
+
+#include <boost/asio.hpp>
+
+#include <array>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "actors/interfaces.hpp"
+
+namespace apsis::frontend {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+template <class Plan>
+struct Batch {
+  std::vector<Plan> plans;
+  op_batch ops;
+  result_batch results;
+  int waiting = 0;  ///< answers still to come (the coordinator's, and any others)
+  bool quit = false;  ///< close the connection once these replies are written
+};
+
+template <class Protocol>
+class Server;
+
+template <class Protocol>
+class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
+ public:
+  using Plan = typename Protocol::Plan;
+  using BatchT = Batch<Plan>;
+  using BatchPtr = std::shared_ptr<BatchT>;
+
+  Connection(std::shared_ptr<Server<Protocol>> server, tcp::socket sock)
+      : server_(std::move(server)), sock_(std::move(sock)), proto_(server_->context) {}
+
+  void start() {
+    boost::system::error_code ec;
+    sock_.set_option(tcp::no_delay(true), ec);
+    read();
+  }
+
+  void close() {
+    if (closed_) return;
+    closed_ = true;
+    boost::system::error_code ec;
+    sock_.close(ec);
+    proto_.closed();
+    server_->forget(this->shared_from_this());
+  }
+
+  /// Runs f on the I/O thread later, if the connection still exists (for answers that
+  /// arrive from actor threads).
+  std::function<void(std::function<void(Connection&)>)> poster() {
+    return [weak = this->weak_from_this(), io = &server_->io](std::function<void(Connection&)> f) {
+      asio::post(*io, [weak, f = std::move(f)] {
+        if (auto c = weak.lock()) f(*c);
+      });
+    };
+  }
+
+  /// Marks one awaited answer of b as arrived, and writes what is finished.
+  void arrived(BatchT& b) {
+    --b.waiting;
+    flush();
+  }
+
+  Protocol& protocol() { return proto_; }
+
+ private:
+  // Bounds on what one client may have outstanding before it stops being read.
+  static constexpr size_t max_pending = 64;
+  static constexpr size_t max_out = 64u << 20;
+
+  struct Sink : batch_sink {
+    std::function<void(std::function<void(Connection&)>)> post;
+    BatchPtr batch;
+    void done(result_batch results) override {
+      post([b = batch, r = std::move(results)](Connection& c) mutable {
+        b->results = std::move(r);
+        c.arrived(*b);
+      });
+    }
+  };
+
+  void read() {
+    if (reading_ || closed_ || stop_reading_) return;
+    if (pending_.size() >= max_pending || out_.size() >= max_out) return;  // flush() resumes
+    reading_ = true;
+    sock_.async_read_some(asio::buffer(buf_), [self = this->shared_from_this()](auto ec, size_t n) {
+      self->reading_ = false;
+      if (ec) {
+        self->stop_reading_ = true;
+        if (self->pending_.empty()) self->close();
+        return;
+      }
+      self->on_read(n);
+    });
+  }
+
+  void on_read(size_t n) {
+    in_.append(buf_.data(), n);
+    auto batch = std::make_shared<BatchT>();
+    size_t pos = 0;
+    if (!proto_.parse(in_, &pos, *batch, *this)) stop_reading_ = true;
+    in_.erase(0, pos);
+    if (!batch->plans.empty()) submit(batch);
+    read();
+  }
+
+  void submit(const BatchPtr& batch) {
+    pending_.push_back(batch);
+    if (!batch->ops.empty()) {
+      ++batch->waiting;
+      auto sink = std::make_shared<Sink>();
+      sink->post = poster();
+      sink->batch = batch;
+      caf::anon_send(server_->coordinator, atom::exec_v, std::move(batch->ops),
+                     batch_sink_ptr(std::move(sink)));
+    }
+    proto_.submitted(batch, *this);  // other answers the protocol awaits
+    flush();
+  }
+
+  void flush() {
+    while (!pending_.empty() && pending_.front()->waiting == 0) {
+      proto_.format(*pending_.front(), out_);
+      quit_ = quit_ || pending_.front()->quit;
+      pending_.pop_front();
+    }
+    write();
+    read();
+  }
+
+  void write() {
+    if (writing_ || closed_) return;
+    if (out_.empty()) {
+      if ((quit_ || stop_reading_) && pending_.empty()) close();
+      return;
+    }
+    writing_ = true;
+    wbuf_.swap(out_);
+    out_.clear();
+    asio::async_write(sock_, asio::buffer(wbuf_), [self = this->shared_from_this()](auto ec, size_t) {
+      self->writing_ = false;
+      self->wbuf_.clear();
+      if (ec) return self->close();
+      self->write();
+      self->read();
+    });
+  }
+
+  std::shared_ptr<Server<Protocol>> server_;
+  tcp::socket sock_;
+  Protocol proto_;
+  std::array<char, 64 << 10> buf_;
+  std::string in_, out_, wbuf_;
+  std::deque<BatchPtr> pending_;
+  bool reading_ = false, writing_ = false, closed_ = false, stop_reading_ = false, quit_ = false;
+};
+
+/// Accepts connections for one protocol; Protocol::Context is shared by its connections.
+template <class Protocol>
+class Server : public std::enable_shared_from_this<Server<Protocol>> {
+ public:
+  using Context = typename Protocol::Context;
+
+  Server(asio::io_context& io, replica_group_actor coordinator, Context ctx)
+      : io(io), coordinator(std::move(coordinator)), context(std::move(ctx)), acceptor_(io) {}
+
+  /// Binds and starts accepting; false with *error set when that fails.
+  bool start(const std::string& bind, uint16_t port, const std::string& what, std::string* error) {
+    boost::system::error_code ec;
+    auto addr = asio::ip::make_address(bind, ec);
+    if (ec) return *error = "bad bind address '" + bind + "'", false;
+    tcp::endpoint ep(addr, port);
+    acceptor_.open(ep.protocol(), ec);
+    if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(ep, ec);
+    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) return *error = what + " port " + bind + ":" + std::to_string(port) + ": " + ec.message(), false;
+    accept();
+    return true;
+  }
+
+  uint16_t port() const { return acceptor_.local_endpoint().port(); }
+
+  void stop() {
+    stopped_ = true;
+    boost::system::error_code ec;
+    acceptor_.close(ec);
+    auto all = connections_;
+    for (auto& c : all) c->close();
+  }
+
+  void forget(const std::shared_ptr<Connection<Protocol>>& c) { connections_.erase(c); }
+
+  asio::io_context& io;
+  replica_group_actor coordinator;
+  Context context;
+
+ private:
+  void accept() {
+    acceptor_.async_accept([self = this->shared_from_this()](auto ec, tcp::socket sock) {
+      if (self->stopped_) return;
+      if (!ec) {
+        auto c = std::make_shared<Connection<Protocol>>(self, std::move(sock));
+        self->connections_.insert(c);
+        c->start();
+      }
+      self->accept();
+    });
+  }
+
+  tcp::acceptor acceptor_;
+  std::set<std::shared_ptr<Connection<Protocol>>> connections_;
+  bool stopped_ = false;
+};
+
+}  // namespace apsis::frontend
