@@ -55,6 +55,8 @@ struct pending_batch {
           r.record = std::move(one.record);
           r.message = std::move(one.message);
           r.version = one.version;
+          r.json_size = one.json_size;
+          r.data_size = one.data_size;
         }
         r.existed = r.existed || one.existed;
       }

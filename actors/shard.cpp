@@ -9,6 +9,7 @@ namespace {
 struct current {
   bool live = false;
   storage::Record record;  // json/data only when asked for
+  uint32_t json_size = 0, data_size = 0;
 };
 
 }  // namespace
@@ -31,6 +32,8 @@ result_batch apply_batch(storage::Engine& engine,
     if (it != overlay.end()) {
       c->record = writes[it->second];
       c->live = live(c->record);
+      c->json_size = uint32_t(c->record.json.size());
+      c->data_size = uint32_t(c->record.data.size());
       return;
     }
     if (payload) {
@@ -42,6 +45,8 @@ result_batch apply_batch(storage::Engine& engine,
     c->record.version = m.version;
     c->record.expiry_ms = m.expiry_ms;
     c->record.user_flags = m.user_flags;
+    c->json_size = m.json_size;
+    c->data_size = m.data_size;
   };
 
   for (size_t i = 0; i < ops.size(); ++i) {
@@ -57,6 +62,8 @@ result_batch apply_batch(storage::Engine& engine,
         continue;
       }
       r.version = c.record.version;
+      r.json_size = op.kind == op_kind::get ? uint32_t(c.record.json.size()) : c.json_size;
+      r.data_size = op.kind == op_kind::get ? uint32_t(c.record.data.size()) : c.data_size;
       r.record = std::move(c.record);
       continue;
     }

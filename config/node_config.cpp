@@ -19,6 +19,7 @@ data_dir = "./data"
 [network]
 bind = "127.0.0.1"
 resp_port = 6380
+binary_port = 7380
 
 [limits]
 max_key_size = 4096
@@ -201,6 +202,8 @@ bool load_config(const std::string& text, const std::string& file,
   c.name = "apsis-1";
   c.data_dir = "./data";
   c.bind = "127.0.0.1";
+  c.resp_port = 6380;
+  c.binary_port = 7380;
   c.log_level = "info";
   Reader r(file, error);
   r.only(root, "", {"node", "network", "limits", "replication", "runtime", "log", "backend"});
@@ -211,9 +214,10 @@ bool load_config(const std::string& text, const std::string& file,
     r.string(*t, "node.", "data_dir", &c.data_dir);
   }
   if (auto* t = r.table(root, "network")) {
-    r.only(*t, "network.", {"bind", "resp_port"});
+    r.only(*t, "network.", {"bind", "resp_port", "binary_port"});
     r.string(*t, "network.", "bind", &c.bind);
     r.integer(*t, "network.", "resp_port", &c.resp_port, 0, 65535);
+    r.integer(*t, "network.", "binary_port", &c.binary_port, 0, 65535);
   }
   if (auto* t = r.table(root, "limits")) {
     r.only(*t, "limits.", {"max_key_size", "max_value_size"});

@@ -27,6 +27,7 @@ struct NodeConfig {
   std::string data_dir;
   std::string bind;
   uint16_t resp_port = 0;  ///< 0 = an ephemeral port, printed at start
+  uint16_t binary_port = 0;  ///< the binary protocol (docs/protocol.md); 0 = ephemeral
   storage::Limits limits;
   success_policy policy = success_policy::quorum;
   uint32_t timeout_ms = 5000;

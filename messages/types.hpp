@@ -84,7 +84,8 @@ struct op_result {
   std::string message;
   storage::Version version;
   bool existed = false;  ///< remove/put: a live record was there before
-  storage::Record record;  ///< get: the record; lookup: key, version, expiry, flags
+  storage::Record record;  ///< get: the record; lookup: version, expiry, flags
+  uint32_t json_size = 0, data_size = 0;  ///< lookup: sizes of the stored parts
   std::vector<replica_entry> replicas;
 };
 
@@ -122,7 +123,7 @@ typename Inspector::result_type inspect(Inspector& f, replica_entry& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, op_result& x) {
   return f(caf::meta::type_name("op_result"), x.status, x.message, x.version, x.existed,
-           x.record, x.replicas);
+           x.record, x.json_size, x.data_size, x.replicas);
 }
 
 template <class Inspector>

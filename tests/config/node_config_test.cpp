@@ -20,6 +20,7 @@ TEST(NodeConfig, TheEmbeddedDefaultIsOneLocalNodeWithOneBlobBackend) {
   ASSERT_TRUE(load_config_file("", {}, &c, &error)) << error;
   EXPECT_EQ(c.bind, "127.0.0.1");
   EXPECT_EQ(c.resp_port, 6380);
+  EXPECT_EQ(c.binary_port, 7380);
   EXPECT_EQ(c.data_dir, "./data");
   ASSERT_EQ(c.backends.size(), 1u);
   EXPECT_EQ(c.backends[0].engine, "blob");
@@ -36,6 +37,7 @@ TEST(NodeConfig, AnUnknownKeyIsNamedWithItsLine) {
 
 TEST(NodeConfig, AWrongTypeOrRangeIsAnErrorNotADefault) {
   std::string e = load_error("[network]\nresp_port = \"6380\"\n" + backend);
+  EXPECT_NE(load_error("[network]\nbinary_port = -1\n" + backend).find("network.binary_port"), std::string::npos);
   EXPECT_NE(e.find("node.toml:2: network.resp_port: expected an integer"), std::string::npos) << e;
   e = load_error("[network]\nresp_port = 70000\n" + backend);
   EXPECT_NE(e.find("must be between 0 and 65535, got 70000"), std::string::npos) << e;

@@ -1,11 +1,13 @@
 """Process tests: real apsisd nodes on 127.0.0.1, each on a port it picks and prints, driven
 over RESP with raw sockets and with redis-cli, stopped by PID. Every loop is bounded in time
 and count. Run by ctest with APSISD set to the binary."""
+import json
 import os
 import selectors
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import threading
@@ -13,13 +15,15 @@ import time
 import unittest
 
 APSISD = os.environ.get("APSISD", "build/tools/apsisd")
+APSIS = os.environ.get("APSIS", "build/tools/apsis")
 
 
 class Node:
     """One apsisd process on its own data directory."""
 
     def __init__(self, data_dir, *settings):
-        args = [APSISD, "--set", "network.resp_port=0", "--set", f"node.data_dir={data_dir}",
+        args = [APSISD, "--set", "network.resp_port=0", "--set", "network.binary_port=0",
+                "--set", f"node.data_dir={data_dir}",
                 "--set", "log.level=warn"]
         for s in settings:
             args += ["--set", s]
@@ -36,6 +40,7 @@ class Node:
                 line = self.proc.stdout.readline()
                 if "serving RESP on 127.0.0.1:" in line:
                     self.port = int(line.split("127.0.0.1:")[1].split(",")[0])
+                    self.binary_port = int(line.split("127.0.0.1:")[2].split(",")[0])
         sel.close()
         if self.port is None:
             self.kill()
@@ -225,7 +230,7 @@ class ApsisdTest(unittest.TestCase):
 
     def test_a_second_process_on_the_same_data_is_refused(self):
         self.start()
-        r = subprocess.run([APSISD, "--set", "network.resp_port=0", "--set",
+        r = subprocess.run([APSISD, "--set", "network.resp_port=0", "--set", "network.binary_port=0", "--set",
                             f"node.data_dir={self.dir}"], capture_output=True, text=True,
                            timeout=15)
         self.assertEqual(r.returncode, 1)
@@ -245,6 +250,96 @@ class ApsisdTest(unittest.TestCase):
         self.assertEqual(node.stop(), 0)
         node = self.start()
         self.assertEqual(Client(node.port).call("GET", "durable"), b"yes")
+
+    # -- the binary protocol and the CLI ---------------------------------------
+
+    def cli(self, node, *args, stdin=None):
+        return subprocess.run([APSIS, "--port", str(node.binary_port), *args], input=stdin,
+                              capture_output=True, text=True, timeout=30)
+
+    def test_cli_round_trip(self):
+        node = self.start()
+        self.assertEqual(self.cli(node, "put", "k", "hello").returncode, 0)
+        self.assertEqual(self.cli(node, "get", "k").stdout, "hello")
+        r = self.cli(node, "put", "k", "again", "--nx")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("condition_failed", r.stderr)
+        self.assertEqual(self.cli(node, "put", "s", "-", stdin="from stdin").returncode, 0)
+        self.assertEqual(self.cli(node, "get", "s").stdout, "from stdin")
+        out = json.loads(self.cli(node, "put", "j", "v", "--json-part", '{"a":1}', "--json").stdout)
+        self.assertEqual(out["status"], "ok")
+        self.assertEqual(out["replicas"][0]["group"], 1)
+        got = json.loads(self.cli(node, "get", "j", "--json").stdout)
+        self.assertEqual((got["data"], got["json"]), ("v", '{"a":1}'))
+        bad = self.cli(node, "put", "x", "v", "--json-part", "{oops")
+        self.assertEqual(bad.returncode, 1)
+        self.assertIn("JSON", bad.stderr)
+        self.assertIn("data 5 bytes", self.cli(node, "lookup", "k").stdout)
+        self.assertTrue(json.loads(self.cli(node, "del", "k", "--json").stdout)["existed"])
+        self.assertEqual(self.cli(node, "get", "k").returncode, 1)
+        # RESP sees what the binary protocol wrote, and the other way round.
+        self.assertEqual(Client(node.port).call("GET", "s"), b"from stdin")
+        self.assertIn("backends", self.cli(node, "stat").stdout)
+        self.assertEqual(subprocess.run([APSIS, "--port", "1", "get", "k"], capture_output=True,
+                                        timeout=30).returncode, 3)
+
+    def test_cli_lock_fences_stale_writers(self):
+        node = self.start()
+        r = self.cli(node, "lock", "k", "--lease", "10000", "--", "sh", "-c",
+                     f'"{APSIS}" --port {node.binary_port} put k by-holder --fence "$APSIS_FENCE"')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("token", r.stdout)
+        self.assertEqual(self.cli(node, "get", "k").stdout, "by-holder")
+        stale = self.cli(node, "put", "k", "late", "--fence", "1")
+        self.assertEqual(stale.returncode, 1)
+        self.assertIn("fenced", stale.stderr)
+        # The lease was released when the command ended: a new lock is granted at once.
+        self.assertEqual(self.cli(node, "lock", "k", "--", "true").returncode, 0)
+
+    def test_a_dead_holders_lease_passes_on(self):
+        node = self.start()
+        holder = subprocess.Popen([APSIS, "--port", str(node.binary_port), "lock", "k", "--lease",
+                                   "600000"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  text=True)
+        self.assertIn("token", holder.stdout.readline())
+        waiter = subprocess.Popen([APSIS, "--port", str(node.binary_port), "--timeout", "20000",
+                                   "lock", "k", "--", "true"], stdout=subprocess.PIPE, text=True)
+        time.sleep(0.3)
+        self.assertIsNone(waiter.poll(), "the second lock must wait for the first")
+        holder.kill()  # its connection closes: the lease must pass on long before it expires
+        holder.wait(timeout=10)
+        self.assertEqual(waiter.wait(timeout=15), 0)
+
+    def test_binary_protocol_refuses_garbage_and_oversized_frames(self):
+        node = self.start()
+
+        def exchange(payload):
+            s = socket.create_connection(("127.0.0.1", node.binary_port), timeout=10)
+            s.sendall(payload)
+            data = b""
+            while True:  # the server answers, then closes
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            s.close()
+            return data
+
+        def frame(kind, op, fid, body=b""):
+            return struct.pack("<IBBHQ", 12 + len(body), kind, op, 0, fid) + body
+
+        reply = exchange(frame(2, 1, 7))  # a request before the hello
+        self.assertEqual(reply[4], 4)  # an error frame
+        self.assertEqual(struct.unpack("<H", reply[16:18])[0], 5)  # hello first
+        reply = exchange(struct.pack("<I", 0x7FFFFFFF) + b"x" * 12)
+        self.assertEqual(struct.unpack("<H", reply[16:18])[0], 2)  # too large
+        hello = frame(1, 0, 1, struct.pack("<HHH", 1, 1, 0) + struct.pack("<I", 1 << 20))
+        reply = exchange(hello + frame(2, 1, 2, b"\x05\x00ab"))  # truncated get body
+        self.assertEqual(reply[4], 1)  # the hello answer first
+        rest = reply[4 + struct.unpack("<I", reply[:4])[0]:]
+        self.assertEqual(rest[4], 4)
+        self.assertEqual(struct.unpack("<H", rest[16:18])[0], 1)  # malformed
+        self.assertEqual(self.cli(node, "put", "still", "serving").returncode, 0)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "actors/binary_frontend.hpp"
 #include "actors/node.hpp"
 #include "actors/resp_frontend.hpp"
 #include "config/node_config.hpp"
@@ -74,6 +75,18 @@ int main(int argc, char** argv) {
     caf::anon_send_exit(parts.node, caf::exit_reason::user_shutdown);
     return 1;
   }
+  BinaryOptions bo;
+  bo.bind = cfg.bind;
+  bo.port = cfg.binary_port;
+  bo.name = cfg.name;
+  bo.max_frame = uint32_t(std::min<uint64_t>(cfg.limits.max_value_size + cfg.limits.max_key_size + 65536, UINT32_MAX));
+  BinaryServer binary(io, sys, parts.coordinator, parts.locks, parts.node, bo);
+  if (!binary.start(&error)) {
+    std::fprintf(stderr, "apsisd: %s\n", error.c_str());
+    resp.stop();
+    caf::anon_send_exit(parts.node, caf::exit_reason::user_shutdown);
+    return 1;
+  }
   // INFO runs on the I/O thread; engines' stats() are thread-safe. No client is served
   // before io.run(), so installing it now is safe.
   uint16_t port = resp.port();
@@ -84,10 +97,12 @@ int main(int argc, char** argv) {
   signals.async_wait([&](auto, int sig) {
     spdlog::info("apsisd: signal {}, stopping", sig);
     resp.stop();
+    binary.stop();
     io.stop();
   });
-  std::printf("apsisd: %s serving RESP on %s:%u, data in %s\n", cfg.name.c_str(), cfg.bind.c_str(),
-              unsigned(port), cfg.data_dir.c_str());
+  std::printf("apsisd: %s serving RESP on %s:%u, binary on %s:%u, data in %s\n", cfg.name.c_str(),
+              cfg.bind.c_str(), unsigned(port), cfg.bind.c_str(), unsigned(binary.port()),
+              cfg.data_dir.c_str());
   std::fflush(stdout);
   io.run();
 

@@ -1,0 +1,265 @@
+#include "actors/binary_frontend.hpp"
+
+#include "actors/frontend.hpp"
+#include "messages/frame.hpp"
+
+namespace apsis {
+
+/// An answer for a request that the coordinator does not run (lock, unlock, stat).
+using reply_fn = std::shared_ptr<std::function<void(wire::Response)>>;
+
+}  // namespace apsis
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(apsis::reply_fn)
+
+namespace apsis {
+
+namespace {
+
+/// A connection's stand-in in the actor world: it holds the connection's leases, so that
+/// stopping it (when the connection closes) releases them.
+caf::behavior session(caf::event_based_actor* self, lock_manager_actor locks, node_actor node) {
+  return {
+      [=](atom::lock, std::string& key, uint32_t lease_ms, reply_fn& reply) {
+        self->request(locks, caf::infinite, atom::lock_v, std::move(key), lease_ms)
+            .then(
+                [reply](lease& l) {
+                  wire::Response r;
+                  r.token = l.token;
+                  r.expiry_ms = l.expires_ms;
+                  (*reply)(std::move(r));
+                },
+                [reply, self](caf::error& e) {
+                  wire::Response r;
+                  r.status = op_status::invalid;
+                  r.message = self->system().render(e);
+                  (*reply)(std::move(r));
+                });
+      },
+      [=](atom::unlock, std::string& key, uint64_t token, reply_fn& reply) {
+        self->request(locks, caf::infinite, atom::unlock_v, std::move(key), token)
+            .then([reply](bool released) {
+                    wire::Response r;
+                    r.status = released ? op_status::ok : op_status::not_found;
+                    if (!released) r.message = "no lease with that token";
+                    (*reply)(std::move(r));
+                  },
+                  [reply](caf::error&) {
+                    wire::Response r;
+                    r.status = op_status::unavailable;
+                    (*reply)(std::move(r));
+                  });
+      },
+      [=](atom::stats, reply_fn& reply) {
+        self->request(node, caf::infinite, atom::stats_v)
+            .then([reply](std::string& json) {
+                    wire::Response r;
+                    r.data = std::move(json);
+                    (*reply)(std::move(r));
+                  },
+                  [reply](caf::error&) {
+                    wire::Response r;
+                    r.status = op_status::unavailable;
+                    (*reply)(std::move(r));
+                  });
+      },
+  };
+}
+
+struct Plan {
+  wire::opcode op = wire::opcode::none;
+  uint64_t id = 0;
+  long op_index = -1;      ///< >= 0: the coordinator's result at that index answers it
+  std::string ready;       ///< a frame ready to send (hello, ping, errors)
+  bool async = false;      ///< lock/unlock/stat: `response` arrives later
+  wire::Request request;   ///< for async plans
+  wire::Response response;
+};
+using Pending = frontend::Batch<Plan>;
+
+wire::Response from_result(const op_result& r) {
+  wire::Response w;
+  w.status = r.status;
+  w.message = r.message;
+  w.version = r.version;
+  w.existed = r.existed;
+  w.expiry_ms = r.record.expiry_ms;
+  w.user_flags = r.record.user_flags;
+  w.json = r.record.json;
+  w.data = r.record.data;
+  w.json_size = r.json_size;
+  w.data_size = r.data_size;
+  w.replicas = r.replicas;
+  return w;
+}
+
+std::string frame(wire::kind k, wire::opcode op, uint64_t id, std::string body) {
+  std::string out;
+  wire::encode_frame(wire::Frame{k, op, 0, id, std::move(body)}, out);
+  return out;
+}
+
+class BinaryProtocol {
+ public:
+  using Plan = apsis::Plan;
+  struct Context {
+    caf::actor_system* sys;
+    lock_manager_actor locks;
+    node_actor node;
+    uint32_t max_frame;
+    std::string name;
+  };
+  using Conn = frontend::Connection<BinaryProtocol>;
+
+  explicit BinaryProtocol(const Context& ctx) : ctx_(&ctx) {}
+
+  bool parse(std::string& in, size_t* pos, Pending& b, Conn&) {
+    wire::Frame f;
+    wire::error_code code;
+    std::string err;
+    for (;;) {
+      wire::Decode d = wire::decode_frame(in, pos, &f, ctx_->max_frame, &code, &err);
+      if (d == wire::Decode::incomplete) return true;
+      if (d == wire::Decode::error) return fail(b, code, 0, err);
+      if (!hello_done_) {
+        wire::Hello h;
+        if (f.k != wire::kind::hello || !wire::decode_hello(f.body, &h, &err))
+          return fail(b, wire::error_code::hello_first, f.id, "the first frame must be a hello");
+        if (h.min_version > wire::protocol_version || h.max_version < wire::protocol_version)
+          return fail(b, wire::error_code::unsupported_version, f.id,
+                      "this server speaks version " + std::to_string(wire::protocol_version));
+        hello_done_ = true;
+        Plan p;
+        p.ready = frame(wire::kind::hello, wire::opcode::none, f.id,
+                        wire::encode_hello({wire::protocol_version, wire::protocol_version,
+                                            ctx_->name, ctx_->max_frame}));
+        b.plans.push_back(std::move(p));
+        continue;
+      }
+      if (f.k != wire::kind::request)
+        return fail(b, wire::error_code::malformed, f.id, "expected a request frame");
+      if (f.op < wire::opcode::get || f.op > wire::opcode::ping)
+        return fail(b, wire::error_code::unknown_opcode, f.id, "unknown opcode " + std::to_string(int(f.op)));
+      wire::Request q;
+      if (!wire::decode_request(f.op, f.body, &q, &err))
+        return fail(b, wire::error_code::malformed, f.id, err);
+      plan(std::move(q), f.id, b);
+    }
+  }
+
+  void submitted(const std::shared_ptr<Pending>& b, Conn& c) {
+    for (size_t i = 0; i < b->plans.size(); ++i) {
+      Plan& p = b->plans[i];
+      if (!p.async) continue;
+      ++b->waiting;
+      auto post = c.poster();
+      auto reply = std::make_shared<std::function<void(wire::Response)>>(
+          [post, b, i](wire::Response r) {
+            post([b, i, r = std::move(r)](Conn& conn) mutable {
+              b->plans[i].response = std::move(r);
+              conn.arrived(*b);
+            });
+          });
+      if (!session_) session_ = ctx_->sys->spawn(session, ctx_->locks, ctx_->node);
+      std::string key = p.request.ns + std::string(1, '\0') + p.request.key;
+      if (p.op == wire::opcode::lock)
+        caf::anon_send(session_, atom::lock_v, std::move(key), p.request.lease_ms, reply);
+      else if (p.op == wire::opcode::unlock)
+        caf::anon_send(session_, atom::unlock_v, std::move(key), p.request.token, reply);
+      else
+        caf::anon_send(session_, atom::stats_v, reply);
+    }
+  }
+
+  void format(const Pending& b, std::string& out) {
+    for (const Plan& p : b.plans) {
+      if (!p.ready.empty()) {
+        out += p.ready;
+      } else {
+        wire::Response r = p.op_index >= 0 ? from_result(b.results[size_t(p.op_index)]) : p.response;
+        wire::encode_frame(wire::Frame{wire::kind::response, p.op, 0, p.id, wire::encode_response(p.op, r)}, out);
+      }
+    }
+  }
+
+  void closed() {
+    if (session_) caf::anon_send_exit(session_, caf::exit_reason::user_shutdown);  // frees leases
+  }
+
+ private:
+  bool fail(Pending& b, wire::error_code code, uint64_t id, const std::string& why) {
+    Plan p;
+    p.ready = frame(wire::kind::error, wire::opcode::none, id, wire::encode_error(code, why));
+    b.plans.push_back(std::move(p));
+    b.quit = true;
+    return false;
+  }
+
+  void plan(wire::Request q, uint64_t id, Pending& b) {
+    Plan p;
+    p.op = q.op;
+    p.id = id;
+    switch (q.op) {
+      case wire::opcode::ping:
+        p.ready = frame(wire::kind::response, q.op, id, wire::encode_response(q.op, {}));
+        break;
+      case wire::opcode::lock:
+      case wire::opcode::unlock:
+      case wire::opcode::stat:
+        p.async = true;
+        p.request = std::move(q);
+        break;
+      default: {
+        kv_op o;
+        o.kind = q.op == wire::opcode::get ? op_kind::get
+               : q.op == wire::opcode::lookup ? op_kind::lookup
+               : q.op == wire::opcode::put ? op_kind::put : op_kind::remove;
+        o.cond = q.cond;
+        o.expected = q.expected;
+        o.fence = q.fence;
+        o.id = storage::make_id(q.ns, q.key);
+        o.key = std::move(q.key);
+        o.json = std::move(q.json);
+        o.data = std::move(q.data);
+        o.expiry_ms = q.expiry_ms;
+        o.user_flags = q.user_flags;
+        p.op_index = long(b.ops.size());
+        b.ops.push_back(std::move(o));
+      }
+    }
+    b.plans.push_back(std::move(p));
+  }
+
+  const Context* ctx_;
+  bool hello_done_ = false;
+  caf::actor session_;
+};
+
+}  // namespace
+
+struct BinaryServer::Impl {
+  std::shared_ptr<frontend::Server<BinaryProtocol>> server;
+  BinaryOptions opts;
+};
+
+BinaryServer::BinaryServer(boost::asio::io_context& io, caf::actor_system& sys,
+                           replica_group_actor coordinator, lock_manager_actor locks,
+                           node_actor node, BinaryOptions opts)
+    : impl_(std::make_shared<Impl>()) {
+  BinaryProtocol::Context ctx{&sys, std::move(locks), std::move(node),
+                              opts.max_frame ? opts.max_frame : wire::default_max_frame, opts.name};
+  impl_->server = std::make_shared<frontend::Server<BinaryProtocol>>(io, std::move(coordinator), std::move(ctx));
+  impl_->opts = std::move(opts);
+}
+
+BinaryServer::~BinaryServer() = default;
+
+bool BinaryServer::start(std::string* error) {
+  return impl_->server->start(impl_->opts.bind, impl_->opts.port, "binary", error);
+}
+
+uint16_t BinaryServer::port() const { return impl_->server->port(); }
+
+void BinaryServer::stop() { impl_->server->stop(); }
+
+}  // namespace apsis

@@ -1,0 +1,37 @@
+// BinaryServer: the binary protocol (docs/protocol.md) on the shared frontend machinery.
+// Key operations of one read go to the coordinator as one batch; lock and unlock go to the
+// lock manager through the connection's own session actor, so that a connection that
+// closes releases its leases; stat asks the node.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <memory>
+#include <string>
+
+#include "actors/interfaces.hpp"
+
+namespace apsis {
+
+struct BinaryOptions {
+  std::string bind = "127.0.0.1";
+  uint16_t port = 0;  ///< 0 = an ephemeral port
+  uint32_t max_frame = 0;  ///< 0 = the protocol's default
+  std::string name = "apsisd";
+};
+
+class BinaryServer {
+ public:
+  BinaryServer(boost::asio::io_context& io, caf::actor_system& sys, replica_group_actor coordinator,
+               lock_manager_actor locks, node_actor node, BinaryOptions opts);
+  ~BinaryServer();
+  bool start(std::string* error);
+  uint16_t port() const;
+  void stop();
+
+  struct Impl;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace apsis

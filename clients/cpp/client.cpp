@@ -1,0 +1,154 @@
+#include "clients/cpp/client.hpp"
+
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include <boost/asio.hpp>
+
+namespace apsis {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+struct Client::Impl {
+  asio::io_context io;
+  tcp::socket sock{io};
+  ClientOptions opts;
+  uint64_t next_id = 1;
+  uint32_t max_frame = wire::default_max_frame;
+  std::string in;
+
+  bool send(const wire::Frame& f, std::string* error) {
+    std::string out;
+    wire::encode_frame(f, out);
+    boost::system::error_code ec;
+    asio::write(sock, asio::buffer(out), ec);
+    if (ec) return *error = "send: " + ec.message(), false;
+    return true;
+  }
+
+  bool receive(wire::Frame* f, std::string* error) {
+    for (;;) {
+      size_t pos = 0;
+      wire::error_code code;
+      std::string err;
+      wire::Decode d = wire::decode_frame(in, &pos, f, max_frame, &code, &err);
+      if (d == wire::Decode::complete) {
+        in.erase(0, pos);
+        if (f->k == wire::kind::error) {
+          std::string msg;
+          wire::decode_error(f->body, &code, &msg);
+          return *error = "server error " + std::to_string(int(code)) + ": " + msg, false;
+        }
+        return true;
+      }
+      if (d == wire::Decode::error) return *error = "bad frame from server: " + err, false;
+      char buf[65536];
+      boost::system::error_code ec;
+      size_t n = sock.read_some(asio::buffer(buf), ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again)
+        return *error = "timed out after " + std::to_string(opts.timeout.count()) + " ms", false;
+      if (ec) return *error = "receive: " + ec.message(), false;
+      in.append(buf, n);
+    }
+  }
+};
+
+Client::Client() : impl_(std::make_unique<Impl>()) {}
+Client::~Client() = default;
+
+bool Client::connect(const ClientOptions& opts, std::string* error) {
+  impl_->opts = opts;
+  boost::system::error_code ec;
+  tcp::resolver resolver(impl_->io);
+  auto endpoints = resolver.resolve(opts.host, std::to_string(opts.port), ec);
+  if (!ec) asio::connect(impl_->sock, endpoints, ec);
+  if (ec) return *error = "connect " + opts.host + ":" + std::to_string(opts.port) + ": " + ec.message(), false;
+  impl_->sock.set_option(tcp::no_delay(true), ec);
+  timeval tv{time_t(opts.timeout.count() / 1000), suseconds_t((opts.timeout.count() % 1000) * 1000)};
+  ::setsockopt(impl_->sock.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(impl_->sock.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  wire::Hello hello;
+  hello.name = "apsis-client";
+  if (!impl_->send({wire::kind::hello, wire::opcode::none, 0, 0, wire::encode_hello(hello)}, error))
+    return false;
+  wire::Frame f;
+  if (!impl_->receive(&f, error)) return false;
+  wire::Hello answer;
+  std::string err;
+  if (f.k != wire::kind::hello || !wire::decode_hello(f.body, &answer, &err))
+    return *error = "the server did not answer the hello", false;
+  impl_->max_frame = answer.max_frame;
+  return true;
+}
+
+bool Client::call(wire::Request q, wire::Response* out, std::string* error) {
+  if (q.ns.empty()) q.ns = impl_->opts.ns;
+  uint64_t id = impl_->next_id++;
+  if (!impl_->send({wire::kind::request, q.op, 0, id, wire::encode_request(q)}, error)) return false;
+  wire::Frame f;
+  if (!impl_->receive(&f, error)) return false;
+  if (f.k != wire::kind::response || f.id != id || f.op != q.op)
+    return *error = "response does not match the request", false;
+  std::string err;
+  if (!wire::decode_response(q.op, f.body, out, &err)) return *error = "bad response: " + err, false;
+  return true;
+}
+
+namespace {
+wire::Request keyed(wire::opcode op, const std::string& key) {
+  wire::Request q;
+  q.op = op;
+  q.key = key;
+  return q;
+}
+}  // namespace
+
+bool Client::get(const std::string& key, wire::Response* out, std::string* error) {
+  return call(keyed(wire::opcode::get, key), out, error);
+}
+
+bool Client::lookup(const std::string& key, wire::Response* out, std::string* error) {
+  return call(keyed(wire::opcode::lookup, key), out, error);
+}
+
+bool Client::put(const std::string& key, const std::string& data, const std::string& json,
+                 const PutOptions& o, wire::Response* out, std::string* error) {
+  wire::Request q = keyed(wire::opcode::put, key);
+  q.data = data;
+  q.json = json;
+  q.cond = o.cond;
+  q.expected = o.expected;
+  q.expiry_ms = o.expiry_ms;
+  q.user_flags = o.user_flags;
+  q.fence = o.fence;
+  return call(std::move(q), out, error);
+}
+
+bool Client::del(const std::string& key, const PutOptions& o, wire::Response* out, std::string* error) {
+  wire::Request q = keyed(wire::opcode::del, key);
+  q.cond = o.cond;
+  q.expected = o.expected;
+  q.fence = o.fence;
+  return call(std::move(q), out, error);
+}
+
+bool Client::lock(const std::string& key, uint32_t lease_ms, wire::Response* out, std::string* error) {
+  wire::Request q = keyed(wire::opcode::lock, key);
+  q.lease_ms = lease_ms;
+  return call(std::move(q), out, error);
+}
+
+bool Client::unlock(const std::string& key, uint64_t token, wire::Response* out, std::string* error) {
+  wire::Request q = keyed(wire::opcode::unlock, key);
+  q.token = token;
+  return call(std::move(q), out, error);
+}
+
+bool Client::stat(wire::Response* out, std::string* error) {
+  wire::Request q;
+  q.op = wire::opcode::stat;
+  return call(std::move(q), out, error);
+}
+
+}  // namespace apsis

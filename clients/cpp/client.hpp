@@ -1,0 +1,56 @@
+// apsis::Client: a blocking client of the binary protocol (docs/protocol.md). One
+// connection; every call sends one request and waits for its response, with a timeout.
+// A lease taken with lock() belongs to this connection: closing it releases the lease.
+// Thread safety: none; use one Client per thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "messages/frame.hpp"
+
+namespace apsis {
+
+struct ClientOptions {
+  std::string host = "127.0.0.1";
+  uint16_t port = 7380;
+  std::string ns = "default";
+  std::chrono::milliseconds timeout{5000};
+};
+
+struct PutOptions {
+  op_cond cond = op_cond::none;
+  storage::Version expected;  ///< for op_cond::if_version
+  uint64_t expiry_ms = 0;     ///< absolute Unix ms; 0 = none
+  uint32_t user_flags = 0;
+  uint64_t fence = 0;         ///< a lease's token, or 0
+};
+
+class Client {
+ public:
+  Client();
+  ~Client();
+  /// Connects and negotiates the protocol version; false with *error set.
+  bool connect(const ClientOptions& opts, std::string* error);
+
+  /// Each returns false only when the exchange itself failed (connection, timeout,
+  /// protocol); the operation's own outcome is in out->status.
+  bool get(const std::string& key, wire::Response* out, std::string* error);
+  bool lookup(const std::string& key, wire::Response* out, std::string* error);
+  bool put(const std::string& key, const std::string& data, const std::string& json,
+           const PutOptions& opts, wire::Response* out, std::string* error);
+  bool del(const std::string& key, const PutOptions& opts, wire::Response* out, std::string* error);
+  bool lock(const std::string& key, uint32_t lease_ms, wire::Response* out, std::string* error);
+  bool unlock(const std::string& key, uint64_t token, wire::Response* out, std::string* error);
+  bool stat(wire::Response* out, std::string* error);
+  /// Any request (ns filled in from the options when empty).
+  bool call(wire::Request q, wire::Response* out, std::string* error);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace apsis

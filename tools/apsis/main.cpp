@@ -1,0 +1,207 @@
+// apsis: the command-line client. Talks to a node over the binary protocol.
+//   apsis put KEY [VALUE | --file F | -]   apsis get KEY   apsis del KEY   apsis lookup KEY
+//   apsis lock KEY [--lease MS] [-- COMMAND...]   apsis unlock KEY TOKEN   apsis stat
+// Exit status: 0 ok; 1 the operation did not happen (not found, condition failed, ...);
+// 2 usage; 3 no answer (connection, timeout, protocol).
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+
+#include "clients/cpp/client.hpp"
+
+using namespace apsis;
+using nlohmann::json;
+
+namespace {
+
+json replicas_json(const wire::Response& r) {
+  json out = json::array();
+  for (const auto& e : r.replicas)
+    out.push_back({{"group", e.group}, {"node", e.node}, {"backend", e.backend},
+                   {"status", to_string(e.status)}, {"version", e.version.to_string()}});
+  return out;
+}
+
+std::string replicas_text(const wire::Response& r) {
+  std::string s;
+  for (const auto& e : r.replicas)
+    s += (s.empty() ? "" : ", ") + ("group " + std::to_string(e.group) + " " + e.node + "/" +
+                                    std::to_string(e.backend) + ": " + to_string(e.status));
+  return s;
+}
+
+/// Prints an outcome and returns the exit status.
+int report(const std::string& what, const wire::Response& r, bool as_json, json extra = json::object()) {
+  bool ok = r.status == op_status::ok;
+  if (as_json) {
+    json j = {{"status", to_string(r.status)}, {"version", r.version.to_string()},
+              {"replicas", replicas_json(r)}};
+    if (!r.message.empty()) j["message"] = r.message;
+    for (auto& [k, v] : extra.items()) j[k] = v;
+    std::cout << j.dump() << "\n";
+  } else if (!ok) {
+    std::cerr << "apsis " << what << ": " << to_string(r.status)
+              << (r.message.empty() ? "" : ": " + r.message)
+              << (r.replicas.empty() ? "" : " (" + replicas_text(r) + ")") << "\n";
+  } else if (what != "get") {
+    std::cout << what << ": ok, version " << r.version.to_string()
+              << (r.replicas.empty() ? "" : " (" + replicas_text(r) + ")") << "\n";
+  }
+  return ok ? 0 : 1;
+}
+
+bool read_value(const std::string& arg, const std::string& file, std::string* out, std::string* error) {
+  if (!file.empty()) {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) return *error = "cannot read " + file, false;
+    out->assign(std::istreambuf_iterator<char>(in), {});
+    return true;
+  }
+  if (arg == "-") {
+    out->assign(std::istreambuf_iterator<char>(std::cin), {});
+    return true;
+  }
+  *out = arg;
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"apsis: command-line client of an apsis node (binary protocol)"};
+  app.require_subcommand(1);
+  app.fallthrough();  // global options may also follow the subcommand
+  ClientOptions co;
+  bool as_json = false;
+  uint64_t timeout_ms = 5000;
+  app.add_option("--host", co.host, "node address")->capture_default_str();
+  app.add_option("-p,--port", co.port, "node's binary-protocol port")->capture_default_str();
+  app.add_option("-n,--ns", co.ns, "namespace")->capture_default_str();
+  app.add_option("--timeout", timeout_ms, "milliseconds to wait for an answer")->capture_default_str();
+  app.add_flag("--json", as_json, "print results as JSON");
+
+  std::string key, value, file, json_part;
+  uint64_t ttl = 0, fence = 0, token = 0;
+  uint32_t lease = 30000;
+  bool nx = false, xx = false;
+  std::vector<std::string> command;
+
+  auto* put = app.add_subcommand("put", "store a value (VALUE, --file F, or - for stdin)");
+  put->add_option("key", key)->required();
+  put->add_option("value", value, "the data part; - reads stdin");
+  put->add_option("--file", file, "read the data part from a file");
+  put->add_option("--json-part", json_part, "the record's JSON part");
+  put->add_option("--ttl", ttl, "expire after this many seconds");
+  put->add_flag("--nx", nx, "only if the key is absent");
+  put->add_flag("--xx", xx, "only if the key is present");
+  put->add_option("--fence", fence, "a lease's token: refused if a newer one was used");
+  auto* get = app.add_subcommand("get", "print a value's data part");
+  get->add_option("key", key)->required();
+  auto* del = app.add_subcommand("del", "remove a key");
+  del->add_option("key", key)->required();
+  del->add_option("--fence", fence, "a lease's token");
+  auto* lookup = app.add_subcommand("lookup", "print a key's metadata");
+  lookup->add_option("key", key)->required();
+  auto* lock = app.add_subcommand("lock", "take a key's lease; hold it while COMMAND runs (its "
+                                          "token in APSIS_FENCE), or until stdin closes");
+  lock->add_option("key", key)->required();
+  lock->add_option("--lease", lease, "lease in milliseconds")->capture_default_str();
+  lock->add_option("command", command, "command to run while holding the lease");
+  auto* unlock = app.add_subcommand("unlock", "end a lease by its token");
+  unlock->add_option("key", key)->required();
+  unlock->add_option("token", token)->required();
+  auto* stat = app.add_subcommand("stat", "print the node's statistics");
+  CLI11_PARSE(app, argc, argv);
+  co.timeout = std::chrono::milliseconds(timeout_ms);
+
+  std::string error;
+  Client client;
+  if (!client.connect(co, &error)) {
+    std::cerr << "apsis: " << error << "\n";
+    return 3;
+  }
+  wire::Response r;
+  auto fail = [&] {
+    std::cerr << "apsis: " << error << "\n";
+    return 3;
+  };
+  if (put->parsed()) {
+    if (nx && xx) return std::cerr << "apsis put: --nx and --xx exclude each other\n", 2;
+    if (value.empty() && file.empty()) return std::cerr << "apsis put: give VALUE, --file F or -\n", 2;
+    std::string data;
+    if (!read_value(value, file, &data, &error)) return std::cerr << "apsis put: " << error << "\n", 2;
+    PutOptions po;
+    po.cond = nx ? op_cond::if_absent : xx ? op_cond::if_present : op_cond::none;
+    po.expiry_ms = ttl ? storage::now_ms() + ttl * 1000 : 0;
+    po.fence = fence;
+    if (!client.put(key, data, json_part, po, &r, &error)) return fail();
+    return report("put", r, as_json);
+  }
+  if (get->parsed()) {
+    if (!client.get(key, &r, &error)) return fail();
+    if (r.status == op_status::ok && !as_json) std::cout << r.data;
+    return report("get", r, as_json, {{"data", r.data}, {"json", r.json}, {"expiry_ms", r.expiry_ms}});
+  }
+  if (del->parsed()) {
+    PutOptions po;
+    po.fence = fence;
+    if (!client.del(key, po, &r, &error)) return fail();
+    return report("del", r, as_json, {{"existed", r.existed}});
+  }
+  if (lookup->parsed()) {
+    if (!client.lookup(key, &r, &error)) return fail();
+    json meta = {{"expiry_ms", r.expiry_ms}, {"user_flags", r.user_flags},
+                 {"json_size", r.json_size}, {"data_size", r.data_size}};
+    if (r.status == op_status::ok && !as_json)
+      std::cout << "version " << r.version.to_string() << ", data " << r.data_size
+                << " bytes, json " << r.json_size << " bytes, expiry_ms " << r.expiry_ms << "\n";
+    return r.status == op_status::ok && !as_json ? 0 : report("lookup", r, as_json, meta);
+  }
+  if (lock->parsed()) {
+    if (!client.lock(key, lease, &r, &error)) return fail();
+    if (r.status != op_status::ok) return report("lock", r, as_json);
+    if (as_json) std::cout << json{{"token", r.token}, {"expires_ms", r.expiry_ms}}.dump() << "\n";
+    else std::cout << "lock " << key << ": token " << r.token << "\n";
+    std::cout.flush();
+    if (command.empty()) {  // hold until stdin closes
+      std::string ignore;
+      while (std::getline(std::cin, ignore)) {
+      }
+    } else {
+      pid_t pid = ::fork();
+      if (pid == 0) {
+        ::setenv("APSIS_FENCE", std::to_string(r.token).c_str(), 1);
+        std::vector<char*> args;
+        for (auto& c : command) args.push_back(c.data());
+        args.push_back(nullptr);
+        ::execvp(args[0], args.data());
+        std::perror("apsis lock: exec");
+        ::_exit(127);
+      }
+      int status = 0;
+      ::waitpid(pid, &status, 0);
+      wire::Response u;
+      client.unlock(key, r.token, &u, &error);
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+    }
+    wire::Response u;
+    if (!client.unlock(key, r.token, &u, &error)) return fail();
+    return 0;
+  }
+  if (unlock->parsed()) {
+    if (!client.unlock(key, token, &r, &error)) return fail();
+    return report("unlock", r, as_json);
+  }
+  if (stat->parsed()) {
+    if (!client.stat(&r, &error)) return fail();
+    if (r.status == op_status::ok) std::cout << (as_json ? r.data : json::parse(r.data).dump(2)) << "\n";
+    return r.status == op_status::ok ? 0 : report("stat", r, as_json);
+  }
+  return 2;
+}
