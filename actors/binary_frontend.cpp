@@ -5,20 +5,13 @@
 
 namespace apsis {
 
-/// An answer for a request that the coordinator does not run (lock, unlock, stat).
-using reply_fn = std::shared_ptr<std::function<void(wire::Response)>>;
-
-}  // namespace apsis
-
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(apsis::reply_fn)
-
-namespace apsis {
-
 namespace {
 
-/// A connection's stand-in in the actor world: it holds the connection's leases, so that
-/// stopping it (when the connection closes) releases them.
-caf::behavior session(caf::event_based_actor* self, lock_manager_actor locks, node_actor node) {
+using wire::reply_fn;
+
+/// SESSION (see interfaces.hpp).
+session_actor::behavior_type session(session_actor::pointer self, lock_manager_actor locks,
+                                     node_actor node) {
   return {
       [=](atom::lock, std::string& key, uint32_t lease_ms, reply_fn& reply) {
         self->request(locks, caf::infinite, atom::lock_v, std::move(key), lease_ms)
@@ -232,7 +225,7 @@ class BinaryProtocol {
 
   const Context* ctx_;
   bool hello_done_ = false;
-  caf::actor session_;
+  session_actor session_;
 };
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include <caf/all.hpp>
 
+#include "messages/frame.hpp"
 #include "messages/types.hpp"
 
 namespace apsis {
@@ -31,6 +32,16 @@ using lock_manager_actor = caf::typed_actor<
     caf::replies_to<atom::unlock, std::string, uint64_t>::with<bool>,
     // (internal) a lease's timer ran out.
     caf::reacts_to<atom::expire, std::string, uint64_t>>;
+
+/// SESSION: a binary-protocol connection's stand-in among actors. It holds the connection's
+/// leases, so that stopping it when the connection closes releases them.
+using session_actor = caf::typed_actor<
+    // Takes the lease on a key (ns ‖ 0 ‖ key) for lease_ms; the answer goes to the callback.
+    caf::reacts_to<atom::lock, std::string, uint32_t, wire::reply_fn>,
+    // Ends the lease with this token.
+    caf::reacts_to<atom::unlock, std::string, uint64_t, wire::reply_fn>,
+    // Fetches the node's statistics.
+    caf::reacts_to<atom::stats, wire::reply_fn>>;
 
 /// NODE: wires a node from its config and reports on it.
 using node_actor = caf::typed_actor<

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -73,6 +75,10 @@ struct Response {
 };
 
 std::string encode_response(opcode op, const Response& r);
+
+/// Where an answer that is not a coordinator result (lock, unlock, stat) goes: called once,
+/// from an actor's thread.
+using reply_fn = std::shared_ptr<std::function<void(Response)>>;
 bool decode_response(opcode op, std::string_view body, Response* out, std::string* err);
 
 struct Hello {
@@ -87,3 +93,5 @@ std::string encode_error(error_code code, const std::string& message);
 bool decode_error(std::string_view body, error_code* code, std::string* message);
 
 }  // namespace apsis::wire
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(apsis::wire::reply_fn)
