@@ -1,6 +1,7 @@
 // apsis-bench: one benchmark program, a subcommand per hot path.
 #include <CLI/CLI.hpp>
 
+#include "tools/bench/net_bench.hpp"
 #include "tools/bench/storage_bench.hpp"
 
 int main(int argc, char** argv) {
@@ -8,6 +9,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   apsis::bench::StorageBenchOptions storage;
   apsis::bench::add_storage_command(app, storage);
+  apsis::bench::NetBenchOptions net;
+  apsis::bench::add_net_command(app, net);
   CLI11_PARSE(app, argc, argv);
   return 0;
 }
