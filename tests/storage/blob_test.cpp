@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "storage/blob_engine.hpp"
+#include "storage/record_codec.hpp"
 #include "tests/storage/fault_env.hpp"
 #include "tests/storage/test_util.hpp"
 
@@ -93,14 +94,17 @@ TEST_F(BlobTest, ACorruptSnapshotIsIgnoredAndEverythingReplayed) {
 
 TEST_F(BlobTest, CompactionReclaimsDeadFilesAndKeepsEveryLiveRecord) {
   auto e = testing::open_or_die(options());
-  for (uint64_t round = 1; round <= 20; ++round) put_n(*e, 0, 200, round);
-  EngineStats before = e->stats();
-  ASSERT_GT(before.dead_bytes, before.disk_bytes / 2);
+  uint64_t written = 0;
+  for (uint64_t round = 1; round <= 20; ++round) {
+    put_n(*e, 0, 200, round);
+    written += 200 * (codec::header_size + 8);  // ~ key "kNNN" + value "vNNN"
+  }
+  // The background thread may already have compacted some files; compact() does the rest.
   ASSERT_TRUE(e->compact().is_ok());
   EngineStats after = e->stats();
   EXPECT_GT(after.compactions, 0u);
-  EXPECT_LT(after.disk_bytes, before.disk_bytes / 2);
-  EXPECT_LT(after.files, before.files);
+  // 20 versions of each record were written; about one is left (plus the active file).
+  EXPECT_LT(after.disk_bytes, written / 4) << "written " << written;
   e.reset();
   e = testing::open_or_die(options());
   for (int i = 0; i < 200; ++i) {
