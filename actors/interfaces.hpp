@@ -4,8 +4,7 @@
 
 #include <caf/all.hpp>
 
-#include "messages/frame.hpp"
-#include "messages/types.hpp"
+#include "messages/type_ids.hpp"
 
 namespace apsis {
 
@@ -42,6 +41,16 @@ using session_actor = caf::typed_actor<
     caf::reacts_to<atom::unlock, std::string, uint64_t, wire::reply_fn>,
     // Fetches the node's statistics.
     caf::reacts_to<atom::stats, wire::reply_fn>>;
+
+/// CLIENT: one connection to a node's binary port as an actor (clients/cpp/client_actor):
+/// many requests in flight, each answered with its response.
+using client_actor = caf::typed_actor<
+    // Sends a request (ns filled in when empty) and answers with its response.
+    caf::replies_to<wire::Request>::with<wire::Response>,
+    // (internal) a response arrived for the request with this id.
+    caf::reacts_to<atom::reply, uint64_t, wire::Response>,
+    // (internal) the connection failed: fail every open and later request.
+    caf::reacts_to<atom::closed, std::string>>;
 
 /// NODE: wires a node from its config and reports on it.
 using node_actor = caf::typed_actor<

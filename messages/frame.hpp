@@ -92,6 +92,18 @@ bool decode_hello(std::string_view body, Hello* out, std::string* err);
 std::string encode_error(error_code code, const std::string& message);
 bool decode_error(std::string_view body, error_code* code, std::string* message);
 
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, Request& x) {
+  return f(caf::meta::type_name("request"), x.op, x.ns, x.key, x.cond, x.expected, x.expiry_ms,
+           x.user_flags, x.fence, x.json, x.data, x.lease_ms, x.token);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, Response& x) {
+  return f(caf::meta::type_name("response"), x.status, x.message, x.version, x.existed,
+           x.expiry_ms, x.user_flags, x.json, x.data, x.json_size, x.data_size, x.token, x.replicas);
+}
+
 }  // namespace apsis::wire
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(apsis::wire::reply_fn)

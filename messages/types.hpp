@@ -157,23 +157,3 @@ typename Inspector::result_type inspect(Inspector& f, Record& x) {
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(apsis::batch_sink_ptr)
 
-// -- type-ID block: types, then atoms --------------------------------------
-
-CAF_BEGIN_TYPE_ID_BLOCK(apsis, caf::first_custom_type_id)
-
-  CAF_ADD_TYPE_ID(apsis, (apsis::kv_op))
-  CAF_ADD_TYPE_ID(apsis, (apsis::op_result))
-  CAF_ADD_TYPE_ID(apsis, (apsis::replica_entry))
-  CAF_ADD_TYPE_ID(apsis, (apsis::op_batch))
-  CAF_ADD_TYPE_ID(apsis, (apsis::result_batch))
-  CAF_ADD_TYPE_ID(apsis, (apsis::lease))
-  CAF_ADD_TYPE_ID(apsis, (apsis::batch_sink_ptr))
-
-  CAF_ADD_ATOM(apsis, apsis::atom, exec, "exec")
-  CAF_ADD_ATOM(apsis, apsis::atom, apply, "apply")
-  CAF_ADD_ATOM(apsis, apsis::atom, lock, "lock")
-  CAF_ADD_ATOM(apsis, apsis::atom, unlock, "unlock")
-  CAF_ADD_ATOM(apsis, apsis::atom, expire, "expire")
-  CAF_ADD_ATOM(apsis, apsis::atom, stats, "stats")
-
-CAF_END_TYPE_ID_BLOCK(apsis)

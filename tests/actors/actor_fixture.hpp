@@ -6,7 +6,7 @@
 
 #include <caf/all.hpp>
 
-#include "messages/types.hpp"
+#include "messages/type_ids.hpp"
 #include "storage/engine.hpp"
 
 namespace apsis::testing {

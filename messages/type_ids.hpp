@@ -1,0 +1,31 @@
+// The type-ID block that registers every apsis message type and atom with CAF
+// (cfg.add_message_types<caf::id_block::apsis>()).
+#pragma once
+
+#include "messages/frame.hpp"
+#include "messages/types.hpp"
+
+// -- type-ID block: types, then atoms --------------------------------------
+
+CAF_BEGIN_TYPE_ID_BLOCK(apsis, caf::first_custom_type_id)
+
+  CAF_ADD_TYPE_ID(apsis, (apsis::kv_op))
+  CAF_ADD_TYPE_ID(apsis, (apsis::op_result))
+  CAF_ADD_TYPE_ID(apsis, (apsis::replica_entry))
+  CAF_ADD_TYPE_ID(apsis, (apsis::op_batch))
+  CAF_ADD_TYPE_ID(apsis, (apsis::result_batch))
+  CAF_ADD_TYPE_ID(apsis, (apsis::lease))
+  CAF_ADD_TYPE_ID(apsis, (apsis::batch_sink_ptr))
+  CAF_ADD_TYPE_ID(apsis, (apsis::wire::Request))
+  CAF_ADD_TYPE_ID(apsis, (apsis::wire::Response))
+
+  CAF_ADD_ATOM(apsis, apsis::atom, exec, "exec")
+  CAF_ADD_ATOM(apsis, apsis::atom, apply, "apply")
+  CAF_ADD_ATOM(apsis, apsis::atom, lock, "lock")
+  CAF_ADD_ATOM(apsis, apsis::atom, unlock, "unlock")
+  CAF_ADD_ATOM(apsis, apsis::atom, expire, "expire")
+  CAF_ADD_ATOM(apsis, apsis::atom, stats, "stats")
+  CAF_ADD_ATOM(apsis, apsis::atom, reply, "reply")
+  CAF_ADD_ATOM(apsis, apsis::atom, closed, "closed")
+
+CAF_END_TYPE_ID_BLOCK(apsis)
