@@ -1,5 +1,7 @@
 #include "clients/cpp/client.hpp"
 
+#include "clients/cpp/handshake.hpp"
+
 #include <sys/socket.h>
 #include <sys/time.h>
 
@@ -26,60 +28,73 @@ struct Client::Impl {
     if (ec) return *error = "send: " + ec.message(), false;
     return true;
   }
-
-  bool receive(wire::Frame* f, std::string* error) {
-    for (;;) {
-      size_t pos = 0;
-      wire::error_code code;
-      std::string err;
-      wire::Decode d = wire::decode_frame(in, &pos, f, max_frame, &code, &err);
-      if (d == wire::Decode::complete) {
-        in.erase(0, pos);
-        if (f->k == wire::kind::error) {
-          std::string msg;
-          wire::decode_error(f->body, &code, &msg);
-          return *error = "server error " + std::to_string(int(code)) + ": " + msg, false;
-        }
-        return true;
-      }
-      if (d == wire::Decode::error) return *error = "bad frame from server: " + err, false;
-      char buf[65536];
-      boost::system::error_code ec;
-      size_t n = sock.read_some(asio::buffer(buf), ec);
-      if (ec == asio::error::would_block || ec == asio::error::try_again)
-        return *error = "timed out after " + std::to_string(opts.timeout.count()) + " ms", false;
-      if (ec) return *error = "receive: " + ec.message(), false;
-      in.append(buf, n);
-    }
-  }
 };
+
+namespace detail {
+
+bool read_frame(tcp::socket& sock, std::string* in, uint32_t max_frame, const ClientOptions& opts,
+                wire::Frame* f, std::string* error) {
+  for (;;) {
+    size_t pos = 0;
+    wire::error_code code;
+    std::string err;
+    wire::Decode d = wire::decode_frame(*in, &pos, f, max_frame, &code, &err);
+    if (d == wire::Decode::complete) {
+      in->erase(0, pos);
+      if (f->k == wire::kind::error) {
+        std::string msg;
+        wire::decode_error(f->body, &code, &msg);
+        return *error = "server error " + std::to_string(int(code)) + ": " + msg, false;
+      }
+      return true;
+    }
+    if (d == wire::Decode::error) return *error = "bad frame from server: " + err, false;
+    char buf[65536];
+    boost::system::error_code ec;
+    size_t n = sock.read_some(asio::buffer(buf), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again)
+      return *error = "timed out after " + std::to_string(opts.timeout.count()) + " ms", false;
+    if (ec) return *error = "receive: " + ec.message(), false;
+    in->append(buf, n);
+  }
+}
+
+bool connect_and_hello(tcp::socket& sock, const ClientOptions& opts, std::string* in,
+                       uint32_t* max_frame, std::string* error) {
+  boost::system::error_code ec;
+  tcp::resolver resolver(static_cast<asio::io_context&>(sock.get_executor().context()));
+  auto endpoints = resolver.resolve(opts.host, std::to_string(opts.port), ec);
+  if (!ec) asio::connect(sock, endpoints, ec);
+  if (ec) return *error = "connect " + opts.host + ":" + std::to_string(opts.port) + ": " + ec.message(), false;
+  sock.set_option(tcp::no_delay(true), ec);
+  // Timeouts for the blocking calls (asynchronous operations are not affected).
+  timeval tv{time_t(opts.timeout.count() / 1000), suseconds_t((opts.timeout.count() % 1000) * 1000)};
+  ::setsockopt(sock.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(sock.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  wire::Hello hello;
+  hello.name = "apsis-client";
+  std::string out;
+  wire::encode_frame({wire::kind::hello, wire::opcode::none, 0, 0, wire::encode_hello(hello)}, out);
+  asio::write(sock, asio::buffer(out), ec);
+  if (ec) return *error = "send: " + ec.message(), false;
+  wire::Frame f;
+  if (!read_frame(sock, in, wire::default_max_frame, opts, &f, error)) return false;
+  wire::Hello answer;
+  std::string err;
+  if (f.k != wire::kind::hello || !wire::decode_hello(f.body, &answer, &err))
+    return *error = "the node did not answer the hello", false;
+  *max_frame = answer.max_frame;
+  return true;
+}
+
+}  // namespace detail
 
 Client::Client() : impl_(std::make_unique<Impl>()) {}
 Client::~Client() = default;
 
 bool Client::connect(const ClientOptions& opts, std::string* error) {
   impl_->opts = opts;
-  boost::system::error_code ec;
-  tcp::resolver resolver(impl_->io);
-  auto endpoints = resolver.resolve(opts.host, std::to_string(opts.port), ec);
-  if (!ec) asio::connect(impl_->sock, endpoints, ec);
-  if (ec) return *error = "connect " + opts.host + ":" + std::to_string(opts.port) + ": " + ec.message(), false;
-  impl_->sock.set_option(tcp::no_delay(true), ec);
-  timeval tv{time_t(opts.timeout.count() / 1000), suseconds_t((opts.timeout.count() % 1000) * 1000)};
-  ::setsockopt(impl_->sock.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(impl_->sock.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  wire::Hello hello;
-  hello.name = "apsis-client";
-  if (!impl_->send({wire::kind::hello, wire::opcode::none, 0, 0, wire::encode_hello(hello)}, error))
-    return false;
-  wire::Frame f;
-  if (!impl_->receive(&f, error)) return false;
-  wire::Hello answer;
-  std::string err;
-  if (f.k != wire::kind::hello || !wire::decode_hello(f.body, &answer, &err))
-    return *error = "the server did not answer the hello", false;
-  impl_->max_frame = answer.max_frame;
-  return true;
+  return detail::connect_and_hello(impl_->sock, opts, &impl_->in, &impl_->max_frame, error);
 }
 
 bool Client::call(wire::Request q, wire::Response* out, std::string* error) {
@@ -87,7 +102,7 @@ bool Client::call(wire::Request q, wire::Response* out, std::string* error) {
   uint64_t id = impl_->next_id++;
   if (!impl_->send({wire::kind::request, q.op, 0, id, wire::encode_request(q)}, error)) return false;
   wire::Frame f;
-  if (!impl_->receive(&f, error)) return false;
+  if (!detail::read_frame(impl_->sock, &impl_->in, impl_->max_frame, impl_->opts, &f, error)) return false;
   if (f.k != wire::kind::response || f.id != id || f.op != q.op)
     return *error = "response does not match the request", false;
   std::string err;

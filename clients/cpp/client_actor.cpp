@@ -1,5 +1,7 @@
 #include "clients/cpp/client_actor.hpp"
 
+#include "clients/cpp/handshake.hpp"
+
 #include <boost/asio.hpp>
 
 #include <map>
@@ -139,35 +141,9 @@ client_actor::behavior_type client(client_actor::stateful_pointer<client_state> 
 
 client_actor spawn_client(caf::actor_system& sys, const ClientOptions& opts, std::string* error) {
   auto conn = std::make_shared<Connection>();
-  boost::system::error_code ec;
-  tcp::resolver resolver(conn->io);
-  auto endpoints = resolver.resolve(opts.host, std::to_string(opts.port), ec);
-  if (!ec) asio::connect(conn->sock, endpoints, ec);
-  if (ec) return *error = "connect " + opts.host + ":" + std::to_string(opts.port) + ": " + ec.message(), client_actor{};
-  conn->sock.set_option(tcp::no_delay(true), ec);
-  // The hello, synchronously, before the I/O thread takes the socket over.
-  std::string hello;
-  wire::encode_frame({wire::kind::hello, wire::opcode::none, 0, 0, wire::encode_hello({})}, hello);
-  asio::write(conn->sock, asio::buffer(hello), ec);
-  wire::Frame f;
-  wire::error_code code;
-  std::string err;
-  for (;;) {
-    size_t pos = 0;
-    wire::Decode d = wire::decode_frame(conn->in, &pos, &f, conn->max_frame, &code, &err);
-    if (d == wire::Decode::complete) {
-      conn->in.erase(0, pos);
-      break;
-    }
-    if (d == wire::Decode::error || ec) return *error = "handshake failed: " + (ec ? ec.message() : err), client_actor{};
-    size_t n = conn->sock.read_some(asio::buffer(conn->buf), ec);
-    if (ec) return *error = "handshake failed: " + ec.message(), client_actor{};
-    conn->in.append(conn->buf.data(), n);
-  }
-  wire::Hello answer;
-  if (f.k != wire::kind::hello || !wire::decode_hello(f.body, &answer, &err))
-    return *error = "the node did not answer the hello", client_actor{};
-  conn->max_frame = answer.max_frame;
+  // The handshake is blocking, before the I/O thread takes the socket over.
+  if (!detail::connect_and_hello(conn->sock, opts, &conn->in, &conn->max_frame, error))
+    return client_actor{};
   auto actor = sys.spawn(client, conn, opts.ns);
   conn->run(actor);
   return actor;

@@ -1,0 +1,21 @@
+// The start of every client connection, shared by Client and the CLIENT actor: connect,
+// set the timeouts, say hello, learn the node's frame limit.
+#pragma once
+
+#include <boost/asio.hpp>
+#include <string>
+
+#include "clients/cpp/client.hpp"
+
+namespace apsis::detail {
+
+/// Connects sock to opts.host:opts.port and negotiates the protocol version. Bytes that
+/// arrive after the hello stay in *in. False with *error set when any step fails.
+bool connect_and_hello(boost::asio::ip::tcp::socket& sock, const ClientOptions& opts,
+                       std::string* in, uint32_t* max_frame, std::string* error);
+
+/// Reads one frame (blocking); an error frame from the node becomes *error.
+bool read_frame(boost::asio::ip::tcp::socket& sock, std::string* in, uint32_t max_frame,
+                const ClientOptions& opts, wire::Frame* f, std::string* error);
+
+}  // namespace apsis::detail
