@@ -17,6 +17,7 @@ packages=(
   nlohmann-json3-dev                  # JSON part validation
   libtomlplusplus-dev libcli11-dev
   redis-tools                         # redis-cli / redis-benchmark for RESP tests
+  python3                             # the process tests (standard library only)
 )
 
 missing=()
