@@ -236,6 +236,36 @@ class ApsisdTest(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("locked by another process", r.stderr)
 
+    def test_a_config_file_sets_the_node_up(self):
+        path = os.path.join(self.dir, "node.toml")
+        with open(path, "w") as f:
+            f.write('[node]\nname = "from-file"\n'
+                    f'data_dir = "{self.dir}"\n'
+                    '[network]\nresp_port = 0\nbinary_port = 0\n'
+                    '[log]\nlevel = "warn"\n'
+                    '[[backend]]\nid = 7\ngroup = 3\nengine = "sorted"\ndir = "b7"\n'
+                    'fsync = "always"\n')
+        proc = subprocess.Popen([APSISD, "--config", path], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            line = proc.stdout.readline()
+            self.assertIn("from-file serving RESP on 127.0.0.1:", line)
+            port = int(line.split("127.0.0.1:")[1].split(",")[0])
+            c = Client(port)
+            self.assertEqual(c.call("SET", "k", "v"), "+OK")
+            info = c.call("INFO").decode()
+            self.assertIn("backend7:engine=sorted,group=3", info)
+            self.assertIn("fsync=always", info)
+            self.assertTrue(os.path.isdir(os.path.join(self.dir, "b7", "db")))
+        finally:
+            proc.kill()
+            proc.wait(timeout=15)
+        with open(path, "a") as f:
+            f.write("shards = 0\n")
+        r = subprocess.run([APSISD, "--config", path], capture_output=True, text=True, timeout=15)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(f"{path}:15: backend.shards: must be between 1 and 256, got 0", r.stderr)
+
     def test_a_bad_config_is_refused_naming_the_key(self):
         r = subprocess.run([APSISD, "--set", "network.resp_prot=1"], capture_output=True,
                            text=True, timeout=15)
