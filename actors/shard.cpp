@@ -12,8 +12,8 @@ struct current {
   uint32_t json_size = 0, data_size = 0;
 };
 
-}  // namespace
-
+/// Applies a batch to the engine in order: conditions and fencing per operation, then one
+/// put_batch for every write.
 result_batch apply_batch(storage::Engine& engine,
                          std::unordered_map<storage::Id, uint64_t, storage::IdHash>& fences,
                          op_batch& ops) {
@@ -126,6 +126,8 @@ result_batch apply_batch(storage::Engine& engine,
   }
   return results;
 }
+
+}  // namespace
 
 shard_actor::behavior_type shard(shard_actor::stateful_pointer<shard_state> self,
                                  std::shared_ptr<storage::Engine> engine) {

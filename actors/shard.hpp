@@ -19,11 +19,6 @@ struct shard_state {
 shard_actor::behavior_type shard(shard_actor::stateful_pointer<shard_state> self,
                                  std::shared_ptr<storage::Engine> engine);
 
-/// Applies a batch to an engine (the shard's work, without the actor): exposed for tests.
-result_batch apply_batch(storage::Engine& engine,
-                         std::unordered_map<storage::Id, uint64_t, storage::IdHash>& fences,
-                         op_batch& ops);
-
 /// Which of n (< 2^32) shards owns an id: contiguous ranges of the id space, by its top
 /// 32 bits.
 inline size_t shard_index(const storage::Id& id, size_t n) {

@@ -160,7 +160,6 @@ bool apply_override(toml::table& root, const std::string& line, std::string* err
     parsed = toml::table{{"v", value}};  // a bare word is a string
   }
   std::string section = path.substr(0, dot), key = path.substr(dot + 1);
-  toml::table* target = nullptr;
   if (section.rfind("backend", 0) == 0) {  // backend.<key> applies to every backend
     auto* arr = root["backend"].as_array();
     if (!arr || section != "backend") {
@@ -172,7 +171,7 @@ bool apply_override(toml::table& root, const std::string& line, std::string* err
     return true;
   }
   if (!root.contains(section)) root.insert(section, toml::table{});
-  target = root[section].as_table();
+  toml::table* target = root[section].as_table();
   if (!target) {
     *error = "--set " + line + ": " + section + " is not a table";
     return false;

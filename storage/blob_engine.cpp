@@ -5,7 +5,6 @@
 #include <cstring>
 
 #include "storage/engine_dir.hpp"
-#include "storage/memory_engine.hpp"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
               "index snapshots store slots in host order, which must be little-endian");
@@ -407,7 +406,7 @@ Status BlobEngine::recover() {
 
   // Phase 2: the snapshot, if it matches the files; phase 3: replay what it lacks.
   std::vector<uint64_t> replay_from(files_.size(), file_header_size);
-  APSIS_TRY(load_snapshot(numbers, &replay_from));
+  APSIS_TRY(load_snapshot(&replay_from));
   uint64_t replayed = 0;
   for (uint32_t no : numbers) {
     DataFile& f = *files_[no];
@@ -436,8 +435,7 @@ Status BlobEngine::recover() {
   return a.file->map(std::max(opts_.blob_file_size, a.end), true);
 }
 
-Status BlobEngine::load_snapshot(const std::vector<uint32_t>& numbers,
-                                 std::vector<uint64_t>* replay_from) {
+Status BlobEngine::load_snapshot(std::vector<uint64_t>* replay_from) {
   std::string path = join_path(opts_.dir, snapshot_name);
   if (!opts_.env->exists(path)) return Status::ok();
   std::string snap;
@@ -482,7 +480,6 @@ Status BlobEngine::load_snapshot(const std::vector<uint32_t>& numbers,
     (*replay_from)[no] = ends[no];
   }
   log(LogLevel::info, path + ": loaded " + std::to_string(index_.size()) + " entries");
-  (void)numbers;
   return Status::ok();
 }
 

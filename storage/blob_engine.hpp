@@ -54,7 +54,7 @@ class BlobEngine final : public Engine {
 
   explicit BlobEngine(const EngineOptions& opts);
   Status recover();
-  Status load_snapshot(const std::vector<uint32_t>& numbers, std::vector<uint64_t>* replay_from);
+  Status load_snapshot(std::vector<uint64_t>* replay_from);
   template <class F>
   void scan(DataFile& f, std::string_view bytes, uint64_t start, F&& visit, bool report);
   void apply_replayed(const codec::Header& h, uint64_t loc);

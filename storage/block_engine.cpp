@@ -5,7 +5,6 @@
 #include <mutex>
 
 #include "storage/engine_dir.hpp"
-#include "storage/memory_engine.hpp"
 #include "storage/record_codec.hpp"
 
 namespace apsis::storage {

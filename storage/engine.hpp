@@ -57,6 +57,12 @@ struct IterateOptions {
   bool with_payload = true;  ///< fill json and data
   bool include_tombstones = true;
 };
+/// Whether a record passes an iteration's id, version and tombstone filters.
+inline bool matches(const IterateOptions& opts, const Id& id, const Version& v, bool tombstone) {
+  return opts.begin <= id && id <= opts.end && opts.min_version <= v && v <= opts.max_version &&
+         (opts.include_tombstones || !tombstone);
+}
+
 /// Called once per matching record (blob: at least once); return false to stop early.
 using IterateFn = std::function<bool(const Record&)>;
 

@@ -3,7 +3,6 @@
 #include <algorithm>
 
 #include "storage/engine_dir.hpp"
-#include "storage/memory_engine.hpp"
 #include "storage/record_codec.hpp"
 
 namespace apsis::storage {

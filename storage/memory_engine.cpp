@@ -5,11 +5,6 @@
 
 namespace apsis::storage {
 
-bool matches(const IterateOptions& opts, const Id& id, const Version& v, bool tombstone) {
-  return opts.begin <= id && id <= opts.end && opts.min_version <= v && v <= opts.max_version &&
-         (opts.include_tombstones || !tombstone);
-}
-
 Status MemoryEngine::put(const Record& r) {
   APSIS_TRY(validate(r, limits_));
   std::unique_lock<std::shared_mutex> l(mu_);

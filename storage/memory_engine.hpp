@@ -26,7 +26,4 @@ class MemoryEngine final : public Engine {
   uint64_t bytes_ = 0;
 };
 
-/// Whether a record's metadata passes an iteration's id, version and tombstone filters.
-bool matches(const IterateOptions& opts, const Id& id, const Version& v, bool tombstone);
-
 }  // namespace apsis::storage

@@ -62,10 +62,10 @@ struct Keys {
 };
 
 Record record_of(uint64_t i, const StorageBenchOptions& o, uint64_t stamp,
-                 const std::string& value, const Keys* keys = nullptr) {
+                 const std::string& value) {
   Record r;
   r.key = key_of(i, o.key_size);
-  r.id = keys ? keys->ids[i] : make_id("default", r.key);
+  r.id = make_id("default", r.key);
   r.data = value;
   r.version = {stamp, 1};
   return r;
