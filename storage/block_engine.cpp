@@ -254,47 +254,66 @@ Status BlockEngine::write_chain(std::string_view rec, uint64_t* first) {
 }
 
 Status BlockEngine::put(const Record& r) {
-  APSIS_TRY(validate(r, opts_.limits));
-  std::string rec = codec::encode(r);
+  Status s;
+  put_batch(&r, 1, &s);
+  return s;
+}
+
+// One lock, one ticket and one wait for durability for the whole batch; the blocks the batch
+// frees become reusable only once that ticket is durable.
+void BlockEngine::put_batch(const Record* records, size_t n, Status* results) {
+  std::vector<std::string> encoded(n);
+  for (size_t i = 0; i < n; ++i) {
+    results[i] = validate(records[i], opts_.limits);
+    if (results[i]) encoded[i] = codec::encode(records[i]);
+  }
   uint64_t ticket;
   {
     std::unique_lock<std::shared_mutex> l(mu_);
-    APSIS_TRY(sync_->error());
-    auto it = map_.find(r.id);
-    if (it != map_.end()) {
-      bool write = false;
-      APSIS_TRY(version_check(it->second.entry.version, r.version, &write));
-      if (!write) return Status::ok();
-    }
-    uint64_t first = 0;
-    APSIS_TRY(write_chain(rec, &first));
-    uint32_t slot = it != map_.end() ? it->second.slot : uint32_t(by_slot_.size());
-    // Overwrite the other copy: a torn write leaves the current one intact.
-    int copy = it != map_.end() ? 1 - it->second.entry.copy : 0;
-    char e[entry_size];
-    encode_entry(++seq_, r.id, first, uint32_t(rec.size()), r.version, e);
-    APSIS_TRY(index_->write(entry_offset(slot, copy), std::string_view(e, entry_size)));
+    std::vector<uint64_t> freed;
+    for (size_t i = 0; i < n; ++i)
+      if (results[i]) results[i] = put_locked(records[i], encoded[i], &freed);
     ticket = sync_->ticket();
-    if (it != map_.end()) {
-      std::vector<uint64_t> old;
-      uint64_t b = it->second.entry.first;
-      size_t n = (it->second.entry.length + block_payload - 1) / block_payload;
-      std::string scratch;
-      for (size_t i = 0; i < n && b != 0 && b < blocks_; ++i) {
-        old.push_back(b);
-        std::string_view v;
-        if (!data_->read(b * block_size, 8, &v, &scratch)) break;
-        b = codec::get_u64(v.data());
-      }
-      pending_.push_back(Pending{ticket, std::move(old)});
-    } else {
-      by_slot_.push_back(r.id);
-    }
-    Slot& s = map_[r.id];
-    s.slot = slot;
-    s.entry = Entry{seq_, r.id, first, uint32_t(rec.size()), r.version, copy};
+    if (!freed.empty()) pending_.push_back(Pending{ticket, std::move(freed)});
   }
-  return sync_->after_write(ticket);
+  Status durable = sync_->after_write(ticket);
+  for (size_t i = 0; i < n; ++i)
+    if (results[i] && !durable) results[i] = durable;
+}
+
+Status BlockEngine::put_locked(const Record& r, const std::string& rec, std::vector<uint64_t>* freed) {
+  APSIS_TRY(sync_->error());
+  auto it = map_.find(r.id);
+  if (it != map_.end()) {
+    bool write = false;
+    APSIS_TRY(version_check(it->second.entry.version, r.version, &write));
+    if (!write) return Status::ok();
+  }
+  uint64_t first = 0;
+  APSIS_TRY(write_chain(rec, &first));
+  uint32_t slot = it != map_.end() ? it->second.slot : uint32_t(by_slot_.size());
+  // Overwrite the other copy: a torn write leaves the current one intact.
+  int copy = it != map_.end() ? 1 - it->second.entry.copy : 0;
+  char e[entry_size];
+  encode_entry(++seq_, r.id, first, uint32_t(rec.size()), r.version, e);
+  APSIS_TRY(index_->write(entry_offset(slot, copy), std::string_view(e, entry_size)));
+  if (it != map_.end()) {  // the old chain's blocks
+    uint64_t b = it->second.entry.first;
+    size_t blocks = (it->second.entry.length + block_payload - 1) / block_payload;
+    std::string scratch;
+    for (size_t i = 0; i < blocks && b != 0 && b < blocks_; ++i) {
+      freed->push_back(b);
+      std::string_view v;
+      if (!data_->read(b * block_size, 8, &v, &scratch)) break;
+      b = codec::get_u64(v.data());
+    }
+  } else {
+    by_slot_.push_back(r.id);
+  }
+  Slot& s = map_[r.id];
+  s.slot = slot;
+  s.entry = Entry{seq_, r.id, first, uint32_t(rec.size()), r.version, copy};
+  return Status::ok();
 }
 
 Status BlockEngine::read_locked(const Id& id, std::string* bytes) {

@@ -27,6 +27,7 @@ class BlockEngine final : public Engine {
   static Status open(const EngineOptions& opts, std::unique_ptr<Engine>* out);
   ~BlockEngine() override;
   Status put(const Record& r) override;
+  void put_batch(const Record* records, size_t n, Status* results) override;
   Status get(const Id& id, Record* out) override;
   Status lookup(const Id& id, RecordMeta* out) override;
   Status iterate(const IterateOptions& opts, const IterateFn& fn) override;
@@ -54,6 +55,7 @@ class BlockEngine final : public Engine {
   Status write_chain(std::string_view rec, uint64_t* first);
   std::vector<uint64_t> allocate(size_t n);
   void release_pending();
+  Status put_locked(const Record& r, const std::string& rec, std::vector<uint64_t>* freed);
   Status read_locked(const Id& id, std::string* bytes);
 
   EngineOptions opts_;

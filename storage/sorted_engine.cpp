@@ -4,8 +4,10 @@
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
 
 #include <algorithm>
+#include <unordered_map>
 
 #include "storage/engine_dir.hpp"
 #include "storage/record_codec.hpp"
@@ -73,28 +75,58 @@ Status SortedEngine::read(const Id& id, std::string* bytes) {
 }
 
 Status SortedEngine::put(const Record& r) {
-  APSIS_TRY(validate(r, opts_.limits));
-  std::string enc = codec::encode(r);
+  Status s;
+  put_batch(&r, 1, &s);
+  return s;
+}
+
+// One synced RocksDB WriteBatch for the whole batch (RocksDB group-commits it), under the
+// stripes of every id in it, taken in order.
+void SortedEngine::put_batch(const Record* records, size_t n, Status* results) {
+  std::vector<size_t> stripes;
+  for (size_t i = 0; i < n; ++i) stripes.push_back(records[i].id.bytes[63] & 63);
+  std::sort(stripes.begin(), stripes.end());
+  stripes.erase(std::unique(stripes.begin(), stripes.end()), stripes.end());
   uint64_t ticket;
   {
-    std::lock_guard<std::mutex> g(stripes_[r.id.bytes[63] & 63]);
-    APSIS_TRY(sync_->error());
-    std::string old;
-    Status s = read(r.id, &old);
-    codec::Header h;
-    if (s && codec::decode_header(old, &h)) {
-      bool write = false;
-      APSIS_TRY(version_check(h.version, r.version, &write));
-      if (!write) return Status::ok();
-    } else if (!s && !s.is_not_found()) {
-      return s;
+    std::vector<std::unique_lock<std::mutex>> locks;
+    for (size_t s : stripes) locks.emplace_back(stripes_[s]);
+    rocksdb::WriteBatch batch;
+    std::vector<size_t> written;
+    std::unordered_map<Id, Version, IdHash> in_batch;  // versions written earlier in this batch
+    for (size_t i = 0; i < n; ++i) {
+      const Record& r = records[i];
+      results[i] = validate(r, opts_.limits);
+      if (results[i]) results[i] = sync_->error();
+      if (!results[i]) continue;
+      bool write = true;
+      auto it = in_batch.find(r.id);
+      std::string old;
+      codec::Header h;
+      if (it != in_batch.end()) {
+        results[i] = version_check(it->second, r.version, &write);
+      } else if (Status s = read(r.id, &old); s && codec::decode_header(old, &h)) {
+        results[i] = version_check(h.version, r.version, &write);
+      } else if (!s && !s.is_not_found()) {
+        results[i] = s;
+      }
+      if (!results[i] || !write) continue;
+      batch.Put(key_of(r.id), codec::encode(r));
+      in_batch[r.id] = r.version;
+      written.push_back(i);
     }
-    rocksdb::WriteOptions w;
-    w.sync = opts_.sync.mode == SyncPolicy::Mode::always;
-    APSIS_TRY(from_rocks(db_->Put(w, key_of(r.id), enc)));
+    if (!written.empty()) {
+      rocksdb::WriteOptions w;
+      w.sync = opts_.sync.mode == SyncPolicy::Mode::always;
+      Status s = from_rocks(db_->Write(w, &batch));
+      for (size_t i : written) results[i] = s;
+    }
     ticket = sync_->ticket();
   }
-  return opts_.sync.mode == SyncPolicy::Mode::always ? sync_->error() : sync_->after_write(ticket);
+  if (opts_.sync.mode == SyncPolicy::Mode::always) return;  // the synced write was the fsync
+  Status durable = sync_->after_write(ticket);
+  for (size_t i = 0; i < n; ++i)
+    if (results[i] && !durable) results[i] = durable;
 }
 
 Status SortedEngine::get(const Id& id, Record* out) {

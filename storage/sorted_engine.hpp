@@ -22,6 +22,7 @@ class SortedEngine final : public Engine {
   static Status open(const EngineOptions& opts, std::unique_ptr<Engine>* out);
   ~SortedEngine() override;
   Status put(const Record& r) override;
+  void put_batch(const Record* records, size_t n, Status* results) override;
   Status get(const Id& id, Record* out) override;
   Status lookup(const Id& id, RecordMeta* out) override;
   Status iterate(const IterateOptions& opts, const IterateFn& fn) override;
