@@ -235,8 +235,8 @@ struct BinaryServer::Impl {
   BinaryOptions opts;
 };
 
-BinaryServer::BinaryServer(boost::asio::io_context& io, caf::actor_system& sys,
-                           replica_group_actor coordinator, lock_manager_actor locks,
+BinaryServer::BinaryServer(IoPool& io, caf::actor_system& sys,
+                           Coordinator coordinator, lock_manager_actor locks,
                            node_actor node, BinaryOptions opts)
     : impl_(std::make_shared<Impl>()) {
   BinaryProtocol::Context ctx{&sys, std::move(locks), std::move(node),

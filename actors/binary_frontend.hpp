@@ -4,11 +4,11 @@
 // closes releases its leases; stat asks the node.
 #pragma once
 
-#include <boost/asio/io_context.hpp>
 #include <memory>
 #include <string>
 
-#include "actors/interfaces.hpp"
+#include "actors/io_pool.hpp"
+#include "actors/replica_group.hpp"
 
 namespace apsis {
 
@@ -21,7 +21,7 @@ struct BinaryOptions {
 
 class BinaryServer {
  public:
-  BinaryServer(boost::asio::io_context& io, caf::actor_system& sys, replica_group_actor coordinator,
+  BinaryServer(IoPool& io, caf::actor_system& sys, Coordinator coordinator,
                lock_manager_actor locks, node_actor node, BinaryOptions opts);
   ~BinaryServer();
   bool start(std::string* error);

@@ -1,7 +1,8 @@
 // The connection machinery shared by the Asio frontends (RESP, binary): read what the
 // socket has, let the protocol turn it into one batch of operations plus reply plans, send
-// the batch to the coordinator as one message, take the results back as one post, and
-// write every finished batch's replies, in request order, with one write. A client with
+// the batch to the coordinator as one message (or run it on this thread, when the node has a
+// direct path), take the results back as one post, and write every finished batch's
+// replies, in request order, with one write. A client with
 // too much outstanding stops being read, so it only holds up its own connection.
 //
 // A Protocol provides:
@@ -9,7 +10,8 @@
 //   bool parse(std::string& in, size_t* pos, Batch& b, Connection& c);
 //                                                  false = stop reading (quit or bad input)
 //   void format(const Batch& b, std::string& out); the replies of a finished batch
-// Everything runs on the one I/O thread; results arrive from actor threads via post.
+// A connection runs on one thread of the IoPool for its whole life; results from actor
+// threads arrive via post to it.
 #pragma once
 
 #include <boost/asio.hpp>
@@ -18,10 +20,12 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 
-#include "actors/interfaces.hpp"
+#include "actors/io_pool.hpp"
+#include "actors/replica_group.hpp"
 
 namespace apsis::frontend {
 
@@ -68,8 +72,8 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
   /// Runs f on the I/O thread later, if the connection still exists (for answers that
   /// arrive from actor threads).
   std::function<void(std::function<void(Connection&)>)> poster() {
-    return [weak = this->weak_from_this(), io = &server_->io](std::function<void(Connection&)> f) {
-      asio::post(*io, [weak, f = std::move(f)] {
+    return [weak = this->weak_from_this(), ex = sock_.get_executor()](std::function<void(Connection&)> f) {
+      asio::post(ex, [weak, f = std::move(f)] {
         if (auto c = weak.lock()) f(*c);
       });
     };
@@ -82,6 +86,9 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
   }
 
   Protocol& protocol() { return proto_; }
+  tcp::socket::executor_type executor() { return sock_.get_executor(); }
+  /// Closes the connection on its own thread.
+  void post_close() { asio::post(executor(), [self = this->shared_from_this()] { self->close(); }); }
 
  private:
   // Bounds on what one client may have outstanding before it stops being read.
@@ -126,12 +133,14 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
 
   void submit(const BatchPtr& batch) {
     pending_.push_back(batch);
-    if (!batch->ops.empty()) {
+    if (!batch->ops.empty() && server_->coordinator.local) {
+      batch->results = server_->coordinator.local->run(batch->ops);
+    } else if (!batch->ops.empty()) {
       ++batch->waiting;
       auto sink = std::make_shared<Sink>();
       sink->post = poster();
       sink->batch = batch;
-      caf::anon_send(server_->coordinator, atom::exec_v, std::move(batch->ops),
+      caf::anon_send(server_->coordinator.actor, atom::exec_v, std::move(batch->ops),
                      batch_sink_ptr(std::move(sink)));
     }
     proto_.submitted(batch, *this);  // other answers the protocol awaits
@@ -144,8 +153,21 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
       quit_ = quit_ || pending_.front()->quit;
       pending_.pop_front();
     }
-    write();
+    schedule_write();
     read();
+  }
+
+  // Replies go out from a posted handler, after the other sockets that were ready in this
+  // round have been read and answered (as Redis writes in beforeSleep): a client then finds
+  // many replies at once instead of being woken for each one, and a wake-up across CPUs is
+  // what a loopback send costs most here (docs/benchmarks.md).
+  void schedule_write() {
+    if (write_posted_ || writing_ || closed_) return;
+    write_posted_ = true;
+    asio::post(sock_.get_executor(), [self = this->shared_from_this()] {
+      self->write_posted_ = false;
+      self->write();
+    });
   }
 
   void write() {
@@ -172,7 +194,8 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
   std::array<char, 64 << 10> buf_;
   std::string in_, out_, wbuf_;
   std::deque<BatchPtr> pending_;
-  bool reading_ = false, writing_ = false, closed_ = false, stop_reading_ = false, quit_ = false;
+  bool reading_ = false, writing_ = false, write_posted_ = false, closed_ = false,
+       stop_reading_ = false, quit_ = false;
 };
 
 /// Accepts connections for one protocol; Protocol::Context is shared by its connections.
@@ -181,8 +204,8 @@ class Server : public std::enable_shared_from_this<Server<Protocol>> {
  public:
   using Context = typename Protocol::Context;
 
-  Server(asio::io_context& io, replica_group_actor coordinator, Context ctx)
-      : io(io), coordinator(std::move(coordinator)), context(std::move(ctx)), acceptor_(io) {}
+  Server(IoPool& io, Coordinator coordinator, Context ctx)
+      : io(io), coordinator(std::move(coordinator)), context(std::move(ctx)), acceptor_(io.main()) {}
 
   /// Binds and starts accepting; false with *error set when that fails.
   bool start(const std::string& bind, uint16_t port, const std::string& what, std::string* error) {
@@ -201,34 +224,42 @@ class Server : public std::enable_shared_from_this<Server<Protocol>> {
 
   uint16_t port() const { return acceptor_.local_endpoint().port(); }
 
+  /// Stops accepting and closes every connection (on its own thread). Runs on main().
   void stop() {
     stopped_ = true;
     boost::system::error_code ec;
     acceptor_.close(ec);
-    auto all = connections_;
-    for (auto& c : all) c->close();
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& c : connections_) c->post_close();
   }
 
-  void forget(const std::shared_ptr<Connection<Protocol>>& c) { connections_.erase(c); }
+  void forget(const std::shared_ptr<Connection<Protocol>>& c) {
+    std::lock_guard<std::mutex> lock(mu_);
+    connections_.erase(c);
+  }
 
-  asio::io_context& io;
-  replica_group_actor coordinator;
+  IoPool& io;
+  Coordinator coordinator;
   Context context;
 
  private:
   void accept() {
-    acceptor_.async_accept([self = this->shared_from_this()](auto ec, tcp::socket sock) {
+    acceptor_.async_accept(io.next(), [self = this->shared_from_this()](auto ec, tcp::socket sock) {
       if (self->stopped_) return;
       if (!ec) {
         auto c = std::make_shared<Connection<Protocol>>(self, std::move(sock));
-        self->connections_.insert(c);
-        c->start();
+        {
+          std::lock_guard<std::mutex> lock(self->mu_);
+          self->connections_.insert(c);
+        }
+        asio::post(c->executor(), [c] { c->start(); });
       }
       self->accept();
     });
   }
 
   tcp::acceptor acceptor_;
+  std::mutex mu_;  ///< guards connections_: connections forget themselves on their threads
   std::set<std::shared_ptr<Connection<Protocol>>> connections_;
   bool stopped_ = false;
 };

@@ -43,6 +43,7 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
   rg.timeout = std::chrono::milliseconds(cfg.timeout_ms);
   rg.clock = std::make_shared<Hlc>(cfg.node_id);
   std::vector<caf::actor> children;
+  bool direct = true;
   for (const auto& b : cfg.backends) {
     for (const auto& g : rg.groups) {
       if (g.group == b.group) {
@@ -68,14 +69,20 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
     parts.engines.push_back(shared);
     group_route route{b.group, cfg.name, b.id, {}};
     for (uint32_t i = 0; i < b.shards; ++i) {
-      route.shards.push_back(sys.spawn(shard, shared));
+      route.cores.push_back(std::make_shared<ShardCore>(shared, rg.clock));
+      route.shards.push_back(sys.spawn(shard, route.cores.back()));
       children.push_back(caf::actor_cast<caf::actor>(route.shards.back()));
     }
+    // fsync `always` blocks its caller for a disk flush: on a frontend's I/O thread that
+    // would stall every connection on it, while shard actors overlap their waits (group
+    // commit). So only backends that never block on a write allow the direct path.
+    direct = direct && b.fsync.mode != storage::SyncPolicy::Mode::always;
     rg.groups.push_back(std::move(route));
   }
-  parts.coordinator = sys.spawn(replica_group, std::move(rg));
+  if (direct) parts.coordinator.local = LocalCoordinator::make(rg);
+  parts.coordinator.actor = sys.spawn(replica_group, std::move(rg));
   parts.locks = sys.spawn(lock_manager);
-  children.push_back(caf::actor_cast<caf::actor>(parts.coordinator));
+  children.push_back(caf::actor_cast<caf::actor>(parts.coordinator.actor));
   children.push_back(caf::actor_cast<caf::actor>(parts.locks));
   parts.node = sys.spawn(node, cfg, parts.engines, std::move(children));
   *out = std::move(parts);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "actors/interfaces.hpp"
+#include "actors/replica_group.hpp"
 #include "config/node_config.hpp"
 #include "storage/engine.hpp"
 
@@ -16,7 +17,7 @@ namespace apsis {
 /// What a started node is made of.
 struct NodeParts {
   node_actor node;
-  replica_group_actor coordinator;
+  Coordinator coordinator;  ///< the actor, and the direct path where the node allows one
   lock_manager_actor locks;
   std::vector<std::shared_ptr<storage::Engine>> engines;  ///< in config order
 };

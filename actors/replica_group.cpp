@@ -49,6 +49,12 @@ struct pending_batch {
       e.status = failure;
       if (got && k < got->size()) {
         op_result& one = (*got)[k];
+        // A write that finds a newer version stored lost to a concurrent one (newest wins):
+        // it is ordered before that write, not failed.
+        if (writes[idx[k]] && one.status == op_status::stale) {
+          one.status = op_status::ok;
+          one.message.clear();
+        }
         e.status = one.status;
         e.version = one.version;
         if (r.replicas.empty()) {  // the first replica to answer carries the payload
@@ -68,33 +74,40 @@ struct pending_batch {
 
 struct shard_request {
   shard_actor dest;
+  ShardCore* core = nullptr;  ///< the local shard's core, for the direct path
   op_batch ops;
   std::vector<size_t> idx;
   replica_entry where;
   bool remote = false;
 };
 
-void run(replica_group_actor::stateful_pointer<replica_group_state> self, op_batch& ops,
-         deliver_fn deliver) {
-  const auto& cfg = self->state.cfg;
+/// Versions the writes and splits the batch into one request per (group, shard) that has
+/// work. With no requests at all, the batch is finished (delivered) at once.
+std::shared_ptr<pending_batch> plan(const replica_group_config& cfg, op_batch& ops,
+                                    deliver_fn deliver, std::vector<shard_request>* out) {
   auto p = std::make_shared<pending_batch>();
   p->results.resize(ops.size());
   p->writes.resize(ops.size());
   p->policy = cfg.policy;
   p->deliver = std::move(deliver);
+  // Every replica of a write must store the same version, so with several groups the
+  // coordinator stamps it; with one, the shard does (ShardCore), in the order it applies.
+  const bool stamp = cfg.groups.size() > 1;
   for (size_t i = 0; i < ops.size(); ++i) {
     p->writes[i] = is_write(ops[i].kind);
-    if (p->writes[i]) ops[i].version = cfg.clock->next();
+    if (p->writes[i] && stamp) ops[i].version = cfg.clock->next();
   }
-  std::vector<shard_request> plan;
+  std::vector<shard_request>& plan = *out;
   for (size_t g = 0; g < cfg.groups.size(); ++g) {
     const group_route& route = cfg.groups[g];
     size_t first = plan.size();
     plan.resize(first + route.shards.size());
     for (size_t s = 0; s < route.shards.size(); ++s) {
-      plan[first + s].dest = route.shards[s];
-      plan[first + s].where = replica_entry{route.group, route.node, route.backend, {}, {}};
-      plan[first + s].remote = route.remote;
+      shard_request& req = plan[first + s];
+      req.dest = route.shards[s];
+      req.core = s < route.cores.size() ? route.cores[s].get() : nullptr;
+      req.where = replica_entry{route.group, route.node, route.backend, {}, {}};
+      req.remote = route.remote;
     }
     for (size_t i = 0; i < ops.size(); ++i) {
       if (g > 0 && !p->writes[i]) continue;  // reads: the first group answers
@@ -107,11 +120,16 @@ void run(replica_group_actor::stateful_pointer<replica_group_state> self, op_bat
   plan.erase(std::remove_if(plan.begin(), plan.end(), [](auto& r) { return r.ops.empty(); }),
              plan.end());
   p->outstanding = plan.size();
-  if (plan.empty()) {
-    p->finish();
-    return;
-  }
-  for (auto& req : plan) {
+  if (plan.empty()) p->finish();
+  return p;
+}
+
+void run(replica_group_actor::stateful_pointer<replica_group_state> self, op_batch& ops,
+         deliver_fn deliver) {
+  const auto& cfg = self->state.cfg;
+  std::vector<shard_request> reqs;
+  auto p = plan(cfg, ops, std::move(deliver), &reqs);
+  for (auto& req : reqs) {
     caf::duration timeout = req.remote ? caf::duration{cfg.timeout} : caf::infinite;
     self->request(req.dest, timeout, atom::apply_v, std::move(req.ops))
         .then([p, idx = req.idx, where = req.where](result_batch& got) {
@@ -140,6 +158,23 @@ replica_group_actor::behavior_type replica_group(
         run(self, ops, [sink](result_batch&& r) { sink->done(std::move(r)); });
       },
   };
+}
+
+std::shared_ptr<LocalCoordinator> LocalCoordinator::make(const replica_group_config& cfg) {
+  for (const auto& g : cfg.groups)
+    if (g.remote || g.cores.size() != g.shards.size()) return nullptr;
+  return std::shared_ptr<LocalCoordinator>(new LocalCoordinator(cfg));
+}
+
+result_batch LocalCoordinator::run(op_batch& ops) const {
+  result_batch out;
+  std::vector<shard_request> reqs;
+  auto p = plan(cfg_, ops, [&out](result_batch&& r) { out = std::move(r); }, &reqs);
+  for (auto& req : reqs) {
+    result_batch got = req.core->apply(req.ops);
+    p->record(req.idx, req.where, &got, op_status::unavailable);
+  }
+  return out;
 }
 
 }  // namespace apsis

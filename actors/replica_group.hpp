@@ -13,6 +13,8 @@
 
 namespace apsis {
 
+class ShardCore;
+
 /// The owner of the whole id space in one group: one backend split into shards.
 struct group_route {
   uint32_t group = 0;
@@ -23,6 +25,9 @@ struct group_route {
   /// A local shard always answers, or fails with an error if it died, so it needs none, and
   /// skipping the timer spares the clock thread one wake-up per request.
   bool remote = false;
+  /// The same shards' cores, for a local route (empty for a remote one): what the direct
+  /// path (LocalCoordinator) applies to.
+  std::vector<std::shared_ptr<ShardCore>> cores = {};
 };
 
 struct replica_group_config {
@@ -39,6 +44,28 @@ struct replica_group_state {
 
 replica_group_actor::behavior_type replica_group(
     replica_group_actor::stateful_pointer<replica_group_state> self, replica_group_config cfg);
+
+/// The coordinator's work done on the caller's thread, for a node whose every replica is a
+/// local shard: the same versioning, split by shard, per-replica entries and policy as the
+/// actor, without the hops (I/O thread -> coordinator -> shards -> I/O thread) that cost a
+/// cross-CPU wake-up each (docs/benchmarks.md). Thread-safe: shards lock, the clock is atomic.
+class LocalCoordinator {
+ public:
+  /// Null unless every route is local with its cores.
+  static std::shared_ptr<LocalCoordinator> make(const replica_group_config& cfg);
+  /// Runs a batch and returns its results, as the actor's exec would.
+  result_batch run(op_batch& ops) const;
+
+ private:
+  explicit LocalCoordinator(replica_group_config cfg) : cfg_(std::move(cfg)) {}
+  replica_group_config cfg_;
+};
+
+/// How a frontend reaches the coordinator: the actor, or the direct path when there is one.
+struct Coordinator {
+  replica_group_actor actor;
+  std::shared_ptr<LocalCoordinator> local;  ///< null: every batch goes to the actor
+};
 
 /// Combines the replicas' entries of one write into its overall status under a policy.
 op_status decide(success_policy policy, const std::vector<replica_entry>& replicas);

@@ -276,7 +276,7 @@ struct RespServer::Impl {
   RespOptions opts;
 };
 
-RespServer::RespServer(boost::asio::io_context& io, replica_group_actor coordinator, RespOptions opts)
+RespServer::RespServer(IoPool& io, Coordinator coordinator, RespOptions opts)
     : impl_(std::make_shared<Impl>()) {
   RespProtocol::Context ctx{opts.limits, opts.info};
   impl_->server = std::make_shared<frontend::Server<RespProtocol>>(io, std::move(coordinator), std::move(ctx));

@@ -1,16 +1,16 @@
-// RespServer: the Redis-protocol frontend, on Boost.Asio (one I/O thread). Each socket read
-// is parsed whole; its key operations go to the coordinator as one batch (one actor message)
-// and their results come back as one post, answered with one write. Replies stay in request
+// RespServer: the Redis-protocol frontend, on Boost.Asio (an IoPool). Each socket read
+// is parsed whole; its key operations go to the coordinator as one batch (run on the I/O
+// thread by the direct path, or one actor message), answered with one write. Replies stay in request
 // order across reads; a client with too much outstanding stops being read, so it only holds
 // up its own connection.
 #pragma once
 
-#include <boost/asio/io_context.hpp>
 #include <functional>
 #include <memory>
 #include <string>
 
-#include "actors/interfaces.hpp"
+#include "actors/io_pool.hpp"
+#include "actors/replica_group.hpp"
 #include "messages/resp.hpp"
 #include "storage/record.hpp"
 
@@ -26,7 +26,7 @@ struct RespOptions {
 
 class RespServer {
  public:
-  RespServer(boost::asio::io_context& io, replica_group_actor coordinator, RespOptions opts);
+  RespServer(IoPool& io, Coordinator coordinator, RespOptions opts);
   ~RespServer();
   /// Binds and starts accepting; false with *error set when that fails.
   bool start(std::string* error);

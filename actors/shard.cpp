@@ -14,7 +14,7 @@ struct current {
 
 /// Applies a batch to the engine in order: conditions and fencing per operation, then one
 /// put_batch for every write.
-result_batch apply_batch(storage::Engine& engine,
+result_batch apply_batch(storage::Engine& engine, Hlc& clock,
                          std::unordered_map<storage::Id, uint64_t, storage::IdHash>& fences,
                          op_batch& ops) {
   using storage::Record;
@@ -24,6 +24,11 @@ result_batch apply_batch(storage::Engine& engine,
   // Ids written earlier in this batch -> their index in writes, so later ops see them.
   std::unordered_map<storage::Id, size_t, storage::IdHash> overlay;
   const uint64_t now = storage::now_ms();
+  if (ops.size() > 1) {
+    std::vector<const storage::Id*> ids(ops.size());
+    for (size_t i = 0; i < ops.size(); ++i) ids[i] = &ops[i].id;
+    engine.prefetch(ids);
+  }
   auto live = [now](const Record& r) { return !r.tombstone && !(r.expiry_ms && r.expiry_ms <= now); };
 
   // What the key holds at this point of the batch; payload only when asked for.
@@ -100,14 +105,15 @@ result_batch apply_batch(storage::Engine& engine,
       w = std::move(c.record);
       w.expiry_ms = op.expiry_ms;
     } else if (op.kind == op_kind::remove) {
-      w = Record::make_tombstone(op.id, op.version, op.key);
+      w = Record::make_tombstone(op.id, op.version, std::move(op.key));
     } else {
-      w.key = op.key;
+      w.key = std::move(op.key);  // op.key is not read again: results carry no key
       w.json = std::move(op.json);
       w.data = std::move(op.data);
       w.user_flags = op.user_flags;
       w.expiry_ms = op.keep_expiry && c.live ? c.record.expiry_ms : op.expiry_ms;
     }
+    if (op.version.stamp == 0) op.version = clock.next();
     w.id = op.id;
     w.version = op.version;
     r.version = op.version;
@@ -129,13 +135,16 @@ result_batch apply_batch(storage::Engine& engine,
 
 }  // namespace
 
+result_batch ShardCore::apply(op_batch& ops) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return apply_batch(*engine_, *clock_, fences_, ops);
+}
+
 shard_actor::behavior_type shard(shard_actor::stateful_pointer<shard_state> self,
-                                 std::shared_ptr<storage::Engine> engine) {
-  self->state.engine = std::move(engine);
+                                 std::shared_ptr<ShardCore> core) {
+  self->state.core = std::move(core);
   return {
-      [=](atom::apply, op_batch& ops) -> result_batch {
-        return apply_batch(*self->state.engine, self->state.fences, ops);
-      },
+      [=](atom::apply, op_batch& ops) -> result_batch { return self->state.core->apply(ops); },
   };
 }
 

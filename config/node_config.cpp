@@ -31,6 +31,7 @@ timeout_ms = 5000
 
 [runtime]
 scheduler_threads = 2
+io_threads = 2
 
 [log]
 level = "info"
@@ -232,8 +233,9 @@ bool load_config(const std::string& text, const std::string& file,
     r.integer(*t, "replication.", "timeout_ms", &c.timeout_ms, 1, 3600000);
   }
   if (auto* t = r.table(root, "runtime")) {
-    r.only(*t, "runtime.", {"scheduler_threads"});
+    r.only(*t, "runtime.", {"scheduler_threads", "io_threads"});
     r.integer(*t, "runtime.", "scheduler_threads", &c.scheduler_threads, 1, 256);
+    r.integer(*t, "runtime.", "io_threads", &c.io_threads, 1, 256);
   }
   if (auto* t = r.table(root, "log")) {
     r.only(*t, "log.", {"level"});

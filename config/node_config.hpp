@@ -32,6 +32,7 @@ struct NodeConfig {
   success_policy policy = success_policy::quorum;
   uint32_t timeout_ms = 5000;
   uint32_t scheduler_threads = 2;
+  uint32_t io_threads = 2;
   std::string log_level;
   std::vector<BackendConfig> backends;
 

@@ -34,6 +34,7 @@ class BlobEngine final : public Engine {
   Status put(const Record& r) override;
   void put_batch(const Record* records, size_t n, Status* results) override;
   Status get(const Id& id, Record* out) override;
+  void prefetch(const std::vector<const Id*>& ids) override;
   Status lookup(const Id& id, RecordMeta* out) override;
   Status iterate(const IterateOptions& opts, const IterateFn& fn) override;
   Status sync() override;

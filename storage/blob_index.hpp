@@ -44,6 +44,16 @@ class BlobIndex {
     }
   }
 
+  /// The location of the first slot with this tag (0 if none): a hint, not a match.
+  uint64_t first_with_tag(uint64_t tag) const {
+    size_t mask = slots_.size() - 1;
+    for (size_t i = tag & mask;; i = (i + 1) & mask) {
+      const Slot& s = slots_[i];
+      if (s.loc == 0 || s.tag == tag) return s.loc;
+    }
+  }
+  void prefetch_home(uint64_t tag) const { __builtin_prefetch(&slots_[tag & (slots_.size() - 1)]); }
+
   /// Adds a slot (the caller has checked the id is not present). Invalidates Slot pointers.
   void insert(uint64_t tag, uint64_t loc) {
     if ((size_ + 1) * 4 > slots_.size() * 3) grow();

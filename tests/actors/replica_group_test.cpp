@@ -1,6 +1,8 @@
 #include "actors/replica_group.hpp"
 
 #include "actors/shard.hpp"
+
+#include <thread>
 #include "tests/actors/actor_fixture.hpp"
 
 namespace apsis {
@@ -16,17 +18,24 @@ struct ReplicaGroupTest : testing::ActorTest {
 
   group_route route(uint32_t group, std::shared_ptr<storage::Engine> e, size_t shards) {
     group_route g{group, "node-" + std::to_string(group), 1, {}};
-    for (size_t i = 0; i < shards; ++i) g.shards.push_back(sys.spawn(shard, e));
+    for (size_t i = 0; i < shards; ++i) {
+      g.cores.push_back(std::make_shared<ShardCore>(e, clock));
+      g.shards.push_back(sys.spawn(shard, g.cores.back()));
+    }
     return g;
   }
-  replica_group_actor coordinator(std::vector<group_route> groups, success_policy policy) {
+  replica_group_config config_of(std::vector<group_route> groups, success_policy policy) {
     replica_group_config c;
     c.groups = std::move(groups);
     c.policy = policy;
     c.timeout = std::chrono::milliseconds(200);
-    c.clock = std::make_shared<Hlc>(7);
-    return sys.spawn(replica_group, std::move(c));
+    c.clock = clock;
+    return c;
   }
+  replica_group_actor coordinator(std::vector<group_route> groups, success_policy policy) {
+    return sys.spawn(replica_group, config_of(std::move(groups), policy));
+  }
+  std::shared_ptr<Hlc> clock = std::make_shared<Hlc>(7);
 };
 
 TEST_F(ReplicaGroupTest, AWriteReachesEveryGroupWithOneEntryPerReplica) {
@@ -85,6 +94,92 @@ TEST_F(ReplicaGroupTest, ReadsAskTheFirstGroupOnly) {
   ASSERT_EQ(r[0].replicas.size(), 1u);
   EXPECT_EQ(r[0].replicas[0].group, 1u);
   EXPECT_EQ(r[1].status, op_status::not_found);
+}
+
+// The direct path must answer exactly as the actor does: conditions, payloads, entries.
+TEST_F(ReplicaGroupTest, TheDirectPathAnswersAsTheActorDoes) {
+  auto batch = [] {
+    kv_op nx = op(op_kind::put, "k", "v1");
+    nx.cond = op_cond::if_absent;
+    kv_op nx_again = nx;
+    nx_again.data = "v2";
+    return op_batch{nx, nx_again, op(op_kind::get, "k"), op(op_kind::lookup, "none"),
+                    op(op_kind::remove, "k"), op(op_kind::get, "k")};
+  };
+  auto by_actor = ask<result_batch>(coordinator({route(1, e1, 3)}, success_policy::all),
+                                    atom::exec_v, batch());
+  auto local = LocalCoordinator::make(config_of({route(1, e2, 3)}, success_policy::all));
+  ASSERT_TRUE(local);
+  op_batch ops = batch();
+  result_batch direct = local->run(ops);
+  ASSERT_EQ(direct.size(), by_actor.size());
+  const op_status expected[] = {op_status::ok, op_status::condition_failed, op_status::ok,
+                                op_status::not_found, op_status::ok, op_status::not_found};
+  for (size_t i = 0; i < direct.size(); ++i) {
+    EXPECT_EQ(direct[i].status, expected[i]) << "op " << i;
+    EXPECT_EQ(by_actor[i].status, expected[i]) << "op " << i;
+    EXPECT_EQ(direct[i].existed, by_actor[i].existed) << "op " << i;
+    ASSERT_EQ(direct[i].replicas.size(), 1u);
+    EXPECT_EQ(direct[i].replicas[0].group, 1u);
+  }
+  EXPECT_EQ(direct[2].record.data, "v1");
+  EXPECT_EQ(by_actor[2].record.data, "v1");
+}
+
+TEST_F(ReplicaGroupTest, ThereIsNoDirectPathToARemoteReplica) {
+  group_route remote{2, "node-2", 1, {sys.spawn(silent_shard)}, true};
+  EXPECT_FALSE(LocalCoordinator::make(config_of({route(1, e1, 1), remote}, success_policy::one)));
+  EXPECT_TRUE(LocalCoordinator::make(config_of({route(1, e1, 1), route(2, e2, 1)}, success_policy::one)));
+}
+
+// Many threads writing one key through the direct path: each write is stamped under the
+// shard's lock, so none is refused as stale and the newest version is what stays.
+TEST_F(ReplicaGroupTest, ConcurrentDirectWritersOfOneKeyAllSucceed) {
+  auto local = LocalCoordinator::make(config_of({route(1, e1, 2)}, success_policy::all));
+  ASSERT_TRUE(local);
+  constexpr int threads = 4, writes = 2000;
+  std::vector<storage::Version> newest(threads);
+  std::vector<int> failed(threads, 0);
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      for (int i = 0; i < writes; ++i) {
+        op_batch ops{op(op_kind::put, "hot", std::to_string(t) + ":" + std::to_string(i))};
+        result_batch r = local->run(ops);
+        if (r.size() != 1 || r[0].status != op_status::ok) ++failed[t];
+        else if (newest[t] < r[0].version) newest[t] = r[0].version;
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  storage::Version top;
+  for (int t = 0; t < threads; ++t) {
+    EXPECT_EQ(failed[t], 0) << "thread " << t;
+    if (top < newest[t]) top = newest[t];
+  }
+  storage::Record got;
+  ASSERT_TRUE(e1->get(storage::make_id("default", "hot"), &got).is_ok());
+  EXPECT_EQ(got.version, top);
+}
+
+// A replica that already holds a newer version (a concurrent write won there) has not
+// failed: newest wins, and this write is ordered before that one.
+TEST_F(ReplicaGroupTest, AWriteFindingANewerVersionIsSupersededNotFailed) {
+  storage::Record newer;
+  newer.id = storage::make_id("default", "k");
+  newer.key = "k";
+  newer.data = "newer";
+  newer.version = {uint64_t(1) << 62, 9};
+  ASSERT_TRUE(e1->put(newer).is_ok());
+  auto c = coordinator({route(1, e1, 1), route(2, e2, 1)}, success_policy::all);
+  auto r = ask<result_batch>(c, atom::exec_v, op_batch{op(op_kind::put, "k", "older")});
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].status, op_status::ok);
+  storage::Record got;
+  ASSERT_TRUE(e1->get(newer.id, &got).is_ok());
+  EXPECT_EQ(got.data, "newer");
+  ASSERT_TRUE(e2->get(newer.id, &got).is_ok());
+  EXPECT_EQ(got.data, "older");
 }
 
 TEST(Decide, QuorumNeedsAMajorityAndAgreementExplainsFailure) {

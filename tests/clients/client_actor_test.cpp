@@ -23,9 +23,8 @@ struct ClientActorTest : ::testing::Test {
   system_config cfg;
   caf::actor_system sys{cfg};
   NodeParts parts;
-  boost::asio::io_context io;
+  IoPool io{2};
   std::unique_ptr<BinaryServer> server;
-  std::thread io_thread;
 
   ClientActorTest() {
     config::NodeConfig nc;
@@ -35,17 +34,14 @@ struct ClientActorTest : ::testing::Test {
     EXPECT_TRUE(start_node(sys, nc, &parts, &error)) << error;
     server = std::make_unique<BinaryServer>(io, sys, parts.coordinator, parts.locks, parts.node, BinaryOptions{});
     EXPECT_TRUE(server->start(&error)) << error;
-    io_thread = std::thread([this] {
-      auto guard = boost::asio::make_work_guard(io);
-      io.run();
-    });
+    io.run_in_background();
   }
   ~ClientActorTest() override {
-    boost::asio::post(io, [this] {
+    boost::asio::post(io.main(), [this] {
       server->stop();
       io.stop();
     });
-    io_thread.join();
+    io.join();
     caf::anon_send_exit(parts.node, caf::exit_reason::user_shutdown);
   }
 
@@ -97,7 +93,7 @@ TEST_F(ClientActorTest, ManyRequestsInFlightAreEachAnswered) {
 TEST_F(ClientActorTest, AClosedConnectionFailsRequestsInsteadOfHanging) {
   client_actor c = connect();
   caf::scoped_actor self{sys};
-  boost::asio::post(io, [this] { server->stop(); });  // the node goes away
+  boost::asio::post(io.main(), [this] { server->stop(); });  // the node goes away
   bool failed = false;
   for (int attempt = 0; attempt < 50 && !failed; ++attempt) {
     self->request(c, std::chrono::seconds(5), put("k", "v")).receive(

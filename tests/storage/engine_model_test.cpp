@@ -84,7 +84,9 @@ TEST_P(EngineTest, MatchesAModelUnderRandomOperations) {
         Version v{++clock, 1};
         ASSERT_TRUE(e->remove(id, v, key).is_ok()) << "op " << op;
         model[id] = Record::make_tombstone(id, v, key);
-      } else if (kind < 88) {  // get + lookup
+      } else if (kind < 88) {  // get + lookup, after a prefetch hint (which changes nothing)
+        Id absent = make_id("default", "never-written");
+        e->prefetch({&id, &absent, &id});
         Record got;
         Status s = e->get(id, &got);
         if (it == model.end() || it->second.tombstone) {

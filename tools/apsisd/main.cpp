@@ -7,6 +7,7 @@
 #include <caf/all.hpp>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 
 #include "actors/binary_frontend.hpp"
 #include "actors/node.hpp"
@@ -64,12 +65,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "apsisd: %s\n", error.c_str());
     return 1;
   }
-  boost::asio::io_context io(1);
+  IoPool io(cfg.io_threads);
   RespOptions ro;
   ro.bind = cfg.bind;
   ro.port = cfg.resp_port;
   ro.limits.max_bulk = std::max<size_t>(cfg.limits.max_value_size, cfg.limits.max_key_size);
-  RespServer resp(io, parts.coordinator, ro);
+  std::optional<RespServer> resp_holder;
+  RespServer& resp = resp_holder.emplace(io, parts.coordinator, ro);
   if (!resp.start(&error)) {
     std::fprintf(stderr, "apsisd: %s\n", error.c_str());
     caf::anon_send_exit(parts.node, caf::exit_reason::user_shutdown);
@@ -80,7 +82,8 @@ int main(int argc, char** argv) {
   bo.port = cfg.binary_port;
   bo.name = cfg.name;
   bo.max_frame = uint32_t(std::min<uint64_t>(cfg.limits.max_value_size + cfg.limits.max_key_size + 65536, UINT32_MAX));
-  BinaryServer binary(io, sys, parts.coordinator, parts.locks, parts.node, bo);
+  std::optional<BinaryServer> binary_holder;
+  BinaryServer& binary = binary_holder.emplace(io, sys, parts.coordinator, parts.locks, parts.node, bo);
   if (!binary.start(&error)) {
     std::fprintf(stderr, "apsisd: %s\n", error.c_str());
     resp.stop();
@@ -93,12 +96,12 @@ int main(int argc, char** argv) {
   auto engines = parts.engines;
   resp.set_info([&cfg, port, engines](const std::string&) { return info_text(cfg, port, engines); });
 
-  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  boost::asio::signal_set signals(io.main(), SIGINT, SIGTERM);
   signals.async_wait([&](auto, int sig) {
     spdlog::info("apsisd: signal {}, stopping", sig);
     resp.stop();
     binary.stop();
-    io.stop();
+    io.stop();  // after the closes just posted
   });
   std::printf("apsisd: %s serving RESP on %s:%u, binary on %s:%u, data in %s\n", cfg.name.c_str(),
               cfg.bind.c_str(), unsigned(port), cfg.bind.c_str(), unsigned(binary.port()),
@@ -106,6 +109,9 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
   io.run();
 
+  // The servers hold the direct path, and with it the engines: drop them first.
+  binary_holder.reset();
+  resp_holder.reset();
   caf::anon_send_exit(parts.node, caf::exit_reason::user_shutdown);
   parts = NodeParts{};
   engines.clear();
