@@ -1,5 +1,6 @@
 #include "clients/cpp/client.hpp"
 
+#include "clients/cpp/client_actor.hpp"
 #include "clients/cpp/handshake.hpp"
 
 #include <sys/socket.h>
@@ -12,21 +13,22 @@ namespace apsis {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
+/// The client actor on a small actor system of its own, so that a program with no actors
+/// (the CLI) can use it; each call is one request, awaited with the timeout.
 struct Client::Impl {
-  asio::io_context io;
-  tcp::socket sock{io};
+  struct config : caf::actor_system_config {
+    config() {
+      add_message_types<caf::id_block::apsis>();
+      set("scheduler.max-threads", 1);
+    }
+  };
+  config cfg;
+  caf::actor_system sys{cfg};
+  client_actor actor;
   ClientOptions opts;
-  uint64_t next_id = 1;
-  uint32_t max_frame = wire::default_max_frame;
-  std::string in;
 
-  bool send(const wire::Frame& f, std::string* error) {
-    std::string out;
-    wire::encode_frame(f, out);
-    boost::system::error_code ec;
-    asio::write(sock, asio::buffer(out), ec);
-    if (ec) return *error = "send: " + ec.message(), false;
-    return true;
+  ~Impl() {
+    if (actor) caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
   }
 };
 
@@ -94,20 +96,22 @@ Client::~Client() = default;
 
 bool Client::connect(const ClientOptions& opts, std::string* error) {
   impl_->opts = opts;
-  return detail::connect_and_hello(impl_->sock, opts, &impl_->in, &impl_->max_frame, error);
+  impl_->actor = spawn_client(impl_->sys, opts, error);
+  return bool(impl_->actor);
 }
 
 bool Client::call(wire::Request q, wire::Response* out, std::string* error) {
-  if (q.ns.empty()) q.ns = impl_->opts.ns;
-  uint64_t id = impl_->next_id++;
-  if (!impl_->send({wire::kind::request, q.op, 0, id, wire::encode_request(q)}, error)) return false;
-  wire::Frame f;
-  if (!detail::read_frame(impl_->sock, &impl_->in, impl_->max_frame, impl_->opts, &f, error)) return false;
-  if (f.k != wire::kind::response || f.id != id || f.op != q.op)
-    return *error = "response does not match the request", false;
-  std::string err;
-  if (!wire::decode_response(q.op, f.body, out, &err)) return *error = "bad response: " + err, false;
-  return true;
+  if (!impl_->actor) return *error = "not connected", false;
+  bool ok = false;
+  caf::scoped_actor self{impl_->sys};
+  self->request(impl_->actor, impl_->opts.timeout, std::move(q))
+      .receive([&](wire::Response& r) { *out = std::move(r), ok = true; },
+               [&](caf::error& e) {
+                 *error = e == caf::sec::request_timeout
+                              ? "timed out after " + std::to_string(impl_->opts.timeout.count()) + " ms"
+                              : impl_->sys.render(e);
+               });
+  return ok;
 }
 
 namespace {

@@ -1,6 +1,7 @@
-// apsis::Client: a blocking client of the binary protocol (docs/protocol.md). One
-// connection; every call sends one request and waits for its response, with a timeout.
-// A lease taken with lock() belongs to this connection: closing it releases the lease.
+// apsis::Client: a blocking client of the binary protocol (docs/protocol.md), a wrapper
+// around the CLIENT actor (client_actor.hpp) on an actor system of its own. One connection;
+// every call sends one request and waits for its response, with a timeout. A lease taken
+// with lock() belongs to this connection: closing it releases the lease.
 // Thread safety: none; use one Client per thread.
 #pragma once
 
