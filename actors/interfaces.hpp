@@ -20,7 +20,24 @@ using replica_group_actor = caf::typed_actor<
     // Runs a batch for an actor client.
     caf::replies_to<atom::exec, op_batch>::with<result_batch>,
     // Runs a batch for a frontend that is not an actor: results go to the sink.
-    caf::reacts_to<atom::exec, op_batch, batch_sink_ptr>>;
+    caf::reacts_to<atom::exec, op_batch, batch_sink_ptr>,
+    // The cluster changed: the route table, and the nodes this node sees as down.
+    caf::reacts_to<atom::routes, route_table, std::vector<std::string>>>;
+
+/// PEER: a node's face to the rest of its cluster, published on the cluster port. It joins
+/// through the seeds, gossips the route table, watches every other node (monitor,
+/// heartbeats, reconnection with backoff), and applies replica operations from other nodes.
+using peer_actor = caf::typed_actor<
+    // A node asks to join with the cluster cookie and its own entry; answers the table.
+    caf::replies_to<atom::join, std::string, node_entry>::with<route_table>,
+    // A peer's whole table: merged, the newer entry per node wins.
+    caf::reacts_to<atom::gossip, route_table>,
+    // Applies versioned operations to one of this node's backends, from a joined node.
+    caf::replies_to<atom::apply, uint32_t, op_batch>::with<result_batch>,
+    // (internal) connect to a node's cluster port and join it (host, port).
+    caf::reacts_to<atom::connect, std::string, uint16_t>,
+    // (internal) the gossip timer.
+    caf::reacts_to<atom::tick>>;
 
 /// LOCK_MANAGER: per-key leases with fencing tokens; FIFO waiters; a lease ends at unlock,
 /// at its expiry, or when its holder dies.

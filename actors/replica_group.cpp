@@ -2,6 +2,8 @@
 
 #include "actors/shard.hpp"
 
+#include <map>
+
 namespace apsis {
 
 op_status decide(success_policy policy, const std::vector<replica_entry>& replicas) {
@@ -28,10 +30,16 @@ struct pending_batch {
   success_policy policy;
   size_t outstanding = 0;
   deliver_fn deliver;
+  std::vector<uint32_t> group_order;  ///< the session's groups: replica entries come so
 
   void finish() {
+    auto rank = [&](const replica_entry& e) {
+      return std::find(group_order.begin(), group_order.end(), e.group) - group_order.begin();
+    };
     for (size_t i = 0; i < results.size(); ++i) {
       op_result& r = results[i];
+      std::stable_sort(r.replicas.begin(), r.replicas.end(),
+                       [&](const auto& a, const auto& b) { return rank(a) < rank(b); });
       if (writes[i])
         r.status = decide(policy, r.replicas);
       else
@@ -75,14 +83,26 @@ struct pending_batch {
 struct shard_request {
   shard_actor dest;
   ShardCore* core = nullptr;  ///< the local shard's core, for the direct path
+  peer_actor peer;            ///< a remote backend's node
+  uint32_t backend = 0;
   op_batch ops;
   std::vector<size_t> idx;
   replica_entry where;
-  bool remote = false;
+  bool remote = false, down = false;
 };
 
-/// Versions the writes and splits the batch into one request per (group, shard) that has
-/// work. With no requests at all, the batch is finished (delivered) at once.
+/// Which route owns an id in the session's g-th group.
+size_t owner_route(const replica_group_config& cfg, size_t g, const storage::Id& id) {
+  if (cfg.rings.empty()) return g;
+  const ring::owner* o = cfg.rings[g].second.owner_of(id);
+  for (size_t r = 0; o && r < cfg.groups.size(); ++r)
+    if (cfg.groups[r].node == o->node && cfg.groups[r].backend == o->backend) return r;
+  return SIZE_MAX;  // a ring point of a backend nobody can reach
+}
+
+/// Versions the writes and splits the batch into one request per (backend, shard) that has
+/// work: a remote backend gets one request for all its operations. With no requests at all,
+/// the batch is finished (delivered) at once.
 std::shared_ptr<pending_batch> plan(const replica_group_config& cfg, op_batch& ops,
                                     deliver_fn deliver, std::vector<shard_request>* out) {
   auto p = std::make_shared<pending_batch>();
@@ -90,35 +110,59 @@ std::shared_ptr<pending_batch> plan(const replica_group_config& cfg, op_batch& o
   p->writes.resize(ops.size());
   p->policy = cfg.policy;
   p->deliver = std::move(deliver);
+  const size_t groups = cfg.rings.empty() ? cfg.groups.size() : cfg.rings.size();
+  for (size_t g = 0; g < groups; ++g)
+    p->group_order.push_back(cfg.rings.empty() ? cfg.groups[g].group : cfg.rings[g].first);
   // Every replica of a write must store the same version, so with several groups the
   // coordinator stamps it; with one, the shard does (ShardCore), in the order it applies.
-  const bool stamp = cfg.groups.size() > 1;
+  const bool stamp = groups > 1 || !cfg.rings.empty();
   for (size_t i = 0; i < ops.size(); ++i) {
     p->writes[i] = is_write(ops[i].kind);
     if (p->writes[i] && stamp) ops[i].version = cfg.clock->next();
   }
   std::vector<shard_request>& plan = *out;
-  for (size_t g = 0; g < cfg.groups.size(); ++g) {
-    const group_route& route = cfg.groups[g];
-    size_t first = plan.size();
-    plan.resize(first + route.shards.size());
-    for (size_t s = 0; s < route.shards.size(); ++s) {
-      shard_request& req = plan[first + s];
-      req.dest = route.shards[s];
-      req.core = s < route.cores.size() ? route.cores[s].get() : nullptr;
+  std::map<std::pair<size_t, size_t>, size_t> slot;  // (route, shard) -> index in plan
+  auto request_for = [&](size_t r, const storage::Id& id) -> shard_request& {
+    const group_route& route = cfg.groups[r];
+    size_t shard = route.remote ? 0 : shard_index(id, route.shards.size());
+    auto [it, fresh] = slot.emplace(std::make_pair(r, shard), plan.size());
+    if (fresh) {
+      shard_request& req = plan.emplace_back();
+      if (!route.remote) req.dest = route.shards[shard];
+      req.core = shard < route.cores.size() ? route.cores[shard].get() : nullptr;
+      req.peer = route.peer;
+      req.backend = route.backend;
       req.where = replica_entry{route.group, route.node, route.backend, {}, {}};
       req.remote = route.remote;
+      req.down = route.down;
     }
+    return plan[it->second];
+  };
+  // Reads: the first group whose owner can answer.
+  std::vector<size_t> read_group(ops.size(), SIZE_MAX);
+  for (size_t i = 0; i < ops.size(); ++i) {
+    for (size_t g = 0; g < groups && !p->writes[i]; ++g) {
+      size_t r = owner_route(cfg, g, ops[i].id);
+      if (r == SIZE_MAX || (cfg.groups[r].down && g + 1 < groups)) continue;
+      read_group[i] = g;
+      break;
+    }
+  }
+  std::vector<size_t> last_group(ops.size(), SIZE_MAX);  // where each op is used last
+  for (size_t i = 0; i < ops.size(); ++i)
+    for (size_t g = 0; g < groups; ++g)
+      if (p->writes[i] ? owner_route(cfg, g, ops[i].id) != SIZE_MAX : read_group[i] == g)
+        last_group[i] = g;
+  for (size_t g = 0; g < groups; ++g) {
     for (size_t i = 0; i < ops.size(); ++i) {
-      if (g > 0 && !p->writes[i]) continue;  // reads: the first group answers
-      shard_request& req = plan[first + shard_index(ops[i].id, route.shards.size())];
-      bool last_use = g == (p->writes[i] ? cfg.groups.size() - 1 : 0);
-      req.ops.push_back(last_use ? std::move(ops[i]) : ops[i]);
+      if (!p->writes[i] && read_group[i] != g) continue;
+      size_t r = owner_route(cfg, g, ops[i].id);
+      if (r == SIZE_MAX) continue;
+      shard_request& req = request_for(r, ops[i].id);
+      req.ops.push_back(last_group[i] == g ? std::move(ops[i]) : ops[i]);
       req.idx.push_back(i);
     }
   }
-  plan.erase(std::remove_if(plan.begin(), plan.end(), [](auto& r) { return r.ops.empty(); }),
-             plan.end());
   p->outstanding = plan.size();
   if (plan.empty()) p->finish();
   return p;
@@ -130,17 +174,43 @@ void run(replica_group_actor::stateful_pointer<replica_group_state> self, op_bat
   std::vector<shard_request> reqs;
   auto p = plan(cfg, ops, std::move(deliver), &reqs);
   for (auto& req : reqs) {
-    caf::duration timeout = req.remote ? caf::duration{cfg.timeout} : caf::infinite;
-    self->request(req.dest, timeout, atom::apply_v, std::move(req.ops))
-        .then([p, idx = req.idx, where = req.where](result_batch& got) {
-                p->record(idx, where, &got, op_status::unavailable);
-              },
-              [p, idx = req.idx, where = req.where](caf::error& err) {
-                p->record(idx, where, nullptr,
-                          err == caf::sec::request_timeout ? op_status::timeout
-                                                           : op_status::unavailable);
-              });
+    if (req.down) {  // a node known to be down: say so now rather than after the timeout
+      p->record(req.idx, req.where, nullptr, op_status::unavailable);
+      continue;
+    }
+    auto ok = [p, idx = req.idx, where = req.where](result_batch& got) {
+      p->record(idx, where, &got, op_status::unavailable);
+    };
+    auto fail = [p, idx = req.idx, where = req.where](caf::error& err) {
+      p->record(idx, where, nullptr,
+                err == caf::sec::request_timeout ? op_status::timeout : op_status::unavailable);
+    };
+    if (req.remote)
+      self->request(req.peer, caf::duration{cfg.timeout}, atom::apply_v, req.backend, std::move(req.ops))
+          .then(ok, fail);
+    else
+      self->request(req.dest, caf::infinite, atom::apply_v, std::move(req.ops)).then(ok, fail);
   }
+}
+
+/// Rebuilds the routes from a route table: this node's own backends as they are, every
+/// other node's backends through its PEER, and each group's ring.
+void set_routes(replica_group_state& st, const route_table& table,
+                const std::vector<std::string>& down) {
+  st.cfg.groups = st.local;
+  for (const auto& [name, node] : table.nodes) {
+    bool is_local = false;
+    for (const auto& l : st.local) is_local = is_local || l.node == name;
+    if (is_local) continue;
+    for (const auto& b : node.backends) {
+      group_route r{b.group, name, b.backend, {}, true};
+      r.peer = caf::actor_cast<peer_actor>(node.peer);
+      r.down = !r.peer || std::find(down.begin(), down.end(), name) != down.end();
+      st.cfg.groups.push_back(std::move(r));
+    }
+  }
+  st.cfg.rings.clear();
+  for (auto& [group, r] : ring::build(table)) st.cfg.rings.emplace_back(group, std::move(r));
 }
 
 }  // namespace
@@ -148,6 +218,7 @@ void run(replica_group_actor::stateful_pointer<replica_group_state> self, op_bat
 replica_group_actor::behavior_type replica_group(
     replica_group_actor::stateful_pointer<replica_group_state> self, replica_group_config cfg) {
   self->state.cfg = std::move(cfg);
+  self->state.local = self->state.cfg.groups;
   return {
       [=](atom::exec, op_batch& ops) -> caf::typed_response_promise<result_batch> {
         auto rp = self->make_response_promise<result_batch>();
@@ -156,6 +227,9 @@ replica_group_actor::behavior_type replica_group(
       },
       [=](atom::exec, op_batch& ops, batch_sink_ptr& sink) {
         run(self, ops, [sink](result_batch&& r) { sink->done(std::move(r)); });
+      },
+      [=](atom::routes, route_table& table, std::vector<std::string>& down) {
+        set_routes(self->state, table, down);
       },
   };
 }

@@ -10,12 +10,15 @@
 
 #include "actors/hlc.hpp"
 #include "actors/interfaces.hpp"
+#include "messages/route.hpp"
 
 namespace apsis {
 
 class ShardCore;
 
-/// The owner of the whole id space in one group: one backend split into shards.
+/// One backend as the coordinator reaches it: local (its shards) or on another node (that
+/// node's PEER). Without rings it owns its group's whole id space; with rings, the parts
+/// its ring points give it.
 struct group_route {
   uint32_t group = 0;
   std::string node;
@@ -28,10 +31,16 @@ struct group_route {
   /// The same shards' cores, for a local route (empty for a remote one): what the direct
   /// path (LocalCoordinator) applies to.
   std::vector<std::shared_ptr<ShardCore>> cores = {};
+  peer_actor peer = {};  ///< remote: its node's PEER
+  bool down = false;     ///< remote: its node is down, so fail at once instead of timing out
 };
 
 struct replica_group_config {
-  std::vector<group_route> groups;  ///< in the session's order
+  /// Without rings: one route per group, in the session's order. With rings: every backend.
+  std::vector<group_route> groups;
+  /// In a cluster: each group's ring, in the session's order (reads ask the first group
+  /// whose owner is up). Empty on a node of its own.
+  std::vector<std::pair<uint32_t, ring>> rings;
   success_policy policy = success_policy::quorum;
   std::chrono::milliseconds timeout{5000};
   std::shared_ptr<Hlc> clock;
@@ -39,6 +48,7 @@ struct replica_group_config {
 
 struct replica_group_state {
   replica_group_config cfg;
+  std::vector<group_route> local;  ///< this node's own backends, kept across route changes
   static inline const char* name = "replica-group";
 };
 

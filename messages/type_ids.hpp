@@ -3,6 +3,7 @@
 #pragma once
 
 #include "messages/frame.hpp"
+#include "messages/route.hpp"
 #include "messages/types.hpp"
 
 // -- type-ID block: types, then atoms --------------------------------------
@@ -18,6 +19,10 @@ CAF_BEGIN_TYPE_ID_BLOCK(apsis, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(apsis, (apsis::batch_sink_ptr))
   CAF_ADD_TYPE_ID(apsis, (apsis::wire::Request))
   CAF_ADD_TYPE_ID(apsis, (apsis::wire::Response))
+  CAF_ADD_TYPE_ID(apsis, (apsis::backend_points))
+  CAF_ADD_TYPE_ID(apsis, (apsis::node_entry))
+  CAF_ADD_TYPE_ID(apsis, (apsis::route_table))
+  CAF_ADD_TYPE_ID(apsis, (std::vector<std::string>))
 
   CAF_ADD_ATOM(apsis, apsis::atom, exec, "exec")
   CAF_ADD_ATOM(apsis, apsis::atom, apply, "apply")
@@ -27,5 +32,10 @@ CAF_BEGIN_TYPE_ID_BLOCK(apsis, caf::first_custom_type_id)
   CAF_ADD_ATOM(apsis, apsis::atom, stats, "stats")
   CAF_ADD_ATOM(apsis, apsis::atom, reply, "reply")
   CAF_ADD_ATOM(apsis, apsis::atom, closed, "closed")
+  CAF_ADD_ATOM(apsis, apsis::atom, join, "join")
+  CAF_ADD_ATOM(apsis, apsis::atom, gossip, "gossip")
+  CAF_ADD_ATOM(apsis, apsis::atom, routes, "routes")
+  CAF_ADD_ATOM(apsis, apsis::atom, connect, "connect")
+  CAF_ADD_ATOM(apsis, apsis::atom, tick, "tick")
 
 CAF_END_TYPE_ID_BLOCK(apsis)

@@ -8,9 +8,21 @@
 namespace apsis {
 namespace {
 
-/// A shard that never answers: a replica on a frozen or partitioned node.
-shard_actor::behavior_type silent_shard(shard_actor::pointer self) {
-  return {[=](atom::apply, op_batch&) { return self->make_response_promise<result_batch>(); }};
+/// A node that never answers: frozen, or on the far side of a partition.
+peer_actor::behavior_type silent_peer(peer_actor::pointer self) {
+  return {
+      [=](atom::join, std::string&, node_entry&) { return self->make_response_promise<route_table>(); },
+      [=](atom::gossip, route_table&) {},
+      [=](atom::apply, uint32_t, op_batch&) { return self->make_response_promise<result_batch>(); },
+      [=](atom::connect, std::string&, uint16_t) {},
+      [=](atom::tick) {},
+  };
+}
+
+group_route remote_route(uint32_t group, peer_actor peer) {
+  group_route r{group, "node-" + std::to_string(group), 1, {}, true};
+  r.peer = std::move(peer);
+  return r;
 }
 
 struct ReplicaGroupTest : testing::ActorTest {
@@ -61,7 +73,7 @@ TEST_F(ReplicaGroupTest, AWriteReachesEveryGroupWithOneEntryPerReplica) {
 }
 
 TEST_F(ReplicaGroupTest, ASilentReplicaTimesOutAndThePolicyDecides) {
-  group_route dead{2, "node-2", 1, {sys.spawn(silent_shard)}, true};  // on a remote node
+  group_route dead = remote_route(2, sys.spawn(silent_peer));
   auto strict = coordinator({route(1, e1, 1), dead}, success_policy::all);
   auto lenient = coordinator({route(1, e1, 1), dead}, success_policy::one);
   auto h1 = self->request(strict, caf::infinite, atom::exec_v, op_batch{op(op_kind::put, "a", "1")});
@@ -127,7 +139,7 @@ TEST_F(ReplicaGroupTest, TheDirectPathAnswersAsTheActorDoes) {
 }
 
 TEST_F(ReplicaGroupTest, ThereIsNoDirectPathToARemoteReplica) {
-  group_route remote{2, "node-2", 1, {sys.spawn(silent_shard)}, true};
+  group_route remote = remote_route(2, sys.spawn(silent_peer));
   EXPECT_FALSE(LocalCoordinator::make(config_of({route(1, e1, 1), remote}, success_policy::one)));
   EXPECT_TRUE(LocalCoordinator::make(config_of({route(1, e1, 1), route(2, e2, 1)}, success_policy::one)));
 }
@@ -180,6 +192,47 @@ TEST_F(ReplicaGroupTest, AWriteFindingANewerVersionIsSupersededNotFailed) {
   EXPECT_EQ(got.data, "newer");
   ASSERT_TRUE(e2->get(newer.id, &got).is_ok());
   EXPECT_EQ(got.data, "older");
+}
+
+// In a cluster each group is a ring: a key goes to the backend whose point is the greatest
+// at or below its id, and a replica on a node seen as down fails at once.
+TEST_F(ReplicaGroupTest, WithRingsEachKeyGoesToItsOwnerAndADownNodeFailsAtOnce) {
+  group_route a = route(1, e1, 2), b = route(1, e2, 2);
+  a.node = b.node = "me";
+  b.backend = 2;
+  auto c = coordinator({a, b}, success_policy::one);
+  storage::Id low, high;
+  high.bytes[0] = 0x80;
+  route_table t;
+  node_entry me{"me", 1, 1, "127.0.0.1", 1, {{1, 1, {low}}, {2, 1, {high}}}, {}};
+  node_entry far{"far", 1, 1, "127.0.0.1", 2, {{5, 2, {low}}}, caf::actor_cast<caf::actor>(sys.spawn(silent_peer))};
+  t.merge(me);
+  t.merge(far);
+  self->send(c, atom::routes_v, t, std::vector<std::string>{"far"});
+  sched.run();
+  op_batch ops;
+  for (int i = 0; i < 40; ++i) ops.push_back(op(op_kind::put, "k" + std::to_string(i), "v"));
+  auto r = ask<result_batch>(c, atom::exec_v, ops);  // no timer runs: "far" fails at once
+  ASSERT_EQ(r.size(), 40u);
+  size_t in_e1 = 0, in_e2 = 0;
+  for (size_t i = 0; i < r.size(); ++i) {
+    EXPECT_EQ(r[i].status, op_status::ok);  // policy one
+    ASSERT_EQ(r[i].replicas.size(), 2u);
+    EXPECT_EQ(r[i].replicas[1].node, "far");
+    EXPECT_EQ(r[i].replicas[1].status, op_status::unavailable);
+    storage::Record got;
+    bool is_low = ops[i].id < high;
+    EXPECT_EQ(e1->get(ops[i].id, &got).is_ok(), is_low) << i;
+    EXPECT_EQ(e2->get(ops[i].id, &got).is_ok(), !is_low) << i;
+    EXPECT_EQ(r[i].replicas[0].backend, is_low ? 1u : 2u);
+    (is_low ? in_e1 : in_e2)++;
+  }
+  EXPECT_GT(in_e1, 0u);
+  EXPECT_GT(in_e2, 0u);
+  auto read = ask<result_batch>(c, atom::exec_v, op_batch{op(op_kind::get, "k1")});
+  ASSERT_EQ(read.size(), 1u);
+  EXPECT_EQ(read[0].status, op_status::ok);
+  EXPECT_EQ(read[0].record.data, "v");
 }
 
 TEST(Decide, QuorumNeedsAMajorityAndAgreementExplainsFailure) {

@@ -1,0 +1,95 @@
+// The route table: which backend of which node owns which part of each group's ring.
+// Every backend has random 64-byte ring points; in a group, an id belongs to the backend
+// with the greatest point <= id, wrapping around to the greatest point of all. Each node
+// owns its own entry (its backends and points, a version that grows with every change and
+// an incarnation that grows with every start), so merging two tables is per node: the
+// newer entry wins. Nodes gossip the whole table; it is small (points x backends x nodes).
+#pragma once
+
+#include <caf/all.hpp>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "messages/types.hpp"
+#include "storage/id.hpp"
+
+namespace apsis {
+
+/// One backend of a node, with its ring points in its group.
+struct backend_points {
+  uint32_t backend = 0;
+  uint32_t group = 0;
+  std::vector<storage::Id> points;
+};
+
+/// Everything the cluster knows about one node, as that node says it.
+struct node_entry {
+  std::string name;
+  uint64_t incarnation = 0;  ///< grows with every start of the node
+  uint64_t version = 0;      ///< grows with every change within an incarnation
+  std::string host;          ///< where its cluster port listens
+  uint16_t port = 0;
+  std::vector<backend_points> backends;
+  caf::actor peer;  ///< its PEER actor (a proxy when remote)
+
+  /// Whether this entry says something newer about the node than `other`.
+  bool newer_than(const node_entry& other) const {
+    return incarnation != other.incarnation ? incarnation > other.incarnation
+                                            : version > other.version;
+  }
+};
+
+struct route_table {
+  std::map<std::string, node_entry> nodes;  ///< by node name
+
+  /// Takes every entry of `other` that is newer; true if anything changed.
+  bool merge(const route_table& other);
+  /// Adds or replaces one node's entry if it is newer; true if it changed.
+  bool merge(const node_entry& e);
+};
+
+/// A group's ring, derived from a route table: points sorted, each naming its owner.
+class ring {
+ public:
+  struct owner {
+    std::string node;
+    uint32_t backend = 0;
+    friend bool operator==(const owner& a, const owner& b) {
+      return a.node == b.node && a.backend == b.backend;
+    }
+  };
+  /// Every group's ring in the table.
+  static std::map<uint32_t, ring> build(const route_table& t);
+  /// The owner of an id: greatest point <= id, wrapping. Null for an empty ring.
+  const owner* owner_of(const storage::Id& id) const;
+  /// Every distinct owner, in first-point order.
+  std::vector<owner> owners() const;
+  size_t size() const { return points_.size(); }
+
+ private:
+  std::vector<std::pair<storage::Id, owner>> points_;  // sorted by point
+};
+
+/// n random ring points (OpenSSL's RAND_bytes).
+std::vector<storage::Id> random_points(size_t n);
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, backend_points& x) {
+  return f(caf::meta::type_name("backend_points"), x.backend, x.group, x.points);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, node_entry& x) {
+  return f(caf::meta::type_name("node_entry"), x.name, x.incarnation, x.version, x.host, x.port,
+           x.backends, x.peer);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, route_table& x) {
+  return f(caf::meta::type_name("route_table"), x.nodes);
+}
+
+}  // namespace apsis
