@@ -3,10 +3,58 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/lock_manager.hpp"
+#include "actors/peer.hpp"
 #include "actors/replica_group.hpp"
 #include "actors/shard.hpp"
 
 namespace apsis {
+
+namespace {
+
+/// The node's incarnation: one more than the last start's, kept in data_dir.
+bool next_incarnation(const std::string& data_dir, uint64_t* out, std::string* error) {
+  storage::Env* env = storage::Env::posix();
+  std::string path = storage::join_path(data_dir, "incarnation"), text;
+  uint64_t last = 0;
+  if (env->exists(path)) {
+    storage::Status s = env->read_all(path, &text);
+    if (s) last = std::strtoull(text.c_str(), nullptr, 10);
+    if (!s || last == 0) return *error = path + ": unreadable incarnation", false;
+  }
+  *out = last + 1;
+  storage::Status s = env->make_dirs(data_dir);
+  if (s) s = env->write_atomic(path, std::to_string(*out) + "\n", true);
+  if (!s) return *error = path + ": " + s.to_string(), false;
+  return true;
+}
+
+/// A backend's ring points, kept beside its directory (DIR.ids, one hex id a line); drawn
+/// at random the first time.
+bool ring_points(const std::string& backend_dir, size_t n, std::vector<storage::Id>* out,
+                 std::string* error) {
+  storage::Env* env = storage::Env::posix();
+  std::string path = backend_dir + ".ids", text;
+  if (env->exists(path)) {
+    if (storage::Status s = env->read_all(path, &text); !s) return *error = s.to_string(), false;
+    for (size_t pos = 0; pos < text.size();) {
+      size_t end = text.find('\n', pos);
+      if (end == std::string::npos) end = text.size();
+      storage::Id id;
+      if (!storage::Id::from_hex(std::string_view(text).substr(pos, end - pos), &id))
+        return *error = path + ": line " + std::to_string(out->size() + 1) + " is not a 128-digit hex id", false;
+      out->push_back(id);
+      pos = end + 1;
+    }
+    if (out->empty()) return *error = path + ": no ring points", false;
+    return true;
+  }
+  *out = random_points(n);
+  for (const auto& p : *out) text += p.hex() + "\n";
+  if (storage::Status s = env->write_atomic(path, text, true); !s) return *error = s.to_string(), false;
+  return true;
+}
+
+}  // namespace
 
 std::string node_stats_json(const config::NodeConfig& cfg,
                             const std::vector<std::shared_ptr<storage::Engine>>& engines) {
@@ -43,13 +91,25 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
   rg.timeout = std::chrono::milliseconds(cfg.timeout_ms);
   rg.clock = std::make_shared<Hlc>(cfg.node_id);
   std::vector<caf::actor> children;
-  bool direct = true;
+  const bool cluster = cfg.cluster_port != 0;
+  bool direct = !cluster;  // the direct path knows no remote replicas
+  peer_config pc;
+  if (cluster) {
+    pc.self.name = cfg.name;
+    pc.self.host = cfg.bind;
+    pc.self.port = cfg.cluster_port;
+    pc.cookie = cfg.cookie;
+    pc.seeds = cfg.seeds;
+    pc.timeout = std::chrono::milliseconds(cfg.timeout_ms);
+    if (!next_incarnation(cfg.data_dir, &pc.self.incarnation, error)) return false;
+    pc.self.version = 1;
+  }
   for (const auto& b : cfg.backends) {
     for (const auto& g : rg.groups) {
-      if (g.group == b.group) {
+      if (g.group == b.group && !cluster) {
         *error = "backend " + std::to_string(b.id) + ": group " + std::to_string(b.group) +
-                 " already has a backend on this node (one backend per group until ring "
-                 "points arrive)";
+                 " already has a backend on this node (several per group need ring points: "
+                 "a cluster, cluster.port)";
         return false;
       }
     }
@@ -77,6 +137,15 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
     // would stall every connection on it, while shard actors overlap their waits (group
     // commit). So only backends that never block on a write allow the direct path.
     direct = direct && b.fsync.mode != storage::SyncPolicy::Mode::always;
+    if (cluster) {
+      backend_points bp{b.id, b.group, {}};
+      if (!ring_points(cfg.backend_dir(b), cfg.points, &bp.points, error)) return false;
+      pc.self.backends.push_back(std::move(bp));
+      replica_group_config one = rg;  // this backend alone: replica writes from other nodes
+      one.groups = {route};
+      pc.backends[b.id] = sys.spawn(replica_group, std::move(one));
+      children.push_back(caf::actor_cast<caf::actor>(pc.backends[b.id]));
+    }
     rg.groups.push_back(std::move(route));
   }
   if (direct) parts.coordinator.local = LocalCoordinator::make(rg);
@@ -84,6 +153,11 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
   parts.locks = sys.spawn(lock_manager);
   children.push_back(caf::actor_cast<caf::actor>(parts.coordinator.actor));
   children.push_back(caf::actor_cast<caf::actor>(parts.locks));
+  if (cluster) {
+    pc.coordinator = parts.coordinator.actor;
+    parts.peer = sys.spawn(peer, std::move(pc));
+    children.push_back(caf::actor_cast<caf::actor>(parts.peer));
+  }
   parts.node = sys.spawn(node, cfg, parts.engines, std::move(children));
   *out = std::move(parts);
   return true;

@@ -19,6 +19,7 @@ struct NodeParts {
   node_actor node;
   Coordinator coordinator;  ///< the actor, and the direct path where the node allows one
   lock_manager_actor locks;
+  peer_actor peer;  ///< in a cluster (cluster.port set): to publish on the cluster port
   std::vector<std::shared_ptr<storage::Engine>> engines;  ///< in config order
 };
 

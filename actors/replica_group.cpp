@@ -31,6 +31,7 @@ struct pending_batch {
   size_t outstanding = 0;
   deliver_fn deliver;
   std::vector<uint32_t> group_order;  ///< the session's groups: replica entries come so
+  std::vector<bool> answered;         ///< per op: a replica's answer has filled the result
 
   void finish() {
     auto rank = [&](const replica_entry& e) {
@@ -65,7 +66,8 @@ struct pending_batch {
         }
         e.status = one.status;
         e.version = one.version;
-        if (r.replicas.empty()) {  // the first replica to answer carries the payload
+        if (!answered[idx[k]]) {  // the first replica to answer carries the payload
+          answered[idx[k]] = true;
           r.record = std::move(one.record);
           r.message = std::move(one.message);
           r.version = one.version;
@@ -108,6 +110,7 @@ std::shared_ptr<pending_batch> plan(const replica_group_config& cfg, op_batch& o
   auto p = std::make_shared<pending_batch>();
   p->results.resize(ops.size());
   p->writes.resize(ops.size());
+  p->answered.resize(ops.size());
   p->policy = cfg.policy;
   p->deliver = std::move(deliver);
   const size_t groups = cfg.rings.empty() ? cfg.groups.size() : cfg.rings.size();

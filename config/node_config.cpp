@@ -29,6 +29,13 @@ max_value_size = 33554432
 policy = "quorum"
 timeout_ms = 5000
 
+[cluster]
+port = 0
+seeds = []
+cookie = ""
+points = 16
+heartbeat_ms = 500
+
 [runtime]
 scheduler_threads = 2
 io_threads = 2
@@ -206,7 +213,7 @@ bool load_config(const std::string& text, const std::string& file,
   c.binary_port = 7380;
   c.log_level = "info";
   Reader r(file, error);
-  r.only(root, "", {"node", "network", "limits", "replication", "runtime", "log", "backend"});
+  r.only(root, "", {"node", "network", "limits", "replication", "cluster", "runtime", "log", "backend"});
   if (auto* t = r.table(root, "node")) {
     r.only(*t, "node.", {"name", "id", "data_dir"});
     r.string(*t, "node.", "name", &c.name);
@@ -231,6 +238,32 @@ bool load_config(const std::string& text, const std::string& file,
     if (!policy.empty() && !parse_policy(policy, &c.policy))
       r.fail(r.node(*t, "policy"), "replication.policy", "expected one, quorum or all, got '" + policy + "'");
     r.integer(*t, "replication.", "timeout_ms", &c.timeout_ms, 1, 3600000);
+  }
+  if (auto* t = r.table(root, "cluster")) {
+    r.only(*t, "cluster.", {"port", "seeds", "cookie", "points", "heartbeat_ms"});
+    r.integer(*t, "cluster.", "port", &c.cluster_port, 0, 65535);
+    r.string(*t, "cluster.", "cookie", &c.cookie, false);
+    r.integer(*t, "cluster.", "points", &c.points, 1, 4096);
+    r.integer(*t, "cluster.", "heartbeat_ms", &c.heartbeat_ms, 10, 60000);
+    if (const toml::node* n = t->get("seeds"); n && !r.failed()) {
+      const toml::array* a = n->as_array();
+      if (!a) r.fail(n, "cluster.seeds", "expected an array of \"host:port\" strings");
+      for (size_t i = 0; a && i < a->size() && !r.failed(); ++i) {
+        auto v = (*a)[i].value_exact<std::string>();
+        size_t colon = v ? v->rfind(':') : std::string::npos;
+        int64_t port = 0;
+        if (colon != std::string::npos && colon > 0 && colon + 1 < v->size() &&
+            v->find_first_not_of("0123456789", colon + 1) == std::string::npos && v->size() - colon <= 6)
+          port = std::stoll(v->substr(colon + 1));
+        if (port < 1 || port > 65535)
+          r.fail(&(*a)[i], "cluster.seeds", "expected \"host:port\" with a port 1-65535");
+        else
+          c.seeds.emplace_back(v->substr(0, colon), uint16_t(port));
+      }
+    }
+    if (!r.failed() && (c.cluster_port != 0 || !c.seeds.empty()) && c.cookie.size() < 8)
+      r.fail(t->get("cookie") ? t->get("cookie") : t, "cluster.cookie",
+             "a cluster (a port or seeds) needs a cookie of at least 8 characters");
   }
   if (auto* t = r.table(root, "runtime")) {
     r.only(*t, "runtime.", {"scheduler_threads", "io_threads"});

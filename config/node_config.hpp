@@ -33,6 +33,11 @@ struct NodeConfig {
   uint32_t timeout_ms = 5000;
   uint32_t scheduler_threads = 2;
   uint32_t io_threads = 2;
+  uint16_t cluster_port = 0;  ///< 0: a node of its own, no cluster
+  std::vector<std::pair<std::string, uint16_t>> seeds;
+  std::string cookie;
+  uint32_t points = 16;  ///< ring points a new backend draws
+  uint32_t heartbeat_ms = 500;
   std::string log_level;
   std::vector<BackendConfig> backends;
 

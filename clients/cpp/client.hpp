@@ -18,7 +18,7 @@ struct ClientOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 7380;
   std::string ns = "default";
-  std::chrono::milliseconds timeout{5000};
+  std::chrono::milliseconds timeout{10000};  // above a node's default replication timeout
 };
 
 struct PutOptions {

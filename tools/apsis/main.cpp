@@ -79,7 +79,7 @@ int main(int argc, char** argv) {
   app.fallthrough();  // global options may also follow the subcommand
   ClientOptions co;
   bool as_json = false;
-  uint64_t timeout_ms = 5000;
+  uint64_t timeout_ms = 10000;  // above the node's default replication timeout (5 s)
   app.add_option("--host", co.host, "node address")->capture_default_str();
   app.add_option("-p,--port", co.port, "node's binary-protocol port")->capture_default_str();
   app.add_option("-n,--ns", co.ns, "namespace")->capture_default_str();

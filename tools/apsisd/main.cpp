@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <boost/asio.hpp>
 #include <caf/all.hpp>
+#include <caf/io/all.hpp>
 #include <cstdio>
 #include <iostream>
 #include <optional>
@@ -58,12 +59,29 @@ int main(int argc, char** argv) {
   caf::actor_system_config caf_cfg;
   caf_cfg.add_message_types<caf::id_block::apsis>();
   caf_cfg.set("scheduler.max-threads", static_cast<size_t>(cfg.scheduler_threads));
+  if (cfg.cluster_port != 0) {
+    caf_cfg.load<caf::io::middleman>();
+    // Without heartbeats a frozen peer is never noticed (../shared/DESIGN.md).
+    caf_cfg.set("middleman.heartbeat-interval", caf::timespan{std::chrono::milliseconds(cfg.heartbeat_ms)});
+    caf_cfg.set("middleman.connection-timeout", caf::timespan{std::chrono::milliseconds(4 * cfg.heartbeat_ms)});
+  }
   caf::actor_system sys{caf_cfg};
 
   NodeParts parts;
   if (!start_node(sys, cfg, &parts, &error)) {
     std::fprintf(stderr, "apsisd: %s\n", error.c_str());
     return 1;
+  }
+  std::string cluster_text;
+  if (parts.peer) {
+    auto port = sys.middleman().publish(parts.peer, cfg.cluster_port, cfg.bind.c_str(), true);
+    if (!port) {
+      std::fprintf(stderr, "apsisd: cluster port %s:%u: %s\n", cfg.bind.c_str(), unsigned(cfg.cluster_port),
+                   sys.render(port.error()).c_str());
+      caf::anon_send_exit(parts.node, caf::exit_reason::user_shutdown);
+      return 1;
+    }
+    cluster_text = ", cluster on " + cfg.bind + ":" + std::to_string(*port);
   }
   IoPool io(cfg.io_threads);
   RespOptions ro;
@@ -103,9 +121,9 @@ int main(int argc, char** argv) {
     binary.stop();
     io.stop();  // after the closes just posted
   });
-  std::printf("apsisd: %s serving RESP on %s:%u, binary on %s:%u, data in %s\n", cfg.name.c_str(),
+  std::printf("apsisd: %s serving RESP on %s:%u, binary on %s:%u%s, data in %s\n", cfg.name.c_str(),
               cfg.bind.c_str(), unsigned(port), cfg.bind.c_str(), unsigned(binary.port()),
-              cfg.data_dir.c_str());
+              cluster_text.c_str(), cfg.data_dir.c_str());
   std::fflush(stdout);
   io.run();
 

@@ -1,0 +1,42 @@
+// PEER: a node's face to its cluster (see interfaces.hpp). Published on the cluster port
+// (CAF's BASP). It joins through the seeds with the cluster cookie, gossips the route
+// table, monitors every other node's PEER (a frozen one is found by the middleman's
+// heartbeats), reconnects with backoff, and hands the node's coordinator the routes and the
+// nodes it sees as down. Replica operations from joined nodes go to the local backend's own
+// coordinator.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <set>
+#include <string>
+
+#include "actors/interfaces.hpp"
+
+namespace apsis {
+
+struct peer_config {
+  node_entry self;  ///< this node's entry (peer is filled in by the actor)
+  std::string cookie;
+  std::vector<std::pair<std::string, uint16_t>> seeds;
+  std::chrono::milliseconds gossip_every{1000};
+  std::chrono::milliseconds timeout{2000};  ///< for connects and joins
+  replica_group_actor coordinator;          ///< told of every route change
+  std::map<uint32_t, replica_group_actor> backends;  ///< local backend id -> its coordinator
+};
+
+struct peer_state {
+  peer_config cfg;
+  route_table table;
+  std::set<std::string> down;             ///< nodes whose PEER went away
+  std::set<caf::node_id> joined;          ///< CAF nodes that joined with the cookie
+  std::map<std::string, caf::actor> watched;  ///< node name -> its monitored PEER
+  std::set<std::string> dialed;           ///< nodes this one connected to itself
+  std::map<std::string, caf::actor> dead;  ///< node name -> the PEER handle that went down
+  std::map<std::string, std::chrono::milliseconds> backoff;  ///< "host:port" -> next retry wait
+  static inline const char* name = "peer";
+};
+
+peer_actor::behavior_type peer(peer_actor::stateful_pointer<peer_state> self, peer_config cfg);
+
+}  // namespace apsis
