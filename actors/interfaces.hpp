@@ -59,6 +59,20 @@ using session_actor = caf::typed_actor<
     // Fetches the node's statistics.
     caf::reacts_to<atom::stats, wire::reply_fn>>;
 
+/// ANTI_ENTROPY: converges this node's backends with their replicas in the other groups, by
+/// itself: each round it compares bucketed digests of (id, version) with one replica, lists
+/// the ids of buckets that differ, and pushes every record the other side lacks or holds
+/// older (newest wins). Memory is bounded by the bucket count and one round's buckets.
+using anti_entropy_actor = caf::typed_actor<
+    // The cluster changed (as for the coordinator).
+    caf::reacts_to<atom::routes, route_table, std::vector<std::string>>,
+    // Runs one round (a timer; also `apsis recover`).
+    caf::reacts_to<atom::tick>,
+    // Another node's digests over a range: answers the buckets where this node's differ.
+    caf::replies_to<atom::digest, ae_range, std::vector<uint64_t>>::with<std::vector<uint32_t>>,
+    // The ids and versions this node holds in those buckets of a range.
+    caf::replies_to<atom::keys, ae_range, std::vector<uint32_t>>::with<std::vector<id_version>>>;
+
 /// CLIENT: one connection to a node's binary port as an actor (clients/cpp/client_actor):
 /// many requests in flight, each answered with its response.
 using client_actor = caf::typed_actor<

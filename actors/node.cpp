@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "actors/anti_entropy.hpp"
 #include "actors/lock_manager.hpp"
 #include "actors/peer.hpp"
 #include "actors/replica_group.hpp"
@@ -57,7 +58,8 @@ bool ring_points(const std::string& backend_dir, size_t n, std::vector<storage::
 }  // namespace
 
 std::string node_stats_json(const config::NodeConfig& cfg,
-                            const std::vector<std::shared_ptr<storage::Engine>>& engines) {
+                            const std::vector<std::shared_ptr<storage::Engine>>& engines,
+                            const ae_stats* recovery) {
   nlohmann::json backends = nlohmann::json::array();
   for (size_t i = 0; i < engines.size() && i < cfg.backends.size(); ++i) {
     storage::EngineStats s = engines[i]->stats();
@@ -68,18 +70,31 @@ std::string node_stats_json(const config::NodeConfig& cfg,
                         {"index_bytes", s.index_bytes}, {"files", s.files},
                         {"compactions", s.compactions}, {"syncs", s.syncs}});
   }
-  return nlohmann::json{{"node", cfg.name}, {"backends", backends}}.dump();
+  nlohmann::json out{{"node", cfg.name}, {"backends", backends}};
+  if (recovery)
+    out["anti_entropy"] = {{"rounds", recovery->rounds.load()},
+                           {"buckets_compared", recovery->buckets_compared.load()},
+                           {"buckets_differing", recovery->buckets_differing.load()},
+                           {"keys_compared", recovery->keys_compared.load()},
+                           {"divergent_found", recovery->divergent.load()},
+                           {"repaired", recovery->repaired.load()},
+                           {"failed_rounds", recovery->failed_rounds.load()}};
+  return out.dump();
 }
 
 node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
                                config::NodeConfig cfg,
                                std::vector<std::shared_ptr<storage::Engine>> engines,
-                               std::vector<caf::actor> children) {
+                               std::vector<caf::actor> children,
+                               std::shared_ptr<ae_stats> recovery) {
   self->state.cfg = std::move(cfg);
+  self->state.recovery = std::move(recovery);
   self->state.engines = std::move(engines);
   for (auto& c : children) self->link_to(c);
   return {
-      [=](atom::stats) { return node_stats_json(self->state.cfg, self->state.engines); },
+      [=](atom::stats) {
+        return node_stats_json(self->state.cfg, self->state.engines, self->state.recovery.get());
+      },
   };
 }
 
@@ -94,7 +109,12 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
   const bool cluster = cfg.cluster_port != 0;
   bool direct = !cluster;  // the direct path knows no remote replicas
   peer_config pc;
+  ae_config ae;
   if (cluster) {
+    ae.node = cfg.name;
+    ae.every = std::chrono::milliseconds(cfg.anti_entropy_ms);
+    ae.timeout = std::chrono::milliseconds(cfg.timeout_ms);
+    ae.stats = parts.recovery_stats = std::make_shared<ae_stats>();
     pc.self.name = cfg.name;
     pc.self.host = cfg.bind;
     pc.self.port = cfg.cluster_port;
@@ -141,6 +161,7 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
       backend_points bp{b.id, b.group, {}};
       if (!ring_points(cfg.backend_dir(b), cfg.points, &bp.points, error)) return false;
       pc.self.backends.push_back(std::move(bp));
+      ae.backends[b.id] = ae_backend{b.group, shared};
       replica_group_config one = rg;  // this backend alone: replica writes from other nodes
       one.groups = {route};
       pc.backends[b.id] = sys.spawn(replica_group, std::move(one));
@@ -155,10 +176,15 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
   children.push_back(caf::actor_cast<caf::actor>(parts.locks));
   if (cluster) {
     pc.coordinator = parts.coordinator.actor;
+    // Not detached: a detached actor that other nodes hold handles to keeps its thread, and
+    // so the actor system, from ending. Its scans take a scheduler thread meanwhile.
+    pc.recovery = sys.spawn(anti_entropy, std::move(ae));
+    pc.self.recovery = caf::actor_cast<caf::actor>(pc.recovery);
+    children.push_back(pc.self.recovery);
     parts.peer = sys.spawn(peer, std::move(pc));
     children.push_back(caf::actor_cast<caf::actor>(parts.peer));
   }
-  parts.node = sys.spawn(node, cfg, parts.engines, std::move(children));
+  parts.node = sys.spawn(node, cfg, parts.engines, std::move(children), parts.recovery_stats);
   *out = std::move(parts);
   return true;
 }

@@ -15,8 +15,9 @@ const char* const wrong_cookie = "wrong cluster cookie";
 
 void publish_routes(self_ptr self) {
   auto& st = self->state;
-  self->send(st.cfg.coordinator, atom::routes_v, st.table,
-             std::vector<std::string>(st.down.begin(), st.down.end()));
+  std::vector<std::string> down(st.down.begin(), st.down.end());
+  self->send(st.cfg.coordinator, atom::routes_v, st.table, down);
+  if (st.cfg.recovery) self->send(st.cfg.recovery, atom::routes_v, st.table, down);
 }
 
 /// Monitors a node's PEER if it is new or changed; true if the node was down and is back.

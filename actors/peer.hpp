@@ -22,6 +22,7 @@ struct peer_config {
   std::chrono::milliseconds gossip_every{1000};
   std::chrono::milliseconds timeout{2000};  ///< for connects and joins
   replica_group_actor coordinator;          ///< told of every route change
+  anti_entropy_actor recovery;              ///< told of every route change too
   std::map<uint32_t, replica_group_actor> backends;  ///< local backend id -> its coordinator
 };
 

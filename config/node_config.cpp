@@ -35,6 +35,7 @@ seeds = []
 cookie = ""
 points = 16
 heartbeat_ms = 500
+anti_entropy_ms = 10000
 
 [runtime]
 scheduler_threads = 2
@@ -240,7 +241,8 @@ bool load_config(const std::string& text, const std::string& file,
     r.integer(*t, "replication.", "timeout_ms", &c.timeout_ms, 1, 3600000);
   }
   if (auto* t = r.table(root, "cluster")) {
-    r.only(*t, "cluster.", {"port", "seeds", "cookie", "points", "heartbeat_ms"});
+    r.only(*t, "cluster.", {"port", "seeds", "cookie", "points", "heartbeat_ms", "anti_entropy_ms"});
+    r.integer(*t, "cluster.", "anti_entropy_ms", &c.anti_entropy_ms, 10, 86400000);
     r.integer(*t, "cluster.", "port", &c.cluster_port, 0, 65535);
     r.string(*t, "cluster.", "cookie", &c.cookie, false);
     r.integer(*t, "cluster.", "points", &c.points, 1, 4096);

@@ -38,6 +38,7 @@ struct NodeConfig {
   std::string cookie;
   uint32_t points = 16;  ///< ring points a new backend draws
   uint32_t heartbeat_ms = 500;
+  uint32_t anti_entropy_ms = 10000;  ///< between anti-entropy rounds
   std::string log_level;
   std::vector<BackendConfig> backends;
 

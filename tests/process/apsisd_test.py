@@ -56,6 +56,22 @@ class Node:
         self.proc.wait(timeout=15)
 
 
+def free_port():
+    """A port free on 127.0.0.1 now (the cluster port must be known before a node starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, seconds, what):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"not within {seconds} s: {what}")
+
+
 def encode(*args):
     out = b"*%d\r\n" % len(args)
     for a in args:
@@ -312,6 +328,87 @@ class ApsisdTest(unittest.TestCase):
         self.assertEqual(node.stop(), 0)
         node = self.start()
         self.assertEqual(Client(node.port).call("GET", "durable"), b"yes")
+
+    # -- a cluster of three ------------------------------------------------------
+
+    def cluster_node(self, i, ports, seed, cookie="cluster-test-cookie"):
+        return self.start(f"node.name=n{i}", f"node.id={i}", f"node.data_dir={self.dir}/n{i}",
+                          f"backend.group={i}", f"cluster.port={ports[i]}",
+                          f'cluster.cookie="{cookie}"', f'cluster.seeds=["127.0.0.1:{seed}"]',
+                          "cluster.heartbeat_ms=100", "cluster.anti_entropy_ms=100",
+                          "replication.timeout_ms=1000", "replication.policy=quorum")
+
+    def replicas(self, node, key):
+        r = self.cli(node, "--json", "put", key, "probe")
+        return json.loads(r.stdout)["replicas"] if r.returncode == 0 else []
+
+    def stats(self, node):
+        return json.loads(self.cli(node, "stat").stdout)
+
+    def test_a_cluster_replicates_survives_a_dead_node_and_converges(self):
+        ports = {i: free_port() for i in (1, 2, 3)}
+        nodes = {i: self.cluster_node(i, ports, ports[1]) for i in (1, 2, 3)}
+        wait_for(lambda: [r["status"] for r in self.replicas(nodes[1], "probe")] == ["ok"] * 3, 20,
+                 "every node joined")
+        expected = {}
+        c = Client(nodes[1].port)
+        for start in range(0, 2000, 250):
+            batch = [(f"k{i}", f"v{i}") for i in range(start, start + 250)]
+            c.send(*[("SET", k, v) for k, v in batch])
+            self.assertEqual({c.reply() for _ in batch}, {"+OK"})
+            expected.update(batch)
+
+        nodes[3].proc.send_signal(signal.SIGKILL)
+        nodes[3].proc.wait(timeout=10)
+        wait_for(lambda: [r["status"] for r in self.replicas(nodes[1], "probe")][2:] == ["unavailable"],
+                 20, "n3 seen down")
+        r = json.loads(self.cli(nodes[1], "--json", "put", "during", "outage").stdout)
+        self.assertEqual(r["status"], "ok")  # quorum: two of three
+        self.assertEqual([(e["node"], e["status"]) for e in r["replicas"]],
+                         [("n1", "ok"), ("n2", "ok"), ("n3", "unavailable")])
+        expected["during"] = "outage"
+        more = [(f"k{i}", f"new{i}") for i in range(1900, 3000)]  # 100 overwrites, 1000 new
+        c.send(*[("SET", k, v) for k, v in more])
+        self.assertEqual({c.reply() for _ in more}, {"+OK"})
+        expected.update(more)
+        gone = [f"k{i}" for i in range(0, 50)]
+        c.send(*[("DEL", k) for k in gone])
+        self.assertEqual({c.reply() for _ in gone}, {1})
+        for k in gone:
+            del expected[k]
+        c.close()
+
+        nodes[3] = self.cluster_node(3, ports, ports[1])  # no manual command from here on
+        def converged():
+            keys = [self.stats(nodes[i])["backends"][0]["keys"] for i in (1, 2, 3)]
+            return keys[0] == keys[1] == keys[2]
+        wait_for(converged, 60, "n3 caught up by anti-entropy")
+        self.assertGreater(self.stats(nodes[1])["anti_entropy"]["repaired"]
+                           + self.stats(nodes[2])["anti_entropy"]["repaired"], 0)
+        for n in nodes.values():
+            self.assertEqual(n.stop(), 0)
+        # Key by key, each replica on its own: a node started alone on each data directory.
+        for i in (1, 2, 3):
+            alone = self.start(f"node.name=n{i}", f"node.data_dir={self.dir}/n{i}")
+            c = Client(alone.port)
+            keys = sorted(expected) + gone
+            c.send(*[("GET", k) for k in keys])
+            for k in keys:
+                want = expected[k].encode() if k in expected else None
+                self.assertEqual(c.reply(), want, f"n{i} {k}")
+            c.close()
+            alone.stop()
+
+    def test_a_node_with_the_wrong_cookie_is_refused_on_both_sides(self):
+        ports = {1: free_port(), 2: free_port()}
+        good = self.cluster_node(1, ports, ports[1])
+        bad = self.cluster_node(2, ports, ports[1], cookie="not-the-cookie")
+        time.sleep(1.5)
+        self.assertEqual([r["node"] for r in self.replicas(good, "k")], ["n1"])
+        good.kill()
+        bad.kill()
+        self.assertIn("refused node 'n2'", good.proc.stdout.read())  # spdlog writes to stdout
+        self.assertIn("refused to let us join: wrong cluster cookie", bad.proc.stdout.read())
 
     # -- the binary protocol and the CLI ---------------------------------------
 
