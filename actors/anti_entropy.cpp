@@ -95,7 +95,7 @@ std::vector<pair_task> pairs(const ae_state& st) {
 void next_round(self_ptr self) {
   self->state.running = false;
   self->state.cfg.stats->rounds++;
-  self->delayed_send(self, self->state.cfg.every, atom::tick_v);
+  if (self->state.cfg.every.count() > 0) self->delayed_send(self, self->state.cfg.every, atom::tick_v);
 }
 
 /// Step 3: push what the other side lacks or holds older.
@@ -179,7 +179,7 @@ void round(self_ptr self) {
 anti_entropy_actor::behavior_type anti_entropy(self_ptr self, ae_config cfg) {
   self->state.cfg = std::move(cfg);
   if (!self->state.cfg.stats) self->state.cfg.stats = std::make_shared<ae_stats>();
-  self->delayed_send(self, self->state.cfg.every, atom::tick_v);
+  if (self->state.cfg.every.count() > 0) self->delayed_send(self, self->state.cfg.every, atom::tick_v);
   return {
       [=](atom::routes, route_table& table, std::vector<std::string>& down) {
         auto& st = self->state;

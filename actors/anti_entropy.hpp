@@ -35,7 +35,7 @@ struct ae_backend {
 struct ae_config {
   std::string node;                         ///< this node's name
   std::map<uint32_t, ae_backend> backends;  ///< local backend id -> group and engine
-  std::chrono::milliseconds every{10000};   ///< between rounds
+  std::chrono::milliseconds every{10000};   ///< between rounds; 0: only when sent tick
   std::chrono::milliseconds timeout{5000};
   size_t buckets = 1024;     ///< a power of two
   size_t max_buckets = 64;   ///< differing buckets listed and repaired per round

@@ -22,11 +22,13 @@ void publish_routes(self_ptr self) {
 
 /// Monitors a node's PEER if it is new or changed; true if the node was down and is back.
 /// A node heard of through another is dialed once, so that every pair of nodes has a
-/// connection of its own (and its heartbeats) rather than a route through a third.
+/// connection of its own (and its heartbeats) rather than a route through a third; of two
+/// nodes that hear of each other, the one with the smaller name dials (one connection).
 bool watch(self_ptr self, const node_entry& e) {
   auto& st = self->state;
   if (e.name == st.cfg.self.name || !e.peer) return false;
-  if (st.dialed.insert(e.name).second) self->send(self, atom::connect_v, e.host, e.port);
+  if (e.name > st.cfg.self.name && st.dialed.insert(e.name).second)
+    self->send(self, atom::connect_v, e.host, e.port);
   auto dead = st.dead.find(e.name);
   if (dead != st.dead.end() && dead->second == e.peer) return false;  // gossip of a dead handle
   caf::actor& w = st.watched[e.name];
@@ -46,6 +48,7 @@ void take(self_ptr self, route_table t) {
 }
 
 void retry_later(self_ptr self, const std::string& host, uint16_t port) {
+  if (self->state.cfg.gossip_every.count() == 0) return;  // no timers: the test drives
   auto& wait = self->state.backoff[host + ":" + std::to_string(port)];
   wait = wait.count() == 0 ? 250ms : std::min<std::chrono::milliseconds>(wait * 2, 5s);
   self->delayed_send(self, wait, atom::connect_v, host, port);
@@ -76,7 +79,7 @@ void connect(self_ptr self, const std::string& host, uint16_t port) {
                       st.backoff.erase(host + ":" + std::to_string(port));
                       st.joined.insert(other.node());  // it knew the cookie too
                       for (const auto& [name, e] : t.nodes)  // reachable again, if it was not
-                        if (e.peer && e.peer.node() == other.node()) st.dead.erase(name);
+                        if (e.peer && e.peer.node() == other.node()) st.dead.erase(name), st.dialed.insert(name);
                       take(self, std::move(t));
                     },
                     fail);
@@ -115,7 +118,7 @@ peer_actor::behavior_type peer(self_ptr self, peer_config cfg) {
   publish_routes(self);
   for (const auto& [host, port] : st.cfg.seeds)
     if (!(host == st.cfg.self.host && port == st.cfg.self.port)) self->send(self, atom::connect_v, host, port);
-  self->delayed_send(self, st.cfg.gossip_every, atom::tick_v);
+  if (st.cfg.gossip_every.count() > 0) self->delayed_send(self, st.cfg.gossip_every, atom::tick_v);
   return {
       [=](atom::join, std::string& cookie, node_entry& e) -> caf::result<route_table> {
         auto& st = self->state;
@@ -126,6 +129,7 @@ peer_actor::behavior_type peer(self_ptr self, peer_config cfg) {
         if (e.name == st.cfg.self.name)
           return caf::make_error(caf::sec::runtime_error, "node name '" + e.name + "' is taken");
         if (const auto& sender = self->current_sender()) st.joined.insert(sender->node());
+        st.dialed.insert(e.name);  // it connected to us: no need to dial it
         auto known = st.table.nodes.find(e.name);
         if (known == st.table.nodes.end() || e.newer_than(known->second))
           spdlog::info("cluster: node '{}' ({}:{}, incarnation {}) joined", e.name, e.host, e.port,
@@ -149,7 +153,7 @@ peer_actor::behavior_type peer(self_ptr self, peer_config cfg) {
       [=](atom::tick) {
         auto& st = self->state;
         for (const auto& [name, p] : st.watched) self->send(caf::actor_cast<peer_actor>(p), atom::gossip_v, st.table);
-        self->delayed_send(self, st.cfg.gossip_every, atom::tick_v);
+        if (st.cfg.gossip_every.count() > 0) self->delayed_send(self, st.cfg.gossip_every, atom::tick_v);
       },
   };
 }

@@ -19,6 +19,8 @@ struct peer_config {
   node_entry self;  ///< this node's entry (peer is filled in by the actor)
   std::string cookie;
   std::vector<std::pair<std::string, uint16_t>> seeds;
+  /// Between gossip rounds; 0: no timers at all (no gossip or redial unless sent tick or
+  /// connect), for tests on a simulated clock that fires every pending timer.
   std::chrono::milliseconds gossip_every{1000};
   std::chrono::milliseconds timeout{2000};  ///< for connects and joins
   replica_group_actor coordinator;          ///< told of every route change
