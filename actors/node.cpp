@@ -59,7 +59,7 @@ bool ring_points(const std::string& backend_dir, size_t n, std::vector<storage::
 
 std::string node_stats_json(const config::NodeConfig& cfg,
                             const std::vector<std::shared_ptr<storage::Engine>>& engines,
-                            const ae_stats* recovery) {
+                            const ae_stats* recovery, cluster_view* cluster) {
   nlohmann::json backends = nlohmann::json::array();
   for (size_t i = 0; i < engines.size() && i < cfg.backends.size(); ++i) {
     storage::EngineStats s = engines[i]->stats();
@@ -79,6 +79,10 @@ std::string node_stats_json(const config::NodeConfig& cfg,
                            {"divergent_found", recovery->divergent.load()},
                            {"repaired", recovery->repaired.load()},
                            {"failed_rounds", recovery->failed_rounds.load()}};
+  if (cluster) {
+    std::lock_guard<std::mutex> lock(cluster->mu);
+    out["cluster"] = nlohmann::json::parse(cluster->json);
+  }
   return out.dump();
 }
 
@@ -86,14 +90,17 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
                                config::NodeConfig cfg,
                                std::vector<std::shared_ptr<storage::Engine>> engines,
                                std::vector<caf::actor> children,
-                               std::shared_ptr<ae_stats> recovery) {
+                               std::shared_ptr<ae_stats> recovery,
+                               std::shared_ptr<cluster_view> cluster) {
   self->state.cfg = std::move(cfg);
   self->state.recovery = std::move(recovery);
+  self->state.cluster = std::move(cluster);
   self->state.engines = std::move(engines);
   for (auto& c : children) self->link_to(c);
   return {
       [=](atom::stats) {
-        return node_stats_json(self->state.cfg, self->state.engines, self->state.recovery.get());
+        return node_stats_json(self->state.cfg, self->state.engines, self->state.recovery.get(),
+                               self->state.cluster.get());
       },
   };
 }
@@ -176,6 +183,7 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
   children.push_back(caf::actor_cast<caf::actor>(parts.locks));
   if (cluster) {
     pc.coordinator = parts.coordinator.actor;
+    pc.view = parts.cluster = std::make_shared<cluster_view>();
     // Not detached: a detached actor that other nodes hold handles to keeps its thread, and
     // so the actor system, from ending. Its scans take a scheduler thread meanwhile.
     pc.recovery = sys.spawn(anti_entropy, std::move(ae));
@@ -184,7 +192,8 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
     parts.peer = sys.spawn(peer, std::move(pc));
     children.push_back(caf::actor_cast<caf::actor>(parts.peer));
   }
-  parts.node = sys.spawn(node, cfg, parts.engines, std::move(children), parts.recovery_stats);
+  parts.node = sys.spawn(node, cfg, parts.engines, std::move(children), parts.recovery_stats,
+                         parts.cluster);
   *out = std::move(parts);
   return true;
 }

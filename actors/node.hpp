@@ -9,6 +9,7 @@
 
 #include "actors/anti_entropy.hpp"
 #include "actors/interfaces.hpp"
+#include "actors/peer.hpp"
 #include "actors/replica_group.hpp"
 #include "config/node_config.hpp"
 #include "storage/engine.hpp"
@@ -21,13 +22,15 @@ struct NodeParts {
   Coordinator coordinator;  ///< the actor, and the direct path where the node allows one
   lock_manager_actor locks;
   peer_actor peer;  ///< in a cluster (cluster.port set): to publish on the cluster port
-  std::shared_ptr<ae_stats> recovery_stats;  ///< in a cluster: anti-entropy progress
+  std::shared_ptr<ae_stats> recovery_stats;
+  std::shared_ptr<cluster_view> cluster;  ///< in a cluster: the PEER's view  ///< in a cluster: anti-entropy progress
   std::vector<std::shared_ptr<storage::Engine>> engines;  ///< in config order
 };
 
 struct node_state {
   std::vector<std::shared_ptr<storage::Engine>> engines;
   std::shared_ptr<ae_stats> recovery;
+  std::shared_ptr<cluster_view> cluster;
   config::NodeConfig cfg;
   static inline const char* name = "node";
 };
@@ -36,7 +39,8 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
                                config::NodeConfig cfg,
                                std::vector<std::shared_ptr<storage::Engine>> engines,
                                std::vector<caf::actor> children,
-                               std::shared_ptr<ae_stats> recovery);
+                               std::shared_ptr<ae_stats> recovery,
+                               std::shared_ptr<cluster_view> cluster);
 
 /// Opens the engines and spawns the actors. An engine that cannot open (a directory in use
 /// by another process, garbage, no permission) is an error naming the backend.
@@ -46,6 +50,7 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
 /// Engine statistics of every backend, as a JSON document.
 std::string node_stats_json(const config::NodeConfig& cfg,
                             const std::vector<std::shared_ptr<storage::Engine>>& engines,
-                            const ae_stats* recovery = nullptr);
+                            const ae_stats* recovery = nullptr,
+                            cluster_view* cluster = nullptr);
 
 }  // namespace apsis

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <nlohmann/json.hpp>
+
 #include <caf/io/middleman.hpp>
 
 namespace apsis {
@@ -13,8 +15,26 @@ using namespace std::chrono_literals;
 
 const char* const wrong_cookie = "wrong cluster cookie";
 
+/// The cluster as this node sees it: every node, its state, its backends.
+void refresh_view(peer_state& st) {
+  if (!st.cfg.view) return;
+  nlohmann::json nodes = nlohmann::json::array();
+  for (const auto& [name, e] : st.table.nodes) {
+    nlohmann::json backends = nlohmann::json::array();
+    for (const auto& b : e.backends)
+      backends.push_back({{"id", b.backend}, {"group", b.group}, {"points", b.points.size()}});
+    const char* state = name == st.cfg.self.name ? "self" : st.down.count(name) ? "down" : "up";
+    nodes.push_back({{"name", name}, {"address", e.host + ":" + std::to_string(e.port)},
+                     {"incarnation", e.incarnation}, {"state", state}, {"backends", backends}});
+  }
+  std::string text = nlohmann::json{{"nodes", nodes}}.dump();
+  std::lock_guard<std::mutex> lock(st.cfg.view->mu);
+  st.cfg.view->json = std::move(text);
+}
+
 void publish_routes(self_ptr self) {
   auto& st = self->state;
+  refresh_view(st);
   std::vector<std::string> down(st.down.begin(), st.down.end());
   self->send(st.cfg.coordinator, atom::routes_v, st.table, down);
   if (st.cfg.recovery) self->send(st.cfg.recovery, atom::routes_v, st.table, down);

@@ -8,12 +8,20 @@
 
 #include <chrono>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 
 #include "actors/interfaces.hpp"
 
 namespace apsis {
+
+/// What the PEER knows of the cluster, as JSON text, for node stats (any thread).
+struct cluster_view {
+  std::mutex mu;
+  std::string json = "{}";
+};
 
 struct peer_config {
   node_entry self;  ///< this node's entry (peer is filled in by the actor)
@@ -26,6 +34,7 @@ struct peer_config {
   replica_group_actor coordinator;          ///< told of every route change
   anti_entropy_actor recovery;              ///< told of every route change too
   std::map<uint32_t, replica_group_actor> backends;  ///< local backend id -> its coordinator
+  std::shared_ptr<cluster_view> view;       ///< refreshed at every route change
 };
 
 struct peer_state {

@@ -362,6 +362,9 @@ class ApsisdTest(unittest.TestCase):
         nodes[3].proc.wait(timeout=10)
         wait_for(lambda: [r["status"] for r in self.replicas(nodes[1], "probe")][2:] == ["unavailable"],
                  20, "n3 seen down")
+        states = {n["name"]: n["state"] for n in
+                  json.loads(self.cli(nodes[1], "--json", "cluster", "status").stdout)["cluster"]["nodes"]}
+        self.assertEqual(states, {"n1": "self", "n2": "up", "n3": "down"})
         r = json.loads(self.cli(nodes[1], "--json", "put", "during", "outage").stdout)
         self.assertEqual(r["status"], "ok")  # quorum: two of three
         self.assertEqual([(e["node"], e["status"]) for e in r["replicas"]],
@@ -383,6 +386,8 @@ class ApsisdTest(unittest.TestCase):
             keys = [self.stats(nodes[i])["backends"][0]["keys"] for i in (1, 2, 3)]
             return keys[0] == keys[1] == keys[2]
         wait_for(converged, 60, "n3 caught up by anti-entropy")
+        table = self.cli(nodes[2], "cluster", "status").stdout
+        self.assertRegex(table, r"n3\s+127\.0\.0\.1:\d+\s+2\s+up")  # its second incarnation
         self.assertGreater(self.stats(nodes[1])["anti_entropy"]["repaired"]
                            + self.stats(nodes[2])["anti_entropy"]["repaired"], 0)
         for n in nodes.values():

@@ -1,6 +1,7 @@
 // apsis: the command-line client. Talks to a node over the binary protocol.
 //   apsis put KEY [VALUE | --file F | -]   apsis get KEY   apsis del KEY   apsis lookup KEY
 //   apsis lock KEY [--lease MS] [-- COMMAND...]   apsis unlock KEY TOKEN   apsis stat
+//   apsis cluster status
 // Exit status: 0 ok; 1 the operation did not happen (not found, condition failed, ...);
 // 2 usage; 3 no answer (connection, timeout, protocol).
 #include <sys/wait.h>
@@ -117,6 +118,9 @@ int main(int argc, char** argv) {
   unlock->add_option("key", key)->required();
   unlock->add_option("token", token)->required();
   auto* stat = app.add_subcommand("stat", "print the node's statistics");
+  auto* cluster = app.add_subcommand("cluster", "the cluster as the node sees it");
+  auto* cluster_status = cluster->add_subcommand("status", "nodes, their state and backends, and anti-entropy progress");
+  cluster->require_subcommand(1);
   CLI11_PARSE(app, argc, argv);
   co.timeout = std::chrono::milliseconds(timeout_ms);
 
@@ -197,6 +201,29 @@ int main(int argc, char** argv) {
   if (unlock->parsed()) {
     if (!client.unlock(key, token, &r, &error)) return fail();
     return report("unlock", r, as_json);
+  }
+  if (cluster_status->parsed()) {
+    if (!client.stat(&r, &error)) return fail();
+    if (r.status != op_status::ok) return report("cluster status", r, as_json);
+    json s = json::parse(r.data);
+    if (!s.contains("cluster")) return std::cerr << "apsis: " << s.value("node", "") << " is not in a cluster\n", 1;
+    if (as_json) return std::cout << json{{"cluster", s["cluster"]}, {"anti_entropy", s["anti_entropy"]}}.dump() << "\n", 0;
+    std::printf("%-16s %-22s %-11s %-5s %s\n", "node", "address", "incarnation", "state", "backends");
+    for (const auto& n : s["cluster"]["nodes"]) {
+      std::string backends;
+      for (const auto& b : n["backends"])
+        backends += (backends.empty() ? "" : ", ") + std::to_string(b["id"].get<int>()) + " (group " +
+                    std::to_string(b["group"].get<int>()) + ", " + std::to_string(b["points"].get<int>()) + " points)";
+      std::printf("%-16s %-22s %-11llu %-5s %s\n", n["name"].get<std::string>().c_str(),
+                  n["address"].get<std::string>().c_str(), (unsigned long long)n["incarnation"].get<uint64_t>(),
+                  n["state"].get<std::string>().c_str(), backends.c_str());
+    }
+    const json& ae = s["anti_entropy"];
+    std::printf("anti-entropy: %llu rounds, %llu keys compared, %llu divergent found, %llu repaired, %llu failed rounds\n",
+                (unsigned long long)ae["rounds"].get<uint64_t>(), (unsigned long long)ae["keys_compared"].get<uint64_t>(),
+                (unsigned long long)ae["divergent_found"].get<uint64_t>(), (unsigned long long)ae["repaired"].get<uint64_t>(),
+                (unsigned long long)ae["failed_rounds"].get<uint64_t>());
+    return 0;
   }
   if (stat->parsed()) {
     if (!client.stat(&r, &error)) return fail();
