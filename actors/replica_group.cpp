@@ -32,6 +32,7 @@ struct pending_batch {
   deliver_fn deliver;
   std::vector<uint32_t> group_order;  ///< the session's groups: replica entries come so
   std::vector<bool> answered;         ///< per op: a replica's answer has filled the result
+  std::vector<size_t> read_group;     ///< per read: the session group asked (SIZE_MAX: none)
 
   void finish() {
     auto rank = [&](const replica_entry& e) {
@@ -106,7 +107,8 @@ size_t owner_route(const replica_group_config& cfg, size_t g, const storage::Id&
 /// work: a remote backend gets one request for all its operations. With no requests at all,
 /// the batch is finished (delivered) at once.
 std::shared_ptr<pending_batch> plan(const replica_group_config& cfg, op_batch& ops,
-                                    deliver_fn deliver, std::vector<shard_request>* out) {
+                                    deliver_fn deliver, std::vector<shard_request>* out,
+                                    const std::vector<size_t>* read_from = nullptr) {
   auto p = std::make_shared<pending_batch>();
   p->results.resize(ops.size());
   p->writes.resize(ops.size());
@@ -141,10 +143,11 @@ std::shared_ptr<pending_batch> plan(const replica_group_config& cfg, op_batch& o
     }
     return plan[it->second];
   };
-  // Reads: the first group whose owner can answer.
-  std::vector<size_t> read_group(ops.size(), SIZE_MAX);
+  // Reads: the first group (from read_from on) whose owner can answer.
+  std::vector<size_t>& read_group = p->read_group;
+  read_group.assign(ops.size(), SIZE_MAX);
   for (size_t i = 0; i < ops.size(); ++i) {
-    for (size_t g = 0; g < groups && !p->writes[i]; ++g) {
+    for (size_t g = read_from ? (*read_from)[i] : 0; g < groups && !p->writes[i]; ++g) {
       size_t r = owner_route(cfg, g, ops[i].id);
       if (r == SIZE_MAX || (cfg.groups[r].down && g + 1 < groups)) continue;
       read_group[i] = g;
@@ -172,10 +175,53 @@ std::shared_ptr<pending_batch> plan(const replica_group_config& cfg, op_batch& o
 }
 
 void run(replica_group_actor::stateful_pointer<replica_group_state> self, op_batch& ops,
-         deliver_fn deliver) {
+         deliver_fn deliver, const std::vector<size_t>* read_from = nullptr);
+
+/// Wraps deliver so that a read whose group failed (timeout, unavailable) asks the next
+/// group, once per group: its result then lists every replica asked, in order.
+deliver_fn with_read_failover(replica_group_actor::stateful_pointer<replica_group_state> self,
+                              const op_batch& ops, deliver_fn deliver,
+                              std::shared_ptr<std::vector<size_t>> asked) {
+  const auto& cfg = self->state.cfg;
+  if ((cfg.rings.empty() ? cfg.groups.size() : cfg.rings.size()) < 2) return deliver;
+  op_batch reads;
+  std::vector<size_t> at;
+  for (size_t i = 0; i < ops.size(); ++i)
+    if (!is_write(ops[i].kind)) reads.push_back(ops[i]), at.push_back(i);
+  if (reads.empty()) return deliver;
+  return [self, reads = std::move(reads), at = std::move(at), deliver = std::move(deliver),
+          asked](result_batch&& results) mutable {
+    const auto& cfg = self->state.cfg;
+    const size_t groups = cfg.rings.empty() ? cfg.groups.size() : cfg.rings.size();
+    op_batch retry;
+    std::vector<size_t> from, where;
+    for (size_t k = 0; k < at.size(); ++k) {
+      size_t i = at[k], g = i < asked->size() ? (*asked)[i] : SIZE_MAX;
+      op_status s = results[i].status;
+      if ((s == op_status::timeout || s == op_status::unavailable) && g != SIZE_MAX && g + 1 < groups)
+        retry.push_back(reads[k]), from.push_back(g + 1), where.push_back(i);
+    }
+    if (retry.empty()) return deliver(std::move(results));
+    auto merge = [results = std::move(results), where, deliver](result_batch&& again) mutable {
+      for (size_t j = 0; j < where.size() && j < again.size(); ++j) {
+        op_result& r = results[where[j]];
+        auto before = std::move(r.replicas);
+        r = std::move(again[j]);
+        r.replicas.insert(r.replicas.begin(), before.begin(), before.end());
+      }
+      deliver(std::move(results));
+    };
+    run(self, retry, std::move(merge), &from);
+  };
+}
+
+void run(replica_group_actor::stateful_pointer<replica_group_state> self, op_batch& ops,
+         deliver_fn deliver, const std::vector<size_t>* read_from) {
   const auto& cfg = self->state.cfg;
   std::vector<shard_request> reqs;
-  auto p = plan(cfg, ops, std::move(deliver), &reqs);
+  auto asked = std::make_shared<std::vector<size_t>>();
+  auto p = plan(cfg, ops, with_read_failover(self, ops, std::move(deliver), asked), &reqs, read_from);
+  *asked = p->read_group;
   for (auto& req : reqs) {
     if (req.down) {  // a node known to be down: say so now rather than after the timeout
       p->record(req.idx, req.where, nullptr, op_status::unavailable);

@@ -235,6 +235,30 @@ TEST_F(ReplicaGroupTest, WithRingsEachKeyGoesToItsOwnerAndADownNodeFailsAtOnce) 
   EXPECT_EQ(read[0].record.data, "v");
 }
 
+// A read whose group does not answer in time asks the next group, and says so.
+TEST_F(ReplicaGroupTest, AReadFailsOverToTheNextGroupWhenItsOwnTimesOut) {
+  storage::Record r;
+  r.id = storage::make_id("default", "k");
+  r.key = "k";
+  r.data = "from group 2";
+  r.version = {5, 1};
+  ASSERT_TRUE(e2->put(r).is_ok());
+  auto c = coordinator({remote_route(1, sys.spawn(silent_peer)), route(2, e2, 1)}, success_policy::one);
+  auto h = self->request(c, caf::infinite, atom::exec_v, op_batch{op(op_kind::get, "k")});
+  sched.run();
+  sched.clock().advance_time(std::chrono::milliseconds(200));  // group 1's timeout
+  sched.run();
+  result_batch got;
+  h.receive([&](result_batch& res) { got = std::move(res); }, [&](caf::error&) { FAIL(); });
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].status, op_status::ok);
+  EXPECT_EQ(got[0].record.data, "from group 2");
+  ASSERT_EQ(got[0].replicas.size(), 2u);
+  EXPECT_EQ(got[0].replicas[0].status, op_status::timeout);
+  EXPECT_EQ(got[0].replicas[1].group, 2u);
+  EXPECT_EQ(got[0].replicas[1].status, op_status::ok);
+}
+
 TEST(Decide, QuorumNeedsAMajorityAndAgreementExplainsFailure) {
   auto entry = [](op_status s) { return replica_entry{1, "n", 1, s, {}}; };
   std::vector<replica_entry> two_of_three{entry(op_status::ok), entry(op_status::ok),
