@@ -47,7 +47,9 @@ using lock_manager_actor = caf::typed_actor<
     // Ends the lease with this token; false if it had already ended.
     caf::replies_to<atom::unlock, std::string, uint64_t>::with<bool>,
     // (internal) a lease's timer ran out.
-    caf::reacts_to<atom::expire, std::string, uint64_t>>;
+    caf::reacts_to<atom::expire, std::string, uint64_t>,
+    // The cluster changed: a key's lease lives with its owner in the first group.
+    caf::reacts_to<atom::routes, route_table, std::vector<std::string>>>;
 
 /// SESSION: a binary-protocol connection's stand-in among actors. It holds the connection's
 /// leases, so that stopping it when the connection closes releases them.

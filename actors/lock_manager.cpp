@@ -29,10 +29,27 @@ void release(self_ptr self, const std::string& key) {
   w.promise.deliver(grant(self, key, w.who, w.lease_ms));
 }
 
+/// The LOCK_MANAGER that owns a key's lease: this one, another node's (the key's owner in
+/// the first group), or an error when that node is down.
+caf::expected<lock_manager_actor> owner_of(self_ptr self, const std::string& key) {
+  auto& st = self->state;
+  if (st.first.second.size() == 0) return lock_manager_actor{};
+  size_t zero = key.find('\0');  // leases are named ns ‖ 0 ‖ key
+  storage::Id id = zero == std::string::npos ? storage::make_id("default", key)
+                                             : storage::make_id(key.substr(0, zero), key.substr(zero + 1));
+  const ring::owner* o = st.first.second.owner_of(id);
+  if (!o || o->node == st.node) return lock_manager_actor{};
+  auto n = st.table.nodes.find(o->node);
+  if (st.down.count(o->node) || n == st.table.nodes.end() || !n->second.locks)
+    return caf::make_error(caf::sec::runtime_error, "the lease's owner " + o->node + " is down");
+  return caf::actor_cast<lock_manager_actor>(n->second.locks);
+}
+
 }  // namespace
 
-lock_manager_actor::behavior_type lock_manager(self_ptr self) {
+lock_manager_actor::behavior_type lock_manager(self_ptr self, std::string node) {
   self->state.last_token = storage::now_ms() << 20;
+  self->state.node = std::move(node);
   self->set_down_handler([=](const caf::down_msg& dm) {
     auto& st = self->state;
     st.monitored.erase(dm.source);
@@ -48,7 +65,10 @@ lock_manager_actor::behavior_type lock_manager(self_ptr self) {
     for (const auto& key : keys) release(self, key);
   });
   return {
-      [=](atom::lock, std::string& key, uint32_t lease_ms) -> caf::typed_response_promise<lease> {
+      [=](atom::lock, std::string& key, uint32_t lease_ms) -> caf::result<lease> {
+        auto owner = owner_of(self, key);
+        if (!owner) return owner.error();
+        if (*owner) return self->delegate(*owner, atom::lock_v, std::move(key), lease_ms);
         auto sender = self->current_sender();  // before the promise takes the request over
         auto who = caf::actor_cast<caf::actor_addr>(sender);
         auto rp = self->make_response_promise<lease>();
@@ -64,7 +84,10 @@ lock_manager_actor::behavior_type lock_manager(self_ptr self) {
           self->state.waiting[key].push_back({rp, who, lease_ms});
         return rp;
       },
-      [=](atom::unlock, std::string& key, uint64_t token) {
+      [=](atom::unlock, std::string& key, uint64_t token) -> caf::result<bool> {
+        auto owner = owner_of(self, key);
+        if (!owner) return owner.error();
+        if (*owner) return self->delegate(*owner, atom::unlock_v, std::move(key), token);
         auto it = self->state.held.find(key);
         if (it == self->state.held.end() || it->second.token != token) return false;
         release(self, key);
@@ -73,6 +96,14 @@ lock_manager_actor::behavior_type lock_manager(self_ptr self) {
       [=](atom::expire, std::string& key, uint64_t token) {
         auto it = self->state.held.find(key);
         if (it != self->state.held.end() && it->second.token == token) release(self, key);
+      },
+      [=](atom::routes, route_table& table, std::vector<std::string>& down) {
+        auto& st = self->state;
+        auto rings = ring::build(table);
+        st.first = {};
+        if (!rings.empty()) st.first = {rings.begin()->first, rings.begin()->second};
+        st.table = std::move(table);
+        st.down = std::set<std::string>(down.begin(), down.end());
       },
   };
 }

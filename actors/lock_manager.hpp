@@ -25,10 +25,16 @@ struct lock_manager_state {
   std::unordered_map<std::string, std::deque<waiter>> waiting;
   std::set<caf::actor_addr> monitored;
   uint64_t last_token = 0;
+  // In a cluster: where each key's lease lives (its owner in the first group).
+  std::string node;  ///< this node's name
+  route_table table;
+  std::pair<uint32_t, ring> first;  ///< the first group's ring (empty: every lease is here)
+  std::set<std::string> down;
   static inline const char* name = "lock-manager";
 };
 
+/// node: this node's name (to know which leases are its own in a cluster).
 lock_manager_actor::behavior_type lock_manager(
-    lock_manager_actor::stateful_pointer<lock_manager_state> self);
+    lock_manager_actor::stateful_pointer<lock_manager_state> self, std::string node);
 
 }  // namespace apsis

@@ -178,11 +178,13 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
   }
   if (direct) parts.coordinator.local = LocalCoordinator::make(rg);
   parts.coordinator.actor = sys.spawn(replica_group, std::move(rg));
-  parts.locks = sys.spawn(lock_manager);
+  parts.locks = sys.spawn(lock_manager, cfg.name);
   children.push_back(caf::actor_cast<caf::actor>(parts.coordinator.actor));
   children.push_back(caf::actor_cast<caf::actor>(parts.locks));
   if (cluster) {
     pc.coordinator = parts.coordinator.actor;
+    pc.locks = parts.locks;
+    pc.self.locks = caf::actor_cast<caf::actor>(parts.locks);
     pc.view = parts.cluster = std::make_shared<cluster_view>();
     // Not detached: a detached actor that other nodes hold handles to keeps its thread, and
     // so the actor system, from ending. Its scans take a scheduler thread meanwhile.

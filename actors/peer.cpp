@@ -38,6 +38,7 @@ void publish_routes(self_ptr self) {
   std::vector<std::string> down(st.down.begin(), st.down.end());
   self->send(st.cfg.coordinator, atom::routes_v, st.table, down);
   if (st.cfg.recovery) self->send(st.cfg.recovery, atom::routes_v, st.table, down);
+  if (st.cfg.locks) self->send(st.cfg.locks, atom::routes_v, st.table, down);
 }
 
 /// Monitors a node's PEER if it is new or changed; true if the node was down and is back.

@@ -33,6 +33,7 @@ struct peer_config {
   std::chrono::milliseconds timeout{2000};  ///< for connects and joins
   replica_group_actor coordinator;          ///< told of every route change
   anti_entropy_actor recovery;              ///< told of every route change too
+  lock_manager_actor locks;                 ///< and this one
   std::map<uint32_t, replica_group_actor> backends;  ///< local backend id -> its coordinator
   std::shared_ptr<cluster_view> view;       ///< refreshed at every route change
 };

@@ -35,6 +35,7 @@ struct node_entry {
   std::vector<backend_points> backends;
   caf::actor peer;      ///< its PEER actor (a proxy when remote)
   caf::actor recovery;  ///< its ANTI_ENTROPY actor
+  caf::actor locks;     ///< its LOCK_MANAGER
 
   /// Whether this entry says something newer about the node than `other`.
   bool newer_than(const node_entry& other) const {
@@ -101,7 +102,7 @@ typename Inspector::result_type inspect(Inspector& f, backend_points& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, node_entry& x) {
   return f(caf::meta::type_name("node_entry"), x.name, x.incarnation, x.version, x.host, x.port,
-           x.backends, x.peer, x.recovery);
+           x.backends, x.peer, x.recovery, x.locks);
 }
 
 template <class Inspector>

@@ -6,7 +6,7 @@ namespace apsis {
 namespace {
 
 struct LockManagerTest : testing::ActorTest {
-  lock_manager_actor locks = sys.spawn(lock_manager);
+  lock_manager_actor locks = sys.spawn(lock_manager, std::string("node"));
 };
 
 TEST_F(LockManagerTest, WaitersAreServedInOrderWithRisingTokens) {

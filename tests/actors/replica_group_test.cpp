@@ -204,8 +204,8 @@ TEST_F(ReplicaGroupTest, WithRingsEachKeyGoesToItsOwnerAndADownNodeFailsAtOnce) 
   storage::Id low, high;
   high.bytes[0] = 0x80;
   route_table t;
-  node_entry me{"me", 1, 1, "127.0.0.1", 1, {{1, 1, {low}}, {2, 1, {high}}}, {}, {}};
-  node_entry far{"far", 1, 1, "127.0.0.1", 2, {{5, 2, {low}}}, caf::actor_cast<caf::actor>(sys.spawn(silent_peer)), {}};
+  node_entry me{"me", 1, 1, "127.0.0.1", 1, {{1, 1, {low}}, {2, 1, {high}}}, {}, {}, {}};
+  node_entry far{"far", 1, 1, "127.0.0.1", 2, {{5, 2, {low}}}, caf::actor_cast<caf::actor>(sys.spawn(silent_peer)), {}, {}};
   t.merge(me);
   t.merge(far);
   self->send(c, atom::routes_v, t, std::vector<std::string>{"far"});

@@ -415,6 +415,26 @@ class ApsisdTest(unittest.TestCase):
         self.assertIn("refused node 'n2'", good.proc.stdout.read())  # spdlog writes to stdout
         self.assertIn("refused to let us join: wrong cluster cookie", bad.proc.stdout.read())
 
+    def test_a_lease_is_one_across_the_cluster(self):
+        # Leases live with the key's owner in the first group: a lock taken through n1 holds
+        # back the same lock asked of n2, and passes on when its holder dies.
+        ports = {1: free_port(), 2: free_port()}
+        n1 = self.cluster_node(1, ports, ports[1])
+        n2 = self.cluster_node(2, ports, ports[1])
+        wait_for(lambda: [r["status"] for r in self.replicas(n1, "probe")] == ["ok"] * 2, 20,
+                 "n2 joined")
+        holder = subprocess.Popen([APSIS, "--port", str(n1.binary_port), "lock", "job", "--lease",
+                                   "600000"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  text=True)
+        self.assertIn("token", holder.stdout.readline())
+        waiter = subprocess.Popen([APSIS, "--port", str(n2.binary_port), "--timeout", "20000",
+                                   "lock", "job", "--", "true"], stdout=subprocess.PIPE, text=True)
+        time.sleep(0.5)
+        self.assertIsNone(waiter.poll(), "the lock asked of n2 must wait for n1's holder")
+        holder.kill()
+        holder.wait(timeout=10)
+        self.assertEqual(waiter.wait(timeout=15), 0)
+
     # -- the binary protocol and the CLI ---------------------------------------
 
     def cli(self, node, *args, stdin=None):
