@@ -155,6 +155,7 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
     std::shared_ptr<storage::Engine> shared(std::move(engine));
     parts.engines.push_back(shared);
     group_route route{b.group, cfg.name, b.id, {}};
+    route.blocking = b.fsync.mode == storage::SyncPolicy::Mode::always;
     for (uint32_t i = 0; i < b.shards; ++i) {
       route.cores.push_back(std::make_shared<ShardCore>(shared, rg.clock));
       route.shards.push_back(sys.spawn(shard, route.cores.back()));
@@ -171,6 +172,7 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
       ae.backends[b.id] = ae_backend{b.group, shared};
       replica_group_config one = rg;  // this backend alone: replica writes from other nodes
       one.groups = {route};
+      if (b.fsync.mode != storage::SyncPolicy::Mode::always) pc.direct[b.id] = LocalCoordinator::make(one);
       pc.backends[b.id] = sys.spawn(replica_group, std::move(one));
       children.push_back(caf::actor_cast<caf::actor>(pc.backends[b.id]));
     }

@@ -165,6 +165,8 @@ peer_actor::behavior_type peer(self_ptr self, peer_config cfg) {
       },
       [=](atom::apply, uint32_t backend, op_batch& ops) -> caf::result<result_batch> {
         if (!member(self)) return caf::make_error(caf::sec::runtime_error, "not a member of this cluster");
+        if (auto d = self->state.cfg.direct.find(backend); d != self->state.cfg.direct.end())
+          return d->second->run(ops);
         auto it = self->state.cfg.backends.find(backend);
         if (it == self->state.cfg.backends.end())
           return caf::make_error(caf::sec::runtime_error, "no backend " + std::to_string(backend));

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "actors/interfaces.hpp"
+#include "actors/replica_group.hpp"
 
 namespace apsis {
 
@@ -35,6 +36,8 @@ struct peer_config {
   anti_entropy_actor recovery;              ///< told of every route change too
   lock_manager_actor locks;                 ///< and this one
   std::map<uint32_t, replica_group_actor> backends;  ///< local backend id -> its coordinator
+  /// Backends whose fsync never blocks: replica writes apply on the PEER's thread (no hop).
+  std::map<uint32_t, std::shared_ptr<LocalCoordinator>> direct;
   std::shared_ptr<cluster_view> view;       ///< refreshed at every route change
 };
 

@@ -91,7 +91,7 @@ struct shard_request {
   op_batch ops;
   std::vector<size_t> idx;
   replica_entry where;
-  bool remote = false, down = false;
+  bool remote = false, down = false, blocking = false;
 };
 
 /// Which route owns an id in the session's g-th group.
@@ -140,6 +140,7 @@ std::shared_ptr<pending_batch> plan(const replica_group_config& cfg, op_batch& o
       req.where = replica_entry{route.group, route.node, route.backend, {}, {}};
       req.remote = route.remote;
       req.down = route.down;
+      req.blocking = route.blocking;
     }
     return plan[it->second];
   };
@@ -225,6 +226,11 @@ void run(replica_group_actor::stateful_pointer<replica_group_state> self, op_bat
   for (auto& req : reqs) {
     if (req.down) {  // a node known to be down: say so now rather than after the timeout
       p->record(req.idx, req.where, nullptr, op_status::unavailable);
+      continue;
+    }
+    if (!req.remote && req.core && !req.blocking) {  // a local shard that never blocks: no hop
+      result_batch got = req.core->apply(req.ops);
+      p->record(req.idx, req.where, &got, op_status::unavailable);
       continue;
     }
     auto ok = [p, idx = req.idx, where = req.where](result_batch& got) {

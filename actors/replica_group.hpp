@@ -33,6 +33,9 @@ struct group_route {
   std::vector<std::shared_ptr<ShardCore>> cores = {};
   peer_actor peer = {};  ///< remote: its node's PEER
   bool down = false;     ///< remote: its node is down, so fail at once instead of timing out
+  /// local: its engine waits for fsync on every write, so the shard actors apply (their
+  /// waits overlap); otherwise the coordinator applies to the cores itself, with no hop.
+  bool blocking = false;
 };
 
 struct replica_group_config {
