@@ -22,7 +22,9 @@ using replica_group_actor = caf::typed_actor<
     // Runs a batch for a frontend that is not an actor: results go to the sink.
     caf::reacts_to<atom::exec, op_batch, batch_sink_ptr>,
     // The cluster changed: the route table, and the nodes this node sees as down.
-    caf::reacts_to<atom::routes, route_table, std::vector<std::string>>>;
+    caf::reacts_to<atom::routes, route_table, std::vector<std::string>>,
+    // (internal) sends what the batches handled so far hold for each remote backend.
+    caf::reacts_to<atom::tick>>;
 
 /// PEER: a node's face to the rest of its cluster, published on the cluster port. It joins
 /// through the seeds, gossips the route table, watches every other node (monitor,

@@ -233,18 +233,56 @@ void run(replica_group_actor::stateful_pointer<replica_group_state> self, op_bat
       p->record(req.idx, req.where, &got, op_status::unavailable);
       continue;
     }
-    auto ok = [p, idx = req.idx, where = req.where](result_batch& got) {
-      p->record(idx, where, &got, op_status::unavailable);
-    };
-    auto fail = [p, idx = req.idx, where = req.where](caf::error& err) {
-      p->record(idx, where, nullptr,
-                err == caf::sec::request_timeout ? op_status::timeout : op_status::unavailable);
-    };
-    if (req.remote)
-      self->request(req.peer, caf::duration{cfg.timeout}, atom::apply_v, req.backend, std::move(req.ops))
-          .then(ok, fail);
-    else
-      self->request(req.dest, caf::infinite, atom::apply_v, std::move(req.ops)).then(ok, fail);
+    if (req.remote) {  // gathered with other batches' operations for the same backend
+      auto& st = self->state;
+      remote_outbox& box = st.outbox[req.where.node + "/" + std::to_string(req.backend)];
+      box.peer = req.peer;
+      box.backend = req.backend;
+      box.parts.emplace_back(req.ops.size(), [p, idx = req.idx, where = req.where](
+                                                 result_batch* got, op_status failure) {
+        p->record(idx, where, got, failure);
+      });
+      for (auto& o : req.ops) box.ops.push_back(std::move(o));
+      if (!st.flush_pending) {  // behind every message already waiting: they join this flush
+        st.flush_pending = true;
+        self->send(self, atom::tick_v);
+      }
+      continue;
+    }
+    self->request(req.dest, caf::infinite, atom::apply_v, std::move(req.ops))
+        .then([p, idx = req.idx, where = req.where](result_batch& got) {
+                p->record(idx, where, &got, op_status::unavailable);
+              },
+              [p, idx = req.idx, where = req.where](caf::error&) {
+                p->record(idx, where, nullptr, op_status::unavailable);
+              });
+  }
+}
+
+/// One request per remote backend for everything gathered since the last flush.
+void flush(replica_group_actor::stateful_pointer<replica_group_state> self) {
+  auto& st = self->state;
+  st.flush_pending = false;
+  auto boxes = std::move(st.outbox);
+  st.outbox.clear();
+  for (auto& [key, box] : boxes) {
+    auto parts = std::make_shared<decltype(box.parts)>(std::move(box.parts));
+    self->request(box.peer, caf::duration{st.cfg.timeout}, atom::apply_v, box.backend, std::move(box.ops))
+        .then(
+            [parts](result_batch& got) {
+              size_t at = 0;
+              for (auto& [n, take] : *parts) {
+                size_t end = std::min(got.size(), at + n), begin = std::min(at, end);
+                result_batch slice(std::make_move_iterator(got.begin() + begin),
+                                   std::make_move_iterator(got.begin() + end));
+                take(&slice, op_status::unavailable);
+                at += n;
+              }
+            },
+            [parts](caf::error& err) {
+              op_status s = err == caf::sec::request_timeout ? op_status::timeout : op_status::unavailable;
+              for (auto& [n, take] : *parts) take(nullptr, s);
+            });
   }
 }
 
@@ -286,6 +324,7 @@ replica_group_actor::behavior_type replica_group(
       [=](atom::routes, route_table& table, std::vector<std::string>& down) {
         set_routes(self->state, table, down);
       },
+      [=](atom::tick) { flush(self); },
   };
 }
 

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -49,9 +51,21 @@ struct replica_group_config {
   std::shared_ptr<Hlc> clock;
 };
 
+/// Operations for one remote backend, gathered from every batch that arrived before the next
+/// flush: one request over the network carries them all.
+struct remote_outbox {
+  peer_actor peer;
+  uint32_t backend = 0;
+  op_batch ops;
+  /// Per batch that added operations: how many, and who takes their results (or failure).
+  std::vector<std::pair<size_t, std::function<void(result_batch*, op_status)>>> parts;
+};
+
 struct replica_group_state {
   replica_group_config cfg;
   std::vector<group_route> local;  ///< this node's own backends, kept across route changes
+  std::map<std::string, remote_outbox> outbox;  ///< "node/backend" -> waiting for the flush
+  bool flush_pending = false;
   static inline const char* name = "replica-group";
 };
 
