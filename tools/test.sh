@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what apsis needs, builds it and runs every test.
 #   tools/test.sh             release build in build/, all tests
-#   tools/test.sh --sanitize  ASan+UBSan build in build-asan/, storage tests
+#   tools/test.sh --sanitize  ASan+UBSan build in build-asan/, every test but the process ones
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,7 +11,7 @@ label=()
 if [ "${1:-}" = "--sanitize" ]; then
   build=build-asan
   flags=(-DCMAKE_BUILD_TYPE=Debug -DAPSIS_SANITIZE=ON)
-  label=(-L storage)
+  label=(-L 'storage|actors|messages|clients|config')
 fi
 [ -n "${CI:-}" ] && flags+=(-DAPSIS_WERROR=ON)
 

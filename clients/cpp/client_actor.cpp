@@ -30,13 +30,20 @@ struct Connection : std::enable_shared_from_this<Connection> {
     thread = std::thread([c = shared_from_this()] { c->io.run(); });
   }
 
+  // Closing the socket ends every pending operation, so the I/O thread runs out of work and
+  // returns. Stopping the io_context instead would keep their handlers, and the shared_ptrs
+  // to this connection in them, alive forever (a leak LeakSanitizer showed).
   void stop() {
     asio::post(io, [c = shared_from_this()] {
+      c->owner = nullptr;  // nobody to tell any more
       boost::system::error_code ec;
       c->sock.close(ec);
-      c->io.stop();
     });
-    if (thread.joinable() && thread.get_id() != std::this_thread::get_id()) thread.join();
+    if (thread.joinable() && thread.get_id() != std::this_thread::get_id()) {
+      thread.join();
+      io.restart();  // the thread may have run out of work before the close was posted
+      io.run();
+    }
   }
 
   template <class... Ts>
