@@ -144,28 +144,32 @@ std::shared_ptr<pending_batch> plan(const replica_group_config& cfg, op_batch& o
     }
     return plan[it->second];
   };
+  // Each op's owner route in every group, found once (ring lookups are the costly part).
+  std::vector<size_t> owner(ops.size() * groups);
+  for (size_t i = 0; i < ops.size(); ++i)
+    for (size_t g = 0; g < groups; ++g) owner[i * groups + g] = owner_route(cfg, g, ops[i].id);
   // Reads: the first group (from read_from on) whose owner can answer.
   std::vector<size_t>& read_group = p->read_group;
   read_group.assign(ops.size(), SIZE_MAX);
   for (size_t i = 0; i < ops.size(); ++i) {
     for (size_t g = read_from ? (*read_from)[i] : 0; g < groups && !p->writes[i]; ++g) {
-      size_t r = owner_route(cfg, g, ops[i].id);
+      size_t r = owner[i * groups + g];
       if (r == SIZE_MAX || (cfg.groups[r].down && g + 1 < groups)) continue;
       read_group[i] = g;
       break;
     }
   }
+  auto asks = [&](size_t i, size_t g) {
+    return owner[i * groups + g] != SIZE_MAX && (p->writes[i] || read_group[i] == g);
+  };
   std::vector<size_t> last_group(ops.size(), SIZE_MAX);  // where each op is used last
   for (size_t i = 0; i < ops.size(); ++i)
     for (size_t g = 0; g < groups; ++g)
-      if (p->writes[i] ? owner_route(cfg, g, ops[i].id) != SIZE_MAX : read_group[i] == g)
-        last_group[i] = g;
+      if (asks(i, g)) last_group[i] = g;
   for (size_t g = 0; g < groups; ++g) {
     for (size_t i = 0; i < ops.size(); ++i) {
-      if (!p->writes[i] && read_group[i] != g) continue;
-      size_t r = owner_route(cfg, g, ops[i].id);
-      if (r == SIZE_MAX) continue;
-      shard_request& req = request_for(r, ops[i].id);
+      if (!asks(i, g)) continue;
+      shard_request& req = request_for(owner[i * groups + g], ops[i].id);
       req.ops.push_back(last_group[i] == g ? std::move(ops[i]) : ops[i]);
       req.idx.push_back(i);
     }

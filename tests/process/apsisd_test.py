@@ -423,17 +423,7 @@ class ApsisdTest(unittest.TestCase):
         n2 = self.cluster_node(2, ports, ports[1])
         wait_for(lambda: [r["status"] for r in self.replicas(n1, "probe")] == ["ok"] * 2, 20,
                  "n2 joined")
-        holder = subprocess.Popen([APSIS, "--port", str(n1.binary_port), "lock", "job", "--lease",
-                                   "600000"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  text=True)
-        self.assertIn("token", holder.stdout.readline())
-        waiter = subprocess.Popen([APSIS, "--port", str(n2.binary_port), "--timeout", "20000",
-                                   "lock", "job", "--", "true"], stdout=subprocess.PIPE, text=True)
-        time.sleep(0.5)
-        self.assertIsNone(waiter.poll(), "the lock asked of n2 must wait for n1's holder")
-        holder.kill()
-        holder.wait(timeout=10)
-        self.assertEqual(waiter.wait(timeout=15), 0)
+        self.lease_passes_on_when_its_holder_dies(n1, n2, "job")
 
     # -- the binary protocol and the CLI ---------------------------------------
 
@@ -480,19 +470,25 @@ class ApsisdTest(unittest.TestCase):
         # The lease was released when the command ended: a new lock is granted at once.
         self.assertEqual(self.cli(node, "lock", "k", "--", "true").returncode, 0)
 
-    def test_a_dead_holders_lease_passes_on(self):
-        node = self.start()
-        holder = subprocess.Popen([APSIS, "--port", str(node.binary_port), "lock", "k", "--lease",
-                                   "600000"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  text=True)
+    def lease_passes_on_when_its_holder_dies(self, holder_node, waiter_node, key):
+        """A lease taken through holder_node holds back the same lock asked of waiter_node
+        until the holder dies (its connection closes, long before the lease expires)."""
+        holder = subprocess.Popen([APSIS, "--port", str(holder_node.binary_port), "lock", key,
+                                   "--lease", "600000"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
         self.assertIn("token", holder.stdout.readline())
-        waiter = subprocess.Popen([APSIS, "--port", str(node.binary_port), "--timeout", "20000",
-                                   "lock", "k", "--", "true"], stdout=subprocess.PIPE, text=True)
-        time.sleep(0.3)
+        waiter = subprocess.Popen([APSIS, "--port", str(waiter_node.binary_port), "--timeout",
+                                   "20000", "lock", key, "--", "true"], stdout=subprocess.PIPE,
+                                  text=True)
+        time.sleep(0.5)
         self.assertIsNone(waiter.poll(), "the second lock must wait for the first")
-        holder.kill()  # its connection closes: the lease must pass on long before it expires
+        holder.kill()
         holder.wait(timeout=10)
         self.assertEqual(waiter.wait(timeout=15), 0)
+
+    def test_a_dead_holders_lease_passes_on(self):
+        node = self.start()
+        self.lease_passes_on_when_its_holder_dies(node, node, "k")
 
     def test_binary_protocol_refuses_garbage_and_oversized_frames(self):
         node = self.start()
