@@ -538,6 +538,24 @@ Status BlobEngine::checkpoint() {
   return opts_.env->write_atomic(join_path(opts_.dir, snapshot_name), snap, true);
 }
 
+// The index forgets the records and their bytes count as dead; a snapshot then makes that
+// durable (replay starts after it, so the bytes are never read back).
+Status BlobEngine::erase(const std::vector<std::pair<Id, Version>>& which, size_t* erased) {
+  *erased = 0;
+  {
+    std::unique_lock<std::shared_mutex> l(mu_);
+    for (const auto& [id, v] : which) {
+      BlobIndex::Slot* slot = find_locked(id);
+      codec::Header h;
+      if (!slot || !header_locked(slot->loc, &h).is_ok() || h.version != v) continue;
+      files_[BlobIndex::file_of(slot->loc)]->dead += h.total_len;
+      index_.erase(slot);
+      ++*erased;
+    }
+  }
+  return *erased ? checkpoint() : Status::ok();
+}
+
 // -- iteration and compaction --------------------------------------------------
 
 Status BlobEngine::iterate(const IterateOptions& opts, const IterateFn& fn) {

@@ -36,6 +36,7 @@ class BlobEngine final : public Engine {
   Status get(const Id& id, Record* out) override;
   void prefetch(const std::vector<const Id*>& ids) override;
   Status lookup(const Id& id, RecordMeta* out) override;
+  Status erase(const std::vector<std::pair<Id, Version>>& which, size_t* erased) override;
   Status iterate(const IterateOptions& opts, const IterateFn& fn) override;
   Status sync() override;
   Status compact() override;

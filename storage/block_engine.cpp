@@ -346,6 +346,35 @@ Status BlockEngine::lookup(const Id& id, RecordMeta* out) {
   return Status::ok();
 }
 
+// Both copies of the slot are zeroed, the older one first (a torn erase leaves the current
+// entry, never an older one whose blocks may be reused), and the slot stays empty.
+Status BlockEngine::erase(const std::vector<std::pair<Id, Version>>& which, size_t* erased) {
+  *erased = 0;
+  uint64_t ticket;
+  {
+    std::unique_lock<std::shared_mutex> l(mu_);
+    std::vector<uint64_t> freed;
+    const std::string zero(entry_size, '\0');
+    for (const auto& [id, v] : which) {
+      auto it = map_.find(id);
+      if (it == map_.end() || it->second.entry.version != v) continue;
+      const Slot s = it->second;
+      APSIS_TRY(index_->write(entry_offset(s.slot, 1 - s.entry.copy), zero));
+      APSIS_TRY(index_->write(entry_offset(s.slot, s.entry.copy), zero));
+      std::vector<uint64_t> chain;
+      std::string rec;
+      if (read_chain(s.entry, &rec, &chain)) freed.insert(freed.end(), chain.begin(), chain.end());
+      by_slot_[s.slot] = Id{};
+      map_.erase(it);
+      ++*erased;
+    }
+    ticket = sync_->ticket();
+    if (!freed.empty()) pending_.push_back(Pending{ticket, std::move(freed)});
+  }
+  if (*erased == 0) return Status::ok();
+  return sync();
+}
+
 Status BlockEngine::iterate(const IterateOptions& opts, const IterateFn& fn) {
   constexpr size_t batch = 256;
   for (size_t from = 0;; from += batch) {

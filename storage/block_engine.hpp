@@ -30,6 +30,7 @@ class BlockEngine final : public Engine {
   void put_batch(const Record* records, size_t n, Status* results) override;
   Status get(const Id& id, Record* out) override;
   Status lookup(const Id& id, RecordMeta* out) override;
+  Status erase(const std::vector<std::pair<Id, Version>>& which, size_t* erased) override;
   Status iterate(const IterateOptions& opts, const IterateFn& fn) override;
   Status sync() override;
   EngineStats stats() override;

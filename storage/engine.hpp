@@ -13,6 +13,8 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "storage/env.hpp"
 #include "storage/record.hpp"
@@ -97,6 +99,12 @@ class Engine {
   Status remove(const Id& id, const Version& v, std::string key = {}) {
     return put(Record::make_tombstone(id, v, std::move(key)));
   }
+  /// Forgets records for good, leaving no tombstone: each (id, version) whose stored version
+  /// is exactly that one (a newer write stays). For tombstones past their grace period and
+  /// for copies that merge moved to their new owner. *erased counts what went. Durable when
+  /// it returns, whatever the policy (a crash before that may bring a record back: harmless,
+  /// as it is a tombstone past its grace or a copy already held by its owner).
+  virtual Status erase(const std::vector<std::pair<Id, Version>>& which, size_t* erased) = 0;
   /// Streams matching records with bounded memory; records written meanwhile may or may not
   /// be seen.
   virtual Status iterate(const IterateOptions& opts, const IterateFn& fn) = 0;

@@ -123,6 +123,22 @@ Status FsEngine::lookup(const Id& id, RecordMeta* out) {
   return Status::ok();
 }
 
+Status FsEngine::erase(const std::vector<std::pair<Id, Version>>& which, size_t* erased) {
+  *erased = 0;
+  for (const auto& [id, v] : which) {
+    std::lock_guard<std::mutex> g(stripes_[id.bytes[63] & 63]);
+    std::string bytes;
+    RecordMeta meta;
+    if (!read(id, &bytes) || !codec::decode_meta(bytes, &meta) || meta.version != v) continue;
+    std::string dir = dir_of(id);
+    APSIS_TRY(opts_.env->remove(join_path(dir, id.hex())));
+    APSIS_TRY(opts_.env->sync_dir(dir));
+    keys_--;
+    ++*erased;
+  }
+  return Status::ok();
+}
+
 Status FsEngine::iterate(const IterateOptions& opts, const IterateFn& fn) {
   // Directory names are the id's leading hex digits: walking them sorted yields id order
   // and lets whole directories outside [begin, end] be skipped.

@@ -21,6 +21,7 @@ class FsEngine final : public Engine {
   Status put(const Record& r) override;
   Status get(const Id& id, Record* out) override;
   Status lookup(const Id& id, RecordMeta* out) override;
+  Status erase(const std::vector<std::pair<Id, Version>>& which, size_t* erased) override;
   Status iterate(const IterateOptions& opts, const IterateFn& fn) override;
   Status sync() override;
   EngineStats stats() override;

@@ -39,6 +39,19 @@ Status MemoryEngine::lookup(const Id& id, RecordMeta* out) {
   return Status::ok();
 }
 
+Status MemoryEngine::erase(const std::vector<std::pair<Id, Version>>& which, size_t* erased) {
+  std::unique_lock<std::shared_mutex> l(mu_);
+  *erased = 0;
+  for (const auto& [id, v] : which) {
+    auto it = records_.find(id);
+    if (it == records_.end() || it->second.version != v) continue;
+    bytes_ -= it->second.key.size() + it->second.json.size() + it->second.data.size();
+    records_.erase(it);
+    ++*erased;
+  }
+  return Status::ok();
+}
+
 Status MemoryEngine::iterate(const IterateOptions& opts, const IterateFn& fn) {
   constexpr size_t batch = 256;  // bounded memory: never copy more than this at once
   Id from = opts.begin;

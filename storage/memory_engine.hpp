@@ -15,6 +15,7 @@ class MemoryEngine final : public Engine {
   Status put(const Record& r) override;
   Status get(const Id& id, Record* out) override;
   Status lookup(const Id& id, RecordMeta* out) override;
+  Status erase(const std::vector<std::pair<Id, Version>>& which, size_t* erased) override;
   Status iterate(const IterateOptions& opts, const IterateFn& fn) override;
   Status sync() override { return Status::ok(); }
   EngineStats stats() override;

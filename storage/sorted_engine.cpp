@@ -146,6 +146,21 @@ Status SortedEngine::lookup(const Id& id, RecordMeta* out) {
   return Status::ok();
 }
 
+Status SortedEngine::erase(const std::vector<std::pair<Id, Version>>& which, size_t* erased) {
+  *erased = 0;
+  for (const auto& [id, v] : which) {
+    std::lock_guard<std::mutex> g(stripes_[id.bytes[63] & 63]);
+    std::string old;
+    codec::Header h;
+    if (!read(id, &old) || !codec::decode_header(old, &h) || h.version != v) continue;
+    rocksdb::WriteOptions w;
+    w.sync = true;
+    APSIS_TRY(from_rocks(db_->Delete(w, key_of(id))));
+    ++*erased;
+  }
+  return Status::ok();
+}
+
 Status SortedEngine::iterate(const IterateOptions& opts, const IterateFn& fn) {
   rocksdb::ReadOptions ro;
   ro.fill_cache = false;  // a recovery scan must not evict the working set

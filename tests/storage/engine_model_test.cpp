@@ -212,6 +212,47 @@ TEST_P(EngineTest, ExpiredRecordsReadAsAbsentButLookupShowsThem) {
   EXPECT_TRUE(e->get(r.id, &got).is_ok());
 }
 
+TEST_P(EngineTest, EraseForgetsOnlyTheNamedVersionAndStaysForgotten) {
+  auto e = testing::open_or_die(options());
+  Record live = testing::make_record("live", "v", 5);
+  Record newer = testing::make_record("newer", "v", 9);
+  Record tomb = Record::make_tombstone(make_id("default", "gone"), {7, 1}, "gone");
+  for (const Record* r : {&live, &newer, &tomb}) ASSERT_TRUE(e->put(*r).is_ok());
+  for (int i = 0; i < 50; ++i)  // neighbours that must stay
+    ASSERT_TRUE(e->put(testing::make_record("n" + std::to_string(i), "x", 3)).is_ok());
+  size_t erased = 0;
+  // "newer" is named with an older version than it holds: a write that came after the
+  // decision to erase, so it stays.
+  ASSERT_TRUE(e->erase({{live.id, live.version}, {newer.id, {8, 1}}, {tomb.id, tomb.version},
+                        {make_id("default", "absent"), {1, 1}}},
+                       &erased)
+                  .is_ok());
+  EXPECT_EQ(erased, 2u);
+  for (int round = 0; round < 2; ++round) {
+    RecordMeta meta;
+    EXPECT_TRUE(e->lookup(live.id, &meta).is_not_found()) << "round " << round;
+    EXPECT_TRUE(e->lookup(tomb.id, &meta).is_not_found()) << "round " << round;
+    ASSERT_TRUE(e->lookup(newer.id, &meta).is_ok());
+    EXPECT_EQ(meta.version, newer.version);
+    size_t seen = 0;
+    ASSERT_TRUE(e->iterate({}, [&](const Record& r) {
+                   EXPECT_NE(r.id, live.id);
+                   EXPECT_NE(r.id, tomb.id);
+                   return ++seen, true;
+                 }).is_ok());
+    EXPECT_GE(seen, 51u);
+    if (GetParam() != "sorted") {  // RocksDB's key count is an estimate
+      EXPECT_EQ(e->stats().keys, 51u);
+    }
+    reopen(e);
+  }
+  // An erased id can be written again from scratch, even with an older version.
+  ASSERT_TRUE(e->put(testing::make_record("live", "again", 2)).is_ok());
+  Record got;
+  ASSERT_TRUE(e->get(live.id, &got).is_ok());
+  EXPECT_EQ(got.data, "again");
+}
+
 TEST_P(EngineTest, ConcurrentWritersBesideCompactionLoseNothing) {
   auto e = testing::open_or_die(options());
   constexpr int writers = 4, per_writer = 1500, keys_per_writer = 50;
