@@ -2,13 +2,38 @@
 
 #include <spdlog/spdlog.h>
 
+#include <nlohmann/json.hpp>
+
 #include <unordered_map>
 
 namespace apsis {
 
+std::string pair_task::key() const {
+  return std::to_string(range.group_a) + "/" + std::to_string(backend) + " ~ " +
+         std::to_string(range.group_b) + "/" + node_b + "/" + std::to_string(range.backend_b);
+}
+
+kv_op replica_write(storage::Record&& rec) {
+  kv_op o;
+  o.kind = rec.tombstone ? op_kind::remove : op_kind::put;
+  o.id = rec.id;
+  o.key = std::move(rec.key);
+  o.json = std::move(rec.json);
+  o.data = std::move(rec.data);
+  o.user_flags = rec.user_flags;
+  o.expiry_ms = rec.expiry_ms;
+  o.version = rec.version;
+  return o;
+}
+
+std::chrono::milliseconds pause_for(const ae_config& cfg, uint64_t n) {
+  return std::chrono::milliseconds(n * 1000 / std::max<uint64_t>(cfg.rate, 1));
+}
+
 namespace {
 
-using self_ptr = anti_entropy_actor::stateful_pointer<ae_state>;
+using nlohmann::json;
+using self_ptr = ae_self;
 
 /// A 64-bit hash of (id, version): the unit of a bucket's XOR digest.
 uint64_t mix(const storage::Id& id, const storage::Version& v) {
@@ -34,8 +59,8 @@ bool in_range(const ae_state& st, const ae_range& r, const std::string& node_b, 
          ob->backend == r.backend_b;
 }
 
-/// Every record of the local backend in the range, newest version per id (blob may show a
-/// record twice during a compaction), with payload or not.
+/// Every record of the local backend in the range (and written since its since_ms), with
+/// payload or not.
 template <class F>
 storage::Status scan(const ae_state& st, uint32_t backend, const ae_range& r,
                      const std::string& node_b, bool payload, F&& each) {
@@ -44,6 +69,7 @@ storage::Status scan(const ae_state& st, uint32_t backend, const ae_range& r,
   storage::IterateOptions io;
   io.with_payload = payload;
   io.include_tombstones = true;
+  io.min_version = storage::Version{r.since_ms << 16, 0};
   return it->second.engine->iterate(io, [&](const storage::Record& rec) {
     if (in_range(st, r, node_b, rec.id)) each(rec);
     return true;
@@ -58,26 +84,8 @@ std::vector<uint64_t> digests(const ae_state& st, uint32_t backend, const ae_ran
   return d;
 }
 
-kv_op replica_write(storage::Record&& rec) {
-  kv_op o;
-  o.kind = rec.tombstone ? op_kind::remove : op_kind::put;
-  o.id = rec.id;
-  o.key = std::move(rec.key);
-  o.json = std::move(rec.json);
-  o.data = std::move(rec.data);
-  o.user_flags = rec.user_flags;
-  o.expiry_ms = rec.expiry_ms;
-  o.version = rec.version;
-  return o;
-}
-
-struct pair_task {
-  uint32_t backend;  // local
-  ae_range range;
-  std::string node_b;
-};
-
-std::vector<pair_task> pairs(const ae_state& st) {
+/// Every pair this node's rounds compare: each local backend with each owner in another group.
+std::vector<pair_task> pairs(const ae_state& st, uint64_t since_ms = 0) {
   std::vector<pair_task> out;
   for (const auto& [backend, b] : st.cfg.backends)
     for (const auto& [group, r] : st.rings) {
@@ -86,22 +94,51 @@ std::vector<pair_task> pairs(const ae_state& st) {
         if (o.node == st.cfg.node || st.down.count(o.node)) continue;
         auto n = st.table.nodes.find(o.node);
         if (n == st.table.nodes.end() || !n->second.recovery || !n->second.peer) continue;
-        out.push_back({backend, ae_range{b.group, st.cfg.node, backend, group, o.backend}, o.node});
+        out.push_back({backend, ae_range{b.group, st.cfg.node, backend, group, o.backend, since_ms}, o.node});
       }
     }
   return out;
 }
 
-void next_round(self_ptr self) {
-  self->state.running = false;
-  self->state.cfg.stats->rounds++;
-  if (self->state.cfg.every.count() > 0) self->delayed_send(self, self->state.cfg.every, atom::tick_v);
+bool dc_pass_running(const ae_state& st) { return st.pass.running() && st.pass.mode == "dc"; }
+
+void pass_next(self_ptr self);
+
+void end_round(self_ptr self, bool ok) {
+  auto& st = self->state;
+  bool for_pass = st.round && st.round->for_pass && dc_pass_running(st) &&
+                  st.pass.done < st.pass.pairs.size() &&
+                  st.round->task.key() == st.pass.pairs[st.pass.done].key();
+  st.running = false;
+  st.round.reset();
+  (ok ? st.cfg.stats->rounds : st.cfg.stats->failed_rounds)++;
+  if (for_pass) {
+    if (!ok) st.pass.skipped.push_back(st.pass.pairs[st.pass.done].key() + " (failed)");
+    st.pass.done++;
+    save_pass(st);
+  }
+  if (dc_pass_running(st)) pass_next(self);
 }
 
-/// Step 3: push what the other side lacks or holds older.
-void push(self_ptr self, const pair_task& t, const std::vector<uint32_t>& buckets,
-          std::vector<id_version>& theirs) {
+bool counts_for_pass(const ae_state& st) { return dc_pass_running(st) && st.round && st.round->for_pass; }
+
+/// After a chunk: the next one (at the rate), or the round's end.
+void chunk_done(self_ptr self) {
   auto& st = self->state;
+  ae_round& r = *st.round;
+  r.offset += st.cfg.max_buckets;
+  if (r.offset < r.differ.size())
+    self->delayed_send(self, pause_for(st.cfg, r.pushed), atom::step_v);
+  else
+    end_round(self, true);
+}
+
+/// Step 3 for one chunk of buckets: compare with what the other side listed, push what it
+/// lacks or holds older (unless a dry run).
+void push(self_ptr self, const std::vector<uint32_t>& buckets, std::vector<id_version>& theirs) {
+  auto& st = self->state;
+  ae_round& round = *st.round;
+  const pair_task t = round.task;
   std::unordered_map<storage::Id, storage::Version, storage::IdHash> their_version;
   for (const auto& iv : theirs) {
     auto& v = their_version[iv.id];
@@ -110,55 +147,74 @@ void push(self_ptr self, const pair_task& t, const std::vector<uint32_t>& bucket
   std::vector<bool> wanted(st.cfg.buckets, false);
   for (uint32_t b : buckets) if (b < wanted.size()) wanted[b] = true;
   std::unordered_map<storage::Id, storage::Record, storage::IdHash> ours;
-  scan(st, t.backend, t.range, t.node_b, true, [&](const storage::Record& rec) {
+  scan(st, t.backend, t.range, t.node_b, !round.dry_run, [&](const storage::Record& rec) {
     if (!wanted[bucket_of(rec.id, st.cfg.buckets)]) return;
     auto [it, fresh] = ours.emplace(rec.id, rec);
     if (!fresh && it->second.version < rec.version) it->second = rec;
   });
-  st.cfg.stats->keys_compared += ours.size() + their_version.size();
+  uint64_t compared = ours.size() + their_version.size(), divergent = 0;
   op_batch batch;
   std::vector<op_batch> batches;
   for (auto& [id, rec] : ours) {
     auto theirs_it = their_version.find(id);
     bool lacking = theirs_it == their_version.end() || theirs_it->second < rec.version;
-    if (theirs_it != their_version.end() && rec.version < theirs_it->second) st.cfg.stats->divergent++;
+    if (theirs_it != their_version.end() && rec.version < theirs_it->second) divergent++;
     if (!lacking) continue;
-    st.cfg.stats->divergent++;
+    divergent++;
+    if (round.dry_run) continue;
     batch.push_back(replica_write(std::move(rec)));
     if (batch.size() == st.cfg.push_batch) batches.push_back(std::move(batch)), batch.clear();
   }
   for (const auto& [id, v] : their_version)  // theirs only: they push it in their rounds
-    if (!ours.count(id)) st.cfg.stats->divergent++;
+    if (!ours.count(id)) divergent++;
   if (!batch.empty()) batches.push_back(std::move(batch));
-  if (batches.empty()) return next_round(self);
+  st.cfg.stats->keys_compared += compared;
+  st.cfg.stats->divergent += divergent;
+  if (counts_for_pass(st)) st.pass.keys_compared += compared, st.pass.divergent += divergent;
+  round.pushed = 0;
+  if (batches.empty()) return chunk_done(self);
   auto peer = caf::actor_cast<peer_actor>(st.table.nodes.at(t.node_b).peer);
   auto left = std::make_shared<size_t>(batches.size());
   for (auto& b : batches) {
+    round.pushed += b.size();
     self->request(peer, st.cfg.timeout, atom::apply_v, t.range.backend_b, std::move(b))
         .then(
             [=](result_batch& results) {
-              for (const auto& r : results) self->state.cfg.stats->repaired += r.status == op_status::ok;
-              if (--*left == 0) next_round(self);
+              uint64_t ok = 0;
+              for (const auto& r : results) ok += r.status == op_status::ok;
+              self->state.cfg.stats->repaired += ok;
+              if (counts_for_pass(self->state)) self->state.pass.repaired += ok;
+              if (--*left == 0) chunk_done(self);
             },
             [=](caf::error& err) {
-              self->state.cfg.stats->failed_rounds++;
               spdlog::debug("anti-entropy: pushing to {}: {}", t.node_b, self->home_system().render(err));
-              if (--*left == 0) next_round(self);
+              if (--*left == 0) end_round(self, false);
             });
   }
 }
 
-void round(self_ptr self) {
+/// Step 2 for the next chunk of differing buckets.
+void step(self_ptr self) {
   auto& st = self->state;
-  auto all = pairs(st);
-  if (all.empty()) return next_round(self);
-  pair_task t = all[st.cursor++ % all.size()];
+  if (!st.round) return;
+  ae_round& r = *st.round;
+  std::vector<uint32_t> chunk(r.differ.begin() + long(r.offset),
+                              r.differ.begin() + long(std::min(r.differ.size(), r.offset + st.cfg.max_buckets)));
+  auto target = caf::actor_cast<anti_entropy_actor>(st.table.nodes.at(r.task.node_b).recovery);
+  self->request(target, st.cfg.timeout, atom::keys_v, r.task.range, chunk)
+      .then([=](std::vector<id_version>& theirs) { push(self, chunk, theirs); },
+            [=](caf::error& err) {
+              spdlog::debug("anti-entropy: keys from {}: {}", r.task.node_b, self->home_system().render(err));
+              end_round(self, false);
+            });
+}
+
+/// Step 1: digests; then every chunk of the buckets that differ.
+void start_round(self_ptr self, const pair_task& t, bool dry_run, bool for_pass) {
+  auto& st = self->state;
+  st.running = true;
+  st.round = ae_round{t, {}, 0, dry_run, for_pass, 0};
   auto target = caf::actor_cast<anti_entropy_actor>(st.table.nodes.at(t.node_b).recovery);
-  auto fail = [=](caf::error& err) {
-    self->state.cfg.stats->failed_rounds++;
-    spdlog::debug("anti-entropy: with {}: {}", t.node_b, self->home_system().render(err));
-    next_round(self);
-  };
   std::vector<uint64_t> mine = digests(st, t.backend, t.range, t.node_b);
   self->request(target, st.cfg.timeout, atom::digest_v, t.range, std::move(mine))
       .then(
@@ -166,32 +222,214 @@ void round(self_ptr self) {
             auto& st = self->state;
             st.cfg.stats->buckets_compared += st.cfg.buckets;
             st.cfg.stats->buckets_differing += differ.size();
-            if (differ.empty()) return next_round(self);
-            if (differ.size() > st.cfg.max_buckets) differ.resize(st.cfg.max_buckets);
-            self->request(target, st.cfg.timeout, atom::keys_v, t.range, differ)
-                .then([=](std::vector<id_version>& theirs) { push(self, t, differ, theirs); }, fail);
+            if (counts_for_pass(st)) st.pass.buckets_differing += differ.size();
+            if (differ.empty() || !st.round) return end_round(self, true);
+            st.round->differ = std::move(differ);
+            step(self);
           },
-          fail);
+          [=](caf::error& err) {
+            spdlog::debug("anti-entropy: digests with {}: {}", t.node_b, self->home_system().render(err));
+            end_round(self, false);
+          });
+}
+
+/// A dc pass: the next of its pairs, once no round runs. A pair whose node is down is
+/// skipped; one whose node is not known yet (just after a restart) is waited for, 30 s.
+void pass_next(self_ptr self) {
+  auto& st = self->state;
+  recover_pass& p = st.pass;
+  while (dc_pass_running(st) && !st.running) {
+    if (p.done >= p.pairs.size()) {
+      p.state = "done";
+      save_pass(st);
+      spdlog::info("anti-entropy: recover dc pass done: {} pairs, {} divergent keys, {} repaired",
+                   p.pairs.size(), p.divergent, p.repaired);
+      return;
+    }
+    const pair_task& want = p.pairs[p.done];
+    for (const auto& t : pairs(st, p.since_ms))
+      if (t.key() == want.key()) {
+        p.waiting_since = {};
+        return start_round(self, t, p.dry_run, true);
+      }
+    auto now = std::chrono::steady_clock::now();
+    bool known = st.table.nodes.count(want.node_b) > 0;
+    if (!known && p.waiting_since == std::chrono::steady_clock::time_point{}) p.waiting_since = now;
+    if (!known && now - p.waiting_since < std::chrono::seconds(30)) return;  // the tick retries
+    p.skipped.push_back(want.key() + (st.down.count(want.node_b) ? " (down)" : " (not a pair now)"));
+    p.waiting_since = {};
+    p.done++;
+    save_pass(st);
+  }
+}
+
+json pass_to_json(const recover_pass& p) {
+  json pairs = json::array();
+  for (const auto& t : p.pairs)
+    pairs.push_back({{"backend", t.backend}, {"group", t.range.group_a}, {"with_group", t.range.group_b},
+                     {"with_node", t.node_b}, {"with_backend", t.range.backend_b}});
+  json out{{"mode", p.mode}, {"state", p.state}, {"dry_run", p.dry_run}, {"groups", p.groups},
+           {"since_ms", p.since_ms}, {"total", p.total}, {"done", p.done}, {"skipped", p.skipped}};
+  if (p.mode == "dc") {
+    out.update({{"pairs", pairs}, {"buckets_differing", p.buckets_differing},
+                {"keys_compared", p.keys_compared}, {"divergent", p.divergent}, {"repaired", p.repaired}});
+  } else {
+    out.update({{"moved", p.moved}, {"misplaced", p.misplaced}, {"purged", p.purged}});
+  }
+  return out;
+}
+
+/// Reads a saved pass (a node restarted in the middle of one); false if there is none.
+bool load_pass(ae_state& st) {
+  std::string text;
+  auto* env = storage::Env::posix();
+  if (st.cfg.state_file.empty() || !env->exists(st.cfg.state_file)) return false;
+  if (!env->read_all(st.cfg.state_file, &text)) return false;
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    spdlog::warn("anti-entropy: {} is not a recover pass, ignored", st.cfg.state_file);
+    return false;
+  }
+  recover_pass& p = st.pass;
+  p.mode = j.value("mode", "");
+  p.state = j.value("state", "");
+  p.dry_run = j.value("dry_run", false);
+  p.groups = j.value("groups", std::vector<uint32_t>{});
+  p.since_ms = j.value("since_ms", uint64_t(0));
+  p.total = j.value("total", size_t(0));
+  p.done = j.value("done", size_t(0));
+  p.skipped = j.value("skipped", std::vector<std::string>{});
+  p.buckets_differing = j.value("buckets_differing", uint64_t(0));
+  p.keys_compared = j.value("keys_compared", uint64_t(0));
+  p.divergent = j.value("divergent", uint64_t(0));
+  p.repaired = j.value("repaired", uint64_t(0));
+  p.moved = j.value("moved", uint64_t(0));
+  p.misplaced = j.value("misplaced", uint64_t(0));
+  p.purged = j.value("purged", uint64_t(0));
+  for (const auto& t : j.value("pairs", json::array())) {
+    pair_task pt;
+    pt.backend = t.value("backend", 0u);
+    pt.node_b = t.value("with_node", "");
+    pt.range = ae_range{t.value("group", 0u), st.cfg.node, pt.backend, t.value("with_group", 0u),
+                        t.value("with_backend", 0u), p.since_ms};
+    p.pairs.push_back(std::move(pt));
+  }
+  return true;
+}
+
+std::string error_json(const std::string& why, const recover_pass& p) {
+  json out = pass_to_json(p);
+  out["error"] = why;
+  return out.dump();
+}
+
+/// `apsis recover`: {"action": "start"|"status"|"stop"|"resume", "mode": "dc"|"merge",
+/// "dry_run": bool, "groups": [..], "since_ms": n}.
+std::string recover_command(self_ptr self, const std::string& text) {
+  auto& st = self->state;
+  recover_pass& p = st.pass;
+  json cmd = json::parse(text, nullptr, false);
+  if (cmd.is_discarded() || !cmd.is_object()) return error_json("the command is not a JSON object", p);
+  std::string action = cmd.value("action", "status");
+  if (action == "status") return pass_to_json(p).dump();
+  if (action == "stop") {
+    if (!p.running()) return error_json("no recover pass is running", p);
+    p.state = "stopped";
+    save_pass(st);
+    return pass_to_json(p).dump();
+  }
+  if (action == "resume") {
+    if (p.state != "stopped") return error_json("no stopped recover pass to resume", p);
+    p.state = "running";
+  } else if (action == "start") {
+    if (p.running()) return error_json("a recover pass is running (stop it first)", p);
+    std::string mode = cmd.value("mode", "");
+    if (mode != "dc" && mode != "merge") return error_json("mode must be dc or merge, got '" + mode + "'", p);
+    p = recover_pass{};
+    p.mode = mode;
+    p.state = "running";
+    p.dry_run = cmd.value("dry_run", false);
+    p.since_ms = cmd.value("since_ms", uint64_t(0));
+    p.groups = cmd.value("groups", std::vector<uint32_t>{});
+    auto in = [&](uint32_t g) { return p.groups.empty() || std::count(p.groups.begin(), p.groups.end(), g); };
+    if (mode == "dc") {
+      for (auto& t : pairs(st, p.since_ms))
+        if (in(t.range.group_a) && in(t.range.group_b)) p.pairs.push_back(std::move(t));
+      p.total = p.pairs.size();
+    } else {
+      for (const auto& [id, b] : st.cfg.backends) p.total += in(b.group);
+    }
+  } else {
+    return error_json("action must be start, status, stop or resume, got '" + action + "'", p);
+  }
+  save_pass(st);
+  if (p.mode == "dc")
+    pass_next(self);
+  else
+    start_merge(self, p.dry_run, true, p.groups);
+  return pass_to_json(p).dump();
+}
+
+/// Which backends hold ring points: a change means keys may have new owners.
+std::string ring_signature(const route_table& t) {
+  std::string sig;
+  for (const auto& [name, e] : t.nodes)
+    for (const auto& b : e.backends)
+      sig += name + "/" + std::to_string(b.backend) + "/" + std::to_string(b.group) + "/" +
+             std::to_string(b.points.size()) + ";";
+  return sig;
 }
 
 }  // namespace
 
+void save_pass(ae_state& st) {
+  std::string text = pass_to_json(st.pass).dump();
+  if (!st.cfg.state_file.empty()) {
+    storage::Status s = storage::Env::posix()->write_atomic(st.cfg.state_file, text, true);
+    if (!s) spdlog::warn("anti-entropy: saving the recover pass: {}", s.to_string());
+  }
+  std::lock_guard<std::mutex> lock(st.cfg.stats->mu);
+  st.cfg.stats->pass_json = std::move(text);
+}
+
 anti_entropy_actor::behavior_type anti_entropy(self_ptr self, ae_config cfg) {
-  self->state.cfg = std::move(cfg);
-  if (!self->state.cfg.stats) self->state.cfg.stats = std::make_shared<ae_stats>();
-  if (self->state.cfg.every.count() > 0) self->delayed_send(self, self->state.cfg.every, atom::tick_v);
+  auto& st = self->state;
+  st.cfg = std::move(cfg);
+  if (!st.cfg.stats) st.cfg.stats = std::make_shared<ae_stats>();
+  if (load_pass(st)) {
+    save_pass(st);  // into the stats
+    if (st.pass.running()) spdlog::info("anti-entropy: resuming the recover {} pass", st.pass.mode);
+  }
+  if (st.cfg.every.count() > 0) self->delayed_send(self, st.cfg.every, atom::tick_v);
+  if (st.cfg.merge_every.count() > 0) self->delayed_send(self, st.cfg.merge_every, atom::merge_v);
   return {
       [=](atom::routes, route_table& table, std::vector<std::string>& down) {
         auto& st = self->state;
         st.table = std::move(table);
         st.rings = ring::build(st.table);
         st.down = std::set<std::string>(down.begin(), down.end());
+        std::string sig = ring_signature(st.table);
+        bool changed = !st.ring_signature.empty() && sig != st.ring_signature;
+        st.ring_signature = std::move(sig);
+        if (changed) start_merge(self, false, false, {});
       },
       [=](atom::tick) {
-        if (self->state.running) return;
-        self->state.running = true;
-        round(self);
+        auto& st = self->state;
+        if (st.cfg.every.count() > 0) self->delayed_send(self, st.cfg.every, atom::tick_v);
+        if (st.running) return;
+        if (dc_pass_running(st)) return pass_next(self);
+        auto all = pairs(st);
+        if (!all.empty()) start_round(self, all[st.cursor++ % all.size()], false, false);
       },
+      [=](atom::step) { step(self); },
+      [=](atom::merge) {
+        auto& st = self->state;
+        if (st.cfg.merge_every.count() > 0) self->delayed_send(self, st.cfg.merge_every, atom::merge_v);
+        bool resumed = st.pass.running() && st.pass.mode == "merge";
+        start_merge(self, resumed && st.pass.dry_run, resumed, resumed ? st.pass.groups : std::vector<uint32_t>{});
+      },
+      [=](atom::migrate) { merge_step(self); },
+      [=](atom::recover, std::string& text) { return recover_command(self, text); },
       [=](atom::digest, ae_range& r, std::vector<uint64_t>& theirs) {
         std::vector<uint64_t> mine = digests(self->state, r.backend_b, r, self->state.cfg.node);
         std::vector<uint32_t> differ;

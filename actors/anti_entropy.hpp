@@ -1,12 +1,18 @@
-// ANTI_ENTROPY (see interfaces.hpp): continuous recovery between the groups of a cluster.
+// ANTI_ENTROPY (see interfaces.hpp): recovery between the groups of a cluster, by itself.
 // A round takes the next (local backend, replica in another group) pair, round robin:
 //   1. digests: the ids both own are split into `buckets` by their first bits; each bucket's
 //      digest is the XOR of a hash of every (id, version) in it. One engine scan, O(buckets)
 //      memory; the other side computes the same and answers the buckets that differ.
-//   2. keys: for at most `max_buckets` of those, the other side lists its (id, version).
+//   2. keys: for each chunk of at most `max_buckets` of those, the other side lists its
+//      (id, version) there.
 //   3. push: every record of ours it lacks or holds older goes to it as a replica write
-//      (the version travels with it, so the newer one wins there, and a replay is harmless).
+//      (the version travels with it, so the newer one wins there, and a replay is harmless),
+//      at most `rate` records a second.
 // Each side pushes what it has newer when its own rounds reach the pair, so both converge.
+// Merge (actors/merge.cpp) runs in the same actor: records a backend holds but no longer
+// owns in its group's ring go to their owner and are then forgotten here; tombstones past
+// their grace period are forgotten. `apsis recover dc|merge` runs either as a pass now, with
+// progress, saved to a file after every step so that it can be stopped and resumed.
 // Scans block the scheduler thread they run on (one round at a time).
 #pragma once
 
@@ -14,7 +20,10 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <optional>
+#include <mutex>
 #include <set>
+#include <string>
 
 #include "actors/interfaces.hpp"
 #include "storage/engine.hpp"
@@ -25,6 +34,11 @@ namespace apsis {
 struct ae_stats {
   std::atomic<uint64_t> rounds{0}, buckets_compared{0}, buckets_differing{0}, keys_compared{0},
       divergent{0}, repaired{0}, failed_rounds{0};
+  // merge
+  std::atomic<uint64_t> merge_passes{0}, moved{0}, misplaced{0}, purged{0}, merge_failures{0};
+  /// The `apsis recover` pass, as JSON (guarded by mu).
+  mutable std::mutex mu;
+  std::string pass_json = "{}";
 };
 
 struct ae_backend {
@@ -36,24 +50,90 @@ struct ae_config {
   std::string node;                         ///< this node's name
   std::map<uint32_t, ae_backend> backends;  ///< local backend id -> group and engine
   std::chrono::milliseconds every{10000};   ///< between rounds; 0: only when sent tick
+  std::chrono::milliseconds merge_every{60000};  ///< between merge passes; 0: no timer
   std::chrono::milliseconds timeout{5000};
+  uint64_t rate = 20000;            ///< records pushed per second, at most
+  uint64_t tombstone_grace_ms = 7 * 86400000ull;
   size_t buckets = 1024;     ///< a power of two
-  size_t max_buckets = 64;   ///< differing buckets listed and repaired per round
+  size_t max_buckets = 64;   ///< differing buckets listed and repaired per step
   size_t push_batch = 256;   ///< records per replica write
+  size_t merge_batch = 1024;  ///< records a merge step moves
+  std::string state_file;    ///< where a recover pass is saved (empty: not saved)
   std::shared_ptr<ae_stats> stats;
+};
+
+/// One (local backend, replica in another group) pair that a round compares.
+struct pair_task {
+  uint32_t backend = 0;  // local
+  ae_range range;
+  std::string node_b;
+  std::string key() const;  ///< names the pair in a recover pass
+};
+
+/// The round in progress: the pair and the buckets found differing, walked in chunks.
+struct ae_round {
+  pair_task task;
+  std::vector<uint32_t> differ;
+  size_t offset = 0;
+  bool dry_run = false;
+  bool for_pass = false;  ///< a pair of the recover pass: counts into it
+  uint64_t pushed = 0;    ///< by the last step, for the rate limit
+};
+
+/// An `apsis recover` pass: what it covers and how far it got.
+struct recover_pass {
+  std::string mode;             ///< "dc" or "merge"; empty: none ever started
+  std::string state;            ///< running, stopped, done
+  bool dry_run = false;
+  std::vector<uint32_t> groups;  ///< empty: every group
+  uint64_t since_ms = 0;
+  std::vector<pair_task> pairs;    ///< dc: the pairs to compare, fixed at start
+  size_t total = 0, done = 0;      ///< pairs (dc) or backends (merge)
+  std::vector<std::string> skipped;  ///< dc: pairs whose node was down or never seen
+  uint64_t buckets_differing = 0, keys_compared = 0, divergent = 0, repaired = 0;
+  uint64_t moved = 0, misplaced = 0, purged = 0;
+  std::chrono::steady_clock::time_point waiting_since{};  ///< for a pair's node to appear
+  bool running() const { return state == "running"; }
+};
+
+/// The merge pass in progress.
+struct merge_pass {
+  bool active = false;
+  bool again = false;  ///< the ring changed during the pass: run another one after it
+  bool dry_run = false;
+  bool for_recover = false;  ///< counts into the recover pass
+  std::vector<uint32_t> todo;  ///< local backends still to go
 };
 
 struct ae_state {
   ae_config cfg;
   route_table table;
   std::map<uint32_t, ring> rings;
+  std::string ring_signature;  ///< which backends hold ring points: a change starts a merge
   std::set<std::string> down;
   size_t cursor = 0;    ///< the next pair, round robin
   bool running = false;  ///< a round is in flight
+  std::optional<ae_round> round;
+  recover_pass pass;
+  merge_pass merge;
   static inline const char* name = "anti-entropy";
 };
 
-anti_entropy_actor::behavior_type anti_entropy(anti_entropy_actor::stateful_pointer<ae_state> self,
-                                               ae_config cfg);
+using ae_self = anti_entropy_actor::stateful_pointer<ae_state>;
+
+anti_entropy_actor::behavior_type anti_entropy(ae_self self, ae_config cfg);
+
+// -- shared by the rounds and merge (actors/merge.cpp) ----------------------------------
+
+/// The record as a replica write: its version travels, so the newer one wins there.
+kv_op replica_write(storage::Record&& rec);
+/// How long to wait after pushing n records, to stay under the rate.
+std::chrono::milliseconds pause_for(const ae_config& cfg, uint64_t n);
+/// Saves the recover pass to the state file and the stats.
+void save_pass(ae_state& st);
+/// Starts a merge pass now unless one runs (then it runs again after it).
+void start_merge(ae_self self, bool dry_run, bool for_recover, const std::vector<uint32_t>& groups);
+/// The merge pass's next step.
+void merge_step(ae_self self);
 
 }  // namespace apsis

@@ -43,6 +43,20 @@ session_actor::behavior_type session(session_actor::pointer self, lock_manager_a
                     (*reply)(std::move(r));
                   });
       },
+      [=](atom::admin, std::string& cmd, reply_fn& reply) {
+        self->request(node, caf::infinite, atom::admin_v, std::move(cmd))
+            .then([reply](std::string& json) {
+                    wire::Response r;
+                    r.data = std::move(json);
+                    (*reply)(std::move(r));
+                  },
+                  [reply, self](caf::error& e) {
+                    wire::Response r;
+                    r.status = op_status::unavailable;
+                    r.message = self->system().render(e);
+                    (*reply)(std::move(r));
+                  });
+      },
       [=](atom::stats, reply_fn& reply) {
         self->request(node, caf::infinite, atom::stats_v)
             .then([reply](std::string& json) {
@@ -131,7 +145,7 @@ class BinaryProtocol {
       }
       if (f.k != wire::kind::request)
         return fail(b, wire::error_code::malformed, f.id, "expected a request frame");
-      if (f.op < wire::opcode::get || f.op > wire::opcode::ping)
+      if (f.op < wire::opcode::get || f.op > wire::opcode::admin)
         return fail(b, wire::error_code::unknown_opcode, f.id, "unknown opcode " + std::to_string(int(f.op)));
       wire::Request q;
       if (!wire::decode_request(f.op, f.body, &q, &err))
@@ -159,6 +173,8 @@ class BinaryProtocol {
         caf::anon_send(session_, atom::lock_v, std::move(key), p.request.lease_ms, reply);
       else if (p.op == wire::opcode::unlock)
         caf::anon_send(session_, atom::unlock_v, std::move(key), p.request.token, reply);
+      else if (p.op == wire::opcode::admin)
+        caf::anon_send(session_, atom::admin_v, std::move(p.request.data), reply);
       else
         caf::anon_send(session_, atom::stats_v, reply);
     }
@@ -199,6 +215,7 @@ class BinaryProtocol {
       case wire::opcode::lock:
       case wire::opcode::unlock:
       case wire::opcode::stat:
+      case wire::opcode::admin:
         p.async = true;
         p.request = std::move(q);
         break;

@@ -61,17 +61,28 @@ using session_actor = caf::typed_actor<
     // Ends the lease with this token.
     caf::reacts_to<atom::unlock, std::string, uint64_t, wire::reply_fn>,
     // Fetches the node's statistics.
-    caf::reacts_to<atom::stats, wire::reply_fn>>;
+    caf::reacts_to<atom::stats, wire::reply_fn>,
+    // Runs an operator's command (JSON) on the node.
+    caf::reacts_to<atom::admin, std::string, wire::reply_fn>>;
 
 /// ANTI_ENTROPY: converges this node's backends with their replicas in the other groups, by
 /// itself: each round it compares bucketed digests of (id, version) with one replica, lists
 /// the ids of buckets that differ, and pushes every record the other side lacks or holds
-/// older (newest wins). Memory is bounded by the bucket count and one round's buckets.
+/// older (newest wins). Memory is bounded by the bucket count and one chunk of buckets.
+/// It also runs merge: keys a backend holds but no longer owns go to their owner.
 using anti_entropy_actor = caf::typed_actor<
-    // The cluster changed (as for the coordinator).
+    // The cluster changed (as for the coordinator); a ring change starts a merge pass.
     caf::reacts_to<atom::routes, route_table, std::vector<std::string>>,
-    // Runs one round (a timer; also `apsis recover`).
+    // The round timer: a round with the next pair (or, in a `recover dc` pass, its next pair).
     caf::reacts_to<atom::tick>,
+    // (internal) the round in progress goes on with its next chunk of differing buckets.
+    caf::reacts_to<atom::step>,
+    // The merge timer: starts a merge pass over every local backend.
+    caf::reacts_to<atom::merge>,
+    // (internal) the merge pass goes on with its next batch.
+    caf::reacts_to<atom::migrate>,
+    // `apsis recover`: a JSON command (start, status, stop, resume); answers progress JSON.
+    caf::replies_to<atom::recover, std::string>::with<std::string>,
     // Another node's digests over a range: answers the buckets where this node's differ.
     caf::replies_to<atom::digest, ae_range, std::vector<uint64_t>>::with<std::vector<uint32_t>>,
     // The ids and versions this node holds in those buckets of a range.
@@ -90,6 +101,8 @@ using client_actor = caf::typed_actor<
 /// NODE: wires a node from its config and reports on it.
 using node_actor = caf::typed_actor<
     // Statistics of every backend and actor, as a JSON document.
-    caf::replies_to<atom::stats>::with<std::string>>;
+    caf::replies_to<atom::stats>::with<std::string>,
+    // An operator's command as JSON ({"cmd": "recover", ...}); answers JSON.
+    caf::replies_to<atom::admin, std::string>::with<std::string>>;
 
 }  // namespace apsis

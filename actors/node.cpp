@@ -71,7 +71,7 @@ std::string node_stats_json(const config::NodeConfig& cfg,
                         {"compactions", s.compactions}, {"syncs", s.syncs}});
   }
   nlohmann::json out{{"node", cfg.name}, {"backends", backends}};
-  if (recovery)
+  if (recovery) {
     out["anti_entropy"] = {{"rounds", recovery->rounds.load()},
                            {"buckets_compared", recovery->buckets_compared.load()},
                            {"buckets_differing", recovery->buckets_differing.load()},
@@ -79,6 +79,13 @@ std::string node_stats_json(const config::NodeConfig& cfg,
                            {"divergent_found", recovery->divergent.load()},
                            {"repaired", recovery->repaired.load()},
                            {"failed_rounds", recovery->failed_rounds.load()}};
+    out["merge"] = {{"passes", recovery->merge_passes.load()}, {"moved", recovery->moved.load()},
+                    {"misplaced", recovery->misplaced.load()},
+                    {"tombstones_purged", recovery->purged.load()},
+                    {"failures", recovery->merge_failures.load()}};
+    std::lock_guard<std::mutex> lock(recovery->mu);
+    out["recover"] = nlohmann::json::parse(recovery->pass_json);
+  }
   if (cluster) {
     std::lock_guard<std::mutex> lock(cluster->mu);
     out["cluster"] = nlohmann::json::parse(cluster->json);
@@ -90,9 +97,11 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
                                config::NodeConfig cfg,
                                std::vector<std::shared_ptr<storage::Engine>> engines,
                                std::vector<caf::actor> children,
+                               anti_entropy_actor recovery_actor,
                                std::shared_ptr<ae_stats> recovery,
                                std::shared_ptr<cluster_view> cluster) {
   self->state.cfg = std::move(cfg);
+  self->state.recovery_actor = std::move(recovery_actor);
   self->state.recovery = std::move(recovery);
   self->state.cluster = std::move(cluster);
   self->state.engines = std::move(engines);
@@ -101,6 +110,12 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
       [=](atom::stats) {
         return node_stats_json(self->state.cfg, self->state.engines, self->state.recovery.get(),
                                self->state.cluster.get());
+      },
+      [=](atom::admin, std::string& text) -> caf::result<std::string> {
+        auto cmd = nlohmann::json::parse(text, nullptr, false);
+        std::string what = cmd.is_object() ? cmd.value("cmd", "") : "";
+        if (what == "recover") return self->delegate(self->state.recovery_actor, atom::recover_v, std::move(text));
+        return nlohmann::json{{"error", "unknown command '" + what + "' (known: recover)"}}.dump();
       },
   };
 }
@@ -117,11 +132,15 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
   bool direct = !cluster;  // the direct path knows no remote replicas
   peer_config pc;
   ae_config ae;
+  ae.node = cfg.name;
+  ae.every = std::chrono::milliseconds(cfg.anti_entropy_ms);
+  ae.merge_every = std::chrono::milliseconds(cfg.merge_every_ms);
+  ae.timeout = std::chrono::milliseconds(cfg.timeout_ms);
+  ae.rate = cfg.recovery_rate;
+  ae.tombstone_grace_ms = cfg.tombstone_grace_ms;
+  ae.state_file = storage::join_path(cfg.data_dir, "recover.json");
+  ae.stats = parts.recovery_stats = std::make_shared<ae_stats>();
   if (cluster) {
-    ae.node = cfg.name;
-    ae.every = std::chrono::milliseconds(cfg.anti_entropy_ms);
-    ae.timeout = std::chrono::milliseconds(cfg.timeout_ms);
-    ae.stats = parts.recovery_stats = std::make_shared<ae_stats>();
     pc.self.name = cfg.name;
     pc.self.host = cfg.bind;
     pc.self.port = cfg.cluster_port;
@@ -169,13 +188,13 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
       backend_points bp{b.id, b.group, {}};
       if (!ring_points(cfg.backend_dir(b), cfg.points, &bp.points, error)) return false;
       pc.self.backends.push_back(std::move(bp));
-      ae.backends[b.id] = ae_backend{b.group, shared};
       replica_group_config one = rg;  // this backend alone: replica writes from other nodes
       one.groups = {route};
       if (b.fsync.mode != storage::SyncPolicy::Mode::always) pc.direct[b.id] = LocalCoordinator::make(one);
       pc.backends[b.id] = sys.spawn(replica_group, std::move(one));
       children.push_back(caf::actor_cast<caf::actor>(pc.backends[b.id]));
     }
+    ae.backends[b.id] = ae_backend{b.group, shared};
     rg.groups.push_back(std::move(route));
   }
   if (direct) parts.coordinator.local = LocalCoordinator::make(rg);
@@ -183,21 +202,22 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
   parts.locks = sys.spawn(lock_manager, cfg.name);
   children.push_back(caf::actor_cast<caf::actor>(parts.coordinator.actor));
   children.push_back(caf::actor_cast<caf::actor>(parts.locks));
+  // Not detached: a detached actor that other nodes hold handles to keeps its thread, and
+  // so the actor system, from ending. Its scans take a scheduler thread meanwhile.
+  parts.recovery = sys.spawn(anti_entropy, std::move(ae));
+  children.push_back(caf::actor_cast<caf::actor>(parts.recovery));
   if (cluster) {
     pc.coordinator = parts.coordinator.actor;
     pc.locks = parts.locks;
     pc.self.locks = caf::actor_cast<caf::actor>(parts.locks);
     pc.view = parts.cluster = std::make_shared<cluster_view>();
-    // Not detached: a detached actor that other nodes hold handles to keeps its thread, and
-    // so the actor system, from ending. Its scans take a scheduler thread meanwhile.
-    pc.recovery = sys.spawn(anti_entropy, std::move(ae));
+    pc.recovery = parts.recovery;
     pc.self.recovery = caf::actor_cast<caf::actor>(pc.recovery);
-    children.push_back(pc.self.recovery);
     parts.peer = sys.spawn(peer, std::move(pc));
     children.push_back(caf::actor_cast<caf::actor>(parts.peer));
   }
-  parts.node = sys.spawn(node, cfg, parts.engines, std::move(children), parts.recovery_stats,
-                         parts.cluster);
+  parts.node = sys.spawn(node, cfg, parts.engines, std::move(children), parts.recovery,
+                         parts.recovery_stats, parts.cluster);
   *out = std::move(parts);
   return true;
 }

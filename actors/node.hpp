@@ -22,13 +22,15 @@ struct NodeParts {
   Coordinator coordinator;  ///< the actor, and the direct path where the node allows one
   lock_manager_actor locks;
   peer_actor peer;  ///< in a cluster (cluster.port set): to publish on the cluster port
-  std::shared_ptr<ae_stats> recovery_stats;
-  std::shared_ptr<cluster_view> cluster;  ///< in a cluster: the PEER's view  ///< in a cluster: anti-entropy progress
+  anti_entropy_actor recovery;               ///< anti-entropy, merge and `apsis recover`
+  std::shared_ptr<ae_stats> recovery_stats;  ///< their progress
+  std::shared_ptr<cluster_view> cluster;     ///< in a cluster: the PEER's view
   std::vector<std::shared_ptr<storage::Engine>> engines;  ///< in config order
 };
 
 struct node_state {
   std::vector<std::shared_ptr<storage::Engine>> engines;
+  anti_entropy_actor recovery_actor;
   std::shared_ptr<ae_stats> recovery;
   std::shared_ptr<cluster_view> cluster;
   config::NodeConfig cfg;
@@ -39,6 +41,7 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
                                config::NodeConfig cfg,
                                std::vector<std::shared_ptr<storage::Engine>> engines,
                                std::vector<caf::actor> children,
+                               anti_entropy_actor recovery_actor,
                                std::shared_ptr<ae_stats> recovery,
                                std::shared_ptr<cluster_view> cluster);
 

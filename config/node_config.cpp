@@ -36,6 +36,9 @@ cookie = ""
 points = 16
 heartbeat_ms = 500
 anti_entropy_ms = 10000
+recovery_rate = 20000
+merge_every_ms = 60000
+tombstone_grace_ms = 604800000
 
 [runtime]
 scheduler_threads = 2
@@ -241,8 +244,12 @@ bool load_config(const std::string& text, const std::string& file,
     r.integer(*t, "replication.", "timeout_ms", &c.timeout_ms, 1, 3600000);
   }
   if (auto* t = r.table(root, "cluster")) {
-    r.only(*t, "cluster.", {"port", "seeds", "cookie", "points", "heartbeat_ms", "anti_entropy_ms"});
+    r.only(*t, "cluster.", {"port", "seeds", "cookie", "points", "heartbeat_ms", "anti_entropy_ms",
+                            "recovery_rate", "merge_every_ms", "tombstone_grace_ms"});
     r.integer(*t, "cluster.", "anti_entropy_ms", &c.anti_entropy_ms, 10, 86400000);
+    r.integer(*t, "cluster.", "recovery_rate", &c.recovery_rate, 1, 100000000);
+    r.integer(*t, "cluster.", "merge_every_ms", &c.merge_every_ms, 10, 86400000);
+    r.integer(*t, "cluster.", "tombstone_grace_ms", &c.tombstone_grace_ms, 1000, 315360000000ll);
     r.integer(*t, "cluster.", "port", &c.cluster_port, 0, 65535);
     r.string(*t, "cluster.", "cookie", &c.cookie, false);
     r.integer(*t, "cluster.", "points", &c.points, 1, 4096);

@@ -39,6 +39,10 @@ struct NodeConfig {
   uint32_t points = 16;  ///< ring points a new backend draws
   uint32_t heartbeat_ms = 500;
   uint32_t anti_entropy_ms = 10000;  ///< between anti-entropy rounds
+  uint32_t recovery_rate = 20000;    ///< records/s that anti-entropy and merge push at most
+  uint32_t merge_every_ms = 60000;   ///< between merge passes (keys to new owners, purge)
+  /// A tombstone older than this is forgotten: longer than any replica stays away.
+  uint64_t tombstone_grace_ms = 604800000;
   std::string log_level;
   std::vector<BackendConfig> backends;
 

@@ -53,7 +53,7 @@ struct Reader {
   }
 };
 
-bool has_key(opcode op) { return op != opcode::stat && op != opcode::ping; }
+bool has_key(opcode op) { return op != opcode::stat && op != opcode::ping && op != opcode::admin; }
 
 }  // namespace
 
@@ -128,6 +128,7 @@ bool decode_request(opcode op, std::string_view body, Request* out, std::string*
     }
     case opcode::lock: out->lease_ms = r.u32(); break;
     case opcode::unlock: out->token = r.u64(); break;
+    case opcode::admin: out->data = r.str32(); break;
     default: return *err = "unknown opcode " + std::to_string(int(op)), false;
   }
   return r.done(err);
@@ -154,6 +155,8 @@ std::string encode_request(const Request& q) {
     w.u32(q.lease_ms);
   } else if (q.op == opcode::unlock) {
     w.u64(q.token);
+  } else if (q.op == opcode::admin) {
+    w.str32(q.data);
   }
   return out;
 }
@@ -173,7 +176,8 @@ std::string encode_response(opcode op, const Response& r) {
       w.u64(r.expiry_ms); w.u32(r.user_flags); w.u32(r.json_size); w.u32(r.data_size);
       break;
     case opcode::lock: w.u64(r.token); w.u64(r.expiry_ms); break;
-    case opcode::stat: w.str32(r.data); break;
+    case opcode::stat:
+    case opcode::admin: w.str32(r.data); break;
     default: break;
   }
   w.u16(uint16_t(std::min<size_t>(r.replicas.size(), 65535)));
@@ -200,7 +204,8 @@ bool decode_response(opcode op, std::string_view body, Response* out, std::strin
       out->expiry_ms = r.u64(); out->user_flags = r.u32(); out->json_size = r.u32(); out->data_size = r.u32();
       break;
     case opcode::lock: out->token = r.u64(); out->expiry_ms = r.u64(); break;
-    case opcode::stat: out->data = r.str32(); break;
+    case opcode::stat:
+    case opcode::admin: out->data = r.str32(); break;
     default: break;
   }
   uint16_t n = r.u16();

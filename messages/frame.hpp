@@ -20,7 +20,8 @@ constexpr uint32_t default_max_frame = (32u << 20) + 64 * 1024;
 
 enum class kind : uint8_t { hello = 1, request = 2, response = 3, error = 4 };
 enum class opcode : uint8_t {
-  none = 0, get = 1, put = 2, del = 3, lookup = 4, lock = 5, unlock = 6, stat = 7, ping = 8
+  none = 0, get = 1, put = 2, del = 3, lookup = 4, lock = 5, unlock = 6, stat = 7, ping = 8,
+  admin = 9  ///< an operator's command as JSON (`apsis recover`), answered with JSON
 };
 /// Error frame codes: the connection closes after an error frame.
 enum class error_code : uint16_t {
@@ -51,7 +52,7 @@ struct Request {
   uint64_t expiry_ms = 0;
   uint32_t user_flags = 0;
   uint64_t fence = 0;
-  std::string json, data;
+  std::string json, data;  ///< put (admin: the command, in data)
   uint32_t lease_ms = 0;  ///< lock
   uint64_t token = 0;     ///< unlock
 };
@@ -60,7 +61,7 @@ bool decode_request(opcode op, std::string_view body, Request* out, std::string*
 std::string encode_request(const Request& r);
 
 /// A response: status and version, the record for get/lookup, one entry per replica;
-/// lock answers token and expiry, unlock `released`, stat a JSON text in `record.data`.
+/// lock answers token and expiry, unlock `released`, stat and admin a JSON text in `data`.
 struct Response {
   op_status status = op_status::ok;
   std::string message;

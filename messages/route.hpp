@@ -83,6 +83,7 @@ struct ae_range {
   uint32_t backend_a = 0;
   uint32_t group_b = 0;
   uint32_t backend_b = 0;
+  uint64_t since_ms = 0;  ///< only versions written since then (0: all)
 };
 
 /// An id and the version a replica holds of it.
@@ -107,7 +108,8 @@ typename Inspector::result_type inspect(Inspector& f, node_entry& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, ae_range& x) {
-  return f(caf::meta::type_name("ae_range"), x.group_a, x.node_a, x.backend_a, x.group_b, x.backend_b);
+  return f(caf::meta::type_name("ae_range"), x.group_a, x.node_a, x.backend_a, x.group_b, x.backend_b,
+           x.since_ms);
 }
 
 template <class Inspector>

@@ -2,6 +2,8 @@
 //   apsis put KEY [VALUE | --file F | -]   apsis get KEY   apsis del KEY   apsis lookup KEY
 //   apsis lock KEY [--lease MS] [-- COMMAND...]   apsis unlock KEY TOKEN   apsis stat
 //   apsis cluster status
+//   apsis recover dc|merge [--groups 1,2] [--since 2h] [--dry-run] [--no-wait]
+//   apsis recover status|stop|resume
 // Exit status: 0 ok; 1 the operation did not happen (not found, condition failed, ...);
 // 2 usage; 3 no answer (connection, timeout, protocol).
 #include <sys/wait.h>
@@ -12,6 +14,7 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "clients/cpp/client.hpp"
@@ -72,6 +75,39 @@ bool read_value(const std::string& arg, const std::string& file, std::string* ou
   return true;
 }
 
+/// "--since": Unix ms, or an age ("90s", "15m", "2h", "3d") back from now; false if neither.
+bool parse_since(const std::string& text, uint64_t* out) {
+  if (text.empty()) return *out = 0, true;
+  size_t digits = text.find_first_not_of("0123456789");
+  if (digits == 0) return false;
+  uint64_t n = std::stoull(text.substr(0, digits));
+  if (digits == std::string::npos) return *out = n, true;
+  std::string unit = text.substr(digits);
+  uint64_t ms = unit == "s" ? 1000 : unit == "m" ? 60000 : unit == "h" ? 3600000 : unit == "d" ? 86400000 : 0;
+  if (ms == 0) return false;
+  uint64_t now = uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::system_clock::now().time_since_epoch()).count());
+  *out = now > n * ms ? now - n * ms : 1;
+  return true;
+}
+
+/// One line of a recover pass's progress.
+std::string pass_line(const json& p) {
+  std::string line = "recover " + p.value("mode", std::string("?")) + (p.value("dry_run", false) ? " (dry run)" : "") +
+                     ": " + p.value("state", std::string("none")) + ", " + std::to_string(p.value("done", 0)) + "/" +
+                     std::to_string(p.value("total", 0)) + (p.value("mode", std::string()) == "dc" ? " pairs" : " backends");
+  if (p.value("mode", std::string()) == "dc")
+    line += ", " + std::to_string(p.value("keys_compared", 0ull)) + " keys compared, " +
+            std::to_string(p.value("divergent", 0ull)) + " divergent, " + std::to_string(p.value("repaired", 0ull)) +
+            " repaired";
+  else
+    line += ", " + std::to_string(p.value("moved", 0ull)) + (p.value("dry_run", false) ? " to move, " : " moved, ") +
+            std::to_string(p.value("misplaced", 0ull)) + " waiting for their owner, " +
+            std::to_string(p.value("purged", 0ull)) + (p.value("dry_run", false) ? " tombstones to purge" : " tombstones purged");
+  if (!p.value("skipped", json::array()).empty()) line += ", skipped: " + p["skipped"].dump();
+  return line;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -121,7 +157,22 @@ int main(int argc, char** argv) {
   auto* cluster = app.add_subcommand("cluster", "the cluster as the node sees it");
   auto* cluster_status = cluster->add_subcommand("status", "nodes, their state and backends, and anti-entropy progress");
   cluster->require_subcommand(1);
-  CLI11_PARSE(app, argc, argv);
+  std::string action, since, groups_text;
+  bool dry_run = false, no_wait = false;
+  auto* recover = app.add_subcommand("recover", "dc: make every replica hold the newest of each key now; "
+                                                "merge: move keys to their owners now; status, stop, resume");
+  recover->add_option("action", action, "dc, merge, status, stop or resume")
+      ->required()
+      ->check(CLI::IsMember({"dc", "merge", "status", "stop", "resume"}));
+  recover->add_option("--groups", groups_text, "only these groups, e.g. 1,2");
+  recover->add_option("--since", since, "only versions written since: Unix ms, or an age like 2h");
+  recover->add_flag("--dry-run", dry_run, "count what would be repaired or moved; change nothing");
+  recover->add_flag("--no-wait", no_wait, "return once started instead of following the progress");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // --help is not an error; every usage error is 2
+  }
   co.timeout = std::chrono::milliseconds(timeout_ms);
 
   std::string error;
@@ -218,11 +269,59 @@ int main(int argc, char** argv) {
                   n["address"].get<std::string>().c_str(), (unsigned long long)n["incarnation"].get<uint64_t>(),
                   n["state"].get<std::string>().c_str(), backends.c_str());
     }
+    if (s.contains("merge")) {
+      const json& m = s["merge"];
+      std::printf("merge: %llu passes, %llu keys moved, %llu waiting for their owner, %llu tombstones purged\n",
+                  (unsigned long long)m["passes"].get<uint64_t>(), (unsigned long long)m["moved"].get<uint64_t>(),
+                  (unsigned long long)m["misplaced"].get<uint64_t>(),
+                  (unsigned long long)m["tombstones_purged"].get<uint64_t>());
+    }
+    if (s.contains("recover") && s["recover"].contains("mode")) std::printf("%s\n", pass_line(s["recover"]).c_str());
     const json& ae = s["anti_entropy"];
     std::printf("anti-entropy: %llu rounds, %llu keys compared, %llu divergent found, %llu repaired, %llu failed rounds\n",
                 (unsigned long long)ae["rounds"].get<uint64_t>(), (unsigned long long)ae["keys_compared"].get<uint64_t>(),
                 (unsigned long long)ae["divergent_found"].get<uint64_t>(), (unsigned long long)ae["repaired"].get<uint64_t>(),
                 (unsigned long long)ae["failed_rounds"].get<uint64_t>());
+    return 0;
+  }
+  if (recover->parsed()) {
+    json cmd{{"cmd", "recover"}, {"action", action}};
+    if (action == "dc" || action == "merge") {
+      uint64_t since_ms = 0;
+      if (!parse_since(since, &since_ms))
+        return std::cerr << "apsis recover: --since takes Unix ms or an age like 90s, 15m, 2h, 3d\n", 2;
+      std::vector<uint32_t> groups;
+      for (size_t pos = 0; pos < groups_text.size();) {
+        size_t end = groups_text.find(',', pos);
+        std::string g = groups_text.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+        if (g.empty() || g.find_first_not_of("0123456789") != std::string::npos)
+          return std::cerr << "apsis recover: --groups takes numbers separated by commas, got '" << groups_text << "'\n", 2;
+        groups.push_back(uint32_t(std::stoul(g)));
+        pos = end == std::string::npos ? groups_text.size() : end + 1;
+      }
+      cmd.update({{"action", "start"}, {"mode", action}, {"dry_run", dry_run}, {"groups", groups}, {"since_ms", since_ms}});
+    }
+    auto ask = [&](const json& c, json* out) {
+      wire::Request q;
+      q.op = wire::opcode::admin;
+      q.data = c.dump();
+      if (!client.call(q, &r, &error)) return false;
+      if (r.status != op_status::ok) return error = r.message.empty() ? to_string(r.status) : r.message, false;
+      *out = json::parse(r.data, nullptr, false);
+      return !out->is_discarded() || (error = "the node's answer is not JSON", false);
+    };
+    json p;
+    if (!ask(cmd, &p)) return fail();
+    if (p.contains("error")) return std::cerr << "apsis recover: " << p["error"].get<std::string>() << "\n", 1;
+    bool follow = (action == "dc" || action == "merge" || action == "resume") && !no_wait;
+    // Follows the pass until it ends (Ctrl-C leaves it running on the node).
+    while (follow && p.value("state", std::string()) == "running") {
+      if (!as_json) std::cerr << "\r" << pass_line(p) << std::flush;
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      if (!ask({{"cmd", "recover"}, {"action", "status"}}, &p)) return fail();
+    }
+    if (follow && !as_json) std::cerr << "\n";
+    std::cout << (as_json ? p.dump() : p.contains("mode") ? pass_line(p) : "no recover pass has run") << "\n";
     return 0;
   }
   if (stat->parsed()) {

@@ -1,0 +1,172 @@
+// Merge, run by the ANTI_ENTROPY actor (actors/anti_entropy.hpp): when a backend or a node
+// joins, part of each group's ring passes to it, and the keys in that part must follow.
+// A pass takes the local backends one by one; a step scans one backend for records it holds
+// but its group's ring gives to another backend, sends up to merge_batch of them to their
+// owner as replica writes (version included: the newer one wins there), and once the owner
+// has them, forgets them here (Engine::erase, only if the version is still the one sent).
+// Then the next step, at the configured rate; a backend with nothing left to move is done.
+// A record whose owner is down, or not known yet, stays (counted as misplaced) until a later
+// pass. The same scan forgets this backend's own tombstones once past their grace period.
+#include <spdlog/spdlog.h>
+
+#include "actors/anti_entropy.hpp"
+
+namespace apsis {
+
+namespace {
+
+using Erasures = std::vector<std::pair<storage::Id, storage::Version>>;
+
+struct scan_result {
+  std::map<std::string, std::pair<uint32_t, op_batch>> moves;  ///< node -> (backend, records)
+  size_t to_move = 0;    ///< records found to move (collected, or counted in a dry run)
+  uint64_t misplaced = 0;  ///< not ours, but the owner cannot take them now
+  Erasures purge;          ///< our tombstones past their grace
+  bool full = false;       ///< stopped early: more to do on this backend
+};
+
+scan_result scan_backend(const ae_state& st, uint32_t backend, bool dry_run) {
+  scan_result out;
+  const ae_backend& b = st.cfg.backends.at(backend);
+  auto r = st.rings.find(b.group);
+  const ring* rg = r == st.rings.end() || r->second.size() == 0 ? nullptr : &r->second;
+  const uint64_t now = storage::now_ms();
+  const uint64_t grace_stamp = now > st.cfg.tombstone_grace_ms ? (now - st.cfg.tombstone_grace_ms) << 16 : 0;
+  size_t bytes = 0;
+  storage::IterateOptions io;
+  io.with_payload = !dry_run;
+  b.engine->iterate(io, [&](const storage::Record& rec) {
+    const ring::owner* o = rg ? rg->owner_of(rec.id) : nullptr;
+    if (!o || (o->node == st.cfg.node && o->backend == backend)) {
+      if (rec.tombstone && rec.version.stamp < grace_stamp) out.purge.emplace_back(rec.id, rec.version);
+      out.full = out.purge.size() >= st.cfg.merge_batch;
+      return !out.full;
+    }
+    auto n = st.table.nodes.find(o->node);
+    if (n == st.table.nodes.end() || !n->second.peer || st.down.count(o->node)) {
+      out.misplaced++;
+      return true;
+    }
+    out.to_move++;
+    if (dry_run) return true;
+    auto& [to_backend, batch] = out.moves[o->node + "/" + std::to_string(o->backend)];
+    to_backend = o->backend;
+    batch.push_back(replica_write(storage::Record(rec)));
+    bytes += rec.key.size() + rec.json.size() + rec.data.size();
+    out.full = out.to_move >= st.cfg.merge_batch || bytes >= (8u << 20);
+    return !out.full;
+  });
+  return out;
+}
+
+void finish_backend(ae_self self, uint32_t backend) {
+  auto& st = self->state;
+  if (!st.merge.todo.empty() && st.merge.todo.front() == backend) st.merge.todo.erase(st.merge.todo.begin());
+  if (st.merge.for_recover && st.pass.running()) {
+    st.pass.done++;
+    save_pass(st);
+  }
+  self->send(self, atom::migrate_v);
+}
+
+}  // namespace
+
+void start_merge(ae_self self, bool dry_run, bool for_recover, const std::vector<uint32_t>& groups) {
+  auto& m = self->state.merge;
+  if (m.active && !for_recover) {
+    m.again = true;
+    return;
+  }
+  bool step_in_flight = m.active;  // a recover pass takes over a periodic one
+  m.active = true;
+  m.dry_run = dry_run;
+  m.for_recover = for_recover;
+  m.todo.clear();
+  for (const auto& [id, b] : self->state.cfg.backends)
+    if (groups.empty() || std::count(groups.begin(), groups.end(), b.group)) m.todo.push_back(id);
+  if (!step_in_flight) self->send(self, atom::migrate_v);
+}
+
+void merge_step(ae_self self) {
+  auto& st = self->state;
+  merge_pass& m = st.merge;
+  if (!m.active) return;
+  if (m.for_recover && !st.pass.running()) {  // stopped: resumed later from the saved pass
+    m = merge_pass{};
+    return;
+  }
+  if (m.todo.empty()) {
+    bool again = m.again, recover = m.for_recover;
+    m = merge_pass{};
+    st.cfg.stats->merge_passes++;
+    if (recover) {
+      st.pass.state = "done";
+      save_pass(st);
+      spdlog::info("merge: recover pass done: {} moved, {} misplaced, {} tombstones purged",
+                   st.pass.moved, st.pass.misplaced, st.pass.purged);
+    }
+    if (again) start_merge(self, false, false, {});
+    return;
+  }
+  const uint32_t backend = m.todo.front();
+  scan_result found = scan_backend(st, backend, m.dry_run);
+  st.cfg.stats->misplaced = found.misplaced;
+  if (m.for_recover) st.pass.misplaced = found.misplaced;
+  if (m.dry_run) {  // counts only: what would move and what would be purged
+    if (m.for_recover) st.pass.moved += found.to_move, st.pass.purged += found.purge.size();
+    return finish_backend(self, backend);
+  }
+  if (!found.purge.empty()) {
+    size_t erased = 0;
+    storage::Status s = st.cfg.backends.at(backend).engine->erase(found.purge, &erased);
+    if (!s) spdlog::warn("merge: purging tombstones of backend {}: {}", backend, s.to_string());
+    st.cfg.stats->purged += erased;
+    if (m.for_recover) st.pass.purged += erased;
+  }
+  if (found.moves.empty()) {
+    if (found.full) return self->send(self, atom::migrate_v);  // more tombstones to purge
+    return finish_backend(self, backend);
+  }
+  // One request per owner; each answer's ok records are forgotten here.
+  auto left = std::make_shared<size_t>(found.moves.size());
+  auto failed = std::make_shared<bool>(false);
+  const size_t n = found.to_move;
+  for (auto& [where, job] : found.moves) {
+    std::string node = where.substr(0, where.rfind('/'));
+    Erasures sent;
+    for (const auto& o : job.second) sent.emplace_back(o.id, o.version);
+    auto peer = caf::actor_cast<peer_actor>(st.table.nodes.at(node).peer);
+    auto done = [=] {
+      if (--*left > 0) return;
+      auto& st = self->state;
+      if (!st.merge.active) return;
+      if (*failed) {
+        st.cfg.stats->merge_failures++;
+        return finish_backend(self, backend);  // a later pass retries
+      }
+      self->delayed_send(self, pause_for(st.cfg, n), atom::migrate_v);
+    };
+    self->request(peer, st.cfg.timeout, atom::apply_v, job.first, std::move(job.second))
+        .then(
+            [=](result_batch& results) {
+              Erasures held;
+              for (size_t i = 0; i < results.size() && i < sent.size(); ++i)
+                if (results[i].status == op_status::ok) held.push_back(sent[i]);
+              size_t erased = 0;
+              auto& st = self->state;
+              storage::Status s = st.cfg.backends.at(backend).engine->erase(held, &erased);
+              if (!s) spdlog::warn("merge: forgetting moved records of backend {}: {}", backend, s.to_string());
+              st.cfg.stats->moved += erased;
+              if (st.merge.for_recover) st.pass.moved += erased;
+              *failed = *failed || held.size() < sent.size();
+              done();
+            },
+            [=](caf::error& err) {
+              spdlog::debug("merge: moving records to {}: {}", node, self->home_system().render(err));
+              *failed = true;
+              done();
+            });
+  }
+}
+
+}  // namespace apsis
