@@ -412,6 +412,10 @@ anti_entropy_actor::behavior_type anti_entropy(self_ptr self, ae_config cfg) {
         bool changed = !st.ring_signature.empty() && sig != st.ring_signature;
         st.ring_signature = std::move(sig);
         if (changed) start_merge(self, false, false, {});
+        // A pass saved by the last run of this node goes on once the cluster is known again.
+        if (dc_pass_running(st) && !st.running) pass_next(self);
+        if (st.pass.running() && st.pass.mode == "merge" && !st.merge.active)
+          start_merge(self, st.pass.dry_run, true, st.pass.groups);
       },
       [=](atom::tick) {
         auto& st = self->state;

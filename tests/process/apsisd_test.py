@@ -331,12 +331,19 @@ class ApsisdTest(unittest.TestCase):
 
     # -- a cluster of three ------------------------------------------------------
 
-    def cluster_node(self, i, ports, seed, cookie="cluster-test-cookie"):
+    def cluster_node(self, i, ports, seed, *extra, cookie="cluster-test-cookie", group=None):
         return self.start(f"node.name=n{i}", f"node.id={i}", f"node.data_dir={self.dir}/n{i}",
-                          f"backend.group={i}", f"cluster.port={ports[i]}",
+                          f"backend.group={group or i}", f"cluster.port={ports[i]}",
                           f'cluster.cookie="{cookie}"', f'cluster.seeds=["127.0.0.1:{seed}"]',
                           "cluster.heartbeat_ms=100", "cluster.anti_entropy_ms=100",
-                          "replication.timeout_ms=1000", "replication.policy=quorum")
+                          "replication.timeout_ms=1000", "replication.policy=quorum", *extra)
+
+    def keys_held(self, node):
+        return self.stats(node)["backends"][0]["keys"]
+
+    def state_of(self, node, name):
+        nodes = json.loads(self.cli(node, "--json", "cluster", "status").stdout)["cluster"]["nodes"]
+        return {n["name"]: n["state"] for n in nodes}.get(name)
 
     def replicas(self, node, key):
         r = self.cli(node, "--json", "put", key, "probe")
@@ -403,6 +410,67 @@ class ApsisdTest(unittest.TestCase):
                 self.assertEqual(c.reply(), want, f"n{i} {k}")
             c.close()
             alone.stop()
+
+    def test_a_joining_node_takes_its_keys_over_by_merge(self):
+        # n2 joins n1's group: the part of the ring its points claim moves to it, in the
+        # background, and n1 forgets it; every key stays readable through either node.
+        ports = {1: free_port(), 2: free_port()}
+        n1 = self.cluster_node(1, ports, ports[1], group=1)
+        c = Client(n1.port)
+        data = {f"m{i}": f"v{i}" for i in range(2000)}
+        c.send(*[("SET", k, v) for k, v in data.items()])
+        self.assertEqual({c.reply() for _ in data}, {"+OK"})
+        c.close()
+        self.assertEqual(self.keys_held(n1), 2000)
+        n2 = self.cluster_node(2, ports, ports[1], group=1)
+        wait_for(lambda: self.keys_held(n1) + self.keys_held(n2) == 2000 and self.keys_held(n2) > 0
+                 and self.stats(n1)["merge"]["moved"] == self.keys_held(n2), 30, "n2's keys moved to it")
+        self.assertRegex(self.cli(n1, "cluster", "status").stdout,
+                         r"merge: \d+ passes, \d+ keys moved, 0 waiting for their owner")
+        for node in (n1, n2):
+            c = Client(node.port)
+            c.send(*[("GET", k) for k in data])
+            self.assertEqual([c.reply() for _ in data], [v.encode() for v in data.values()])
+            c.close()
+
+    def test_recover_dc_dry_run_counts_then_repairs_and_resumes_after_a_restart(self):
+        # Anti-entropy's timer is an hour away: only `apsis recover` repairs here. Its rate is
+        # low (50 records/s) so that the pass can be caught in the middle.
+        ports = {1: free_port(), 2: free_port()}
+        slow = ("cluster.anti_entropy_ms=3600000", "cluster.recovery_rate=50", "replication.policy=one")
+        n1 = self.cluster_node(1, ports, ports[1], *slow)
+        n2 = self.cluster_node(2, ports, ports[1], *slow)
+        wait_for(lambda: [r["status"] for r in self.replicas(n1, "probe")] == ["ok"] * 2, 20, "n2 joined")
+        n2.kill()
+        wait_for(lambda: self.state_of(n1, "n2") == "down", 20, "n2 seen down")
+        c = Client(n1.port)
+        keys = [f"r{i}" for i in range(300)]
+        c.send(*[("SET", k, "x") for k in keys])
+        self.assertEqual({c.reply() for _ in keys}, {"+OK"})
+        c.close()
+        n2 = self.cluster_node(2, ports, ports[1], *slow)
+        wait_for(lambda: self.state_of(n1, "n2") == "up", 20, "n2 back")
+        self.assertEqual(self.keys_held(n2), 1)  # the probe
+
+        dry = json.loads(self.cli(n1, "--json", "recover", "dc", "--dry-run").stdout)
+        self.assertEqual((dry["state"], dry["done"], dry["total"], dry["repaired"]), ("done", 1, 1, 0))
+        self.assertGreaterEqual(dry["divergent"], 300)
+        self.assertEqual(self.keys_held(n2), 1)  # a dry run changes nothing
+
+        started = json.loads(self.cli(n1, "--json", "recover", "dc", "--no-wait").stdout)
+        self.assertEqual(started["state"], "running")
+        self.assertIn("recover dc: running", self.cli(n1, "recover", "status").stdout)
+        self.assertEqual(self.cli(n1, "recover", "merge").returncode, 1)  # one pass at a time
+        stopped = self.cli(n1, "--json", "recover", "stop")
+        self.assertEqual(json.loads(stopped.stdout)["state"], "stopped", stopped.stderr)
+        resumed = json.loads(self.cli(n1, "--json", "recover", "resume", "--no-wait").stdout)
+        self.assertEqual(resumed["state"], "running")
+        time.sleep(0.5)
+        n1.kill()  # in the middle of the pass: it is saved, and goes on after the restart
+        n1 = self.cluster_node(1, ports, ports[1], *slow)
+        wait_for(lambda: json.loads(self.cli(n1, "--json", "recover", "status").stdout)["state"] == "done",
+                 60, "the pass resumed after the restart and finished")
+        self.assertEqual(self.keys_held(n2), 301)
 
     def test_a_node_with_the_wrong_cookie_is_refused_on_both_sides(self):
         ports = {1: free_port(), 2: free_port()}
