@@ -36,6 +36,7 @@ struct ae_stats {
       divergent{0}, repaired{0}, failed_rounds{0};
   // merge
   std::atomic<uint64_t> merge_passes{0}, moved{0}, misplaced{0}, purged{0}, merge_failures{0};
+  std::atomic<uint64_t> read_repairs{0};  ///< counted by the coordinators
   /// The `apsis recover` pass, as JSON (guarded by mu).
   mutable std::mutex mu;
   std::string pass_json = "{}";

@@ -147,7 +147,11 @@ class BinaryProtocol {
         return fail(b, wire::error_code::malformed, f.id, "expected a request frame");
       if (f.op < wire::opcode::get || f.op > wire::opcode::admin)
         return fail(b, wire::error_code::unknown_opcode, f.id, "unknown opcode " + std::to_string(int(f.op)));
+      if (f.flags & ~(wire::flag_policy_mask | wire::flag_latest))
+        return fail(b, wire::error_code::malformed, f.id, "unknown request flags " + std::to_string(f.flags));
       wire::Request q;
+      q.policy = uint8_t(f.flags & wire::flag_policy_mask);
+      q.latest = (f.flags & wire::flag_latest) != 0;
       if (!wire::decode_request(f.op, f.body, &q, &err))
         return fail(b, wire::error_code::malformed, f.id, err);
       plan(std::move(q), f.id, b);
@@ -233,6 +237,8 @@ class BinaryProtocol {
         o.data = std::move(q.data);
         o.expiry_ms = q.expiry_ms;
         o.user_flags = q.user_flags;
+        o.policy = q.policy;
+        o.latest = q.latest;
         p.op_index = long(b.ops.size());
         b.ops.push_back(std::move(o));
       }

@@ -78,7 +78,8 @@ std::string node_stats_json(const config::NodeConfig& cfg,
                            {"keys_compared", recovery->keys_compared.load()},
                            {"divergent_found", recovery->divergent.load()},
                            {"repaired", recovery->repaired.load()},
-                           {"failed_rounds", recovery->failed_rounds.load()}};
+                           {"failed_rounds", recovery->failed_rounds.load()},
+                           {"read_repairs", recovery->read_repairs.load()}};
     out["merge"] = {{"passes", recovery->merge_passes.load()}, {"moved", recovery->moved.load()},
                     {"misplaced", recovery->misplaced.load()},
                     {"tombstones_purged", recovery->purged.load()},
@@ -140,6 +141,7 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
   ae.tombstone_grace_ms = cfg.tombstone_grace_ms;
   ae.state_file = storage::join_path(cfg.data_dir, "recover.json");
   ae.stats = parts.recovery_stats = std::make_shared<ae_stats>();
+  rg.read_repairs = std::shared_ptr<std::atomic<uint64_t>>(ae.stats, &ae.stats->read_repairs);
   if (cluster) {
     pc.self.name = cfg.name;
     pc.self.host = cfg.bind;

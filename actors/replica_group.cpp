@@ -20,6 +20,8 @@ op_status decide(success_policy policy, const std::vector<replica_entry>& replic
 namespace {
 
 using deliver_fn = std::function<void(result_batch&&)>;
+/// Sends a read repair: the newest version of a key, to a replica that holds an older one.
+using repair_fn = std::function<void(const replica_entry& to, kv_op write)>;
 
 bool is_write(op_kind k) { return k != op_kind::get && k != op_kind::lookup; }
 
@@ -27,12 +29,56 @@ bool is_write(op_kind k) { return k != op_kind::get && k != op_kind::lookup; }
 struct pending_batch {
   result_batch results;
   std::vector<bool> writes;
-  success_policy policy;
+  success_policy policy;               ///< the session's
+  std::vector<uint8_t> op_policy;      ///< per op: 0 the session's, else success_policy + 1
+  std::vector<bool> latest;            ///< per op: a read-latest
+  std::vector<bool> latest_get;        ///< per op: a read-latest get (repairs need its payload)
+  std::vector<std::pair<storage::Id, std::string>> latest_key;  ///< per read-latest, for repairs
   size_t outstanding = 0;
   deliver_fn deliver;
+  repair_fn repair;                   ///< sends a read repair (null: none)
   std::vector<uint32_t> group_order;  ///< the session's groups: replica entries come so
   std::vector<bool> answered;         ///< per op: a replica's answer has filled the result
   std::vector<size_t> read_group;     ///< per read: the session group asked (SIZE_MAX: none)
+
+  /// A read-latest's answer is the newest version any replica holds (a tombstone's too);
+  /// replicas that answered with an older one get the newest in the background.
+  void settle_latest(size_t i) {
+    op_result& r = results[i];
+    const replica_entry* best = nullptr;
+    for (const auto& e : r.replicas) {
+      if (e.status != op_status::ok && e.status != op_status::not_found) continue;
+      if (!best || best->version < e.version || (best->version == e.version && e.status == op_status::ok))
+        best = &e;
+    }
+    if (!best) {
+      r.status = r.replicas.empty() ? op_status::unavailable : r.replicas.front().status;
+      return;
+    }
+    r.status = best->status;
+    if (best->status != op_status::ok) r.record = {}, r.version = best->version;
+    if (!repair || !latest_get[i]) return;  // a lookup carries no payload to repair with
+    for (const auto& e : r.replicas) {
+      if ((e.status != op_status::ok && e.status != op_status::not_found) || !(e.version < best->version)) continue;
+      if (best->status == op_status::not_found && best->version.stamp == 0) continue;
+      kv_op w;
+      if (best->status == op_status::ok && r.record.version == best->version) {
+        w.kind = op_kind::put;
+        w.json = r.record.json;
+        w.data = r.record.data;
+        w.expiry_ms = r.record.expiry_ms;
+        w.user_flags = r.record.user_flags;
+      } else if (best->status == op_status::not_found) {
+        w.kind = op_kind::remove;
+      } else {
+        continue;
+      }
+      w.id = latest_key[i].first;
+      w.key = latest_key[i].second;
+      w.version = best->version;
+      repair(e, std::move(w));
+    }
+  }
 
   void finish() {
     auto rank = [&](const replica_entry& e) {
@@ -43,7 +89,9 @@ struct pending_batch {
       std::stable_sort(r.replicas.begin(), r.replicas.end(),
                        [&](const auto& a, const auto& b) { return rank(a) < rank(b); });
       if (writes[i])
-        r.status = decide(policy, r.replicas);
+        r.status = decide(op_policy[i] ? success_policy(op_policy[i] - 1) : policy, r.replicas);
+      else if (latest[i])
+        settle_latest(i);
       else
         r.status = r.replicas.empty() ? op_status::unavailable : r.replicas.front().status;
     }
@@ -67,8 +115,13 @@ struct pending_batch {
         }
         e.status = one.status;
         e.version = one.version;
-        if (!answered[idx[k]]) {  // the first replica to answer carries the payload
-          answered[idx[k]] = true;
+        // The first replica to answer carries the payload; for a read-latest, the newest.
+        const size_t j = idx[k];
+        bool carry = latest[j] ? one.status == op_status::ok &&
+                                     (!answered[j] || r.record.version < one.version)
+                               : !answered[j];
+        if (carry) {
+          answered[j] = true;
           r.record = std::move(one.record);
           r.message = std::move(one.message);
           r.version = one.version;
@@ -114,6 +167,16 @@ std::shared_ptr<pending_batch> plan(const replica_group_config& cfg, op_batch& o
   p->writes.resize(ops.size());
   p->answered.resize(ops.size());
   p->policy = cfg.policy;
+  p->op_policy.resize(ops.size());
+  p->latest.resize(ops.size());
+  p->latest_key.resize(ops.size());
+  p->latest_get.resize(ops.size());
+  for (size_t i = 0; i < ops.size(); ++i) {
+    p->op_policy[i] = ops[i].policy <= 3 ? ops[i].policy : 0;
+    p->latest[i] = ops[i].latest && !is_write(ops[i].kind);
+    p->latest_get[i] = p->latest[i] && ops[i].kind == op_kind::get;
+    if (p->latest[i]) p->latest_key[i] = {ops[i].id, ops[i].key};
+  }
   p->deliver = std::move(deliver);
   const size_t groups = cfg.rings.empty() ? cfg.groups.size() : cfg.rings.size();
   for (size_t g = 0; g < groups; ++g)
@@ -160,7 +223,7 @@ std::shared_ptr<pending_batch> plan(const replica_group_config& cfg, op_batch& o
     }
   }
   auto asks = [&](size_t i, size_t g) {
-    return owner[i * groups + g] != SIZE_MAX && (p->writes[i] || read_group[i] == g);
+    return owner[i * groups + g] != SIZE_MAX && (p->writes[i] || p->latest[i] || read_group[i] == g);
   };
   std::vector<size_t> last_group(ops.size(), SIZE_MAX);  // where each op is used last
   for (size_t i = 0; i < ops.size(); ++i)
@@ -182,6 +245,35 @@ std::shared_ptr<pending_batch> plan(const replica_group_config& cfg, op_batch& o
 void run(replica_group_actor::stateful_pointer<replica_group_state> self, op_batch& ops,
          deliver_fn deliver, const std::vector<size_t>* read_from = nullptr);
 
+/// The local shard that owns an id in a route, and whether it may be applied to directly.
+ShardCore* direct_core(const group_route& route, const storage::Id& id, size_t* shard) {
+  *shard = shard_index(id, route.shards.size());
+  return *shard < route.cores.size() && !route.blocking ? route.cores[*shard].get() : nullptr;
+}
+
+/// A read repair, fire and forget: anti-entropy catches whatever it misses.
+void send_repair(replica_group_actor::stateful_pointer<replica_group_state> self,
+                 const replica_entry& to, kv_op w) {
+  const auto& cfg = self->state.cfg;
+  for (const auto& route : cfg.groups) {
+    if (route.node != to.node || route.backend != to.backend) continue;
+    if (cfg.read_repairs) ++*cfg.read_repairs;
+    op_batch one{std::move(w)};
+    size_t shard = 0;
+    if (route.remote) {
+      if (!route.down && route.peer)
+        self->request(route.peer, cfg.timeout, atom::apply_v, route.backend, std::move(one))
+            .then([](result_batch&) {}, [](caf::error&) {});
+    } else if (ShardCore* core = direct_core(route, one[0].id, &shard)) {
+      core->apply(one);
+    } else if (shard < route.shards.size()) {
+      self->request(route.shards[shard], caf::infinite, atom::apply_v, std::move(one))
+          .then([](result_batch&) {}, [](caf::error&) {});
+    }
+    return;
+  }
+}
+
 /// Wraps deliver so that a read whose group failed (timeout, unavailable) asks the next
 /// group, once per group: its result then lists every replica asked, in order.
 deliver_fn with_read_failover(replica_group_actor::stateful_pointer<replica_group_state> self,
@@ -191,8 +283,8 @@ deliver_fn with_read_failover(replica_group_actor::stateful_pointer<replica_grou
   if ((cfg.rings.empty() ? cfg.groups.size() : cfg.rings.size()) < 2) return deliver;
   op_batch reads;
   std::vector<size_t> at;
-  for (size_t i = 0; i < ops.size(); ++i)
-    if (!is_write(ops[i].kind)) reads.push_back(ops[i]), at.push_back(i);
+  for (size_t i = 0; i < ops.size(); ++i)  // a read-latest asked every group already
+    if (!is_write(ops[i].kind) && !ops[i].latest) reads.push_back(ops[i]), at.push_back(i);
   if (reads.empty()) return deliver;
   return [self, reads = std::move(reads), at = std::move(at), deliver = std::move(deliver),
           asked](result_batch&& results) mutable {
@@ -227,6 +319,7 @@ void run(replica_group_actor::stateful_pointer<replica_group_state> self, op_bat
   auto asked = std::make_shared<std::vector<size_t>>();
   auto p = plan(cfg, ops, with_read_failover(self, ops, std::move(deliver), asked), &reqs, read_from);
   *asked = p->read_group;
+  p->repair = [self](const replica_entry& to, kv_op w) { send_repair(self, to, std::move(w)); };
   for (auto& req : reqs) {
     if (req.down) {  // a node known to be down: say so now rather than after the timeout
       p->record(req.idx, req.where, nullptr, op_status::unavailable);
@@ -342,6 +435,17 @@ result_batch LocalCoordinator::run(op_batch& ops) const {
   result_batch out;
   std::vector<shard_request> reqs;
   auto p = plan(cfg_, ops, [&out](result_batch&& r) { out = std::move(r); }, &reqs);
+  p->repair = [this](const replica_entry& to, kv_op w) {
+    for (const auto& route : cfg_.groups) {
+      size_t shard = 0;
+      ShardCore* core = route.node == to.node && route.backend == to.backend ? direct_core(route, w.id, &shard) : nullptr;
+      if (!core) continue;
+      if (cfg_.read_repairs) ++*cfg_.read_repairs;
+      op_batch one{std::move(w)};
+      core->apply(one);
+      return;
+    }
+  };
   for (auto& req : reqs) {
     result_batch got = req.core->apply(req.ops);
     p->record(req.idx, req.where, &got, op_status::unavailable);

@@ -4,6 +4,7 @@
 // session's policy (one, quorum, all) decides success; replicas that succeeded stay written.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -49,6 +50,7 @@ struct replica_group_config {
   success_policy policy = success_policy::quorum;
   std::chrono::milliseconds timeout{5000};
   std::shared_ptr<Hlc> clock;
+  std::shared_ptr<std::atomic<uint64_t>> read_repairs;  ///< counts them (may be null)
 };
 
 /// Operations for one remote backend, gathered from every batch that arrived before the next

@@ -43,6 +43,10 @@ Decode decode_frame(std::string_view buf, size_t* pos, Frame* out, uint32_t max_
                     error_code* code, std::string* err);
 void encode_frame(const Frame& f, std::string& out);
 
+/// A request frame's flags: bits 0-1 the success policy for a write (0 the node's default,
+/// 1 one, 2 quorum, 3 all); bit 2 read-latest (get and lookup ask every group).
+constexpr uint16_t flag_policy_mask = 0x3, flag_latest = 0x4;
+
 /// A request as the server sees it.
 struct Request {
   opcode op = opcode::none;
@@ -55,7 +59,13 @@ struct Request {
   std::string json, data;  ///< put (admin: the command, in data)
   uint32_t lease_ms = 0;  ///< lock
   uint64_t token = 0;     ///< unlock
+  uint8_t policy = 0;     ///< from the frame's flags: 0 default, else success_policy + 1
+  bool latest = false;    ///< from the frame's flags
 };
+/// The frame flags that carry a request's policy and latest.
+inline uint16_t request_flags(const Request& q) {
+  return uint16_t((q.policy & flag_policy_mask) | (q.latest ? flag_latest : 0));
+}
 
 bool decode_request(opcode op, std::string_view body, Request* out, std::string* err);
 std::string encode_request(const Request& r);
@@ -96,7 +106,7 @@ bool decode_error(std::string_view body, error_code* code, std::string* message)
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, Request& x) {
   return f(caf::meta::type_name("request"), x.op, x.ns, x.key, x.cond, x.expected, x.expiry_ms,
-           x.user_flags, x.fence, x.json, x.data, x.lease_ms, x.token);
+           x.user_flags, x.fence, x.json, x.data, x.lease_ms, x.token, x.policy, x.latest);
 }
 
 template <class Inspector>

@@ -66,6 +66,11 @@ struct kv_op {
   storage::Version expected;  ///< for op_cond::if_version
   storage::Version version;   ///< set by the coordinator before replicas see it
   uint64_t fence = 0;         ///< fencing token of a lock on this key; 0 = none
+  /// The success policy for this write; 0: the session's (else success_policy + 1).
+  uint8_t policy = 0;
+  /// A read that asks every group and answers the newest version (older replicas are
+  /// repaired in the background); a miss then carries the tombstone's version.
+  bool latest = false;
 };
 
 /// What one replica did with one operation.
@@ -111,7 +116,8 @@ struct lease {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, kv_op& x) {
   return f(caf::meta::type_name("kv_op"), x.kind, x.cond, x.id, x.key, x.json, x.data,
-           x.expiry_ms, x.keep_expiry, x.user_flags, x.expected, x.version, x.fence);
+           x.expiry_ms, x.keep_expiry, x.user_flags, x.expected, x.version, x.fence, x.policy,
+           x.latest);
 }
 
 template <class Inspector>

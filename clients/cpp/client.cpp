@@ -102,6 +102,8 @@ bool Client::connect(const ClientOptions& opts, std::string* error) {
 
 bool Client::call(wire::Request q, wire::Response* out, std::string* error) {
   if (!impl_->actor) return *error = "not connected", false;
+  if (q.policy == 0 && impl_->opts.policy) q.policy = uint8_t(*impl_->opts.policy) + 1;
+  if (q.op == wire::opcode::get || q.op == wire::opcode::lookup) q.latest = q.latest || impl_->opts.latest;
   bool ok = false;
   caf::scoped_actor self{impl_->sys};
   self->request(impl_->actor, impl_->opts.timeout, std::move(q))

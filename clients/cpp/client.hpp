@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "messages/frame.hpp"
@@ -19,6 +20,8 @@ struct ClientOptions {
   uint16_t port = 7380;
   std::string ns = "default";
   std::chrono::milliseconds timeout{10000};  // above a node's default replication timeout
+  std::optional<success_policy> policy;  ///< for writes; unset: the node's default
+  bool latest = false;                   ///< reads ask every group; the newest wins
 };
 
 struct PutOptions {

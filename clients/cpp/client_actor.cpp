@@ -124,7 +124,7 @@ client_actor::behavior_type client(client_actor::stateful_pointer<client_state> 
         if (q.ns.empty()) q.ns = st.ns;
         uint64_t id = st.next_id++;
         std::string frame;
-        wire::encode_frame({wire::kind::request, q.op, 0, id, wire::encode_request(q)}, frame);
+        wire::encode_frame({wire::kind::request, q.op, wire::request_flags(q), id, wire::encode_request(q)}, frame);
         st.waiting.emplace(id, rp);
         st.conn->send(std::move(frame));
         return rp;

@@ -67,6 +67,7 @@ sim_node start(planet& p, const std::string& name, uint32_t group, uint16_t port
   ae.node = name;
   ae.backends[1] = ae_backend{group, n.engine};
   ae.every = 0s;  // the simulated clock fires every pending timer: rounds are sent by hand
+  ae.merge_every = 0s;
   ae.timeout = 1s;
   n.recovery = p.sys.spawn(anti_entropy, ae);
   peer_config pc;

@@ -110,6 +110,59 @@ TEST_F(ReplicaGroupTest, ReadsAskTheFirstGroupOnly) {
   EXPECT_EQ(r[1].status, op_status::not_found);
 }
 
+TEST_F(ReplicaGroupTest, ReadLatestAnswersTheNewestAndRepairsOlderReplicas) {
+  auto c = coordinator({route(1, e1, 2), route(2, e2, 2)}, success_policy::quorum);
+  ask<result_batch>(c, atom::exec_v, op_batch{op(op_kind::put, "k", "v1"), op(op_kind::put, "gone", "x")});
+  // Group 2 alone took a newer write of k and a delete of "gone" (group 1 was away).
+  storage::Record newer;
+  newer.id = storage::make_id("default", "k");
+  newer.key = "k";
+  newer.data = "v2";
+  newer.version = clock->next();
+  ASSERT_TRUE(e2->put(newer).is_ok());
+  const storage::Version deleted = clock->next();
+  ASSERT_TRUE(e2->remove(storage::make_id("default", "gone"), deleted, "gone").is_ok());
+  auto plain = ask<result_batch>(c, atom::exec_v, op_batch{op(op_kind::get, "k")});
+  EXPECT_EQ(plain[0].record.data, "v1");  // the first group's, stale
+
+  kv_op k = op(op_kind::get, "k"), gone = op(op_kind::get, "gone");
+  k.latest = gone.latest = true;
+  auto r = ask<result_batch>(c, atom::exec_v, op_batch{k, gone});
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].status, op_status::ok);
+  EXPECT_EQ(r[0].record.data, "v2");
+  EXPECT_EQ(r[0].version, newer.version);
+  ASSERT_EQ(r[0].replicas.size(), 2u);
+  EXPECT_LT(r[0].replicas[0].version, r[0].replicas[1].version);
+  EXPECT_EQ(r[1].status, op_status::not_found);
+  EXPECT_EQ(r[1].version, deleted);
+  // The older replica was repaired: group 1 now holds v2 and the tombstone.
+  storage::Record got;
+  ASSERT_TRUE(e1->get(storage::make_id("default", "k"), &got).is_ok());
+  EXPECT_EQ(got.data, "v2");
+  EXPECT_EQ(got.version, newer.version);
+  storage::RecordMeta meta;
+  ASSERT_TRUE(e1->lookup(storage::make_id("default", "gone"), &meta).is_ok());
+  EXPECT_TRUE(meta.tombstone);
+  EXPECT_EQ(meta.version, deleted);
+}
+
+TEST_F(ReplicaGroupTest, APerRequestPolicyOverridesTheSessions) {
+  group_route dead = remote_route(2, sys.spawn(silent_peer, 0));
+  auto c = coordinator({route(1, e1, 1), dead}, success_policy::one);
+  kv_op strict = op(op_kind::put, "k", "v");
+  strict.policy = uint8_t(success_policy::all) + 1;
+  auto h = self->request(c, caf::infinite, atom::exec_v, op_batch{strict, op(op_kind::put, "k2", "v")});
+  sched.run();
+  sched.clock().advance_time(std::chrono::milliseconds(200));  // the silent replica's timeout
+  sched.run();
+  result_batch r;
+  h.receive([&](result_batch& got) { r = got; }, [&](caf::error&) { FAIL(); });
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].status, op_status::unavailable);  // all: the silent replica fails it
+  EXPECT_EQ(r[1].status, op_status::ok);           // the session's one
+}
+
 // The direct path must answer exactly as the actor does: conditions, payloads, entries.
 TEST_F(ReplicaGroupTest, TheDirectPathAnswersAsTheActorDoes) {
   auto batch = [] {

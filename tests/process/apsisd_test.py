@@ -129,6 +129,55 @@ class Client:
         self.sock.close()
 
 
+class BinaryClient:
+    """Pipelined puts over the binary protocol (docs/protocol.md), with a per-request policy in
+    the frame's flags (1 one, 2 quorum, 3 all). Answers (status, [(node, status)]) per put."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+        self.buf = b""
+        self.sock.sendall(self.frame(1, 0, 0, 0, struct.pack("<HHH", 1, 1, 0) + struct.pack("<I", 1 << 20)))
+        self.read_frame()
+
+    @staticmethod
+    def frame(kind, op, flags, fid, body=b""):
+        return struct.pack("<IBBHQ", 12 + len(body), kind, op, flags, fid) + body
+
+    def read_frame(self):
+        while len(self.buf) < 4 or len(self.buf) < 4 + struct.unpack("<I", self.buf[:4])[0]:
+            chunk = self.sock.recv(1 << 16)
+            if not chunk:
+                raise ConnectionError("closed")
+            self.buf += chunk
+        n = 4 + struct.unpack("<I", self.buf[:4])[0]
+        f, self.buf = self.buf[:n], self.buf[n:]
+        return f[4], f[16:]
+
+    def put_all(self, items, policy):
+        def body(k, v):
+            k, v = k.encode(), v.encode()
+            return (struct.pack("<H", 7) + b"default" + struct.pack("<H", len(k)) + k
+                    + struct.pack("<BQQI", 0, 0, 0, 0) + struct.pack("<I", 0) + struct.pack("<I", len(v)) + v)
+        self.sock.sendall(b"".join(self.frame(2, 2, policy, i, body(k, v)) for i, (k, v) in enumerate(items)))
+        out = []
+        for _ in items:
+            kind, b = self.read_frame()
+            assert kind == 3, kind
+            status, mlen = b[0], struct.unpack("<H", b[1:3])[0]
+            pos = 3 + mlen + 16 + 1  # status, message, version, existed
+            count, pos = struct.unpack("<H", b[pos:pos + 2])[0], pos + 2
+            replicas = []
+            for _ in range(count):  # group u32, node str16, backend u32, status u8, version
+                nlen = struct.unpack("<H", b[pos + 4:pos + 6])[0]
+                replicas.append((b[pos + 6:pos + 6 + nlen].decode(), b[pos + 6 + nlen + 4]))
+                pos += 4 + 2 + nlen + 4 + 1 + 16
+            out.append((status, replicas))
+        return out
+
+    def close(self):
+        self.sock.close()
+
+
 class ApsisdTest(unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="apsis-process-")
@@ -358,11 +407,10 @@ class ApsisdTest(unittest.TestCase):
         wait_for(lambda: [r["status"] for r in self.replicas(nodes[1], "probe")] == ["ok"] * 3, 20,
                  "every node joined")
         expected = {}
-        c = Client(nodes[1].port)
-        for start in range(0, 2000, 250):
-            batch = [(f"k{i}", f"v{i}") for i in range(start, start + 250)]
-            c.send(*[("SET", k, v) for k, v in batch])
-            self.assertEqual({c.reply() for _ in batch}, {"+OK"})
+        b = BinaryClient(nodes[1].binary_port)
+        for start in range(0, 10000, 1000):  # policy all, per request (the nodes' is quorum)
+            batch = [(f"k{i}", f"v{i}") for i in range(start, start + 1000)]
+            self.assertEqual({r[0] for r in b.put_all(batch, 3)}, {0})
             expected.update(batch)
 
         nodes[3].proc.send_signal(signal.SIGKILL)
@@ -372,12 +420,14 @@ class ApsisdTest(unittest.TestCase):
         states = {n["name"]: n["state"] for n in
                   json.loads(self.cli(nodes[1], "--json", "cluster", "status").stdout)["cluster"]["nodes"]}
         self.assertEqual(states, {"n1": "self", "n2": "up", "n3": "down"})
-        r = json.loads(self.cli(nodes[1], "--json", "put", "during", "outage").stdout)
-        self.assertEqual(r["status"], "ok")  # quorum: two of three
-        self.assertEqual([(e["node"], e["status"]) for e in r["replicas"]],
-                         [("n1", "ok"), ("n2", "ok"), ("n3", "unavailable")])
+        during = b.put_all([("during", "outage")], 2)[0]  # quorum: two of three
+        self.assertEqual(during, (0, [("n1", 0), ("n2", 0), ("n3", 8)]))  # 8: unavailable
+        self.assertEqual(b.put_all([("strict", "x")], 3)[0][0], 8)  # all: cannot be met
         expected["during"] = "outage"
-        more = [(f"k{i}", f"new{i}") for i in range(1900, 3000)]  # 100 overwrites, 1000 new
+        expected["strict"] = "x"  # written where it could be: replicas that succeeded stay
+        b.close()
+        c = Client(nodes[1].port)
+        more = [(f"k{i}", f"new{i}") for i in range(9900, 11000)]  # 100 overwrites, 1000 new
         c.send(*[("SET", k, v) for k, v in more])
         self.assertEqual({c.reply() for _ in more}, {"+OK"})
         expected.update(more)
@@ -471,6 +521,26 @@ class ApsisdTest(unittest.TestCase):
         wait_for(lambda: json.loads(self.cli(n1, "--json", "recover", "status").stdout)["state"] == "done",
                  60, "the pass resumed after the restart and finished")
         self.assertEqual(self.keys_held(n2), 301)
+
+    def test_read_latest_answers_the_newest_and_repairs_the_stale_replica(self):
+        ports = {1: free_port(), 2: free_port()}
+        quiet = ("cluster.anti_entropy_ms=3600000", "replication.policy=one")  # no repair but ours
+        n1 = self.cluster_node(1, ports, ports[1], *quiet)
+        n2 = self.cluster_node(2, ports, ports[1], *quiet)
+        wait_for(lambda: [r["status"] for r in self.replicas(n1, "probe")] == ["ok"] * 2, 20, "n2 joined")
+        self.assertEqual(self.cli(n2, "--policy", "all", "put", "k", "v1").returncode, 0)
+        n1.kill()
+        wait_for(lambda: self.state_of(n2, "n1") == "down", 20, "n1 seen down")
+        self.assertEqual(self.cli(n2, "put", "k", "v2").returncode, 0)  # n2 alone has v2
+        self.assertEqual(self.cli(n2, "--policy", "all", "put", "x", "y").returncode, 1)  # all: not met
+        n1 = self.cluster_node(1, ports, ports[1], *quiet)
+        wait_for(lambda: self.state_of(n2, "n1") == "up", 20, "n1 back")
+        self.assertEqual(self.cli(n2, "get", "k").stdout, "v1")  # group 1 first: stale
+        latest = json.loads(self.cli(n2, "--json", "--latest", "get", "k").stdout)
+        self.assertEqual(latest["data"], "v2")
+        self.assertEqual([e["node"] for e in latest["replicas"]], ["n1", "n2"])
+        wait_for(lambda: self.cli(n1, "get", "k").stdout == "v2", 10, "n1 repaired by the read")
+        self.assertGreaterEqual(self.stats(n2)["anti_entropy"]["read_repairs"], 1)
 
     def test_a_node_with_the_wrong_cookie_is_refused_on_both_sides(self):
         ports = {1: free_port(), 2: free_port()}

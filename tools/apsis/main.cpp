@@ -122,6 +122,12 @@ int main(int argc, char** argv) {
   app.add_option("-n,--ns", co.ns, "namespace")->capture_default_str();
   app.add_option("--timeout", timeout_ms, "milliseconds to wait for an answer")->capture_default_str();
   app.add_flag("--json", as_json, "print results as JSON");
+  std::string policy;
+  app.add_option("--policy", policy, "writes: replicas that must succeed (one, quorum, all); "
+                                     "default: the node's")
+      ->check(CLI::IsMember({"one", "quorum", "all"}));
+  app.add_flag("--latest", co.latest, "reads: ask every group and answer the newest version, "
+                                      "repairing older replicas");
 
   std::string key, value, file, json_part;
   uint64_t ttl = 0, fence = 0, token = 0;
@@ -174,6 +180,7 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;  // --help is not an error; every usage error is 2
   }
   co.timeout = std::chrono::milliseconds(timeout_ms);
+  if (success_policy p; !policy.empty() && parse_policy(policy, &p)) co.policy = p;
 
   std::string error;
   Client client;

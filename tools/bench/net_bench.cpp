@@ -99,7 +99,7 @@ void worker(const NetBenchOptions& o, uint64_t ops, uint64_t seed, Result* res) 
       q.ns = "bench";
       q.key = "key:" + std::to_string(zipf.next(rng));
       if (!read) q.data = value;
-      wire::encode_frame({wire::kind::request, q.op, 0, ++sent, wire::encode_request(q)}, batch);
+      wire::encode_frame({wire::kind::request, q.op, wire::request_flags(q), ++sent, wire::encode_request(q)}, batch);
       inflight.push_back({read, Clock::now()});
     };
     while (done < ops) {
