@@ -118,7 +118,12 @@ result_batch apply_batch(storage::Engine& engine, Hlc& clock,
       w.user_flags = op.user_flags;
       w.expiry_ms = op.keep_expiry && c.live ? c.record.expiry_ms : op.expiry_ms;
     }
-    if (op.version.stamp == 0) op.version = clock.next();
+    // A version stamped elsewhere moves this node's clock past it (HLC receive), so that a
+    // later write coordinated here is ordered after every write this node has stored.
+    if (op.version.stamp == 0)
+      op.version = clock.next();
+    else
+      clock.observe(op.version);
     w.id = op.id;
     w.version = op.version;
     r.version = op.version;

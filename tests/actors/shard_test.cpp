@@ -21,6 +21,21 @@ struct ShardTest : testing::ActorTest {
   }
 };
 
+// A write coordinated elsewhere, stamped ahead of this node's clock (the same millisecond,
+// a higher counter), must not let the next local write be ordered before it.
+TEST_F(ShardTest, AReplicatedVersionMovesTheNodesClockPastIt) {
+  auto clock = std::make_shared<Hlc>(2);
+  ShardCore core(memory_engine(), clock);
+  kv_op replicated = op(op_kind::put, "k", "from another node");
+  replicated.version = {(storage::now_ms() << 16) + 5000, 1};
+  op_batch one{replicated};
+  ASSERT_EQ(core.apply(one)[0].status, op_status::ok);
+  op_batch local{op(op_kind::put, "k", "later, here")};
+  result_batch r = core.apply(local);
+  ASSERT_EQ(r[0].status, op_status::ok);
+  EXPECT_LT(replicated.version, r[0].version);
+}
+
 TEST_F(ShardTest, IfAbsentWritesOnceAndIfPresentNeedsALiveRecord) {
   kv_op nx = op(op_kind::put, "k", "first");
   nx.cond = op_cond::if_absent;
