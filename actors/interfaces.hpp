@@ -38,6 +38,8 @@ using peer_actor = caf::typed_actor<
     caf::replies_to<atom::apply, uint32_t, op_batch>::with<result_batch>,
     // (internal) connect to a node's cluster port and join it (host, port).
     caf::reacts_to<atom::connect, std::string, uint16_t>,
+    // This node's binary port, once it listens: gossiped, so that clients can route by key.
+    caf::reacts_to<atom::advertise, uint16_t>,
     // (internal) the gossip timer.
     caf::reacts_to<atom::tick>>;
 

@@ -116,7 +116,12 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
         auto cmd = nlohmann::json::parse(text, nullptr, false);
         std::string what = cmd.is_object() ? cmd.value("cmd", "") : "";
         if (what == "recover") return self->delegate(self->state.recovery_actor, atom::recover_v, std::move(text));
-        return nlohmann::json{{"error", "unknown command '" + what + "' (known: recover)"}}.dump();
+        if (what == "routes") {
+          if (!self->state.cluster) return std::string("{\"nodes\": []}");  // a node of its own
+          std::lock_guard<std::mutex> lock(self->state.cluster->mu);
+          return self->state.cluster->routes;
+        }
+        return nlohmann::json{{"error", "unknown command '" + what + "' (known: recover, routes)"}}.dump();
       },
   };
 }

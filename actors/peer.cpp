@@ -18,18 +18,26 @@ const char* const wrong_cookie = "wrong cluster cookie";
 /// The cluster as this node sees it: every node, its state, its backends.
 void refresh_view(peer_state& st) {
   if (!st.cfg.view) return;
-  nlohmann::json nodes = nlohmann::json::array();
+  nlohmann::json nodes = nlohmann::json::array(), routes = nlohmann::json::array();
   for (const auto& [name, e] : st.table.nodes) {
-    nlohmann::json backends = nlohmann::json::array();
-    for (const auto& b : e.backends)
+    nlohmann::json backends = nlohmann::json::array(), rings = nlohmann::json::array();
+    for (const auto& b : e.backends) {
       backends.push_back({{"id", b.backend}, {"group", b.group}, {"points", b.points.size()}});
+      nlohmann::json points = nlohmann::json::array();
+      for (const auto& p : b.points) points.push_back(p.hex());
+      rings.push_back({{"id", b.backend}, {"group", b.group}, {"points", points}});
+    }
     const char* state = name == st.cfg.self.name ? "self" : st.down.count(name) ? "down" : "up";
     nodes.push_back({{"name", name}, {"address", e.host + ":" + std::to_string(e.port)},
                      {"incarnation", e.incarnation}, {"state", state}, {"backends", backends}});
+    routes.push_back({{"name", name}, {"host", e.host}, {"binary_port", e.binary_port},
+                      {"state", state}, {"backends", rings}});
   }
   std::string text = nlohmann::json{{"nodes", nodes}}.dump();
+  std::string route_text = nlohmann::json{{"nodes", routes}}.dump();
   std::lock_guard<std::mutex> lock(st.cfg.view->mu);
   st.cfg.view->json = std::move(text);
+  st.cfg.view->routes = std::move(route_text);
 }
 
 void publish_routes(self_ptr self) {
@@ -173,6 +181,14 @@ peer_actor::behavior_type peer(self_ptr self, peer_config cfg) {
         return self->delegate(it->second, atom::exec_v, std::move(ops));
       },
       [=](atom::connect, std::string& host, uint16_t port) { connect(self, host, port); },
+      [=](atom::advertise, uint16_t binary_port) {
+        auto& st = self->state;
+        node_entry& me = st.table.nodes.at(st.cfg.self.name);
+        me.binary_port = binary_port;
+        me.version++;
+        publish_routes(self);
+        for (const auto& [name, p] : st.watched) self->send(caf::actor_cast<peer_actor>(p), atom::gossip_v, st.table);
+      },
       [=](atom::tick) {
         auto& st = self->state;
         for (const auto& [name, p] : st.watched) self->send(caf::actor_cast<peer_actor>(p), atom::gossip_v, st.table);

@@ -22,6 +22,9 @@ namespace apsis {
 struct cluster_view {
   std::mutex mu;
   std::string json = "{}";
+  /// The route table for clients: every node's binary address, backends, groups and ring
+  /// points (hex), as JSON (the admin command "routes").
+  std::string routes = "{\"nodes\": []}";
 };
 
 struct peer_config {

@@ -30,8 +30,9 @@ struct node_entry {
   std::string name;
   uint64_t incarnation = 0;  ///< grows with every start of the node
   uint64_t version = 0;      ///< grows with every change within an incarnation
-  std::string host;          ///< where its cluster port listens
+  std::string host;          ///< where its cluster port listens (and its binary port)
   uint16_t port = 0;
+  uint16_t binary_port = 0;  ///< its binary protocol, for clients that route by key (0: unknown)
   std::vector<backend_points> backends;
   caf::actor peer;      ///< its PEER actor (a proxy when remote)
   caf::actor recovery;  ///< its ANTI_ENTROPY actor
@@ -103,7 +104,7 @@ typename Inspector::result_type inspect(Inspector& f, backend_points& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, node_entry& x) {
   return f(caf::meta::type_name("node_entry"), x.name, x.incarnation, x.version, x.host, x.port,
-           x.backends, x.peer, x.recovery, x.locks);
+           x.binary_port, x.backends, x.peer, x.recovery, x.locks);
 }
 
 template <class Inspector>

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Replication cost: apsis-bench against one node alone, then against a cluster of three
 # nodes (three groups, one node each) with policy `all` and `quorum`, all on 127.0.0.1.
+# Each configuration runs the writes, then reads of what they wrote (gets from the first
+# group; in the cluster also read-latest, which asks all three).
 #   tools/cluster-bench.sh [apsis-bench net options...]   (default: -c 64 -P 1 -n 200000 --read-ratio 0)
 # Needs a build (tools/test.sh or tools/run.sh). Ports from 17400 up; data under a temporary
 # directory that is removed at the end. Every node it starts is stopped by PID.
@@ -41,6 +43,7 @@ stop_all() {
 echo "== one node alone (policy all, fsync interval:1000)"
 node solo 1 1 all
 "$bench" net --port 17401 "${args[@]}"
+"$bench" net --port 17401 "${args[@]}" --read-ratio 1
 stop_all
 
 for policy in all quorum; do
@@ -52,5 +55,7 @@ for policy in all quorum; do
     sleep 0.1
   done
   "$bench" net --port 17401 "${args[@]}"
+  "$bench" net --port 17401 "${args[@]}" --read-ratio 1
+  [ "$policy" = all ] && "$bench" net --port 17401 "${args[@]}" --read-ratio 1 --latest
   stop_all
 done

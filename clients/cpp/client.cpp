@@ -7,6 +7,11 @@
 #include <sys/time.h>
 
 #include <boost/asio.hpp>
+#include <nlohmann/json.hpp>
+
+#include <map>
+
+#include "messages/route.hpp"
 
 namespace apsis {
 
@@ -26,9 +31,64 @@ struct Client::Impl {
   caf::actor_system sys{cfg};
   client_actor actor;
   ClientOptions opts;
+  // With opts.route: the first group's ring, each node's binary address, a connection per
+  // owner talked to (an empty handle: it could not be reached, use `actor`).
+  ring first_group;
+  std::map<std::string, std::pair<std::string, uint16_t>> addresses;
+  std::map<std::string, client_actor> owners;
+  std::string last_node;
 
   ~Impl() {
     if (actor) caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
+    for (auto& [name, a] : owners)
+      if (a) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  }
+
+  /// Reads the route table the node answers to {"cmd": "routes"}.
+  bool load_routes(const std::string& text) {
+    auto j = nlohmann::json::parse(text, nullptr, false);
+    if (!j.is_object() || !j.contains("nodes")) return false;
+    route_table t;
+    for (const auto& n : j["nodes"]) {
+      node_entry e;
+      e.name = n.value("name", "");
+      if (n.value("binary_port", 0) != 0 && n.value("state", "") != "down")
+        addresses[e.name] = {n.value("host", ""), uint16_t(n.value("binary_port", 0))};
+      for (const auto& b : n["backends"]) {
+        backend_points bp{b.value("id", 0u), b.value("group", 0u), {}};
+        for (const auto& hex : b["points"]) {
+          storage::Id id;
+          if (!storage::Id::from_hex(hex.get<std::string>(), &id)) return false;
+          bp.points.push_back(id);
+        }
+        e.backends.push_back(std::move(bp));
+      }
+      t.nodes[e.name] = std::move(e);
+    }
+    auto rings = ring::build(t);
+    if (!rings.empty()) first_group = std::move(rings.begin()->second);
+    return true;
+  }
+
+  /// The connection for a request: its key's owner in the first group, when routing.
+  client_actor route_for(const wire::Request& q) {
+    last_node.clear();
+    bool keyed = q.op != wire::opcode::stat && q.op != wire::opcode::ping && q.op != wire::opcode::admin;
+    if (!opts.route || !keyed || first_group.size() == 0) return actor;
+    const ring::owner* o = first_group.owner_of(storage::make_id(q.ns.empty() ? opts.ns : q.ns, q.key));
+    auto where = o ? addresses.find(o->node) : addresses.end();
+    if (where == addresses.end()) return actor;
+    auto [it, fresh] = owners.emplace(o->node, client_actor{});
+    if (fresh) {
+      ClientOptions to = opts;
+      to.host = where->second.first;
+      to.port = where->second.second;
+      std::string ignored;  // unreachable: the connected node coordinates instead
+      it->second = spawn_client(sys, to, &ignored);
+    }
+    if (!it->second) return actor;
+    last_node = o->node;
+    return it->second;
   }
 };
 
@@ -97,16 +157,27 @@ Client::~Client() = default;
 bool Client::connect(const ClientOptions& opts, std::string* error) {
   impl_->opts = opts;
   impl_->actor = spawn_client(impl_->sys, opts, error);
-  return bool(impl_->actor);
+  if (!impl_->actor || !opts.route) return bool(impl_->actor);
+  wire::Request q;
+  q.op = wire::opcode::admin;
+  q.data = R"({"cmd": "routes"})";
+  wire::Response r;
+  if (!call(q, &r, error)) return false;
+  if (r.status != op_status::ok || !impl_->load_routes(r.data))
+    return *error = "the node answered no route table", false;
+  return true;
 }
+
+const std::string& Client::last_node() const { return impl_->last_node; }
 
 bool Client::call(wire::Request q, wire::Response* out, std::string* error) {
   if (!impl_->actor) return *error = "not connected", false;
   if (q.policy == 0 && impl_->opts.policy) q.policy = uint8_t(*impl_->opts.policy) + 1;
   if (q.op == wire::opcode::get || q.op == wire::opcode::lookup) q.latest = q.latest || impl_->opts.latest;
   bool ok = false;
+  client_actor to = impl_->route_for(q);
   caf::scoped_actor self{impl_->sys};
-  self->request(impl_->actor, impl_->opts.timeout, std::move(q))
+  self->request(to, impl_->opts.timeout, std::move(q))
       .receive([&](wire::Response& r) { *out = std::move(r), ok = true; },
                [&](caf::error& e) {
                  *error = e == caf::sec::request_timeout

@@ -1,6 +1,7 @@
 // apsis::Client: a blocking client of the binary protocol (docs/protocol.md), a wrapper
-// around the CLIENT actor (client_actor.hpp) on an actor system of its own. One connection;
-// every call sends one request and waits for its response, with a timeout. A lease taken
+// around the CLIENT actor (client_actor.hpp) on an actor system of its own. One connection
+// (with `route`, one more per key owner it talks to); every call sends one request and
+// waits for its response, with a timeout. A lease taken
 // with lock() belongs to this connection: closing it releases the lease.
 // Thread safety: none; use one Client per thread.
 #pragma once
@@ -22,6 +23,10 @@ struct ClientOptions {
   std::chrono::milliseconds timeout{10000};  // above a node's default replication timeout
   std::optional<success_policy> policy;  ///< for writes; unset: the node's default
   bool latest = false;                   ///< reads ask every group; the newest wins
+  /// Fetch the cluster's route table at connect and send each key's request straight to its
+  /// owner in the first group (which coordinates it), instead of through the node connected
+  /// to. A node of its own, or an owner that cannot be reached, gets it as before.
+  bool route = false;
 };
 
 struct PutOptions {
@@ -51,6 +56,8 @@ class Client {
   bool stat(wire::Response* out, std::string* error);
   /// Any request (ns filled in from the options when empty).
   bool call(wire::Request q, wire::Response* out, std::string* error);
+  /// With `route`: the node the last keyed request went to (empty: the one connected to).
+  const std::string& last_node() const;
 
  private:
   struct Impl;

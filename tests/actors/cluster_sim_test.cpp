@@ -71,7 +71,7 @@ sim_node start(planet& p, const std::string& name, uint32_t group, uint16_t port
   ae.timeout = 1s;
   n.recovery = p.sys.spawn(anti_entropy, ae);
   peer_config pc;
-  pc.self = node_entry{name, 1, 1, name, port, {{1, group, {storage::Id::min()}}}, {},
+  pc.self = node_entry{name, 1, 1, name, port, 0, {{1, group, {storage::Id::min()}}}, {},
                        caf::actor_cast<caf::actor>(n.recovery), {}};
   pc.cookie = cookie;
   const bool seeds_empty = seeds.empty();

@@ -17,6 +17,7 @@ peer_actor::behavior_type silent_peer(peer_actor::pointer self, int) {
       [=](atom::gossip, route_table&) {},
       [=](atom::apply, uint32_t, op_batch&) { return self->make_response_promise<result_batch>(); },
       [=](atom::connect, std::string&, uint16_t) {},
+      [=](atom::advertise, uint16_t) {},
       [=](atom::tick) {},
   };
 }
@@ -259,8 +260,8 @@ TEST_F(ReplicaGroupTest, WithRingsEachKeyGoesToItsOwnerAndADownNodeFailsAtOnce) 
   storage::Id low, high;
   high.bytes[0] = 0x80;
   route_table t;
-  node_entry me{"me", 1, 1, "127.0.0.1", 1, {{1, 1, {low}}, {2, 1, {high}}}, {}, {}, {}};
-  node_entry far{"far", 1, 1, "127.0.0.1", 2, {{5, 2, {low}}}, caf::actor_cast<caf::actor>(sys.spawn(silent_peer, 0)), {}, {}};
+  node_entry me{"me", 1, 1, "127.0.0.1", 1, 0, {{1, 1, {low}}, {2, 1, {high}}}, {}, {}, {}};
+  node_entry far{"far", 1, 1, "127.0.0.1", 2, 0, {{5, 2, {low}}}, caf::actor_cast<caf::actor>(sys.spawn(silent_peer, 0)), {}, {}};
   t.merge(me);
   t.merge(far);
   self->send(c, atom::routes_v, t, std::vector<std::string>{"far"});

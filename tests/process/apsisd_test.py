@@ -484,6 +484,13 @@ class ApsisdTest(unittest.TestCase):
             c.send(*[("GET", k) for k in data])
             self.assertEqual([c.reply() for _ in data], [v.encode() for v in data.values()])
             c.close()
+        # A client that routes sends each key straight to its owner: across keys, both nodes.
+        vias = {}
+        for i in range(20):
+            r = json.loads(self.cli(n1, "--route", "--json", "put", f"routed{i}", "x").stdout)
+            self.assertEqual([e["node"] for e in r["replicas"]], [r["via"]])  # the owner wrote it
+            vias[r["via"]] = vias.get(r["via"], 0) + 1
+        self.assertEqual(set(vias), {"n1", "n2"}, vias)
 
     def test_recover_dc_dry_run_counts_then_repairs_and_resumes_after_a_restart(self):
         # Anti-entropy's timer is an hour away: only `apsis recover` repairs here. Its rate is

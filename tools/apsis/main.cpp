@@ -40,12 +40,15 @@ std::string replicas_text(const wire::Response& r) {
   return s;
 }
 
+const Client* the_client = nullptr;  // for report(): which node a routed request went to
+
 /// Prints an outcome and returns the exit status.
 int report(const std::string& what, const wire::Response& r, bool as_json, json extra = json::object()) {
   bool ok = r.status == op_status::ok;
   if (as_json) {
     json j = {{"status", to_string(r.status)}, {"version", r.version.to_string()},
               {"replicas", replicas_json(r)}};
+    if (the_client && !the_client->last_node().empty()) j["via"] = the_client->last_node();
     if (!r.message.empty()) j["message"] = r.message;
     for (auto& [k, v] : extra.items()) j[k] = v;
     std::cout << j.dump() << "\n";
@@ -126,6 +129,8 @@ int main(int argc, char** argv) {
   app.add_option("--policy", policy, "writes: replicas that must succeed (one, quorum, all); "
                                      "default: the node's")
       ->check(CLI::IsMember({"one", "quorum", "all"}));
+  app.add_flag("--route", co.route, "send the key's request straight to its owner in the first "
+                                   "group (from the cluster's route table)");
   app.add_flag("--latest", co.latest, "reads: ask every group and answer the newest version, "
                                       "repairing older replicas");
 
@@ -184,6 +189,7 @@ int main(int argc, char** argv) {
 
   std::string error;
   Client client;
+  the_client = &client;
   if (!client.connect(co, &error)) {
     std::cerr << "apsis: " << error << "\n";
     return 3;

@@ -108,6 +108,7 @@ int main(int argc, char** argv) {
     caf::anon_send_exit(parts.node, caf::exit_reason::user_shutdown);
     return 1;
   }
+  if (parts.peer) caf::anon_send(parts.peer, atom::advertise_v, binary.port());
   // INFO runs on the I/O thread; engines' stats() are thread-safe. No client is served
   // before io.run(), so installing it now is safe.
   uint16_t port = resp.port();

@@ -99,6 +99,7 @@ void worker(const NetBenchOptions& o, uint64_t ops, uint64_t seed, Result* res) 
       q.ns = "bench";
       q.key = "key:" + std::to_string(zipf.next(rng));
       if (!read) q.data = value;
+      q.latest = read && o.latest;
       wire::encode_frame({wire::kind::request, q.op, wire::request_flags(q), ++sent, wire::encode_request(q)}, batch);
       inflight.push_back({read, Clock::now()});
     };
@@ -148,14 +149,16 @@ void add_net_command(CLI::App& app, NetBenchOptions& o) {
   cmd->add_option("--read-ratio", o.read_ratio, "share of gets, 0..1")->check(CLI::Range(0.0, 1.0))->capture_default_str();
   cmd->add_option("--zipf", o.zipf, "zipfian constant (0 = uniform keys)")->check(CLI::Range(0.0, 0.9999))->capture_default_str();
   cmd->add_option("--seed", o.seed)->capture_default_str();
+  cmd->add_flag("--latest", o.latest, "gets ask every group and answer the newest (read-latest)");
   cmd->callback([&o] { std::exit(run_net_bench(o)); });
 }
 
 int run_net_bench(const NetBenchOptions& o) {
   std::printf("apsis-bench net: %s:%u, %u connections x %u in flight, %llu ops, %llu keys (zipf %.2f), "
-              "%u-byte values, %.0f%% reads\n",
+              "%u-byte values, %.0f%% reads%s\n",
               o.host.c_str(), unsigned(o.port), o.connections, o.pipeline, (unsigned long long)o.ops,
-              (unsigned long long)o.keys, o.zipf, o.value_size, o.read_ratio * 100);
+              (unsigned long long)o.keys, o.zipf, o.value_size, o.read_ratio * 100,
+              o.latest ? " (read-latest)" : "");
   std::vector<Result> results(o.connections);
   std::vector<std::thread> threads;
   auto start = Clock::now();

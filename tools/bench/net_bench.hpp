@@ -18,6 +18,7 @@ struct NetBenchOptions {
   double read_ratio = 0.5;    ///< 0..1
   double zipf = 0.99;         ///< 0 = uniform keys
   uint64_t seed = 1;
+  bool latest = false;  ///< gets ask every group (read-latest)
 };
 
 void add_net_command(CLI::App& app, NetBenchOptions& opts);
