@@ -126,7 +126,7 @@ bool counts_for_pass(const ae_state& st) { return dc_pass_running(st) && st.roun
 void chunk_done(self_ptr self) {
   auto& st = self->state;
   ae_round& r = *st.round;
-  r.offset += st.cfg.max_buckets;
+  if (!r.truncated) r.offset += r.chunk;
   if (r.offset < r.differ.size())
     self->delayed_send(self, pause_for(st.cfg, r.pushed), atom::step_v);
   else
@@ -139,38 +139,52 @@ void push(self_ptr self, const std::vector<uint32_t>& buckets, std::vector<id_ve
   auto& st = self->state;
   ae_round& round = *st.round;
   const pair_task t = round.task;
-  std::unordered_map<storage::Id, storage::Version, storage::IdHash> their_version;
+  std::unordered_map<storage::Id, storage::Version, storage::IdHash> their_version, ours;
   for (const auto& iv : theirs) {
     auto& v = their_version[iv.id];
     if (v < iv.version) v = iv.version;
   }
   std::vector<bool> wanted(st.cfg.buckets, false);
   for (uint32_t b : buckets) if (b < wanted.size()) wanted[b] = true;
-  std::unordered_map<storage::Id, storage::Record, storage::IdHash> ours;
-  scan(st, t.backend, t.range, t.node_b, !round.dry_run, [&](const storage::Record& rec) {
+  // Versions first (no payload), then the payload of only what they lack.
+  scan(st, t.backend, t.range, t.node_b, false, [&](const storage::Record& rec) {
     if (!wanted[bucket_of(rec.id, st.cfg.buckets)]) return;
-    auto [it, fresh] = ours.emplace(rec.id, rec);
-    if (!fresh && it->second.version < rec.version) it->second = rec;
+    auto& v = ours[rec.id];
+    if (v < rec.version) v = rec.version;
   });
   uint64_t compared = ours.size() + their_version.size(), divergent = 0;
-  op_batch batch;
-  std::vector<op_batch> batches;
-  for (auto& [id, rec] : ours) {
+  std::unordered_map<storage::Id, storage::Version, storage::IdHash> lacking;
+  for (const auto& [id, v] : ours) {
     auto theirs_it = their_version.find(id);
-    bool lacking = theirs_it == their_version.end() || theirs_it->second < rec.version;
-    if (theirs_it != their_version.end() && rec.version < theirs_it->second) divergent++;
-    if (!lacking) continue;
-    divergent++;
-    if (round.dry_run) continue;
-    batch.push_back(replica_write(std::move(rec)));
-    if (batch.size() == st.cfg.push_batch) batches.push_back(std::move(batch)), batch.clear();
+    if (theirs_it == their_version.end() || theirs_it->second < v)
+      lacking.emplace(id, v), divergent++;
+    else if (v < theirs_it->second)
+      divergent++;
   }
   for (const auto& [id, v] : their_version)  // theirs only: they push it in their rounds
     if (!ours.count(id)) divergent++;
-  if (!batch.empty()) batches.push_back(std::move(batch));
   st.cfg.stats->keys_compared += compared;
   st.cfg.stats->divergent += divergent;
   if (counts_for_pass(st)) st.pass.keys_compared += compared, st.pass.divergent += divergent;
+  op_batch batch;
+  std::vector<op_batch> batches;
+  size_t bytes = 0;
+  uint64_t n = 0;
+  round.truncated = false;
+  if (!round.dry_run && !lacking.empty())
+    scan(st, t.backend, t.range, t.node_b, true, [&](const storage::Record& rec) {
+      auto it = lacking.find(rec.id);
+      if (it == lacking.end() || rec.version < it->second || round.truncated) return;
+      lacking.erase(it);  // once, though blob may show it twice
+      bytes += rec.key.size() + rec.json.size() + rec.data.size();
+      ++n;
+      batch.push_back(replica_write(storage::Record(rec)));
+      if (batch.size() == st.cfg.push_batch) batches.push_back(std::move(batch)), batch.clear();
+      // The rest goes in the next step, on this chunk again: a step pushes at most a
+      // second's worth at the rate, and push_bytes.
+      round.truncated = bytes >= st.cfg.push_bytes || n >= std::max<uint64_t>(st.cfg.rate, 1);
+    });
+  if (!batch.empty()) batches.push_back(std::move(batch));
   round.pushed = 0;
   if (batches.empty()) return chunk_done(self);
   auto peer = caf::actor_cast<peer_actor>(st.table.nodes.at(t.node_b).peer);
@@ -199,7 +213,7 @@ void step(self_ptr self) {
   if (!st.round) return;
   ae_round& r = *st.round;
   std::vector<uint32_t> chunk(r.differ.begin() + long(r.offset),
-                              r.differ.begin() + long(std::min(r.differ.size(), r.offset + st.cfg.max_buckets)));
+                              r.differ.begin() + long(std::min(r.differ.size(), r.offset + r.chunk)));
   auto target = caf::actor_cast<anti_entropy_actor>(st.table.nodes.at(r.task.node_b).recovery);
   self->request(target, st.cfg.timeout, atom::keys_v, r.task.range, chunk)
       .then([=](std::vector<id_version>& theirs) { push(self, chunk, theirs); },
@@ -213,7 +227,7 @@ void step(self_ptr self) {
 void start_round(self_ptr self, const pair_task& t, bool dry_run, bool for_pass) {
   auto& st = self->state;
   st.running = true;
-  st.round = ae_round{t, {}, 0, dry_run, for_pass, 0};
+  st.round = ae_round{t, {}, 0, 1, dry_run, for_pass, false, 0};
   auto target = caf::actor_cast<anti_entropy_actor>(st.table.nodes.at(t.node_b).recovery);
   std::vector<uint64_t> mine = digests(st, t.backend, t.range, t.node_b);
   self->request(target, st.cfg.timeout, atom::digest_v, t.range, std::move(mine))
@@ -224,6 +238,9 @@ void start_round(self_ptr self, const pair_task& t, bool dry_run, bool for_pass)
             st.cfg.stats->buckets_differing += differ.size();
             if (counts_for_pass(st)) st.pass.buckets_differing += differ.size();
             if (differ.empty() || !st.round) return end_round(self, true);
+            uint64_t keys = st.cfg.backends.at(t.backend).engine->stats().keys;
+            uint64_t per_bucket = std::max<uint64_t>(1, keys / st.cfg.buckets);
+            st.round->chunk = size_t(std::max<uint64_t>(1, st.cfg.chunk_keys / per_bucket));
             st.round->differ = std::move(differ);
             step(self);
           },

@@ -3,8 +3,8 @@
 //   1. digests: the ids both own are split into `buckets` by their first bits; each bucket's
 //      digest is the XOR of a hash of every (id, version) in it. One engine scan, O(buckets)
 //      memory; the other side computes the same and answers the buckets that differ.
-//   2. keys: for each chunk of at most `max_buckets` of those, the other side lists its
-//      (id, version) there.
+//   2. keys: for each chunk of those buckets (as many as hold about `chunk_keys` ids, by the
+//      backend's key count; at least one), the other side lists its (id, version) there.
 //   3. push: every record of ours it lacks or holds older goes to it as a replica write
 //      (the version travels with it, so the newer one wins there, and a replay is harmless),
 //      at most `rate` records a second.
@@ -56,8 +56,11 @@ struct ae_config {
   uint64_t rate = 20000;            ///< records pushed per second, at most
   uint64_t tombstone_grace_ms = 7 * 86400000ull;
   size_t buckets = 1024;     ///< a power of two
-  size_t max_buckets = 64;   ///< differing buckets listed and repaired per step
+  /// About how many ids one step lists and compares: bounds a step's memory (~100 bytes an
+  /// id on each side) while letting a small backend's differing buckets go in one step.
+  size_t chunk_keys = 1 << 18;
   size_t push_batch = 256;   ///< records per replica write
+  size_t push_bytes = 32u << 20;  ///< payload a step pushes at most (the rest: the next step)
   size_t merge_batch = 1024;  ///< records a merge step moves
   std::string state_file;    ///< where a recover pass is saved (empty: not saved)
   std::shared_ptr<ae_stats> stats;
@@ -76,8 +79,10 @@ struct ae_round {
   pair_task task;
   std::vector<uint32_t> differ;
   size_t offset = 0;
+  size_t chunk = 1;  ///< buckets per step
   bool dry_run = false;
   bool for_pass = false;  ///< a pair of the recover pass: counts into it
+  bool truncated = false;  ///< the last step stopped at push_bytes: its chunk goes again
   uint64_t pushed = 0;    ///< by the last step, for the rate limit
 };
 

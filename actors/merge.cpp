@@ -53,7 +53,8 @@ scan_result scan_backend(const ae_state& st, uint32_t backend, bool dry_run) {
     to_backend = o->backend;
     batch.push_back(replica_write(storage::Record(rec)));
     bytes += rec.key.size() + rec.json.size() + rec.data.size();
-    out.full = out.to_move >= st.cfg.merge_batch || bytes >= (8u << 20);
+    out.full = out.to_move >= std::min<uint64_t>(st.cfg.merge_batch, std::max<uint64_t>(st.cfg.rate, 1)) ||
+               bytes >= (8u << 20);
     return !out.full;
   });
   return out;

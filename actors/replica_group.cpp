@@ -2,7 +2,9 @@
 
 #include "actors/shard.hpp"
 
+#include <algorithm>
 #include <map>
+#include <random>
 
 namespace apsis {
 
@@ -159,9 +161,32 @@ size_t owner_route(const replica_group_config& cfg, size_t g, const storage::Id&
 /// Versions the writes and splits the batch into one request per (backend, shard) that has
 /// work: a remote backend gets one request for all its operations. With no requests at all,
 /// the batch is finished (delivered) at once.
+/// The session groups a read tries, in the configured order: session order, a random
+/// rotation of it (spreads the load), or the owners' measured latency (fastest first).
+std::vector<size_t> read_order(const replica_group_config& cfg, size_t groups, const size_t* owner,
+                               const std::map<std::string, double>* latency_us) {
+  std::vector<size_t> order(groups);
+  for (size_t g = 0; g < groups; ++g) order[g] = g;
+  if (cfg.read_order == read_order_kind::random && groups > 1) {
+    thread_local std::minstd_rand rng{std::random_device{}()};
+    std::rotate(order.begin(), order.begin() + long(rng() % groups), order.end());
+  } else if (cfg.read_order == read_order_kind::latency && latency_us) {
+    auto cost = [&](size_t g) {
+      if (owner[g] == SIZE_MAX) return 1e300;
+      const group_route& r = cfg.groups[owner[g]];
+      if (!r.remote) return 0.0;  // on this node
+      auto it = latency_us->find(r.node);
+      return it == latency_us->end() ? 1000.0 : it->second;  // unmeasured: a guess, 1 ms
+    };
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return cost(a) < cost(b); });
+  }
+  return order;
+}
+
 std::shared_ptr<pending_batch> plan(const replica_group_config& cfg, op_batch& ops,
                                     deliver_fn deliver, std::vector<shard_request>* out,
-                                    const std::vector<size_t>* read_from = nullptr) {
+                                    const std::vector<uint64_t>* tried = nullptr,
+                                    const std::map<std::string, double>* latency_us = nullptr) {
   auto p = std::make_shared<pending_batch>();
   p->results.resize(ops.size());
   p->writes.resize(ops.size());
@@ -211,16 +236,23 @@ std::shared_ptr<pending_batch> plan(const replica_group_config& cfg, op_batch& o
   std::vector<size_t> owner(ops.size() * groups);
   for (size_t i = 0; i < ops.size(); ++i)
     for (size_t g = 0; g < groups; ++g) owner[i * groups + g] = owner_route(cfg, g, ops[i].id);
-  // Reads: the first group (from read_from on) whose owner can answer.
+  // Reads: the first group in the read order, not tried yet, whose owner is up (else one
+  // whose owner is down, so that the result says unavailable).
   std::vector<size_t>& read_group = p->read_group;
   read_group.assign(ops.size(), SIZE_MAX);
   for (size_t i = 0; i < ops.size(); ++i) {
-    for (size_t g = read_from ? (*read_from)[i] : 0; g < groups && !p->writes[i]; ++g) {
-      size_t r = owner[i * groups + g];
-      if (r == SIZE_MAX || (cfg.groups[r].down && g + 1 < groups)) continue;
-      read_group[i] = g;
-      break;
+    if (p->writes[i] || p->latest[i]) continue;
+    const size_t* own = &owner[i * groups];
+    size_t fallback = SIZE_MAX;
+    for (size_t g : read_order(cfg, groups, own, latency_us)) {
+      if (own[g] == SIZE_MAX || (tried && g < 64 && ((*tried)[i] >> g & 1))) continue;
+      if (!cfg.groups[own[g]].down) {
+        read_group[i] = g;
+        break;
+      }
+      if (fallback == SIZE_MAX) fallback = g;
     }
+    if (read_group[i] == SIZE_MAX) read_group[i] = fallback;
   }
   auto asks = [&](size_t i, size_t g) {
     return owner[i * groups + g] != SIZE_MAX && (p->writes[i] || p->latest[i] || read_group[i] == g);
@@ -243,7 +275,7 @@ std::shared_ptr<pending_batch> plan(const replica_group_config& cfg, op_batch& o
 }
 
 void run(replica_group_actor::stateful_pointer<replica_group_state> self, op_batch& ops,
-         deliver_fn deliver, const std::vector<size_t>* read_from = nullptr);
+         deliver_fn deliver, const std::vector<uint64_t>* tried = nullptr);
 
 /// The local shard that owns an id in a route, and whether it may be applied to directly.
 ShardCore* direct_core(const group_route& route, const storage::Id& id, size_t* shard) {
@@ -275,10 +307,11 @@ void send_repair(replica_group_actor::stateful_pointer<replica_group_state> self
 }
 
 /// Wraps deliver so that a read whose group failed (timeout, unavailable) asks the next
-/// group, once per group: its result then lists every replica asked, in order.
+/// group in its read order, once per group: its result then lists every replica asked, in
+/// the order asked. `asked`: per op, the group asked now and the groups tried before.
 deliver_fn with_read_failover(replica_group_actor::stateful_pointer<replica_group_state> self,
                               const op_batch& ops, deliver_fn deliver,
-                              std::shared_ptr<std::vector<size_t>> asked) {
+                              std::shared_ptr<std::pair<std::vector<size_t>, std::vector<uint64_t>>> asked) {
   const auto& cfg = self->state.cfg;
   if ((cfg.rings.empty() ? cfg.groups.size() : cfg.rings.size()) < 2) return deliver;
   op_batch reads;
@@ -291,12 +324,16 @@ deliver_fn with_read_failover(replica_group_actor::stateful_pointer<replica_grou
     const auto& cfg = self->state.cfg;
     const size_t groups = cfg.rings.empty() ? cfg.groups.size() : cfg.rings.size();
     op_batch retry;
-    std::vector<size_t> from, where;
+    std::vector<size_t> where;
+    std::vector<uint64_t> tried;
     for (size_t k = 0; k < at.size(); ++k) {
-      size_t i = at[k], g = i < asked->size() ? (*asked)[i] : SIZE_MAX;
+      size_t i = at[k], g = i < asked->first.size() ? asked->first[i] : SIZE_MAX;
+      if (g == SIZE_MAX || g >= 64) continue;
+      uint64_t mask = asked->second[i] | (uint64_t(1) << g);
       op_status s = results[i].status;
-      if ((s == op_status::timeout || s == op_status::unavailable) && g != SIZE_MAX && g + 1 < groups)
-        retry.push_back(reads[k]), from.push_back(g + 1), where.push_back(i);
+      if ((s == op_status::timeout || s == op_status::unavailable) &&
+          size_t(__builtin_popcountll(mask)) < std::min<size_t>(groups, 64))
+        retry.push_back(reads[k]), tried.push_back(mask), where.push_back(i);
     }
     if (retry.empty()) return deliver(std::move(results));
     auto merge = [results = std::move(results), where, deliver](result_batch&& again) mutable {
@@ -308,17 +345,19 @@ deliver_fn with_read_failover(replica_group_actor::stateful_pointer<replica_grou
       }
       deliver(std::move(results));
     };
-    run(self, retry, std::move(merge), &from);
+    run(self, retry, std::move(merge), &tried);
   };
 }
 
 void run(replica_group_actor::stateful_pointer<replica_group_state> self, op_batch& ops,
-         deliver_fn deliver, const std::vector<size_t>* read_from) {
+         deliver_fn deliver, const std::vector<uint64_t>* tried) {
   const auto& cfg = self->state.cfg;
   std::vector<shard_request> reqs;
-  auto asked = std::make_shared<std::vector<size_t>>();
-  auto p = plan(cfg, ops, with_read_failover(self, ops, std::move(deliver), asked), &reqs, read_from);
-  *asked = p->read_group;
+  auto asked = std::make_shared<std::pair<std::vector<size_t>, std::vector<uint64_t>>>();
+  auto p = plan(cfg, ops, with_read_failover(self, ops, std::move(deliver), asked), &reqs, tried,
+                &self->state.latency_us);
+  asked->first = p->read_group;
+  asked->second = tried ? *tried : std::vector<uint64_t>(ops.size(), 0);
   p->repair = [self](const replica_entry& to, kv_op w) { send_repair(self, to, std::move(w)); };
   for (auto& req : reqs) {
     if (req.down) {  // a node known to be down: say so now rather than after the timeout
@@ -364,9 +403,15 @@ void flush(replica_group_actor::stateful_pointer<replica_group_state> self) {
   st.outbox.clear();
   for (auto& [key, box] : boxes) {
     auto parts = std::make_shared<decltype(box.parts)>(std::move(box.parts));
+    std::string node = key.substr(0, key.rfind('/'));
+    auto sent = std::chrono::steady_clock::now();
     self->request(box.peer, caf::duration{st.cfg.timeout}, atom::apply_v, box.backend, std::move(box.ops))
         .then(
-            [parts](result_batch& got) {
+            [self, parts, node, sent](result_batch& got) {
+              // The node's reply latency, smoothed: what a latency read order goes by.
+              double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - sent).count();
+              auto [it, fresh] = self->state.latency_us.emplace(node, us);
+              if (!fresh) it->second = 0.8 * it->second + 0.2 * us;
               size_t at = 0;
               for (auto& [n, take] : *parts) {
                 size_t end = std::min(got.size(), at + n), begin = std::min(at, end);

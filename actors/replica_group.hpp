@@ -48,6 +48,7 @@ struct replica_group_config {
   /// whose owner is up). Empty on a node of its own.
   std::vector<std::pair<uint32_t, ring>> rings;
   success_policy policy = success_policy::quorum;
+  read_order_kind read_order = read_order_kind::session;
   std::chrono::milliseconds timeout{5000};
   std::shared_ptr<Hlc> clock;
   std::shared_ptr<std::atomic<uint64_t>> read_repairs;  ///< counts them (may be null)
@@ -68,6 +69,7 @@ struct replica_group_state {
   std::vector<group_route> local;  ///< this node's own backends, kept across route changes
   std::map<std::string, remote_outbox> outbox;  ///< "node/backend" -> waiting for the flush
   bool flush_pending = false;
+  std::map<std::string, double> latency_us;  ///< node -> its smoothed reply latency
   static inline const char* name = "replica-group";
 };
 

@@ -28,6 +28,7 @@ max_value_size = 33554432
 [replication]
 policy = "quorum"
 timeout_ms = 5000
+read_order = "session"
 
 [cluster]
 port = 0
@@ -236,11 +237,15 @@ bool load_config(const std::string& text, const std::string& file,
     r.integer(*t, "limits.", "max_value_size", &c.limits.max_value_size, 0, 1ll << 30);
   }
   if (auto* t = r.table(root, "replication")) {
-    r.only(*t, "replication.", {"policy", "timeout_ms"});
-    std::string policy;
+    r.only(*t, "replication.", {"policy", "timeout_ms", "read_order"});
+    std::string policy, order;
     r.string(*t, "replication.", "policy", &policy);
     if (!policy.empty() && !parse_policy(policy, &c.policy))
       r.fail(r.node(*t, "policy"), "replication.policy", "expected one, quorum or all, got '" + policy + "'");
+    r.string(*t, "replication.", "read_order", &order);
+    if (!order.empty() && !parse_read_order(order, &c.read_order))
+      r.fail(r.node(*t, "read_order"), "replication.read_order",
+             "expected session, random or latency, got '" + order + "'");
     r.integer(*t, "replication.", "timeout_ms", &c.timeout_ms, 1, 3600000);
   }
   if (auto* t = r.table(root, "cluster")) {

@@ -30,6 +30,7 @@ struct NodeConfig {
   uint16_t binary_port = 0;  ///< the binary protocol (docs/protocol.md); 0 = ephemeral
   storage::Limits limits;
   success_policy policy = success_policy::quorum;
+  read_order_kind read_order = read_order_kind::session;
   uint32_t timeout_ms = 5000;
   uint32_t scheduler_threads = 2;
   uint32_t io_threads = 2;

@@ -27,6 +27,21 @@ const char* to_string(success_policy p) {
   return "unknown";
 }
 
+const char* to_string(read_order_kind k) {
+  switch (k) {
+    case read_order_kind::session: return "session";
+    case read_order_kind::random: return "random";
+    case read_order_kind::latency: return "latency";
+  }
+  return "?";
+}
+
+bool parse_read_order(const std::string& text, read_order_kind* out) {
+  for (auto k : {read_order_kind::session, read_order_kind::random, read_order_kind::latency})
+    if (text == to_string(k)) return *out = k, true;
+  return false;
+}
+
 bool parse_policy(const std::string& text, success_policy* out) {
   for (auto p : {success_policy::one, success_policy::quorum, success_policy::all})
     if (text == to_string(p)) return *out = p, true;

@@ -36,6 +36,12 @@ enum class success_policy : uint8_t { one, quorum, all };
 const char* to_string(success_policy p);
 bool parse_policy(const std::string& text, success_policy* out);
 
+/// The order in which a read tries the session's groups: session order, a random rotation
+/// (spreads the load), or the owners' measured reply latency (fastest first).
+enum class read_order_kind : uint8_t { session, random, latency };
+const char* to_string(read_order_kind k);
+bool parse_read_order(const std::string& text, read_order_kind* out);
+
 /// Status codes carried in results and on the wire (docs/protocol.md keeps them stable).
 enum class op_status : uint8_t {
   ok = 0,

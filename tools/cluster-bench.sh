@@ -12,6 +12,11 @@ apsisd=build/tools/apsisd
 bench=build/tools/apsis-bench
 args=("$@")
 [ ${#args[@]} -eq 0 ] && args=(-c 64 -P 1 -n 200000 --read-ratio 0)
+reads=()  # the same load as reads: args without their --read-ratio
+for ((i = 0; i < ${#args[@]}; i++)); do
+  if [ "${args[i]}" = --read-ratio ]; then i=$((i + 1)); else reads+=("${args[i]}"); fi
+done
+reads+=(--read-ratio 1)
 dir=$(mktemp -d /tmp/apsis-cluster-bench.XXXXXX)
 pids=()
 cleanup() {
@@ -43,7 +48,7 @@ stop_all() {
 echo "== one node alone (policy all, fsync interval:1000)"
 node solo 1 1 all
 "$bench" net --port 17401 "${args[@]}"
-"$bench" net --port 17401 "${args[@]}" --read-ratio 1
+"$bench" net --port 17401 "${reads[@]}"
 stop_all
 
 for policy in all quorum; do
@@ -55,7 +60,7 @@ for policy in all quorum; do
     sleep 0.1
   done
   "$bench" net --port 17401 "${args[@]}"
-  "$bench" net --port 17401 "${args[@]}" --read-ratio 1
-  [ "$policy" = all ] && "$bench" net --port 17401 "${args[@]}" --read-ratio 1 --latest
+  "$bench" net --port 17401 "${reads[@]}"
+  if [ "$policy" = all ]; then "$bench" net --port 17401 "${reads[@]}" --latest; fi
   stop_all
 done

@@ -2,6 +2,7 @@
 
 #include "actors/shard.hpp"
 
+#include <set>
 #include <thread>
 #include "tests/actors/actor_fixture.hpp"
 
@@ -162,6 +163,40 @@ TEST_F(ReplicaGroupTest, APerRequestPolicyOverridesTheSessions) {
   ASSERT_EQ(r.size(), 2u);
   EXPECT_EQ(r[0].status, op_status::unavailable);  // all: the silent replica fails it
   EXPECT_EQ(r[1].status, op_status::ok);           // the session's one
+}
+
+TEST_F(ReplicaGroupTest, ARandomReadOrderSpreadsReadsOverTheGroups) {
+  auto cfg = config_of({route(1, e1, 1), route(2, e2, 1)}, success_policy::all);
+  cfg.read_order = read_order_kind::random;
+  auto c = sys.spawn(replica_group, cfg);
+  ask<result_batch>(c, atom::exec_v, op_batch{op(op_kind::put, "k", "v")});
+  std::set<uint32_t> groups;
+  for (int i = 0; i < 64; ++i) {
+    auto r = ask<result_batch>(c, atom::exec_v, op_batch{op(op_kind::get, "k")});
+    ASSERT_EQ(r[0].status, op_status::ok);
+    ASSERT_EQ(r[0].replicas.size(), 1u);
+    groups.insert(r[0].replicas[0].group);
+  }
+  EXPECT_EQ(groups, (std::set<uint32_t>{1, 2}));  // chance of one group only: 2^-63
+}
+
+TEST_F(ReplicaGroupTest, ALatencyReadOrderAsksTheLocalOwnerBeforeASlowRemoteOne) {
+  // The session lists a silent remote group first: in session order a read waits for its
+  // timeout, in latency order the local owner answers at once.
+  std::vector<group_route> routes{remote_route(1, sys.spawn(silent_peer, 0)), route(2, e2, 1)};
+  auto cfg = config_of(routes, success_policy::one);
+  cfg.read_order = read_order_kind::latency;
+  auto c = sys.spawn(replica_group, cfg);
+  auto h = self->request(c, caf::infinite, atom::exec_v, op_batch{op(op_kind::put, "k", "v")});
+  sched.run();
+  sched.clock().advance_time(std::chrono::milliseconds(200));
+  sched.run();
+  h.receive([](result_batch&) {}, [&](caf::error&) { FAIL(); });
+  auto r = ask<result_batch>(c, atom::exec_v, op_batch{op(op_kind::get, "k")});  // no time passes
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].status, op_status::ok);
+  ASSERT_EQ(r[0].replicas.size(), 1u);
+  EXPECT_EQ(r[0].replicas[0].group, 2u);
 }
 
 // The direct path must answer exactly as the actor does: conditions, payloads, entries.

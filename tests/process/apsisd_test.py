@@ -4,6 +4,7 @@ and count. Run by ctest with APSISD set to the binary."""
 import json
 import os
 import random
+import re
 import selectors
 import shutil
 import signal
@@ -445,8 +446,9 @@ class ApsisdTest(unittest.TestCase):
             keys = [self.stats(nodes[i])["backends"][0]["keys"] for i in (1, 2, 3)]
             return keys[0] == keys[1] == keys[2]
         wait_for(converged, 60, "n3 caught up by anti-entropy")
-        table = self.cli(nodes[2], "cluster", "status").stdout
-        self.assertRegex(table, r"n3\s+127\.0\.0\.1:\d+\s+2\s+up")  # its second incarnation
+        # n2 hears of n3's second incarnation by gossip (every second)
+        wait_for(lambda: re.search(r"n3\s+127\.0\.0\.1:\d+\s+2\s+up", self.cli(nodes[2], "cluster", "status").stdout),
+                 10, "n2 sees n3's second incarnation up")
         self.assertGreater(self.stats(nodes[1])["anti_entropy"]["repaired"]
                            + self.stats(nodes[2])["anti_entropy"]["repaired"], 0)
         for n in nodes.values():
