@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <tuple>
 #include <unordered_map>
 
 namespace apsis {
@@ -49,6 +51,19 @@ size_t bucket_of(const storage::Id& id, size_t buckets) {
   return bits == 0 ? 0 : size_t(id.prefix() >> (64 - bits));
 }
 
+/// The ids of buckets first..last (inclusive): a chunk's scans skip every record outside.
+std::pair<storage::Id, storage::Id> bucket_span(uint32_t first, uint32_t last, size_t buckets) {
+  int bits = __builtin_ctzll(buckets);
+  uint64_t lo = bits == 0 ? 0 : uint64_t(first) << (64 - bits);
+  uint64_t hi = bits == 0 ? ~0ull : ((uint64_t(last) + 1) << (64 - bits)) - 1;
+  storage::Id begin = storage::Id::min(), end = storage::Id::max();
+  for (int i = 0; i < 8; ++i) {
+    begin.bytes[size_t(i)] = uint8_t(lo >> (56 - 8 * i));
+    end.bytes[size_t(i)] = uint8_t(hi >> (56 - 8 * i));
+  }
+  return {begin, end};
+}
+
 /// Whether an id is in the range that node_b's backend and the range's backend A share.
 bool in_range(const ae_state& st, const ae_range& r, const std::string& node_b, const storage::Id& id) {
   auto a = st.rings.find(r.group_a), b = st.rings.find(r.group_b);
@@ -63,13 +78,18 @@ bool in_range(const ae_state& st, const ae_range& r, const std::string& node_b, 
 /// payload or not.
 template <class F>
 storage::Status scan(const ae_state& st, uint32_t backend, const ae_range& r,
-                     const std::string& node_b, bool payload, F&& each) {
+                     const std::string& node_b, bool payload, F&& each,
+                     const std::vector<uint32_t>* chunk = nullptr) {
   auto it = st.cfg.backends.find(backend);
   if (it == st.cfg.backends.end()) return storage::Status::not_found("no backend " + std::to_string(backend));
   storage::IterateOptions io;
   io.with_payload = payload;
   io.include_tombstones = true;
   io.min_version = storage::Version{r.since_ms << 16, 0};
+  if (chunk && !chunk->empty()) {  // chunks list buckets in increasing order
+    auto [lo, hi] = std::minmax_element(chunk->begin(), chunk->end());
+    std::tie(io.begin, io.end) = bucket_span(*lo, *hi, st.cfg.buckets);
+  }
   return it->second.engine->iterate(io, [&](const storage::Record& rec) {
     if (in_range(st, r, node_b, rec.id)) each(rec);
     return true;
@@ -151,7 +171,7 @@ void push(self_ptr self, const std::vector<uint32_t>& buckets, std::vector<id_ve
     if (!wanted[bucket_of(rec.id, st.cfg.buckets)]) return;
     auto& v = ours[rec.id];
     if (v < rec.version) v = rec.version;
-  });
+  }, &buckets);
   uint64_t compared = ours.size() + their_version.size(), divergent = 0;
   std::unordered_map<storage::Id, storage::Version, storage::IdHash> lacking;
   for (const auto& [id, v] : ours) {
@@ -183,7 +203,7 @@ void push(self_ptr self, const std::vector<uint32_t>& buckets, std::vector<id_ve
       // The rest goes in the next step, on this chunk again: a step pushes at most a
       // second's worth at the rate, and push_bytes.
       round.truncated = bytes >= st.cfg.push_bytes || n >= std::max<uint64_t>(st.cfg.rate, 1);
-    });
+    }, &buckets);
   if (!batch.empty()) batches.push_back(std::move(batch));
   round.pushed = 0;
   if (batches.empty()) return chunk_done(self);
@@ -467,7 +487,7 @@ anti_entropy_actor::behavior_type anti_entropy(self_ptr self, ae_config cfg) {
           if (!wanted[bucket_of(rec.id, st.cfg.buckets)]) return;
           auto& v = newest[rec.id];
           if (v < rec.version) v = rec.version;
-        });
+        }, &buckets);
         std::vector<id_version> out;
         out.reserve(newest.size());
         for (const auto& [id, v] : newest) out.push_back({id, v});

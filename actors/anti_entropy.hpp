@@ -58,7 +58,7 @@ struct ae_config {
   size_t buckets = 1024;     ///< a power of two
   /// About how many ids one step lists and compares: bounds a step's memory (~100 bytes an
   /// id on each side) while letting a small backend's differing buckets go in one step.
-  size_t chunk_keys = 1 << 18;
+  size_t chunk_keys = 1 << 16;
   size_t push_batch = 256;   ///< records per replica write
   size_t push_bytes = 32u << 20;  ///< payload a step pushes at most (the rest: the next step)
   size_t merge_batch = 1024;  ///< records a merge step moves
