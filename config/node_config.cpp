@@ -44,6 +44,7 @@ tombstone_grace_ms = 604800000
 [runtime]
 scheduler_threads = 2
 io_threads = 2
+scheduler = "sharing"
 
 [log]
 level = "info"
@@ -280,9 +281,12 @@ bool load_config(const std::string& text, const std::string& file,
              "a cluster (a port or seeds) needs a cookie of at least 8 characters");
   }
   if (auto* t = r.table(root, "runtime")) {
-    r.only(*t, "runtime.", {"scheduler_threads", "io_threads"});
+    r.only(*t, "runtime.", {"scheduler_threads", "io_threads", "scheduler"});
     r.integer(*t, "runtime.", "scheduler_threads", &c.scheduler_threads, 1, 256);
     r.integer(*t, "runtime.", "io_threads", &c.io_threads, 1, 256);
+    r.string(*t, "runtime.", "scheduler", &c.scheduler);
+    if (c.scheduler != "sharing" && c.scheduler != "stealing")
+      r.fail(r.node(*t, "scheduler"), "runtime.scheduler", "expected sharing or stealing, got '" + c.scheduler + "'");
   }
   if (auto* t = r.table(root, "log")) {
     r.only(*t, "log.", {"level"});

@@ -34,6 +34,9 @@ struct NodeConfig {
   uint32_t timeout_ms = 5000;
   uint32_t scheduler_threads = 2;
   uint32_t io_threads = 2;
+  /// CAF's scheduler: "sharing" (one queue, idle threads sleep) or "stealing" (per-thread
+  /// queues, idle threads poll).
+  std::string scheduler = "sharing";
   uint16_t cluster_port = 0;  ///< 0: a node of its own, no cluster
   std::vector<std::pair<std::string, uint16_t>> seeds;
   std::string cookie;

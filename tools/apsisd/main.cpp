@@ -59,6 +59,7 @@ int main(int argc, char** argv) {
   caf::actor_system_config caf_cfg;
   caf_cfg.add_message_types<caf::id_block::apsis>();
   caf_cfg.set("scheduler.max-threads", static_cast<size_t>(cfg.scheduler_threads));
+  caf_cfg.set("scheduler.policy", cfg.scheduler == "stealing" ? caf::atom("stealing") : caf::atom("sharing"));
   if (cfg.cluster_port != 0) {
     caf_cfg.load<caf::io::middleman>();
     // Without heartbeats a frozen peer is never noticed (../shared/DESIGN.md).
