@@ -9,6 +9,30 @@ namespace {
 
 using wire::reply_fn;
 
+wire::Response from_result(const op_result& r);
+
+/// A key request as an operation; a replica request as its put or del, already versioned.
+kv_op to_op(wire::Request q) {
+  wire::opcode op = q.op == wire::opcode::replica ? q.inner : q.op;
+  kv_op o;
+  o.kind = op == wire::opcode::get ? op_kind::get
+         : op == wire::opcode::lookup ? op_kind::lookup
+         : op == wire::opcode::put ? op_kind::put : op_kind::remove;
+  o.cond = q.cond;
+  o.expected = q.expected;
+  o.fence = q.fence;
+  o.id = storage::make_id(q.ns, q.key);
+  o.key = std::move(q.key);
+  o.json = std::move(q.json);
+  o.data = std::move(q.data);
+  o.expiry_ms = q.expiry_ms;
+  o.user_flags = q.user_flags;
+  o.policy = q.policy;
+  o.latest = q.latest;
+  if (q.op == wire::opcode::replica) o.version = q.version;
+  return o;
+}
+
 /// SESSION (see interfaces.hpp).
 session_actor::behavior_type session(session_actor::pointer self, lock_manager_actor locks,
                                      node_actor node) {
@@ -40,6 +64,16 @@ session_actor::behavior_type session(session_actor::pointer self, lock_manager_a
                   [reply](caf::error&) {
                     wire::Response r;
                     r.status = op_status::unavailable;
+                    (*reply)(std::move(r));
+                  });
+      },
+      [=](atom::apply, uint32_t backend, kv_op& op, reply_fn& reply) {
+        self->request(node, caf::infinite, atom::apply_v, backend, op_batch{std::move(op)})
+            .then([reply](result_batch& r) { (*reply)(r.empty() ? wire::Response{} : from_result(r[0])); },
+                  [reply, self](caf::error& e) {
+                    wire::Response r;
+                    r.status = op_status::unavailable;
+                    r.message = self->system().render(e);
                     (*reply)(std::move(r));
                   });
       },
@@ -145,7 +179,7 @@ class BinaryProtocol {
       }
       if (f.k != wire::kind::request)
         return fail(b, wire::error_code::malformed, f.id, "expected a request frame");
-      if (f.op < wire::opcode::get || f.op > wire::opcode::admin)
+      if (f.op < wire::opcode::get || f.op > wire::opcode::replica)
         return fail(b, wire::error_code::unknown_opcode, f.id, "unknown opcode " + std::to_string(int(f.op)));
       if (f.flags & ~(wire::flag_policy_mask | wire::flag_latest))
         return fail(b, wire::error_code::malformed, f.id, "unknown request flags " + std::to_string(f.flags));
@@ -179,6 +213,8 @@ class BinaryProtocol {
         caf::anon_send(session_, atom::unlock_v, std::move(key), p.request.token, reply);
       else if (p.op == wire::opcode::admin)
         caf::anon_send(session_, atom::admin_v, std::move(p.request.data), reply);
+      else if (p.op == wire::opcode::replica)
+        caf::anon_send(session_, atom::apply_v, p.request.backend, to_op(std::move(p.request)), reply);
       else
         caf::anon_send(session_, atom::stats_v, reply);
     }
@@ -220,25 +256,12 @@ class BinaryProtocol {
       case wire::opcode::unlock:
       case wire::opcode::stat:
       case wire::opcode::admin:
+      case wire::opcode::replica:
         p.async = true;
         p.request = std::move(q);
         break;
       default: {
-        kv_op o;
-        o.kind = q.op == wire::opcode::get ? op_kind::get
-               : q.op == wire::opcode::lookup ? op_kind::lookup
-               : q.op == wire::opcode::put ? op_kind::put : op_kind::remove;
-        o.cond = q.cond;
-        o.expected = q.expected;
-        o.fence = q.fence;
-        o.id = storage::make_id(q.ns, q.key);
-        o.key = std::move(q.key);
-        o.json = std::move(q.json);
-        o.data = std::move(q.data);
-        o.expiry_ms = q.expiry_ms;
-        o.user_flags = q.user_flags;
-        o.policy = q.policy;
-        o.latest = q.latest;
+        kv_op o = to_op(std::move(q));
         p.op_index = long(b.ops.size());
         b.ops.push_back(std::move(o));
       }

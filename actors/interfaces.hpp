@@ -65,7 +65,9 @@ using session_actor = caf::typed_actor<
     // Fetches the node's statistics.
     caf::reacts_to<atom::stats, wire::reply_fn>,
     // Runs an operator's command (JSON) on the node.
-    caf::reacts_to<atom::admin, std::string, wire::reply_fn>>;
+    caf::reacts_to<atom::admin, std::string, wire::reply_fn>,
+    // A versioned write to one of the node's backends (a client that coordinates itself).
+    caf::reacts_to<atom::apply, uint32_t, kv_op, wire::reply_fn>>;
 
 /// ANTI_ENTROPY: converges this node's backends with their replicas in the other groups, by
 /// itself: each round it compares bucketed digests of (id, version) with one replica, lists
@@ -105,6 +107,8 @@ using node_actor = caf::typed_actor<
     // Statistics of every backend and actor, as a JSON document.
     caf::replies_to<atom::stats>::with<std::string>,
     // An operator's command as JSON ({"cmd": "recover", ...}); answers JSON.
-    caf::replies_to<atom::admin, std::string>::with<std::string>>;
+    caf::replies_to<atom::admin, std::string>::with<std::string>,
+    // Versioned writes to one of this node's backends, from a client that coordinates.
+    caf::replies_to<atom::apply, uint32_t, op_batch>::with<result_batch>>;
 
 }  // namespace apsis

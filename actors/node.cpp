@@ -99,10 +99,12 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
                                std::vector<std::shared_ptr<storage::Engine>> engines,
                                std::vector<caf::actor> children,
                                anti_entropy_actor recovery_actor,
+                               std::map<uint32_t, replica_group_actor> backends,
                                std::shared_ptr<ae_stats> recovery,
                                std::shared_ptr<cluster_view> cluster) {
   self->state.cfg = std::move(cfg);
   self->state.recovery_actor = std::move(recovery_actor);
+  self->state.backends = std::move(backends);
   self->state.recovery = std::move(recovery);
   self->state.cluster = std::move(cluster);
   self->state.engines = std::move(engines);
@@ -122,6 +124,14 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
           return self->state.cluster->routes;
         }
         return nlohmann::json{{"error", "unknown command '" + what + "' (known: recover, routes)"}}.dump();
+      },
+      [=](atom::apply, uint32_t backend, op_batch& ops) -> caf::result<result_batch> {
+        auto it = self->state.backends.find(backend);
+        if (it == self->state.backends.end())
+          return caf::make_error(caf::sec::runtime_error,
+                                 self->state.backends.empty() ? std::string("this node is not in a cluster")
+                                                              : "no backend " + std::to_string(backend));
+        return self->delegate(it->second, atom::exec_v, std::move(ops));
       },
   };
 }
@@ -214,6 +224,7 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
   // so the actor system, from ending. Its scans take a scheduler thread meanwhile.
   parts.recovery = sys.spawn(anti_entropy, std::move(ae));
   children.push_back(caf::actor_cast<caf::actor>(parts.recovery));
+  std::map<uint32_t, replica_group_actor> backends = pc.backends;  // for clients that coordinate
   if (cluster) {
     pc.coordinator = parts.coordinator.actor;
     pc.locks = parts.locks;
@@ -225,7 +236,7 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
     children.push_back(caf::actor_cast<caf::actor>(parts.peer));
   }
   parts.node = sys.spawn(node, cfg, parts.engines, std::move(children), parts.recovery,
-                         parts.recovery_stats, parts.cluster);
+                         backends, parts.recovery_stats, parts.cluster);
   *out = std::move(parts);
   return true;
 }

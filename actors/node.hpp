@@ -3,6 +3,7 @@
 // so that stopping the node stops them and closes the engines.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -31,6 +32,7 @@ struct NodeParts {
 struct node_state {
   std::vector<std::shared_ptr<storage::Engine>> engines;
   anti_entropy_actor recovery_actor;
+  std::map<uint32_t, replica_group_actor> backends;  ///< in a cluster: each backend's own coordinator
   std::shared_ptr<ae_stats> recovery;
   std::shared_ptr<cluster_view> cluster;
   config::NodeConfig cfg;
@@ -42,6 +44,7 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
                                std::vector<std::shared_ptr<storage::Engine>> engines,
                                std::vector<caf::actor> children,
                                anti_entropy_actor recovery_actor,
+                               std::map<uint32_t, replica_group_actor> backends,
                                std::shared_ptr<ae_stats> recovery,
                                std::shared_ptr<cluster_view> cluster);
 

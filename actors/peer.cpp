@@ -110,6 +110,9 @@ void connect(self_ptr self, const std::string& host, uint16_t port) {
                       for (const auto& [name, e] : t.nodes)  // reachable again, if it was not
                         if (e.peer && e.peer.node() == other.node()) st.dead.erase(name), st.dialed.insert(name);
                       take(self, std::move(t));
+                      // What changed here since the join was asked (the binary port, once
+                      // it listens) reaches the node now rather than at the next gossip.
+                      self->send(other, atom::gossip_v, self->state.table);
                     },
                     fail);
           },

@@ -8,17 +8,6 @@
 
 namespace apsis {
 
-op_status decide(success_policy policy, const std::vector<replica_entry>& replicas) {
-  size_t n = replicas.size(), ok = 0;
-  for (const auto& r : replicas) ok += r.status == op_status::ok;
-  size_t need = policy == success_policy::one ? 1 : policy == success_policy::all ? n : n / 2 + 1;
-  if (n > 0 && ok >= need) return op_status::ok;
-  // Replicas that agree on why not (a failed condition, a stale version...) say it for all.
-  for (const auto& r : replicas)
-    if (r.status != replicas.front().status) return op_status::unavailable;
-  return n ? replicas.front().status : op_status::unavailable;
-}
-
 namespace {
 
 using deliver_fn = std::function<void(result_batch&&)>;

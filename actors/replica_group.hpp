@@ -98,7 +98,5 @@ struct Coordinator {
   std::shared_ptr<LocalCoordinator> local;  ///< null: every batch goes to the actor
 };
 
-/// Combines the replicas' entries of one write into its overall status under a policy.
-op_status decide(success_policy policy, const std::vector<replica_entry>& replicas);
 
 }  // namespace apsis

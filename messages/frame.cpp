@@ -105,6 +105,20 @@ bool decode_request(opcode op, std::string_view body, Request* out, std::string*
     out->ns = r.str16();
     out->key = r.str16();
   }
+  auto write_body = [&](opcode w) {
+    uint8_t c = r.u8();
+    if (c > uint8_t(op_cond::if_version)) return *err = "unknown condition " + std::to_string(c), false;
+    out->cond = op_cond(c);
+    if (out->cond == op_cond::if_version) out->expected = r.version();
+    out->fence = r.u64();
+    if (w == opcode::put) {
+      out->expiry_ms = r.u64();
+      out->user_flags = r.u32();
+      out->json = r.str32();
+      out->data = r.str32();
+    }
+    return true;
+  };
   switch (op) {
     case opcode::get:
     case opcode::lookup:
@@ -112,18 +126,17 @@ bool decode_request(opcode op, std::string_view body, Request* out, std::string*
     case opcode::ping:
       break;
     case opcode::put:
-    case opcode::del: {
-      uint8_t c = r.u8();
-      if (c > uint8_t(op_cond::if_version)) return *err = "unknown condition " + std::to_string(c), false;
-      out->cond = op_cond(c);
-      if (out->cond == op_cond::if_version) out->expected = r.version();
-      out->fence = r.u64();
-      if (op == opcode::put) {
-        out->expiry_ms = r.u64();
-        out->user_flags = r.u32();
-        out->json = r.str32();
-        out->data = r.str32();
-      }
+    case opcode::del:
+      if (!write_body(op)) return false;
+      break;
+    case opcode::replica: {
+      out->backend = r.u32();
+      out->version = r.version();
+      uint8_t w = r.u8();
+      if (w != uint8_t(opcode::put) && w != uint8_t(opcode::del))
+        return *err = "a replica write is a put or a del, not opcode " + std::to_string(w), false;
+      out->inner = opcode(w);
+      if (!write_body(out->inner)) return false;
       break;
     }
     case opcode::lock: out->lease_ms = r.u32(); break;
@@ -141,11 +154,18 @@ std::string encode_request(const Request& q) {
     w.str16(q.ns);
     w.str16(q.key);
   }
-  if (q.op == opcode::put || q.op == opcode::del) {
+  opcode write = q.op;
+  if (q.op == opcode::replica) {
+    w.u32(q.backend);
+    w.version(q.version);
+    w.u8(uint8_t(q.inner));
+    write = q.inner;
+  }
+  if (write == opcode::put || write == opcode::del) {
     w.u8(uint8_t(q.cond));
     if (q.cond == op_cond::if_version) w.version(q.expected);
     w.u64(q.fence);
-    if (q.op == opcode::put) {
+    if (write == opcode::put) {
       w.u64(q.expiry_ms);
       w.u32(q.user_flags);
       w.str32(q.json);

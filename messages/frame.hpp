@@ -21,7 +21,8 @@ constexpr uint32_t default_max_frame = (32u << 20) + 64 * 1024;
 enum class kind : uint8_t { hello = 1, request = 2, response = 3, error = 4 };
 enum class opcode : uint8_t {
   none = 0, get = 1, put = 2, del = 3, lookup = 4, lock = 5, unlock = 6, stat = 7, ping = 8,
-  admin = 9  ///< an operator's command as JSON (`apsis recover`), answered with JSON
+  admin = 9,  ///< an operator's command as JSON (`apsis recover`), answered with JSON
+  replica = 10  ///< a put or del for one backend, versioned by the client that coordinates
 };
 /// Error frame codes: the connection closes after an error frame.
 enum class error_code : uint16_t {
@@ -61,6 +62,10 @@ struct Request {
   uint64_t token = 0;     ///< unlock
   uint8_t policy = 0;     ///< from the frame's flags: 0 default, else success_policy + 1
   bool latest = false;    ///< from the frame's flags
+  // replica: which write, to which of the node's backends, at which version
+  opcode inner = opcode::none;  ///< put or del
+  uint32_t backend = 0;
+  storage::Version version;
 };
 /// The frame flags that carry a request's policy and latest.
 inline uint16_t request_flags(const Request& q) {
@@ -106,7 +111,8 @@ bool decode_error(std::string_view body, error_code* code, std::string* message)
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, Request& x) {
   return f(caf::meta::type_name("request"), x.op, x.ns, x.key, x.cond, x.expected, x.expiry_ms,
-           x.user_flags, x.fence, x.json, x.data, x.lease_ms, x.token, x.policy, x.latest);
+           x.user_flags, x.fence, x.json, x.data, x.lease_ms, x.token, x.policy, x.latest, x.inner,
+           x.backend, x.version);
 }
 
 template <class Inspector>

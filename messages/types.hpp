@@ -100,6 +100,10 @@ struct op_result {
   std::vector<replica_entry> replicas;
 };
 
+/// Combines the replicas' entries of one write into its overall status under a policy (the
+/// coordinator's, and a client's that coordinates itself).
+op_status decide(success_policy policy, const std::vector<replica_entry>& replicas);
+
 using op_batch = std::vector<kv_op>;
 using result_batch = std::vector<op_result>;
 

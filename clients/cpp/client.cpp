@@ -10,7 +10,10 @@
 #include <nlohmann/json.hpp>
 
 #include <map>
+#include <optional>
+#include <random>
 
+#include "actors/hlc.hpp"
 #include "messages/route.hpp"
 
 namespace apsis {
@@ -33,10 +36,12 @@ struct Client::Impl {
   ClientOptions opts;
   // With opts.route: the first group's ring, each node's binary address, a connection per
   // owner talked to (an empty handle: it could not be reached, use `actor`).
+  std::map<uint32_t, ring> rings;  ///< every group's, by group id
   ring first_group;
   std::map<std::string, std::pair<std::string, uint16_t>> addresses;
   std::map<std::string, client_actor> owners;
   std::string last_node;
+  Hlc clock{(uint64_t(1) << 63) | (std::random_device{}() & 0xffffffffu)};  ///< a client's node id: high bit set
 
   ~Impl() {
     if (actor) caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
@@ -65,8 +70,64 @@ struct Client::Impl {
       }
       t.nodes[e.name] = std::move(e);
     }
-    auto rings = ring::build(t);
-    if (!rings.empty()) first_group = std::move(rings.begin()->second);
+    rings = ring::build(t);
+    if (!rings.empty()) first_group = rings.begin()->second;
+    return true;
+  }
+
+  /// A connection to a node by name (opened once; empty if it cannot be reached).
+  client_actor connection(const std::string& node) {
+    auto where = addresses.find(node);
+    if (where == addresses.end()) return {};
+    auto [it, fresh] = owners.emplace(node, client_actor{});
+    if (fresh) {
+      ClientOptions to = opts;
+      to.host = where->second.first;
+      to.port = where->second.second;
+      std::string ignored;  // unreachable: the caller falls back or reports the replica
+      it->second = spawn_client(sys, to, &ignored);
+    }
+    return it->second;
+  }
+
+  /// A put or del coordinated here: one versioned replica write per group, sent at once.
+  bool coordinate(const wire::Request& q, wire::Response* out) {
+    const storage::Id id = storage::make_id(q.ns.empty() ? opts.ns : q.ns, q.key);
+    const storage::Version version = clock.next();
+    caf::scoped_actor self{sys};
+    std::vector<replica_entry> entries;
+    std::vector<std::pair<size_t, decltype(self->request(client_actor{}, opts.timeout, q))>> sent;
+    for (const auto& [group, r] : rings) {
+      const ring::owner* o = r.owner_of(id);
+      if (!o) continue;
+      entries.push_back(replica_entry{group, o->node, o->backend, op_status::unavailable, {}});
+      client_actor to = connection(o->node);
+      if (!to) continue;  // unreachable: unavailable
+      wire::Request w = q;
+      w.op = wire::opcode::replica;
+      w.inner = q.op;
+      w.backend = o->backend;
+      w.version = version;
+      sent.emplace_back(entries.size() - 1, self->request(to, opts.timeout, std::move(w)));
+    }
+    *out = wire::Response{};
+    for (auto& [at, h] : sent) {
+      replica_entry& e = entries[at];
+      std::move(h).receive(
+          [&](wire::Response& r) {
+            e.status = r.status;
+            e.version = r.version;
+            out->existed = out->existed || r.existed;
+            if (r.status != op_status::ok && out->message.empty()) out->message = r.message;
+          },
+          [&](caf::error& err) {
+            e.status = err == caf::sec::request_timeout ? op_status::timeout : op_status::unavailable;
+          });
+    }
+    out->status = decide(opts.policy.value_or(success_policy::quorum), entries);
+    if (out->status == op_status::ok) out->message.clear();
+    out->version = version;
+    out->replicas = std::move(entries);
     return true;
   }
 
@@ -74,21 +135,12 @@ struct Client::Impl {
   client_actor route_for(const wire::Request& q) {
     last_node.clear();
     bool keyed = q.op != wire::opcode::stat && q.op != wire::opcode::ping && q.op != wire::opcode::admin;
-    if (!opts.route || !keyed || first_group.size() == 0) return actor;
+    if (!(opts.route || opts.coordinate) || !keyed || first_group.size() == 0) return actor;
     const ring::owner* o = first_group.owner_of(storage::make_id(q.ns.empty() ? opts.ns : q.ns, q.key));
-    auto where = o ? addresses.find(o->node) : addresses.end();
-    if (where == addresses.end()) return actor;
-    auto [it, fresh] = owners.emplace(o->node, client_actor{});
-    if (fresh) {
-      ClientOptions to = opts;
-      to.host = where->second.first;
-      to.port = where->second.second;
-      std::string ignored;  // unreachable: the connected node coordinates instead
-      it->second = spawn_client(sys, to, &ignored);
-    }
-    if (!it->second) return actor;
+    client_actor to = o ? connection(o->node) : client_actor{};
+    if (!to) return actor;  // unreachable: the connected node coordinates instead
     last_node = o->node;
-    return it->second;
+    return to;
   }
 };
 
@@ -157,7 +209,7 @@ Client::~Client() = default;
 bool Client::connect(const ClientOptions& opts, std::string* error) {
   impl_->opts = opts;
   impl_->actor = spawn_client(impl_->sys, opts, error);
-  if (!impl_->actor || !opts.route) return bool(impl_->actor);
+  if (!impl_->actor || !(opts.route || opts.coordinate)) return bool(impl_->actor);
   wire::Request q;
   q.op = wire::opcode::admin;
   q.data = R"({"cmd": "routes"})";
@@ -174,6 +226,10 @@ bool Client::call(wire::Request q, wire::Response* out, std::string* error) {
   if (!impl_->actor) return *error = "not connected", false;
   if (q.policy == 0 && impl_->opts.policy) q.policy = uint8_t(*impl_->opts.policy) + 1;
   if (q.op == wire::opcode::get || q.op == wire::opcode::lookup) q.latest = q.latest || impl_->opts.latest;
+  if (impl_->opts.coordinate && (q.op == wire::opcode::put || q.op == wire::opcode::del) && !impl_->rings.empty()) {
+    impl_->last_node.clear();
+    return impl_->coordinate(q, out);
+  }
   bool ok = false;
   client_actor to = impl_->route_for(q);
   caf::scoped_actor self{impl_->sys};

@@ -27,6 +27,11 @@ struct ClientOptions {
   /// owner in the first group (which coordinates it), instead of through the node connected
   /// to. A node of its own, or an owner that cannot be reached, gets it as before.
   bool route = false;
+  /// Coordinate writes here (implies route): version each put and del with the client's own
+  /// clock, send it to the key's owner in every group at once (the binary protocol's replica
+  /// opcode), collect one entry per replica and apply `policy` (quorum when unset), as a
+  /// node's coordinator would. Reads go as with route.
+  bool coordinate = false;
 };
 
 struct PutOptions {

@@ -71,8 +71,15 @@ TEST(Request, EveryOpcodeRoundTrips) {
   lock.lease_ms = 5000;
   Request unlock = req(opcode::unlock, "ns", "k");
   unlock.token = 77;
+  Request replica = put;
+  replica.op = opcode::replica;
+  replica.inner = opcode::put;
+  replica.backend = 7;
+  replica.version = {1ull << 40, 1ull << 63};
+  Request admin = req(opcode::admin);
+  admin.data = R"({"cmd": "routes"})";
   for (const Request& q : {put, lock, unlock, req(opcode::get, "n", "k"), req(opcode::del, "n", "k"),
-                           req(opcode::stat)}) {
+                           req(opcode::stat), replica, admin}) {
     std::string body = encode_request(q);
     Request back;
     std::string err;
@@ -86,6 +93,9 @@ TEST(Request, EveryOpcodeRoundTrips) {
     EXPECT_EQ(back.json, q.json);
     EXPECT_EQ(back.lease_ms, q.lease_ms);
     EXPECT_EQ(back.token, q.token);
+    EXPECT_EQ(back.inner, q.inner);
+    EXPECT_EQ(back.backend, q.backend);
+    EXPECT_EQ(back.version, q.version);
     // Every truncation, and one trailing byte, is refused.
     for (size_t n = 0; n < body.size(); ++n)
       EXPECT_FALSE(decode_request(q.op, body.substr(0, n), &back, &err)) << n;

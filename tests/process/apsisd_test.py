@@ -628,6 +628,26 @@ class ApsisdTest(unittest.TestCase):
             c.close()
             alone.stop()
 
+    def test_a_client_that_coordinates_writes_every_replica_itself(self):
+        ports = {i: free_port() for i in (1, 2, 3)}
+        nodes = {i: self.cluster_node(i, ports, ports[1]) for i in (1, 2, 3)}
+        wait_for(lambda: [r["status"] for r in self.replicas(nodes[1], "probe")] == ["ok"] * 3, 20,
+                 "every node joined")
+        r = json.loads(self.cli(nodes[1], "--coordinate", "--json", "put", "k", "v").stdout)
+        self.assertEqual(r["status"], "ok")
+        self.assertEqual([(e["node"], e["status"]) for e in r["replicas"]], [("n1", "ok"), ("n2", "ok"), ("n3", "ok")])
+        self.assertGreaterEqual(int(r["version"].split("@")[1]), 1 << 63)  # the client's clock, not a node's
+        self.assertEqual(len({e["version"] for e in r["replicas"]}), 1)   # one version everywhere
+        self.assertEqual(self.cli(nodes[2], "get", "k").stdout, "v")
+        nodes[3].kill()
+        r = json.loads(self.cli(nodes[1], "--coordinate", "--json", "put", "k2", "v2").stdout)
+        self.assertEqual((r["status"], [e["status"] for e in r["replicas"]]), ("ok", ["ok", "ok", "unavailable"]))
+        r = self.cli(nodes[1], "--coordinate", "--policy", "all", "--json", "put", "k3", "v3")
+        self.assertEqual((r.returncode, json.loads(r.stdout)["status"]), (1, "unavailable"))
+        r = json.loads(self.cli(nodes[2], "--coordinate", "--json", "del", "k").stdout)
+        self.assertEqual(r["status"], "ok")
+        self.assertEqual(self.cli(nodes[1], "get", "k").returncode, 1)  # deleted on n1 too
+
     def test_a_node_with_the_wrong_cookie_is_refused_on_both_sides(self):
         ports = {1: free_port(), 2: free_port()}
         good = self.cluster_node(1, ports, ports[1])

@@ -4,6 +4,7 @@
 //   apsis cluster status
 //   apsis recover dc|merge [--groups 1,2] [--since 2h] [--dry-run] [--no-wait]
 //   apsis recover status|stop|resume
+// Options: --policy one|quorum|all, --latest, --route, --coordinate (see --help).
 // Exit status: 0 ok; 1 the operation did not happen (not found, condition failed, ...);
 // 2 usage; 3 no answer (connection, timeout, protocol).
 #include <sys/wait.h>
@@ -131,6 +132,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"one", "quorum", "all"}));
   app.add_flag("--route", co.route, "send the key's request straight to its owner in the first "
                                    "group (from the cluster's route table)");
+  app.add_flag("--coordinate", co.coordinate, "coordinate puts and deletes here: version them and "
+                                             "send them to the key's owner in every group");
   app.add_flag("--latest", co.latest, "reads: ask every group and answer the newest version, "
                                       "repairing older replicas");
 
