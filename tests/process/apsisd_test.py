@@ -648,6 +648,23 @@ class ApsisdTest(unittest.TestCase):
         self.assertEqual(r["status"], "ok")
         self.assertEqual(self.cli(nodes[1], "get", "k").returncode, 1)  # deleted on n1 too
 
+    def test_tombstones_are_forgotten_after_their_grace_period(self):
+        node = self.start("cluster.tombstone_grace_ms=1000", "cluster.merge_every_ms=200")
+        c = Client(node.port)
+        c.send(*[("SET", f"t{i}", "v") for i in range(10)])
+        self.assertEqual({c.reply() for _ in range(10)}, {"+OK"})
+        c.send(*[("DEL", f"t{i}") for i in range(5)])
+        self.assertEqual({c.reply() for _ in range(5)}, {1})
+        self.assertEqual(self.keys_held(node), 10)  # five live records, five tombstones
+        wait_for(lambda: self.stats(node)["merge"]["tombstones_purged"] == 5 and self.keys_held(node) == 5,
+                 10, "the tombstones forgotten once past their grace")
+        c.send(*[("GET", f"t{i}") for i in range(10)])
+        self.assertEqual([c.reply() for _ in range(10)], [None] * 5 + [b"v"] * 5)
+        c.close()
+        node.stop()
+        again = self.start()  # and they stay forgotten after a restart
+        self.assertEqual(self.keys_held(again), 5)
+
     def test_a_node_with_the_wrong_cookie_is_refused_on_both_sides(self):
         ports = {1: free_port(), 2: free_port()}
         good = self.cluster_node(1, ports, ports[1])
