@@ -50,8 +50,12 @@ class Node:
             raise RuntimeError("apsisd did not start: " + self.proc.stderr.read())
 
     def stop(self):
+        """SIGTERM, then its exit status; a failure's stderr tail goes to ours (sanitizers)."""
         self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=15)
+        rc = self.proc.wait(timeout=15)
+        if rc != 0:
+            print(self.proc.stderr.read()[-4000:], file=sys.stderr)
+        return rc
 
     def kill(self):
         if self.proc.poll() is None:
