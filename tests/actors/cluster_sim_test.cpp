@@ -1,6 +1,7 @@
 // Two nodes on CAF's simulated network (caf/test/io_dsl.hpp: full BASP, no sockets, one
 // virtual clock): one joins the other with the cookie; a partition times the far replica
-// out and the policy decides; after healing, anti-entropy converges the far replica.
+// out and the policy decides; after healing, anti-entropy converges the far replica; a node
+// that dies is unavailable at once, and a per-request policy decides.
 // CAF's own test runner, since its DSL cannot run inside GoogleTest.
 // Not checked here: the answers of replica writes. On this simulated network they never
 // come back (the replica is written, but its answer is lost, even with a timeout of an
@@ -128,17 +129,20 @@ struct fixture : fixture_base {
     }
   }
 
-  result_batch write(planet& p, const sim_node& n, const std::string& key, const std::string& value) {
+  /// A put through n's coordinator; `passing` is the simulated time let pass meanwhile.
+  result_batch write(planet& p, const sim_node& n, const std::string& key, const std::string& value,
+                     uint8_t policy = 0, caf::timespan passing = 2s) {
     kv_op o;
     o.kind = op_kind::put;
     o.key = key;
     o.id = storage::make_id("default", key);
     o.data = value;
+    o.policy = policy;
     result_batch out;
     caf::scoped_actor self{p.sys};
     auto h = self->request(n.coordinator, caf::infinite, atom::exec_v, op_batch{o});
     exec_all();
-    pass(2s);
+    if (passing.count() > 0) pass(passing);
     h.receive([&](result_batch& r) { out = std::move(r); },
               [&](caf::error& e) { CAF_FAIL("exec failed: " << p.sys.render(e)); });
     return out;
@@ -171,6 +175,24 @@ CAF_TEST(a_partition_times_the_far_replica_out_and_anti_entropy_heals_it) {
   exec_all();
   CAF_CHECK(holds(b, "during", "2"));
   CAF_CHECK(holds(b, "before", "1"));
+}
+
+// A node whose PEER died: writes name its replica unavailable at once (no simulated time
+// passes, so no timeout could), and the policy decides (quorum of two fails, one succeeds).
+CAF_TEST(a_dead_node_is_unavailable_at_once_and_the_policy_decides) {
+  caf::anon_send_exit(b.peer, caf::exit_reason::kill);
+  exec_all();  // the down message crosses to earth; its PEER tells the coordinator
+  auto r = write(earth, a, "k", "v", 0, caf::timespan{0});  // no simulated time passes
+  CAF_REQUIRE_EQUAL(r.size(), 1u);
+  CAF_REQUIRE_EQUAL(r[0].replicas.size(), 2u);
+  CAF_CHECK_EQUAL(r[0].replicas[0].status, op_status::ok);
+  CAF_CHECK_EQUAL(r[0].replicas[1].node, "mars");
+  CAF_CHECK_EQUAL(r[0].replicas[1].status, op_status::unavailable);
+  CAF_CHECK_EQUAL(r[0].status, op_status::unavailable);  // quorum of two: both needed
+  auto one = write(earth, a, "k", "v2", uint8_t(success_policy::one) + 1, caf::timespan{0});
+  CAF_REQUIRE_EQUAL(one.size(), 1u);
+  CAF_CHECK_EQUAL(one[0].status, op_status::ok);  // policy one: the live replica is enough
+  CAF_CHECK(holds(a, "k", "v2"));
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()
