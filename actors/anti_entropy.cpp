@@ -146,6 +146,7 @@ bool counts_for_pass(const ae_state& st) { return dc_pass_running(st) && st.roun
 void chunk_done(self_ptr self) {
   auto& st = self->state;
   ae_round& r = *st.round;
+  if (r.truncated && r.accepted == 0) return end_round(self, false);  // it would loop: refused
   if (!r.truncated) r.offset += r.chunk;
   if (r.offset < r.differ.size())
     self->delayed_send(self, pause_for(st.cfg, r.pushed), atom::step_v);
@@ -205,7 +206,7 @@ void push(self_ptr self, const std::vector<uint32_t>& buckets, std::vector<id_ve
       round.truncated = bytes >= st.cfg.push_bytes || n >= std::max<uint64_t>(st.cfg.rate, 1);
     }, &buckets);
   if (!batch.empty()) batches.push_back(std::move(batch));
-  round.pushed = 0;
+  round.pushed = round.accepted = 0;
   if (batches.empty()) return chunk_done(self);
   auto peer = caf::actor_cast<peer_actor>(st.table.nodes.at(t.node_b).peer);
   auto left = std::make_shared<size_t>(batches.size());
@@ -217,6 +218,7 @@ void push(self_ptr self, const std::vector<uint32_t>& buckets, std::vector<id_ve
               uint64_t ok = 0;
               for (const auto& r : results) ok += r.status == op_status::ok;
               self->state.cfg.stats->repaired += ok;
+              if (self->state.round) self->state.round->accepted += ok;
               if (counts_for_pass(self->state)) self->state.pass.repaired += ok;
               if (--*left == 0) chunk_done(self);
             },
@@ -247,7 +249,7 @@ void step(self_ptr self) {
 void start_round(self_ptr self, const pair_task& t, bool dry_run, bool for_pass) {
   auto& st = self->state;
   st.running = true;
-  st.round = ae_round{t, {}, 0, 1, dry_run, for_pass, false, 0};
+  st.round = ae_round{t, {}, 0, 1, dry_run, for_pass, false, 0, 0};
   auto target = caf::actor_cast<anti_entropy_actor>(st.table.nodes.at(t.node_b).recovery);
   std::vector<uint64_t> mine = digests(st, t.backend, t.range, t.node_b);
   self->request(target, st.cfg.timeout, atom::digest_v, t.range, std::move(mine))

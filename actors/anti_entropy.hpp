@@ -84,6 +84,7 @@ struct ae_round {
   bool for_pass = false;  ///< a pair of the recover pass: counts into it
   bool truncated = false;  ///< the last step stopped at push_bytes: its chunk goes again
   uint64_t pushed = 0;    ///< by the last step, for the rate limit
+  uint64_t accepted = 0;  ///< of those, what the other side took
 };
 
 /// An `apsis recover` pass: what it covers and how far it got.
