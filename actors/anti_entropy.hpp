@@ -11,8 +11,9 @@
 // Each side pushes what it has newer when its own rounds reach the pair, so both converge.
 // Merge (actors/merge.cpp) runs in the same actor: records a backend holds but no longer
 // owns in its group's ring go to their owner and are then forgotten here; tombstones past
-// their grace period are forgotten. `apsis recover dc|merge` runs either as a pass now, with
-// progress, saved to a file after every step so that it can be stopped and resumed.
+// their grace period are forgotten. `apsis recover dc|merge` (actors/recover_pass.cpp) runs
+// either as a pass now, with progress, saved to a file after every step so that it can be
+// stopped and resumed.
 // Scans block the scheduler thread they run on (one round at a time).
 #pragma once
 
@@ -130,7 +131,20 @@ using ae_self = anti_entropy_actor::stateful_pointer<ae_state>;
 
 anti_entropy_actor::behavior_type anti_entropy(ae_self self, ae_config cfg);
 
-// -- shared by the rounds and merge (actors/merge.cpp) ----------------------------------
+// -- shared by the rounds, merge (actors/merge.cpp) and passes (actors/recover_pass.cpp) --
+
+/// Every pair this node's rounds compare: each local backend with each owner in another group.
+std::vector<pair_task> pairs(const ae_state& st, uint64_t since_ms = 0);
+/// Whether a `recover dc` pass is running.
+bool dc_pass_running(const ae_state& st);
+/// A round with one pair: digests, then every chunk of the buckets that differ.
+void start_round(ae_self self, const pair_task& t, bool dry_run, bool for_pass);
+/// A dc pass: its next pair, once no round runs.
+void pass_next(ae_self self);
+/// Reads the pass a restarted node saved; false if there is none.
+bool load_pass(ae_state& st);
+/// `apsis recover`: a JSON command; answers the pass's progress (or an error) as JSON.
+std::string recover_command(ae_self self, const std::string& text);
 
 /// The record as a replica write: its version travels, so the newer one wins there.
 kv_op replica_write(storage::Record&& rec);
