@@ -294,10 +294,11 @@ int main(int argc, char** argv) {
     }
     if (s.contains("recover") && s["recover"].contains("mode")) std::printf("%s\n", pass_line(s["recover"]).c_str());
     const json& ae = s["anti_entropy"];
-    std::printf("anti-entropy: %llu rounds, %llu keys compared, %llu divergent found, %llu repaired, %llu failed rounds\n",
+    std::printf("anti-entropy: %llu rounds, %llu keys compared, %llu divergent found, %llu repaired, %llu failed rounds; "
+                "%llu read repairs\n",
                 (unsigned long long)ae["rounds"].get<uint64_t>(), (unsigned long long)ae["keys_compared"].get<uint64_t>(),
                 (unsigned long long)ae["divergent_found"].get<uint64_t>(), (unsigned long long)ae["repaired"].get<uint64_t>(),
-                (unsigned long long)ae["failed_rounds"].get<uint64_t>());
+                (unsigned long long)ae["failed_rounds"].get<uint64_t>(), (unsigned long long)ae["read_repairs"].get<uint64_t>());
     return 0;
   }
   if (recover->parsed()) {
