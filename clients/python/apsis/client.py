@@ -1,0 +1,217 @@
+"""apsis clients over the binary protocol: `Client` (blocking) and `AsyncClient` (asyncio,
+many requests in flight on one connection). Both take a session's settings (namespace,
+policy for writes, read-latest for reads, timeout) and answer `Result`s with one entry per
+replica; an operation that did not happen raises the `OperationError` its status names."""
+import asyncio
+import json as jsonlib
+import socket
+import time
+from typing import Callable, Optional
+
+from . import protocol as p
+
+
+class _Operations:
+    """Every operation, built once: a subclass's `_run(op, flags, body, finish)` sends it and
+    hands the Result to finish (blocking: returns its value; asyncio: an awaitable)."""
+
+    def __init__(self, ns: str = "default", policy: Optional[str] = None, latest: bool = False,
+                 timeout: float = 10.0):
+        if policy is not None and policy not in p.POLICIES:
+            raise ValueError(f"policy must be one of {sorted(p.POLICIES)}, not {policy!r}")
+        self.ns, self.policy, self.latest, self.timeout = ns, policy, latest, timeout
+
+    def _flags(self, op: int) -> int:
+        if op in (p.PUT, p.DEL) and self.policy:
+            return p.POLICIES[self.policy]
+        if op in (p.GET, p.LOOKUP) and self.latest:
+            return p.FLAG_LATEST
+        return 0
+
+    def _op(self, op: int, key=b"", finish: Callable = p.check, **fields):
+        return self._run(op, self._flags(op), p.request_body(op, self.ns, key, **fields), finish)
+
+    def get(self, key):
+        """The record under key (`.data`, `.json`, `.version`); NotFound if there is none."""
+        return self._op(p.GET, key)
+
+    def lookup(self, key):
+        """The record's metadata (`.version`, `.expiry_ms`, `.data_size`...); NotFound if none."""
+        return self._op(p.LOOKUP, key)
+
+    def put(self, key, data=b"", *, json=b"", ttl: Optional[float] = None, if_absent=False,
+            if_present=False, if_version: Optional[p.Version] = None, fence=0, user_flags=0):
+        """Stores data (and a JSON part). Conditions: if_absent, if_present, or if_version (the
+        stored version must be that one: compare-and-swap); ConditionFailed when false."""
+        if sum([if_absent, if_present, if_version is not None]) > 1:
+            raise ValueError("if_absent, if_present and if_version exclude each other")
+        cond = (p.COND_IF_ABSENT if if_absent else p.COND_IF_PRESENT if if_present
+                else p.COND_IF_VERSION if if_version is not None else p.COND_NONE)
+        if isinstance(json, (dict, list)):
+            json = jsonlib.dumps(json).encode()
+        expiry = int(time.time() * 1000 + ttl * 1000) if ttl else 0
+        return self._op(p.PUT, key, cond=cond, expected=if_version, fence=fence, expiry_ms=expiry,
+                        user_flags=user_flags, json=json, data=data)
+
+    def delete(self, key, *, if_version: Optional[p.Version] = None, fence=0):
+        """Removes the key (a tombstone); `.existed` says whether a live record was there."""
+        cond = p.COND_IF_VERSION if if_version is not None else p.COND_NONE
+        return self._op(p.DEL, key, cond=cond, expected=if_version, fence=fence)
+
+    def lock(self, key, lease_ms: int = 30000):
+        """Waits for and takes the key's lease: `.token` (pass it as `fence` to writes) and
+        `.expiry_ms`. The lease belongs to this connection: closing it releases the lease."""
+        return self._op(p.LOCK, key, lease_ms=lease_ms)
+
+    def unlock(self, key, token: int):
+        """Ends the lease with this token; False if it had already ended."""
+        return self._op(p.UNLOCK, key, token=token, finish=lambda r: p.check(r, missing_ok=True).ok)
+
+    def stat(self):
+        """The node's statistics, as a dict."""
+        return self._run(p.STAT, 0, b"", lambda r: jsonlib.loads(p.check(r).data))
+
+    def admin(self, command: dict):
+        """An operator's command (e.g. {"cmd": "routes"}), answered as a dict."""
+        body = p.request_body(p.ADMIN, command=jsonlib.dumps(command).encode())
+        return self._run(p.ADMIN, 0, body, lambda r: jsonlib.loads(p.check(r).data))
+
+
+class Client(_Operations):
+    """A blocking client: one connection, one request at a time. Use one per thread."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 7380, **session):
+        super().__init__(**session)
+        try:
+            self._sock = socket.create_connection((host, port), timeout=self.timeout)
+        except OSError as e:
+            raise p.ApsisError(f"connect {host}:{port}: {e}") from e
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._buf = bytearray()
+        self._next = 0
+        self._send(p.frame(p.HELLO, 0, 0, p.hello_body()))
+        kind, _, _, body = self._receive()
+        if kind != p.HELLO:
+            raise p.ProtocolError("the node did not answer the hello")
+
+    def _send(self, data: bytes):
+        try:
+            self._sock.sendall(data)
+        except OSError as e:
+            raise p.ApsisError(f"send: {e}") from e
+
+    def _receive(self):
+        while True:
+            f = p.split_frame(self._buf)
+            if f:
+                if f[0] == p.ERROR:
+                    raise p.ProtocolError(p.parse_error(f[3]))
+                return f
+            try:
+                chunk = self._sock.recv(1 << 16)
+            except socket.timeout as e:
+                raise p.ApsisError(f"no answer within {self.timeout} s") from e
+            except OSError as e:
+                raise p.ApsisError(f"receive: {e}") from e
+            if not chunk:
+                raise p.ApsisError("the node closed the connection")
+            self._buf += chunk
+
+    def _run(self, op, flags, body, finish):
+        self._next += 1
+        self._send(p.frame(p.REQUEST, op, self._next, body, flags))
+        kind, rop, fid, rbody = self._receive()
+        if kind != p.RESPONSE or fid != self._next:
+            raise p.ProtocolError(f"expected the response to request {self._next}, got frame {kind}/{fid}")
+        return finish(p.parse_response(rop, rbody))
+
+    def close(self):
+        self._sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class AsyncClient(_Operations):
+    """An asyncio client: every call is a coroutine, and many may be in flight at once on
+    the one connection (responses are matched by request id). `await AsyncClient.connect()`."""
+
+    @classmethod
+    async def connect(cls, host: str = "127.0.0.1", port: int = 7380, **session):
+        self = cls(**session)
+        try:
+            self._reader, self._writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port), self.timeout)
+        except (OSError, asyncio.TimeoutError) as e:
+            raise p.ApsisError(f"connect {host}:{port}: {e}") from e
+        self._buf = bytearray()
+        self._next = 0
+        self._waiting = {}
+        self._failed = None
+        self._writer.write(p.frame(p.HELLO, 0, 0, p.hello_body()))
+        kind, _, _, _ = await asyncio.wait_for(self._read_frame(), self.timeout)
+        if kind != p.HELLO:
+            raise p.ProtocolError("the node did not answer the hello")
+        self._task = asyncio.get_running_loop().create_task(self._read_loop())
+        return self
+
+    async def _read_frame(self):
+        while True:
+            f = p.split_frame(self._buf)
+            if f:
+                return f
+            chunk = await self._reader.read(1 << 16)
+            if not chunk:
+                raise p.ApsisError("the node closed the connection")
+            self._buf += chunk
+
+    async def _read_loop(self):
+        try:
+            while True:
+                kind, op, fid, body = await self._read_frame()
+                if kind == p.ERROR:
+                    raise p.ProtocolError(p.parse_error(body))
+                fut = self._waiting.pop(fid, None)
+                if fut and not fut.done():
+                    fut.set_result(p.parse_response(op, body))
+        except Exception as e:  # the connection is over: fail every open and later call
+            self._failed = e if isinstance(e, p.ApsisError) else p.ApsisError(str(e))
+            for fut in self._waiting.values():
+                if not fut.done():
+                    fut.set_exception(self._failed)
+            self._waiting.clear()
+
+    async def _arun(self, op, flags, body, finish):
+        if self._failed:
+            raise self._failed
+        self._next += 1
+        fid = self._next
+        fut = asyncio.get_running_loop().create_future()
+        self._waiting[fid] = fut
+        self._writer.write(p.frame(p.REQUEST, op, fid, body, flags))
+        try:
+            result = await asyncio.wait_for(fut, self.timeout)
+        except asyncio.TimeoutError as e:
+            self._waiting.pop(fid, None)
+            raise p.ApsisError(f"no answer within {self.timeout} s") from e
+        return finish(result)
+
+    def _run(self, op, flags, body, finish):
+        return self._arun(op, flags, body, finish)
+
+    async def close(self):
+        self._task.cancel()
+        self._writer.close()
+        try:
+            await self._writer.wait_closed()
+        except OSError:
+            pass
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.close()
