@@ -47,7 +47,7 @@ class Zipf {
 };
 
 struct Result {
-  std::vector<uint32_t> read_ns, write_ns;
+  std::vector<uint32_t> read_ns, write_ns, rmw_ns;
   uint64_t errors = 0;
   std::string failure;
 };
@@ -75,7 +75,34 @@ bool read_frame(tcp::socket& s, std::string& in, wire::Frame* f) {
   }
 }
 
-void worker(const NetBenchOptions& o, uint64_t ops, uint64_t seed, Result* res) {
+/// What one request is: a read, an update or insert, or either half of a read-modify-write.
+enum class Kind { read, write, rmw_read, rmw_write };
+
+/// The operation mix: a YCSB core workload (a, b, c, d, f), or the options' read ratio.
+/// Workload D reads the latest inserts (zipfian back from the newest key) and inserts new
+/// keys, numbered on from `keys` across every connection.
+struct Mix {
+  const NetBenchOptions& o;
+  std::atomic<uint64_t>& inserted;  ///< keys 0..inserted-1 exist (workload d)
+
+  std::pair<Kind, uint64_t> next(std::mt19937_64& rng, Zipf& zipf) const {
+    double u = std::uniform_real_distribution<double>(0, 1)(rng);
+    const std::string& w = o.workload;
+    if (w == "d") {
+      if (u < 0.05) return {Kind::write, inserted.fetch_add(1)};
+      uint64_t newest = inserted.load() - 1, back = zipf.next(rng);
+      return {Kind::read, back > newest ? 0 : newest - back};
+    }
+    double reads = w == "a" ? 0.5 : w == "b" ? 0.95 : w == "c" ? 1.0 : w == "f" ? 0.5 : o.read_ratio;
+    if (u < reads) return {Kind::read, zipf.next(rng)};
+    return {w == "f" ? Kind::rmw_read : Kind::write, zipf.next(rng)};
+  }
+};
+
+/// One connection: `ops` operations, at most o.pipeline in flight. With `load`, it writes
+/// keys first..last-1 (every `step`-th) instead, to fill the store before a workload.
+void worker(const NetBenchOptions& o, const Mix& mix, uint64_t ops, uint64_t seed, Result* res,
+            bool load = false, uint64_t first = 0, uint64_t step = 1) {
   try {
     asio::io_context io;
     tcp::socket s(io);
@@ -88,20 +115,30 @@ void worker(const NetBenchOptions& o, uint64_t ops, uint64_t seed, Result* res) 
     std::mt19937_64 rng(seed);
     Zipf zipf(o.keys, o.zipf);
     std::string value(o.value_size, 'v');
-    struct InFlight { bool read; Clock::time_point sent; };
+    struct InFlight { Kind kind; uint64_t key; Clock::time_point start; };
     std::deque<InFlight> inflight;
-    uint64_t sent = 0, done = 0;
+    uint64_t sent = 0, done = 0, id = 0, next_load = first;
     std::string batch;
-    auto enqueue = [&] {
+    auto request = [&](Kind kind, uint64_t key, Clock::time_point start) {
       wire::Request q;
-      bool read = std::uniform_real_distribution<double>(0, 1)(rng) < o.read_ratio;
+      bool read = kind == Kind::read || kind == Kind::rmw_read;
       q.op = read ? wire::opcode::get : wire::opcode::put;
       q.ns = "bench";
-      q.key = "key:" + std::to_string(zipf.next(rng));
+      q.key = "key:" + std::to_string(key);
       if (!read) q.data = value;
       q.latest = read && o.latest;
-      wire::encode_frame({wire::kind::request, q.op, wire::request_flags(q), ++sent, wire::encode_request(q)}, batch);
-      inflight.push_back({read, Clock::now()});
+      wire::encode_frame({wire::kind::request, q.op, wire::request_flags(q), ++id, wire::encode_request(q)}, batch);
+      inflight.push_back({kind, key, start});
+    };
+    auto enqueue = [&] {
+      ++sent;
+      if (load) {
+        request(Kind::write, next_load, Clock::now());
+        next_load += step;
+        return;
+      }
+      auto [kind, key] = mix.next(rng, zipf);
+      request(kind, key, Clock::now());
     };
     while (done < ops) {
       while (sent < ops && inflight.size() < o.pipeline) enqueue();
@@ -114,13 +151,17 @@ void worker(const NetBenchOptions& o, uint64_t ops, uint64_t seed, Result* res) 
       std::string err;
       InFlight x = inflight.front();
       inflight.pop_front();
-      ++done;
       if (!wire::decode_response(f.op, f.body, &r, &err) ||
           (r.status != op_status::ok && r.status != op_status::not_found))
         ++res->errors;
+      if (x.kind == Kind::rmw_read) {  // the write half, timed from the read's start
+        request(Kind::rmw_write, x.key, x.start);
+        continue;
+      }
+      ++done;
       uint32_t ns = uint32_t(std::min<int64_t>(
-          UINT32_MAX, std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - x.sent).count()));
-      (x.read ? res->read_ns : res->write_ns).push_back(ns);
+          UINT32_MAX, std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - x.start).count()));
+      (x.kind == Kind::read ? res->read_ns : x.kind == Kind::write ? res->write_ns : res->rmw_ns).push_back(ns);
     }
   } catch (const std::exception& e) {
     res->failure = e.what();
@@ -150,39 +191,67 @@ void add_net_command(CLI::App& app, NetBenchOptions& o) {
   cmd->add_option("--zipf", o.zipf, "zipfian constant (0 = uniform keys)")->check(CLI::Range(0.0, 0.9999))->capture_default_str();
   cmd->add_option("--seed", o.seed)->capture_default_str();
   cmd->add_flag("--latest", o.latest, "gets ask every group and answer the newest (read-latest)");
-  cmd->callback([&o] { std::exit(run_net_bench(o)); });
+  auto* size = cmd->get_option("--value-size");
+  cmd->add_option("--workload", o.workload,
+                  "a YCSB core workload, after loading --keys records: a (50% reads, 50% updates), "
+                  "b (95/5), c (reads), d (95% reads of the latest, 5% inserts), f (50% reads, 50% "
+                  "read-modify-writes); records of 1000 bytes unless -d says otherwise")
+      ->check(CLI::IsMember({"a", "b", "c", "d", "f"}));
+  cmd->callback([&o, size] {
+    if (!o.workload.empty() && size->count() == 0) o.value_size = 1000;
+    std::exit(run_net_bench(o));
+  });
 }
 
-int run_net_bench(const NetBenchOptions& o) {
-  std::printf("apsis-bench net: %s:%u, %u connections x %u in flight, %llu ops, %llu keys (zipf %.2f), "
-              "%u-byte values, %.0f%% reads%s\n",
-              o.host.c_str(), unsigned(o.port), o.connections, o.pipeline, (unsigned long long)o.ops,
-              (unsigned long long)o.keys, o.zipf, o.value_size, o.read_ratio * 100,
-              o.latest ? " (read-latest)" : "");
+/// Runs `ops` operations over o.connections connections; false (after saying why) if one failed.
+bool run_all(const NetBenchOptions& o, const Mix& mix, uint64_t ops, bool load, Result* all, double* seconds) {
   std::vector<Result> results(o.connections);
   std::vector<std::thread> threads;
   auto start = Clock::now();
   for (uint32_t c = 0; c < o.connections; ++c) {
-    uint64_t share = o.ops / o.connections + (c < o.ops % o.connections ? 1 : 0);
-    threads.emplace_back(worker, std::cref(o), share, o.seed * 1000 + c, &results[c]);
+    uint64_t share = ops / o.connections + (c < ops % o.connections ? 1 : 0);
+    threads.emplace_back([&, c, share] { worker(o, mix, share, o.seed * 1000 + c, &results[c], load, c, o.connections); });
   }
   for (auto& t : threads) t.join();
-  double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  Result all;
+  *seconds = std::chrono::duration<double>(Clock::now() - start).count();
   for (auto& r : results) {
     if (!r.failure.empty()) {
       std::fprintf(stderr, "apsis-bench net: %s\n", r.failure.c_str());
-      return 1;
+      return false;
     }
-    all.read_ns.insert(all.read_ns.end(), r.read_ns.begin(), r.read_ns.end());
-    all.write_ns.insert(all.write_ns.end(), r.write_ns.begin(), r.write_ns.end());
-    all.errors += r.errors;
+    for (std::vector<uint32_t> Result::*v : {&Result::read_ns, &Result::write_ns, &Result::rmw_ns})
+      (all->*v).insert((all->*v).end(), (r.*v).begin(), (r.*v).end());
+    all->errors += r.errors;
   }
-  std::vector<uint32_t> both = all.read_ns;
-  both.insert(both.end(), all.write_ns.begin(), all.write_ns.end());
-  print("all", both, seconds);
+  return true;
+}
+
+int run_net_bench(const NetBenchOptions& o) {
+  std::printf("apsis-bench net: %s:%u, %u connections x %u in flight, %llu ops, %llu keys (zipf %.2f), "
+              "%u-byte values, %s%s\n",
+              o.host.c_str(), unsigned(o.port), o.connections, o.pipeline, (unsigned long long)o.ops,
+              (unsigned long long)o.keys, o.zipf, o.value_size,
+              o.workload.empty() ? (std::to_string(int(o.read_ratio * 100)) + "% reads").c_str()
+                                 : ("YCSB workload " + o.workload).c_str(),
+              o.latest ? " (read-latest)" : "");
+  std::atomic<uint64_t> inserted{o.keys};
+  Mix mix{o, inserted};
+  Result all;
+  double seconds = 0;
+  if (!o.workload.empty()) {  // YCSB's load phase: every key, once, before the run
+    Result loaded;
+    if (!run_all(o, mix, o.keys, true, &loaded, &seconds)) return 1;
+    std::printf("load     %10zu keys in %.1f s\n", loaded.write_ns.size(), seconds);
+    if (loaded.errors) return std::printf("ERRORS: %llu loads failed\n", (unsigned long long)loaded.errors), 1;
+  }
+  if (!run_all(o, mix, o.ops, false, &all, &seconds)) return 1;
+  std::vector<uint32_t> every = all.read_ns;
+  every.insert(every.end(), all.write_ns.begin(), all.write_ns.end());
+  every.insert(every.end(), all.rmw_ns.begin(), all.rmw_ns.end());
+  print("all", every, seconds);
   print("get", all.read_ns, seconds);
   print("put", all.write_ns, seconds);
+  print("rmw", all.rmw_ns, seconds);
   if (all.errors) std::printf("ERRORS: %llu operations failed\n", (unsigned long long)all.errors);
   return all.errors ? 1 : 0;
 }

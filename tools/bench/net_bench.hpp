@@ -19,6 +19,7 @@ struct NetBenchOptions {
   double zipf = 0.99;         ///< 0 = uniform keys
   uint64_t seed = 1;
   bool latest = false;  ///< gets ask every group (read-latest)
+  std::string workload;  ///< a YCSB core workload (a, b, c, d, f); empty: read_ratio's mix
 };
 
 void add_net_command(CLI::App& app, NetBenchOptions& opts);
