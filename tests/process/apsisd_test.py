@@ -406,7 +406,7 @@ class ApsisdTest(unittest.TestCase):
         return json.loads(r.stdout)["replicas"] if r.returncode == 0 else []
 
     def stats(self, node):
-        return json.loads(self.cli(node, "stat").stdout)
+        return json.loads(self.cli(node, "--json", "stat").stdout)
 
     def test_a_cluster_replicates_survives_a_dead_node_and_converges(self):
         ports = {i: free_port() for i in (1, 2, 3)}
@@ -718,7 +718,8 @@ class ApsisdTest(unittest.TestCase):
         self.assertEqual(self.cli(node, "get", "k").returncode, 1)
         # RESP sees what the binary protocol wrote, and the other way round.
         self.assertEqual(Client(node.port).call("GET", "s"), b"from stdin")
-        self.assertIn("backends", self.cli(node, "stat").stdout)
+        self.assertRegex(self.cli(node, "stat").stdout, r"backend\s+group\s+engine.*\n1\s+1\s+blob")
+        self.assertIn("backends", json.loads(self.cli(node, "--json", "stat").stdout))
         self.assertEqual(subprocess.run([APSIS, "--port", "1", "get", "k"], capture_output=True,
                                         timeout=30).returncode, 3)
 

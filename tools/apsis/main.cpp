@@ -112,6 +112,37 @@ std::string pass_line(const json& p) {
   return line;
 }
 
+/// `apsis stat` for a terminal: a line per backend, then the cluster's work in progress.
+void print_stats(const json& s) {
+  std::printf("node %s\n", s.value("node", std::string("?")).c_str());
+  std::printf("%-8s %-6s %-7s %-14s %12s %12s %12s %10s %6s %12s\n", "backend", "group", "engine", "fsync",
+              "keys", "disk bytes", "dead bytes", "index", "files", "compactions");
+  for (const auto& b : s["backends"])
+    std::printf("%-8llu %-6llu %-7s %-14s %12llu %12llu %12llu %10llu %6llu %12llu\n",
+                (unsigned long long)b.value("id", 0ull), (unsigned long long)b.value("group", 0ull),
+                b.value("engine", std::string()).c_str(), b.value("fsync", std::string()).c_str(),
+                (unsigned long long)b.value("keys", 0ull), (unsigned long long)b.value("disk_bytes", 0ull),
+                (unsigned long long)b.value("dead_bytes", 0ull), (unsigned long long)b.value("index_bytes", 0ull),
+                (unsigned long long)b.value("files", 0ull), (unsigned long long)b.value("compactions", 0ull));
+  if (s.contains("anti_entropy")) {
+    const json& ae = s["anti_entropy"];
+    std::printf("anti-entropy: %llu rounds (%llu failed), %llu keys compared, %llu divergent, %llu repaired, "
+                "%llu read repairs\n",
+                (unsigned long long)ae.value("rounds", 0ull), (unsigned long long)ae.value("failed_rounds", 0ull),
+                (unsigned long long)ae.value("keys_compared", 0ull), (unsigned long long)ae.value("divergent_found", 0ull),
+                (unsigned long long)ae.value("repaired", 0ull), (unsigned long long)ae.value("read_repairs", 0ull));
+  }
+  if (s.contains("merge")) {
+    const json& m = s["merge"];
+    std::printf("merge: %llu passes, %llu keys moved, %llu waiting for their owner, %llu tombstones purged\n",
+                (unsigned long long)m.value("passes", 0ull), (unsigned long long)m.value("moved", 0ull),
+                (unsigned long long)m.value("misplaced", 0ull), (unsigned long long)m.value("tombstones_purged", 0ull));
+  }
+  if (s.contains("recover") && s["recover"].contains("mode")) std::printf("%s\n", pass_line(s["recover"]).c_str());
+  if (s.contains("cluster"))
+    std::printf("cluster: %zu nodes (apsis cluster status)\n", s["cluster"].value("nodes", json::array()).size());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -343,8 +374,10 @@ int main(int argc, char** argv) {
   }
   if (stat->parsed()) {
     if (!client.stat(&r, &error)) return fail();
-    if (r.status == op_status::ok) std::cout << (as_json ? r.data : json::parse(r.data).dump(2)) << "\n";
-    return r.status == op_status::ok ? 0 : report("stat", r, as_json);
+    if (r.status != op_status::ok) return report("stat", r, as_json);
+    if (as_json) return std::cout << r.data << "\n", 0;
+    print_stats(json::parse(r.data));
+    return 0;
   }
   return 2;
 }
