@@ -20,6 +20,7 @@ data_dir = "./data"
 bind = "127.0.0.1"
 resp_port = 6380
 binary_port = 7380
+http_port = 8380
 
 [limits]
 max_key_size = 4096
@@ -227,7 +228,8 @@ bool load_config(const std::string& text, const std::string& file,
     r.string(*t, "node.", "data_dir", &c.data_dir);
   }
   if (auto* t = r.table(root, "network")) {
-    r.only(*t, "network.", {"bind", "resp_port", "binary_port"});
+    r.only(*t, "network.", {"bind", "resp_port", "binary_port", "http_port"});
+    r.integer(*t, "network.", "http_port", &c.http_port, 0, 65535);
     r.string(*t, "network.", "bind", &c.bind);
     r.integer(*t, "network.", "resp_port", &c.resp_port, 0, 65535);
     r.integer(*t, "network.", "binary_port", &c.binary_port, 0, 65535);

@@ -28,6 +28,7 @@ struct NodeConfig {
   std::string bind;
   uint16_t resp_port = 0;  ///< 0 = an ephemeral port, printed at start
   uint16_t binary_port = 0;  ///< the binary protocol (docs/protocol.md); 0 = ephemeral
+  uint16_t http_port = 8380;  ///< health, readiness, stats and metrics over HTTP; 0 = ephemeral
   storage::Limits limits;
   success_policy policy = success_policy::quorum;
   read_order_kind read_order = read_order_kind::session;

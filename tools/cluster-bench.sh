@@ -30,7 +30,7 @@ trap cleanup EXIT
 node() {
   local name=$1 id=$2 group=$3 policy=$4; shift 4
   "$apsisd" --set node.name="$name" --set node.id="$id" --set node.data_dir="$dir/$name" \
-    --set network.resp_port=0 --set network.binary_port=$((17400 + id)) \
+    --set network.resp_port=0 --set network.binary_port=$((17400 + id)) --set network.http_port=0 \
     --set backend.group="$group" --set replication.policy="$policy" --set log.level=warn "$@" \
     > "$dir/$name.log" 2>&1 &
   pids+=($!)

@@ -26,7 +26,7 @@ trap cleanup EXIT
 node() {
   local i=$1
   "$apsisd" --set node.name="n$i" --set node.id="$i" --set node.data_dir="$dir/n$i" \
-    --set network.resp_port=$((17500 + i)) --set network.binary_port=$((17510 + i)) \
+    --set network.resp_port=$((17500 + i)) --set network.binary_port=$((17510 + i)) --set network.http_port=0 \
     --set backend.group="$i" --set replication.policy=one --set log.level=warn \
     --set cluster.port=$((17520 + i)) --set cluster.cookie='"recovery-bench-cookie"' \
     --set 'cluster.seeds=["127.0.0.1:17521"]' --set cluster.anti_entropy_ms=3600000 \

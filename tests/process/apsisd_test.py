@@ -1,6 +1,7 @@
 """Process tests: real apsisd nodes on 127.0.0.1, each on a port it picks and prints, driven
 over RESP with raw sockets and with redis-cli, stopped by PID. Every loop is bounded in time
 and count. Run by ctest with APSISD set to the binary."""
+import http.client
 import json
 import os
 import random
@@ -26,6 +27,7 @@ class Node:
 
     def __init__(self, data_dir, *settings):
         args = [APSISD, "--set", "network.resp_port=0", "--set", "network.binary_port=0",
+                "--set", "network.http_port=0",
                 "--set", f"node.data_dir={data_dir}",
                 "--set", "log.level=warn"]
         for s in settings:
@@ -44,6 +46,7 @@ class Node:
                 if "serving RESP on 127.0.0.1:" in line:
                     self.port = int(line.split("127.0.0.1:")[1].split(",")[0])
                     self.binary_port = int(line.split("127.0.0.1:")[2].split(",")[0])
+                    self.http_port = int(line.split("http on 127.0.0.1:")[1].split(",")[0])
         sel.close()
         if self.port is None:
             self.kill()
@@ -334,8 +337,9 @@ class ApsisdTest(unittest.TestCase):
 
     def test_a_second_process_on_the_same_data_is_refused(self):
         self.start()
-        r = subprocess.run([APSISD, "--set", "network.resp_port=0", "--set", "network.binary_port=0", "--set",
-                            f"node.data_dir={self.dir}"], capture_output=True, text=True,
+        r = subprocess.run([APSISD, "--set", "network.resp_port=0", "--set", "network.binary_port=0",
+                            "--set", "network.http_port=0", "--set", f"node.data_dir={self.dir}"],
+                           capture_output=True, text=True,
                            timeout=15)
         self.assertEqual(r.returncode, 1)
         self.assertIn("locked by another process", r.stderr)
@@ -345,7 +349,7 @@ class ApsisdTest(unittest.TestCase):
         with open(path, "w") as f:
             f.write('[node]\nname = "from-file"\n'
                     f'data_dir = "{self.dir}"\n'
-                    '[network]\nresp_port = 0\nbinary_port = 0\n'
+                    '[network]\nresp_port = 0\nbinary_port = 0\nhttp_port = 0\n'
                     '[log]\nlevel = "warn"\n'
                     '[[backend]]\nid = 7\ngroup = 3\nengine = "sorted"\ndir = "b7"\n'
                     'fsync = "always"\n')
@@ -368,7 +372,7 @@ class ApsisdTest(unittest.TestCase):
             f.write("shards = 0\n")
         r = subprocess.run([APSISD, "--config", path], capture_output=True, text=True, timeout=15)
         self.assertEqual(r.returncode, 2)
-        self.assertIn(f"{path}:15: backend.shards: must be between 1 and 256, got 0", r.stderr)
+        self.assertIn(f"{path}:16: backend.shards: must be between 1 and 256, got 0", r.stderr)
 
     def test_a_bad_config_is_refused_naming_the_key(self):
         r = subprocess.run([APSISD, "--set", "network.resp_prot=1"], capture_output=True,
@@ -755,6 +759,39 @@ class ApsisdTest(unittest.TestCase):
     def test_a_dead_holders_lease_passes_on(self):
         node = self.start()
         self.lease_passes_on_when_its_holder_dies(node, node, "k")
+
+    def test_http_serves_health_stats_and_metrics(self):
+        node = self.start()
+        self.assertEqual(Client(node.port).call("SET", "k", "v"), "+OK")
+        conn = http.client.HTTPConnection("127.0.0.1", node.http_port, timeout=10)
+        got = {}
+        for path in ("/healthz", "/readyz", "/v1/stats", "/metrics", "/nope"):  # one kept-alive connection
+            conn.request("GET", path)
+            r = conn.getresponse()
+            got[path] = (r.status, r.getheader("Content-Type"), r.read().decode())
+        self.assertEqual(got["/healthz"][:2], (200, "text/plain"))
+        self.assertEqual(got["/readyz"][:2], (200, "text/plain"))
+        self.assertEqual(json.loads(got["/v1/stats"][2])["backends"][0]["keys"], 1)
+        self.assertEqual(got["/metrics"][:2], (200, "text/plain; version=0.0.4"))
+        self.assertIn('apsis_backend_keys{backend="1",group="1"} 1\n', got["/metrics"][2])
+        self.assertIn("apsis_merge_tombstones_purged 0\n", got["/metrics"][2])
+        self.assertEqual(got["/nope"][0], 404)
+        self.assertEqual(json.loads(got["/nope"][2]), {"error": "no route /nope"})
+        conn.request("POST", "/metrics", body=b"")
+        r = conn.getresponse()
+        self.assertEqual((r.status, r.read()), (405, b'{"error":"only GET here"}\n'))
+        conn.close()
+        # A header past the limit is not buffered: the connection is closed.
+        s = socket.create_connection(("127.0.0.1", node.http_port), timeout=10)
+        s.sendall(b"GET /healthz HTTP/1.1\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        self.assertNotIn(b"200 OK", data)
 
     def test_binary_protocol_refuses_garbage_and_oversized_frames(self):
         node = self.start()

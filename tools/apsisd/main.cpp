@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "actors/binary_frontend.hpp"
+#include "actors/http_frontend.hpp"
 #include "actors/node.hpp"
 #include "actors/resp_frontend.hpp"
 #include "config/node_config.hpp"
@@ -109,6 +110,18 @@ int main(int argc, char** argv) {
     caf::anon_send_exit(parts.node, caf::exit_reason::user_shutdown);
     return 1;
   }
+  HttpOptions ho;
+  ho.bind = cfg.bind;
+  ho.port = cfg.http_port;
+  std::optional<HttpServer> http_holder;
+  HttpServer& http = http_holder.emplace(io, sys, parts.node, ho);
+  if (!http.start(&error)) {
+    std::fprintf(stderr, "apsisd: %s\n", error.c_str());
+    resp.stop();
+    binary.stop();
+    caf::anon_send_exit(parts.node, caf::exit_reason::user_shutdown);
+    return 1;
+  }
   if (parts.peer) caf::anon_send(parts.peer, atom::advertise_v, binary.port());
   // INFO runs on the I/O thread; engines' stats() are thread-safe. No client is served
   // before io.run(), so installing it now is safe.
@@ -121,15 +134,17 @@ int main(int argc, char** argv) {
     spdlog::info("apsisd: signal {}, stopping", sig);
     resp.stop();
     binary.stop();
+    http.stop();
     io.stop();  // after the closes just posted
   });
-  std::printf("apsisd: %s serving RESP on %s:%u, binary on %s:%u%s, data in %s\n", cfg.name.c_str(),
-              cfg.bind.c_str(), unsigned(port), cfg.bind.c_str(), unsigned(binary.port()),
-              cluster_text.c_str(), cfg.data_dir.c_str());
+  std::printf("apsisd: %s serving RESP on %s:%u, binary on %s:%u, http on %s:%u%s, data in %s\n",
+              cfg.name.c_str(), cfg.bind.c_str(), unsigned(port), cfg.bind.c_str(), unsigned(binary.port()),
+              cfg.bind.c_str(), unsigned(http.port()), cluster_text.c_str(), cfg.data_dir.c_str());
   std::fflush(stdout);
   io.run();
 
   // The servers hold the direct path, and with it the engines: drop them first.
+  http_holder.reset();
   binary_holder.reset();
   resp_holder.reset();
   caf::anon_send_exit(parts.node, caf::exit_reason::user_shutdown);

@@ -22,6 +22,7 @@ class Node:
     def __init__(self, data_dir):
         self.proc = subprocess.Popen(
             [APSISD, "--set", "network.resp_port=0", "--set", "network.binary_port=0",
+             "--set", "network.http_port=0",
              "--set", f"node.data_dir={data_dir}", "--set", "log.level=warn"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.port = None
