@@ -126,8 +126,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
     auto error = [&](http::status s, const std::string& why) {
       reply(stream, keep, s, "application/json", json{{"error", why}}.dump() + "\n");
     };
-    if (req.method() != http::verb::get && req.method() != http::verb::head)
-      return error(http::status::method_not_allowed, "only GET here");
+    if (req.method() != http::verb::get) return error(http::status::method_not_allowed, "only GET here");
     if (target == "/healthz") return reply(stream, keep, http::status::ok, "text/plain", "ok\n");
     if (target != "/readyz" && target != "/v1/stats" && target != "/metrics")
       return error(http::status::not_found, "no route " + target);
