@@ -24,18 +24,24 @@ void metric(std::string& out, const std::string& name, const std::string& labels
   out += name + (labels.empty() ? "" : "{" + labels + "}") + " " + v.dump() + "\n";
 }
 
-/// Asks the node for its statistics from a short-lived actor; the answer (or a failure,
-/// after `wait`) goes to `done` on the connection's thread.
+using done_fn = std::function<void(bool, std::string)>;
+
+/// A short-lived actor that asks the node for its statistics; the answer (or a failure,
+/// after `wait`) goes to `done` on the connection's thread. (It takes its inputs as spawn
+/// arguments: CAF 0.17 binds a null reference when spawning a function with none.)
+void stats_asker(caf::event_based_actor* self, node_actor node, std::chrono::milliseconds wait,
+                 asio::any_io_executor ex, done_fn done) {
+  self->request(node, wait, atom::stats_v)
+      .then([=](std::string& j) { asio::post(ex, [=] { done(true, j); }); },
+            [=](caf::error& e) {
+              std::string why = self->home_system().render(e);
+              asio::post(ex, [=] { done(false, why); });
+            });
+}
+
 void ask_stats(caf::actor_system& sys, node_actor node, std::chrono::milliseconds wait,
-               asio::any_io_executor ex, std::function<void(bool, std::string)> done) {
-  sys.spawn([=](caf::event_based_actor* self) {
-    self->request(node, wait, atom::stats_v)
-        .then([=](std::string& j) { asio::post(ex, [=] { done(true, j); }); },
-              [=](caf::error& e) {
-                std::string why = self->home_system().render(e);
-                asio::post(ex, [=] { done(false, why); });
-              });
-  });
+               asio::any_io_executor ex, done_fn done) {
+  sys.spawn(stats_asker, std::move(node), wait, std::move(ex), std::move(done));
 }
 
 }  // namespace
