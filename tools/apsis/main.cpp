@@ -112,18 +112,8 @@ std::string pass_line(const json& p) {
   return line;
 }
 
-/// `apsis stat` for a terminal: a line per backend, then the cluster's work in progress.
-void print_stats(const json& s) {
-  std::printf("node %s\n", s.value("node", std::string("?")).c_str());
-  std::printf("%-8s %-6s %-7s %-14s %12s %12s %12s %10s %6s %12s\n", "backend", "group", "engine", "fsync",
-              "keys", "disk bytes", "dead bytes", "index", "files", "compactions");
-  for (const auto& b : s["backends"])
-    std::printf("%-8llu %-6llu %-7s %-14s %12llu %12llu %12llu %10llu %6llu %12llu\n",
-                (unsigned long long)b.value("id", 0ull), (unsigned long long)b.value("group", 0ull),
-                b.value("engine", std::string()).c_str(), b.value("fsync", std::string()).c_str(),
-                (unsigned long long)b.value("keys", 0ull), (unsigned long long)b.value("disk_bytes", 0ull),
-                (unsigned long long)b.value("dead_bytes", 0ull), (unsigned long long)b.value("index_bytes", 0ull),
-                (unsigned long long)b.value("files", 0ull), (unsigned long long)b.value("compactions", 0ull));
+/// The lines of recovery work: anti-entropy, merge, and the recover pass if one ran.
+void print_progress(const json& s) {
   if (s.contains("anti_entropy")) {
     const json& ae = s["anti_entropy"];
     std::printf("anti-entropy: %llu rounds (%llu failed), %llu keys compared, %llu divergent, %llu repaired, "
@@ -139,6 +129,21 @@ void print_stats(const json& s) {
                 (unsigned long long)m.value("misplaced", 0ull), (unsigned long long)m.value("tombstones_purged", 0ull));
   }
   if (s.contains("recover") && s["recover"].contains("mode")) std::printf("%s\n", pass_line(s["recover"]).c_str());
+}
+
+/// `apsis stat` for a terminal: a line per backend, then the cluster's work in progress.
+void print_stats(const json& s) {
+  std::printf("node %s\n", s.value("node", std::string("?")).c_str());
+  std::printf("%-8s %-6s %-7s %-14s %12s %12s %12s %10s %6s %12s\n", "backend", "group", "engine", "fsync",
+              "keys", "disk bytes", "dead bytes", "index", "files", "compactions");
+  for (const auto& b : s["backends"])
+    std::printf("%-8llu %-6llu %-7s %-14s %12llu %12llu %12llu %10llu %6llu %12llu\n",
+                (unsigned long long)b.value("id", 0ull), (unsigned long long)b.value("group", 0ull),
+                b.value("engine", std::string()).c_str(), b.value("fsync", std::string()).c_str(),
+                (unsigned long long)b.value("keys", 0ull), (unsigned long long)b.value("disk_bytes", 0ull),
+                (unsigned long long)b.value("dead_bytes", 0ull), (unsigned long long)b.value("index_bytes", 0ull),
+                (unsigned long long)b.value("files", 0ull), (unsigned long long)b.value("compactions", 0ull));
+  print_progress(s);
   if (s.contains("cluster"))
     std::printf("cluster: %zu nodes (apsis cluster status)\n", s["cluster"].value("nodes", json::array()).size());
 }
@@ -316,20 +321,7 @@ int main(int argc, char** argv) {
                   n["address"].get<std::string>().c_str(), (unsigned long long)n["incarnation"].get<uint64_t>(),
                   n["state"].get<std::string>().c_str(), backends.c_str());
     }
-    if (s.contains("merge")) {
-      const json& m = s["merge"];
-      std::printf("merge: %llu passes, %llu keys moved, %llu waiting for their owner, %llu tombstones purged\n",
-                  (unsigned long long)m["passes"].get<uint64_t>(), (unsigned long long)m["moved"].get<uint64_t>(),
-                  (unsigned long long)m["misplaced"].get<uint64_t>(),
-                  (unsigned long long)m["tombstones_purged"].get<uint64_t>());
-    }
-    if (s.contains("recover") && s["recover"].contains("mode")) std::printf("%s\n", pass_line(s["recover"]).c_str());
-    const json& ae = s["anti_entropy"];
-    std::printf("anti-entropy: %llu rounds, %llu keys compared, %llu divergent found, %llu repaired, %llu failed rounds; "
-                "%llu read repairs\n",
-                (unsigned long long)ae["rounds"].get<uint64_t>(), (unsigned long long)ae["keys_compared"].get<uint64_t>(),
-                (unsigned long long)ae["divergent_found"].get<uint64_t>(), (unsigned long long)ae["repaired"].get<uint64_t>(),
-                (unsigned long long)ae["failed_rounds"].get<uint64_t>(), (unsigned long long)ae["read_repairs"].get<uint64_t>());
+    print_progress(s);
     return 0;
   }
   if (recover->parsed()) {
