@@ -124,6 +124,7 @@ struct ae_state {
   std::optional<ae_round> round;
   recover_pass pass;
   merge_pass merge;
+  std::map<uint32_t, uint64_t> misplaced;  ///< per local backend: records waiting for their owner
   static inline const char* name = "anti-entropy";
 };
 

@@ -18,7 +18,7 @@ namespace {
 using Erasures = std::vector<std::pair<storage::Id, storage::Version>>;
 
 struct scan_result {
-  std::map<std::string, std::pair<uint32_t, op_batch>> moves;  ///< node -> (backend, records)
+  std::map<std::pair<std::string, uint32_t>, op_batch> moves;  ///< (node, backend) -> records
   size_t to_move = 0;    ///< records found to move (collected, or counted in a dry run)
   uint64_t misplaced = 0;  ///< not ours, but the owner cannot take them now
   Erasures purge;          ///< our tombstones past their grace
@@ -49,9 +49,7 @@ scan_result scan_backend(const ae_state& st, uint32_t backend, bool dry_run) {
     }
     out.to_move++;
     if (dry_run) return true;
-    auto& [to_backend, batch] = out.moves[o->node + "/" + std::to_string(o->backend)];
-    to_backend = o->backend;
-    batch.push_back(replica_write(storage::Record(rec)));
+    out.moves[{o->node, o->backend}].push_back(replica_write(storage::Record(rec)));
     bytes += rec.key.size() + rec.json.size() + rec.data.size();
     out.full = out.to_move >= std::min<uint64_t>(st.cfg.merge_batch, std::max<uint64_t>(st.cfg.rate, 1)) ||
                bytes >= (8u << 20);
@@ -111,8 +109,12 @@ void merge_step(ae_self self) {
   }
   const uint32_t backend = m.todo.front();
   scan_result found = scan_backend(st, backend, m.dry_run);
-  st.cfg.stats->misplaced = found.misplaced;
-  if (m.for_recover) st.pass.misplaced = found.misplaced;
+  // What waits for its owner: each backend as its latest scan found it.
+  st.misplaced[backend] = found.misplaced;
+  uint64_t misplaced = 0;
+  for (const auto& [b, n] : st.misplaced) misplaced += n;
+  st.cfg.stats->misplaced = misplaced;
+  if (m.for_recover) st.pass.misplaced = misplaced;
   if (m.dry_run) {  // counts only: what would move and what would be purged
     if (m.for_recover) st.pass.moved += found.to_move, st.pass.purged += found.purge.size();
     return finish_backend(self, backend);
@@ -132,10 +134,11 @@ void merge_step(ae_self self) {
   auto left = std::make_shared<size_t>(found.moves.size());
   auto failed = std::make_shared<bool>(false);
   const size_t n = found.to_move;
-  for (auto& [where, job] : found.moves) {
-    std::string node = where.substr(0, where.rfind('/'));
+  for (auto& [owner, job] : found.moves) {
+    const std::string node = owner.first;  // copies: lambdas below capture them
+    const uint32_t to_backend = owner.second;
     Erasures sent;
-    for (const auto& o : job.second) sent.emplace_back(o.id, o.version);
+    for (const auto& o : job) sent.emplace_back(o.id, o.version);
     auto peer = caf::actor_cast<peer_actor>(st.table.nodes.at(node).peer);
     auto done = [=] {
       if (--*left > 0) return;
@@ -147,7 +150,7 @@ void merge_step(ae_self self) {
       }
       self->delayed_send(self, pause_for(st.cfg, n), atom::migrate_v);
     };
-    self->request(peer, st.cfg.timeout, atom::apply_v, job.first, std::move(job.second))
+    self->request(peer, st.cfg.timeout, atom::apply_v, to_backend, std::move(job))
         .then(
             [=](result_batch& results) {
               Erasures held;
