@@ -152,9 +152,10 @@ size_t owner_route(const replica_group_config& cfg, size_t g, const storage::Id&
 /// the batch is finished (delivered) at once.
 /// The session groups a read tries, in the configured order: session order, a random
 /// rotation of it (spreads the load), or the owners' measured latency (fastest first).
-std::vector<size_t> read_order(const replica_group_config& cfg, size_t groups, const size_t* owner,
-                               const std::map<std::string, double>* latency_us) {
-  std::vector<size_t> order(groups);
+/// Fills `order` (reused across a batch's reads: this runs once per read).
+void read_order(const replica_group_config& cfg, size_t groups, const size_t* owner,
+                const std::map<std::string, double>* latency_us, std::vector<size_t>& order) {
+  order.resize(groups);
   for (size_t g = 0; g < groups; ++g) order[g] = g;
   if (cfg.read_order == read_order_kind::random && groups > 1) {
     thread_local std::minstd_rand rng{std::random_device{}()};
@@ -169,7 +170,6 @@ std::vector<size_t> read_order(const replica_group_config& cfg, size_t groups, c
     };
     std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return cost(a) < cost(b); });
   }
-  return order;
 }
 
 std::shared_ptr<pending_batch> plan(const replica_group_config& cfg, op_batch& ops,
@@ -229,11 +229,13 @@ std::shared_ptr<pending_batch> plan(const replica_group_config& cfg, op_batch& o
   // whose owner is down, so that the result says unavailable).
   std::vector<size_t>& read_group = p->read_group;
   read_group.assign(ops.size(), SIZE_MAX);
+  std::vector<size_t> order;
   for (size_t i = 0; i < ops.size(); ++i) {
     if (p->writes[i] || p->latest[i]) continue;
     const size_t* own = &owner[i * groups];
     size_t fallback = SIZE_MAX;
-    for (size_t g : read_order(cfg, groups, own, latency_us)) {
+    read_order(cfg, groups, own, latency_us, order);
+    for (size_t g : order) {
       if (own[g] == SIZE_MAX || (tried && g < 64 && ((*tried)[i] >> g & 1))) continue;
       if (!cfg.groups[own[g]].down) {
         read_group[i] = g;
@@ -360,7 +362,7 @@ void run(replica_group_actor::stateful_pointer<replica_group_state> self, op_bat
     }
     if (req.remote) {  // gathered with other batches' operations for the same backend
       auto& st = self->state;
-      remote_outbox& box = st.outbox[req.where.node + "/" + std::to_string(req.backend)];
+      remote_outbox& box = st.outbox[{req.where.node, req.backend}];
       box.peer = req.peer;
       box.backend = req.backend;
       box.parts.emplace_back(req.ops.size(), [p, idx = req.idx, where = req.where](
@@ -392,7 +394,7 @@ void flush(replica_group_actor::stateful_pointer<replica_group_state> self) {
   st.outbox.clear();
   for (auto& [key, box] : boxes) {
     auto parts = std::make_shared<decltype(box.parts)>(std::move(box.parts));
-    std::string node = key.substr(0, key.rfind('/'));
+    const std::string node = key.first;
     auto sent = std::chrono::steady_clock::now();
     self->request(box.peer, caf::duration{st.cfg.timeout}, atom::apply_v, box.backend, std::move(box.ops))
         .then(

@@ -67,7 +67,8 @@ struct remote_outbox {
 struct replica_group_state {
   replica_group_config cfg;
   std::vector<group_route> local;  ///< this node's own backends, kept across route changes
-  std::map<std::string, remote_outbox> outbox;  ///< "node/backend" -> waiting for the flush
+  /// (node, backend) -> what waits for the flush
+  std::map<std::pair<std::string, uint32_t>, remote_outbox> outbox;
   bool flush_pending = false;
   std::map<std::string, double> latency_us;  ///< node -> its smoothed reply latency
   static inline const char* name = "replica-group";
