@@ -364,7 +364,6 @@ void run(replica_group_actor::stateful_pointer<replica_group_state> self, op_bat
       auto& st = self->state;
       remote_outbox& box = st.outbox[{req.where.node, req.backend}];
       box.peer = req.peer;
-      box.backend = req.backend;
       box.parts.emplace_back(req.ops.size(), [p, idx = req.idx, where = req.where](
                                                  result_batch* got, op_status failure) {
         p->record(idx, where, got, failure);
@@ -396,7 +395,7 @@ void flush(replica_group_actor::stateful_pointer<replica_group_state> self) {
     auto parts = std::make_shared<decltype(box.parts)>(std::move(box.parts));
     const std::string node = key.first;
     auto sent = std::chrono::steady_clock::now();
-    self->request(box.peer, caf::duration{st.cfg.timeout}, atom::apply_v, box.backend, std::move(box.ops))
+    self->request(box.peer, caf::duration{st.cfg.timeout}, atom::apply_v, key.second, std::move(box.ops))
         .then(
             [self, parts, node, sent](result_batch& got) {
               // The node's reply latency, smoothed: what a latency read order goes by.

@@ -58,7 +58,6 @@ struct replica_group_config {
 /// flush: one request over the network carries them all.
 struct remote_outbox {
   peer_actor peer;
-  uint32_t backend = 0;
   op_batch ops;
   /// Per batch that added operations: how many, and who takes their results (or failure).
   std::vector<std::pair<size_t, std::function<void(result_batch*, op_status)>>> parts;
