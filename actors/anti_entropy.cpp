@@ -93,6 +93,22 @@ storage::Status scan(const ae_state& st, uint32_t backend, const ae_range& r,
   });
 }
 
+using Versions = std::unordered_map<storage::Id, storage::Version, storage::IdHash>;
+
+/// Each id's newest version in these buckets of a range (blob may show a record twice).
+Versions versions_in(const ae_state& st, uint32_t backend, const ae_range& r, const std::string& node_b,
+                     const std::vector<uint32_t>& buckets) {
+  std::vector<bool> wanted(st.cfg.buckets, false);
+  for (uint32_t b : buckets) if (b < wanted.size()) wanted[b] = true;
+  Versions out;
+  scan(st, backend, r, node_b, false, [&](const storage::Record& rec) {
+    if (!wanted[bucket_of(rec.id, st.cfg.buckets)]) return;
+    auto& v = out[rec.id];
+    if (v < rec.version) v = rec.version;
+  }, &buckets);
+  return out;
+}
+
 std::vector<uint64_t> digests(const ae_state& st, uint32_t backend, const ae_range& r,
                               const std::string& node_b) {
   std::vector<uint64_t> d(st.cfg.buckets, 0);
@@ -158,21 +174,15 @@ void push(self_ptr self, const std::vector<uint32_t>& buckets, std::vector<id_ve
   auto& st = self->state;
   ae_round& round = *st.round;
   const pair_task t = round.task;
-  std::unordered_map<storage::Id, storage::Version, storage::IdHash> their_version, ours;
+  Versions their_version;
   for (const auto& iv : theirs) {
     auto& v = their_version[iv.id];
     if (v < iv.version) v = iv.version;
   }
-  std::vector<bool> wanted(st.cfg.buckets, false);
-  for (uint32_t b : buckets) if (b < wanted.size()) wanted[b] = true;
   // Versions first (no payload), then the payload of only what they lack.
-  scan(st, t.backend, t.range, t.node_b, false, [&](const storage::Record& rec) {
-    if (!wanted[bucket_of(rec.id, st.cfg.buckets)]) return;
-    auto& v = ours[rec.id];
-    if (v < rec.version) v = rec.version;
-  }, &buckets);
+  Versions ours = versions_in(st, t.backend, t.range, t.node_b, buckets);
   uint64_t compared = ours.size() + their_version.size(), divergent = 0;
-  std::unordered_map<storage::Id, storage::Version, storage::IdHash> lacking;
+  Versions lacking;
   for (const auto& [id, v] : ours) {
     auto theirs_it = their_version.find(id);
     if (theirs_it == their_version.end() || theirs_it->second < v)
@@ -273,6 +283,13 @@ void start_round(self_ptr self, const pair_task& t, bool dry_run, bool for_pass)
 
 namespace {
 
+/// A merge pass now: the saved `recover merge` pass if one runs, else a periodic one.
+void merge_now(self_ptr self) {
+  auto& st = self->state;
+  bool recover = st.pass.running() && st.pass.mode == "merge";
+  start_merge(self, recover && st.pass.dry_run, recover, recover ? st.pass.groups : std::vector<uint32_t>{});
+}
+
 /// Which backends hold ring points: a change means keys may have new owners.
 std::string ring_signature(const route_table& t) {
   std::string sig;
@@ -306,9 +323,8 @@ anti_entropy_actor::behavior_type anti_entropy(self_ptr self, ae_config cfg) {
         st.ring_signature = std::move(sig);
         if (changed) start_merge(self, false, false, {});
         // A pass saved by the last run of this node goes on once the cluster is known again.
+        if (st.pass.running() && st.pass.mode == "merge" && !st.merge.active) merge_now(self);
         if (dc_pass_running(st) && !st.running) pass_next(self);
-        if (st.pass.running() && st.pass.mode == "merge" && !st.merge.active)
-          start_merge(self, st.pass.dry_run, true, st.pass.groups);
       },
       [=](atom::tick) {
         auto& st = self->state;
@@ -322,8 +338,7 @@ anti_entropy_actor::behavior_type anti_entropy(self_ptr self, ae_config cfg) {
       [=](atom::merge) {
         auto& st = self->state;
         if (st.cfg.merge_every.count() > 0) self->delayed_send(self, st.cfg.merge_every, atom::merge_v);
-        bool resumed = st.pass.running() && st.pass.mode == "merge";
-        start_merge(self, resumed && st.pass.dry_run, resumed, resumed ? st.pass.groups : std::vector<uint32_t>{});
+        merge_now(self);
       },
       [=](atom::migrate) { merge_step(self); },
       [=](atom::recover, std::string& text) { return recover_command(self, text); },
@@ -335,15 +350,7 @@ anti_entropy_actor::behavior_type anti_entropy(self_ptr self, ae_config cfg) {
         return differ;
       },
       [=](atom::keys, ae_range& r, std::vector<uint32_t>& buckets) {
-        auto& st = self->state;
-        std::vector<bool> wanted(st.cfg.buckets, false);
-        for (uint32_t b : buckets) if (b < wanted.size()) wanted[b] = true;
-        std::unordered_map<storage::Id, storage::Version, storage::IdHash> newest;
-        scan(st, r.backend_b, r, st.cfg.node, false, [&](const storage::Record& rec) {
-          if (!wanted[bucket_of(rec.id, st.cfg.buckets)]) return;
-          auto& v = newest[rec.id];
-          if (v < rec.version) v = rec.version;
-        }, &buckets);
+        Versions newest = versions_in(self->state, r.backend_b, r, self->state.cfg.node, buckets);
         std::vector<id_version> out;
         out.reserve(newest.size());
         for (const auto& [id, v] : newest) out.push_back({id, v});
