@@ -33,6 +33,21 @@ kv_op to_op(wire::Request q) {
   return o;
 }
 
+/// An answer that is only a status (and why).
+wire::Response status_only(op_status s, std::string message = {}) {
+  wire::Response r;
+  r.status = s;
+  r.message = std::move(message);
+  return r;
+}
+
+/// An answer that carries a JSON text (stat, admin).
+wire::Response json_answer(std::string& json) {
+  wire::Response r;
+  r.data = std::move(json);
+  return r;
+}
+
 /// SESSION (see interfaces.hpp).
 session_actor::behavior_type session(session_actor::pointer self, lock_manager_actor locks,
                                      node_actor node) {
@@ -46,63 +61,30 @@ session_actor::behavior_type session(session_actor::pointer self, lock_manager_a
                   r.expiry_ms = l.expires_ms;
                   (*reply)(std::move(r));
                 },
-                [reply, self](caf::error& e) {
-                  wire::Response r;
-                  r.status = op_status::invalid;
-                  r.message = self->system().render(e);
-                  (*reply)(std::move(r));
-                });
+                [reply, self](caf::error& e) { (*reply)(status_only(op_status::invalid, self->system().render(e))); });
       },
       [=](atom::unlock, std::string& key, uint64_t token, reply_fn& reply) {
         self->request(locks, caf::infinite, atom::unlock_v, std::move(key), token)
             .then([reply](bool released) {
-                    wire::Response r;
-                    r.status = released ? op_status::ok : op_status::not_found;
-                    if (!released) r.message = "no lease with that token";
-                    (*reply)(std::move(r));
+                    (*reply)(released ? status_only(op_status::ok)
+                                      : status_only(op_status::not_found, "no lease with that token"));
                   },
-                  [reply](caf::error&) {
-                    wire::Response r;
-                    r.status = op_status::unavailable;
-                    (*reply)(std::move(r));
-                  });
+                  [reply](caf::error&) { (*reply)(status_only(op_status::unavailable)); });
       },
       [=](atom::apply, uint32_t backend, kv_op& op, reply_fn& reply) {
         self->request(node, caf::infinite, atom::apply_v, backend, op_batch{std::move(op)})
             .then([reply](result_batch& r) { (*reply)(r.empty() ? wire::Response{} : from_result(r[0])); },
-                  [reply, self](caf::error& e) {
-                    wire::Response r;
-                    r.status = op_status::unavailable;
-                    r.message = self->system().render(e);
-                    (*reply)(std::move(r));
-                  });
+                  [reply, self](caf::error& e) { (*reply)(status_only(op_status::unavailable, self->system().render(e))); });
       },
       [=](atom::admin, std::string& cmd, reply_fn& reply) {
         self->request(node, caf::infinite, atom::admin_v, std::move(cmd))
-            .then([reply](std::string& json) {
-                    wire::Response r;
-                    r.data = std::move(json);
-                    (*reply)(std::move(r));
-                  },
-                  [reply, self](caf::error& e) {
-                    wire::Response r;
-                    r.status = op_status::unavailable;
-                    r.message = self->system().render(e);
-                    (*reply)(std::move(r));
-                  });
+            .then([reply](std::string& json) { (*reply)(json_answer(json)); },
+                  [reply, self](caf::error& e) { (*reply)(status_only(op_status::unavailable, self->system().render(e))); });
       },
       [=](atom::stats, reply_fn& reply) {
         self->request(node, caf::infinite, atom::stats_v)
-            .then([reply](std::string& json) {
-                    wire::Response r;
-                    r.data = std::move(json);
-                    (*reply)(std::move(r));
-                  },
-                  [reply](caf::error&) {
-                    wire::Response r;
-                    r.status = op_status::unavailable;
-                    (*reply)(std::move(r));
-                  });
+            .then([reply](std::string& json) { (*reply)(json_answer(json)); },
+                  [reply](caf::error&) { (*reply)(status_only(op_status::unavailable)); });
       },
   };
 }

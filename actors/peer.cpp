@@ -49,6 +49,12 @@ void publish_routes(self_ptr self) {
   if (st.cfg.locks) self->send(st.cfg.locks, atom::routes_v, st.table, down);
 }
 
+/// Sends the whole table to every node watched.
+void gossip(self_ptr self) {
+  auto& st = self->state;
+  for (const auto& [name, p] : st.watched) self->send(caf::actor_cast<peer_actor>(p), atom::gossip_v, st.table);
+}
+
 /// Monitors a node's PEER if it is new or changed; true if the node was down and is back.
 /// A node heard of through another is dialed once, so that every pair of nodes has a
 /// connection of its own (and its heartbeats) rather than a route through a third; of two
@@ -190,11 +196,11 @@ peer_actor::behavior_type peer(self_ptr self, peer_config cfg) {
         me.binary_port = binary_port;
         me.version++;
         publish_routes(self);
-        for (const auto& [name, p] : st.watched) self->send(caf::actor_cast<peer_actor>(p), atom::gossip_v, st.table);
+        gossip(self);
       },
       [=](atom::tick) {
         auto& st = self->state;
-        for (const auto& [name, p] : st.watched) self->send(caf::actor_cast<peer_actor>(p), atom::gossip_v, st.table);
+        gossip(self);
         if (st.cfg.gossip_every.count() > 0) self->delayed_send(self, st.cfg.gossip_every, atom::tick_v);
       },
   };
