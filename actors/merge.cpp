@@ -25,7 +25,9 @@ struct scan_result {
   bool full = false;       ///< stopped early: more to do on this backend
 };
 
-scan_result scan_backend(const ae_state& st, uint32_t backend, bool dry_run) {
+/// One scan of a backend: its tombstones past their grace, and what its ring gives to other
+/// backends: counted, or (collect) gathered with payload, up to a step's worth.
+scan_result scan_backend(const ae_state& st, uint32_t backend, bool collect) {
   scan_result out;
   const ae_backend& b = st.cfg.backends.at(backend);
   auto r = st.rings.find(b.group);
@@ -34,7 +36,7 @@ scan_result scan_backend(const ae_state& st, uint32_t backend, bool dry_run) {
   const uint64_t grace_stamp = now > st.cfg.tombstone_grace_ms ? (now - st.cfg.tombstone_grace_ms) << 16 : 0;
   size_t bytes = 0;
   storage::IterateOptions io;
-  io.with_payload = !dry_run;
+  io.with_payload = collect;
   b.engine->iterate(io, [&](const storage::Record& rec) {
     const ring::owner* o = rg ? rg->owner_of(rec.id) : nullptr;
     if (!o || (o->node == st.cfg.node && o->backend == backend)) {
@@ -48,7 +50,7 @@ scan_result scan_backend(const ae_state& st, uint32_t backend, bool dry_run) {
       return true;
     }
     out.to_move++;
-    if (dry_run) return true;
+    if (!collect) return true;
     out.moves[{o->node, o->backend}].push_back(replica_write(storage::Record(rec)));
     bytes += rec.key.size() + rec.json.size() + rec.data.size();
     out.full = out.to_move >= std::min<uint64_t>(st.cfg.merge_batch, std::max<uint64_t>(st.cfg.rate, 1)) ||
@@ -108,7 +110,9 @@ void merge_step(ae_self self) {
     return;
   }
   const uint32_t backend = m.todo.front();
-  scan_result found = scan_backend(st, backend, m.dry_run);
+  // Counting needs no payload; most passes find nothing to move, so they read no values.
+  scan_result found = scan_backend(st, backend, false);
+  if (!m.dry_run && found.to_move > 0) found = scan_backend(st, backend, true);
   // What waits for its owner: each backend as its latest scan found it.
   st.misplaced[backend] = found.misplaced;
   uint64_t misplaced = 0;
