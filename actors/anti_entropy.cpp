@@ -342,6 +342,7 @@ anti_entropy_actor::behavior_type anti_entropy(self_ptr self, ae_config cfg) {
       },
       [=](atom::migrate) { merge_step(self); },
       [=](atom::recover, std::string& text) { return recover_command(self, text); },
+      [=](atom::purge, std::string& ns) { return purge_namespace(self->state, ns); },
       [=](atom::digest, ae_range& r, std::vector<uint64_t>& theirs) {
         std::vector<uint64_t> mine = digests(self->state, r.backend_b, r, self->state.cfg.node);
         std::vector<uint32_t> differ;

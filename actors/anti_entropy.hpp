@@ -50,6 +50,7 @@ struct ae_backend {
 
 struct ae_config {
   std::string node;                         ///< this node's name
+  uint64_t node_id = 1;                     ///< the node of the versions it stamps
   std::map<uint32_t, ae_backend> backends;  ///< local backend id -> group and engine
   std::chrono::milliseconds every{10000};   ///< between rounds; 0: only when sent tick
   std::chrono::milliseconds merge_every{60000};  ///< between merge passes; 0: no timer
@@ -157,5 +158,8 @@ void save_pass(ae_state& st);
 void start_merge(ae_self self, bool dry_run, bool for_recover, const std::vector<uint32_t>& groups);
 /// The merge pass's next step.
 void merge_step(ae_self self);
+/// Tombstones every live record of a dropped namespace in the local backends (a version
+/// newer than the record's, so the replicas agree on the delete); answers how many.
+uint64_t purge_namespace(ae_state& st, const std::string& ns);
 
 }  // namespace apsis

@@ -1,6 +1,7 @@
 #include "actors/binary_frontend.hpp"
 
 #include "actors/frontend.hpp"
+#include "actors/session.hpp"
 #include "messages/frame.hpp"
 
 namespace apsis {
@@ -8,8 +9,6 @@ namespace apsis {
 namespace {
 
 using wire::reply_fn;
-
-wire::Response from_result(const op_result& r);
 
 /// A key request as an operation; a replica request as its put or del, already versioned.
 kv_op to_op(wire::Request q) {
@@ -33,62 +32,6 @@ kv_op to_op(wire::Request q) {
   return o;
 }
 
-/// An answer that is only a status (and why).
-wire::Response status_only(op_status s, std::string message = {}) {
-  wire::Response r;
-  r.status = s;
-  r.message = std::move(message);
-  return r;
-}
-
-/// An answer that carries a JSON text (stat, admin).
-wire::Response json_answer(std::string& json) {
-  wire::Response r;
-  r.data = std::move(json);
-  return r;
-}
-
-/// SESSION (see interfaces.hpp).
-session_actor::behavior_type session(session_actor::pointer self, lock_manager_actor locks,
-                                     node_actor node) {
-  return {
-      [=](atom::lock, std::string& key, uint32_t lease_ms, reply_fn& reply) {
-        self->request(locks, caf::infinite, atom::lock_v, std::move(key), lease_ms)
-            .then(
-                [reply](lease& l) {
-                  wire::Response r;
-                  r.token = l.token;
-                  r.expiry_ms = l.expires_ms;
-                  (*reply)(std::move(r));
-                },
-                [reply, self](caf::error& e) { (*reply)(status_only(op_status::invalid, self->system().render(e))); });
-      },
-      [=](atom::unlock, std::string& key, uint64_t token, reply_fn& reply) {
-        self->request(locks, caf::infinite, atom::unlock_v, std::move(key), token)
-            .then([reply](bool released) {
-                    (*reply)(released ? status_only(op_status::ok)
-                                      : status_only(op_status::not_found, "no lease with that token"));
-                  },
-                  [reply](caf::error&) { (*reply)(status_only(op_status::unavailable)); });
-      },
-      [=](atom::apply, uint32_t backend, kv_op& op, reply_fn& reply) {
-        self->request(node, caf::infinite, atom::apply_v, backend, op_batch{std::move(op)})
-            .then([reply](result_batch& r) { (*reply)(r.empty() ? wire::Response{} : from_result(r[0])); },
-                  [reply, self](caf::error& e) { (*reply)(status_only(op_status::unavailable, self->system().render(e))); });
-      },
-      [=](atom::admin, std::string& cmd, reply_fn& reply) {
-        self->request(node, caf::infinite, atom::admin_v, std::move(cmd))
-            .then([reply](std::string& json) { (*reply)(json_answer(json)); },
-                  [reply, self](caf::error& e) { (*reply)(status_only(op_status::unavailable, self->system().render(e))); });
-      },
-      [=](atom::stats, reply_fn& reply) {
-        self->request(node, caf::infinite, atom::stats_v)
-            .then([reply](std::string& json) { (*reply)(json_answer(json)); },
-                  [reply](caf::error&) { (*reply)(status_only(op_status::unavailable)); });
-      },
-  };
-}
-
 struct Plan {
   wire::opcode op = wire::opcode::none;
   uint64_t id = 0;
@@ -99,22 +42,6 @@ struct Plan {
   wire::Response response;
 };
 using Pending = frontend::Batch<Plan>;
-
-wire::Response from_result(const op_result& r) {
-  wire::Response w;
-  w.status = r.status;
-  w.message = r.message;
-  w.version = r.version;
-  w.existed = r.existed;
-  w.expiry_ms = r.record.expiry_ms;
-  w.user_flags = r.record.user_flags;
-  w.json = r.record.json;
-  w.data = r.record.data;
-  w.json_size = r.json_size;
-  w.data_size = r.data_size;
-  w.replicas = r.replicas;
-  return w;
-}
 
 std::string frame(wire::kind k, wire::opcode op, uint64_t id, std::string body) {
   std::string out;
@@ -269,7 +196,8 @@ BinaryServer::BinaryServer(IoPool& io, caf::actor_system& sys,
     : impl_(std::make_shared<Impl>()) {
   BinaryProtocol::Context ctx{&sys, std::move(locks), std::move(node),
                               opts.max_frame ? opts.max_frame : wire::default_max_frame, opts.name};
-  impl_->server = std::make_shared<frontend::Server<BinaryProtocol>>(io, std::move(coordinator), std::move(ctx));
+  impl_->server = std::make_shared<frontend::Server<BinaryProtocol>>(io, std::move(coordinator), std::move(ctx),
+                                                                    opts.metrics, RequestMetrics::binary);
   impl_->opts = std::move(opts);
 }
 

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "actors/io_pool.hpp"
+#include "actors/metrics.hpp"
 #include "actors/replica_group.hpp"
 
 namespace apsis {
@@ -17,6 +18,7 @@ struct BinaryOptions {
   uint16_t port = 0;  ///< 0 = an ephemeral port
   uint32_t max_frame = 0;  ///< 0 = the protocol's default
   std::string name = "apsisd";
+  std::shared_ptr<RequestMetrics> metrics;  ///< counts requests (may be null)
 };
 
 class BinaryServer {

@@ -25,6 +25,7 @@
 #include <string>
 
 #include "actors/io_pool.hpp"
+#include "actors/metrics.hpp"
 #include "actors/replica_group.hpp"
 
 namespace apsis::frontend {
@@ -37,6 +38,8 @@ struct Batch {
   std::vector<Plan> plans;
   op_batch ops;
   result_batch results;
+  std::vector<op_kind> kinds;  ///< of ops, kept for the metrics (ops move to the coordinator)
+  std::chrono::steady_clock::time_point start;  ///< when its requests were read
   int waiting = 0;  ///< answers still to come (the coordinator's, and any others)
   bool quit = false;  ///< close the connection once these replies are written
 };
@@ -122,6 +125,7 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
   }
 
   void on_read(size_t n) {
+    if (server_->metrics) server_->metrics->bytes_in(server_->surface, n);
     in_.append(buf_.data(), n);
     auto batch = std::make_shared<BatchT>();
     size_t pos = 0;
@@ -133,6 +137,10 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
 
   void submit(const BatchPtr& batch) {
     pending_.push_back(batch);
+    if (server_->metrics) {
+      batch->start = std::chrono::steady_clock::now();
+      for (const kv_op& o : batch->ops) batch->kinds.push_back(o.kind);
+    }
     if (!batch->ops.empty() && server_->coordinator.local) {
       batch->results = server_->coordinator.local->run(batch->ops);
     } else if (!batch->ops.empty()) {
@@ -149,12 +157,20 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
 
   void flush() {
     while (!pending_.empty() && pending_.front()->waiting == 0) {
+      count(*pending_.front());
       proto_.format(*pending_.front(), out_);
       quit_ = quit_ || pending_.front()->quit;
       pending_.pop_front();
     }
     schedule_write();
     read();
+  }
+
+  void count(const BatchT& b) {
+    RequestMetrics* m = server_->metrics.get();
+    if (!m || b.kinds.empty()) return;
+    for (size_t i = 0; i < b.results.size() && i < b.kinds.size(); ++i) m->op(server_->surface, b.kinds[i], b.results[i].status);
+    m->latency(server_->surface, std::chrono::steady_clock::now() - b.start, b.kinds.size());
   }
 
   // Replies go out from a posted handler, after the other sockets that were ready in this
@@ -177,6 +193,7 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
       return;
     }
     writing_ = true;
+    if (server_->metrics) server_->metrics->bytes_out(server_->surface, out_.size());
     wbuf_.swap(out_);
     out_.clear();
     asio::async_write(sock_, asio::buffer(wbuf_), [self = this->shared_from_this()](auto ec, size_t) {
@@ -204,8 +221,10 @@ class Server : public std::enable_shared_from_this<Server<Protocol>> {
  public:
   using Context = typename Protocol::Context;
 
-  Server(IoPool& io, Coordinator coordinator, Context ctx)
-      : io(io), coordinator(std::move(coordinator)), context(std::move(ctx)), acceptor_(io.main()) {}
+  Server(IoPool& io, Coordinator coordinator, Context ctx, std::shared_ptr<RequestMetrics> metrics,
+         RequestMetrics::Surface surface)
+      : io(io), coordinator(std::move(coordinator)), context(std::move(ctx)), metrics(std::move(metrics)),
+        surface(surface), acceptor_(io.main()) {}
 
   /// Binds and starts accepting; false with *error set when that fails.
   bool start(const std::string& bind, uint16_t port, const std::string& what, std::string* error) {
@@ -241,6 +260,8 @@ class Server : public std::enable_shared_from_this<Server<Protocol>> {
   IoPool& io;
   Coordinator coordinator;
   Context context;
+  std::shared_ptr<RequestMetrics> metrics;  ///< may be null (tests)
+  RequestMetrics::Surface surface;
 
  private:
   void accept() {

@@ -4,10 +4,12 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
-#include <nlohmann/json.hpp>
-
 #include <mutex>
+#include <optional>
 #include <set>
+
+#include "actors/rest.hpp"
+#include "actors/session.hpp"
 
 namespace apsis {
 
@@ -16,15 +18,15 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 using nlohmann::json;
+using rest::Call;
+using rest::Kind;
+using rest::Request;
+using rest::Response;
 
 namespace {
 
-void metric(std::string& out, const std::string& name, const std::string& labels, const json& v) {
-  if (!v.is_number()) return;
-  out += name + (labels.empty() ? "" : "{" + labels + "}") + " " + v.dump() + "\n";
-}
-
 using done_fn = std::function<void(bool, std::string)>;
+using clock = std::chrono::steady_clock;
 
 /// A short-lived actor that asks the node for its statistics; the answer (or a failure,
 /// after `wait`) goes to `done` on the connection's thread. (It takes its inputs as spawn
@@ -39,120 +41,350 @@ void stats_asker(caf::event_based_actor* self, node_actor node, std::chrono::mil
             });
 }
 
-void ask_stats(caf::actor_system& sys, node_actor node, std::chrono::milliseconds wait,
-               asio::any_io_executor ex, done_fn done) {
-  sys.spawn(stats_asker, std::move(node), wait, std::move(ex), std::move(done));
+/// Results of a batch the coordinator actor ran, handed to the connection's thread.
+struct Sink : batch_sink {
+  asio::any_io_executor ex;
+  std::function<void(result_batch)> then;
+  void done(result_batch r) override {
+    asio::post(ex, [then = std::move(then), r = std::move(r)]() mutable { then(std::move(r)); });
+  }
+};
+
+/// The operations to run, moved out of the call; the call keeps them without their payload
+/// (the responses need each one's kind and key, not a second copy of every value).
+op_batch take_ops(Call& call) {
+  op_batch run = std::move(call.ops);
+  call.ops.clear();
+  for (const kv_op& o : run) {
+    kv_op light;
+    light.kind = o.kind;
+    light.key = o.key;
+    call.ops.push_back(std::move(light));
+  }
+  return run;
 }
+
+constexpr int max_patch_tries = 8;  ///< reads and conditional writes before 409
 
 }  // namespace
-
-std::string prometheus_text(const std::string& stats_json) {
-  json s = json::parse(stats_json, nullptr, false);
-  std::string out;
-  if (!s.is_object()) return out;
-  for (const auto& b : s.value("backends", json::array())) {
-    std::string labels = "backend=\"" + std::to_string(b.value("id", 0)) + "\",group=\"" +
-                         std::to_string(b.value("group", 0)) + "\"";
-    for (const auto& [k, v] : b.items())
-      if (k != "id" && k != "group") metric(out, "apsis_backend_" + k, labels, v);  // labels already
-  }
-  for (const char* section : {"anti_entropy", "merge"})
-    if (s.contains(section))
-      for (const auto& [k, v] : s[section].items()) metric(out, std::string("apsis_") + section + "_" + k, "", v);
-  if (s.contains("cluster"))
-    for (const auto& n : s["cluster"].value("nodes", json::array()))
-      out += "apsis_peer_up{node=\"" + n.value("name", std::string()) + "\"} " +
-             (n.value("state", std::string()) == "down" ? "0" : "1") + "\n";
-  return out;
-}
 
 struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   IoPool& io;
   caf::actor_system& sys;
+  Coordinator coordinator;
   node_actor node;
+  session_actor session;  ///< holds the leases REST clients take
+  std::shared_ptr<RequestMetrics> metrics;
   HttpOptions opts;
   tcp::acceptor acceptor;
   std::mutex mu;
   std::set<std::shared_ptr<beast::tcp_stream>> open;
 
-  Impl(IoPool& io, caf::actor_system& sys, node_actor node, HttpOptions opts)
-      : io(io), sys(sys), node(std::move(node)), opts(std::move(opts)), acceptor(io.main()) {}
+  Impl(IoPool& io, caf::actor_system& sys, Coordinator coordinator, lock_manager_actor locks, node_actor node,
+       std::shared_ptr<RequestMetrics> metrics, HttpOptions opts)
+      : io(io), sys(sys), coordinator(std::move(coordinator)), node(node),
+        session(sys.spawn(apsis::session, std::move(locks), node)), metrics(std::move(metrics)),
+        opts(std::move(opts)), acceptor(io.main()) {}
 
-  void accept() {
-    acceptor.async_accept(io.next(), [self = shared_from_this()](beast::error_code ec, tcp::socket sock) {
-      if (ec) return;  // closed by stop()
-      auto stream = std::make_shared<beast::tcp_stream>(std::move(sock));
-      {
-        std::lock_guard<std::mutex> lock(self->mu);
-        self->open.insert(stream);
-      }
-      self->read(stream);
-      self->accept();
-    });
-  }
-
+  void accept();
   void forget(const std::shared_ptr<beast::tcp_stream>& stream) {
-    beast::error_code ec;
-    stream->socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream->close();
     std::lock_guard<std::mutex> lock(mu);
     open.erase(stream);
   }
+};
 
-  void read(std::shared_ptr<beast::tcp_stream> stream) {
-    auto buf = std::make_shared<beast::flat_buffer>();
-    auto parser = std::make_shared<http::request_parser<http::empty_body>>();
-    parser->header_limit(8 * 1024);  // a huge header is refused, not buffered
-    parser->body_limit(0);           // GET only: no body
-    stream->expires_after(opts.deadline);  // a slow or silent client is closed
-    http::async_read(*stream, *buf, *parser,
-                     [self = shared_from_this(), stream, buf, parser](beast::error_code ec, size_t) {
-                       if (ec) return self->forget(stream);
-                       self->answer(stream, parser->release());
-                     });
-  }
+namespace {
 
-  void reply(std::shared_ptr<beast::tcp_stream> stream, bool keep_alive, http::status status,
-             const std::string& type, std::string body) {
-    auto res = std::make_shared<http::response<http::string_body>>(status, 11);
-    res->set(http::field::server, "apsisd");
-    res->set(http::field::content_type, type);
-    res->keep_alive(keep_alive);
-    res->body() = std::move(body);
-    res->prepare_payload();
-    http::async_write(*stream, *res, [self = shared_from_this(), stream, res](beast::error_code ec, size_t) {
-      if (ec || !res->keep_alive()) return self->forget(stream);
-      self->read(stream);
+/// One client connection: reads a request, answers it, reads the next (one at a time, so
+/// pipelined requests are answered in order); the buffer keeps what arrived past a request.
+class Conn : public std::enable_shared_from_this<Conn> {
+ public:
+  Conn(std::shared_ptr<HttpServer::Impl> srv, std::shared_ptr<beast::tcp_stream> stream)
+      : srv_(std::move(srv)), stream_(std::move(stream)) {}
+
+  void read() {
+    parser_.emplace();
+    parser_->header_limit(8 * 1024);  // a huge header is refused, not buffered
+    parser_->body_limit(bulk_limit());
+    stream_->expires_after(srv_->opts.deadline);  // a slow or silent client is closed
+    http::async_read_header(*stream_, buf_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t n) {
+      self->on_header(ec, n);
     });
   }
 
-  void answer(std::shared_ptr<beast::tcp_stream> stream, http::request<http::empty_body> req) {
-    const bool keep = req.keep_alive();
-    const std::string target(req.target());
-    auto error = [&](http::status s, const std::string& why) {
-      reply(stream, keep, s, "application/json", json{{"error", why}}.dump() + "\n");
+ private:
+  /// A bulk call's body holds values in base64 and the JSON around them.
+  size_t bulk_limit() const { return srv_->opts.limits.max_value_size * 2 + (1u << 20); }
+
+  /// The header is in: a body bigger than the route takes is refused before it is read;
+  /// a client that waits for "100 Continue" gets it.
+  void on_header(beast::error_code ec, size_t n) {
+    if (ec) return on_read(ec, n);
+    header_bytes_ = n;
+    const auto& h = parser_->get();
+    const bool bulk = h.target().find("/bulk/") != beast::string_view::npos;
+    const size_t limit = bulk ? bulk_limit() : srv_->opts.limits.max_value_size;
+    parser_->body_limit(limit);
+    if (auto length = parser_->content_length(); length && *length > limit) {
+      Request head;
+      head.version(h.version());
+      head.keep_alive(false);  // the body is not read: the connection cannot go on
+      return send(head, rest::error(head, http::status::payload_too_large,
+                                    "a body of " + std::to_string(*length) + " bytes exceeds the limit of " +
+                                        std::to_string(limit)));
+    }
+    auto self = shared_from_this();
+    auto body = [self] {
+      http::async_read(*self->stream_, self->buf_, *self->parser_, [self](beast::error_code ec, size_t n) {
+        self->on_read(ec, self->header_bytes_ + n);
+      });
     };
-    if (req.method() != http::verb::get) return error(http::status::method_not_allowed, "only GET here");
-    if (target == "/healthz") return reply(stream, keep, http::status::ok, "text/plain", "ok\n");
-    if (target != "/readyz" && target != "/v1/stats" && target != "/metrics")
-      return error(http::status::not_found, "no route " + target);
-    auto wait = target == "/readyz" ? std::chrono::milliseconds(1000) : opts.deadline;
-    ask_stats(sys, node, wait, stream->get_executor(),
-              [self = shared_from_this(), stream, keep, target](bool ok, std::string body) {
-                if (!ok)
-                  return self->reply(stream, keep, http::status::service_unavailable, "application/json",
-                                     json{{"error", "the node did not answer: " + body}}.dump() + "\n");
-                if (target == "/readyz") return self->reply(stream, keep, http::status::ok, "text/plain", "ready\n");
-                if (target == "/metrics")
-                  return self->reply(stream, keep, http::status::ok, "text/plain; version=0.0.4",
-                                     prometheus_text(body));
-                self->reply(stream, keep, http::status::ok, "application/json", body + "\n");
-              });
+    if (!beast::iequals(h[http::field::expect], "100-continue")) return body();
+    static const std::string go_on = "HTTP/1.1 100 Continue\r\n\r\n";
+    asio::async_write(*stream_, asio::buffer(go_on), [self, body](beast::error_code ec, size_t) {
+      if (ec) return self->close();
+      body();
+    });
   }
+
+  void on_read(beast::error_code ec, size_t n) {
+    if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == asio::error::eof ||
+        ec == asio::error::connection_reset || ec == asio::error::operation_aborted)
+      return close();
+    if (srv_->metrics) srv_->metrics->bytes_in(RequestMetrics::rest, n);
+    if (ec) {  // the request is malformed or too big: say why, then close
+      Request bad;
+      bad.version(11);
+      bad.keep_alive(false);
+      auto status = ec == http::error::body_limit     ? http::status::payload_too_large
+                    : ec == http::error::header_limit ? http::status::request_header_fields_too_large
+                                                      : http::status::bad_request;
+      return send(bad, rest::error(bad, status, "bad request: " + ec.message()));
+    }
+    req_ = parser_->release();
+    start_ = clock::now();
+    handle();
+  }
+
+  void handle() {
+    call_ = Call{};
+    Response err;
+    if (!rest::route(req_, srv_->opts.limits, &call_, &err)) return send(req_, std::move(err));
+    auto self = shared_from_this();
+    switch (call_.kind) {
+      case Kind::healthz: return text(http::status::ok, "ok\n");
+      case Kind::readyz:
+      case Kind::stats:
+      case Kind::metrics:
+      case Kind::cluster: return ask_node();
+      case Kind::routes: return admin(json{{"cmd", "routes"}});
+      case Kind::lock:
+      case Kind::unlock: return lock();
+      case Kind::key:
+        return exec(take_ops(call_), [self](result_batch r) {
+          self->count(r);
+          self->send(self->req_, rest::key_response(self->call_, self->req_, r[0]));
+        });
+      case Kind::bulk_get:
+      case Kind::bulk_put:
+        return exec(take_ops(call_), [self](result_batch r) {
+          self->count(r);
+          self->send(self->req_, rest::bulk_response(self->call_, self->req_, r));
+        });
+      case Kind::ns_list:
+        call_.ops.push_back(kv_op{});
+        call_.ops[0].id = storage::make_id(rest::system_ns, rest::catalog_key);
+        call_.ops[0].latest = true;
+        return exec(op_batch(call_.ops), [self](result_batch r) { self->list_namespaces(r[0]); });
+      case Kind::patch:
+      case Kind::ns_create:
+      case Kind::ns_drop: return patch(max_patch_tries);
+    }
+  }
+
+  /// Runs a batch on the direct path (this thread), or through the coordinator actor.
+  void exec(op_batch ops, std::function<void(result_batch)> then) {
+    if (srv_->coordinator.local) return then(srv_->coordinator.local->run(ops));
+    auto sink = std::make_shared<Sink>();
+    sink->ex = stream_->get_executor();
+    sink->then = std::move(then);
+    caf::anon_send(srv_->coordinator.actor, atom::exec_v, std::move(ops), batch_sink_ptr(std::move(sink)));
+  }
+
+  void count(const result_batch& r) {
+    if (!srv_->metrics) return;
+    for (size_t i = 0; i < r.size() && i < call_.ops.size(); ++i)
+      srv_->metrics->op(RequestMetrics::rest, call_.ops[i].kind, r[i].status);
+  }
+
+  /// Read, merge, write if the version is still the one read; a lost race reads again.
+  void patch(int tries) {
+    auto self = shared_from_this();
+    exec(op_batch{call_.ops[0]}, [self, tries](result_batch r) {
+      kv_op write;
+      Response done;
+      if (!rest::patch_step(self->call_, r[0], self->req_, &write, &done)) return self->send(self->req_, std::move(done));
+      self->exec(op_batch{std::move(write)}, [self, tries](result_batch w) {
+        op_result& res = w[0];
+        if (res.status == op_status::condition_failed && !self->call_.patch_if_match && tries > 1)
+          return self->patch(tries - 1);
+        if (res.status == op_status::condition_failed && !self->call_.patch_if_match)
+          return self->send(self->req_, rest::error(self->req_, http::status::conflict,
+                                                    "the key changed under " + std::to_string(max_patch_tries) + " patches in a row"));
+        if (self->call_.kind == Kind::patch) {
+          if (self->srv_->metrics) self->srv_->metrics->op(RequestMetrics::rest, op_kind::put, res.status);
+          Call as_put = self->call_;
+          as_put.ops[0].kind = op_kind::put;
+          return self->send(self->req_, rest::key_response(as_put, self->req_, res));
+        }
+        self->namespace_changed(res);
+      });
+    });
+  }
+
+  void namespace_changed(op_result& res) {
+    if (res.status != op_status::ok) return send(req_, rest::key_response(call_, req_, res));
+    if (call_.kind == Kind::ns_create)
+      return send(req_, rest::json_response(req_, http::status::created, {{"namespace", call_.ns}, {"created", true}}));
+    // Dropped from the catalog: every node now deletes the namespace's keys it holds.
+    admin(json{{"cmd", "purge_ns"}, {"ns", call_.ns}});
+  }
+
+  void list_namespaces(const op_result& r) {
+    if (r.status != op_status::ok && r.status != op_status::not_found)
+      return send(req_, rest::error(req_, rest::status_of(r.status), "the namespace catalog: " + std::string(to_string(r.status))));
+    json names = json::array({"default"});
+    json doc = json::parse(r.record.json.empty() ? "{}" : r.record.json, nullptr, false);
+    if (doc.is_object())
+      for (const auto& [name, info] : doc.items()) names.push_back(name);
+    send(req_, rest::json_response(req_, http::status::ok, {{"namespaces", names}}));
+  }
+
+  void ask_node() {
+    auto wait = call_.kind == Kind::readyz ? std::chrono::milliseconds(1000) : srv_->opts.deadline;
+    srv_->sys.spawn(stats_asker, srv_->node, wait, stream_->get_executor(),
+                    done_fn([self = shared_from_this()](bool ok, std::string body) { self->node_answered(ok, body); }));
+  }
+
+  void node_answered(bool ok, const std::string& body) {
+    if (!ok) return send(req_, rest::error(req_, http::status::service_unavailable, "the node did not answer: " + body));
+    switch (call_.kind) {
+      case Kind::readyz: return text(http::status::ok, "ready\n");
+      case Kind::metrics: {
+        std::string out = prometheus_text(body);
+        if (srv_->metrics) out += srv_->metrics->prometheus();
+        return text(http::status::ok, std::move(out), "text/plain; version=0.0.4");
+      }
+      case Kind::cluster: {
+        json s = json::parse(body, nullptr, false);
+        json c = s.is_object() && s.contains("cluster") ? s["cluster"] : json{{"nodes", json::array()}};
+        c["node"] = s.is_object() ? s.value("node", "") : "";
+        return send(req_, rest::json_response(req_, http::status::ok, c));
+      }
+      default: return text(http::status::ok, body + "\n", "application/json");
+    }
+  }
+
+  /// A reply_fn (the session's answers) that resumes this connection on its own thread.
+  wire::reply_fn on_reply(std::function<void(wire::Response)> then) {
+    return std::make_shared<std::function<void(wire::Response)>>(
+        [ex = stream_->get_executor(), then = std::move(then)](wire::Response r) {
+          asio::post(ex, [then, r = std::move(r)]() mutable { then(std::move(r)); });
+        });
+  }
+
+  void admin(const json& cmd) {
+    caf::anon_send(srv_->session, atom::admin_v, cmd.dump(), on_reply([self = shared_from_this()](wire::Response r) {
+      if (r.status != op_status::ok)
+        return self->send(self->req_, rest::error(self->req_, http::status::service_unavailable, r.message));
+      json body = json::parse(r.data, nullptr, false);
+      if (body.is_object() && body.contains("error"))
+        return self->send(self->req_, rest::json_response(self->req_, http::status::internal_server_error, body));
+      if (self->call_.kind == Kind::ns_drop) body = {{"namespace", self->call_.ns}, {"dropped", true}, {"purge", body}};
+      self->send(self->req_, rest::json_response(self->req_, http::status::ok, body));
+    }));
+  }
+
+  void lock() {
+    std::string key = call_.ns + std::string(1, '\0') + call_.key;
+    auto self = shared_from_this();
+    if (call_.kind == Kind::lock)
+      return caf::anon_send(srv_->session, atom::lock_v, std::move(key), call_.lease_ms, on_reply([self](wire::Response r) {
+        if (r.status != op_status::ok) return self->send(self->req_, rest::error(self->req_, rest::status_of(r.status), r.message));
+        self->send(self->req_, rest::json_response(self->req_, http::status::ok,
+                                                   {{"token", r.token}, {"expires_ms", r.expiry_ms}}));
+      }));
+    caf::anon_send(srv_->session, atom::unlock_v, std::move(key), call_.token, on_reply([self](wire::Response r) {
+      if (r.status != op_status::ok) return self->send(self->req_, rest::error(self->req_, rest::status_of(r.status), r.message));
+      self->send(self->req_, rest::json_response(self->req_, http::status::ok, {{"unlocked", true}}));
+    }));
+  }
+
+  void text(http::status s, std::string body, const char* type = "text/plain") {
+    Response res(s, req_.version());
+    res.set(http::field::server, "apsisd");
+    res.set(http::field::content_type, type);
+    res.keep_alive(req_.keep_alive());
+    res.body() = std::move(body);
+    res.prepare_payload();
+    send(req_, std::move(res));
+  }
+
+  void send(const Request& req, Response res) {
+    if (req.method() == http::verb::head) res.body().clear();  // the headers say what a GET would send
+    if (auto& m = srv_->metrics) {
+      m->http_response(res.result_int());
+      m->latency(RequestMetrics::rest, clock::now() - start_);
+    }
+    res_ = std::move(res);
+    res_.keep_alive(req.keep_alive() && res_.keep_alive());
+    http::async_write(*stream_, res_, [self = shared_from_this()](beast::error_code ec, size_t n) {
+      if (self->srv_->metrics) self->srv_->metrics->bytes_out(RequestMetrics::rest, n);
+      if (ec || !self->res_.keep_alive()) return self->close();
+      self->res_ = {};
+      self->read();
+    });
+  }
+
+  void close() {
+    beast::error_code ec;
+    stream_->socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_->close();
+    srv_->forget(stream_);
+  }
+
+  std::shared_ptr<HttpServer::Impl> srv_;
+  std::shared_ptr<beast::tcp_stream> stream_;
+  beast::flat_buffer buf_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  Request req_;
+  Response res_;
+  Call call_;
+  clock::time_point start_ = clock::now();
+  size_t header_bytes_ = 0;
 };
 
-HttpServer::HttpServer(IoPool& io, caf::actor_system& sys, node_actor node, HttpOptions opts)
-    : impl_(std::make_shared<Impl>(io, sys, std::move(node), std::move(opts))) {}
+}  // namespace
+
+void HttpServer::Impl::accept() {
+  acceptor.async_accept(io.next(), [self = shared_from_this()](beast::error_code ec, tcp::socket sock) {
+    if (ec) return;  // closed by stop()
+    sock.set_option(tcp::no_delay(true), ec);
+    auto stream = std::make_shared<beast::tcp_stream>(std::move(sock));
+    {
+      std::lock_guard<std::mutex> lock(self->mu);
+      self->open.insert(stream);
+    }
+    auto conn = std::make_shared<Conn>(self, stream);
+    asio::post(stream->get_executor(), [conn] { conn->read(); });
+    self->accept();
+  });
+}
+
+HttpServer::HttpServer(IoPool& io, caf::actor_system& sys, Coordinator coordinator, lock_manager_actor locks,
+                       node_actor node, std::shared_ptr<RequestMetrics> metrics, HttpOptions opts)
+    : impl_(std::make_shared<Impl>(io, sys, std::move(coordinator), std::move(locks), std::move(node),
+                                   std::move(metrics), std::move(opts))) {}
 
 HttpServer::~HttpServer() { stop(); }
 
@@ -177,6 +409,7 @@ uint16_t HttpServer::port() const {
 }
 
 void HttpServer::stop() {
+  caf::anon_send_exit(impl_->session, caf::exit_reason::user_shutdown);
   asio::post(impl_->io.main(), [impl = impl_] {
     beast::error_code ec;
     impl->acceptor.close(ec);

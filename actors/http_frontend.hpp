@@ -1,8 +1,9 @@
-// HttpServer: the node's HTTP port, on Boost.Beast over the IoPool. Today it serves what an
-// operator watches: GET /healthz (the process answers), /readyz (the node's actors answer
-// within a second), /v1/stats (the node's statistics as JSON) and /metrics (the same in
-// Prometheus text format). Each connection has a deadline per request (a slow or silent
-// client is closed) and a header limit; keep-alive is honoured.
+// HttpServer: the node's HTTP port, on Boost.Beast over the IoPool: the REST routes
+// (actors/rest.hpp decides what a request asks; docs/rest.md lists them) and what an
+// operator watches (/healthz, /readyz, /v1/stats, /metrics). Requests on a connection are
+// answered one after another (keep-alive and pipelining); each has a deadline to arrive and
+// be answered, a header limit and a body limit, so a slow or malicious client holds only its
+// own connection, and only until its deadline.
 #pragma once
 
 #include <chrono>
@@ -11,6 +12,9 @@
 
 #include "actors/interfaces.hpp"
 #include "actors/io_pool.hpp"
+#include "actors/metrics.hpp"
+#include "actors/replica_group.hpp"
+#include "storage/record.hpp"
 
 namespace apsis {
 
@@ -18,15 +22,13 @@ struct HttpOptions {
   std::string bind = "127.0.0.1";
   uint16_t port = 0;  ///< 0 = an ephemeral port
   std::chrono::milliseconds deadline{10000};  ///< to receive a request and send its answer
+  storage::Limits limits;  ///< key and value sizes; a body may hold a value's base64 and more
 };
-
-/// The node's statistics JSON (node_stats_json) as Prometheus text: every number, as a
-/// gauge or counter named apsis_<section>_<field>, backends labelled by id and group.
-std::string prometheus_text(const std::string& stats_json);
 
 class HttpServer {
  public:
-  HttpServer(IoPool& io, caf::actor_system& sys, node_actor node, HttpOptions opts);
+  HttpServer(IoPool& io, caf::actor_system& sys, Coordinator coordinator, lock_manager_actor locks,
+             node_actor node, std::shared_ptr<RequestMetrics> metrics, HttpOptions opts);
   ~HttpServer();
   bool start(std::string* error);
   uint16_t port() const;

@@ -41,7 +41,9 @@ using peer_actor = caf::typed_actor<
     // This node's binary port, once it listens: gossiped, so that clients can route by key.
     caf::reacts_to<atom::advertise, uint16_t>,
     // (internal) the gossip timer.
-    caf::reacts_to<atom::tick>>;
+    caf::reacts_to<atom::tick>,
+    // A namespace was dropped: tells every other node's ANTI_ENTROPY; answers how many.
+    caf::replies_to<atom::purge, std::string>::with<uint32_t>>;
 
 /// LOCK_MANAGER: per-key leases with fencing tokens; FIFO waiters; a lease ends at unlock,
 /// at its expiry, or when its holder dies.
@@ -90,7 +92,10 @@ using anti_entropy_actor = caf::typed_actor<
     // Another node's digests over a range: answers the buckets where this node's differ.
     caf::replies_to<atom::digest, ae_range, std::vector<uint64_t>>::with<std::vector<uint32_t>>,
     // The ids and versions this node holds in those buckets of a range.
-    caf::replies_to<atom::keys, ae_range, std::vector<uint32_t>>::with<std::vector<id_version>>>;
+    caf::replies_to<atom::keys, ae_range, std::vector<uint32_t>>::with<std::vector<id_version>>,
+    // A dropped namespace: tombstones every live record of it in the local backends; answers
+    // how many.
+    caf::replies_to<atom::purge, std::string>::with<uint64_t>>;
 
 /// CLIENT: one connection to a node's binary port as an actor (clients/cpp/client_actor):
 /// many requests in flight, each answered with its response.

@@ -177,4 +177,30 @@ void merge_step(ae_self self) {
   }
 }
 
+uint64_t purge_namespace(ae_state& st, const std::string& ns) {
+  constexpr size_t step = 1 << 16;  // tombstones gathered per scan: bounds memory
+  const uint64_t now_stamp = storage::now_ms() << 16;
+  uint64_t total = 0;
+  for (auto& [id, b] : st.cfg.backends) {
+    for (bool more = true; more;) {  // each scan skips what the last one tombstoned
+      std::vector<storage::Record> tombs;
+      storage::IterateOptions io;
+      io.with_payload = false;
+      io.include_tombstones = false;
+      b.engine->iterate(io, [&](const storage::Record& rec) {
+        if (storage::make_id(ns, rec.key) != rec.id) return true;  // another namespace's
+        storage::Version v{std::max(now_stamp, rec.version.stamp + 1), st.cfg.node_id};
+        tombs.push_back(storage::Record::make_tombstone(rec.id, v, rec.key));
+        return tombs.size() < step;
+      });
+      more = tombs.size() == step;
+      std::vector<storage::Status> done(tombs.size());
+      b.engine->put_batch(tombs.data(), tombs.size(), done.data());
+      for (const auto& s : done) total += s.is_ok();
+    }
+  }
+  spdlog::info("purge: namespace {}: {} records deleted here", ns, total);
+  return total;
+}
+
 }  // namespace apsis

@@ -55,6 +55,28 @@ bool ring_points(const std::string& backend_dir, size_t n, std::vector<storage::
   return true;
 }
 
+/// A dropped namespace: this node's records of it are tombstoned, and every other node is
+/// told to do the same with its own (a node down now keeps its copies until anti-entropy
+/// brings it the other replicas' tombstones).
+caf::result<std::string> purge_everywhere(node_actor::stateful_pointer<node_state> self, std::string ns) {
+  auto rp = self->make_response_promise<std::string>();
+  auto answer = [rp](uint64_t here, int64_t told) mutable {
+    rp.deliver(nlohmann::json{{"purged_here", here}, {"nodes_told", told}}.dump());
+  };
+  self->request(self->state.recovery_actor, caf::infinite, atom::purge_v, ns)
+      .then(
+          [=](uint64_t here) mutable {
+            if (!self->state.peer) return answer(here, 0);
+            self->request(self->state.peer, std::chrono::seconds(5), atom::purge_v, ns)
+                .then([=](uint32_t told) mutable { answer(here, told); },
+                      [=](caf::error&) mutable { answer(here, -1); });
+          },
+          [rp, self](caf::error& e) mutable {
+            rp.deliver(nlohmann::json{{"error", "purge: " + self->system().render(e)}}.dump());
+          });
+  return rp;
+}
+
 }  // namespace
 
 std::string node_stats_json(const config::NodeConfig& cfg,
@@ -98,12 +120,13 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
                                config::NodeConfig cfg,
                                std::vector<std::shared_ptr<storage::Engine>> engines,
                                std::vector<caf::actor> children,
-                               anti_entropy_actor recovery_actor,
+                               anti_entropy_actor recovery_actor, peer_actor peer,
                                std::map<uint32_t, replica_group_actor> backends,
                                std::shared_ptr<ae_stats> recovery,
                                std::shared_ptr<cluster_view> cluster) {
   self->state.cfg = std::move(cfg);
   self->state.recovery_actor = std::move(recovery_actor);
+  self->state.peer = std::move(peer);
   self->state.backends = std::move(backends);
   self->state.recovery = std::move(recovery);
   self->state.cluster = std::move(cluster);
@@ -123,7 +146,8 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
           std::lock_guard<std::mutex> lock(self->state.cluster->mu);
           return self->state.cluster->routes;
         }
-        return nlohmann::json{{"error", "unknown command '" + what + "' (known: recover, routes)"}}.dump();
+        if (what == "purge_ns") return purge_everywhere(self, cmd.value("ns", ""));
+        return nlohmann::json{{"error", "unknown command '" + what + "' (known: recover, routes, purge_ns)"}}.dump();
       },
       [=](atom::apply, uint32_t backend, op_batch& ops) -> caf::result<result_batch> {
         auto it = self->state.backends.find(backend);
@@ -150,6 +174,7 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
   peer_config pc;
   ae_config ae;
   ae.node = cfg.name;
+  ae.node_id = cfg.node_id;
   ae.every = std::chrono::milliseconds(cfg.anti_entropy_ms);
   ae.merge_every = std::chrono::milliseconds(cfg.merge_every_ms);
   ae.timeout = std::chrono::milliseconds(cfg.timeout_ms);
@@ -235,7 +260,7 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
     parts.peer = sys.spawn(peer, std::move(pc));
     children.push_back(caf::actor_cast<caf::actor>(parts.peer));
   }
-  parts.node = sys.spawn(node, cfg, parts.engines, std::move(children), parts.recovery,
+  parts.node = sys.spawn(node, cfg, parts.engines, std::move(children), parts.recovery, parts.peer,
                          backends, parts.recovery_stats, parts.cluster);
   *out = std::move(parts);
   return true;

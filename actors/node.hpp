@@ -32,6 +32,7 @@ struct NodeParts {
 struct node_state {
   std::vector<std::shared_ptr<storage::Engine>> engines;
   anti_entropy_actor recovery_actor;
+  peer_actor peer;  ///< in a cluster
   std::map<uint32_t, replica_group_actor> backends;  ///< in a cluster: each backend's own coordinator
   std::shared_ptr<ae_stats> recovery;
   std::shared_ptr<cluster_view> cluster;
@@ -43,7 +44,7 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
                                config::NodeConfig cfg,
                                std::vector<std::shared_ptr<storage::Engine>> engines,
                                std::vector<caf::actor> children,
-                               anti_entropy_actor recovery_actor,
+                               anti_entropy_actor recovery_actor, peer_actor peer,
                                std::map<uint32_t, replica_group_actor> backends,
                                std::shared_ptr<ae_stats> recovery,
                                std::shared_ptr<cluster_view> cluster);

@@ -198,6 +198,14 @@ peer_actor::behavior_type peer(self_ptr self, peer_config cfg) {
         publish_routes(self);
         gossip(self);
       },
+      [=](atom::purge, std::string& ns) {
+        auto& st = self->state;
+        uint32_t told = 0;
+        for (const auto& [name, e] : st.table.nodes)
+          if (name != st.cfg.self.name && e.recovery && !st.down.count(name))
+            caf::anon_send(caf::actor_cast<anti_entropy_actor>(e.recovery), atom::purge_v, ns), ++told;
+        return told;
+      },
       [=](atom::tick) {
         auto& st = self->state;
         gossip(self);

@@ -85,6 +85,8 @@ struct pending_batch {
         settle_latest(i);
       else
         r.status = r.replicas.empty() ? op_status::unavailable : r.replicas.front().status;
+      if (r.replicas.empty() && r.message.empty())
+        r.message = "no replica to ask: no group of the session owns the key, or none named is in it";
     }
     deliver(std::move(results));
   }
@@ -137,6 +139,11 @@ struct shard_request {
   replica_entry where;
   bool remote = false, down = false, blocking = false;
 };
+
+/// Whether an operation asks a group: those it names, else every group of the session.
+bool asks_group(const kv_op& op, uint32_t group) {
+  return op.groups.empty() || std::find(op.groups.begin(), op.groups.end(), group) != op.groups.end();
+}
 
 /// Which route owns an id in the session's g-th group.
 size_t owner_route(const replica_group_config& cfg, size_t g, const storage::Id& id) {
@@ -224,7 +231,8 @@ std::shared_ptr<pending_batch> plan(const replica_group_config& cfg, op_batch& o
   // Each op's owner route in every group, found once (ring lookups are the costly part).
   std::vector<size_t> owner(ops.size() * groups);
   for (size_t i = 0; i < ops.size(); ++i)
-    for (size_t g = 0; g < groups; ++g) owner[i * groups + g] = owner_route(cfg, g, ops[i].id);
+    for (size_t g = 0; g < groups; ++g)
+      owner[i * groups + g] = asks_group(ops[i], p->group_order[g]) ? owner_route(cfg, g, ops[i].id) : SIZE_MAX;
   // Reads: the first group in the read order, not tried yet, whose owner is up (else one
   // whose owner is down, so that the result says unavailable).
   std::vector<size_t>& read_group = p->read_group;

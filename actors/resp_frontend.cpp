@@ -279,7 +279,8 @@ struct RespServer::Impl {
 RespServer::RespServer(IoPool& io, Coordinator coordinator, RespOptions opts)
     : impl_(std::make_shared<Impl>()) {
   RespProtocol::Context ctx{opts.limits, opts.info};
-  impl_->server = std::make_shared<frontend::Server<RespProtocol>>(io, std::move(coordinator), std::move(ctx));
+  impl_->server = std::make_shared<frontend::Server<RespProtocol>>(io, std::move(coordinator), std::move(ctx),
+                                                                  opts.metrics, RequestMetrics::resp);
   impl_->opts = std::move(opts);
 }
 

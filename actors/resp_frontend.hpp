@@ -10,6 +10,7 @@
 #include <string>
 
 #include "actors/io_pool.hpp"
+#include "actors/metrics.hpp"
 #include "actors/replica_group.hpp"
 #include "messages/resp.hpp"
 #include "storage/record.hpp"
@@ -22,6 +23,7 @@ struct RespOptions {
   resp::Limits limits;
   /// The text of INFO [section].
   std::function<std::string(const std::string& section)> info;
+  std::shared_ptr<RequestMetrics> metrics;  ///< counts requests (may be null)
 };
 
 class RespServer {

@@ -89,7 +89,7 @@ result_batch apply_batch(storage::Engine& engine, Hlc& clock,
       seen = op.fence;
     }
     // A plain put needs nothing of what is stored; everything else does.
-    bool plain = op.kind == op_kind::put && op.cond == op_cond::none && !op.keep_expiry;
+    bool plain = op.kind == op_kind::put && op.cond == op_cond::none && !op.keep_expiry && !op.report_existed;
     if (!plain) state_of(op, op.kind == op_kind::expire, &c);
     r.existed = c.live;
     bool ok = true;

@@ -21,6 +21,7 @@ bind = "127.0.0.1"
 resp_port = 6380
 binary_port = 7380
 http_port = 8380
+request_timeout_ms = 10000
 
 [limits]
 max_key_size = 4096
@@ -228,7 +229,8 @@ bool load_config(const std::string& text, const std::string& file,
     r.string(*t, "node.", "data_dir", &c.data_dir);
   }
   if (auto* t = r.table(root, "network")) {
-    r.only(*t, "network.", {"bind", "resp_port", "binary_port", "http_port"});
+    r.only(*t, "network.", {"bind", "resp_port", "binary_port", "http_port", "request_timeout_ms"});
+    r.integer(*t, "network.", "request_timeout_ms", &c.request_timeout_ms, 100, 3600000);
     r.integer(*t, "network.", "http_port", &c.http_port, 0, 65535);
     r.string(*t, "network.", "bind", &c.bind);
     r.integer(*t, "network.", "resp_port", &c.resp_port, 0, 65535);

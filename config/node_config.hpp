@@ -28,7 +28,10 @@ struct NodeConfig {
   std::string bind;
   uint16_t resp_port = 0;  ///< 0 = an ephemeral port, printed at start
   uint16_t binary_port = 0;  ///< the binary protocol (docs/protocol.md); 0 = ephemeral
-  uint16_t http_port = 8380;  ///< health, readiness, stats and metrics over HTTP; 0 = ephemeral
+  uint16_t http_port = 8380;  ///< REST, health, readiness, stats and metrics; 0 = ephemeral
+  /// HTTP: how long a client has to send a request (an idle keep-alive connection, to send
+  /// the next) and to take its answer.
+  uint64_t request_timeout_ms = 10000;
   storage::Limits limits;
   success_policy policy = success_policy::quorum;
   read_order_kind read_order = read_order_kind::session;

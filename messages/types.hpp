@@ -77,6 +77,10 @@ struct kv_op {
   /// A read that asks every group and answers the newest version (older replicas are
   /// repaired in the background); a miss then carries the tombstone's version.
   bool latest = false;
+  /// put: say whether a live record was there (`existed`); a plain put skips that lookup.
+  bool report_existed = false;
+  /// The groups to ask, a subset of the session's; empty: all of them.
+  std::vector<uint32_t> groups;
 };
 
 /// What one replica did with one operation.
@@ -127,7 +131,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, kv_op& x) {
   return f(caf::meta::type_name("kv_op"), x.kind, x.cond, x.id, x.key, x.json, x.data,
            x.expiry_ms, x.keep_expiry, x.user_flags, x.expected, x.version, x.fence, x.policy,
-           x.latest);
+           x.latest, x.report_existed, x.groups);
 }
 
 template <class Inspector>

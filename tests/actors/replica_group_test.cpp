@@ -20,6 +20,7 @@ peer_actor::behavior_type silent_peer(peer_actor::pointer self, int) {
       [=](atom::connect, std::string&, uint16_t) {},
       [=](atom::advertise, uint16_t) {},
       [=](atom::tick) {},
+      [=](atom::purge, std::string&) { return uint32_t(0); },
   };
 }
 

@@ -86,9 +86,11 @@ int main(int argc, char** argv) {
     cluster_text = ", cluster on " + cfg.bind + ":" + std::to_string(*port);
   }
   IoPool io(cfg.io_threads);
+  auto metrics = std::make_shared<RequestMetrics>();
   RespOptions ro;
   ro.bind = cfg.bind;
   ro.port = cfg.resp_port;
+  ro.metrics = metrics;
   ro.limits.max_bulk = std::max<size_t>(cfg.limits.max_value_size, cfg.limits.max_key_size);
   std::optional<RespServer> resp_holder;
   RespServer& resp = resp_holder.emplace(io, parts.coordinator, ro);
@@ -101,6 +103,7 @@ int main(int argc, char** argv) {
   bo.bind = cfg.bind;
   bo.port = cfg.binary_port;
   bo.name = cfg.name;
+  bo.metrics = metrics;
   bo.max_frame = uint32_t(std::min<uint64_t>(cfg.limits.max_value_size + cfg.limits.max_key_size + 65536, UINT32_MAX));
   std::optional<BinaryServer> binary_holder;
   BinaryServer& binary = binary_holder.emplace(io, sys, parts.coordinator, parts.locks, parts.node, bo);
@@ -113,8 +116,10 @@ int main(int argc, char** argv) {
   HttpOptions ho;
   ho.bind = cfg.bind;
   ho.port = cfg.http_port;
+  ho.limits = cfg.limits;
+  ho.deadline = std::chrono::milliseconds(cfg.request_timeout_ms);
   std::optional<HttpServer> http_holder;
-  HttpServer& http = http_holder.emplace(io, sys, parts.node, ho);
+  HttpServer& http = http_holder.emplace(io, sys, parts.coordinator, parts.locks, parts.node, metrics, ho);
   if (!http.start(&error)) {
     std::fprintf(stderr, "apsisd: %s\n", error.c_str());
     resp.stop();

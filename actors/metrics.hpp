@@ -1,0 +1,53 @@
+// Metrics: what the frontends count as they answer (operations by surface, kind and status,
+// a latency histogram per surface, bytes in and out, HTTP responses by code), and the
+// Prometheus text of it all with the node's statistics. Counters are relaxed atomics: the
+// I/O threads add to them without a lock, /metrics reads a consistent-enough snapshot.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <string>
+
+#include "messages/types.hpp"
+
+namespace apsis {
+
+class RequestMetrics {
+ public:
+  enum Surface { resp, binary, rest, surfaces };
+  static constexpr int kinds = 5;     ///< op_kind values
+  static constexpr int statuses = 10;  ///< op_status values
+  /// Histogram bucket bounds, in microseconds (the last bucket is +Inf).
+  static constexpr uint64_t bounds_us[] = {100, 250, 500, 1000, 2500, 5000, 10000, 25000,
+                                           50000, 100000, 250000, 1000000, 5000000};
+  static constexpr int buckets = sizeof(bounds_us) / sizeof(bounds_us[0]) + 1;
+
+  /// One operation answered.
+  void op(Surface s, op_kind k, op_status st) {
+    if (int(k) < kinds && int(st) < statuses) ops_[s][int(k)][int(st)].fetch_add(1, std::memory_order_relaxed);
+  }
+  /// One request's time from its arrival to its answer, counted n times (a batch's requests).
+  void latency(Surface s, std::chrono::steady_clock::duration d, uint64_t n = 1);
+  void bytes_in(Surface s, uint64_t n) { in_[s].fetch_add(n, std::memory_order_relaxed); }
+  void bytes_out(Surface s, uint64_t n) { out_[s].fetch_add(n, std::memory_order_relaxed); }
+  /// One HTTP response with this status code.
+  void http_response(unsigned code) {
+    if (code >= 100 && code < 600) http_[code - 100].fetch_add(1, std::memory_order_relaxed);
+  }
+
+  /// The counters in Prometheus text format (with # TYPE lines).
+  std::string prometheus() const;
+
+ private:
+  std::atomic<uint64_t> ops_[surfaces][kinds][statuses] = {};
+  std::atomic<uint64_t> hist_[surfaces][buckets] = {};
+  std::atomic<uint64_t> sum_us_[surfaces] = {};
+  std::atomic<uint64_t> in_[surfaces] = {}, out_[surfaces] = {};
+  std::atomic<uint64_t> http_[500] = {};
+};
+
+/// The node's statistics JSON (node_stats_json) as Prometheus text: per-backend gauges and
+/// counters labelled by backend and group, anti-entropy and merge progress, peer links.
+std::string prometheus_text(const std::string& stats_json);
+
+}  // namespace apsis

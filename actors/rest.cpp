@@ -1,0 +1,559 @@
+#include "actors/rest.hpp"
+
+#include <openssl/evp.h>
+
+#include <charconv>
+#include <map>
+
+#include "storage/id.hpp"
+
+namespace apsis::rest {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr size_t max_bulk = 10000;  ///< keys or items in one bulk call
+
+bool parse_u64(std::string_view s, uint64_t* out) {
+  if (s.empty()) return false;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+  return ec == std::errc() && end == s.data() + s.size();
+}
+
+bool is_json_type(std::string_view t) {
+  t = t.substr(0, t.find(';'));
+  while (!t.empty() && t.back() == ' ') t.remove_suffix(1);
+  return t == "application/json" || (t.size() > 5 && t.substr(t.size() - 5) == "+json");
+}
+
+std::string header(const Request& req, std::string_view name) {
+  auto it = req.find(boost::beast::string_view(name.data(), name.size()));
+  return it == req.end() ? std::string() : std::string(it->value());
+}
+
+/// The query's parameters, decoded; false with *why if one is malformed.
+bool parse_query(std::string_view q, std::map<std::string, std::string>* out, std::string* why) {
+  while (!q.empty()) {
+    size_t amp = q.find('&');
+    std::string_view part = q.substr(0, amp);
+    q = amp == std::string_view::npos ? std::string_view() : q.substr(amp + 1);
+    if (part.empty()) continue;
+    size_t eq = part.find('=');
+    std::string k, v;
+    if (!percent_decode(part.substr(0, eq), &k) ||
+        (eq != std::string_view::npos && !percent_decode(part.substr(eq + 1), &v)))
+      return *why = "malformed percent-encoding in the query", false;
+    (*out)[k] = v;
+  }
+  return true;
+}
+
+/// The options every key and bulk call shares: policy, latest, groups, TTL, fence.
+struct Options {
+  uint8_t policy = 0;
+  bool latest = false;
+  std::vector<uint32_t> groups;
+  uint64_t expiry_ms = 0;
+  uint64_t fence = 0;
+};
+
+bool parse_options(std::map<std::string, std::string>& q, const Request& req, Options* o,
+                   bool* verbose, std::string* why) {
+  auto take = [&](const char* name, std::string* v) {
+    auto it = q.find(name);
+    if (it == q.end()) return false;
+    *v = std::move(it->second);
+    q.erase(it);
+    return true;
+  };
+  std::string v;
+  if (take("policy", &v)) {
+    success_policy p;
+    if (!parse_policy(v, &p)) return *why = "policy must be one, quorum or all, not '" + v + "'", false;
+    o->policy = uint8_t(uint8_t(p) + 1);
+  }
+  if (take("latest", &v)) {
+    if (v != "true" && v != "false" && v != "1" && v != "0")
+      return *why = "latest must be true or false", false;
+    o->latest = v == "true" || v == "1";
+  }
+  if (take("verbose", &v)) {
+    if (v != "1" && v != "0" && v != "true" && v != "false") return *why = "verbose must be 1 or 0", false;
+    *verbose = v == "1" || v == "true";
+  }
+  if (take("groups", &v)) {
+    for (size_t pos = 0; pos <= v.size();) {
+      size_t comma = v.find(',', pos);
+      if (comma == std::string::npos) comma = v.size();
+      uint64_t g;
+      if (!parse_u64(std::string_view(v).substr(pos, comma - pos), &g) || g > UINT32_MAX)
+        return *why = "groups must be a comma-separated list of group numbers, not '" + v + "'", false;
+      o->groups.push_back(uint32_t(g));
+      pos = comma + 1;
+    }
+  }
+  std::string ttl = header(req, "X-Apsis-TTL");
+  if (take("ttl", &v)) ttl = v;
+  if (!ttl.empty()) {
+    uint64_t s;
+    if (!parse_u64(ttl, &s) || s == 0 || s > 100ull * 365 * 86400)
+      return *why = "ttl must be a number of seconds, at least 1, not '" + ttl + "'", false;
+    o->expiry_ms = storage::now_ms() + s * 1000;
+  }
+  std::string fence = header(req, "X-Apsis-Fence");
+  if (!fence.empty() && !parse_u64(fence, &o->fence))
+    return *why = "X-Apsis-Fence must be a lock's token (a number)", false;
+  return true;
+}
+
+kv_op make_op(op_kind kind, const std::string& ns, std::string key, const Options& o) {
+  kv_op op;
+  op.kind = kind;
+  op.id = storage::make_id(ns, key);
+  op.key = std::move(key);
+  op.policy = o.policy;
+  op.latest = o.latest;
+  op.groups = o.groups;
+  op.fence = o.fence;
+  op.expiry_ms = o.expiry_ms;
+  return op;
+}
+
+/// If-Match / If-None-Match on a write, as its condition.
+bool write_condition(const Request& req, kv_op* op, std::string* why) {
+  std::string match = header(req, "If-Match"), none = header(req, "If-None-Match");
+  if (!match.empty() && !none.empty()) return *why = "If-Match and If-None-Match together", false;
+  if (match == "*") op->cond = op_cond::if_present;
+  else if (!match.empty()) {
+    if (!parse_etag(match, &op->expected))
+      return *why = "If-Match must be an ETag this server gave (\"stamp-node\") or *", false;
+    op->cond = op_cond::if_version;
+  }
+  if (none == "*") op->cond = op_cond::if_absent;
+  else if (!none.empty()) return *why = "a write takes If-None-Match: * only", false;
+  return true;
+}
+
+Want wanted(const Request& req) {
+  std::string a = header(req, "Accept");
+  bool j = a.find("application/json") != std::string::npos;
+  bool d = a.find("application/octet-stream") != std::string::npos;
+  return j && !d ? Want::json : d && !j ? Want::data : Want::any;
+}
+
+json replicas_json(const op_result& r) {
+  json out = json::array();
+  for (const auto& e : r.replicas)
+    out.push_back({{"group", e.group}, {"node", e.node}, {"backend", e.backend},
+                   {"status", to_string(e.status)}, {"version", version_text(e.version)}});
+  return out;
+}
+
+std::string replicas_header(const op_result& r) {
+  std::string out;
+  for (const auto& e : r.replicas) {
+    if (!out.empty()) out += ", ";
+    out += std::to_string(e.group) + "/" + e.node + "/" + std::to_string(e.backend) + "=" + to_string(e.status);
+  }
+  return out;
+}
+
+Response empty(const Request& req, http::status s) {
+  Response res(s, req.version());
+  res.set(http::field::server, "apsisd");
+  res.keep_alive(req.keep_alive());
+  return res;
+}
+
+/// A record as JSON (bulk and verbose bodies): the JSON part embedded, the data part in base64.
+json record_json(const op_result& r) {
+  json out{{"version", version_text(r.version)}};
+  if (!r.record.json.empty()) out["json"] = json::parse(r.record.json, nullptr, false);
+  if (!r.record.data.empty()) out["data"] = base64(r.record.data);
+  if (r.record.expiry_ms) out["expiry_ms"] = r.record.expiry_ms;
+  if (r.record.user_flags) out["flags"] = r.record.user_flags;
+  return out;
+}
+
+/// A failed operation: its status, why, and every replica's entry.
+Response failure(const Request& req, const op_result& r) {
+  json body{{"error", r.message.empty() ? std::string(to_string(r.status)) : r.message},
+            {"status", to_string(r.status)}, {"replicas", replicas_json(r)}};
+  return json_response(req, status_of(r.status), body);
+}
+
+}  // namespace
+
+http::status status_of(op_status s) {
+  switch (s) {
+    case op_status::ok: return http::status::ok;
+    case op_status::not_found: return http::status::not_found;
+    case op_status::condition_failed: return http::status::precondition_failed;
+    case op_status::stale:
+    case op_status::fenced: return http::status::conflict;
+    case op_status::invalid: return http::status::bad_request;
+    case op_status::timeout:
+    case op_status::unavailable: return http::status::service_unavailable;
+    default: return http::status::internal_server_error;
+  }
+}
+
+std::string version_text(const storage::Version& v) {
+  return std::to_string(v.stamp) + "-" + std::to_string(v.node);
+}
+
+std::string etag(const storage::Version& v) { return "\"" + version_text(v) + "\""; }
+
+bool parse_etag(std::string_view t, storage::Version* out) {
+  if (t.size() >= 2 && t.substr(0, 2) == "W/") t.remove_prefix(2);  // weak: same version
+  if (t.size() < 2 || t.front() != '"' || t.back() != '"') return false;
+  t = t.substr(1, t.size() - 2);
+  size_t dash = t.find('-');
+  return dash != std::string_view::npos && parse_u64(t.substr(0, dash), &out->stamp) &&
+         parse_u64(t.substr(dash + 1), &out->node);
+}
+
+bool percent_decode(std::string_view in, std::string* out) {
+  out->clear();
+  out->reserve(in.size());
+  auto hex = [](char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+  };
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] != '%') {
+      out->push_back(in[i]);
+      continue;
+    }
+    if (i + 2 >= in.size()) return false;  // two hex digits must follow
+    int hi = hex(in[i + 1]), lo = hex(in[i + 2]);
+    if (hi < 0 || lo < 0) return false;
+    out->push_back(char(hi * 16 + lo));
+    i += 2;
+  }
+  return true;
+}
+
+bool valid_ns(const std::string& ns) {
+  if (ns.empty() || ns.size() > 64) return false;
+  for (char c : ns)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '-') return false;
+  return true;
+}
+
+std::string base64(std::string_view in) {
+  std::string out(4 * ((in.size() + 2) / 3), '\0');
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(in.data()), int(in.size()));
+  out.resize(size_t(n));
+  return out;
+}
+
+bool unbase64(std::string_view in, std::string* out) {
+  if (in.size() % 4 != 0) return false;
+  out->assign(3 * (in.size() / 4), '\0');
+  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out->data()),
+                          reinterpret_cast<const unsigned char*>(in.data()), int(in.size()));
+  if (n < 0) return false;
+  size_t pad = in.size() >= 1 && in.back() == '=' ? (in.size() >= 2 && in[in.size() - 2] == '=' ? 2 : 1) : 0;
+  out->resize(size_t(n) - pad);  // EVP_DecodeBlock counts the padding as bytes
+  return true;
+}
+
+Response error(const Request& req, http::status s, const std::string& why) {
+  return json_response(req, s, json{{"error", why}});
+}
+
+Response json_response(const Request& req, http::status s, const json& body) {
+  Response res = empty(req, s);
+  res.set(http::field::content_type, "application/json");
+  // Keys in a path may be any bytes: what is not UTF-8 shows as U+FFFD rather than throwing.
+  res.body() = body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+  res.prepare_payload();
+  return res;
+}
+
+bool route(const Request& req, const storage::Limits& limits, Call* call, Response* err) {
+  auto fail = [&](http::status s, const std::string& why) { return *err = error(req, s, why), false; };
+  std::string_view target(req.target().data(), req.target().size());
+  size_t qmark = target.find('?');
+  std::string_view path = target.substr(0, qmark);
+  std::map<std::string, std::string> query;
+  std::string why;
+  if (qmark != std::string_view::npos && !parse_query(target.substr(qmark + 1), &query, &why))
+    return fail(http::status::bad_request, why);
+  const http::verb verb = req.method();
+  call->head = verb == http::verb::head;
+  auto only = [&](std::initializer_list<http::verb> verbs) {
+    for (auto v : verbs)
+      if (v == verb) return true;
+    std::string allowed;
+    for (auto v : verbs) allowed += (allowed.empty() ? "" : ", ") + std::string(http::to_string(v));
+    *err = error(req, http::status::method_not_allowed, std::string(req.method_string()) + " " +
+                                                             std::string(target.substr(0, qmark)) + ": allowed " + allowed);
+    err->set(http::field::allow, allowed);
+    return false;
+  };
+  auto no_query = [&] {
+    if (query.empty()) return true;
+    return fail(http::status::bad_request, "unknown query parameter '" + query.begin()->first + "'");
+  };
+  // Operator routes.
+  static const std::pair<const char*, Kind> fixed[] = {
+      {"/healthz", Kind::healthz}, {"/readyz", Kind::readyz}, {"/metrics", Kind::metrics},
+      {"/v1/stats", Kind::stats},  {"/v1/cluster", Kind::cluster}, {"/v1/cluster/routes", Kind::routes},
+      {"/v1/ns", Kind::ns_list}};
+  for (const auto& [p, kind] : fixed)
+    if (path == p) {
+      call->kind = kind;
+      return only({http::verb::get, http::verb::head}) && no_query();
+    }
+  constexpr std::string_view prefix = "/v1/ns/";
+  if (path.substr(0, prefix.size()) != prefix) return fail(http::status::not_found, "no route " + std::string(path));
+  path.remove_prefix(prefix.size());
+  size_t slash = path.find('/');
+  if (!percent_decode(path.substr(0, slash), &call->ns) || !valid_ns(call->ns))
+    return fail(http::status::bad_request, "a namespace is 1-64 of [A-Za-z0-9_.-]");
+  if (slash == std::string_view::npos) {  // /v1/ns/{ns}
+    if (!only({http::verb::put, http::verb::delete_}) || !no_query()) return false;
+    call->kind = verb == http::verb::put ? Kind::ns_create : Kind::ns_drop;
+    call->ops.push_back(make_op(op_kind::get, system_ns, catalog_key, {}));
+    call->ops.back().latest = true;  // the newest catalog any replica holds
+    return true;
+  }
+  path.remove_prefix(slash + 1);
+  Options o;
+  if (!parse_options(query, req, &o, &call->verbose, &why)) return fail(http::status::bad_request, why);
+  // Keys may hold '/': everything after "keys/" or "locks/" is the key, percent-decoded.
+  auto starts = [&](std::string_view what) { return path.substr(0, what.size()) == what; };
+  auto key_after = [&](std::string_view what) {
+    if (!percent_decode(path.substr(what.size()), &call->key))
+      return fail(http::status::bad_request, "malformed percent-encoding in the key");
+    if (call->key.empty()) return fail(http::status::bad_request, "empty key");
+    if (call->key.size() > std::min(limits.max_key_size, storage::Limits::key_hard_max))
+      return fail(http::status::bad_request, "key of " + std::to_string(call->key.size()) + " bytes exceeds the limit");
+    return true;
+  };
+  if (path == "bulk/get" || path == "bulk/put") {
+    if (!only({http::verb::post}) || !no_query()) return false;
+    json body = json::parse(req.body(), nullptr, false);
+    const bool get = path == "bulk/get";
+    call->kind = get ? Kind::bulk_get : Kind::bulk_put;
+    const char* field = get ? "keys" : "items";
+    if (!body.is_object() || !body.contains(field) || !body[field].is_array())
+      return fail(http::status::bad_request, std::string("the body must be a JSON object with an array \"") + field + "\"");
+    if (body[field].size() > max_bulk)
+      return fail(http::status::payload_too_large, "at most " + std::to_string(max_bulk) + " per bulk call");
+    for (auto& item : body[field]) {
+      if (!get && !item.is_object()) return fail(http::status::bad_request, "every item must be a JSON object");
+      const json& k = get ? item : item.value("key", json());
+      if (!k.is_string() || k.get_ref<const std::string&>().empty())
+        return fail(http::status::bad_request, get ? "keys must be non-empty strings" : "every item needs a \"key\" string");
+      kv_op op = make_op(get ? op_kind::get : op_kind::put, call->ns, k.get<std::string>(), o);
+      if (!get) {
+        if (item.contains("json")) op.json = item["json"].dump();
+        if (item.contains("data") && (!item["data"].is_string() || !unbase64(item["data"].get<std::string>(), &op.data)))
+          return fail(http::status::bad_request, "item " + op.key + ": data must be base64");
+        if (item.contains("ttl")) {
+          if (!item["ttl"].is_number_unsigned() || item["ttl"].get<uint64_t>() == 0)
+            return fail(http::status::bad_request, "item " + op.key + ": ttl must be a number of seconds, at least 1");
+          op.expiry_ms = storage::now_ms() + item["ttl"].get<uint64_t>() * 1000;
+        }
+        if (op.json.size() + op.data.size() > limits.max_value_size)
+          return fail(http::status::payload_too_large, "item " + op.key + ": value exceeds the limit of " +
+                                                           std::to_string(limits.max_value_size) + " bytes");
+      }
+      call->ops.push_back(std::move(op));
+    }
+    return true;
+  }
+  if (starts("locks/")) {
+    if (!key_after("locks/") || !only({http::verb::post, http::verb::delete_})) return false;
+    std::string v = query.count("lease_ms") ? query["lease_ms"] : query.count("token") ? query["token"] : "";
+    uint64_t n = 0;
+    if (verb == http::verb::post) {
+      call->kind = Kind::lock;
+      if (!parse_u64(v.empty() ? "10000" : v, &n) || n == 0 || n > 3600000 || query.count("token"))
+        return fail(http::status::bad_request, "lease_ms must be 1..3600000");
+      call->lease_ms = uint32_t(n);
+    } else {
+      call->kind = Kind::unlock;
+      if (!parse_u64(v, &n) || query.count("lease_ms")) return fail(http::status::bad_request, "unlock needs ?token=");
+      call->token = n;
+    }
+    query.erase("lease_ms");
+    query.erase("token");
+    return no_query();
+  }
+  if (!starts("keys/")) return fail(http::status::not_found, "no route " + std::string(req.target()));
+  if (!key_after("keys/") || !no_query()) return false;
+  if (!only({http::verb::get, http::verb::head, http::verb::put, http::verb::delete_, http::verb::patch}))
+    return false;
+  call->kind = Kind::key;
+  call->want = wanted(req);
+  switch (verb) {
+    case http::verb::get:
+    case http::verb::head: {
+      call->ops.push_back(make_op(call->head ? op_kind::lookup : op_kind::get, call->ns, call->key, o));
+      call->if_none_match = header(req, "If-None-Match");
+      return true;
+    }
+    case http::verb::put: {
+      kv_op op = make_op(op_kind::put, call->ns, call->key, o);
+      op.report_existed = true;  // 201 or 200
+      if (!write_condition(req, &op, &why)) return fail(http::status::bad_request, why);
+      if (req.body().size() > limits.max_value_size)
+        return fail(http::status::payload_too_large, "value of " + std::to_string(req.body().size()) +
+                                                         " bytes exceeds the limit of " + std::to_string(limits.max_value_size));
+      if (is_json_type(header(req, "Content-Type"))) {
+        if (!json::accept(req.body())) return fail(http::status::bad_request, "the body is not a valid JSON document");
+        op.json = req.body();
+      } else {
+        op.data = req.body();
+      }
+      call->ops.push_back(std::move(op));
+      return true;
+    }
+    case http::verb::delete_: {
+      kv_op op = make_op(op_kind::remove, call->ns, call->key, o);
+      if (!write_condition(req, &op, &why)) return fail(http::status::bad_request, why);
+      if (op.cond == op_cond::if_absent) return fail(http::status::bad_request, "DELETE takes If-Match only");
+      call->ops.push_back(std::move(op));
+      return true;
+    }
+    default: {  // PATCH
+      std::string type = header(req, "Content-Type");
+      if (type.substr(0, type.find(';')) != "application/merge-patch+json" && !is_json_type(type))
+        return fail(http::status::unsupported_media_type, "PATCH takes application/merge-patch+json (RFC 7386)");
+      call->patch = json::parse(req.body(), nullptr, false);
+      if (call->patch.is_discarded()) return fail(http::status::bad_request, "the patch is not a valid JSON document");
+      call->kind = Kind::patch;
+      kv_op read = make_op(op_kind::get, call->ns, call->key, o);
+      kv_op probe = read;
+      if (!write_condition(req, &probe, &why)) return fail(http::status::bad_request, why);
+      call->patch_if_match = probe.cond != op_cond::none;
+      read.latest = true;  // patch the newest version any replica holds
+      call->ops.push_back(std::move(read));
+      return true;
+    }
+  }
+}
+
+Response key_response(const Call& call, const Request& req, op_result& r) {
+  const kv_op& op = call.ops[0];
+  const bool failed = r.status != op_status::ok;
+  Response res = failed ? failure(req, r) : empty(req, http::status::ok);
+  if (!r.replicas.empty()) res.set("X-Apsis-Replicas", replicas_header(r));
+  if (failed) {
+    if (r.status == op_status::not_found && r.version.stamp) res.set(http::field::etag, etag(r.version));
+    if (call.head) res.body().clear();
+    return res;
+  }
+  res.set(http::field::etag, etag(r.version));
+  if (op.kind == op_kind::put || op.kind == op_kind::remove) {
+    if (op.kind == op_kind::remove && !r.existed) {
+      res = json_response(req, http::status::not_found, json{{"error", "no such key"}, {"status", "not_found"}});
+      res.set("X-Apsis-Replicas", replicas_header(r));
+      return res;
+    }
+    json body{{"status", "ok"}, {"version", version_text(r.version)}, {"existed", r.existed}};
+    if (call.verbose) body["replicas"] = replicas_json(r);
+    Response out = json_response(req, op.kind == op_kind::put && !r.existed ? http::status::created : http::status::ok, body);
+    for (const auto& f : res) out.set(f.name_string(), f.value());
+    return out;
+  }
+  if (r.record.expiry_ms) res.set("X-Apsis-Expires", std::to_string(r.record.expiry_ms));
+  if (r.record.user_flags) res.set("X-Apsis-Flags", std::to_string(r.record.user_flags));
+  if (!call.if_none_match.empty() && (call.if_none_match == etag(r.version) || call.if_none_match == "*")) {
+    res.result(http::status::not_modified);
+    return res;
+  }
+  if (call.verbose && !call.head) {
+    json body = record_json(r);
+    body["key"] = call.key;
+    body["replicas"] = replicas_json(r);
+    Response out = json_response(req, http::status::ok, body);
+    for (const auto& f : res) out.set(f.name_string(), f.value());
+    return out;
+  }
+  bool has_json = op.kind == op_kind::lookup ? r.json_size > 0 : !r.record.json.empty();
+  bool has_data = op.kind == op_kind::lookup ? r.data_size > 0 : !r.record.data.empty();
+  bool as_json = call.want == Want::json || (call.want == Want::any && has_json && !has_data);
+  if (call.want == Want::json && !has_json) {
+    Response out = error(req, http::status::not_acceptable, "the record has no JSON part (its data part is binary)");
+    out.set(http::field::etag, etag(r.version));
+    return out;
+  }
+  res.set(http::field::content_type, as_json ? "application/json" : "application/octet-stream");
+  if (call.head) {
+    res.content_length(as_json ? r.json_size : r.data_size);
+    res.set("X-Apsis-Json-Size", std::to_string(r.json_size));
+    res.set("X-Apsis-Data-Size", std::to_string(r.data_size));
+    return res;
+  }
+  res.body() = std::move(as_json ? r.record.json : r.record.data);
+  res.prepare_payload();
+  return res;
+}
+
+bool patch_step(const Call& call, const op_result& read, const Request& req, kv_op* write, Response* done) {
+  if (read.status != op_status::ok && read.status != op_status::not_found) return *done = failure(req, read), false;
+  const bool exists = read.status == op_status::ok;
+  json doc = exists ? json::parse(read.record.json.empty() ? "null" : read.record.json, nullptr, false) : json();
+  if (exists && !read.record.data.empty() && read.record.json.empty())
+    return *done = error(req, http::status::conflict, "the record has a binary data part and no JSON part to patch"), false;
+  if (call.kind == Kind::ns_create || call.kind == Kind::ns_drop) {
+    if (!doc.is_object()) doc = json::object();
+    bool known = doc.contains(call.ns) || call.ns == "default";
+    if (call.kind == Kind::ns_create && known)
+      return *done = json_response(req, http::status::ok, {{"namespace", call.ns}, {"created", false}}), false;
+    if (call.kind == Kind::ns_drop && !doc.contains(call.ns))
+      return *done = error(req, http::status::not_found, "no namespace " + call.ns + " (only created ones can be dropped)"), false;
+    if (call.kind == Kind::ns_create) doc[call.ns] = {{"created_ms", storage::now_ms()}};
+    else doc.erase(call.ns);
+  } else {
+    if (call.patch_if_match) {
+      kv_op want;
+      std::string why;
+      write_condition(req, &want, &why);
+      if (want.cond == op_cond::if_version && (!exists || want.expected != read.version))
+        return *done = error(req, http::status::precondition_failed, "the record's version is not the one in If-Match"), false;
+      if (want.cond == op_cond::if_present && !exists)
+        return *done = error(req, http::status::precondition_failed, "no such key (If-Match: *)"), false;
+      if (want.cond == op_cond::if_absent && exists)
+        return *done = error(req, http::status::precondition_failed, "the key exists (If-None-Match: *)"), false;
+    }
+    doc.merge_patch(call.patch);
+  }
+  const kv_op& r = call.ops[0];
+  *write = kv_op{};
+  write->kind = op_kind::put;
+  write->id = r.id;
+  write->key = r.key;
+  write->policy = r.policy;
+  write->groups = r.groups;
+  write->fence = r.fence;
+  write->json = doc.dump();
+  write->cond = exists ? op_cond::if_version : op_cond::if_absent;  // lost a race: read again
+  write->expected = read.version;
+  write->expiry_ms = r.expiry_ms;
+  write->keep_expiry = r.expiry_ms == 0;
+  write->user_flags = read.record.user_flags;
+  return true;
+}
+
+Response bulk_response(const Call& call, const Request& req, result_batch& rs) {
+  json out = json::array();
+  for (size_t i = 0; i < rs.size() && i < call.ops.size(); ++i) {
+    op_result& r = rs[i];
+    json e = r.status == op_status::ok && call.kind == Kind::bulk_get ? record_json(r) : json{{"version", version_text(r.version)}};
+    e["key"] = call.ops[i].key;
+    e["status"] = to_string(r.status);
+    if (r.status != op_status::ok && !r.message.empty()) e["error"] = r.message;
+    if (call.verbose || (r.status != op_status::ok && r.status != op_status::not_found)) e["replicas"] = replicas_json(r);
+    out.push_back(std::move(e));
+  }
+  return json_response(req, http::status::ok, json{{"results", out}});
+}
+
+}  // namespace apsis::rest

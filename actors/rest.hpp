@@ -1,0 +1,93 @@
+// REST: what an HTTP request asks of the node, and the response its results make. No
+// sockets here: the server (http_frontend) reads a request, asks route() what it is, runs
+// its operations, and sends what the *_response functions build. docs/rest.md lists every
+// route; the fuzz target tests/fuzz/http_fuzz.cpp drives these functions with any bytes.
+#pragma once
+
+#include <boost/beast/http.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <string_view>
+
+#include "messages/types.hpp"
+#include "storage/record.hpp"
+
+namespace apsis::rest {
+
+namespace http = boost::beast::http;
+using Request = http::request<http::string_body>;
+using Response = http::response<http::string_body>;
+
+enum class Kind {
+  key,          ///< GET/HEAD/PUT/DELETE on one key: ops[0]
+  patch,        ///< PATCH: ops[0] reads the key; patch_step() makes the write
+  bulk_get,     ///< POST .../bulk/get: ops, one get per key
+  bulk_put,     ///< POST .../bulk/put: ops, one put per item
+  ns_list,      ///< GET /v1/ns
+  ns_create,    ///< PUT /v1/ns/{ns}
+  ns_drop,      ///< DELETE /v1/ns/{ns}
+  lock,         ///< POST /v1/ns/{ns}/locks/{key}?lease_ms=
+  unlock,       ///< DELETE /v1/ns/{ns}/locks/{key}?token=
+  cluster,      ///< GET /v1/cluster (the node's view: nodes, their state)
+  routes,       ///< GET /v1/cluster/routes
+  healthz,
+  readyz,
+  stats,
+  metrics,
+};
+
+/// What the reader wants back from a GET: the data part, the JSON part, or whichever is set.
+enum class Want { any, data, json };
+
+struct Call {
+  Kind kind = Kind::healthz;
+  std::string ns, key;
+  op_batch ops;
+  bool head = false;
+  bool verbose = false;       ///< ?verbose=1: a JSON body with the per-replica results
+  Want want = Want::any;
+  std::string if_none_match;  ///< GET: an ETag the client holds (304 when it is current)
+  nlohmann::json patch;       ///< PATCH: the merge patch
+  bool patch_if_match = false;  ///< PATCH with If-Match: no retry on a lost race
+  uint32_t lease_ms = 0;      ///< lock
+  uint64_t token = 0;         ///< unlock
+};
+
+/// The namespace that holds the catalog of namespaces (not a valid name for users).
+inline const std::string system_ns = std::string("\0apsis", 6);
+inline const std::string catalog_key = "namespaces";
+
+/// Parses a request; false with *error set to the response to send (400, 404, 405, 413).
+bool route(const Request& req, const storage::Limits& limits, Call* call, Response* error);
+
+/// The response to a key call (GET, HEAD, PUT, DELETE, and PATCH's last write).
+Response key_response(const Call& call, const Request& req, op_result& r);
+/// PATCH: from the read's result, the write to make (true), or the response to send (false).
+bool patch_step(const Call& call, const op_result& read, const Request& req, kv_op* write,
+                Response* done);
+/// The response to a bulk call: one entry per key, in request order.
+Response bulk_response(const Call& call, const Request& req, result_batch& rs);
+
+/// A JSON error body ({"error": why}) with that status.
+Response error(const Request& req, http::status s, const std::string& why);
+/// A JSON body with that status.
+Response json_response(const Request& req, http::status s, const nlohmann::json& body);
+/// The HTTP status for an operation's status.
+http::status status_of(op_status s);
+
+/// A version as text (stamp-node), as an ETag (the same, quoted) and back from one.
+std::string version_text(const storage::Version& v);
+std::string etag(const storage::Version& v);
+bool parse_etag(std::string_view text, storage::Version* out);
+/// Decodes %XX escapes ('+' stays '+': this is a path, not a form); false if malformed.
+bool percent_decode(std::string_view in, std::string* out);
+/// Namespaces users may name: 1-64 of [A-Za-z0-9_.-].
+bool valid_ns(const std::string& ns);
+
+/// Base64 (RFC 4648, with padding), for binary values inside JSON bodies.
+std::string base64(std::string_view in);
+bool unbase64(std::string_view in, std::string* out);
+
+}  // namespace apsis::rest
