@@ -98,7 +98,7 @@ void encode_frame(const Frame& f, std::string& out) {
   out += f.body;
 }
 
-bool decode_request(opcode op, std::string_view body, Request* out, std::string* err) {
+bool decode_request(opcode op, std::string_view body, Request* out, std::string* err, uint16_t flags) {
   Reader r{body};
   out->op = op;
   if (has_key(op)) {
@@ -144,6 +144,13 @@ bool decode_request(opcode op, std::string_view body, Request* out, std::string*
     case opcode::admin: out->data = r.str32(); break;
     default: return *err = "unknown opcode " + std::to_string(int(op)), false;
   }
+  if (flags & flag_groups) {
+    if (op != opcode::get && op != opcode::lookup && op != opcode::put && op != opcode::del)
+      return *err = "only key requests name groups", false;
+    uint8_t n = r.u8();
+    if (n == 0) return *err = "the groups flag with no group", false;
+    for (uint8_t i = 0; i < n; ++i) out->groups.push_back(r.u32());
+  }
   return r.done(err);
 }
 
@@ -177,6 +184,11 @@ std::string encode_request(const Request& q) {
     w.u64(q.token);
   } else if (q.op == opcode::admin) {
     w.str32(q.data);
+  }
+  if (!q.groups.empty()) {
+    const size_t n = std::min<size_t>(q.groups.size(), 255);
+    w.u8(uint8_t(n));
+    for (size_t i = 0; i < n; ++i) w.u32(q.groups[i]);
   }
   return out;
 }

@@ -45,8 +45,9 @@ Decode decode_frame(std::string_view buf, size_t* pos, Frame* out, uint32_t max_
 void encode_frame(const Frame& f, std::string& out);
 
 /// A request frame's flags: bits 0-1 the success policy for a write (0 the node's default,
-/// 1 one, 2 quorum, 3 all); bit 2 read-latest (get and lookup ask every group).
-constexpr uint16_t flag_policy_mask = 0x3, flag_latest = 0x4;
+/// 1 one, 2 quorum, 3 all); bit 2 read-latest (get and lookup ask every group); bit 3: the
+/// body ends with the groups to ask (u8 count, u32 each), a subset of the node's session.
+constexpr uint16_t flag_policy_mask = 0x3, flag_latest = 0x4, flag_groups = 0x8;
 
 /// A request as the server sees it.
 struct Request {
@@ -62,6 +63,7 @@ struct Request {
   uint64_t token = 0;     ///< unlock
   uint8_t policy = 0;     ///< from the frame's flags: 0 default, else success_policy + 1
   bool latest = false;    ///< from the frame's flags
+  std::vector<uint32_t> groups;  ///< key requests: only these groups (flag_groups); empty: all
   // replica: which write, to which of the node's backends, at which version
   opcode inner = opcode::none;  ///< put or del
   uint32_t backend = 0;
@@ -69,10 +71,12 @@ struct Request {
 };
 /// The frame flags that carry a request's policy and latest.
 inline uint16_t request_flags(const Request& q) {
-  return uint16_t((q.policy & flag_policy_mask) | (q.latest ? flag_latest : 0));
+  return uint16_t((q.policy & flag_policy_mask) | (q.latest ? flag_latest : 0) |
+                  (q.groups.empty() ? 0 : flag_groups));
 }
 
-bool decode_request(opcode op, std::string_view body, Request* out, std::string* err);
+/// A request's body; `flags` are its frame's (flag_groups: the body ends with the groups).
+bool decode_request(opcode op, std::string_view body, Request* out, std::string* err, uint16_t flags = 0);
 std::string encode_request(const Request& r);
 
 /// A response: status and version, the record for get/lookup, one entry per replica;

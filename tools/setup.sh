@@ -18,6 +18,8 @@ packages=(
   libtomlplusplus-dev libcli11-dev
   redis-tools                         # redis-cli / redis-benchmark for RESP tests
   python3                             # the process tests (standard library only)
+  curl                                # docs/rest.md's examples, run by a process test
+  wrk nginx-light                     # tools/rest-bench.sh: REST GET vs. a static file
 )
 
 missing=()

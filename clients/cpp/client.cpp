@@ -99,7 +99,8 @@ struct Client::Impl {
     std::vector<std::pair<size_t, decltype(self->request(client_actor{}, opts.timeout, q))>> sent;
     for (const auto& [group, r] : rings) {
       const ring::owner* o = r.owner_of(id);
-      if (!o) continue;
+      if (!o || (!q.groups.empty() && std::find(q.groups.begin(), q.groups.end(), group) == q.groups.end()))
+        continue;
       entries.push_back(replica_entry{group, o->node, o->backend, op_status::unavailable, {}});
       client_actor to = connection(o->node);
       if (!to) continue;  // unreachable: unavailable
@@ -226,6 +227,9 @@ bool Client::call(wire::Request q, wire::Response* out, std::string* error) {
   if (!impl_->actor) return *error = "not connected", false;
   if (q.policy == 0 && impl_->opts.policy) q.policy = uint8_t(*impl_->opts.policy) + 1;
   if (q.op == wire::opcode::get || q.op == wire::opcode::lookup) q.latest = q.latest || impl_->opts.latest;
+  const bool keyed = q.op == wire::opcode::get || q.op == wire::opcode::lookup || q.op == wire::opcode::put ||
+                     q.op == wire::opcode::del;
+  if (keyed && q.groups.empty()) q.groups = impl_->opts.groups;
   if (impl_->opts.coordinate && (q.op == wire::opcode::put || q.op == wire::opcode::del) && !impl_->rings.empty()) {
     impl_->last_node.clear();
     return impl_->coordinate(q, out);

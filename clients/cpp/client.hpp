@@ -23,6 +23,7 @@ struct ClientOptions {
   std::chrono::milliseconds timeout{10000};  // above a node's default replication timeout
   std::optional<success_policy> policy;  ///< for writes; unset: the node's default
   bool latest = false;                   ///< reads ask every group; the newest wins
+  std::vector<uint32_t> groups;          ///< key requests ask only these groups; empty: all
   /// Fetch the cluster's route table at connect and send each key's request straight to its
   /// owner in the first group (which coordinates it), instead of through the node connected
   /// to. A node of its own, or an owner that cannot be reached, gets it as before.

@@ -78,12 +78,16 @@ TEST(Request, EveryOpcodeRoundTrips) {
   replica.version = {1ull << 40, 1ull << 63};
   Request admin = req(opcode::admin);
   admin.data = R"({"cmd": "routes"})";
+  Request some_groups = put;
+  some_groups.groups = {2, 1u << 31};
   for (const Request& q : {put, lock, unlock, req(opcode::get, "n", "k"), req(opcode::del, "n", "k"),
-                           req(opcode::stat), replica, admin}) {
+                           req(opcode::stat), replica, admin, some_groups}) {
     std::string body = encode_request(q);
     Request back;
     std::string err;
-    ASSERT_TRUE(decode_request(q.op, body, &back, &err)) << err;
+    const uint16_t flags = request_flags(q);
+    ASSERT_TRUE(decode_request(q.op, body, &back, &err, flags)) << err;
+    EXPECT_EQ(back.groups, q.groups);
     EXPECT_EQ(back.ns, q.ns);
     EXPECT_EQ(back.key, q.key);
     EXPECT_EQ(back.cond, q.cond);
@@ -98,8 +102,8 @@ TEST(Request, EveryOpcodeRoundTrips) {
     EXPECT_EQ(back.version, q.version);
     // Every truncation, and one trailing byte, is refused.
     for (size_t n = 0; n < body.size(); ++n)
-      EXPECT_FALSE(decode_request(q.op, body.substr(0, n), &back, &err)) << n;
-    EXPECT_FALSE(decode_request(q.op, body + "x", &back, &err));
+      EXPECT_FALSE(decode_request(q.op, body.substr(0, n), &back, &err, flags)) << n;
+    EXPECT_FALSE(decode_request(q.op, body + "x", &back, &err, flags));
   }
 }
 

@@ -4,7 +4,7 @@
 //   apsis cluster status
 //   apsis recover dc|merge [--groups 1,2] [--since 2h] [--dry-run] [--no-wait]
 //   apsis recover status|stop|resume
-// Options: --policy one|quorum|all, --latest, --route, --coordinate (see --help).
+// Options: --policy one|quorum|all, --latest, --groups 1,2, --route, --coordinate (see --help).
 // Exit status: 0 ok; 1 the operation did not happen (not found, condition failed, ...);
 // 2 usage; 3 no answer (connection, timeout, protocol).
 #include <sys/wait.h>
@@ -172,6 +172,9 @@ int main(int argc, char** argv) {
                                              "send them to the key's owner in every group");
   app.add_flag("--latest", co.latest, "reads: ask every group and answer the newest version, "
                                       "repairing older replicas");
+  app.add_option("--groups", co.groups, "key requests: ask only these groups of the node's session "
+                                        "(e.g. --groups 1,2)")
+      ->delimiter(',');
 
   std::string key, value, file, json_part;
   uint64_t ttl = 0, fence = 0, token = 0;

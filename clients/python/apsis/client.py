@@ -1,6 +1,6 @@
 """apsis clients over the binary protocol: `Client` (blocking) and `AsyncClient` (asyncio,
 many requests in flight on one connection). Both take a session's settings (namespace,
-policy for writes, read-latest for reads, timeout) and answer `Result`s with one entry per
+groups to ask, policy for writes, read-latest for reads, timeout) and answer `Result`s with one entry per
 replica; an operation that did not happen raises the `OperationError` its status names."""
 import asyncio
 import json as jsonlib
@@ -16,20 +16,26 @@ class _Operations:
     hands the Result to finish (blocking: returns its value; asyncio: an awaitable)."""
 
     def __init__(self, ns: str = "default", policy: Optional[str] = None, latest: bool = False,
-                 timeout: float = 10.0):
+                 timeout: float = 10.0, groups=()):
         if policy is not None and policy not in p.POLICIES:
             raise ValueError(f"policy must be one of {sorted(p.POLICIES)}, not {policy!r}")
+        if len(groups) > 255 or any(not 0 <= g < 2**32 for g in groups):
+            raise ValueError("groups: at most 255 group numbers (u32)")
         self.ns, self.policy, self.latest, self.timeout = ns, policy, latest, timeout
+        self.groups = tuple(groups)  # key requests ask only these groups of the node's session
 
     def _flags(self, op: int) -> int:
+        keyed = op in (p.GET, p.LOOKUP, p.PUT, p.DEL)
+        flags = p.FLAG_GROUPS if keyed and self.groups else 0
         if op in (p.PUT, p.DEL) and self.policy:
-            return p.POLICIES[self.policy]
+            flags |= p.POLICIES[self.policy]
         if op in (p.GET, p.LOOKUP) and self.latest:
-            return p.FLAG_LATEST
-        return 0
+            flags |= p.FLAG_LATEST
+        return flags
 
     def _op(self, op: int, key=b"", finish: Callable = p.check, **fields):
-        return self._run(op, self._flags(op), p.request_body(op, self.ns, key, **fields), finish)
+        groups = self.groups if op in (p.GET, p.LOOKUP, p.PUT, p.DEL) else ()
+        return self._run(op, self._flags(op), p.request_body(op, self.ns, key, groups=groups, **fields), finish)
 
     def get(self, key):
         """The record under key (`.data`, `.json`, `.version`); NotFound if there is none."""

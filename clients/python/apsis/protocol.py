@@ -9,6 +9,7 @@ HELLO, REQUEST, RESPONSE, ERROR = 1, 2, 3, 4
 GET, PUT, DEL, LOOKUP, LOCK, UNLOCK, STAT, PING, ADMIN = range(1, 10)
 POLICIES = {"one": 1, "quorum": 2, "all": 3}
 FLAG_LATEST = 0x4
+FLAG_GROUPS = 0x8  # the body ends with the groups to ask: u8 count, u32 each
 COND_NONE, COND_IF_ABSENT, COND_IF_PRESENT, COND_IF_VERSION = range(4)
 STATUSES = ["ok", "not_found", "condition_failed", "stale", "invalid", "io_error", "corruption",
             "timeout", "unavailable", "fenced"]
@@ -117,7 +118,7 @@ def _bytes(x) -> bytes:
 
 def request_body(op: int, ns: str = "", key=b"", *, cond=COND_NONE, expected: Optional[Version] = None,
                  fence=0, expiry_ms=0, user_flags=0, json=b"", data=b"", lease_ms=0, token=0,
-                 command=b"") -> bytes:
+                 command=b"", groups=()) -> bytes:
     if op in (STAT, PING):
         return b""
     if op == ADMIN:
@@ -135,6 +136,8 @@ def request_body(op: int, ns: str = "", key=b"", *, cond=COND_NONE, expected: Op
         out += struct.pack("<I", lease_ms)
     elif op == UNLOCK:
         out += struct.pack("<Q", token)
+    if groups:  # key requests only (the frame carries FLAG_GROUPS)
+        out += struct.pack("<B", len(groups)) + b"".join(struct.pack("<I", g) for g in groups)
     return out
 
 

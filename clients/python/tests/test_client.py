@@ -140,6 +140,21 @@ class ClientTest(unittest.TestCase):
         with self.assertRaises(apsis.ApsisError):
             apsis.Client("127.0.0.1", closed)
 
+    def test_a_session_asks_only_its_groups(self):
+        with self.client(groups=[1]) as c:
+            r = c.put("g", b"x")
+            self.assertEqual([(e.group, e.status) for e in r.replicas], [(1, "ok")])
+            self.assertEqual(c.get("g").data, b"x")
+        with self.client(groups=[2]) as c:  # this node's session has group 1 only
+            with self.assertRaises(apsis.Unavailable) as caught:
+                c.put("g", b"y")
+            self.assertEqual(caught.exception.result.replicas, [])
+            self.assertIn("no replica to ask", caught.exception.result.message)
+        with self.client() as c:
+            self.assertEqual(c.get("g").data, b"x")  # nothing was written
+        with self.assertRaises(ValueError):
+            self.client(groups=[-1])
+
     def test_asyncio_keeps_many_requests_in_flight(self):
         async def run():
             c = await apsis.AsyncClient.connect("127.0.0.1", self.node.port, ns="aio")

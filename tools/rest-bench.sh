@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The REST GET path against the HTTP ceiling of this machine: wrk fetches one 100-byte value
+# from apsisd's REST port, then the same 100 bytes as a static file from nginx, with the same
+# load, and prints both rates and their ratio.
+#   tools/rest-bench.sh [seconds, default 10] [connections, default 64]
+# Needs a build (tools/test.sh or tools/run.sh) and wrk and nginx (tools/setup.sh installs
+# them). Ports 18480 (apsisd) and 18481 (nginx) on 127.0.0.1; everything under a temporary
+# directory that is removed at the end; both servers are stopped by PID.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${1:-10}"
+conns="${2:-64}"
+dir=$(mktemp -d /tmp/apsis-rest-bench.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+value=$(printf 'v%.0s' $(seq 100))  # 100 bytes
+
+build/tools/apsisd --set node.data_dir="$dir/data" --set network.resp_port=0 --set network.binary_port=0 \
+  --set network.http_port=18480 --set log.level=warn > "$dir/apsisd.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do grep -q "serving RESP" "$dir/apsisd.log" && break; sleep 0.1; done
+curl -sf -X PUT --data-binary "$value" http://127.0.0.1:18480/v1/ns/default/keys/bench > /dev/null
+
+mkdir -p "$dir/www"
+printf '%s' "$value" > "$dir/www/bench"
+chmod -R a+rX "$dir"  # nginx's workers run as another user
+cat > "$dir/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/nginx-error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  client_body_temp_path $dir/tmp; proxy_temp_path $dir/tmp; fastcgi_temp_path $dir/tmp;
+  uwsgi_temp_path $dir/tmp; scgi_temp_path $dir/tmp;
+  server { listen 127.0.0.1:18481; root $dir/www; }
+}
+EOF
+nginx -c "$dir/nginx.conf" -p "$dir" &
+pids+=($!)
+for _ in $(seq 50); do curl -sf http://127.0.0.1:18481/bench > /dev/null && break; sleep 0.1; done
+[ "$(curl -s http://127.0.0.1:18481/bench)" = "$value" ] || { echo "rest-bench: nginx does not serve the file" >&2; exit 1; }
+[ "$(curl -s http://127.0.0.1:18480/v1/ns/default/keys/bench)" = "$value" ] || { echo "rest-bench: apsisd does not serve the value" >&2; exit 1; }
+
+run() {  # run NAME URL: wrk's summary, and its requests/s on the last line
+  echo "== $1: wrk -t2 -c$conns -d${seconds}s --latency $2"
+  wrk -t2 -c"$conns" -d"${seconds}s" --latency "$2" | tee "$dir/$1.txt"
+  if grep -q "Non-2xx" "$dir/$1.txt"; then echo "rest-bench: $1 answered errors" >&2; exit 1; fi
+}
+run apsis http://127.0.0.1:18480/v1/ns/default/keys/bench
+run nginx http://127.0.0.1:18481/bench
+a=$(awk '/Requests\/sec/ {print $2}' "$dir/apsis.txt")
+n=$(awk '/Requests\/sec/ {print $2}' "$dir/nginx.txt")
+echo "== REST GET $a req/s, nginx static $n req/s: ratio $(awk -v a="$a" -v n="$n" 'BEGIN {printf "%.2f", a / n}')"
