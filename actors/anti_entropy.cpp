@@ -302,6 +302,10 @@ std::string ring_signature(const route_table& t) {
 
 }  // namespace
 
+void sample_mailbox(ae_self self) {
+  if (auto& g = self->state.cfg.mailbox) g->sample(self->mailbox().size());
+}
+
 anti_entropy_actor::behavior_type anti_entropy(self_ptr self, ae_config cfg) {
   auto& st = self->state;
   st.cfg = std::move(cfg);
@@ -334,7 +338,10 @@ anti_entropy_actor::behavior_type anti_entropy(self_ptr self, ae_config cfg) {
         auto all = pairs(st);
         if (!all.empty()) start_round(self, all[st.cursor++ % all.size()], false, false);
       },
-      [=](atom::step) { step(self); },
+      [=](atom::step) {
+        sample_mailbox(self);
+        step(self);
+      },
       [=](atom::merge) {
         auto& st = self->state;
         if (st.cfg.merge_every.count() > 0) self->delayed_send(self, st.cfg.merge_every, atom::merge_v);
@@ -344,6 +351,7 @@ anti_entropy_actor::behavior_type anti_entropy(self_ptr self, ae_config cfg) {
       [=](atom::recover, std::string& text) { return recover_command(self, text); },
       [=](atom::purge, std::string& ns) { return purge_namespace(self->state, ns); },
       [=](atom::digest, ae_range& r, std::vector<uint64_t>& theirs) {
+        sample_mailbox(self);
         std::vector<uint64_t> mine = digests(self->state, r.backend_b, r, self->state.cfg.node);
         std::vector<uint32_t> differ;
         for (size_t i = 0; i < mine.size(); ++i)
@@ -351,6 +359,7 @@ anti_entropy_actor::behavior_type anti_entropy(self_ptr self, ae_config cfg) {
         return differ;
       },
       [=](atom::keys, ae_range& r, std::vector<uint32_t>& buckets) {
+        sample_mailbox(self);
         Versions newest = versions_in(self->state, r.backend_b, r, self->state.cfg.node, buckets);
         std::vector<id_version> out;
         out.reserve(newest.size());

@@ -27,6 +27,7 @@
 #include <string>
 
 #include "actors/interfaces.hpp"
+#include "actors/metrics.hpp"
 #include "storage/engine.hpp"
 
 namespace apsis {
@@ -66,6 +67,7 @@ struct ae_config {
   size_t merge_batch = 1024;  ///< records a merge step moves
   std::string state_file;    ///< where a recover pass is saved (empty: not saved)
   std::shared_ptr<ae_stats> stats;
+  std::shared_ptr<MailboxGauge> mailbox;  ///< sampled at every round step and request (may be null)
 };
 
 /// One (local backend, replica in another group) pair that a round compares.

@@ -74,7 +74,7 @@ void RequestMetrics::latency(Surface s, std::chrono::steady_clock::duration d, u
   sum_us_[s].fetch_add(us * n, std::memory_order_relaxed);
 }
 
-std::string RequestMetrics::prometheus() const {
+std::string RequestMetrics::prometheus() {
   Families f;
   auto load = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
   for (int s = 0; s < surfaces; ++s)
@@ -100,6 +100,14 @@ std::string RequestMetrics::prometheus() const {
   for (int s = 0; s < surfaces; ++s) {
     f.add("apsis_received_bytes_total", "counter", std::string("surface=\"") + surface_name(s) + "\"", load(in_[s]));
     f.add("apsis_sent_bytes_total", "counter", std::string("surface=\"") + surface_name(s) + "\"", load(out_[s]));
+  }
+  for (const auto& [actor, g] : {std::pair<const char*, MailboxGauge*>{"replica_group", mailboxes.coordinator.get()},
+                                 {"shard", mailboxes.shards.get()},
+                                 {"anti_entropy", mailboxes.anti_entropy.get()},
+                                 {"peer", mailboxes.peer.get()}}) {
+    f.add("apsis_mailbox_depth", "gauge", std::string("actor=\"") + actor + "\"", load(g->last));
+    f.add("apsis_mailbox_peak", "gauge", std::string("actor=\"") + actor + "\"",
+          g->peak.exchange(0, std::memory_order_relaxed));
   }
   for (unsigned c = 0; c < 500; ++c)
     if (uint64_t n = load(http_[c])) f.add("apsis_http_responses_total", "counter", "code=\"" + std::to_string(c + 100) + "\"", n);

@@ -6,11 +6,32 @@
 
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <string>
 
 #include "messages/types.hpp"
 
 namespace apsis {
+
+/// An actor's mailbox depth, sampled by the actor itself as it takes a message (CAF lets
+/// only the owner look): the last value seen and the peak since the last scrape.
+struct MailboxGauge {
+  std::atomic<uint64_t> last{0}, peak{0};
+  void sample(uint64_t n) {
+    last.store(n, std::memory_order_relaxed);
+    uint64_t p = peak.load(std::memory_order_relaxed);
+    while (n > p && !peak.compare_exchange_weak(p, n, std::memory_order_relaxed)) {
+    }
+  }
+};
+
+/// The mailboxes worth watching: a queue that grows means the actor cannot keep up.
+struct MailboxGauges {
+  std::shared_ptr<MailboxGauge> coordinator = std::make_shared<MailboxGauge>(),
+                                 shards = std::make_shared<MailboxGauge>(),  ///< every shard's
+                                 anti_entropy = std::make_shared<MailboxGauge>(),
+                                 peer = std::make_shared<MailboxGauge>();
+};
 
 class RequestMetrics {
  public:
@@ -35,8 +56,10 @@ class RequestMetrics {
     if (code >= 100 && code < 600) http_[code - 100].fetch_add(1, std::memory_order_relaxed);
   }
 
-  /// The counters in Prometheus text format (with # TYPE lines).
-  std::string prometheus() const;
+  /// The counters in Prometheus text format (with # TYPE lines); resets the mailbox peaks.
+  std::string prometheus();
+
+  MailboxGauges mailboxes;
 
  private:
   std::atomic<uint64_t> ops_[surfaces][kinds][statuses] = {};

@@ -161,13 +161,14 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
 }
 
 bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts* out,
-                std::string* error) {
+                std::string* error, const MailboxGauges* mailboxes) {
   NodeParts parts;
   replica_group_config rg;
   rg.policy = cfg.policy;
   rg.read_order = cfg.read_order;
   rg.timeout = std::chrono::milliseconds(cfg.timeout_ms);
   rg.clock = std::make_shared<Hlc>(cfg.node_id);
+  if (mailboxes) rg.mailbox = mailboxes->coordinator;
   std::vector<caf::actor> children;
   const bool cluster = cfg.cluster_port != 0;
   bool direct = !cluster;  // the direct path knows no remote replicas
@@ -182,6 +183,7 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
   ae.tombstone_grace_ms = cfg.tombstone_grace_ms;
   ae.state_file = storage::join_path(cfg.data_dir, "recover.json");
   ae.stats = parts.recovery_stats = std::make_shared<ae_stats>();
+  if (mailboxes) ae.mailbox = mailboxes->anti_entropy, pc.mailbox = mailboxes->peer;
   rg.read_repairs = std::shared_ptr<std::atomic<uint64_t>>(ae.stats, &ae.stats->read_repairs);
   if (cluster) {
     pc.self.name = cfg.name;
@@ -220,6 +222,7 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
     route.blocking = b.fsync.mode == storage::SyncPolicy::Mode::always;
     for (uint32_t i = 0; i < b.shards; ++i) {
       route.cores.push_back(std::make_shared<ShardCore>(shared, rg.clock));
+      if (mailboxes) route.cores.back()->mailbox = mailboxes->shards;
       route.shards.push_back(sys.spawn(shard, route.cores.back()));
       children.push_back(caf::actor_cast<caf::actor>(route.shards.back()));
     }

@@ -52,7 +52,7 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
 /// Opens the engines and spawns the actors. An engine that cannot open (a directory in use
 /// by another process, garbage, no permission) is an error naming the backend.
 bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts* out,
-                std::string* error);
+                std::string* error, const MailboxGauges* mailboxes = nullptr);
 
 /// Engine statistics of every backend, as a JSON document.
 std::string node_stats_json(const config::NodeConfig& cfg,

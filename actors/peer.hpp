@@ -35,6 +35,7 @@ struct peer_config {
   /// connect), for tests on a simulated clock that fires every pending timer.
   std::chrono::milliseconds gossip_every{1000};
   std::chrono::milliseconds timeout{2000};  ///< for connects and joins
+  std::shared_ptr<MailboxGauge> mailbox;    ///< sampled at every replica write (may be null)
   replica_group_actor coordinator;          ///< told of every route change
   anti_entropy_actor recovery;              ///< told of every route change too
   lock_manager_actor locks;                 ///< and this one

@@ -13,6 +13,7 @@
 
 #include "actors/hlc.hpp"
 #include "actors/interfaces.hpp"
+#include "actors/metrics.hpp"
 #include "messages/route.hpp"
 
 namespace apsis {
@@ -52,6 +53,7 @@ struct replica_group_config {
   std::chrono::milliseconds timeout{5000};
   std::shared_ptr<Hlc> clock;
   std::shared_ptr<std::atomic<uint64_t>> read_repairs;  ///< counts them (may be null)
+  std::shared_ptr<MailboxGauge> mailbox;  ///< where the actor samples its mailbox (may be null)
 };
 
 /// Operations for one remote backend, gathered from every batch that arrived before the next

@@ -154,7 +154,10 @@ shard_actor::behavior_type shard(shard_actor::stateful_pointer<shard_state> self
                                  std::shared_ptr<ShardCore> core) {
   self->state.core = std::move(core);
   return {
-      [=](atom::apply, op_batch& ops) -> result_batch { return self->state.core->apply(ops); },
+      [=](atom::apply, op_batch& ops) -> result_batch {
+        if (auto& g = self->state.core->mailbox) g->sample(self->mailbox().size());
+        return self->state.core->apply(ops);
+      },
   };
 }
 

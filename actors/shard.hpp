@@ -7,6 +7,7 @@
 
 #include "actors/hlc.hpp"
 #include "actors/interfaces.hpp"
+#include "actors/metrics.hpp"
 #include "storage/engine.hpp"
 
 namespace apsis {
@@ -22,6 +23,8 @@ class ShardCore {
       : engine_(std::move(engine)), clock_(std::move(clock)) {}
   /// One result per operation; writes go to the engine as one put_batch (one fsync wait).
   result_batch apply(op_batch& ops);
+  /// Where the shard actor samples its mailbox depth (null: nowhere).
+  std::shared_ptr<MailboxGauge> mailbox;
 
  private:
   std::mutex mu_;

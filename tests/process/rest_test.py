@@ -274,6 +274,8 @@ class RestTest(unittest.TestCase):
         self.assertIn('apsis_request_duration_seconds_count{surface="rest"} 4\n', text)
         self.assertIn('apsis_http_responses_total{code="201"} 3\n', text)
         self.assertIn('apsis_backend_keys{backend="1",group="1"} 4\n', text)
+        for actor in ("replica_group", "shard", "anti_entropy", "peer"):
+            self.assertRegex(text, f'\napsis_mailbox_depth{{actor="{actor}"}} \\d+\n')
         # Every family has one # TYPE line, before its samples, and samples are not split.
         families = re.findall(r"^# TYPE (\S+) (counter|gauge|histogram)$", text, re.M)
         self.assertEqual(len(families), len({f for f, _ in families}))

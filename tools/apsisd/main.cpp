@@ -70,7 +70,8 @@ int main(int argc, char** argv) {
   caf::actor_system sys{caf_cfg};
 
   NodeParts parts;
-  if (!start_node(sys, cfg, &parts, &error)) {
+  auto metrics = std::make_shared<RequestMetrics>();
+  if (!start_node(sys, cfg, &parts, &error, &metrics->mailboxes)) {
     std::fprintf(stderr, "apsisd: %s\n", error.c_str());
     return 1;
   }
@@ -86,7 +87,6 @@ int main(int argc, char** argv) {
     cluster_text = ", cluster on " + cfg.bind + ":" + std::to_string(*port);
   }
   IoPool io(cfg.io_threads);
-  auto metrics = std::make_shared<RequestMetrics>();
   RespOptions ro;
   ro.bind = cfg.bind;
   ro.port = cfg.resp_port;
