@@ -170,6 +170,16 @@ class RestTest(unittest.TestCase):
         got = raw_exchange(node.http_port, b"NOT HTTP AT ALL\r\n\r\n")
         self.assertTrue(got.startswith(b"HTTP/1.1 400 "), got[:100])
         self.assertEqual(h.request("GET", "/healthz")[0::2], (200, b"ok\n"))  # still serving
+        # A client that asks before sending its body hears "100 Continue" (or 413 at once).
+        s = socket.create_connection(("127.0.0.1", node.http_port), timeout=10)
+        s.sendall(b"PUT /v1/ns/default/keys/e HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+        self.assertEqual(s.recv(100), b"HTTP/1.1 100 Continue\r\n\r\n")
+        s.sendall(b"abc")
+        self.assertTrue(s.recv(1000).startswith(b"HTTP/1.1 201 Created\r\n"))
+        s.close()
+        got = raw_exchange(node.http_port, b"PUT /v1/ns/default/keys/e HTTP/1.1\r\nContent-Length: 5000\r\n"
+                                           b"Expect: 100-continue\r\n\r\n")
+        self.assertTrue(got.startswith(b"HTTP/1.1 413 "), got[:100])
 
     def test_pipelined_requests_are_answered_in_order_and_slow_clients_are_cut_off(self):
         node = self.start("network.request_timeout_ms=500")
