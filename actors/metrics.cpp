@@ -114,6 +114,34 @@ std::string RequestMetrics::prometheus() {
   return f.text();
 }
 
+nlohmann::json RequestMetrics::summary() const {
+  auto load = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+  nlohmann::json out = nlohmann::json::object();
+  for (int s = 0; s < surfaces; ++s) {
+    uint64_t requests = 0, failed = 0;
+    for (int k = 0; k < kinds; ++k)
+      for (int st = 0; st < statuses; ++st) {
+        uint64_t n = load(ops_[s][k][st]);
+        requests += n;
+        if (op_status(st) != op_status::ok && op_status(st) != op_status::not_found) failed += n;
+      }
+    uint64_t total = 0;
+    for (int b = 0; b < buckets; ++b) total += load(hist_[s][b]);
+    auto quantile_ms = [&](double q) -> nlohmann::json {  // the bound of the bucket it falls in
+      uint64_t seen = 0;
+      for (int b = 0; b < buckets - 1; ++b)
+        if ((seen += load(hist_[s][b])) >= q * double(total) && total) return double(bounds_us[b]) / 1000;
+      return total ? nlohmann::json("inf") : nlohmann::json(nullptr);
+    };
+    out["requests"][surface_name(s)] = {{"operations", requests}, {"failed", failed},
+                                        {"p50_ms_at_most", quantile_ms(0.5)}, {"p99_ms_at_most", quantile_ms(0.99)},
+                                        {"bytes_in", load(in_[s])}, {"bytes_out", load(out_[s])}};
+  }
+  out["mailboxes"] = {{"replica_group", load(mailboxes.coordinator->last)}, {"shard", load(mailboxes.shards->last)},
+                      {"anti_entropy", load(mailboxes.anti_entropy->last)}, {"peer", load(mailboxes.peer->last)}};
+  return out;
+}
+
 std::string prometheus_text(const std::string& stats_json) {
   using nlohmann::json;
   json s = json::parse(stats_json, nullptr, false);

@@ -9,6 +9,8 @@
 #include <memory>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "messages/types.hpp"
 
 namespace apsis {
@@ -58,6 +60,9 @@ class RequestMetrics {
 
   /// The counters in Prometheus text format (with # TYPE lines); resets the mailbox peaks.
   std::string prometheus();
+  /// A summary for the stats JSON (`apsis stat`): per surface the requests, the failed ones
+  /// (neither ok nor not_found), p50/p99 as histogram bucket bounds, bytes; mailbox depths.
+  nlohmann::json summary() const;
 
   MailboxGauges mailboxes;
 

@@ -81,7 +81,7 @@ caf::result<std::string> purge_everywhere(node_actor::stateful_pointer<node_stat
 
 std::string node_stats_json(const config::NodeConfig& cfg,
                             const std::vector<std::shared_ptr<storage::Engine>>& engines,
-                            const ae_stats* recovery, cluster_view* cluster) {
+                            const ae_stats* recovery, cluster_view* cluster, const RequestMetrics* metrics) {
   nlohmann::json backends = nlohmann::json::array();
   for (size_t i = 0; i < engines.size() && i < cfg.backends.size(); ++i) {
     storage::EngineStats s = engines[i]->stats();
@@ -113,6 +113,7 @@ std::string node_stats_json(const config::NodeConfig& cfg,
     std::lock_guard<std::mutex> lock(cluster->mu);
     out["cluster"] = nlohmann::json::parse(cluster->json);
   }
+  if (metrics) out.update(metrics->summary());
   return out.dump();
 }
 
@@ -123,7 +124,8 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
                                anti_entropy_actor recovery_actor, peer_actor peer,
                                std::map<uint32_t, replica_group_actor> backends,
                                std::shared_ptr<ae_stats> recovery,
-                               std::shared_ptr<cluster_view> cluster) {
+                               std::shared_ptr<cluster_view> cluster,
+                               std::shared_ptr<RequestMetrics> metrics) {
   self->state.cfg = std::move(cfg);
   self->state.recovery_actor = std::move(recovery_actor);
   self->state.peer = std::move(peer);
@@ -131,11 +133,12 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
   self->state.recovery = std::move(recovery);
   self->state.cluster = std::move(cluster);
   self->state.engines = std::move(engines);
+  self->state.metrics = std::move(metrics);
   for (auto& c : children) self->link_to(c);
   return {
       [=](atom::stats) {
         return node_stats_json(self->state.cfg, self->state.engines, self->state.recovery.get(),
-                               self->state.cluster.get());
+                               self->state.cluster.get(), self->state.metrics.get());
       },
       [=](atom::admin, std::string& text) -> caf::result<std::string> {
         auto cmd = nlohmann::json::parse(text, nullptr, false);
@@ -161,13 +164,14 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
 }
 
 bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts* out,
-                std::string* error, const MailboxGauges* mailboxes) {
+                std::string* error, std::shared_ptr<RequestMetrics> metrics) {
   NodeParts parts;
   replica_group_config rg;
   rg.policy = cfg.policy;
   rg.read_order = cfg.read_order;
   rg.timeout = std::chrono::milliseconds(cfg.timeout_ms);
   rg.clock = std::make_shared<Hlc>(cfg.node_id);
+  const MailboxGauges* mailboxes = metrics ? &metrics->mailboxes : nullptr;
   if (mailboxes) rg.mailbox = mailboxes->coordinator;
   std::vector<caf::actor> children;
   const bool cluster = cfg.cluster_port != 0;
@@ -264,7 +268,7 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
     children.push_back(caf::actor_cast<caf::actor>(parts.peer));
   }
   parts.node = sys.spawn(node, cfg, parts.engines, std::move(children), parts.recovery, parts.peer,
-                         backends, parts.recovery_stats, parts.cluster);
+                         backends, parts.recovery_stats, parts.cluster, metrics);
   *out = std::move(parts);
   return true;
 }

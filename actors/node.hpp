@@ -36,6 +36,7 @@ struct node_state {
   std::map<uint32_t, replica_group_actor> backends;  ///< in a cluster: each backend's own coordinator
   std::shared_ptr<ae_stats> recovery;
   std::shared_ptr<cluster_view> cluster;
+  std::shared_ptr<RequestMetrics> metrics;  ///< what the frontends count (may be null)
   config::NodeConfig cfg;
   static inline const char* name = "node";
 };
@@ -47,17 +48,18 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
                                anti_entropy_actor recovery_actor, peer_actor peer,
                                std::map<uint32_t, replica_group_actor> backends,
                                std::shared_ptr<ae_stats> recovery,
-                               std::shared_ptr<cluster_view> cluster);
+                               std::shared_ptr<cluster_view> cluster,
+                               std::shared_ptr<RequestMetrics> metrics);
 
 /// Opens the engines and spawns the actors. An engine that cannot open (a directory in use
 /// by another process, garbage, no permission) is an error naming the backend.
 bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts* out,
-                std::string* error, const MailboxGauges* mailboxes = nullptr);
+                std::string* error, std::shared_ptr<RequestMetrics> metrics = nullptr);
 
 /// Engine statistics of every backend, as a JSON document.
 std::string node_stats_json(const config::NodeConfig& cfg,
                             const std::vector<std::shared_ptr<storage::Engine>>& engines,
                             const ae_stats* recovery = nullptr,
-                            cluster_view* cluster = nullptr);
+                            cluster_view* cluster = nullptr, const RequestMetrics* metrics = nullptr);
 
 }  // namespace apsis

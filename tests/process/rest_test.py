@@ -15,7 +15,7 @@ import time
 import unittest
 import urllib.parse
 
-from apsisd_test import Node, free_port, wait_for
+from apsisd_test import APSIS, Node, free_port, wait_for
 
 DOCS = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "rest.md")
 
@@ -284,6 +284,13 @@ class RestTest(unittest.TestCase):
         self.assertIn('apsis_request_duration_seconds_count{surface="rest"} 4\n', text)
         self.assertIn('apsis_http_responses_total{code="201"} 3\n', text)
         self.assertIn('apsis_backend_keys{backend="1",group="1"} 4\n', text)
+        # The same counts in /v1/stats, and in `apsis stat`'s table.
+        stats = h.json("GET", "/v1/stats")[2]
+        self.assertEqual((stats["requests"]["rest"]["operations"], stats["requests"]["rest"]["failed"]), (4, 0))
+        self.assertEqual(stats["requests"]["resp"]["operations"], 1)
+        table = subprocess.run([APSIS, "--port", str(node.binary_port), "stat"], capture_output=True, text=True,
+                               timeout=10).stdout
+        self.assertRegex(table, r"\nrest +4 +0 ")
         for actor in ("replica_group", "shard", "anti_entropy", "peer"):
             self.assertRegex(text, f'\napsis_mailbox_depth{{actor="{actor}"}} \\d+\n')
         # Every family has one # TYPE line, before its samples, and samples are not split.

@@ -143,6 +143,21 @@ void print_stats(const json& s) {
                 (unsigned long long)b.value("keys", 0ull), (unsigned long long)b.value("disk_bytes", 0ull),
                 (unsigned long long)b.value("dead_bytes", 0ull), (unsigned long long)b.value("index_bytes", 0ull),
                 (unsigned long long)b.value("files", 0ull), (unsigned long long)b.value("compactions", 0ull));
+  if (s.contains("requests")) {
+    std::printf("%-8s %12s %8s %10s %10s %14s %14s\n", "surface", "operations", "failed", "p50 <=", "p99 <=",
+                "bytes in", "bytes out");
+    auto ms = [](const json& v) {
+      char text[32] = "-";
+      if (v.is_number()) std::snprintf(text, sizeof text, "%gms", v.get<double>());
+      if (v.is_string()) std::snprintf(text, sizeof text, ">5s");
+      return std::string(text);
+    };
+    for (const auto& [surface, r] : s["requests"].items())
+      std::printf("%-8s %12llu %8llu %10s %10s %14llu %14llu\n", surface.c_str(),
+                  (unsigned long long)r.value("operations", 0ull), (unsigned long long)r.value("failed", 0ull),
+                  ms(r["p50_ms_at_most"]).c_str(), ms(r["p99_ms_at_most"]).c_str(),
+                  (unsigned long long)r.value("bytes_in", 0ull), (unsigned long long)r.value("bytes_out", 0ull));
+  }
   print_progress(s);
   if (s.contains("cluster"))
     std::printf("cluster: %zu nodes (apsis cluster status)\n", s["cluster"].value("nodes", json::array()).size());

@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
 
   NodeParts parts;
   auto metrics = std::make_shared<RequestMetrics>();
-  if (!start_node(sys, cfg, &parts, &error, &metrics->mailboxes)) {
+  if (!start_node(sys, cfg, &parts, &error, metrics)) {
     std::fprintf(stderr, "apsisd: %s\n", error.c_str());
     return 1;
   }
