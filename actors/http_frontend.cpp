@@ -4,6 +4,9 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <algorithm>
+#include <atomic>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -68,6 +71,9 @@ constexpr int max_patch_tries = 8;  ///< reads and conditional writes before 409
 
 }  // namespace
 
+class HttpHttpConnection;
+using socket_t = asio::basic_stream_socket<tcp, asio::io_context::executor_type>;
+
 struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   IoPool& io;
   caf::actor_system& sys;
@@ -78,38 +84,57 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   HttpOptions opts;
   tcp::acceptor acceptor;
   std::mutex mu;
-  std::set<std::shared_ptr<beast::tcp_stream>> open;
+  std::set<std::shared_ptr<HttpHttpConnection>> open;  ///< for stop() and the sweep
+  asio::steady_timer sweeper;
 
   Impl(IoPool& io, caf::actor_system& sys, Coordinator coordinator, lock_manager_actor locks, node_actor node,
        std::shared_ptr<RequestMetrics> metrics, HttpOptions opts)
       : io(io), sys(sys), coordinator(std::move(coordinator)), node(node),
         session(sys.spawn(apsis::session, std::move(locks), node)), metrics(std::move(metrics)),
-        opts(std::move(opts)), acceptor(io.main()) {}
+        opts(std::move(opts)), acceptor(io.main()), sweeper(io.main()) {}
 
   void accept();
-  void forget(const std::shared_ptr<beast::tcp_stream>& stream) {
+  /// Closes every connection past its deadline; runs every tenth of the timeout.
+  void sweep();
+  void forget(const std::shared_ptr<HttpHttpConnection>& c) {
     std::lock_guard<std::mutex> lock(mu);
-    open.erase(stream);
+    open.erase(c);
   }
 };
 
-namespace {
-
 /// One client connection: reads a request, answers it, reads the next (one at a time, so
 /// pipelined requests are answered in order); the buffer keeps what arrived past a request.
-class Conn : public std::enable_shared_from_this<Conn> {
+/// Its deadline (a request's arrival and answer) is an atomic the server's sweep checks: a
+/// timer per request would cost a timer-queue update each.
+class HttpHttpConnection : public std::enable_shared_from_this<HttpHttpConnection> {
  public:
-  Conn(std::shared_ptr<HttpServer::Impl> srv, std::shared_ptr<beast::tcp_stream> stream)
-      : srv_(std::move(srv)), stream_(std::move(stream)) {}
+  HttpHttpConnection(std::shared_ptr<HttpServer::Impl> srv, asio::io_context& io)
+      : srv_(std::move(srv)), sock_(io.get_executor()) {}
+
+  socket_t& socket() { return sock_; }
 
   void read() {
+    if (closed_) return;
     parser_.emplace();
     parser_->header_limit(8 * 1024);  // a huge header is refused, not buffered
     parser_->body_limit(bulk_limit());
-    stream_->expires_after(srv_->opts.deadline);  // a slow or silent client is closed
-    http::async_read_header(*stream_, buf_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t n) {
+    deadline_.store((clock::now() + srv_->opts.deadline).time_since_epoch().count(), std::memory_order_relaxed);
+    http::async_read_header(sock_, buf_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t n) {
       self->on_header(ec, n);
     });
+  }
+
+  bool expired(clock::time_point now) const {
+    return now.time_since_epoch().count() > deadline_.load(std::memory_order_relaxed);
+  }
+
+  void close() {
+    if (closed_) return;
+    closed_ = true;
+    beast::error_code ec;
+    sock_.shutdown(tcp::socket::shutdown_both, ec);
+    sock_.close(ec);
+    srv_->forget(shared_from_this());
   }
 
  private:
@@ -133,22 +158,23 @@ class Conn : public std::enable_shared_from_this<Conn> {
                                     "a body of " + std::to_string(*length) + " bytes exceeds the limit of " +
                                         std::to_string(limit)));
     }
+    if (parser_->is_done()) return on_read(ec, n);  // no body: nothing more to read
     auto self = shared_from_this();
     auto body = [self] {
-      http::async_read(*self->stream_, self->buf_, *self->parser_, [self](beast::error_code ec, size_t n) {
+      http::async_read(self->sock_, self->buf_, *self->parser_, [self](beast::error_code ec, size_t n) {
         self->on_read(ec, self->header_bytes_ + n);
       });
     };
     if (!beast::iequals(h[http::field::expect], "100-continue")) return body();
     static const std::string go_on = "HTTP/1.1 100 Continue\r\n\r\n";
-    asio::async_write(*stream_, asio::buffer(go_on), [self, body](beast::error_code ec, size_t) {
+    asio::async_write(sock_, asio::buffer(go_on), [self, body](beast::error_code ec, size_t) {
       if (ec) return self->close();
       body();
     });
   }
 
   void on_read(beast::error_code ec, size_t n) {
-    if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == asio::error::eof ||
+    if (ec == http::error::end_of_stream || ec == asio::error::eof ||
         ec == asio::error::connection_reset || ec == asio::error::operation_aborted)
       return close();
     if (srv_->metrics) srv_->metrics->bytes_in(RequestMetrics::rest, n);
@@ -206,7 +232,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
   void exec(op_batch ops, std::function<void(result_batch)> then) {
     if (srv_->coordinator.local) return then(srv_->coordinator.local->run(ops));
     auto sink = std::make_shared<Sink>();
-    sink->ex = stream_->get_executor();
+    sink->ex = sock_.get_executor();
     sink->then = std::move(then);
     caf::anon_send(srv_->coordinator.actor, atom::exec_v, std::move(ops), batch_sink_ptr(std::move(sink)));
   }
@@ -262,7 +288,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
 
   void ask_node() {
     auto wait = call_.kind == Kind::readyz ? std::chrono::milliseconds(1000) : srv_->opts.deadline;
-    srv_->sys.spawn(stats_asker, srv_->node, wait, stream_->get_executor(),
+    srv_->sys.spawn(stats_asker, srv_->node, wait, asio::any_io_executor(sock_.get_executor()),
                     done_fn([self = shared_from_this()](bool ok, std::string body) { self->node_answered(ok, body); }));
   }
 
@@ -288,7 +314,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
   /// A reply_fn (the session's answers) that resumes this connection on its own thread.
   wire::reply_fn on_reply(std::function<void(wire::Response)> then) {
     return std::make_shared<std::function<void(wire::Response)>>(
-        [ex = stream_->get_executor(), then = std::move(then)](wire::Response r) {
+        [ex = sock_.get_executor(), then = std::move(then)](wire::Response r) {
           asio::post(ex, [then, r = std::move(r)]() mutable { then(std::move(r)); });
         });
   }
@@ -338,7 +364,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
     }
     res_ = std::move(res);
     res_.keep_alive(req.keep_alive() && res_.keep_alive());
-    http::async_write(*stream_, res_, [self = shared_from_this()](beast::error_code ec, size_t n) {
+    http::async_write(sock_, res_, [self = shared_from_this()](beast::error_code ec, size_t n) {
       if (self->srv_->metrics) self->srv_->metrics->bytes_out(RequestMetrics::rest, n);
       if (ec || !self->res_.keep_alive()) return self->close();
       self->res_ = {};
@@ -346,15 +372,10 @@ class Conn : public std::enable_shared_from_this<Conn> {
     });
   }
 
-  void close() {
-    beast::error_code ec;
-    stream_->socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_->close();
-    srv_->forget(stream_);
-  }
-
   std::shared_ptr<HttpServer::Impl> srv_;
-  std::shared_ptr<beast::tcp_stream> stream_;
+  socket_t sock_;
+  std::atomic<clock::rep> deadline_{std::numeric_limits<clock::rep>::max()};
+  bool closed_ = false;
   beast::flat_buffer buf_;
   std::optional<http::request_parser<http::string_body>> parser_;
   Request req_;
@@ -364,20 +385,32 @@ class Conn : public std::enable_shared_from_this<Conn> {
   size_t header_bytes_ = 0;
 };
 
-}  // namespace
-
 void HttpServer::Impl::accept() {
-  acceptor.async_accept(io.next(), [self = shared_from_this()](beast::error_code ec, tcp::socket sock) {
+  auto conn = std::make_shared<HttpHttpConnection>(shared_from_this(), io.next());
+  acceptor.async_accept(conn->socket(), [self = shared_from_this(), conn](beast::error_code ec) {
     if (ec) return;  // closed by stop()
-    sock.set_option(tcp::no_delay(true), ec);
-    auto stream = std::make_shared<beast::tcp_stream>(std::move(sock));
+    conn->socket().set_option(tcp::no_delay(true), ec);
     {
       std::lock_guard<std::mutex> lock(self->mu);
-      self->open.insert(stream);
+      self->open.insert(conn);
     }
-    auto conn = std::make_shared<Conn>(self, stream);
-    asio::post(stream->get_executor(), [conn] { conn->read(); });
+    asio::post(conn->socket().get_executor(), [conn] { conn->read(); });
     self->accept();
+  });
+}
+
+void HttpServer::Impl::sweep() {
+  auto period = std::clamp(opts.deadline / 10, std::chrono::milliseconds(10), std::chrono::milliseconds(1000));
+  sweeper.expires_after(period);
+  sweeper.async_wait([self = shared_from_this()](beast::error_code ec) {
+    if (ec) return;  // stopped
+    const auto now = clock::now();
+    {
+      std::lock_guard<std::mutex> lock(self->mu);
+      for (const auto& c : self->open)
+        if (c->expired(now)) asio::post(c->socket().get_executor(), [c] { c->close(); });
+    }
+    self->sweep();
   });
 }
 
@@ -400,6 +433,7 @@ bool HttpServer::start(std::string* error) {
     return false;
   }
   impl_->accept();
+  impl_->sweep();
   return true;
 }
 
@@ -413,12 +447,13 @@ void HttpServer::stop() {
   asio::post(impl_->io.main(), [impl = impl_] {
     beast::error_code ec;
     impl->acceptor.close(ec);
-    std::set<std::shared_ptr<beast::tcp_stream>> open;
+    impl->sweeper.cancel();
+    std::set<std::shared_ptr<HttpHttpConnection>> open;
     {
       std::lock_guard<std::mutex> lock(impl->mu);
       open.swap(impl->open);
     }
-    for (auto& s : open) asio::post(s->get_executor(), [s] { s->close(); });
+    for (auto& c : open) asio::post(c->socket().get_executor(), [c] { c->close(); });
   });
 }
 
