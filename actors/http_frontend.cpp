@@ -71,7 +71,7 @@ constexpr int max_patch_tries = 8;  ///< reads and conditional writes before 409
 
 }  // namespace
 
-class HttpHttpConnection;
+class HttpConnection;
 using socket_t = asio::basic_stream_socket<tcp, asio::io_context::executor_type>;
 
 struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
@@ -84,7 +84,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   HttpOptions opts;
   tcp::acceptor acceptor;
   std::mutex mu;
-  std::set<std::shared_ptr<HttpHttpConnection>> open;  ///< for stop() and the sweep
+  std::set<std::shared_ptr<HttpConnection>> open;  ///< for stop() and the sweep
   asio::steady_timer sweeper;
 
   Impl(IoPool& io, caf::actor_system& sys, Coordinator coordinator, lock_manager_actor locks, node_actor node,
@@ -96,7 +96,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   void accept();
   /// Closes every connection past its deadline; runs every tenth of the timeout.
   void sweep();
-  void forget(const std::shared_ptr<HttpHttpConnection>& c) {
+  void forget(const std::shared_ptr<HttpConnection>& c) {
     std::lock_guard<std::mutex> lock(mu);
     open.erase(c);
   }
@@ -106,9 +106,9 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
 /// pipelined requests are answered in order); the buffer keeps what arrived past a request.
 /// Its deadline (a request's arrival and answer) is an atomic the server's sweep checks: a
 /// timer per request would cost a timer-queue update each.
-class HttpHttpConnection : public std::enable_shared_from_this<HttpHttpConnection> {
+class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
  public:
-  HttpHttpConnection(std::shared_ptr<HttpServer::Impl> srv, asio::io_context& io)
+  HttpConnection(std::shared_ptr<HttpServer::Impl> srv, asio::io_context& io)
       : srv_(std::move(srv)), sock_(io.get_executor()) {}
 
   socket_t& socket() { return sock_; }
@@ -386,7 +386,7 @@ class HttpHttpConnection : public std::enable_shared_from_this<HttpHttpConnectio
 };
 
 void HttpServer::Impl::accept() {
-  auto conn = std::make_shared<HttpHttpConnection>(shared_from_this(), io.next());
+  auto conn = std::make_shared<HttpConnection>(shared_from_this(), io.next());
   acceptor.async_accept(conn->socket(), [self = shared_from_this(), conn](beast::error_code ec) {
     if (ec) return;  // closed by stop()
     conn->socket().set_option(tcp::no_delay(true), ec);
@@ -448,7 +448,7 @@ void HttpServer::stop() {
     beast::error_code ec;
     impl->acceptor.close(ec);
     impl->sweeper.cancel();
-    std::set<std::shared_ptr<HttpHttpConnection>> open;
+    std::set<std::shared_ptr<HttpConnection>> open;
     {
       std::lock_guard<std::mutex> lock(impl->mu);
       open.swap(impl->open);
