@@ -273,7 +273,7 @@ Response json_response(const Request& req, http::status s, const json& body) {
   return res;
 }
 
-bool route(const Request& req, const storage::Limits& limits, Call* call, Response* err) {
+bool route(Request& req, const storage::Limits& limits, Call* call, Response* err) {
   auto fail = [&](http::status s, const std::string& why) { return *err = error(req, s, why), false; };
   std::string_view target(req.target().data(), req.target().size());
   size_t qmark = target.find('?');
@@ -407,9 +407,9 @@ bool route(const Request& req, const storage::Limits& limits, Call* call, Respon
                                                          " bytes exceeds the limit of " + std::to_string(limits.max_value_size));
       if (is_json_type(header(req, "Content-Type"))) {
         if (!json::accept(req.body())) return fail(http::status::bad_request, "the body is not a valid JSON document");
-        op.json = req.body();
+        op.json = std::move(req.body());
       } else {
-        op.data = req.body();
+        op.data = std::move(req.body());
       }
       call->ops.push_back(std::move(op));
       return true;

@@ -60,7 +60,8 @@ inline const std::string system_ns = std::string("\0apsis", 6);
 inline const std::string catalog_key = "namespaces";
 
 /// Parses a request; false with *error set to the response to send (400, 404, 405, 413).
-bool route(const Request& req, const storage::Limits& limits, Call* call, Response* error);
+/// A PUT's body moves into its operation (a large value is not copied).
+bool route(Request& req, const storage::Limits& limits, Call* call, Response* error);
 
 /// The response to a key call (GET, HEAD, PUT, DELETE, and PATCH's last write).
 Response key_response(const Call& call, const Request& req, op_result& r);

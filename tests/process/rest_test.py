@@ -97,6 +97,10 @@ class RestTest(unittest.TestCase):
         status, _, body = h.request("GET", k)
         self.assertEqual((status, json.loads(body)["status"]), (404, "not_found"))
         self.assertEqual(h.request("HEAD", k)[0::2], (404, b""))
+        big = os.urandom(3 << 20)  # a large value comes back whole
+        self.assertEqual(h.request("PUT", "/v1/ns/default/keys/big", big)[0], 201)
+        status, hdrs, body = h.request("GET", "/v1/ns/default/keys/big")
+        self.assertEqual((status, int(hdrs["content-length"]), body == big), (200, len(big), True))
 
     def test_keys_with_any_bytes_ttl_and_verbose_replicas(self):
         h = Http(self.start().http_port)
