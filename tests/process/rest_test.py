@@ -258,6 +258,15 @@ class RestTest(unittest.TestCase):
         self.assertEqual(sorted(n["name"] for n in doc["nodes"]), ["n1", "n2"])
         status, _, doc = h.json("GET", "/v1/cluster/routes")
         self.assertEqual(sorted(n["name"] for n in doc["nodes"]), ["n1", "n2"])
+        # Dropping a namespace purges its keys on every node, the other node's replicas too.
+        for i in range(20):
+            self.assertEqual(h.request("PUT", f"/v1/ns/gone/keys/k{i}", b"v")[0], 201)
+        self.assertEqual(h.json("PUT", "/v1/ns/gone")[0], 201)
+        status, _, doc = h.json("DELETE", "/v1/ns/gone")
+        self.assertEqual((status, doc["purge"]), (200, {"purged_here": 20, "nodes_told": 1}))
+        wait_for(lambda: all(h.request("GET", f"/v1/ns/gone/keys/k{i}?groups=2")[0] == 404 for i in range(20)),
+                 10, "n2's replicas purged")
+        self.assertEqual(h.request("GET", "/v1/ns/gone/keys/k0?groups=1")[0], 404)
         nodes[2].proc.send_signal(signal.SIGKILL)
         nodes[2].proc.wait(timeout=10)
         wait_for(lambda: replicas("/v1/ns/default/keys/probe")[1].endswith("n2/1=unavailable"), 20, "n2 seen down")
