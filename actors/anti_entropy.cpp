@@ -303,7 +303,7 @@ std::string ring_signature(const route_table& t) {
 }  // namespace
 
 void sample_mailbox(ae_self self) {
-  if (auto& g = self->state.cfg.mailbox) g->sample(self->mailbox().size());
+  if (auto& g = self->state.cfg.mailbox) g->sample_of(self);
 }
 
 anti_entropy_actor::behavior_type anti_entropy(self_ptr self, ae_config cfg) {

@@ -25,6 +25,13 @@ struct MailboxGauge {
     while (n > p && !peak.compare_exchange_weak(p, n, std::memory_order_relaxed)) {
     }
   }
+  /// Samples an actor's own mailbox: the messages it took from its inbox at this scheduling
+  /// round and has not handled yet. (mailbox().size() would first move new arrivals over,
+  /// and that path trips UBSan's vptr check inside CAF 0.17 on an empty queue.)
+  template <class Self>
+  void sample_of(Self self) {
+    sample(self->mailbox().queue().total_task_size());
+  }
 };
 
 /// The mailboxes worth watching: a queue that grows means the actor cannot keep up.

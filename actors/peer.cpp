@@ -181,7 +181,7 @@ peer_actor::behavior_type peer(self_ptr self, peer_config cfg) {
         if (member(self)) take(self, std::move(t));
       },
       [=](atom::apply, uint32_t backend, op_batch& ops) -> caf::result<result_batch> {
-        if (auto& g = self->state.cfg.mailbox) g->sample(self->mailbox().size());
+        if (auto& g = self->state.cfg.mailbox) g->sample_of(self);
         if (!member(self)) return caf::make_error(caf::sec::runtime_error, "not a member of this cluster");
         if (auto d = self->state.cfg.direct.find(backend); d != self->state.cfg.direct.end())
           return d->second->run(ops);

@@ -351,7 +351,7 @@ deliver_fn with_read_failover(replica_group_actor::stateful_pointer<replica_grou
 void run(replica_group_actor::stateful_pointer<replica_group_state> self, op_batch& ops,
          deliver_fn deliver, const std::vector<uint64_t>* tried) {
   const auto& cfg = self->state.cfg;
-  if (cfg.mailbox && !tried) cfg.mailbox->sample(self->mailbox().size());
+  if (cfg.mailbox && !tried) cfg.mailbox->sample_of(self);
   std::vector<shard_request> reqs;
   auto asked = std::make_shared<std::pair<std::vector<size_t>, std::vector<uint64_t>>>();
   auto p = plan(cfg, ops, with_read_failover(self, ops, std::move(deliver), asked), &reqs, tried,

@@ -155,7 +155,7 @@ shard_actor::behavior_type shard(shard_actor::stateful_pointer<shard_state> self
   self->state.core = std::move(core);
   return {
       [=](atom::apply, op_batch& ops) -> result_batch {
-        if (auto& g = self->state.core->mailbox) g->sample(self->mailbox().size());
+        if (auto& g = self->state.core->mailbox) g->sample_of(self);
         return self->state.core->apply(ops);
       },
   };
