@@ -135,6 +135,31 @@ bool write_condition(const Request& req, kv_op* op, std::string* why) {
   return true;
 }
 
+/// A Range header over a value of `total` bytes: one range (RFC 9110: a-b, a-, -n) gives
+/// [*first, *last]; several, or another unit, give *last = SIZE_MAX (send it all); false if
+/// the range holds no byte of the value (416).
+bool parse_range(std::string_view r, size_t total, size_t* first, size_t* last) {
+  *last = SIZE_MAX;
+  if (r.substr(0, 6) != "bytes=" || r.find(',') != std::string_view::npos) return true;
+  r.remove_prefix(6);
+  size_t dash = r.find('-');
+  uint64_t a = 0, b = 0;
+  if (dash == std::string_view::npos) return true;
+  const bool has_a = parse_u64(r.substr(0, dash), &a), has_b = parse_u64(r.substr(dash + 1), &b);
+  if (!has_a && !has_b) return true;  // malformed: ignored, as RFC 9110 allows
+  if (!has_a) {  // the last b bytes
+    if (b == 0 || total == 0) return false;
+    *first = total - std::min<uint64_t>(b, total);
+    *last = total - 1;
+    return true;
+  }
+  if (a >= total) return false;
+  if (has_b && b < a) return true;  // invalid: ignored
+  *first = a;
+  *last = has_b ? std::min<uint64_t>(b, total - 1) : total - 1;
+  return true;
+}
+
 Want wanted(const Request& req) {
   std::string a = header(req, "Accept");
   bool j = a.find("application/json") != std::string::npos;
@@ -485,6 +510,7 @@ Response key_response(const Call& call, const Request& req, op_result& r) {
     return out;
   }
   res.set(http::field::content_type, as_json ? "application/json" : "application/octet-stream");
+  res.set(http::field::accept_ranges, "bytes");
   if (call.head) {
     res.content_length(as_json ? r.json_size : r.data_size);
     res.set("X-Apsis-Json-Size", std::to_string(r.json_size));
@@ -492,6 +518,23 @@ Response key_response(const Call& call, const Request& req, op_result& r) {
     return res;
   }
   res.body() = std::move(as_json ? r.record.json : r.record.data);
+  const std::string range = header(req, "Range");
+  if (!range.empty()) {  // one byte range: 206 with that slice; several: the whole value
+    const size_t total = res.body().size();
+    size_t first = 0, last = 0;
+    if (!parse_range(range, total, &first, &last)) {
+      Response out = error(req, http::status::range_not_satisfiable, "no byte of " + range + " is in the value");
+      out.set(http::field::content_range, "bytes */" + std::to_string(total));
+      out.set(http::field::etag, etag(r.version));
+      return out;
+    }
+    if (last != SIZE_MAX) {
+      res.result(http::status::partial_content);
+      res.set(http::field::content_range,
+              "bytes " + std::to_string(first) + "-" + std::to_string(last) + "/" + std::to_string(total));
+      res.body() = res.body().substr(first, last - first + 1);
+    }
+  }
   res.prepare_payload();
   return res;
 }

@@ -97,10 +97,21 @@ class RestTest(unittest.TestCase):
         status, _, body = h.request("GET", k)
         self.assertEqual((status, json.loads(body)["status"]), (404, "not_found"))
         self.assertEqual(h.request("HEAD", k)[0::2], (404, b""))
-        big = os.urandom(3 << 20)  # a large value comes back whole
+        big = os.urandom(3 << 20)  # a large value comes back whole, or in byte ranges
         self.assertEqual(h.request("PUT", "/v1/ns/default/keys/big", big)[0], 201)
         status, hdrs, body = h.request("GET", "/v1/ns/default/keys/big")
-        self.assertEqual((status, int(hdrs["content-length"]), body == big), (200, len(big), True))
+        self.assertEqual((status, int(hdrs["content-length"]), body == big, hdrs["accept-ranges"]),
+                         (200, len(big), True, "bytes"))
+        for rng, want in [("bytes=0-9", big[:10]), ("bytes=1048576-", big[1 << 20:]), ("bytes=-5", big[-5:]),
+                          ("bytes=100-99999999", big[100:])]:
+            status, hdrs, body = h.request("GET", "/v1/ns/default/keys/big", headers={"Range": rng})
+            self.assertEqual((status, body == want), (206, True), rng)
+            first = len(big) - len(want) if rng.startswith("bytes=-") else int(rng[6:].split("-")[0])
+            self.assertEqual(hdrs["content-range"], f"bytes {first}-{first + len(want) - 1}/{len(big)}")
+        status, hdrs, _ = h.request("GET", "/v1/ns/default/keys/big", headers={"Range": f"bytes={len(big)}-"})
+        self.assertEqual((status, hdrs["content-range"]), (416, f"bytes */{len(big)}"))
+        status, _, body = h.request("GET", "/v1/ns/default/keys/big", headers={"Range": "bytes=0-1,5-6"})
+        self.assertEqual((status, len(body)), (200, len(big)))  # several ranges: the whole value
 
     def test_keys_with_any_bytes_ttl_and_verbose_replicas(self):
         h = Http(self.start().http_port)
