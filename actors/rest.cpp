@@ -127,7 +127,7 @@ bool write_condition(const Request& req, kv_op* op, std::string* why) {
   if (match == "*") op->cond = op_cond::if_present;
   else if (!match.empty()) {
     if (!parse_etag(match, &op->expected))
-      return *why = "If-Match must be an ETag this server gave (\"stamp-node\") or *", false;
+      return *why = "If-Match must be an ETag this server gave (\"ms.counter@node\") or *", false;
     op->cond = op_cond::if_version;
   }
   if (none == "*") op->cond = op_cond::if_absent;
@@ -224,19 +224,22 @@ http::status status_of(op_status s) {
   }
 }
 
-std::string version_text(const storage::Version& v) {
-  return std::to_string(v.stamp) + "-" + std::to_string(v.node);
-}
+std::string version_text(const storage::Version& v) { return v.to_string(); }
 
 std::string etag(const storage::Version& v) { return "\"" + version_text(v) + "\""; }
 
 bool parse_etag(std::string_view t, storage::Version* out) {
   if (t.size() >= 2 && t.substr(0, 2) == "W/") t.remove_prefix(2);  // weak: same version
   if (t.size() < 2 || t.front() != '"' || t.back() != '"') return false;
-  t = t.substr(1, t.size() - 2);
-  size_t dash = t.find('-');
-  return dash != std::string_view::npos && parse_u64(t.substr(0, dash), &out->stamp) &&
-         parse_u64(t.substr(dash + 1), &out->node);
+  t = t.substr(1, t.size() - 2);  // ms.counter@node, as Version::to_string() writes it
+  size_t dot = t.find('.'), at = t.find('@');
+  uint64_t ms = 0, counter = 0;
+  if (dot == std::string_view::npos || at == std::string_view::npos || at < dot) return false;
+  if (!parse_u64(t.substr(0, dot), &ms) || !parse_u64(t.substr(dot + 1, at - dot - 1), &counter) ||
+      !parse_u64(t.substr(at + 1), &out->node) || ms >= (1ull << 48) || counter > 0xffff)
+    return false;
+  out->stamp = ms << 16 | counter;
+  return true;
 }
 
 bool percent_decode(std::string_view in, std::string* out) {

@@ -78,7 +78,8 @@ Response json_response(const Request& req, http::status s, const nlohmann::json&
 /// The HTTP status for an operation's status.
 http::status status_of(op_status s);
 
-/// A version as text (stamp-node), as an ETag (the same, quoted) and back from one.
+/// A version as text (ms.counter@node, as the CLI shows it), as an ETag (the same, quoted)
+/// and back from one.
 std::string version_text(const storage::Version& v);
 std::string etag(const storage::Version& v);
 bool parse_etag(std::string_view text, storage::Version* out);

@@ -77,11 +77,11 @@ class RestTest(unittest.TestCase):
         self.assertEqual(status, 201)  # created
         self.assertEqual(json.loads(body)["existed"], False)
         first = hdrs["etag"]
-        self.assertRegex(first, r'^"\d+-1"$')
+        self.assertRegex(first, r'^"\d{13}\.\d+@1"$')  # ms.counter@node, as the CLI shows versions
         self.assertEqual(hdrs["x-apsis-replicas"], "1/apsis-1/1=ok")
         self.assertEqual(h.request("GET", k)[0::2], (200, b"hello"))
         self.assertEqual(h.request("GET", k, headers={"If-None-Match": first})[0], 304)
-        self.assertEqual(h.request("PUT", k, b"x", {"If-Match": '"1-1"'})[0], 412)
+        self.assertEqual(h.request("PUT", k, b"x", {"If-Match": '"1.0@1"'})[0], 412)
         self.assertEqual(h.request("PUT", k, b"x", {"If-None-Match": "*"})[0], 412)
         status, hdrs, _ = h.request("PUT", k, b"hello again", {"If-Match": first})
         self.assertEqual(status, 200)  # replaced
@@ -143,7 +143,7 @@ class RestTest(unittest.TestCase):
         status, hdrs, _ = h.request("PATCH", k, json.dumps({"b": {"c": None}, "e": [1]}), patch)
         self.assertEqual(status, 200)
         self.assertEqual(h.json("GET", k)[2], {"a": 1, "b": {"d": 3}, "e": [1]})
-        stale = {**patch, "If-Match": '"1-1"'}
+        stale = {**patch, "If-Match": '"1.0@1"'}
         self.assertEqual(h.request("PATCH", k, "{}", stale)[0], 412)
         current = {**patch, "If-Match": hdrs["etag"]}
         self.assertEqual(h.request("PATCH", k, '{"a": 2}', current)[0], 200)
