@@ -205,6 +205,7 @@ BinaryServer::BinaryServer(IoPool& io, caf::actor_system& sys,
 BinaryServer::~BinaryServer() = default;
 
 bool BinaryServer::start(std::string* error) {
+  impl_->server->idle_timeout = impl_->opts.idle_timeout;
   return impl_->server->start(impl_->opts.bind, impl_->opts.port, "binary", error);
 }
 

@@ -19,6 +19,7 @@ struct BinaryOptions {
   uint32_t max_frame = 0;  ///< 0 = the protocol's default
   std::string name = "apsisd";
   std::shared_ptr<RequestMetrics> metrics;  ///< counts requests (may be null)
+  std::chrono::milliseconds idle_timeout{0};  ///< close connections idle this long; 0: never
 };
 
 class BinaryServer {

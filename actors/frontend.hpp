@@ -11,12 +11,16 @@
 //                                                  false = stop reading (quit or bad input)
 //   void format(const Batch& b, std::string& out); the replies of a finished batch
 // A connection runs on one thread of the IoPool for its whole life; results from actor
-// threads arrive via post to it.
+// threads arrive via post to it. With an idle timeout, a connection that has nothing in
+// flight and has sent nothing for that long is closed (a sweep checks, every tenth of it).
 #pragma once
 
 #include <boost/asio.hpp>
 
+#include <algorithm>
 #include <array>
+#include <atomic>
+#include <chrono>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -60,7 +64,14 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
   void start() {
     boost::system::error_code ec;
     sock_.set_option(tcp::no_delay(true), ec);
+    touch();
     read();
+  }
+
+  /// Whether it has been idle (nothing in flight, nothing read) since before `since`.
+  bool idle_since(std::chrono::steady_clock::time_point since) const {
+    return !busy_.load(std::memory_order_relaxed) &&
+           last_read_.load(std::memory_order_relaxed) < since.time_since_epoch().count();
   }
 
   void close() {
@@ -124,7 +135,12 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
     });
   }
 
+  void touch() {
+    last_read_.store(std::chrono::steady_clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+  }
+
   void on_read(size_t n) {
+    if (server_->idle_timeout.count() > 0) touch();
     if (server_->metrics) server_->metrics->bytes_in(server_->surface, n);
     in_.append(buf_.data(), n);
     auto batch = std::make_shared<BatchT>();
@@ -137,6 +153,7 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
 
   void submit(const BatchPtr& batch) {
     pending_.push_back(batch);
+    busy_.store(true, std::memory_order_relaxed);
     if (server_->metrics) {
       batch->start = std::chrono::steady_clock::now();
       for (const kv_op& o : batch->ops) batch->kinds.push_back(o.kind);
@@ -162,6 +179,7 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
       quit_ = quit_ || pending_.front()->quit;
       pending_.pop_front();
     }
+    if (pending_.empty()) busy_.store(false, std::memory_order_relaxed);
     schedule_write();
     read();
   }
@@ -213,6 +231,9 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
   std::deque<BatchPtr> pending_;
   bool reading_ = false, writing_ = false, write_posted_ = false, closed_ = false,
        stop_reading_ = false, quit_ = false;
+  // For the idle sweep, which runs on another thread.
+  std::atomic<std::chrono::steady_clock::rep> last_read_{0};
+  std::atomic<bool> busy_{false};  ///< requests in flight
 };
 
 /// Accepts connections for one protocol; Protocol::Context is shared by its connections.
@@ -224,7 +245,7 @@ class Server : public std::enable_shared_from_this<Server<Protocol>> {
   Server(IoPool& io, Coordinator coordinator, Context ctx, std::shared_ptr<RequestMetrics> metrics,
          RequestMetrics::Surface surface)
       : io(io), coordinator(std::move(coordinator)), context(std::move(ctx)), metrics(std::move(metrics)),
-        surface(surface), acceptor_(io.main()) {}
+        surface(surface), acceptor_(io.main()), sweeper_(io.main()) {}
 
   /// Binds and starts accepting; false with *error set when that fails.
   bool start(const std::string& bind, uint16_t port, const std::string& what, std::string* error) {
@@ -238,6 +259,7 @@ class Server : public std::enable_shared_from_this<Server<Protocol>> {
     if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) return *error = what + " port " + bind + ":" + std::to_string(port) + ": " + ec.message(), false;
     accept();
+    if (idle_timeout.count() > 0) sweep();
     return true;
   }
 
@@ -248,6 +270,7 @@ class Server : public std::enable_shared_from_this<Server<Protocol>> {
     stopped_ = true;
     boost::system::error_code ec;
     acceptor_.close(ec);
+    sweeper_.cancel();
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& c : connections_) c->post_close();
   }
@@ -262,6 +285,7 @@ class Server : public std::enable_shared_from_this<Server<Protocol>> {
   Context context;
   std::shared_ptr<RequestMetrics> metrics;  ///< may be null (tests)
   RequestMetrics::Surface surface;
+  std::chrono::milliseconds idle_timeout{0};  ///< 0: a connection may stay idle forever
 
  private:
   void accept() {
@@ -279,7 +303,23 @@ class Server : public std::enable_shared_from_this<Server<Protocol>> {
     });
   }
 
+  /// Closes the connections idle for longer than idle_timeout.
+  void sweep() {
+    sweeper_.expires_after(std::clamp(idle_timeout / 10, std::chrono::milliseconds(10), std::chrono::milliseconds(1000)));
+    sweeper_.async_wait([self = this->shared_from_this()](boost::system::error_code ec) {
+      if (ec || self->stopped_) return;
+      auto since = std::chrono::steady_clock::now() - self->idle_timeout;
+      {
+        std::lock_guard<std::mutex> lock(self->mu_);
+        for (auto& c : self->connections_)
+          if (c->idle_since(since)) c->post_close();
+      }
+      self->sweep();
+    });
+  }
+
   tcp::acceptor acceptor_;
+  asio::steady_timer sweeper_;
   std::mutex mu_;  ///< guards connections_: connections forget themselves on their threads
   std::set<std::shared_ptr<Connection<Protocol>>> connections_;
   bool stopped_ = false;

@@ -287,6 +287,7 @@ RespServer::RespServer(IoPool& io, Coordinator coordinator, RespOptions opts)
 RespServer::~RespServer() = default;
 
 bool RespServer::start(std::string* error) {
+  impl_->server->idle_timeout = impl_->opts.idle_timeout;
   return impl_->server->start(impl_->opts.bind, impl_->opts.port, "RESP", error);
 }
 

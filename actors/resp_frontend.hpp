@@ -24,6 +24,7 @@ struct RespOptions {
   /// The text of INFO [section].
   std::function<std::string(const std::string& section)> info;
   std::shared_ptr<RequestMetrics> metrics;  ///< counts requests (may be null)
+  std::chrono::milliseconds idle_timeout{0};  ///< close connections idle this long; 0: never
 };
 
 class RespServer {

@@ -22,6 +22,7 @@ resp_port = 6380
 binary_port = 7380
 http_port = 8380
 request_timeout_ms = 10000
+idle_timeout_ms = 0
 
 [limits]
 max_key_size = 4096
@@ -229,7 +230,9 @@ bool load_config(const std::string& text, const std::string& file,
     r.string(*t, "node.", "data_dir", &c.data_dir);
   }
   if (auto* t = r.table(root, "network")) {
-    r.only(*t, "network.", {"bind", "resp_port", "binary_port", "http_port", "request_timeout_ms"});
+    r.only(*t, "network.", {"bind", "resp_port", "binary_port", "http_port", "request_timeout_ms",
+                           "idle_timeout_ms"});
+    r.integer(*t, "network.", "idle_timeout_ms", &c.idle_timeout_ms, 0, 86400000);
     r.integer(*t, "network.", "request_timeout_ms", &c.request_timeout_ms, 100, 3600000);
     r.integer(*t, "network.", "http_port", &c.http_port, 0, 65535);
     r.string(*t, "network.", "bind", &c.bind);

@@ -32,6 +32,9 @@ struct NodeConfig {
   /// HTTP: how long a client has to send a request (an idle keep-alive connection, to send
   /// the next) and to take its answer.
   uint64_t request_timeout_ms = 10000;
+  /// RESP and binary: a connection with nothing in flight that sends nothing for this long
+  /// is closed; 0 = never (as Redis's `timeout 0`).
+  uint64_t idle_timeout_ms = 0;
   storage::Limits limits;
   success_policy policy = success_policy::quorum;
   read_order_kind read_order = read_order_kind::session;

@@ -793,6 +793,27 @@ class ApsisdTest(unittest.TestCase):
         s.close()
         self.assertNotIn(b"200 OK", data)
 
+    def test_idle_connections_are_closed_busy_ones_kept(self):
+        node = self.start("network.idle_timeout_ms=500")
+        stalled = socket.create_connection(("127.0.0.1", node.port), timeout=10)
+        stalled.sendall(b"*1\r\n$4\r\nPI")  # half a command, then silence
+        binary = BinaryClient(node.binary_port)  # a hello, then nothing
+        talker = Client(node.port)
+        start = time.monotonic()
+        while time.monotonic() - start < 1.5:  # a client that keeps talking stays
+            self.assertEqual(talker.call("PING"), "+PONG")
+            time.sleep(0.1)
+        self.assertEqual(stalled.recv(100), b"")  # closed by the server
+        self.assertEqual(binary.sock.recv(100), b"")
+        for s in (stalled, binary.sock, talker.sock):
+            s.close()
+        # Without the setting (the default), an idle connection stays.
+        node = self.start(f"node.data_dir={self.dir}/default")
+        quiet = Client(node.port)
+        time.sleep(1.0)
+        self.assertEqual(quiet.call("PING"), "+PONG")
+        quiet.close()
+
     def test_binary_protocol_refuses_garbage_and_oversized_frames(self):
         node = self.start()
 

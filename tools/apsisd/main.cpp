@@ -91,6 +91,7 @@ int main(int argc, char** argv) {
   ro.bind = cfg.bind;
   ro.port = cfg.resp_port;
   ro.metrics = metrics;
+  ro.idle_timeout = std::chrono::milliseconds(cfg.idle_timeout_ms);
   ro.limits.max_bulk = std::max<size_t>(cfg.limits.max_value_size, cfg.limits.max_key_size);
   std::optional<RespServer> resp_holder;
   RespServer& resp = resp_holder.emplace(io, parts.coordinator, ro);
@@ -104,6 +105,7 @@ int main(int argc, char** argv) {
   bo.port = cfg.binary_port;
   bo.name = cfg.name;
   bo.metrics = metrics;
+  bo.idle_timeout = std::chrono::milliseconds(cfg.idle_timeout_ms);
   bo.max_frame = uint32_t(std::min<uint64_t>(cfg.limits.max_value_size + cfg.limits.max_key_size + 65536, UINT32_MAX));
   std::optional<BinaryServer> binary_holder;
   BinaryServer& binary = binary_holder.emplace(io, sys, parts.coordinator, parts.locks, parts.node, bo);
