@@ -29,20 +29,28 @@ void release(self_ptr self, const std::string& key) {
   w.promise.deliver(grant(self, key, w.who, w.lease_ms));
 }
 
-/// The LOCK_MANAGER that owns a key's lease: this one, another node's (the key's owner in
-/// the first group), or an error when that node is down.
+/// The LOCK_MANAGER that owns a key's lease: this one, or another node's: the key's owner in
+/// the first group, or, while that node is down, in the next group whose owner is up (the
+/// lease is taken over; tokens grow with the clock, so the new manager's fence out the old
+/// one's holders). An error when every owner is down.
 caf::expected<lock_manager_actor> owner_of(self_ptr self, const std::string& key) {
   auto& st = self->state;
-  if (st.first.second.size() == 0) return lock_manager_actor{};
+  if (st.rings.empty()) return lock_manager_actor{};
   size_t zero = key.find('\0');  // leases are named ns ‖ 0 ‖ key
   storage::Id id = zero == std::string::npos ? storage::make_id("default", key)
                                              : storage::make_id(key.substr(0, zero), key.substr(zero + 1));
-  const ring::owner* o = st.first.second.owner_of(id);
-  if (!o || o->node == st.node) return lock_manager_actor{};
-  auto n = st.table.nodes.find(o->node);
-  if (st.down.count(o->node) || n == st.table.nodes.end() || !n->second.locks)
-    return caf::make_error(caf::sec::runtime_error, "the lease's owner " + o->node + " is down");
-  return caf::actor_cast<lock_manager_actor>(n->second.locks);
+  std::string down;
+  for (const auto& [group, r] : st.rings) {
+    const ring::owner* o = r.size() ? r.owner_of(id) : nullptr;
+    if (!o) continue;
+    if (o->node == st.node) return lock_manager_actor{};
+    auto n = st.table.nodes.find(o->node);
+    if (!st.down.count(o->node) && n != st.table.nodes.end() && n->second.locks)
+      return caf::actor_cast<lock_manager_actor>(n->second.locks);
+    down += (down.empty() ? "" : ", ") + o->node;
+  }
+  if (down.empty()) return lock_manager_actor{};  // no ring owns it: here
+  return caf::make_error(caf::sec::runtime_error, "every owner of the lease is down (" + down + ")");
 }
 
 }  // namespace
@@ -99,9 +107,8 @@ lock_manager_actor::behavior_type lock_manager(self_ptr self, std::string node) 
       },
       [=](atom::routes, route_table& table, std::vector<std::string>& down) {
         auto& st = self->state;
-        auto rings = ring::build(table);
-        st.first = {};
-        if (!rings.empty()) st.first = {rings.begin()->first, rings.begin()->second};
+        st.rings.clear();
+        for (auto& [group, r] : ring::build(table)) st.rings.emplace_back(group, std::move(r));
         st.table = std::move(table);
         st.down = std::set<std::string>(down.begin(), down.end());
       },

@@ -25,10 +25,11 @@ struct lock_manager_state {
   std::unordered_map<std::string, std::deque<waiter>> waiting;
   std::set<caf::actor_addr> monitored;
   uint64_t last_token = 0;
-  // In a cluster: where each key's lease lives (its owner in the first group).
+  // In a cluster: where each key's lease lives (its owner in the first group whose owner is
+  // up).
   std::string node;  ///< this node's name
   route_table table;
-  std::pair<uint32_t, ring> first;  ///< the first group's ring (empty: every lease is here)
+  std::vector<std::pair<uint32_t, ring>> rings;  ///< by group (none: every lease is here)
   std::set<std::string> down;
   static inline const char* name = "lock-manager";
 };
