@@ -115,6 +115,13 @@ void connect(self_ptr self, const std::string& host, uint16_t port) {
                       st.joined.insert(other.node());  // it knew the cookie too
                       for (const auto& [name, e] : t.nodes)  // reachable again, if it was not
                         if (e.peer && e.peer.node() == other.node()) st.dead.erase(name), st.dialed.insert(name);
+                      // The nodes it knows may not know of us yet (gossip takes a round), so
+                      // the name rule in watch() could leave a pair talking only through this
+                      // node, and cut off when it dies: dial each of them now.
+                      for (const auto& [name, e] : t.nodes)
+                        if (name != st.cfg.self.name && e.peer && e.peer.node() != other.node() &&
+                            !st.down.count(name) && st.dialed.insert(name).second)
+                          self->send(self, atom::connect_v, e.host, e.port);
                       take(self, std::move(t));
                       // What changed here since the join was asked (the binary port, once
                       // it listens) reaches the node now rather than at the next gossip.

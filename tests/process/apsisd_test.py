@@ -695,10 +695,10 @@ class ApsisdTest(unittest.TestCase):
         self.lease_passes_on_when_its_holder_dies(n1, n2, "job")
 
     def test_a_lease_is_taken_over_while_its_owner_is_down(self):
-        # n1 owns every lease (the only node of group 1); while it is down, the owner in the
-        # next group (n2) grants them, still one holder at a time, with larger tokens. (Asked
-        # through n3 this fails here with request_receiver_down: n3 seems to reach n2's
-        # actors through n1, the seed; see the session note.)
+        # n1 owns every lease (the only node of group 1) and is every node's seed. While it
+        # is down, the owner in the next group (n2) grants them, still one holder at a time,
+        # with larger tokens; n3 reaches n2 directly (it dialed n2 when it joined, before n2
+        # could hear of it), so the seed's death does not cut them apart.
         ports = {i: free_port() for i in (1, 2, 3)}
         nodes = {i: self.cluster_node(i, ports, ports[1]) for i in (1, 2, 3)}
         wait_for(lambda: [r["status"] for r in self.replicas(nodes[1], "probe")] == ["ok"] * 3, 20,
@@ -709,13 +709,15 @@ class ApsisdTest(unittest.TestCase):
             self.assertEqual(r.returncode, 0, r.stderr)
             return int(re.search(r"token (\d+)", r.stdout).group(1))
 
-        before = token(nodes[2])
+        before = token(nodes[3])
         nodes[1].proc.send_signal(signal.SIGKILL)
         nodes[1].proc.wait(timeout=10)
-        wait_for(lambda: self.state_of(nodes[2], "n1") == "down", 20, "n1 seen down")
-        after = token(nodes[2])  # granted by n2 itself, the owner in group 2
+        wait_for(lambda: self.state_of(nodes[3], "n1") == "down" and self.state_of(nodes[2], "n1") == "down",
+                 20, "n1 seen down")
+        self.assertEqual([r["status"] for r in self.replicas(nodes[3], "after")], ["unavailable", "ok", "ok"])
+        after = token(nodes[3])  # through n3, granted by n2
         self.assertGreater(after, before)
-        self.lease_passes_on_when_its_holder_dies(nodes[2], nodes[2], "job")
+        self.lease_passes_on_when_its_holder_dies(nodes[2], nodes[3], "job")
 
     # -- the binary protocol and the CLI ---------------------------------------
 
