@@ -17,14 +17,9 @@ for ((i = 0; i < ${#args[@]}; i++)); do
   if [ "${args[i]}" = --read-ratio ]; then i=$((i + 1)); else reads+=("${args[i]}"); fi
 done
 reads+=(--read-ratio 1)
-dir=$(mktemp -d /tmp/apsis-cluster-bench.XXXXXX)
 pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$dir"
-}
-trap cleanup EXIT
+source tools/bench-lib.sh
+bench_begin apsis-cluster-bench
 
 # node NAME ID GROUP POLICY [extra --set ...]: starts one node, waits for its line.
 node() {

@@ -12,14 +12,9 @@ apsisd=build/tools/apsisd
 apsis=build/tools/apsis
 n=${1:-1000000}
 lag=$((n / 10))
-dir=$(mktemp -d /tmp/apsis-recovery-bench.XXXXXX)
 declare -A pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$dir"
-}
-trap cleanup EXIT
+source tools/bench-lib.sh
+bench_begin apsis-recovery-bench
 
 # node I: starts node nI (group I), waits for its line. Anti-entropy's timer is an hour away
 # and the push rate unlimited: the pass below does all the work, as fast as it can.

@@ -10,14 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-10}"
 conns="${2:-64}"
-dir=$(mktemp -d /tmp/apsis-rest-bench.XXXXXX)
 pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$dir"
-}
-trap cleanup EXIT
+source tools/bench-lib.sh
+bench_begin apsis-rest-bench
 
 value=$(printf 'v%.0s' $(seq 100))  # 100 bytes
 
