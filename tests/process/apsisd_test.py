@@ -188,7 +188,9 @@ class BinaryClient:
         self.sock.close()
 
 
-class ApsisdTest(unittest.TestCase):
+class NodeTest(unittest.TestCase):
+    """A temporary directory per test, and every node started in it killed at the end."""
+
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="apsis-process-")
         self.nodes = []
@@ -202,6 +204,9 @@ class ApsisdTest(unittest.TestCase):
         n = Node(self.dir, *settings)
         self.nodes.append(n)
         return n
+
+
+class ApsisdTest(NodeTest):
 
     def test_redis_cli_works_unchanged(self):
         self.assertIsNotNone(shutil.which("redis-cli"), "tools/setup.sh installs redis-tools")

@@ -10,12 +10,11 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 import unittest
 import urllib.parse
 
-from apsisd_test import APSIS, Node, free_port, wait_for
+from apsisd_test import APSIS, NodeTest, free_port, wait_for
 
 DOCS = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "rest.md")
 
@@ -55,21 +54,7 @@ def raw_exchange(port, payload, seconds=10):
     return data
 
 
-class RestTest(unittest.TestCase):
-    def setUp(self):
-        self.dir = tempfile.mkdtemp(prefix="apsis-rest-")
-        self.nodes = []
-
-    def tearDown(self):
-        for n in self.nodes:
-            n.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def start(self, *settings):
-        n = Node(self.dir, *settings)
-        self.nodes.append(n)
-        return n
-
+class RestTest(NodeTest):
     def test_a_key_is_written_read_conditionally_and_deleted(self):
         h = Http(self.start().http_port)
         k = "/v1/ns/default/keys/greeting"
