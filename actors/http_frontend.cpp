@@ -252,9 +252,9 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
       if (!rest::patch_step(self->call_, r[0], self->req_, &write, &done)) return self->send(self->req_, std::move(done));
       self->exec(op_batch{std::move(write)}, [self, tries](result_batch w) {
         op_result& res = w[0];
-        if (res.status == op_status::condition_failed && !self->call_.patch_if_match && tries > 1)
+        if (res.status == op_status::condition_failed && self->call_.patch_cond == op_cond::none && tries > 1)
           return self->patch(tries - 1);
-        if (res.status == op_status::condition_failed && !self->call_.patch_if_match)
+        if (res.status == op_status::condition_failed && self->call_.patch_cond == op_cond::none)
           return self->send(self->req_, rest::error(self->req_, http::status::conflict,
                                                     "the key changed under " + std::to_string(max_patch_tries) + " patches in a row"));
         if (self->call_.kind == Kind::patch) {

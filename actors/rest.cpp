@@ -457,9 +457,10 @@ bool route(Request& req, const storage::Limits& limits, Call* call, Response* er
       if (call->patch.is_discarded()) return fail(http::status::bad_request, "the patch is not a valid JSON document");
       call->kind = Kind::patch;
       kv_op read = make_op(op_kind::get, call->ns, call->key, o);
-      kv_op probe = read;
-      if (!write_condition(req, &probe, &why)) return fail(http::status::bad_request, why);
-      call->patch_if_match = probe.cond != op_cond::none;
+      kv_op cond;
+      if (!write_condition(req, &cond, &why)) return fail(http::status::bad_request, why);
+      call->patch_cond = cond.cond;
+      call->patch_expected = cond.expected;
       read.latest = true;  // patch the newest version any replica holds
       call->ops.push_back(std::move(read));
       return true;
@@ -558,17 +559,12 @@ bool patch_step(const Call& call, const op_result& read, const Request& req, kv_
     if (call.kind == Kind::ns_create) doc[call.ns] = {{"created_ms", storage::now_ms()}};
     else doc.erase(call.ns);
   } else {
-    if (call.patch_if_match) {
-      kv_op want;
-      std::string why;
-      write_condition(req, &want, &why);
-      if (want.cond == op_cond::if_version && (!exists || want.expected != read.version))
-        return *done = error(req, http::status::precondition_failed, "the record's version is not the one in If-Match"), false;
-      if (want.cond == op_cond::if_present && !exists)
-        return *done = error(req, http::status::precondition_failed, "no such key (If-Match: *)"), false;
-      if (want.cond == op_cond::if_absent && exists)
-        return *done = error(req, http::status::precondition_failed, "the key exists (If-None-Match: *)"), false;
-    }
+    if (call.patch_cond == op_cond::if_version && (!exists || call.patch_expected != read.version))
+      return *done = error(req, http::status::precondition_failed, "the record's version is not the one in If-Match"), false;
+    if (call.patch_cond == op_cond::if_present && !exists)
+      return *done = error(req, http::status::precondition_failed, "no such key (If-Match: *)"), false;
+    if (call.patch_cond == op_cond::if_absent && exists)
+      return *done = error(req, http::status::precondition_failed, "the key exists (If-None-Match: *)"), false;
     doc.merge_patch(call.patch);
   }
   const kv_op& r = call.ops[0];

@@ -50,7 +50,9 @@ struct Call {
   Want want = Want::any;
   std::string if_none_match;  ///< GET: an ETag the client holds (304 when it is current)
   nlohmann::json patch;       ///< PATCH: the merge patch
-  bool patch_if_match = false;  ///< PATCH with If-Match: no retry on a lost race
+  /// PATCH: its If-Match / If-None-Match (none: a lost race is retried, else it is a 412).
+  op_cond patch_cond = op_cond::none;
+  storage::Version patch_expected;
   uint32_t lease_ms = 0;      ///< lock
   uint64_t token = 0;         ///< unlock
 };
