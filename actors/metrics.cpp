@@ -162,9 +162,13 @@ std::string prometheus_text(const std::string& stats_json) {
     if (s.contains(section))
       for (const auto& [k, v] : s[section].items()) add(std::string("apsis_") + section + "_", k, "", v);
   if (s.contains("cluster"))
-    for (const auto& n : s["cluster"].value("nodes", json::array()))
-      f.add("apsis_peer_up", "gauge", "node=\"" + n.value("name", std::string()) + "\"",
-            n.value("state", std::string()) == "down" ? "0" : "1");
+    for (const auto& n : s["cluster"].value("nodes", json::array())) {
+      std::string label = "node=\"" + n.value("name", std::string()) + "\"", state = n.value("state", std::string());
+      f.add("apsis_peer_up", "gauge", label, state == "down" ? "0" : "1");
+      f.add("apsis_peer_suspect", "gauge", label, state == "suspect" ? "1" : "0");  // silent for two rounds
+      if (n.value("last_heard_ms", int64_t(-1)) >= 0)
+        f.add("apsis_peer_last_heard_seconds", "gauge", label, std::to_string(n["last_heard_ms"].get<int64_t>() / 1000.0));
+    }
   return f.text();
 }
 

@@ -15,8 +15,26 @@ using namespace std::chrono_literals;
 
 const char* const wrong_cookie = "wrong cluster cookie";
 
+/// The time since the node was last heard from, in ms (-1: never).
+int64_t silence_ms(self_ptr self, const peer_link& l) {
+  if (l.last_heard == caf::actor_clock::time_point{}) return -1;
+  return std::chrono::duration_cast<std::chrono::milliseconds>(self->clock().now() - l.last_heard).count();
+}
+
+/// A node's state as this one sees it: up (connected), suspect (connected, but silent for
+/// two gossip rounds: slow or about to be found dead), or down (no connection).
+const char* state_of(self_ptr self, const std::string& name) {
+  auto& st = self->state;
+  if (name == st.cfg.self.name) return "self";
+  auto it = st.links.find(name);
+  if (it == st.links.end() || !it->second.up()) return "down";
+  auto quiet = st.cfg.gossip_every * 2;
+  return quiet.count() > 0 && silence_ms(self, it->second) > quiet.count() ? "suspect" : "up";
+}
+
 /// The cluster as this node sees it: every node, its state, its backends.
-void refresh_view(peer_state& st) {
+void refresh_view(self_ptr self) {
+  auto& st = self->state;
   if (!st.cfg.view) return;
   nlohmann::json nodes = nlohmann::json::array(), routes = nlohmann::json::array();
   for (const auto& [name, e] : st.table.nodes) {
@@ -27,9 +45,16 @@ void refresh_view(peer_state& st) {
       for (const auto& p : b.points) points.push_back(p.hex());
       rings.push_back({{"id", b.backend}, {"group", b.group}, {"points", points}});
     }
-    const char* state = name == st.cfg.self.name ? "self" : st.down.count(name) ? "down" : "up";
-    nodes.push_back({{"name", name}, {"address", e.host + ":" + std::to_string(e.port)},
-                     {"incarnation", e.incarnation}, {"state", state}, {"backends", backends}});
+    const char* state = state_of(self, name);
+    nlohmann::json node{{"name", name}, {"address", e.host + ":" + std::to_string(e.port)},
+                        {"incarnation", e.incarnation}, {"state", state}, {"backends", backends}};
+    if (auto l = st.links.find(name); l != st.links.end()) {
+      node["last_heard_ms"] = silence_ms(self, l->second);
+      if (l->second.since != caf::actor_clock::time_point{})
+        node["state_for_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   self->clock().now() - l->second.since).count();
+    }
+    nodes.push_back(std::move(node));
     routes.push_back({{"name", name}, {"host", e.host}, {"binary_port", e.binary_port},
                       {"state", state}, {"backends", rings}});
   }
@@ -40,52 +65,86 @@ void refresh_view(peer_state& st) {
   st.cfg.view->routes = std::move(route_text);
 }
 
+/// Tells the coordinator, anti-entropy and the lock manager the table, with the handles of
+/// the nodes that are up, and which nodes are not.
 void publish_routes(self_ptr self) {
   auto& st = self->state;
-  refresh_view(st);
-  std::vector<std::string> down(st.down.begin(), st.down.end());
-  self->send(st.cfg.coordinator, atom::routes_v, st.table, down);
-  if (st.cfg.recovery) self->send(st.cfg.recovery, atom::routes_v, st.table, down);
-  if (st.cfg.locks) self->send(st.cfg.locks, atom::routes_v, st.table, down);
+  refresh_view(self);
+  route_table t = st.table;
+  std::vector<std::string> down;
+  for (auto& [name, e] : t.nodes) {
+    if (name == st.cfg.self.name) continue;
+    auto l = st.links.find(name);
+    if (l == st.links.end() || !l->second.up()) {
+      down.push_back(name);
+      continue;
+    }
+    e.peer = l->second.peer;
+    e.recovery = l->second.recovery;
+    e.locks = l->second.locks;
+  }
+  self->send(st.cfg.coordinator, atom::routes_v, t, down);
+  if (st.cfg.recovery) self->send(st.cfg.recovery, atom::routes_v, t, down);
+  if (st.cfg.locks) self->send(st.cfg.locks, atom::routes_v, t, down);
 }
 
-/// Sends the whole table to every node watched.
+/// Sends the whole table to every node connected.
 void gossip(self_ptr self) {
-  auto& st = self->state;
-  for (const auto& [name, p] : st.watched) self->send(caf::actor_cast<peer_actor>(p), atom::gossip_v, st.table);
+  for (const auto& [name, l] : self->state.links)
+    if (l.up()) self->send(caf::actor_cast<peer_actor>(l.peer), atom::gossip_v, self->state.table);
 }
 
-/// Monitors a node's PEER if it is new or changed; true if the node was down and is back.
-/// A node heard of through another is dialed once, so that every pair of nodes has a
-/// connection of its own (and its heartbeats) rather than a route through a third; of two
-/// nodes that hear of each other, the one with the smaller name dials (one connection).
-bool watch(self_ptr self, const node_entry& e) {
+caf::actor_control_block* block_of(const caf::actor& a) { return caf::actor_cast<caf::actor_control_block*>(a); }
+
+/// Takes a node's handles from its own entry, which came over its own connection. A new proxy
+/// of the same actor compares equal to the one that died with the old connection (caf::actor
+/// == compares ids), so links compare control blocks. True if the node was down and is up.
+bool adopt(self_ptr self, const node_entry& e) {
+  auto& l = self->state.links[e.name];
+  l.last_heard = self->clock().now();
+  if (!e.peer || block_of(l.peer) == block_of(e.peer)) return false;
+  const bool was_down = !l.up();
+  l.peer = e.peer;
+  l.recovery = e.recovery;
+  l.locks = e.locks;
+  self->monitor(l.peer);
+  if (was_down) {
+    l.since = l.last_heard;
+    spdlog::info("cluster: node '{}' is up", e.name);
+  }
+  return true;
+}
+
+/// Dials a node heard of through another once, so that every pair of nodes has a connection
+/// of its own (and its heartbeats) rather than a route through a third; of two nodes that
+/// hear of each other, the one with the smaller name dials (one connection).
+void dial_once(self_ptr self, const node_entry& e) {
   auto& st = self->state;
-  if (e.name == st.cfg.self.name || !e.peer) return false;
   if (e.name > st.cfg.self.name && st.dialed.insert(e.name).second)
     self->send(self, atom::connect_v, e.host, e.port);
-  auto dead = st.dead.find(e.name);
-  if (dead != st.dead.end() && dead->second == e.peer) return false;  // gossip of a dead handle
-  caf::actor& w = st.watched[e.name];
-  if (w == e.peer) return false;
-  w = e.peer;
-  self->monitor(e.peer);
-  return st.down.erase(e.name) > 0;
 }
 
-/// Merges what another node says, never letting it rewrite this node's own entry.
-void take(self_ptr self, route_table t) {
+/// Merges what another node says (never letting it rewrite this node's own entry). Handles
+/// are taken only from the entry of the node `from` itself, and kept in its link, not the table.
+void take(self_ptr self, route_table t, const caf::node_id& from) {
   auto& st = self->state;
   t.nodes.erase(st.cfg.self.name);
-  bool changed = st.table.merge(t);
-  for (const auto& [name, e] : st.table.nodes) changed = watch(self, e) || changed;
+  bool changed = false;
+  for (auto& [name, e] : t.nodes) {
+    if (e.peer && e.peer.node() == from) changed = adopt(self, e) || changed;
+    e.peer = e.recovery = e.locks = nullptr;
+  }
+  changed = st.table.merge(t) || changed;
+  for (const auto& [name, e] : st.table.nodes)
+    if (name != st.cfg.self.name) dial_once(self, e);
   if (changed) publish_routes(self);
 }
 
 void retry_later(self_ptr self, const std::string& host, uint16_t port) {
   if (self->state.cfg.gossip_every.count() == 0) return;  // no timers: the test drives
   auto& wait = self->state.backoff[host + ":" + std::to_string(port)];
-  wait = wait.count() == 0 ? 250ms : std::min<std::chrono::milliseconds>(wait * 2, 5s);
+  // Capped low: a node back from a pause is taken back within a few heartbeats.
+  wait = wait.count() == 0 ? 250ms : std::min<std::chrono::milliseconds>(wait * 2, 2s);
   self->delayed_send(self, wait, atom::connect_v, host, port);
 }
 
@@ -113,16 +172,17 @@ void connect(self_ptr self, const std::string& host, uint16_t port) {
                       auto& st = self->state;
                       st.backoff.erase(host + ":" + std::to_string(port));
                       st.joined.insert(other.node());  // it knew the cookie too
-                      for (const auto& [name, e] : t.nodes)  // reachable again, if it was not
-                        if (e.peer && e.peer.node() == other.node()) st.dead.erase(name), st.dialed.insert(name);
                       // The nodes it knows may not know of us yet (gossip takes a round), so
-                      // the name rule in watch() could leave a pair talking only through this
-                      // node, and cut off when it dies: dial each of them now.
-                      for (const auto& [name, e] : t.nodes)
-                        if (name != st.cfg.self.name && e.peer && e.peer.node() != other.node() &&
-                            !st.down.count(name) && st.dialed.insert(name).second)
+                      // the name rule in dial_once() could leave a pair talking only through
+                      // this node, and cut off when it dies: dial each of them now.
+                      for (const auto& [name, e] : t.nodes) {
+                        if (name == st.cfg.self.name) continue;
+                        bool linked = st.links.count(name) && st.links[name].up();
+                        if (e.peer && e.peer.node() == other.node()) st.dialed.insert(name);
+                        else if (!linked && st.dialed.insert(name).second)
                           self->send(self, atom::connect_v, e.host, e.port);
-                      take(self, std::move(t));
+                      }
+                      take(self, std::move(t), other.node());
                       // What changed here since the join was asked (the binary port, once
                       // it listens) reaches the node now rather than at the next gossip.
                       self->send(other, atom::gossip_v, self->state.table);
@@ -147,12 +207,11 @@ peer_actor::behavior_type peer(self_ptr self, peer_config cfg) {
   st.table.nodes[st.cfg.self.name] = st.cfg.self;
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& st = self->state;
-    for (auto it = st.watched.begin(); it != st.watched.end(); ++it) {
-      if (it->second.address() != dm.source) continue;
-      std::string name = it->first;
-      st.dead[name] = it->second;
-      st.watched.erase(it);
-      st.down.insert(name);
+    for (auto& [name, l] : st.links) {
+      // A proxy from an older connection may report its death late: only the current counts.
+      if (!l.up() || block_of(l.peer) != caf::actor_cast<caf::actor_control_block*>(dm.source)) continue;
+      l.peer = l.recovery = l.locks = nullptr;  // they died with the connection
+      l.since = self->clock().now();
       spdlog::warn("cluster: node '{}' is down ({})", name, self->home_system().render(dm.reason));
       publish_routes(self);
       const node_entry& e = st.table.nodes.at(name);
@@ -173,7 +232,9 @@ peer_actor::behavior_type peer(self_ptr self, peer_config cfg) {
         }
         if (e.name == st.cfg.self.name)
           return caf::make_error(caf::sec::runtime_error, "node name '" + e.name + "' is taken");
-        if (const auto& sender = self->current_sender()) st.joined.insert(sender->node());
+        const auto& sender = self->current_sender();
+        if (!sender) return caf::make_error(caf::sec::runtime_error, "a join must come from a node");
+        st.joined.insert(sender->node());
         st.dialed.insert(e.name);  // it connected to us: no need to dial it
         auto known = st.table.nodes.find(e.name);
         if (known == st.table.nodes.end() || e.newer_than(known->second))
@@ -181,11 +242,11 @@ peer_actor::behavior_type peer(self_ptr self, peer_config cfg) {
                        e.incarnation);
         route_table t;
         t.merge(e);
-        take(self, std::move(t));
+        take(self, std::move(t), sender->node());
         return st.table;
       },
       [=](atom::gossip, route_table& t) {
-        if (member(self)) take(self, std::move(t));
+        if (member(self)) take(self, std::move(t), self->current_sender()->node());
       },
       [=](atom::apply, uint32_t backend, op_batch& ops) -> caf::result<result_batch> {
         if (auto& g = self->state.cfg.mailbox) g->sample_of(self);
@@ -209,14 +270,15 @@ peer_actor::behavior_type peer(self_ptr self, peer_config cfg) {
       [=](atom::purge, std::string& ns) {
         auto& st = self->state;
         uint32_t told = 0;
-        for (const auto& [name, e] : st.table.nodes)
-          if (name != st.cfg.self.name && e.recovery && !st.down.count(name))
-            caf::anon_send(caf::actor_cast<anti_entropy_actor>(e.recovery), atom::purge_v, ns), ++told;
+        for (const auto& [name, l] : st.links)
+          if (l.up() && l.recovery)
+            caf::anon_send(caf::actor_cast<anti_entropy_actor>(l.recovery), atom::purge_v, ns), ++told;
         return told;
       },
       [=](atom::tick) {
         auto& st = self->state;
         gossip(self);
+        refresh_view(self);  // states and silences move with time
         if (st.cfg.gossip_every.count() > 0) self->delayed_send(self, st.cfg.gossip_every, atom::tick_v);
       },
   };

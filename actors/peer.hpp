@@ -4,6 +4,11 @@
 // heartbeats), reconnects with backoff, and hands the node's coordinator the routes and the
 // nodes it sees as down. Replica operations from joined nodes go to the local backend's own
 // coordinator.
+//
+// The route table is gossip data: what each node says of itself. A node's actor handles are
+// not: a remote handle dies with the connection it came over (CAF kills every proxy of a
+// node when BASP drops it), so they are kept per link, learned only from the node itself
+// over its own connection, and dropped when that connection goes.
 #pragma once
 
 #include <chrono>
@@ -45,14 +50,23 @@ struct peer_config {
   std::shared_ptr<cluster_view> view;       ///< refreshed at every route change
 };
 
+/// This node's connection to another node: the handles learned over it (null while there is
+/// none: down, or not connected yet), and when the node was last heard from.
+struct peer_link {
+  caf::actor peer;      ///< its PEER, monitored
+  caf::actor recovery;  ///< its ANTI_ENTROPY
+  caf::actor locks;     ///< its LOCK_MANAGER
+  caf::actor_clock::time_point last_heard{};  ///< a join or gossip from the node itself
+  caf::actor_clock::time_point since{};       ///< when it last went up or down
+  bool up() const { return peer != nullptr; }
+};
+
 struct peer_state {
   peer_config cfg;
-  route_table table;
-  std::set<std::string> down;             ///< nodes whose PEER went away
+  route_table table;  ///< every node's entry; only this node's own carries handles
+  std::map<std::string, peer_link> links;  ///< node name -> this node's link to it
   std::set<caf::node_id> joined;          ///< CAF nodes that joined with the cookie
-  std::map<std::string, caf::actor> watched;  ///< node name -> its monitored PEER
   std::set<std::string> dialed;           ///< nodes this one connected to itself
-  std::map<std::string, caf::actor> dead;  ///< node name -> the PEER handle that went down
   std::map<std::string, std::chrono::milliseconds> backoff;  ///< "host:port" -> next retry wait
   static inline const char* name = "peer";
 };

@@ -566,6 +566,38 @@ class ApsisdTest(NodeTest):
         wait_for(lambda: self.cli(n1, "get", "k").stdout == "v2", 10, "n1 repaired by the read")
         self.assertGreaterEqual(self.stats(n2)["anti_entropy"]["read_repairs"], 1)
 
+    def paused_node_is_taken_back(self, pause):
+        """n2 frozen (SIGSTOP) longer than the heartbeat timeout, then thawed: both nodes take
+        each other back by themselves within 5 s, and quorum writes succeed again."""
+        ports = {1: free_port(), 2: free_port()}
+        heartbeat = "cluster.heartbeat_ms=500"  # the default: a connection times out after 2 s
+        n1 = self.cluster_node(1, ports, ports[1], heartbeat)
+        n2 = self.cluster_node(2, ports, ports[1], heartbeat)
+        wait_for(lambda: [r["status"] for r in self.replicas(n1, "probe")] == ["ok"] * 2, 20, "n2 joined")
+        n2.proc.send_signal(signal.SIGSTOP)
+        try:
+            stopped = time.monotonic()
+            wait_for(lambda: self.state_of(n1, "n2") == "down", 20, "n1 sees n2 down")
+            self.assertEqual(self.cli(n1, "put", "k", "during").returncode, 1)  # quorum of 2: not met
+            time.sleep(max(0.0, pause - (time.monotonic() - stopped)))
+        finally:
+            n2.proc.send_signal(signal.SIGCONT)
+        thawed = time.monotonic()
+        wait_for(lambda: self.state_of(n1, "n2") == "up" and self.state_of(n2, "n1") == "up", 5,
+                 "both up again within 5 s")
+        wait_for(lambda: [r["status"] for r in self.replicas(n1, "k")] == ["ok"] * 2, 5 - (time.monotonic() - thawed),
+                 "a quorum write succeeds within 5 s")
+        heard = json.loads(self.cli(n1, "--json", "cluster", "status").stdout)["cluster"]["nodes"]
+        self.assertLess({n["name"]: n for n in heard}["n2"]["last_heard_ms"], 5000)
+        r = self.cli(n2, "--latest", "get", "k")
+        self.assertEqual(r.stdout, "probe", r.stderr)
+
+    def test_a_node_paused_for_4_s_comes_back_by_itself(self):
+        self.paused_node_is_taken_back(4)
+
+    def test_a_node_paused_for_30_s_comes_back_by_itself(self):
+        self.paused_node_is_taken_back(30)
+
     def test_history_checker_every_acknowledged_write_survives_faults(self):
         # A randomized workload over RESP through random live nodes, with nodes SIGKILLed and
         # restarted between rounds. Every reply is recorded: after healing, each key must hold,

@@ -329,15 +329,20 @@ int main(int argc, char** argv) {
     json s = json::parse(r.data);
     if (!s.contains("cluster")) return std::cerr << "apsis: " << s.value("node", "") << " is not in a cluster\n", 1;
     if (as_json) return std::cout << json{{"cluster", s["cluster"]}, {"anti_entropy", s["anti_entropy"]}}.dump() << "\n", 0;
-    std::printf("%-16s %-22s %-11s %-5s %s\n", "node", "address", "incarnation", "state", "backends");
+    std::printf("%-16s %-22s %-11s %-7s %-10s %s\n", "node", "address", "incarnation", "state", "heard", "backends");
     for (const auto& n : s["cluster"]["nodes"]) {
       std::string backends;
       for (const auto& b : n["backends"])
         backends += (backends.empty() ? "" : ", ") + std::to_string(b["id"].get<int>()) + " (group " +
                     std::to_string(b["group"].get<int>()) + ", " + std::to_string(b["points"].get<int>()) + " points)";
-      std::printf("%-16s %-22s %-11llu %-5s %s\n", n["name"].get<std::string>().c_str(),
+      // When the node itself was last heard from (a join or its gossip), as "1.2s ago".
+      int64_t heard = n.value("last_heard_ms", int64_t(-1));
+      char ago[32] = "-";
+      if (n["state"] != "self" && heard < 0) std::snprintf(ago, sizeof ago, "never");
+      else if (n["state"] != "self") std::snprintf(ago, sizeof ago, "%.1fs ago", heard / 1000.0);
+      std::printf("%-16s %-22s %-11llu %-7s %-10s %s\n", n["name"].get<std::string>().c_str(),
                   n["address"].get<std::string>().c_str(), (unsigned long long)n["incarnation"].get<uint64_t>(),
-                  n["state"].get<std::string>().c_str(), backends.c_str());
+                  n["state"].get<std::string>().c_str(), ago, backends.c_str());
     }
     print_progress(s);
     return 0;
