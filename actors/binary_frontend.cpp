@@ -27,7 +27,7 @@ kv_op to_op(wire::Request q) {
   o.expiry_ms = q.expiry_ms;
   o.user_flags = q.user_flags;
   o.policy = q.policy;
-  o.latest = q.latest;
+  o.read = q.latest ? uint8_t(success_policy::all) + 1 : q.read;
   o.groups = std::move(q.groups);
   if (q.op == wire::opcode::replica) o.version = q.version;
   return o;
@@ -91,11 +91,12 @@ class BinaryProtocol {
         return fail(b, wire::error_code::malformed, f.id, "expected a request frame");
       if (f.op < wire::opcode::get || f.op > wire::opcode::replica)
         return fail(b, wire::error_code::unknown_opcode, f.id, "unknown opcode " + std::to_string(int(f.op)));
-      if (f.flags & ~(wire::flag_policy_mask | wire::flag_latest | wire::flag_groups))
+      if (f.flags & ~(wire::flag_policy_mask | wire::flag_latest | wire::flag_groups | wire::flag_read_mask))
         return fail(b, wire::error_code::malformed, f.id, "unknown request flags " + std::to_string(f.flags));
       wire::Request q;
       q.policy = uint8_t(f.flags & wire::flag_policy_mask);
       q.latest = (f.flags & wire::flag_latest) != 0;
+      q.read = uint8_t((f.flags & wire::flag_read_mask) >> wire::flag_read_shift);
       if (!wire::decode_request(f.op, f.body, &q, &err, f.flags))
         return fail(b, wire::error_code::malformed, f.id, err);
       plan(std::move(q), f.id, b);

@@ -220,7 +220,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
       case Kind::ns_list:
         call_.ops.push_back(kv_op{});
         call_.ops[0].id = storage::make_id(rest::system_ns, rest::catalog_key);
-        call_.ops[0].latest = true;
+        call_.ops[0].read = uint8_t(success_policy::all) + 1;
         return exec(op_batch(call_.ops), [self](result_batch r) { self->list_namespaces(r[0]); });
       case Kind::patch:
       case Kind::ns_create:

@@ -168,6 +168,7 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
   NodeParts parts;
   replica_group_config rg;
   rg.policy = cfg.policy;
+  rg.read_policy = cfg.read_policy;
   rg.read_order = cfg.read_order;
   rg.timeout = std::chrono::milliseconds(cfg.timeout_ms);
   rg.clock = std::make_shared<Hlc>(cfg.node_id);

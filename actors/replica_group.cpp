@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <random>
 
 namespace apsis {
@@ -16,39 +17,56 @@ using repair_fn = std::function<void(const replica_entry& to, kv_op write)>;
 
 bool is_write(op_kind k) { return k != op_kind::get && k != op_kind::lookup; }
 
+/// How many of n replicas a policy needs.
+size_t needed(success_policy p, size_t n) {
+  return p == success_policy::one ? 1 : p == success_policy::all ? n : n / 2 + 1;
+}
+
+/// What the coordinator keeps of one operation while its replicas answer.
+struct op_track {
+  bool write = false;
+  /// A read under `quorum` or `all`: it asks every group and answers the newest version.
+  bool wide = false;
+  success_policy policy = success_policy::quorum;  ///< the write's, or the read's
+  bool answered = false;         ///< a replica's answer has filled the result
+  size_t read_group = SIZE_MAX;  ///< a read under `one`: the session group asked
+  /// A wide get: its key, for read repairs (a lookup carries no payload to repair with).
+  std::optional<std::pair<storage::Id, std::string>> repair_key;
+};
+
 /// A batch in flight: results fill in as shards answer or time out.
 struct pending_batch {
   result_batch results;
-  std::vector<bool> writes;
-  success_policy policy;               ///< the session's
-  std::vector<uint8_t> op_policy;      ///< per op: 0 the session's, else success_policy + 1
-  std::vector<bool> latest;            ///< per op: a read-latest
-  std::vector<bool> latest_get;        ///< per op: a read-latest get (repairs need its payload)
-  std::vector<std::pair<storage::Id, std::string>> latest_key;  ///< per read-latest, for repairs
+  std::vector<op_track> ops;
   size_t outstanding = 0;
   deliver_fn deliver;
   repair_fn repair;                   ///< sends a read repair (null: none)
   std::vector<uint32_t> group_order;  ///< the session's groups: replica entries come so
-  std::vector<bool> answered;         ///< per op: a replica's answer has filled the result
-  std::vector<size_t> read_group;     ///< per read: the session group asked (SIZE_MAX: none)
 
-  /// A read-latest's answer is the newest version any replica holds (a tombstone's too);
-  /// replicas that answered with an older one get the newest in the background.
-  void settle_latest(size_t i) {
+  /// A wide read's answer: the newest version among the replicas that answered (a
+  /// tombstone's too), if as many answered as its policy needs; replicas that hold an older
+  /// version get the newest in the background.
+  void settle_wide(size_t i) {
     op_result& r = results[i];
     const replica_entry* best = nullptr;
+    size_t answers = 0;
     for (const auto& e : r.replicas) {
       if (e.status != op_status::ok && e.status != op_status::not_found) continue;
+      ++answers;
       if (!best || best->version < e.version || (best->version == e.version && e.status == op_status::ok))
         best = &e;
     }
-    if (!best) {
-      r.status = r.replicas.empty() ? op_status::unavailable : r.replicas.front().status;
+    if (!best || answers < needed(ops[i].policy, r.replicas.size())) {
+      // None answered: their common failure (timeout...); some did: too few, never "missing".
+      r.status = answers == 0 ? decide(success_policy::all, r.replicas) : op_status::unavailable;
+      r.record = {};
+      r.message = "read policy " + std::string(to_string(ops[i].policy)) + ": " + std::to_string(answers) +
+                  " of " + std::to_string(r.replicas.size()) + " replicas answered";
       return;
     }
     r.status = best->status;
     if (best->status != op_status::ok) r.record = {}, r.version = best->version;
-    if (!repair || !latest_get[i]) return;  // a lookup carries no payload to repair with
+    if (!repair || !ops[i].repair_key) return;
     for (const auto& e : r.replicas) {
       if ((e.status != op_status::ok && e.status != op_status::not_found) || !(e.version < best->version)) continue;
       if (best->status == op_status::not_found && best->version.stamp == 0) continue;
@@ -64,8 +82,8 @@ struct pending_batch {
       } else {
         continue;
       }
-      w.id = latest_key[i].first;
-      w.key = latest_key[i].second;
+      w.id = ops[i].repair_key->first;
+      w.key = ops[i].repair_key->second;
       w.version = best->version;
       repair(e, std::move(w));
     }
@@ -79,10 +97,10 @@ struct pending_batch {
       op_result& r = results[i];
       std::stable_sort(r.replicas.begin(), r.replicas.end(),
                        [&](const auto& a, const auto& b) { return rank(a) < rank(b); });
-      if (writes[i])
-        r.status = decide(op_policy[i] ? success_policy(op_policy[i] - 1) : policy, r.replicas);
-      else if (latest[i])
-        settle_latest(i);
+      if (ops[i].write)
+        r.status = decide(ops[i].policy, r.replicas);
+      else if (ops[i].wide)
+        settle_wide(i);
       else
         r.status = r.replicas.empty() ? op_status::unavailable : r.replicas.front().status;
       if (r.replicas.empty() && r.message.empty())
@@ -95,26 +113,26 @@ struct pending_batch {
   void record(const std::vector<size_t>& idx, const replica_entry& where, result_batch* got,
               op_status failure) {
     for (size_t k = 0; k < idx.size(); ++k) {
-      op_result& r = results[idx[k]];
+      const size_t j = idx[k];
+      op_result& r = results[j];
+      op_track& t = ops[j];
       replica_entry e = where;
       e.status = failure;
       if (got && k < got->size()) {
         op_result& one = (*got)[k];
         // A write that finds a newer version stored lost to a concurrent one (newest wins):
         // it is ordered before that write, not failed.
-        if (writes[idx[k]] && one.status == op_status::stale) {
+        if (t.write && one.status == op_status::stale) {
           one.status = op_status::ok;
           one.message.clear();
         }
         e.status = one.status;
         e.version = one.version;
-        // The first replica to answer carries the payload; for a read-latest, the newest.
-        const size_t j = idx[k];
-        bool carry = latest[j] ? one.status == op_status::ok &&
-                                     (!answered[j] || r.record.version < one.version)
-                               : !answered[j];
+        // The first replica to answer carries the payload; for a wide read, the newest.
+        bool carry = t.wide ? one.status == op_status::ok && (!t.answered || r.record.version < one.version)
+                            : !t.answered;
         if (carry) {
-          answered[j] = true;
+          t.answered = true;
           r.record = std::move(one.record);
           r.message = std::move(one.message);
           r.version = one.version;
@@ -154,9 +172,6 @@ size_t owner_route(const replica_group_config& cfg, size_t g, const storage::Id&
   return SIZE_MAX;  // a ring point of a backend nobody can reach
 }
 
-/// Versions the writes and splits the batch into one request per (backend, shard) that has
-/// work: a remote backend gets one request for all its operations. With no requests at all,
-/// the batch is finished (delivered) at once.
 /// The session groups a read tries, in the configured order: session order, a random
 /// rotation of it (spreads the load), or the owners' measured latency (fastest first).
 /// Fills `order` (reused across a batch's reads: this runs once per read).
@@ -179,35 +194,43 @@ void read_order(const replica_group_config& cfg, size_t groups, const size_t* ow
   }
 }
 
+/// How many groups the session has.
+size_t group_count(const replica_group_config& cfg) {
+  return cfg.rings.empty() ? cfg.groups.size() : cfg.rings.size();
+}
+
+/// A read's policy: its own, else the node's.
+success_policy read_policy_of(const replica_group_config& cfg, const kv_op& op) {
+  return op.read >= 1 && op.read <= 3 ? success_policy(op.read - 1) : cfg.read_policy;
+}
+
+/// Versions the writes and splits the batch into one request per (backend, shard) that has
+/// work: a remote backend gets one request for all its operations. The caller sets the
+/// batch's deliver, and finishes it at once if there are no requests.
 std::shared_ptr<pending_batch> plan(const replica_group_config& cfg, op_batch& ops,
-                                    deliver_fn deliver, std::vector<shard_request>* out,
+                                    std::vector<shard_request>* out,
                                     const std::vector<uint64_t>* tried = nullptr,
                                     const std::map<std::string, double>* latency_us = nullptr) {
   auto p = std::make_shared<pending_batch>();
   p->results.resize(ops.size());
-  p->writes.resize(ops.size());
-  p->answered.resize(ops.size());
-  p->policy = cfg.policy;
-  p->op_policy.resize(ops.size());
-  p->latest.resize(ops.size());
-  p->latest_key.resize(ops.size());
-  p->latest_get.resize(ops.size());
-  for (size_t i = 0; i < ops.size(); ++i) {
-    p->op_policy[i] = ops[i].policy <= 3 ? ops[i].policy : 0;
-    p->latest[i] = ops[i].latest && !is_write(ops[i].kind);
-    p->latest_get[i] = p->latest[i] && ops[i].kind == op_kind::get;
-    if (p->latest[i]) p->latest_key[i] = {ops[i].id, ops[i].key};
-  }
-  p->deliver = std::move(deliver);
-  const size_t groups = cfg.rings.empty() ? cfg.groups.size() : cfg.rings.size();
+  p->ops.resize(ops.size());
+  const size_t groups = group_count(cfg);
   for (size_t g = 0; g < groups; ++g)
     p->group_order.push_back(cfg.rings.empty() ? cfg.groups[g].group : cfg.rings[g].first);
   // Every replica of a write must store the same version, so with several groups the
   // coordinator stamps it; with one, the shard does (ShardCore), in the order it applies.
   const bool stamp = groups > 1 || !cfg.rings.empty();
   for (size_t i = 0; i < ops.size(); ++i) {
-    p->writes[i] = is_write(ops[i].kind);
-    if (p->writes[i] && stamp) ops[i].version = cfg.clock->next();
+    op_track& t = p->ops[i];
+    t.write = is_write(ops[i].kind);
+    if (t.write) {
+      t.policy = ops[i].policy >= 1 && ops[i].policy <= 3 ? success_policy(ops[i].policy - 1) : cfg.policy;
+      if (stamp) ops[i].version = cfg.clock->next();
+      continue;
+    }
+    t.policy = read_policy_of(cfg, ops[i]);
+    t.wide = t.policy != success_policy::one && groups > 1;
+    if (t.wide && ops[i].kind == op_kind::get) t.repair_key.emplace(ops[i].id, ops[i].key);
   }
   std::vector<shard_request>& plan = *out;
   std::map<std::pair<size_t, size_t>, size_t> slot;  // (route, shard) -> index in plan
@@ -233,28 +256,28 @@ std::shared_ptr<pending_batch> plan(const replica_group_config& cfg, op_batch& o
   for (size_t i = 0; i < ops.size(); ++i)
     for (size_t g = 0; g < groups; ++g)
       owner[i * groups + g] = asks_group(ops[i], p->group_order[g]) ? owner_route(cfg, g, ops[i].id) : SIZE_MAX;
-  // Reads: the first group in the read order, not tried yet, whose owner is up (else one
-  // whose owner is down, so that the result says unavailable).
-  std::vector<size_t>& read_group = p->read_group;
-  read_group.assign(ops.size(), SIZE_MAX);
+  // Reads under `one`: the first group in the read order, not tried yet, whose owner is up
+  // (else one whose owner is down, so that the result says unavailable).
   std::vector<size_t> order;
   for (size_t i = 0; i < ops.size(); ++i) {
-    if (p->writes[i] || p->latest[i]) continue;
+    size_t& read_group = p->ops[i].read_group;
+    if (p->ops[i].write || p->ops[i].wide) continue;
     const size_t* own = &owner[i * groups];
     size_t fallback = SIZE_MAX;
     read_order(cfg, groups, own, latency_us, order);
     for (size_t g : order) {
       if (own[g] == SIZE_MAX || (tried && g < 64 && ((*tried)[i] >> g & 1))) continue;
       if (!cfg.groups[own[g]].down) {
-        read_group[i] = g;
+        read_group = g;
         break;
       }
       if (fallback == SIZE_MAX) fallback = g;
     }
-    if (read_group[i] == SIZE_MAX) read_group[i] = fallback;
+    if (read_group == SIZE_MAX) read_group = fallback;
   }
   auto asks = [&](size_t i, size_t g) {
-    return owner[i * groups + g] != SIZE_MAX && (p->writes[i] || p->latest[i] || read_group[i] == g);
+    const op_track& t = p->ops[i];
+    return owner[i * groups + g] != SIZE_MAX && (t.write || t.wide || t.read_group == g);
   };
   std::vector<size_t> last_group(ops.size(), SIZE_MAX);  // where each op is used last
   for (size_t i = 0; i < ops.size(); ++i)
@@ -269,7 +292,6 @@ std::shared_ptr<pending_batch> plan(const replica_group_config& cfg, op_batch& o
     }
   }
   p->outstanding = plan.size();
-  if (plan.empty()) p->finish();
   return p;
 }
 
@@ -305,46 +327,56 @@ void send_repair(replica_group_actor::stateful_pointer<replica_group_state> self
   }
 }
 
-/// Wraps deliver so that a read whose group failed (timeout, unavailable) asks the next
+/// Whether a read under `one` passes its answer to the next group: a miss (the next group may
+/// hold a write this one missed), or a replica that failed, timed out or is down.
+bool fails_over(op_status s) {
+  return s == op_status::not_found || s == op_status::timeout || s == op_status::unavailable ||
+         s == op_status::corruption || s == op_status::io_error;
+}
+
+/// Per read under `one`, the session groups asked so far (bit g: the g-th group).
+using tried_groups = std::vector<uint64_t>;
+
+/// Wraps deliver so that a read under `one` that fails over (see fails_over) asks the next
 /// group in its read order, once per group: its result then lists every replica asked, in
-/// the order asked. `asked`: per op, the group asked now and the groups tried before.
+/// the order asked. A miss that carries a tombstone newer than what a later group holds
+/// stays a miss (a delete is not undone by a replica that missed it).
 deliver_fn with_read_failover(replica_group_actor::stateful_pointer<replica_group_state> self,
-                              const op_batch& ops, deliver_fn deliver,
-                              std::shared_ptr<std::pair<std::vector<size_t>, std::vector<uint64_t>>> asked) {
-  const auto& cfg = self->state.cfg;
-  if ((cfg.rings.empty() ? cfg.groups.size() : cfg.rings.size()) < 2) return deliver;
-  op_batch reads;
-  std::vector<size_t> at;
-  for (size_t i = 0; i < ops.size(); ++i)  // a read-latest asked every group already
-    if (!is_write(ops[i].kind) && !ops[i].latest) reads.push_back(ops[i]), at.push_back(i);
-  if (reads.empty()) return deliver;
-  return [self, reads = std::move(reads), at = std::move(at), deliver = std::move(deliver),
-          asked](result_batch&& results) mutable {
-    const auto& cfg = self->state.cfg;
-    const size_t groups = cfg.rings.empty() ? cfg.groups.size() : cfg.rings.size();
+                              op_batch reads, std::vector<size_t> at, deliver_fn deliver,
+                              const pending_batch& p, const tried_groups* before) {
+  tried_groups tried;
+  for (size_t k = 0; k < at.size(); ++k) {
+    size_t i = at[k], g = p.ops[i].read_group;  // SIZE_MAX: no group left to ask
+    tried.push_back(g < 64 ? (before ? (*before)[i] : 0) | uint64_t(1) << g : ~uint64_t(0));
+  }
+  const size_t groups = std::min<size_t>(group_count(self->state.cfg), 64);
+  return [self, reads = std::move(reads), at = std::move(at), tried = std::move(tried), groups,
+          deliver = std::move(deliver)](result_batch&& results) mutable {
     op_batch retry;
     std::vector<size_t> where;
-    std::vector<uint64_t> tried;
-    for (size_t k = 0; k < at.size(); ++k) {
-      size_t i = at[k], g = i < asked->first.size() ? asked->first[i] : SIZE_MAX;
-      if (g == SIZE_MAX || g >= 64) continue;
-      uint64_t mask = asked->second[i] | (uint64_t(1) << g);
-      op_status s = results[i].status;
-      if ((s == op_status::timeout || s == op_status::unavailable) &&
-          size_t(__builtin_popcountll(mask)) < std::min<size_t>(groups, 64))
-        retry.push_back(reads[k]), tried.push_back(mask), where.push_back(i);
-    }
+    tried_groups masks;
+    for (size_t k = 0; k < at.size(); ++k)
+      if (fails_over(results[at[k]].status) && size_t(__builtin_popcountll(tried[k])) < groups)
+        retry.push_back(std::move(reads[k])), masks.push_back(tried[k]), where.push_back(at[k]);
     if (retry.empty()) return deliver(std::move(results));
     auto merge = [results = std::move(results), where, deliver](result_batch&& again) mutable {
       for (size_t j = 0; j < where.size() && j < again.size(); ++j) {
         op_result& r = results[where[j]];
-        auto before = std::move(r.replicas);
+        op_result earlier = std::move(r);
         r = std::move(again[j]);
-        r.replicas.insert(r.replicas.begin(), before.begin(), before.end());
+        r.replicas.insert(r.replicas.begin(), earlier.replicas.begin(), earlier.replicas.end());
+        bool found = r.status == op_status::ok;
+        if (earlier.status == op_status::not_found &&
+            (found ? r.version < earlier.version : r.status != op_status::not_found)) {
+          r.status = op_status::not_found;  // an earlier miss, newer than what was found later
+          r.record = {};
+          r.version = earlier.version;
+          r.message.clear();
+        }
       }
       deliver(std::move(results));
     };
-    run(self, retry, std::move(merge), &tried);
+    run(self, retry, std::move(merge), &masks);
   };
 }
 
@@ -353,11 +385,16 @@ void run(replica_group_actor::stateful_pointer<replica_group_state> self, op_bat
   const auto& cfg = self->state.cfg;
   if (cfg.mailbox && !tried) cfg.mailbox->sample_of(self);
   std::vector<shard_request> reqs;
-  auto asked = std::make_shared<std::pair<std::vector<size_t>, std::vector<uint64_t>>>();
-  auto p = plan(cfg, ops, with_read_failover(self, ops, std::move(deliver), asked), &reqs, tried,
-                &self->state.latency_us);
-  asked->first = p->read_group;
-  asked->second = tried ? *tried : std::vector<uint64_t>(ops.size(), 0);
+  // Reads under `one` may fail over: copied before plan() moves them into its requests.
+  op_batch reads;
+  std::vector<size_t> at;
+  for (size_t i = 0; group_count(cfg) > 1 && i < ops.size(); ++i)
+    if (!is_write(ops[i].kind) && read_policy_of(cfg, ops[i]) == success_policy::one)
+      reads.push_back(ops[i]), at.push_back(i);
+  auto p = plan(cfg, ops, &reqs, tried, &self->state.latency_us);
+  p->deliver = reads.empty() ? std::move(deliver)
+                             : with_read_failover(self, std::move(reads), std::move(at), std::move(deliver), *p, tried);
+  if (reqs.empty()) return p->finish();
   p->repair = [self](const replica_entry& to, kv_op w) { send_repair(self, to, std::move(w)); };
   for (auto& req : reqs) {
     if (req.down) {  // a node known to be down: say so now rather than after the timeout
@@ -478,7 +515,9 @@ std::shared_ptr<LocalCoordinator> LocalCoordinator::make(const replica_group_con
 result_batch LocalCoordinator::run(op_batch& ops) const {
   result_batch out;
   std::vector<shard_request> reqs;
-  auto p = plan(cfg_, ops, [&out](result_batch&& r) { out = std::move(r); }, &reqs);
+  auto p = plan(cfg_, ops, &reqs);
+  p->deliver = [&out](result_batch&& r) { out = std::move(r); };
+  if (reqs.empty()) p->finish();
   p->repair = [this](const replica_entry& to, kv_op w) {
     for (const auto& route : cfg_.groups) {
       size_t shard = 0;

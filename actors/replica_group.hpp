@@ -1,7 +1,9 @@
 // REPLICA_GROUP: the coordinator (see interfaces.hpp). Writes get a version from the node's
-// HLC, then go to their owner in every group at once, each request with a finite timeout;
-// reads go to the first group. Every result lists one entry per replica asked, and the
-// session's policy (one, quorum, all) decides success; replicas that succeeded stay written.
+// HLC, then go to their owner in every group at once, each request with a finite timeout.
+// Reads under the read policy `one` ask one group and pass a miss or a failure to the next;
+// under `quorum` or `all` they ask every group and answer the newest version. Every result
+// lists one entry per replica asked, and the policy (one, quorum, all) decides success;
+// replicas that succeeded stay written.
 #pragma once
 
 #include <atomic>
@@ -48,7 +50,8 @@ struct replica_group_config {
   /// In a cluster: each group's ring, in the session's order (reads ask the first group
   /// whose owner is up). Empty on a node of its own.
   std::vector<std::pair<uint32_t, ring>> rings;
-  success_policy policy = success_policy::quorum;
+  success_policy policy = success_policy::quorum;       ///< writes, unless an op names its own
+  success_policy read_policy = success_policy::quorum;  ///< reads, unless an op names its own
   read_order_kind read_order = read_order_kind::session;
   std::chrono::milliseconds timeout{5000};
   std::shared_ptr<Hlc> clock;

@@ -49,10 +49,10 @@ bool parse_query(std::string_view q, std::map<std::string, std::string>* out, st
   return true;
 }
 
-/// The options every key and bulk call shares: policy, latest, groups, TTL, fence.
+/// The options every key and bulk call shares: policy, read policy, groups, TTL, fence.
 struct Options {
   uint8_t policy = 0;
-  bool latest = false;
+  uint8_t read = 0;  ///< ?read= (?latest=true: all)
   std::vector<uint32_t> groups;
   uint64_t expiry_ms = 0;
   uint64_t fence = 0;
@@ -68,15 +68,16 @@ bool parse_options(std::map<std::string, std::string>& q, const Request& req, Op
     return true;
   };
   std::string v;
-  if (take("policy", &v)) {
+  for (auto [name, out] : {std::pair{"policy", &o->policy}, std::pair{"read", &o->read}}) {
     success_policy p;
-    if (!parse_policy(v, &p)) return *why = "policy must be one, quorum or all, not '" + v + "'", false;
-    o->policy = uint8_t(uint8_t(p) + 1);
+    if (!take(name, &v)) continue;
+    if (!parse_policy(v, &p)) return *why = std::string(name) + " must be one, quorum or all, not '" + v + "'", false;
+    *out = uint8_t(uint8_t(p) + 1);
   }
   if (take("latest", &v)) {
     if (v != "true" && v != "false" && v != "1" && v != "0")
       return *why = "latest must be true or false", false;
-    o->latest = v == "true" || v == "1";
+    if (v == "true" || v == "1") o->read = uint8_t(success_policy::all) + 1;
   }
   if (take("verbose", &v)) {
     if (v != "1" && v != "0" && v != "true" && v != "false") return *why = "verbose must be 1 or 0", false;
@@ -113,7 +114,7 @@ kv_op make_op(op_kind kind, const std::string& ns, std::string key, const Option
   op.id = storage::make_id(ns, key);
   op.key = std::move(key);
   op.policy = o.policy;
-  op.latest = o.latest;
+  op.read = o.read;
   op.groups = o.groups;
   op.fence = o.fence;
   op.expiry_ms = o.expiry_ms;
@@ -346,7 +347,7 @@ bool route(Request& req, const storage::Limits& limits, Call* call, Response* er
     if (!only({http::verb::put, http::verb::delete_}) || !no_query()) return false;
     call->kind = verb == http::verb::put ? Kind::ns_create : Kind::ns_drop;
     call->ops.push_back(make_op(op_kind::get, system_ns, catalog_key, {}));
-    call->ops.back().latest = true;  // the newest catalog any replica holds
+    call->ops.back().read = uint8_t(success_policy::all) + 1;  // the newest catalog any replica holds
     return true;
   }
   path.remove_prefix(slash + 1);
@@ -461,7 +462,7 @@ bool route(Request& req, const storage::Limits& limits, Call* call, Response* er
       if (!write_condition(req, &cond, &why)) return fail(http::status::bad_request, why);
       call->patch_cond = cond.cond;
       call->patch_expected = cond.expected;
-      read.latest = true;  // patch the newest version any replica holds
+      read.read = uint8_t(success_policy::all) + 1;  // patch the newest version any replica holds
       call->ops.push_back(std::move(read));
       return true;
     }

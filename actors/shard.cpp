@@ -64,11 +64,10 @@ result_batch apply_batch(storage::Engine& engine, Hlc& clock,
       r.existed = c.live;
       if (!c.live) {
         r.status = op_status::not_found;
-        // read-latest compares replicas: a tombstone's version says the key was deleted then
+        // The coordinator compares replicas: a tombstone's version says the key was deleted then.
         storage::RecordMeta m;
-        if (op.latest)
-          r.version = c.record.version.stamp ? c.record.version
-                      : engine.lookup(op.id, &m).is_ok() ? m.version : storage::Version{};
+        r.version = c.record.version.stamp ? c.record.version
+                    : engine.lookup(op.id, &m).is_ok() ? m.version : storage::Version{};
         continue;
       }
       r.version = c.record.version;

@@ -30,6 +30,7 @@ max_value_size = 33554432
 
 [replication]
 policy = "quorum"
+read_policy = "quorum"
 timeout_ms = 5000
 read_order = "session"
 
@@ -245,11 +246,14 @@ bool load_config(const std::string& text, const std::string& file,
     r.integer(*t, "limits.", "max_value_size", &c.limits.max_value_size, 0, 1ll << 30);
   }
   if (auto* t = r.table(root, "replication")) {
-    r.only(*t, "replication.", {"policy", "timeout_ms", "read_order"});
-    std::string policy, order;
-    r.string(*t, "replication.", "policy", &policy);
-    if (!policy.empty() && !parse_policy(policy, &c.policy))
-      r.fail(r.node(*t, "policy"), "replication.policy", "expected one, quorum or all, got '" + policy + "'");
+    r.only(*t, "replication.", {"policy", "read_policy", "timeout_ms", "read_order"});
+    std::string order;
+    for (auto [key, out] : {std::pair{"policy", &c.policy}, std::pair{"read_policy", &c.read_policy}}) {
+      std::string policy;
+      r.string(*t, "replication.", key, &policy);
+      if (!policy.empty() && !parse_policy(policy, out))
+        r.fail(r.node(*t, key), std::string("replication.") + key, "expected one, quorum or all, got '" + policy + "'");
+    }
     r.string(*t, "replication.", "read_order", &order);
     if (!order.empty() && !parse_read_order(order, &c.read_order))
       r.fail(r.node(*t, "read_order"), "replication.read_order",

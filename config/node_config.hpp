@@ -36,7 +36,8 @@ struct NodeConfig {
   /// is closed; 0 = never (as Redis's `timeout 0`).
   uint64_t idle_timeout_ms = 0;
   storage::Limits limits;
-  success_policy policy = success_policy::quorum;
+  success_policy policy = success_policy::quorum;       ///< writes
+  success_policy read_policy = success_policy::quorum;  ///< reads (quorum + quorum overlap)
   read_order_kind read_order = read_order_kind::session;
   uint32_t timeout_ms = 5000;
   uint32_t scheduler_threads = 2;

@@ -45,9 +45,11 @@ Decode decode_frame(std::string_view buf, size_t* pos, Frame* out, uint32_t max_
 void encode_frame(const Frame& f, std::string& out);
 
 /// A request frame's flags: bits 0-1 the success policy for a write (0 the node's default,
-/// 1 one, 2 quorum, 3 all); bit 2 read-latest (get and lookup ask every group); bit 3: the
-/// body ends with the groups to ask (u8 count, u32 each), a subset of the node's session.
+/// 1 one, 2 quorum, 3 all); bit 2 read-latest (the read policy all); bit 3: the body ends
+/// with the groups to ask (u8 count, u32 each), a subset of the node's session; bits 4-5 the
+/// read policy of a get or lookup (0 the node's default, 1 one, 2 quorum, 3 all).
 constexpr uint16_t flag_policy_mask = 0x3, flag_latest = 0x4, flag_groups = 0x8;
+constexpr uint16_t flag_read_shift = 4, flag_read_mask = 0x30;
 
 /// A request as the server sees it.
 struct Request {
@@ -62,7 +64,8 @@ struct Request {
   uint32_t lease_ms = 0;  ///< lock
   uint64_t token = 0;     ///< unlock
   uint8_t policy = 0;     ///< from the frame's flags: 0 default, else success_policy + 1
-  bool latest = false;    ///< from the frame's flags
+  bool latest = false;    ///< from the frame's flags: the read policy all
+  uint8_t read = 0;       ///< from the frame's flags: 0 default, else success_policy + 1
   std::vector<uint32_t> groups;  ///< key requests: only these groups (flag_groups); empty: all
   // replica: which write, to which of the node's backends, at which version
   opcode inner = opcode::none;  ///< put or del
@@ -72,7 +75,7 @@ struct Request {
 /// The frame flags that carry a request's policy and latest.
 inline uint16_t request_flags(const Request& q) {
   return uint16_t((q.policy & flag_policy_mask) | (q.latest ? flag_latest : 0) |
-                  (q.groups.empty() ? 0 : flag_groups));
+                  (q.groups.empty() ? 0 : flag_groups) | ((q.read << flag_read_shift) & flag_read_mask));
 }
 
 /// A request's body; `flags` are its frame's (flag_groups: the body ends with the groups).
@@ -115,7 +118,7 @@ bool decode_error(std::string_view body, error_code* code, std::string* message)
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, Request& x) {
   return f(caf::meta::type_name("request"), x.op, x.ns, x.key, x.cond, x.expected, x.expiry_ms,
-           x.user_flags, x.fence, x.json, x.data, x.lease_ms, x.token, x.policy, x.latest, x.inner,
+           x.user_flags, x.fence, x.json, x.data, x.lease_ms, x.token, x.policy, x.latest, x.read, x.inner,
            x.backend, x.version);
 }
 

@@ -74,9 +74,11 @@ struct kv_op {
   uint64_t fence = 0;         ///< fencing token of a lock on this key; 0 = none
   /// The success policy for this write; 0: the session's (else success_policy + 1).
   uint8_t policy = 0;
-  /// A read that asks every group and answers the newest version (older replicas are
-  /// repaired in the background); a miss then carries the tombstone's version.
-  bool latest = false;
+  /// The policy for this read; 0: the node's (else success_policy + 1). `one` asks one group
+  /// and passes a miss or a failure to the next; `quorum` and `all` ask every group, need that
+  /// many answers, and answer the newest version (older replicas are repaired in the
+  /// background). A miss carries the tombstone's version, if there is one.
+  uint8_t read = 0;
   /// put: say whether a live record was there (`existed`); a plain put skips that lookup.
   bool report_existed = false;
   /// The groups to ask, a subset of the session's; empty: all of them.
@@ -131,7 +133,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, kv_op& x) {
   return f(caf::meta::type_name("kv_op"), x.kind, x.cond, x.id, x.key, x.json, x.data,
            x.expiry_ms, x.keep_expiry, x.user_flags, x.expected, x.version, x.fence, x.policy,
-           x.latest, x.report_existed, x.groups);
+           x.read, x.report_existed, x.groups);
 }
 
 template <class Inspector>

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Replication cost: apsis-bench against one node alone, then against a cluster of three
 # nodes (three groups, one node each) with policy `all` and `quorum`, all on 127.0.0.1.
-# Each configuration runs the writes, then reads of what they wrote (gets from the first
-# group; in the cluster also read-latest, which asks all three).
+# Each configuration runs the writes, then reads of what they wrote; in the cluster with
+# policy `all`, under each read policy (one: the first group; quorum and all: every group
+# asked, the newest answer), with `quorum` under the node's default read policy.
 #   tools/cluster-bench.sh [apsis-bench net options...]   (default: -c 64 -P 1 -n 200000 --read-ratio 0)
 # Needs a build (tools/test.sh or tools/run.sh). Ports from 17400 up; data under a temporary
 # directory that is removed at the end. Every node it starts is stopped by PID.
@@ -55,7 +56,10 @@ for policy in all quorum; do
     sleep 0.1
   done
   "$bench" net --port 17401 "${args[@]}"
-  "$bench" net --port 17401 "${reads[@]}"
-  if [ "$policy" = all ]; then "$bench" net --port 17401 "${reads[@]}" --latest; fi
+  if [ "$policy" = all ]; then
+    for read in one quorum all; do "$bench" net --port 17401 "${reads[@]}" --read "$read"; done
+  else
+    "$bench" net --port 17401 "${reads[@]}"
+  fi
   stop_all
 done

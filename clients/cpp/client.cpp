@@ -226,7 +226,10 @@ const std::string& Client::last_node() const { return impl_->last_node; }
 bool Client::call(wire::Request q, wire::Response* out, std::string* error) {
   if (!impl_->actor) return *error = "not connected", false;
   if (q.policy == 0 && impl_->opts.policy) q.policy = uint8_t(*impl_->opts.policy) + 1;
-  if (q.op == wire::opcode::get || q.op == wire::opcode::lookup) q.latest = q.latest || impl_->opts.latest;
+  if (q.op == wire::opcode::get || q.op == wire::opcode::lookup) {
+    q.latest = q.latest || impl_->opts.latest;
+    if (q.read == 0 && impl_->opts.read) q.read = uint8_t(*impl_->opts.read) + 1;
+  }
   const bool keyed = q.op == wire::opcode::get || q.op == wire::opcode::lookup || q.op == wire::opcode::put ||
                      q.op == wire::opcode::del;
   if (keyed && q.groups.empty()) q.groups = impl_->opts.groups;

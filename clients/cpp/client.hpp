@@ -22,7 +22,8 @@ struct ClientOptions {
   std::string ns = "default";
   std::chrono::milliseconds timeout{10000};  // above a node's default replication timeout
   std::optional<success_policy> policy;  ///< for writes; unset: the node's default
-  bool latest = false;                   ///< reads ask every group; the newest wins
+  std::optional<success_policy> read;    ///< for gets and lookups; unset: the node's default
+  bool latest = false;                   ///< reads ask every group; the newest wins (read all)
   std::vector<uint32_t> groups;          ///< key requests ask only these groups; empty: all
   /// Fetch the cluster's route table at connect and send each key's request straight to its
   /// owner in the first group (which coordinates it), instead of through the node connected

@@ -45,6 +45,7 @@ struct ReplicaGroupTest : testing::ActorTest {
     replica_group_config c;
     c.groups = std::move(groups);
     c.policy = policy;
+    c.read_policy = success_policy::one;  // most cases here follow one read; quorum reads below
     c.timeout = std::chrono::milliseconds(200);
     c.clock = clock;
     return c;
@@ -101,7 +102,7 @@ TEST_F(ReplicaGroupTest, ASilentReplicaTimesOutAndThePolicyDecides) {
   EXPECT_TRUE(e1->get(storage::make_id("default", "a"), &got).is_ok());
 }
 
-TEST_F(ReplicaGroupTest, ReadsAskTheFirstGroupOnly) {
+TEST_F(ReplicaGroupTest, AReadUnderOneAsksTheFirstGroupOnlyWhenItHasTheKey) {
   auto c = coordinator({route(1, e1, 2), route(2, e2, 2)}, success_policy::quorum);
   ask<result_batch>(c, atom::exec_v, op_batch{op(op_kind::put, "k", "v")});
   auto r = ask<result_batch>(c, atom::exec_v, op_batch{op(op_kind::get, "k"), op(op_kind::get, "nope")});
@@ -129,7 +130,7 @@ TEST_F(ReplicaGroupTest, ReadLatestAnswersTheNewestAndRepairsOlderReplicas) {
   EXPECT_EQ(plain[0].record.data, "v1");  // the first group's, stale
 
   kv_op k = op(op_kind::get, "k"), gone = op(op_kind::get, "gone");
-  k.latest = gone.latest = true;
+  k.read = gone.read = uint8_t(success_policy::all) + 1;
   auto r = ask<result_batch>(c, atom::exec_v, op_batch{k, gone});
   ASSERT_EQ(r.size(), 2u);
   EXPECT_EQ(r[0].status, op_status::ok);
@@ -349,6 +350,74 @@ TEST_F(ReplicaGroupTest, AReadFailsOverToTheNextGroupWhenItsOwnTimesOut) {
   EXPECT_EQ(got[0].replicas[0].status, op_status::timeout);
   EXPECT_EQ(got[0].replicas[1].group, 2u);
   EXPECT_EQ(got[0].replicas[1].status, op_status::ok);
+}
+
+// Under `one`, a miss passes to the next group, which may hold a write the first missed
+// (the first group was down when it was acknowledged), and a newer tombstone stays a miss.
+TEST_F(ReplicaGroupTest, AReadUnderOneFailsOverOnAMissButKeepsANewerDelete) {
+  auto c = coordinator({route(1, e1, 1), route(2, e2, 1)}, success_policy::quorum);
+  storage::Record r;
+  r.id = storage::make_id("default", "only-in-2");
+  r.key = "only-in-2";
+  r.data = "v";
+  r.version = clock->next();
+  ASSERT_TRUE(e2->put(r).is_ok());
+  storage::Record old = r;
+  old.id = storage::make_id("default", "deleted-in-1");
+  old.key = "deleted-in-1";
+  old.version = clock->next();
+  ASSERT_TRUE(e2->put(old).is_ok());
+  const storage::Version deleted = clock->next();
+  ASSERT_TRUE(e1->remove(old.id, deleted, old.key).is_ok());
+  auto got = ask<result_batch>(c, atom::exec_v, op_batch{op(op_kind::get, "only-in-2"), op(op_kind::get, "deleted-in-1"),
+                                                         op(op_kind::lookup, "nowhere")});
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0].status, op_status::ok);
+  EXPECT_EQ(got[0].record.data, "v");
+  ASSERT_EQ(got[0].replicas.size(), 2u);
+  EXPECT_EQ(got[0].replicas[0].status, op_status::not_found);
+  EXPECT_EQ(got[0].replicas[1].status, op_status::ok);
+  EXPECT_EQ(got[1].status, op_status::not_found);  // group 2's live copy is older
+  EXPECT_EQ(got[1].version, deleted);
+  EXPECT_EQ(got[2].status, op_status::not_found);
+  EXPECT_EQ(got[2].replicas.size(), 2u);
+}
+
+// Under `quorum` a read asks every group, needs a majority of answers, and answers the newest.
+TEST_F(ReplicaGroupTest, AQuorumReadAnswersTheNewestOfAMajority) {
+  auto cfg = config_of({route(1, e1, 1), route(2, e2, 1), remote_route(3, sys.spawn(silent_peer, 0))},
+                       success_policy::one);
+  cfg.read_policy = success_policy::quorum;
+  auto c = sys.spawn(replica_group, cfg);
+  storage::Record r;
+  r.id = storage::make_id("default", "k");
+  r.key = "k";
+  r.data = "newer";
+  r.version = clock->next();
+  ASSERT_TRUE(e2->put(r).is_ok());  // group 1 missed it
+  auto read = [&](uint8_t policy) {
+    kv_op get = op(op_kind::get, "k");
+    get.read = policy;
+    auto h = self->request(c, caf::infinite, atom::exec_v, op_batch{get});
+    sched.run();
+    sched.clock().advance_time(std::chrono::milliseconds(200));  // group 3's timeout
+    sched.run();
+    result_batch out;
+    h.receive([&](result_batch& got) { out = std::move(got); }, [&](caf::error&) { FAIL(); });
+    return out;
+  };
+  auto q = read(0);  // the node's: quorum, 2 of 3
+  ASSERT_EQ(q.size(), 1u);
+  EXPECT_EQ(q[0].status, op_status::ok);
+  EXPECT_EQ(q[0].record.data, "newer");
+  ASSERT_EQ(q[0].replicas.size(), 3u);
+  EXPECT_EQ(q[0].replicas[2].status, op_status::timeout);
+  storage::Record repaired;  // group 1 got the newer version in the background
+  ASSERT_TRUE(e1->get(r.id, &repaired).is_ok());
+  EXPECT_EQ(repaired.data, "newer");
+  auto all = read(uint8_t(success_policy::all) + 1);  // 3 of 3: the silent one fails it
+  EXPECT_EQ(all[0].status, op_status::unavailable);
+  EXPECT_NE(all[0].message.find("2 of 3"), std::string::npos) << all[0].message;
 }
 
 TEST(Decide, QuorumNeedsAMajorityAndAgreementExplainsFailure) {

@@ -559,7 +559,7 @@ class ApsisdTest(NodeTest):
         self.assertEqual(self.cli(n2, "--policy", "all", "put", "x", "y").returncode, 1)  # all: not met
         n1 = self.cluster_node(1, ports, ports[1], *quiet)
         wait_for(lambda: self.state_of(n2, "n1") == "up", 20, "n1 back")
-        self.assertEqual(self.cli(n2, "get", "k").stdout, "v1")  # group 1 first: stale
+        self.assertEqual(self.cli(n2, "--read", "one", "get", "k").stdout, "v1")  # group 1 first: stale
         latest = json.loads(self.cli(n2, "--json", "--latest", "get", "k").stdout)
         self.assertEqual(latest["data"], "v2")
         self.assertEqual([e["node"] for e in latest["replicas"]], ["n1", "n2"])
@@ -589,7 +589,7 @@ class ApsisdTest(NodeTest):
                  "a quorum write succeeds within 5 s")
         heard = json.loads(self.cli(n1, "--json", "cluster", "status").stdout)["cluster"]["nodes"]
         self.assertLess({n["name"]: n for n in heard}["n2"]["last_heard_ms"], 5000)
-        r = self.cli(n2, "--latest", "get", "k")
+        r = self.cli(n2, "--read", "all", "get", "k")
         self.assertEqual(r.stdout, "probe", r.stderr)
 
     def test_a_node_paused_for_4_s_comes_back_by_itself(self):
@@ -597,6 +597,37 @@ class ApsisdTest(NodeTest):
 
     def test_a_node_paused_for_30_s_comes_back_by_itself(self):
         self.paused_node_is_taken_back(30)
+
+    def test_reads_honour_every_acknowledged_write_after_a_replica_returns(self):
+        # Three groups; n1 (group 1, first in every session) is dead while 20,000 new keys are
+        # written through n2 under quorum. Back, it holds none of them, and anti-entropy is
+        # slowed to an hour: under the default read policy every node still reads them all.
+        ports = {i: free_port() for i in (1, 2, 3)}
+        slow = "cluster.anti_entropy_ms=3600000"
+        nodes = {i: self.cluster_node(i, ports, ports[1], slow) for i in (1, 2, 3)}
+        wait_for(lambda: [r["status"] for r in self.replicas(nodes[1], "probe")] == ["ok"] * 3, 20,
+                 "every node joined")
+        nodes[1].kill()
+        wait_for(lambda: self.state_of(nodes[2], "n1") == "down", 20, "n2 sees n1 down")
+        keys = [f"rw{i}" for i in range(20000)]
+        c = Client(nodes[2].port)
+        for start in range(0, len(keys), 1000):
+            c.send(*[("SET", k, "v" + k) for k in keys[start:start + 1000]])
+            self.assertEqual({c.reply() for _ in range(1000)}, {"+OK"})  # acknowledged: 2 of 3
+        c.close()
+        nodes[1] = self.cluster_node(1, ports, ports[1], slow)
+        wait_for(lambda: all(self.state_of(nodes[i], f"n{j}") == "up" for i in (1, 2, 3) for j in (1, 2, 3) if i != j),
+                 20, "n1 back in every view")
+        self.assertEqual(self.keys_held(nodes[1]), 1)  # the probe: nothing repaired it yet
+        for i in (1, 2, 3):
+            c = Client(nodes[i].port)
+            missing = 0
+            for start in range(0, len(keys), 1000):
+                batch = keys[start:start + 1000]
+                c.send(*[("GET", k) for k in batch])
+                missing += sum(c.reply() != ("v" + k).encode() for k in batch)
+            c.close()
+            self.assertEqual(missing, 0, f"through n{i}")
 
     def test_history_checker_every_acknowledged_write_survives_faults(self):
         # A randomized workload over RESP through random live nodes, with nodes SIGKILLed and

@@ -271,8 +271,11 @@ class RestTest(NodeTest):
         self.assertEqual((status, doc["status"]), (503, "unavailable"))
         self.assertEqual([(r["node"], r["status"]) for r in doc["replicas"]], [("n1", "ok"), ("n2", "unavailable")])
         self.assertEqual(h.request("PUT", "/v1/ns/default/keys/k?policy=one", b"v")[0], 200)  # n1 has it now
-        self.assertEqual(h.request("GET", "/v1/ns/default/keys/k")[0::2], (200, b"v"))
+        self.assertEqual(h.request("GET", "/v1/ns/default/keys/k?read=one")[0::2], (200, b"v"))
+        status, _, doc = h.json("GET", "/v1/ns/default/keys/k")  # the default read: quorum, 2 of 2
+        self.assertEqual((status, doc["error"]), (503, "read policy quorum: 1 of 2 replicas answered"))
         self.assertEqual(h.request("GET", "/v1/ns/default/keys/k?groups=2")[0], 503)
+        self.assertEqual(h.request("GET", "/v1/ns/default/keys/k?read=some")[0], 400)
 
     def test_metrics_count_requests_by_surface_command_and_status(self):
         node = self.start()

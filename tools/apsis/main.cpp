@@ -4,7 +4,8 @@
 //   apsis cluster status
 //   apsis recover dc|merge [--groups 1,2] [--since 2h] [--dry-run] [--no-wait]
 //   apsis recover status|stop|resume
-// Options: --policy one|quorum|all, --latest, --groups 1,2, --route, --coordinate (see --help).
+// Options: --policy one|quorum|all, --read one|quorum|all, --latest, --groups 1,2, --route,
+// --coordinate (see --help).
 // Exit status: 0 ok; 1 the operation did not happen (not found, condition failed, ...);
 // 2 usage; 3 no answer (connection, timeout, protocol).
 #include <sys/wait.h>
@@ -177,16 +178,19 @@ int main(int argc, char** argv) {
   app.add_option("-n,--ns", co.ns, "namespace")->capture_default_str();
   app.add_option("--timeout", timeout_ms, "milliseconds to wait for an answer")->capture_default_str();
   app.add_flag("--json", as_json, "print results as JSON");
-  std::string policy;
+  std::string policy, read_policy;
   app.add_option("--policy", policy, "writes: replicas that must succeed (one, quorum, all); "
                                      "default: the node's")
+      ->check(CLI::IsMember({"one", "quorum", "all"}));
+  app.add_option("--read", read_policy, "reads: replicas that must answer (one: the first group, "
+                                        "passing misses on; quorum, all: the newest of their answers); "
+                                        "default: the node's")
       ->check(CLI::IsMember({"one", "quorum", "all"}));
   app.add_flag("--route", co.route, "send the key's request straight to its owner in the first "
                                    "group (from the cluster's route table)");
   app.add_flag("--coordinate", co.coordinate, "coordinate puts and deletes here: version them and "
                                              "send them to the key's owner in every group");
-  app.add_flag("--latest", co.latest, "reads: ask every group and answer the newest version, "
-                                      "repairing older replicas");
+  app.add_flag("--latest", co.latest, "reads: the same as --read all");
   app.add_option("--groups", co.groups, "key requests: ask only these groups of the node's session "
                                         "(e.g. --groups 1,2)")
       ->delimiter(',');
@@ -243,6 +247,7 @@ int main(int argc, char** argv) {
   }
   co.timeout = std::chrono::milliseconds(timeout_ms);
   if (success_policy p; !policy.empty() && parse_policy(policy, &p)) co.policy = p;
+  if (success_policy p; !read_policy.empty() && parse_policy(read_policy, &p)) co.read = p;
 
   std::string error;
   Client client;

@@ -126,7 +126,7 @@ void worker(const NetBenchOptions& o, const Mix& mix, uint64_t ops, uint64_t see
       q.ns = "bench";
       q.key = "key:" + std::to_string(key);
       if (!read) q.data = value;
-      q.latest = read && o.latest;
+      if (success_policy p; read && parse_policy(o.read, &p)) q.read = uint8_t(p) + 1;
       wire::encode_frame({wire::kind::request, q.op, wire::request_flags(q), ++id, wire::encode_request(q)}, batch);
       inflight.push_back({kind, key, start});
     };
@@ -190,7 +190,8 @@ void add_net_command(CLI::App& app, NetBenchOptions& o) {
   cmd->add_option("--read-ratio", o.read_ratio, "share of gets, 0..1")->check(CLI::Range(0.0, 1.0))->capture_default_str();
   cmd->add_option("--zipf", o.zipf, "zipfian constant (0 = uniform keys)")->check(CLI::Range(0.0, 0.9999))->capture_default_str();
   cmd->add_option("--seed", o.seed)->capture_default_str();
-  cmd->add_flag("--latest", o.latest, "gets ask every group and answer the newest (read-latest)");
+  cmd->add_option("--read", o.read, "gets' read policy; default: the node's")
+      ->check(CLI::IsMember({"one", "quorum", "all"}));
   auto* size = cmd->get_option("--value-size");
   cmd->add_option("--workload", o.workload,
                   "a YCSB core workload, after loading --keys records: a (50% reads, 50% updates), "
@@ -233,7 +234,7 @@ int run_net_bench(const NetBenchOptions& o) {
               (unsigned long long)o.keys, o.zipf, o.value_size,
               o.workload.empty() ? (std::to_string(int(o.read_ratio * 100)) + "% reads").c_str()
                                  : ("YCSB workload " + o.workload).c_str(),
-              o.latest ? " (read-latest)" : "");
+              o.read.empty() ? "" : (" (read " + o.read + ")").c_str());
   std::atomic<uint64_t> inserted{o.keys};
   Mix mix{o, inserted};
   Result all;

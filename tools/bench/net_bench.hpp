@@ -18,7 +18,7 @@ struct NetBenchOptions {
   double read_ratio = 0.5;    ///< 0..1
   double zipf = 0.99;         ///< 0 = uniform keys
   uint64_t seed = 1;
-  bool latest = false;  ///< gets ask every group (read-latest)
+  std::string read;  ///< gets' read policy (one, quorum, all); empty: the node's
   std::string workload;  ///< a YCSB core workload (a, b, c, d, f); empty: read_ratio's mix
 };
 

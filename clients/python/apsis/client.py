@@ -1,6 +1,6 @@
 """apsis clients over the binary protocol: `Client` (blocking) and `AsyncClient` (asyncio,
 many requests in flight on one connection). Both take a session's settings (namespace,
-groups to ask, policy for writes, read-latest for reads, timeout) and answer `Result`s with one entry per
+groups to ask, policy for writes, read policy for reads, timeout) and answer `Result`s with one entry per
 replica; an operation that did not happen raises the `OperationError` its status names."""
 import asyncio
 import json as jsonlib
@@ -16,12 +16,14 @@ class _Operations:
     hands the Result to finish (blocking: returns its value; asyncio: an awaitable)."""
 
     def __init__(self, ns: str = "default", policy: Optional[str] = None, latest: bool = False,
-                 timeout: float = 10.0, groups=()):
-        if policy is not None and policy not in p.POLICIES:
-            raise ValueError(f"policy must be one of {sorted(p.POLICIES)}, not {policy!r}")
+                 timeout: float = 10.0, groups=(), read: Optional[str] = None):
+        for name, value in (("policy", policy), ("read", read)):
+            if value is not None and value not in p.POLICIES:
+                raise ValueError(f"{name} must be one of {sorted(p.POLICIES)}, not {value!r}")
         if len(groups) > 255 or any(not 0 <= g < 2**32 for g in groups):
             raise ValueError("groups: at most 255 group numbers (u32)")
         self.ns, self.policy, self.latest, self.timeout = ns, policy, latest, timeout
+        self.read = "all" if latest else read
         self.groups = tuple(groups)  # key requests ask only these groups of the node's session
 
     def _flags(self, op: int) -> int:
@@ -29,8 +31,8 @@ class _Operations:
         flags = p.FLAG_GROUPS if keyed and self.groups else 0
         if op in (p.PUT, p.DEL) and self.policy:
             flags |= p.POLICIES[self.policy]
-        if op in (p.GET, p.LOOKUP) and self.latest:
-            flags |= p.FLAG_LATEST
+        if op in (p.GET, p.LOOKUP) and self.read:
+            flags |= p.POLICIES[self.read] << p.FLAG_READ_SHIFT
         return flags
 
     def _op(self, op: int, key=b"", finish: Callable = p.check, **fields):

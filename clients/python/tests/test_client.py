@@ -126,14 +126,18 @@ class ClientTest(unittest.TestCase):
             self.assertEqual(other.get("job").data, b"by the next holder")
 
     def test_stat_admin_and_bad_settings(self):
-        with self.client(policy="one", latest=True) as c:
+        with self.client(policy="one", read="one") as c:
             s = c.stat()
             self.assertEqual(s["node"], "apsis-1")
             self.assertEqual(c.admin({"cmd": "routes"}), {"nodes": []})  # a node of its own
-            self.assertTrue(c.put("p", b"x").ok)  # flags for policy and latest are accepted
+            self.assertTrue(c.put("p", b"x").ok)  # flags for policy and read are accepted
+            self.assertEqual(c.get("p").data, b"x")
+        with self.client(latest=True) as c:
             self.assertEqual(c.get("p").data, b"x")
         with self.assertRaises(ValueError):
             self.client(policy="most")
+        with self.assertRaises(ValueError):
+            self.client(read="some")
         with socket.socket() as s:  # a port nothing listens on
             s.bind(("127.0.0.1", 0))
             closed = s.getsockname()[1]
