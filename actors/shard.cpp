@@ -87,10 +87,19 @@ result_batch apply_batch(storage::Engine& engine, Hlc& clock,
       }
       seen = op.fence;
     }
-    // A plain put needs nothing of what is stored; everything else does.
+    // A plain put needs nothing of what is stored, unless its version was stamped elsewhere:
+    // then it may be older than what is here, and must not be shown to the rest of the batch.
     bool plain = op.kind == op_kind::put && op.cond == op_cond::none && !op.keep_expiry && !op.report_existed;
-    if (!plain) state_of(op, op.kind == op_kind::expire, &c);
+    const bool versioned = op.version.stamp != 0;
+    if (!plain || versioned) state_of(op, op.kind == op_kind::expire, &c);
     r.existed = c.live;
+    bool newer = true;
+    if (auto s = versioned ? storage::version_check(c.record.version, op.version, &newer) : storage::Status::ok(); !s) {
+      r.status = from_storage(s);  // stale: the engine would refuse it too
+      r.message = s.to_string();
+      r.version = op.version;
+      continue;
+    }
     bool ok = true;
     switch (op.cond) {
       case op_cond::none: break;

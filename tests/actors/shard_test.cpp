@@ -113,5 +113,25 @@ TEST_F(ShardTest, LaterOperationsInABatchSeeEarlierOnes) {
   EXPECT_EQ(r[2].record.data, "a");
 }
 
+// A replica write older than what is stored is refused, and a read later in the same batch
+// (a coordinator's outbox mixes clients' operations) sees what is stored, not the refused one
+// (found by the partition simulation, with clocks that drift apart).
+TEST_F(ShardTest, AnOlderReplicaWriteIsRefusedAndNotSeenByTheRestOfItsBatch) {
+  kv_op newer = op(op_kind::put, "k", "newer");
+  newer.version = {500, 2};
+  ASSERT_EQ(ask<result_batch>(shard_, atom::apply_v, op_batch{newer})[0].status, op_status::ok);
+  kv_op older = op(op_kind::put, "k", "older");
+  older.version = {400, 3};
+  kv_op gone = op(op_kind::remove, "k");
+  gone.version = {450, 3};
+  auto r = ask<result_batch>(shard_, atom::apply_v, op_batch{older, gone, op(op_kind::get, "k")});
+  ASSERT_EQ(r.size(), 3u);
+  EXPECT_EQ(r[0].status, op_status::stale);
+  EXPECT_EQ(r[1].status, op_status::stale);
+  EXPECT_EQ(r[2].status, op_status::ok);
+  EXPECT_EQ(r[2].record.data, "newer");
+  EXPECT_EQ(r[2].version, newer.version);
+}
+
 }  // namespace
 }  // namespace apsis
