@@ -13,11 +13,13 @@ namespace apsis {
 
 class Hlc {
  public:
-  explicit Hlc(uint64_t node) : node_(node) {}
+  using physical_clock = uint64_t (*)();  ///< Unix ms
+  /// `now`: the physical clock (a simulation's own, in tests).
+  explicit Hlc(uint64_t node, physical_clock now = storage::now_ms) : node_(node), now_(now) {}
 
   /// A new version, newer than every version this clock issued or observed.
   storage::Version next() {
-    uint64_t physical = storage::now_ms() << 16;
+    uint64_t physical = now_() << 16;
     uint64_t last = last_.load(std::memory_order_relaxed);
     for (;;) {
       uint64_t stamp = physical > last ? physical : last + 1;
@@ -37,6 +39,7 @@ class Hlc {
 
  private:
   const uint64_t node_;
+  const physical_clock now_;
   std::atomic<uint64_t> last_{0};
 };
 
