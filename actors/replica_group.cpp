@@ -22,6 +22,30 @@ size_t needed(success_policy p, size_t n) {
   return p == success_policy::one ? 1 : p == success_policy::all ? n : n / 2 + 1;
 }
 
+/// The write that brings a replica up to `best`, the answer a read settled on: its record
+/// (put) or its tombstone (remove), at its version. None when the record at hand is not the
+/// one `best` names (its payload did not come back).
+std::optional<kv_op> repair_write(const op_result& r, const replica_entry& best, const storage::Id& id,
+                                  const std::string& key) {
+  kv_op w;
+  if (best.status == op_status::ok && r.record.version == best.version) {
+    w.kind = op_kind::put;
+    w.json = r.record.json;
+    w.data = r.record.data;
+    w.expiry_ms = r.record.expiry_ms;
+    w.user_flags = r.record.user_flags;
+  } else if (best.status == op_status::not_found) {
+    w.kind = op_kind::remove;
+  } else {
+    return std::nullopt;
+  }
+  w.id = id;
+  w.key = key;
+  w.version = best.version;
+  w.repair = true;
+  return w;
+}
+
 /// What the coordinator keeps of one operation while its replicas answer.
 struct op_track {
   bool write = false;
@@ -44,8 +68,9 @@ struct pending_batch {
   std::vector<uint32_t> group_order;  ///< the session's groups: replica entries come so
 
   /// A wide read's answer: the newest version among the replicas that answered (a
-  /// tombstone's too), if as many answered as its policy needs; replicas that hold an older
-  /// version get the newest in the background.
+  /// tombstone's too), if as many answered as its policy needs (a corrupt copy is no answer).
+  /// Either way, replicas that hold an older version or a corrupt one get the newest known
+  /// in the background.
   void settle_wide(size_t i) {
     op_result& r = results[i];
     const replica_entry* best = nullptr;
@@ -56,6 +81,7 @@ struct pending_batch {
       if (!best || best->version < e.version || (best->version == e.version && e.status == op_status::ok))
         best = &e;
     }
+    if (best) repair_behind(i, *best);
     if (!best || answers < needed(ops[i].policy, r.replicas.size())) {
       // None answered: their common failure (timeout...); some did: too few, never "missing".
       r.status = answers == 0 ? decide(success_policy::all, r.replicas) : op_status::unavailable;
@@ -66,26 +92,19 @@ struct pending_batch {
     }
     r.status = best->status;
     if (best->status != op_status::ok) r.record = {}, r.version = best->version;
+  }
+
+  /// Read repairs of a wide get: every replica older than `best` or corrupt gets `best`.
+  void repair_behind(size_t i, const replica_entry& best) {
+    const op_result& r = results[i];
     if (!repair || !ops[i].repair_key) return;
     for (const auto& e : r.replicas) {
-      if ((e.status != op_status::ok && e.status != op_status::not_found) || !(e.version < best->version)) continue;
-      if (best->status == op_status::not_found && best->version.stamp == 0) continue;
-      kv_op w;
-      if (best->status == op_status::ok && r.record.version == best->version) {
-        w.kind = op_kind::put;
-        w.json = r.record.json;
-        w.data = r.record.data;
-        w.expiry_ms = r.record.expiry_ms;
-        w.user_flags = r.record.user_flags;
-      } else if (best->status == op_status::not_found) {
-        w.kind = op_kind::remove;
-      } else {
-        continue;
-      }
-      w.id = ops[i].repair_key->first;
-      w.key = ops[i].repair_key->second;
-      w.version = best->version;
-      repair(e, std::move(w));
+      // Older than the newest, or corrupt: anything but a miss that knows of no write at all.
+      bool behind = e.status == op_status::corruption ||
+                    ((e.status == op_status::ok || e.status == op_status::not_found) && e.version < best.version);
+      if (!behind || (best.status == op_status::not_found && best.version.stamp == 0)) continue;
+      if (auto w = repair_write(r, best, ops[i].repair_key->first, ops[i].repair_key->second))
+        repair(e, std::move(*w));
     }
   }
 
@@ -359,7 +378,10 @@ deliver_fn with_read_failover(replica_group_actor::stateful_pointer<replica_grou
       if (fails_over(results[at[k]].status) && size_t(__builtin_popcountll(tried[k])) < groups)
         retry.push_back(std::move(reads[k])), masks.push_back(tried[k]), where.push_back(at[k]);
     if (retry.empty()) return deliver(std::move(results));
-    auto merge = [results = std::move(results), where, deliver](result_batch&& again) mutable {
+    std::vector<std::pair<storage::Id, std::string>> keys;  // for repairs of corrupt replicas
+    for (const auto& o : retry) keys.emplace_back(o.id, o.key);
+    auto merge = [self, results = std::move(results), where, keys = std::move(keys),
+                  deliver](result_batch&& again) mutable {
       for (size_t j = 0; j < where.size() && j < again.size(); ++j) {
         op_result& r = results[where[j]];
         op_result earlier = std::move(r);
@@ -373,6 +395,11 @@ deliver_fn with_read_failover(replica_group_actor::stateful_pointer<replica_grou
           r.version = earlier.version;
           r.message.clear();
         }
+        // A replica that failed its checksum gets the healthy copy found later.
+        replica_entry healthy{0, {}, 0, r.status, r.version};
+        for (const auto& e : earlier.replicas)
+          if (e.status == op_status::corruption && r.version.stamp != 0)
+            if (auto w = repair_write(r, healthy, keys[j].first, keys[j].second)) send_repair(self, e, std::move(*w));
       }
       deliver(std::move(results));
     };

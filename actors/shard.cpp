@@ -10,7 +10,16 @@ struct current {
   bool live = false;
   storage::Record record;  // json/data only when asked for
   uint32_t json_size = 0, data_size = 0;
+  storage::Status failed;  // the engine could not read it (corruption, io_error): not a miss
 };
+
+/// Forgets a stored record that fails its checksum, so that a repair can put the healthy copy
+/// (of the same version, too: the engine keeps the first of two equal versions).
+void drop_if_corrupt(storage::Engine& engine, const storage::Id& id) {
+  storage::Record r;
+  size_t erased = 0;
+  if (engine.get(id, &r).is_corruption()) engine.erase({{id, storage::Version{}}}, &erased);
+}
 
 /// Applies a batch to the engine in order: conditions and fencing per operation, then one
 /// put_batch for every write.
@@ -42,7 +51,9 @@ result_batch apply_batch(storage::Engine& engine, Hlc& clock,
       return;
     }
     if (payload) {
-      c->live = engine.get(op.id, &c->record).is_ok();
+      storage::Status s = engine.get(op.id, &c->record);
+      c->live = s.is_ok();
+      if (!s && !s.is_not_found()) c->failed = std::move(s);
       return;
     }
     storage::RecordMeta m;
@@ -62,6 +73,11 @@ result_batch apply_batch(storage::Engine& engine, Hlc& clock,
     if (op.kind == op_kind::get || op.kind == op_kind::lookup) {
       state_of(op, op.kind == op_kind::get, &c);
       r.existed = c.live;
+      if (!c.failed) {  // the coordinator reads another replica and repairs this one
+        r.status = from_storage(c.failed);
+        r.message = c.failed.to_string();
+        continue;
+      }
       if (!c.live) {
         r.status = op_status::not_found;
         // The coordinator compares replicas: a tombstone's version says the key was deleted then.
@@ -87,6 +103,7 @@ result_batch apply_batch(storage::Engine& engine, Hlc& clock,
       }
       seen = op.fence;
     }
+    if (op.repair) drop_if_corrupt(engine, op.id);
     // A plain put needs nothing of what is stored, unless its version was stamped elsewhere:
     // then it may be older than what is here, and must not be shown to the rest of the batch.
     bool plain = op.kind == op_kind::put && op.cond == op_cond::none && !op.keep_expiry && !op.report_existed;

@@ -81,6 +81,9 @@ struct kv_op {
   uint8_t read = 0;
   /// put: say whether a live record was there (`existed`); a plain put skips that lookup.
   bool report_existed = false;
+  /// A read repair: a stored record of this id that fails its checksum is dropped first, so
+  /// that the healthy copy (of the same version, too) takes its place.
+  bool repair = false;
   /// The groups to ask, a subset of the session's; empty: all of them.
   std::vector<uint32_t> groups;
 };
@@ -133,7 +136,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, kv_op& x) {
   return f(caf::meta::type_name("kv_op"), x.kind, x.cond, x.id, x.key, x.json, x.data,
            x.expiry_ms, x.keep_expiry, x.user_flags, x.expected, x.version, x.fence, x.policy,
-           x.read, x.report_existed, x.groups);
+           x.read, x.report_existed, x.repair, x.groups);
 }
 
 template <class Inspector>

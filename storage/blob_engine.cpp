@@ -547,7 +547,7 @@ Status BlobEngine::erase(const std::vector<std::pair<Id, Version>>& which, size_
     for (const auto& [id, v] : which) {
       BlobIndex::Slot* slot = find_locked(id);
       codec::Header h;
-      if (!slot || !header_locked(slot->loc, &h).is_ok() || h.version != v) continue;
+      if (!slot || !header_locked(slot->loc, &h).is_ok() || (v.stamp != 0 && h.version != v)) continue;
       files_[BlobIndex::file_of(slot->loc)]->dead += h.total_len;
       index_.erase(slot);
       ++*erased;

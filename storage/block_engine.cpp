@@ -357,7 +357,7 @@ Status BlockEngine::erase(const std::vector<std::pair<Id, Version>>& which, size
     const std::string zero(entry_size, '\0');
     for (const auto& [id, v] : which) {
       auto it = map_.find(id);
-      if (it == map_.end() || it->second.entry.version != v) continue;
+      if (it == map_.end() || (v.stamp != 0 && it->second.entry.version != v)) continue;
       const Slot s = it->second;
       APSIS_TRY(index_->write(entry_offset(s.slot, 1 - s.entry.copy), zero));
       APSIS_TRY(index_->write(entry_offset(s.slot, s.entry.copy), zero));

@@ -101,9 +101,11 @@ class Engine {
   }
   /// Forgets records for good, leaving no tombstone: each (id, version) whose stored version
   /// is exactly that one (a newer write stays). For tombstones past their grace period and
-  /// for copies that merge moved to their new owner. *erased counts what went. Durable when
-  /// it returns, whatever the policy (a crash before that may bring a record back: harmless,
-  /// as it is a tombstone past its grace or a copy already held by its owner).
+  /// for copies that merge moved to their new owner; a zero version names whatever is stored
+  /// (a record that fails its checksum, whose version cannot be trusted). *erased counts what
+  /// went. Durable when it returns, whatever the policy (a crash before that may bring a
+  /// record back: harmless, as it is a tombstone past its grace, a copy already held by its
+  /// owner, or a corrupt record).
   virtual Status erase(const std::vector<std::pair<Id, Version>>& which, size_t* erased) = 0;
   /// Streams matching records with bounded memory; records written meanwhile may or may not
   /// be seen.

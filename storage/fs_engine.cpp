@@ -129,7 +129,7 @@ Status FsEngine::erase(const std::vector<std::pair<Id, Version>>& which, size_t*
     std::lock_guard<std::mutex> g(stripes_[id.bytes[63] & 63]);
     std::string bytes;
     RecordMeta meta;
-    if (!read(id, &bytes) || !codec::decode_meta(bytes, &meta) || meta.version != v) continue;
+    if (!read(id, &bytes) || !codec::decode_meta(bytes, &meta) || (v.stamp != 0 && meta.version != v)) continue;
     std::string dir = dir_of(id);
     APSIS_TRY(opts_.env->remove(join_path(dir, id.hex())));
     APSIS_TRY(opts_.env->sync_dir(dir));

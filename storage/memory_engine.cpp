@@ -44,7 +44,7 @@ Status MemoryEngine::erase(const std::vector<std::pair<Id, Version>>& which, siz
   *erased = 0;
   for (const auto& [id, v] : which) {
     auto it = records_.find(id);
-    if (it == records_.end() || it->second.version != v) continue;
+    if (it == records_.end() || (v.stamp != 0 && it->second.version != v)) continue;
     bytes_ -= it->second.key.size() + it->second.json.size() + it->second.data.size();
     records_.erase(it);
     ++*erased;

@@ -629,6 +629,46 @@ class ApsisdTest(NodeTest):
             c.close()
             self.assertEqual(missing, 0, f"through n{i}")
 
+    def test_a_corrupt_replica_is_read_around_and_rewritten(self):
+        # Two groups; one byte of each value flipped in n1's blob file under the running node (bit
+        # rot). A read that meets it answers from group 2 and rewrites n1's copy; anti-entropy is
+        # slowed to an hour so that only the read can have repaired it.
+        ports = {1: free_port(), 2: free_port()}
+        slow = "cluster.anti_entropy_ms=3600000"
+        n1 = self.cluster_node(1, ports, ports[1], slow)
+        n2 = self.cluster_node(2, ports, ports[1], slow)
+        wait_for(lambda: [r["status"] for r in self.replicas(n1, "probe")] == ["ok"] * 2, 20, "n2 joined")
+        values = {k: k * 200 for k in ("victim-one", "victim-quorum")}
+        for k, v in values.items():
+            self.assertEqual(self.cli(n1, "--policy", "all", "put", k, v).returncode, 0)
+        flipped = 0
+        for name in os.listdir(f"{self.dir}/n1/backend-1"):
+            if name.endswith(".blob"):
+                with open(f"{self.dir}/n1/backend-1/{name}", "r+b") as f:
+                    data = f.read()
+                    for v in values.values():
+                        at = data.find(v.encode())
+                        if at >= 0:
+                            f.seek(at + 100)
+                            f.write(bytes([data[at + 100] ^ 0xff]))
+                            flipped += 1
+        self.assertEqual(flipped, 2)
+
+        def group1(key):  # n1's replica alone
+            return self.cli(n1, "--groups", "1", "--read", "one", "get", key)
+
+        self.assertIn("corruption", group1("victim-one").stderr)
+        r = json.loads(self.cli(n1, "--json", "--read", "one", "get", "victim-one").stdout)
+        self.assertEqual((r["status"], r["data"]), ("ok", values["victim-one"]))  # from group 2
+        self.assertEqual([(e["node"], e["status"]) for e in r["replicas"]], [("n1", "corruption"), ("n2", "ok")])
+        # Quorum of two groups: a corrupt copy is no answer, so the read fails, and repairs.
+        r = json.loads(self.cli(n1, "--json", "--read", "quorum", "get", "victim-quorum").stdout)
+        self.assertEqual((r["status"], r["message"]), ("unavailable", "read policy quorum: 1 of 2 replicas answered"))
+        for key in values:
+            wait_for(lambda: group1(key).stdout == values[key], 10, f"{key}: n1's copy rewritten")
+        self.assertEqual(self.cli(n1, "get", "victim-quorum").stdout, values["victim-quorum"])
+        self.assertGreaterEqual(self.stats(n1)["anti_entropy"]["read_repairs"], 2)
+
     def test_history_checker_every_acknowledged_write_survives_faults(self):
         # A randomized workload over RESP through random live nodes, with nodes SIGKILLed and
         # restarted between rounds. Every reply is recorded: after healing, each key must hold,
