@@ -43,7 +43,9 @@ using peer_actor = caf::typed_actor<
     // (internal) the gossip timer.
     caf::reacts_to<atom::tick>,
     // A namespace was dropped: tells every other node's ANTI_ENTROPY; answers how many.
-    caf::replies_to<atom::purge, std::string>::with<uint32_t>>;
+    caf::replies_to<atom::purge, std::string>::with<uint32_t>,
+    // An operator's cluster command as JSON ({"cmd": "forget", "node": NAME}); answers JSON.
+    caf::replies_to<atom::admin, std::string>::with<std::string>>;
 
 /// LOCK_MANAGER: per-key leases with fencing tokens; FIFO waiters; a lease ends at unlock,
 /// at its expiry, or when its holder dies.

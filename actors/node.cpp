@@ -150,7 +150,11 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
           return self->state.cluster->routes;
         }
         if (what == "purge_ns") return purge_everywhere(self, cmd.value("ns", ""));
-        return nlohmann::json{{"error", "unknown command '" + what + "' (known: recover, routes, purge_ns)"}}.dump();
+        if (what == "forget") {
+          if (!self->state.peer) return std::string("{\"error\": \"this node is not in a cluster\"}");
+          return self->delegate(self->state.peer, atom::admin_v, std::move(text));
+        }
+        return nlohmann::json{{"error", "unknown command '" + what + "' (known: recover, routes, purge_ns, forget)"}}.dump();
       },
       [=](atom::apply, uint32_t backend, op_batch& ops) -> caf::result<result_batch> {
         auto it = self->state.backends.find(backend);

@@ -26,6 +26,7 @@ int64_t silence_ms(self_ptr self, const peer_link& l) {
 const char* state_of(self_ptr self, const std::string& name) {
   auto& st = self->state;
   if (name == st.cfg.self.name) return "self";
+  if (st.table.nodes.at(name).forgotten) return "forgotten";
   auto it = st.links.find(name);
   if (it == st.links.end() || !it->second.up()) return "down";
   auto quiet = st.cfg.gossip_every * 2;
@@ -72,6 +73,8 @@ void publish_routes(self_ptr self) {
   refresh_view(self);
   route_table t = st.table;
   std::vector<std::string> down;
+  for (auto it = t.nodes.begin(); it != t.nodes.end();)  // they own nothing and are asked nothing
+    it = it->second.forgotten ? t.nodes.erase(it) : std::next(it);
   for (auto& [name, e] : t.nodes) {
     if (name == st.cfg.self.name) continue;
     auto l = st.links.find(name);
@@ -120,7 +123,7 @@ bool adopt(self_ptr self, const node_entry& e) {
 /// hear of each other, the one with the smaller name dials (one connection).
 void dial_once(self_ptr self, const node_entry& e) {
   auto& st = self->state;
-  if (e.name > st.cfg.self.name && st.dialed.insert(e.name).second)
+  if (!e.forgotten && e.name > st.cfg.self.name && st.dialed.insert(e.name).second)
     self->send(self, atom::connect_v, e.host, e.port);
 }
 
@@ -142,6 +145,8 @@ void take(self_ptr self, route_table t, const caf::node_id& from) {
 
 void retry_later(self_ptr self, const std::string& host, uint16_t port) {
   if (self->state.cfg.gossip_every.count() == 0) return;  // no timers: the test drives
+  for (const auto& [name, e] : self->state.table.nodes)
+    if (e.forgotten && e.host == host && e.port == port) return;  // until it joins again
   auto& wait = self->state.backoff[host + ":" + std::to_string(port)];
   // Capped low: a node back from a pause is taken back within a few heartbeats.
   wait = wait.count() == 0 ? 250ms : std::min<std::chrono::milliseconds>(wait * 2, 2s);
@@ -190,6 +195,35 @@ void connect(self_ptr self, const std::string& host, uint16_t port) {
                     fail);
           },
           fail);
+}
+
+/// `apsis cluster forget`: a node that is down leaves the route table (its entry stays, marked,
+/// so that gossip does not bring it back); its ranges pass to the other backends of its
+/// groups, which anti-entropy fills from the other groups. Refused for this node, a node that
+/// is up, and a node whose removal would leave a group with no backend.
+std::string forget(self_ptr self, const std::string& name) {
+  auto& st = self->state;
+  auto error = [](std::string why) { return nlohmann::json{{"error", std::move(why)}}.dump(); };
+  auto it = st.table.nodes.find(name);
+  if (name == st.cfg.self.name) return error("a node cannot forget itself");
+  if (it == st.table.nodes.end()) return error("no node named '" + name + "' in the cluster");
+  if (it->second.forgotten) return error("node '" + name + "' is forgotten already");
+  if (auto l = st.links.find(name); l != st.links.end() && l->second.up())
+    return error("node '" + name + "' is up: only a node that is down can be forgotten");
+  for (const auto& b : it->second.backends) {
+    bool others = false;
+    for (const auto& [other, e] : st.table.nodes)
+      for (const auto& ob : e.backends) others = others || (other != name && !e.forgotten && ob.group == b.group);
+    if (!others)
+      return error("forgetting '" + name + "' would leave group " + std::to_string(b.group) + " with no backend");
+  }
+  it->second.forgotten = true;
+  ++it->second.version;  // newer than what anyone holds of it: gossip carries it
+  st.links.erase(name);
+  spdlog::warn("cluster: node '{}' forgotten by an operator; its ranges pass to its groups' other backends", name);
+  publish_routes(self);
+  gossip(self);
+  return nlohmann::json{{"forgotten", name}}.dump();
 }
 
 /// Whether a message comes from this node or from a node that joined with the cookie.
@@ -274,6 +308,12 @@ peer_actor::behavior_type peer(self_ptr self, peer_config cfg) {
           if (l.up() && l.recovery)
             caf::anon_send(caf::actor_cast<anti_entropy_actor>(l.recovery), atom::purge_v, ns), ++told;
         return told;
+      },
+      [=](atom::admin, std::string& text) -> std::string {
+        auto cmd = nlohmann::json::parse(text, nullptr, false);
+        std::string what = cmd.is_object() ? cmd.value("cmd", "") : "";
+        if (what == "forget") return forget(self, cmd.value("node", ""));
+        return nlohmann::json{{"error", "unknown cluster command '" + what + "' (known: forget)"}}.dump();
       },
       [=](atom::tick) {
         auto& st = self->state;

@@ -22,7 +22,7 @@ bool route_table::merge(const route_table& other) {
 std::map<uint32_t, ring> ring::build(const route_table& t) {
   std::map<uint32_t, ring> rings;
   for (const auto& [name, node] : t.nodes)
-    for (const auto& b : node.backends)
+    for (const auto& b : node.forgotten ? std::vector<backend_points>{} : node.backends)
       for (const auto& p : b.points) rings[b.group].points_.push_back({p, owner{name, b.backend}});
   for (auto& [group, r] : rings)
     std::sort(r.points_.begin(), r.points_.end(),

@@ -37,6 +37,9 @@ struct node_entry {
   caf::actor peer;      ///< its PEER actor (a proxy when remote)
   caf::actor recovery;  ///< its ANTI_ENTROPY actor
   caf::actor locks;     ///< its LOCK_MANAGER
+  /// Removed by an operator while down (`apsis cluster forget`): its points own nothing and
+  /// nobody dials it; a restart (a newer incarnation) brings it back.
+  bool forgotten = false;
 
   /// Whether this entry says something newer about the node than `other`.
   bool newer_than(const node_entry& other) const {
@@ -104,7 +107,7 @@ typename Inspector::result_type inspect(Inspector& f, backend_points& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, node_entry& x) {
   return f(caf::meta::type_name("node_entry"), x.name, x.incarnation, x.version, x.host, x.port,
-           x.binary_port, x.backends, x.peer, x.recovery, x.locks);
+           x.binary_port, x.backends, x.peer, x.recovery, x.locks, x.forgotten);
 }
 
 template <class Inspector>

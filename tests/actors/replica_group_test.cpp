@@ -21,6 +21,7 @@ peer_actor::behavior_type silent_peer(peer_actor::pointer self, int) {
       [=](atom::advertise, uint16_t) {},
       [=](atom::tick) {},
       [=](atom::purge, std::string&) { return uint32_t(0); },
+      [=](atom::admin, std::string&) { return std::string("{}"); },
   };
 }
 

@@ -669,6 +669,40 @@ class ApsisdTest(NodeTest):
         self.assertEqual(self.cli(n1, "get", "victim-quorum").stdout, values["victim-quorum"])
         self.assertGreaterEqual(self.stats(n1)["anti_entropy"]["read_repairs"], 2)
 
+    def test_a_dead_node_is_forgotten_and_its_group_refilled(self):
+        # n1 and n2 share group 1, n3 is group 2. n2 dies for good: forgetting it hands its
+        # ranges to n1, which anti-entropy fills from group 2; what would empty a group is refused.
+        ports = {i: free_port() for i in (1, 2, 3)}
+        nodes = {i: self.cluster_node(i, ports, ports[1], group={1: 1, 2: 1, 3: 2}[i]) for i in (1, 2, 3)}
+        wait_for(lambda: all(self.state_of(nodes[1], f"n{j}") == "up" for j in (2, 3)), 20, "every node joined")
+        b = BinaryClient(nodes[1].binary_port)
+        keys = [(f"f{i}", f"v{i}") for i in range(2000)]
+        self.assertEqual({r[0] for r in b.put_all(keys, 3)}, {0})  # all: both groups
+        b.close()
+        self.assertLess(self.keys_held(nodes[1]), 2000)  # group 1 is split between n1 and n2
+        nodes[2].kill()
+        wait_for(lambda: self.state_of(nodes[1], "n2") == "down", 20, "n2 seen down")
+
+        def forget(node, name):
+            r = self.cli(node, "cluster", "forget", name)
+            return r.returncode, (r.stdout + r.stderr).strip()
+
+        self.assertEqual(forget(nodes[1], "n1"), (1, "apsis cluster forget: a node cannot forget itself"))
+        self.assertEqual(forget(nodes[1], "n3"), (1, "apsis cluster forget: node 'n3' is up: only a node that is down can be forgotten"))
+        self.assertEqual(forget(nodes[1], "nx"), (1, "apsis cluster forget: no node named 'nx' in the cluster"))
+        self.assertEqual(forget(nodes[1], "n2")[0], 0)
+        wait_for(lambda: self.state_of(nodes[3], "n2") == "forgotten", 10, "n3 hears n2 is forgotten")
+        wait_for(lambda: self.keys_held(nodes[1]) >= 2000, 60, "n1 filled with n2's ranges from group 2")
+        self.assertEqual([(r["node"], r["status"]) for r in self.replicas(nodes[3], "after")],
+                         [("n1", "ok"), ("n3", "ok")])
+        c = Client(nodes[3].port)
+        c.send(*[("GET", k) for k, _ in keys])
+        self.assertEqual([c.reply() for _ in keys], [v.encode() for _, v in keys])
+        c.close()
+        nodes[3].kill()  # now group 2 has one node, down: forgetting it would empty the group
+        wait_for(lambda: self.state_of(nodes[1], "n3") == "down", 20, "n3 seen down")
+        self.assertEqual(forget(nodes[1], "n3"), (1, "apsis cluster forget: forgetting 'n3' would leave group 2 with no backend"))
+
     def test_history_checker_every_acknowledged_write_survives_faults(self):
         # A randomized workload over RESP through random live nodes, with nodes SIGKILLed and
         # restarted between rounds. Every reply is recorded: after healing, each key must hold,

@@ -1,7 +1,7 @@
 // apsis: the command-line client. Talks to a node over the binary protocol.
 //   apsis put KEY [VALUE | --file F | -]   apsis get KEY   apsis del KEY   apsis lookup KEY
 //   apsis lock KEY [--lease MS] [-- COMMAND...]   apsis unlock KEY TOKEN   apsis stat
-//   apsis cluster status
+//   apsis cluster status   apsis cluster forget NODE
 //   apsis recover dc|merge [--groups 1,2] [--since 2h] [--dry-run] [--no-wait]
 //   apsis recover status|stop|resume
 // Options: --policy one|quorum|all, --read one|quorum|all, --latest, --groups 1,2, --route,
@@ -228,6 +228,10 @@ int main(int argc, char** argv) {
   auto* stat = app.add_subcommand("stat", "print the node's statistics");
   auto* cluster = app.add_subcommand("cluster", "the cluster as the node sees it");
   auto* cluster_status = cluster->add_subcommand("status", "nodes, their state and backends, and anti-entropy progress");
+  std::string forget_node;
+  auto* cluster_forget = cluster->add_subcommand(
+      "forget", "remove a node that is down for good: its ranges pass to its groups' other backends");
+  cluster_forget->add_option("node", forget_node, "the node's name")->required();
   cluster->require_subcommand(1);
   std::string action, since, groups_text;
   bool dry_run = false, no_wait = false;
@@ -352,6 +356,23 @@ int main(int argc, char** argv) {
     print_progress(s);
     return 0;
   }
+  // An admin command's JSON answer (an {"error": ...} is an answer too).
+  auto ask = [&](const json& c, json* out) {
+    wire::Request q;
+    q.op = wire::opcode::admin;
+    q.data = c.dump();
+    if (!client.call(q, &r, &error)) return false;
+    if (r.status != op_status::ok) return error = r.message.empty() ? to_string(r.status) : r.message, false;
+    *out = json::parse(r.data, nullptr, false);
+    return !out->is_discarded() || (error = "the node's answer is not JSON", false);
+  };
+  if (cluster_forget->parsed()) {
+    json p;
+    if (!ask({{"cmd", "forget"}, {"node", forget_node}}, &p)) return fail();
+    if (p.contains("error")) return std::cerr << "apsis cluster forget: " << p["error"].get<std::string>() << "\n", 1;
+    std::cout << "forgot " << forget_node << ": its ranges pass to its groups' other backends\n";
+    return 0;
+  }
   if (recover->parsed()) {
     json cmd{{"cmd", "recover"}, {"action", action}};
     if (action == "dc" || action == "merge") {
@@ -369,15 +390,6 @@ int main(int argc, char** argv) {
       }
       cmd.update({{"action", "start"}, {"mode", action}, {"dry_run", dry_run}, {"groups", groups}, {"since_ms", since_ms}});
     }
-    auto ask = [&](const json& c, json* out) {
-      wire::Request q;
-      q.op = wire::opcode::admin;
-      q.data = c.dump();
-      if (!client.call(q, &r, &error)) return false;
-      if (r.status != op_status::ok) return error = r.message.empty() ? to_string(r.status) : r.message, false;
-      *out = json::parse(r.data, nullptr, false);
-      return !out->is_discarded() || (error = "the node's answer is not JSON", false);
-    };
     json p;
     if (!ask(cmd, &p)) return fail();
     if (p.contains("error")) return std::cerr << "apsis recover: " << p["error"].get<std::string>() << "\n", 1;
