@@ -114,6 +114,7 @@ struct merge_pass {
   bool dry_run = false;
   bool for_recover = false;  ///< counts into the recover pass
   std::vector<uint32_t> todo;  ///< local backends still to go
+  int retries = 0;             ///< of the current backend's moves, after a failed one
 };
 
 struct ae_state {

@@ -63,6 +63,7 @@ scan_result scan_backend(const ae_state& st, uint32_t backend, bool collect) {
 void finish_backend(ae_self self, uint32_t backend) {
   auto& st = self->state;
   if (!st.merge.todo.empty() && st.merge.todo.front() == backend) st.merge.todo.erase(st.merge.todo.begin());
+  st.merge.retries = 0;
   if (st.merge.for_recover && st.pass.running()) {
     st.pass.done++;
     save_pass(st);
@@ -150,8 +151,12 @@ void merge_step(ae_self self) {
       if (!st.merge.active) return;
       if (*failed) {
         st.cfg.stats->merge_failures++;
-        return finish_backend(self, backend);  // a later pass retries
+        // An owner that just joined may not know this node yet: try again shortly, a few
+        // times, then leave it to the next pass.
+        if (st.merge.retries++ < 3) return self->delayed_send(self, std::chrono::seconds(1), atom::migrate_v);
+        return finish_backend(self, backend);
       }
+      st.merge.retries = 0;
       self->delayed_send(self, pause_for(st.cfg, n), atom::migrate_v);
     };
     self->request(peer, st.cfg.timeout, atom::apply_v, to_backend, std::move(job))

@@ -203,6 +203,7 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
     pc.timeout = std::chrono::milliseconds(cfg.timeout_ms);
     if (!next_incarnation(cfg.data_dir, &pc.self.incarnation, error)) return false;
     pc.self.version = 1;
+    pc.table_file = storage::join_path(cfg.data_dir, "cluster.json");
   }
   for (const auto& b : cfg.backends) {
     for (const auto& g : rg.groups) {

@@ -6,6 +6,8 @@
 
 #include <caf/io/middleman.hpp>
 
+#include "storage/env.hpp"
+
 namespace apsis {
 
 namespace {
@@ -71,6 +73,15 @@ void refresh_view(self_ptr self) {
 void publish_routes(self_ptr self) {
   auto& st = self->state;
   refresh_view(self);
+  if (!st.cfg.table_file.empty()) {
+    route_table kept = st.table;
+    kept.nodes.erase(st.cfg.self.name);  // a restart makes a new one
+    if (std::string text = kept.to_json(); text != st.saved) {
+      storage::Status s = storage::Env::posix()->write_atomic(st.cfg.table_file, text, false);
+      if (s) st.saved = std::move(text);
+      else spdlog::warn("cluster: cannot keep the route table in {}: {}", st.cfg.table_file, s.to_string());
+    }
+  }
   route_table t = st.table;
   std::vector<std::string> down;
   for (auto it = t.nodes.begin(); it != t.nodes.end();)  // they own nothing and are asked nothing
@@ -226,6 +237,24 @@ std::string forget(self_ptr self, const std::string& name) {
   return nlohmann::json{{"forgotten", name}}.dump();
 }
 
+/// The nodes this one knew before it stopped: down until reached, and dialed now.
+void load_table(self_ptr self) {
+  auto& st = self->state;
+  std::string text, why;
+  route_table kept;
+  if (st.cfg.table_file.empty() || !storage::Env::posix()->exists(st.cfg.table_file)) return;
+  if (storage::Status s = storage::Env::posix()->read_all(st.cfg.table_file, &text); !s)
+    return spdlog::warn("cluster: cannot read {}: {}", st.cfg.table_file, s.to_string());
+  if (!route_table::from_json(text, &kept, &why))
+    return spdlog::warn("cluster: {} ignored: {}", st.cfg.table_file, why);
+  st.saved = text;
+  kept.nodes.erase(st.cfg.self.name);
+  for (const auto& [name, e] : kept.nodes)
+    if (!e.forgotten && st.dialed.insert(name).second) self->send(self, atom::connect_v, e.host, e.port);
+  st.table.merge(kept);
+  spdlog::info("cluster: {} nodes known from {}, down until reached", kept.nodes.size(), st.cfg.table_file);
+}
+
 /// Whether a message comes from this node or from a node that joined with the cookie.
 bool member(self_ptr self) {
   const auto& sender = self->current_sender();
@@ -253,6 +282,7 @@ peer_actor::behavior_type peer(self_ptr self, peer_config cfg) {
       return;
     }
   });
+  load_table(self);
   publish_routes(self);
   for (const auto& [host, port] : st.cfg.seeds)
     if (!(host == st.cfg.self.host && port == st.cfg.self.port)) self->send(self, atom::connect_v, host, port);

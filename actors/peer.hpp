@@ -48,6 +48,10 @@ struct peer_config {
   /// Backends whose fsync never blocks: replica writes apply on the PEER's thread (no hop).
   std::map<uint32_t, std::shared_ptr<LocalCoordinator>> direct;
   std::shared_ptr<cluster_view> view;       ///< refreshed at every route change
+  /// Where the table is kept across restarts (empty: nowhere): a restarted node starts from
+  /// the nodes it knew, all down until it reaches them, instead of a cluster of itself whose
+  /// quorum it alone would make.
+  std::string table_file;
 };
 
 /// This node's connection to another node: the handles learned over it (null while there is
@@ -68,6 +72,7 @@ struct peer_state {
   std::set<caf::node_id> joined;          ///< CAF nodes that joined with the cookie
   std::set<std::string> dialed;           ///< nodes this one connected to itself
   std::map<std::string, std::chrono::milliseconds> backoff;  ///< "host:port" -> next retry wait
+  std::string saved;  ///< what table_file holds
   static inline const char* name = "peer";
 };
 

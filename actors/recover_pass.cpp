@@ -38,8 +38,8 @@ std::string error_json(const std::string& why, const recover_pass& p) {
 
 }  // namespace
 
-/// A dc pass: the next of its pairs, once no round runs. A pair whose node is down is
-/// skipped; one whose node is not known yet (just after a restart) is waited for, 30 s.
+/// A dc pass: the next of its pairs, once no round runs. A pair whose node is not up (just
+/// after a restart it is not reached yet, or not known) is waited for, 30 s, then skipped.
 void pass_next(ae_self self) {
   auto& st = self->state;
   recover_pass& p = st.pass;
@@ -58,7 +58,7 @@ void pass_next(ae_self self) {
         return start_round(self, t, p.dry_run, true);
       }
     auto now = std::chrono::steady_clock::now();
-    bool known = st.table.nodes.count(want.node_b) > 0;
+    bool known = st.table.nodes.count(want.node_b) > 0 && !st.down.count(want.node_b);
     if (!known && p.waiting_since == std::chrono::steady_clock::time_point{}) p.waiting_since = now;
     if (!known && now - p.waiting_since < std::chrono::seconds(30)) return;  // the tick retries
     p.skipped.push_back(want.key() + (st.down.count(want.node_b) ? " (down)" : " (not a pair now)"));

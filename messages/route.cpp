@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include <nlohmann/json.hpp>
+
 namespace apsis {
 
 bool route_table::merge(const node_entry& e) {
@@ -17,6 +19,50 @@ bool route_table::merge(const route_table& other) {
   bool changed = false;
   for (const auto& [name, e] : other.nodes) changed = merge(e) || changed;
   return changed;
+}
+
+std::string route_table::to_json() const {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& [name, e] : nodes) {
+    nlohmann::json backends = nlohmann::json::array();
+    for (const auto& b : e.backends) {
+      nlohmann::json points = nlohmann::json::array();
+      for (const auto& p : b.points) points.push_back(p.hex());
+      backends.push_back({{"backend", b.backend}, {"group", b.group}, {"points", points}});
+    }
+    out.push_back({{"name", name}, {"incarnation", e.incarnation}, {"version", e.version}, {"host", e.host},
+                   {"port", e.port}, {"binary_port", e.binary_port}, {"forgotten", e.forgotten},
+                   {"backends", backends}});
+  }
+  return out.dump(1) + "\n";
+}
+
+bool route_table::from_json(const std::string& text, route_table* out, std::string* error) {
+  auto doc = nlohmann::json::parse(text, nullptr, false);
+  if (!doc.is_array()) return *error = "not a JSON array of nodes", false;
+  try {
+    for (const auto& n : doc) {
+      node_entry e;
+      e.name = n.at("name").get<std::string>();
+      e.incarnation = n.at("incarnation").get<uint64_t>();
+      e.version = n.at("version").get<uint64_t>();
+      e.host = n.at("host").get<std::string>();
+      e.port = n.at("port").get<uint16_t>();
+      e.binary_port = n.at("binary_port").get<uint16_t>();
+      e.forgotten = n.at("forgotten").get<bool>();
+      for (const auto& b : n.at("backends")) {
+        backend_points bp{b.at("backend").get<uint32_t>(), b.at("group").get<uint32_t>(), {}};
+        for (const auto& p : b.at("points"))
+          if (!storage::Id::from_hex(p.get<std::string>(), &bp.points.emplace_back()))
+            return *error = "node " + e.name + ": a ring point is not 128 hex digits", false;
+        e.backends.push_back(std::move(bp));
+      }
+      out->nodes[e.name] = std::move(e);
+    }
+  } catch (const nlohmann::json::exception& x) {
+    return *error = x.what(), false;
+  }
+  return true;
 }
 
 std::map<uint32_t, ring> ring::build(const route_table& t) {

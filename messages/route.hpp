@@ -55,6 +55,12 @@ struct route_table {
   bool merge(const route_table& other);
   /// Adds or replaces one node's entry if it is newer; true if it changed.
   bool merge(const node_entry& e);
+
+  /// What the nodes say of themselves (no actor handles), as JSON: kept in the data
+  /// directory, so that a restarted node knows its cluster before it has joined.
+  std::string to_json() const;
+  /// Reads to_json()'s text; false (and why) on anything else.
+  static bool from_json(const std::string& text, route_table* out, std::string* error);
 };
 
 /// A group's ring, derived from a route table: points sorted, each naming its owner.

@@ -1,5 +1,7 @@
 #include "messages/route.hpp"
 
+#include <tuple>
+
 #include <gtest/gtest.h>
 
 namespace apsis {
@@ -53,6 +55,35 @@ TEST(RouteTable, MergeKeepsTheNewerEntryOfEachNode) {
   EXPECT_TRUE(t.merge(other));
   EXPECT_EQ(t.nodes.at("a").incarnation, 2u);
   EXPECT_EQ(t.nodes.size(), 2u);
+}
+
+// A restarted node reads the table it kept: every node's gossip data, and nothing else.
+TEST(RouteTable, KeptAsJsonAndReadBack) {
+  route_table t;
+  node_entry a = node("a", 3, 7, {});
+  a.backends = {{1, 2, random_points(3)}, {4, 5, {}}};
+  a.host = "198.18.0.1";
+  a.port = 7480;
+  a.binary_port = 7380;
+  a.forgotten = true;
+  t.merge(a);
+  t.merge(node("b", 1, 1, {}));
+  route_table back;
+  std::string why;
+  ASSERT_TRUE(route_table::from_json(t.to_json(), &back, &why)) << why;
+  ASSERT_EQ(back.nodes.size(), 2u);
+  const node_entry& got = back.nodes.at("a");
+  EXPECT_EQ(std::tie(got.incarnation, got.version, got.host, got.port, got.binary_port, got.forgotten),
+            std::tie(a.incarnation, a.version, a.host, a.port, a.binary_port, a.forgotten));
+  ASSERT_EQ(got.backends.size(), 2u);
+  EXPECT_EQ(got.backends[0].points, a.backends[0].points);
+  EXPECT_EQ(got.backends[1].group, 5u);
+  EXPECT_FALSE(route_table::from_json("{}", &back, &why));
+  EXPECT_FALSE(route_table::from_json(R"([{"name": "x"}])", &back, &why));
+  EXPECT_FALSE(route_table::from_json(
+      R"([{"name":"x","incarnation":1,"version":1,"host":"h","port":1,"binary_port":0,"forgotten":false,)"
+      R"("backends":[{"backend":1,"group":1,"points":["zz"]}]}])", &back, &why));
+  EXPECT_EQ(why, "node x: a ring point is not 128 hex digits");
 }
 
 TEST(Ring, RandomPointsDiffer) {
