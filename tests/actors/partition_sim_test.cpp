@@ -8,7 +8,8 @@
 //   - a read that succeeded never answered missing, or older than a write acknowledged
 //     before it began, when the read's and the write's policies overlap (R + W > N).
 // A failing seed prints the line that replays it. APSIS_SIM_SEEDS (default 500) seeds run
-// from APSIS_SIM_FIRST (default 1); APSIS_SIM_SEED runs one and prints its schedule.
+// from APSIS_SIM_FIRST (default 1), with -r 0 past CAF's 30 s watchdog; APSIS_SIM_SEED runs
+// one and prints its schedule.
 #define CAF_SUITE partition_sim
 
 #include "tests/actors/sim_cluster.hpp"
