@@ -39,6 +39,11 @@ result_batch apply_batch(storage::Engine& engine, Hlc& clock,
     engine.prefetch(ids);
   }
   auto live = [now](const Record& r) { return !r.tombstone && !(r.expiry_ms && r.expiry_ms <= now); };
+  // Ids that more than one operation of the batch names: only there can a later operation see
+  // an earlier write before the engine has judged it.
+  std::unordered_map<storage::Id, int, storage::IdHash> named;
+  if (ops.size() > 1)
+    for (const auto& op : ops) ++named[op.id];
 
   // What the key holds at this point of the batch; payload only when asked for.
   auto state_of = [&](const kv_op& op, bool payload, current* c) {
@@ -104,14 +109,16 @@ result_batch apply_batch(storage::Engine& engine, Hlc& clock,
       seen = op.fence;
     }
     if (op.repair) drop_if_corrupt(engine, op.id);
-    // A plain put needs nothing of what is stored, unless its version was stamped elsewhere:
-    // then it may be older than what is here, and must not be shown to the rest of the batch.
+    // A plain put needs nothing of what is stored, unless its version was stamped elsewhere and
+    // a later operation of the batch names its id: it may be older than what is stored (the
+    // engine would refuse it), and must then not be shown to that operation.
     bool plain = op.kind == op_kind::put && op.cond == op_cond::none && !op.keep_expiry && !op.report_existed;
     const bool versioned = op.version.stamp != 0;
-    if (!plain || versioned) state_of(op, op.kind == op_kind::expire, &c);
+    const bool judge = versioned && (!plain || (named.count(op.id) && named[op.id] > 1));
+    if (!plain || judge) state_of(op, op.kind == op_kind::expire, &c);
     r.existed = c.live;
     bool newer = true;
-    if (auto s = versioned ? storage::version_check(c.record.version, op.version, &newer) : storage::Status::ok(); !s) {
+    if (auto s = judge ? storage::version_check(c.record.version, op.version, &newer) : storage::Status::ok(); !s) {
       r.status = from_storage(s);  // stale: the engine would refuse it too
       r.message = s.to_string();
       r.version = op.version;
