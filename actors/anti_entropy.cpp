@@ -13,19 +13,6 @@ std::string pair_task::key() const {
          std::to_string(range.group_b) + "/" + node_b + "/" + std::to_string(range.backend_b);
 }
 
-kv_op replica_write(storage::Record&& rec) {
-  kv_op o;
-  o.kind = rec.tombstone ? op_kind::remove : op_kind::put;
-  o.id = rec.id;
-  o.key = std::move(rec.key);
-  o.json = std::move(rec.json);
-  o.data = std::move(rec.data);
-  o.user_flags = rec.user_flags;
-  o.expiry_ms = rec.expiry_ms;
-  o.version = rec.version;
-  return o;
-}
-
 std::chrono::milliseconds pause_for(const ae_config& cfg, uint64_t n) {
   return std::chrono::milliseconds(n * 1000 / std::max<uint64_t>(cfg.rate, 1));
 }

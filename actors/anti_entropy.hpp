@@ -151,8 +151,6 @@ bool load_pass(ae_state& st);
 /// `apsis recover`: a JSON command; answers the pass's progress (or an error) as JSON.
 std::string recover_command(ae_self self, const std::string& text);
 
-/// The record as a replica write: its version travels, so the newer one wins there.
-kv_op replica_write(storage::Record&& rec);
 /// How long to wait after pushing n records, to stay under the rate.
 std::chrono::milliseconds pause_for(const ae_config& cfg, uint64_t n);
 /// Saves the recover pass to the state file and the stats.

@@ -17,28 +17,16 @@ using repair_fn = std::function<void(const replica_entry& to, kv_op write)>;
 
 bool is_write(op_kind k) { return k != op_kind::get && k != op_kind::lookup; }
 
-/// How many of n replicas a policy needs.
-size_t needed(success_policy p, size_t n) {
-  return p == success_policy::one ? 1 : p == success_policy::all ? n : n / 2 + 1;
-}
-
 /// The write that brings a replica up to `best`, the answer a read settled on: its record
 /// (put) or its tombstone (remove), at its version. None when the record at hand is not the
 /// one `best` names (its payload did not come back).
 std::optional<kv_op> repair_write(const op_result& r, const replica_entry& best, const storage::Id& id,
                                   const std::string& key) {
-  kv_op w;
-  if (best.status == op_status::ok && r.record.version == best.version) {
-    w.kind = op_kind::put;
-    w.json = r.record.json;
-    w.data = r.record.data;
-    w.expiry_ms = r.record.expiry_ms;
-    w.user_flags = r.record.user_flags;
-  } else if (best.status == op_status::not_found) {
-    w.kind = op_kind::remove;
-  } else {
-    return std::nullopt;
-  }
+  const bool found = best.status == op_status::ok && r.record.version == best.version;
+  if (!found && best.status != op_status::not_found) return std::nullopt;
+  storage::Record rec = found ? r.record : storage::Record{};
+  rec.tombstone = !found;
+  kv_op w = replica_write(std::move(rec));
   w.id = id;
   w.key = key;
   w.version = best.version;

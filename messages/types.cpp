@@ -62,15 +62,31 @@ op_status from_storage(const storage::Status& s) {
   return op_status::io_error;
 }
 
+size_t needed(success_policy policy, size_t n) {
+  return policy == success_policy::one ? 1 : policy == success_policy::all ? n : n / 2 + 1;
+}
+
 op_status decide(success_policy policy, const std::vector<replica_entry>& replicas) {
   size_t n = replicas.size(), ok = 0;
   for (const auto& r : replicas) ok += r.status == op_status::ok;
-  size_t need = policy == success_policy::one ? 1 : policy == success_policy::all ? n : n / 2 + 1;
-  if (n > 0 && ok >= need) return op_status::ok;
+  if (n > 0 && ok >= needed(policy, n)) return op_status::ok;
   // Replicas that agree on why not (a failed condition, a stale version...) say it for all.
   for (const auto& r : replicas)
     if (r.status != replicas.front().status) return op_status::unavailable;
   return n ? replicas.front().status : op_status::unavailable;
+}
+
+kv_op replica_write(storage::Record&& rec) {
+  kv_op o;
+  o.kind = rec.tombstone ? op_kind::remove : op_kind::put;
+  o.id = rec.id;
+  o.key = std::move(rec.key);
+  o.json = std::move(rec.json);
+  o.data = std::move(rec.data);
+  o.user_flags = rec.user_flags;
+  o.expiry_ms = rec.expiry_ms;
+  o.version = rec.version;
+  return o;
 }
 
 }  // namespace apsis

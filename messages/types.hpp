@@ -109,9 +109,16 @@ struct op_result {
   std::vector<replica_entry> replicas;
 };
 
+/// How many of n replicas a policy needs.
+size_t needed(success_policy policy, size_t n);
+
 /// Combines the replicas' entries of one write into its overall status under a policy (the
 /// coordinator's, and a client's that coordinates itself).
 op_status decide(success_policy policy, const std::vector<replica_entry>& replicas);
+
+/// A stored record as a replica write: its version travels, so the newer one wins there
+/// (anti-entropy, merge and read repair).
+kv_op replica_write(storage::Record&& rec);
 
 using op_batch = std::vector<kv_op>;
 using result_batch = std::vector<op_result>;
