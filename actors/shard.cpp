@@ -40,9 +40,12 @@ result_batch apply_batch(storage::Engine& engine, Hlc& clock,
   }
   auto live = [now](const Record& r) { return !r.tombstone && !(r.expiry_ms && r.expiry_ms <= now); };
   // Ids that more than one operation of the batch names: only there can a later operation see
-  // an earlier write before the engine has judged it.
+  // an earlier write before the engine has judged it. Counted only for batches with writes
+  // versioned elsewhere (a node's own writes are stamped here, newer than what is stored).
   std::unordered_map<storage::Id, int, storage::IdHash> named;
-  if (ops.size() > 1)
+  bool foreign = false;
+  for (const auto& op : ops) foreign = foreign || op.version.stamp != 0;
+  if (foreign && ops.size() > 1)
     for (const auto& op : ops) ++named[op.id];
 
   // What the key holds at this point of the batch; payload only when asked for.
