@@ -281,7 +281,7 @@ void merge_now(self_ptr self) {
 std::string ring_signature(const route_table& t) {
   std::string sig;
   for (const auto& [name, e] : t.nodes)
-    for (const auto& b : e.backends)
+    for (const auto& b : e.owns() ? e.backends : std::vector<backend_points>{})
       sig += name + "/" + std::to_string(b.backend) + "/" + std::to_string(b.group) + "/" +
              std::to_string(b.points.size()) + ";";
   return sig;

@@ -39,6 +39,9 @@ struct ae_stats {
   // merge
   std::atomic<uint64_t> merge_passes{0}, moved{0}, misplaced{0}, purged{0}, merge_failures{0};
   std::atomic<uint64_t> read_repairs{0};  ///< counted by the coordinators
+  /// While this node leaves: records its backends still hold after the last merge pass
+  /// (-1: not leaving, or no pass has ended since it began).
+  std::atomic<int64_t> leave_left{-1};
   /// The `apsis recover` pass, as JSON (guarded by mu).
   mutable std::mutex mu;
   std::string pass_json = "{}";
@@ -155,8 +158,10 @@ std::string recover_command(ae_self self, const std::string& text);
 std::chrono::milliseconds pause_for(const ae_config& cfg, uint64_t n);
 /// Saves the recover pass to the state file and the stats.
 void save_pass(ae_state& st);
-/// Starts a merge pass now unless one runs (then it runs again after it).
-void start_merge(ae_self self, bool dry_run, bool for_recover, const std::vector<uint32_t>& groups);
+/// Starts a merge pass (its first step `after` from now) unless one runs (then it runs
+/// again after it).
+void start_merge(ae_self self, bool dry_run, bool for_recover, const std::vector<uint32_t>& groups,
+                 std::chrono::milliseconds after = {});
 /// The merge pass's next step.
 void merge_step(ae_self self);
 /// Tombstones every live record of a dropped namespace in the local backends (a version

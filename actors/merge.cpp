@@ -71,9 +71,23 @@ void finish_backend(ae_self self, uint32_t backend) {
   self->send(self, atom::migrate_v);
 }
 
+/// A leaving node counts, after each pass, what its backends still hold, and passes again a
+/// second later until nothing is left (its PEER then ends the leave).
+void count_left(ae_self self) {
+  auto& st = self->state;
+  auto me = st.table.nodes.find(st.cfg.node);
+  if (me == st.table.nodes.end() || !me->second.leaving) return;
+  uint64_t left = 0;
+  for (const auto& [id, b] : st.cfg.backends) left += b.engine->stats().keys;
+  st.cfg.stats->leave_left = int64_t(left);
+  spdlog::info("merge: leaving: {} records left to move", left);
+  if (left > 0) start_merge(self, false, false, {}, std::chrono::seconds(1));
+}
+
 }  // namespace
 
-void start_merge(ae_self self, bool dry_run, bool for_recover, const std::vector<uint32_t>& groups) {
+void start_merge(ae_self self, bool dry_run, bool for_recover, const std::vector<uint32_t>& groups,
+                 std::chrono::milliseconds after) {
   auto& m = self->state.merge;
   if (m.active && !for_recover) {
     m.again = true;
@@ -86,7 +100,9 @@ void start_merge(ae_self self, bool dry_run, bool for_recover, const std::vector
   m.todo.clear();
   for (const auto& [id, b] : self->state.cfg.backends)
     if (groups.empty() || std::count(groups.begin(), groups.end(), b.group)) m.todo.push_back(id);
-  if (!step_in_flight) self->send(self, atom::migrate_v);
+  if (step_in_flight) return;
+  if (after.count() == 0) self->send(self, atom::migrate_v);  // now, even on a test's clock
+  else self->delayed_send(self, after, atom::migrate_v);
 }
 
 void merge_step(ae_self self) {
@@ -108,6 +124,7 @@ void merge_step(ae_self self) {
                    st.pass.moved, st.pass.misplaced, st.pass.purged);
     }
     if (again) start_merge(self, false, false, {});
+    else count_left(self);
     return;
   }
   const uint32_t backend = m.todo.front();

@@ -150,11 +150,11 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
           return self->state.cluster->routes;
         }
         if (what == "purge_ns") return purge_everywhere(self, cmd.value("ns", ""));
-        if (what == "forget") {
+        if (what == "forget" || what == "leave") {
           if (!self->state.peer) return std::string("{\"error\": \"this node is not in a cluster\"}");
           return self->delegate(self->state.peer, atom::admin_v, std::move(text));
         }
-        return nlohmann::json{{"error", "unknown command '" + what + "' (known: recover, routes, purge_ns, forget)"}}.dump();
+        return nlohmann::json{{"error", "unknown command '" + what + "' (known: recover, routes, purge_ns, forget, leave)"}}.dump();
       },
       [=](atom::apply, uint32_t backend, op_batch& ops) -> caf::result<result_batch> {
         auto it = self->state.backends.find(backend);
@@ -168,7 +168,8 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
 }
 
 bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts* out,
-                std::string* error, std::shared_ptr<RequestMetrics> metrics) {
+                std::string* error, std::shared_ptr<RequestMetrics> metrics,
+                std::function<void()> on_left) {
   NodeParts parts;
   replica_group_config rg;
   rg.policy = cfg.policy;
@@ -204,6 +205,8 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
     if (!next_incarnation(cfg.data_dir, &pc.self.incarnation, error)) return false;
     pc.self.version = 1;
     pc.table_file = storage::join_path(cfg.data_dir, "cluster.json");
+    pc.recovery_stats = parts.recovery_stats;
+    pc.on_left = std::move(on_left);
   }
   for (const auto& b : cfg.backends) {
     for (const auto& g : rg.groups) {

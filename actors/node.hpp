@@ -3,6 +3,7 @@
 // so that stopping the node stops them and closes the engines.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -52,9 +53,11 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
                                std::shared_ptr<RequestMetrics> metrics);
 
 /// Opens the engines and spawns the actors. An engine that cannot open (a directory in use
-/// by another process, garbage, no permission) is an error naming the backend.
+/// by another process, garbage, no permission) is an error naming the backend. `on_left` is
+/// called once the node has left its cluster (`apsis cluster leave`).
 bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts* out,
-                std::string* error, std::shared_ptr<RequestMetrics> metrics = nullptr);
+                std::string* error, std::shared_ptr<RequestMetrics> metrics = nullptr,
+                std::function<void()> on_left = {});
 
 /// Engine statistics of every backend, as a JSON document.
 std::string node_stats_json(const config::NodeConfig& cfg,

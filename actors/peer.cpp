@@ -28,11 +28,13 @@ int64_t silence_ms(self_ptr self, const peer_link& l) {
 const char* state_of(self_ptr self, const std::string& name) {
   auto& st = self->state;
   if (name == st.cfg.self.name) return "self";
-  if (st.table.nodes.at(name).forgotten) return "forgotten";
+  const node_entry& e = st.table.nodes.at(name);
+  if (e.forgotten) return e.leaving ? "left" : "forgotten";
   auto it = st.links.find(name);
   if (it == st.links.end() || !it->second.up()) return "down";
   auto quiet = st.cfg.gossip_every * 2;
-  return quiet.count() > 0 && silence_ms(self, it->second) > quiet.count() ? "suspect" : "up";
+  if (quiet.count() > 0 && silence_ms(self, it->second) > quiet.count()) return "suspect";
+  return e.leaving ? "leaving" : "up";
 }
 
 /// The cluster as this node sees it: every node, its state, its backends.
@@ -51,6 +53,7 @@ void refresh_view(self_ptr self) {
     const char* state = state_of(self, name);
     nlohmann::json node{{"name", name}, {"address", e.host + ":" + std::to_string(e.port)},
                         {"incarnation", e.incarnation}, {"state", state}, {"backends", backends}};
+    if (e.leaving) node["leaving"] = true;
     if (auto l = st.links.find(name); l != st.links.end()) {
       node["last_heard_ms"] = silence_ms(self, l->second);
       if (l->second.since != caf::actor_clock::time_point{})
@@ -208,26 +211,32 @@ void connect(self_ptr self, const std::string& host, uint16_t port) {
           fail);
 }
 
+/// Whether a backend of a node other than `name` owns ring points in `group`.
+bool group_has_other(const route_table& t, const std::string& name, uint32_t group) {
+  for (const auto& [other, e] : t.nodes)
+    for (const auto& b : e.backends)
+      if (other != name && e.owns() && b.group == group) return true;
+  return false;
+}
+
+std::string error_json(std::string why) { return nlohmann::json{{"error", std::move(why)}}.dump(); }
+
 /// `apsis cluster forget`: a node that is down leaves the route table (its entry stays, marked,
 /// so that gossip does not bring it back); its ranges pass to the other backends of its
 /// groups, which anti-entropy fills from the other groups. Refused for this node, a node that
 /// is up, and a node whose removal would leave a group with no backend.
 std::string forget(self_ptr self, const std::string& name) {
   auto& st = self->state;
-  auto error = [](std::string why) { return nlohmann::json{{"error", std::move(why)}}.dump(); };
+  auto& error = error_json;
   auto it = st.table.nodes.find(name);
   if (name == st.cfg.self.name) return error("a node cannot forget itself");
   if (it == st.table.nodes.end()) return error("no node named '" + name + "' in the cluster");
   if (it->second.forgotten) return error("node '" + name + "' is forgotten already");
   if (auto l = st.links.find(name); l != st.links.end() && l->second.up())
     return error("node '" + name + "' is up: only a node that is down can be forgotten");
-  for (const auto& b : it->second.backends) {
-    bool others = false;
-    for (const auto& [other, e] : st.table.nodes)
-      for (const auto& ob : e.backends) others = others || (other != name && !e.forgotten && ob.group == b.group);
-    if (!others)
+  for (const auto& b : it->second.backends)
+    if (!group_has_other(st.table, name, b.group))
       return error("forgetting '" + name + "' would leave group " + std::to_string(b.group) + " with no backend");
-  }
   it->second.forgotten = true;
   ++it->second.version;  // newer than what anyone holds of it: gossip carries it
   st.links.erase(name);
@@ -235,6 +244,49 @@ std::string forget(self_ptr self, const std::string& name) {
   publish_routes(self);
   gossip(self);
   return nlohmann::json{{"forgotten", name}}.dump();
+}
+
+/// `apsis cluster leave`: this node's ring points stop owning anything (its entry says
+/// `leaving`), so merge moves its keys to the backends that remain, at the recovery rate.
+/// Once its backends are empty (tick() sees it) it marks itself forgotten, tells the others,
+/// and stops. Asked again, it answers the progress. Refused when a group of its would be left
+/// with no other backend. A restart before the end cancels the leave.
+std::string leave(self_ptr self) {
+  auto& st = self->state;
+  node_entry& me = st.table.nodes.at(st.cfg.self.name);
+  if (!me.leaving) {
+    for (const auto& b : me.backends)
+      if (!group_has_other(st.table, me.name, b.group))
+        return error_json("leaving would leave group " + std::to_string(b.group) + " with no backend");
+    me.leaving = true;
+    ++me.version;
+    spdlog::warn("cluster: leaving: this node's keys move to the backends that remain, then it stops");
+    publish_routes(self);
+    gossip(self);
+  }
+  int64_t left = st.cfg.recovery_stats ? st.cfg.recovery_stats->leave_left.load() : -1;
+  uint64_t moved = st.cfg.recovery_stats ? st.cfg.recovery_stats->moved.load() : 0;
+  nlohmann::json out{{"leaving", me.name}, {"moved", moved}};
+  if (left >= 0) out["records_left"] = left;  // known once a merge pass has ended
+  return out.dump();
+}
+
+/// At every tick of a leaving node: once its backends are empty it has left (forgotten by its
+/// own word, gossiped to all); a tick later, when that gossip is out, it stops.
+void finish_leave(self_ptr self) {
+  auto& st = self->state;
+  node_entry& me = st.table.nodes.at(st.cfg.self.name);
+  if (!me.leaving) return;
+  if (me.forgotten) {
+    if (st.cfg.on_left && !std::exchange(st.stopping, true)) st.cfg.on_left();
+    return;
+  }
+  if (!st.cfg.recovery_stats || st.cfg.recovery_stats->leave_left.load() != 0) return;
+  me.forgotten = true;
+  ++me.version;
+  spdlog::warn("cluster: left: every record moved to the backends that remain; stopping");
+  gossip(self);
+  refresh_view(self);
 }
 
 /// The nodes this one knew before it stopped: down until reached, and dialed now.
@@ -343,11 +395,13 @@ peer_actor::behavior_type peer(self_ptr self, peer_config cfg) {
         auto cmd = nlohmann::json::parse(text, nullptr, false);
         std::string what = cmd.is_object() ? cmd.value("cmd", "") : "";
         if (what == "forget") return forget(self, cmd.value("node", ""));
-        return nlohmann::json{{"error", "unknown cluster command '" + what + "' (known: forget)"}}.dump();
+        if (what == "leave") return leave(self);
+        return error_json("unknown cluster command '" + what + "' (known: forget, leave)");
       },
       [=](atom::tick) {
         auto& st = self->state;
         gossip(self);
+        finish_leave(self);
         refresh_view(self);  // states and silences move with time
         if (st.cfg.gossip_every.count() > 0) self->delayed_send(self, st.cfg.gossip_every, atom::tick_v);
       },

@@ -12,12 +12,14 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <string>
 
+#include "actors/anti_entropy.hpp"
 #include "actors/interfaces.hpp"
 #include "actors/replica_group.hpp"
 
@@ -52,6 +54,10 @@ struct peer_config {
   /// the nodes it knew, all down until it reaches them, instead of a cluster of itself whose
   /// quorum it alone would make.
   std::string table_file;
+  /// Merge's progress: a leaving node ends its leave once its backends are empty (may be null).
+  std::shared_ptr<ae_stats> recovery_stats;
+  /// Called once this node has left the cluster (`apsis cluster leave`): apsisd stops.
+  std::function<void()> on_left;
 };
 
 /// This node's connection to another node: the handles learned over it (null while there is
@@ -73,6 +79,7 @@ struct peer_state {
   std::set<std::string> dialed;           ///< nodes this one connected to itself
   std::map<std::string, std::chrono::milliseconds> backoff;  ///< "host:port" -> next retry wait
   std::string saved;  ///< what table_file holds
+  bool stopping = false;  ///< left the cluster: on_left called
   static inline const char* name = "peer";
 };
 

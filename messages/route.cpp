@@ -32,7 +32,7 @@ std::string route_table::to_json() const {
     }
     out.push_back({{"name", name}, {"incarnation", e.incarnation}, {"version", e.version}, {"host", e.host},
                    {"port", e.port}, {"binary_port", e.binary_port}, {"forgotten", e.forgotten},
-                   {"backends", backends}});
+                   {"leaving", e.leaving}, {"backends", backends}});
   }
   return out.dump(1) + "\n";
 }
@@ -50,6 +50,7 @@ bool route_table::from_json(const std::string& text, route_table* out, std::stri
       e.port = n.at("port").get<uint16_t>();
       e.binary_port = n.at("binary_port").get<uint16_t>();
       e.forgotten = n.at("forgotten").get<bool>();
+      e.leaving = n.value("leaving", false);  // absent in tables kept before it existed
       for (const auto& b : n.at("backends")) {
         backend_points bp{b.at("backend").get<uint32_t>(), b.at("group").get<uint32_t>(), {}};
         for (const auto& p : b.at("points"))
@@ -68,7 +69,7 @@ bool route_table::from_json(const std::string& text, route_table* out, std::stri
 std::map<uint32_t, ring> ring::build(const route_table& t) {
   std::map<uint32_t, ring> rings;
   for (const auto& [name, node] : t.nodes)
-    for (const auto& b : node.forgotten ? std::vector<backend_points>{} : node.backends)
+    for (const auto& b : node.owns() ? node.backends : std::vector<backend_points>{})
       for (const auto& p : b.points) rings[b.group].points_.push_back({p, owner{name, b.backend}});
   for (auto& [group, r] : rings)
     std::sort(r.points_.begin(), r.points_.end(),

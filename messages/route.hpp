@@ -40,6 +40,12 @@ struct node_entry {
   /// Removed by an operator while down (`apsis cluster forget`): its points own nothing and
   /// nobody dials it; a restart (a newer incarnation) brings it back.
   bool forgotten = false;
+  /// Draining (`apsis cluster leave`): its points own nothing, so its keys move to the
+  /// backends that remain; once empty it marks itself forgotten too (it has left) and stops.
+  bool leaving = false;
+
+  /// Whether it owns ring points: neither forgotten nor leaving.
+  bool owns() const { return !forgotten && !leaving; }
 
   /// Whether this entry says something newer about the node than `other`.
   bool newer_than(const node_entry& other) const {
@@ -113,7 +119,7 @@ typename Inspector::result_type inspect(Inspector& f, backend_points& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, node_entry& x) {
   return f(caf::meta::type_name("node_entry"), x.name, x.incarnation, x.version, x.host, x.port,
-           x.binary_port, x.backends, x.peer, x.recovery, x.locks, x.forgotten);
+           x.binary_port, x.backends, x.peer, x.recovery, x.locks, x.forgotten, x.leaving);
 }
 
 template <class Inspector>

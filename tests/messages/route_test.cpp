@@ -42,6 +42,19 @@ TEST(Ring, AnIdBelongsToTheGreatestPointAtOrBelowItWrappingAround) {
   EXPECT_EQ(ring{}.owner_of(point(1)), nullptr);
 }
 
+// A leaving or forgotten node's points own nothing: its ranges fall to the others.
+TEST(Ring, LeavingAndForgottenNodesOwnNothing) {
+  route_table t;
+  t.merge(node("a", 1, 1, {{1, 1, {point(0x10)}}}));
+  t.merge(node("b", 1, 1, {{1, 1, {point(0x40)}}}));
+  EXPECT_EQ(*ring::build(t).at(1).owner_of(point(0x50)), (ring::owner{"b", 1}));
+  t.nodes.at("b").leaving = true;
+  EXPECT_EQ(*ring::build(t).at(1).owner_of(point(0x50)), (ring::owner{"a", 1}));
+  t.nodes.at("b").leaving = false;
+  t.nodes.at("b").forgotten = true;
+  EXPECT_EQ(ring::build(t).at(1).size(), 1u);
+}
+
 TEST(RouteTable, MergeKeepsTheNewerEntryOfEachNode) {
   route_table t;
   EXPECT_TRUE(t.merge(node("a", 1, 5, {})));
@@ -66,6 +79,7 @@ TEST(RouteTable, KeptAsJsonAndReadBack) {
   a.port = 7480;
   a.binary_port = 7380;
   a.forgotten = true;
+  a.leaving = true;
   t.merge(a);
   t.merge(node("b", 1, 1, {}));
   route_table back;
@@ -73,8 +87,8 @@ TEST(RouteTable, KeptAsJsonAndReadBack) {
   ASSERT_TRUE(route_table::from_json(t.to_json(), &back, &why)) << why;
   ASSERT_EQ(back.nodes.size(), 2u);
   const node_entry& got = back.nodes.at("a");
-  EXPECT_EQ(std::tie(got.incarnation, got.version, got.host, got.port, got.binary_port, got.forgotten),
-            std::tie(a.incarnation, a.version, a.host, a.port, a.binary_port, a.forgotten));
+  EXPECT_EQ(std::tie(got.incarnation, got.version, got.host, got.port, got.binary_port, got.forgotten, got.leaving),
+            std::tie(a.incarnation, a.version, a.host, a.port, a.binary_port, a.forgotten, a.leaving));
   ASSERT_EQ(got.backends.size(), 2u);
   EXPECT_EQ(got.backends[0].points, a.backends[0].points);
   EXPECT_EQ(got.backends[1].group, 5u);

@@ -703,6 +703,41 @@ class ApsisdTest(NodeTest):
         wait_for(lambda: self.state_of(nodes[1], "n3") == "down", 20, "n3 seen down")
         self.assertEqual(forget(nodes[1], "n3"), (1, "apsis cluster forget: forgetting 'n3' would leave group 2 with no backend"))
 
+    def test_a_node_leaves_draining_its_keys_even_when_their_owner_pauses(self):
+        # n1 and n3 share group 1, n2 is group 2. n3 leaves: its keys move to n1 (throttled),
+        # n1 is paused mid-drain (moves fail and are retried), then n3 stops by itself, and
+        # every key is on n1 and readable there. Leaving n2 would empty group 2: refused.
+        ports = {i: free_port() for i in (1, 2, 3)}
+        nodes = {i: self.cluster_node(i, ports, ports[1], "cluster.recovery_rate=400",
+                                      group={1: 1, 2: 2, 3: 1}[i]) for i in (1, 2, 3)}
+        wait_for(lambda: all(self.state_of(nodes[1], f"n{j}") == "up" for j in (2, 3)), 20, "every node joined")
+        b = BinaryClient(nodes[1].binary_port)
+        keys = [(f"l{i}", f"v{i}") for i in range(2000)]
+        self.assertEqual({r[0] for r in b.put_all(keys, 3)}, {0})  # all: both groups
+        b.close()
+        on_n3 = self.keys_held(nodes[3])
+        self.assertGreater(on_n3, 400)  # enough for the drain to take a few seconds
+        r = self.cli(nodes[2], "cluster", "leave")
+        self.assertEqual((r.returncode, r.stderr.strip()),
+                         (1, "apsis cluster leave: leaving would leave group 2 with no backend"))
+        leave = subprocess.Popen([APSIS, "--port", str(nodes[3].binary_port), "cluster", "leave"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: self.state_of(nodes[2], "n3") == "leaving", 10, "n2 hears n3 leaves")
+        nodes[1].proc.send_signal(signal.SIGSTOP)
+        time.sleep(2)
+        nodes[1].proc.send_signal(signal.SIGCONT)
+        out, err = leave.communicate(timeout=60)
+        self.assertEqual((leave.returncode, out), (0, "n3 has left the cluster\n"), err)
+        self.assertEqual(nodes[3].proc.wait(timeout=20), 0)  # it stopped by itself
+        self.assertEqual(self.keys_held(nodes[1]), 2000)
+        wait_for(lambda: self.state_of(nodes[2], "n3") == "left", 10, "n2 hears n3 has left")
+        c = Client(nodes[2].port)
+        c.send(*[("GET", k) for k, _ in keys])
+        self.assertEqual([c.reply() for _ in keys], [v.encode() for _, v in keys])
+        c.close()
+        self.assertEqual([(r["node"], r["status"]) for r in self.replicas(nodes[2], "after")],
+                         [("n1", "ok"), ("n2", "ok")])
+
     def test_history_checker_every_acknowledged_write_survives_faults(self):
         # A randomized workload over RESP through random live nodes, with nodes SIGKILLed and
         # restarted between rounds. Every reply is recorded: after healing, each key must hold,

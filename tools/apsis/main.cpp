@@ -1,7 +1,7 @@
 // apsis: the command-line client. Talks to a node over the binary protocol.
 //   apsis put KEY [VALUE | --file F | -]   apsis get KEY   apsis del KEY   apsis lookup KEY
 //   apsis lock KEY [--lease MS] [-- COMMAND...]   apsis unlock KEY TOKEN   apsis stat
-//   apsis cluster status   apsis cluster forget NODE
+//   apsis cluster status   apsis cluster forget NODE   apsis cluster leave [--no-wait]
 //   apsis recover dc|merge [--groups 1,2] [--since 2h] [--dry-run] [--no-wait]
 //   apsis recover status|stop|resume
 // Options: --policy one|quorum|all, --read one|quorum|all, --latest, --groups 1,2, --route,
@@ -228,13 +228,15 @@ int main(int argc, char** argv) {
   auto* stat = app.add_subcommand("stat", "print the node's statistics");
   auto* cluster = app.add_subcommand("cluster", "the cluster as the node sees it");
   auto* cluster_status = cluster->add_subcommand("status", "nodes, their state and backends, and anti-entropy progress");
-  std::string forget_node;
+  std::string forget_node, action, since, groups_text;
+  bool dry_run = false, no_wait = false;
   auto* cluster_forget = cluster->add_subcommand(
       "forget", "remove a node that is down for good: its ranges pass to its groups' other backends");
   cluster_forget->add_option("node", forget_node, "the node's name")->required();
+  auto* cluster_leave = cluster->add_subcommand(
+      "leave", "drain the node: its keys move to the backends that remain, then it stops");
+  cluster_leave->add_flag("--no-wait", no_wait, "return once the leave began instead of following it");
   cluster->require_subcommand(1);
-  std::string action, since, groups_text;
-  bool dry_run = false, no_wait = false;
   auto* recover = app.add_subcommand("recover", "dc: make every replica hold the newest of each key now; "
                                                 "merge: move keys to their owners now; status, stop, resume");
   recover->add_option("action", action, "dc, merge, status, stop or resume")
@@ -371,6 +373,26 @@ int main(int argc, char** argv) {
     if (!ask({{"cmd", "forget"}, {"node", forget_node}}, &p)) return fail();
     if (p.contains("error")) return std::cerr << "apsis cluster forget: " << p["error"].get<std::string>() << "\n", 1;
     std::cout << "forgot " << forget_node << ": its ranges pass to its groups' other backends\n";
+    return 0;
+  }
+  if (cluster_leave->parsed()) {
+    json p;
+    if (!ask({{"cmd", "leave"}}, &p)) return fail();
+    if (p.contains("error")) return std::cerr << "apsis cluster leave: " << p["error"].get<std::string>() << "\n", 1;
+    const std::string name = p.value("leaving", std::string());
+    // Follows the drain until the node stops (Ctrl-C leaves it draining); the node answers
+    // nothing once it has gone.
+    int64_t left = p.value("records_left", int64_t(-1));
+    while (!no_wait && ask({{"cmd", "leave"}}, &p)) {
+      left = p.value("records_left", int64_t(-1));
+      if (!as_json) std::cerr << "\r" << name << " leaving: " << p.value("moved", 0ull) << " records moved, "
+                              << (left < 0 ? std::string("counting") : std::to_string(left) + " left") << "   " << std::flush;
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+    if (no_wait) return std::cout << name << " is leaving: its keys move to the backends that remain, then it stops\n", 0;
+    if (!as_json) std::cerr << "\n";
+    if (left != 0) return std::cerr << "apsis cluster leave: " << name << " stopped answering with records left: " << error << "\n", 3;
+    std::cout << name << " has left the cluster\n";
     return 0;
   }
   if (recover->parsed()) {

@@ -6,6 +6,7 @@
 #include <boost/asio.hpp>
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <optional>
@@ -71,7 +72,9 @@ int main(int argc, char** argv) {
 
   NodeParts parts;
   auto metrics = std::make_shared<RequestMetrics>();
-  if (!start_node(sys, cfg, &parts, &error, metrics)) {
+  // A node that has left its cluster stops as on SIGTERM (the handler below).
+  auto stop_self = [] { std::raise(SIGTERM); };
+  if (!start_node(sys, cfg, &parts, &error, metrics, stop_self)) {
     std::fprintf(stderr, "apsisd: %s\n", error.c_str());
     return 1;
   }
