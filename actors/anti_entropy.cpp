@@ -303,6 +303,7 @@ anti_entropy_actor::behavior_type anti_entropy(self_ptr self, ae_config cfg) {
   }
   if (st.cfg.every.count() > 0) self->delayed_send(self, st.cfg.every, atom::tick_v);
   if (st.cfg.merge_every.count() > 0) self->delayed_send(self, st.cfg.merge_every, atom::merge_v);
+  if (st.cfg.scrub_rate > 0) self->delayed_send(self, st.cfg.scrub_pause, atom::scrub_v);
   return {
       [=](atom::routes, route_table& table, std::vector<std::string>& down) {
         auto& st = self->state;
@@ -335,6 +336,7 @@ anti_entropy_actor::behavior_type anti_entropy(self_ptr self, ae_config cfg) {
         merge_now(self);
       },
       [=](atom::migrate) { merge_step(self); },
+      [=](atom::scrub) { scrub_step(self); },
       [=](atom::recover, std::string& text) { return recover_command(self, text); },
       [=](atom::purge, std::string& ns) { return purge_namespace(self->state, ns); },
       [=](atom::digest, ae_range& r, std::vector<uint64_t>& theirs) {

@@ -42,6 +42,9 @@ struct ae_stats {
   /// While this node leaves: records its backends still hold after the last merge pass
   /// (-1: not leaving, or no pass has ended since it began).
   std::atomic<int64_t> leave_left{-1};
+  // scrub
+  std::atomic<uint64_t> scrub_rounds{0}, scrub_checked{0}, scrub_corrupt{0}, scrub_repairing{0};
+  std::atomic<uint64_t> scrub_unrepairable{0};  ///< corrupt records with no other group to refill them
   /// The `apsis recover` pass, as JSON (guarded by mu).
   mutable std::mutex mu;
   std::string pass_json = "{}";
@@ -68,6 +71,8 @@ struct ae_config {
   size_t push_batch = 256;   ///< records per replica write
   size_t push_bytes = 32u << 20;  ///< payload a step pushes at most (the rest: the next step)
   size_t merge_batch = 1024;  ///< records a merge step moves
+  uint64_t scrub_rate = 0;   ///< records a second the scrub verifies (0: no scrub)
+  std::chrono::milliseconds scrub_pause{3600000};  ///< before each scrub round
   std::string state_file;    ///< where a recover pass is saved (empty: not saved)
   std::shared_ptr<ae_stats> stats;
   std::shared_ptr<MailboxGauge> mailbox;  ///< sampled at every round step and request (may be null)
@@ -120,6 +125,13 @@ struct merge_pass {
   int retries = 0;             ///< of the current backend's moves, after a failed one
 };
 
+/// The scrub round in progress: the local backends still to walk, and where in the first.
+struct scrub_walk {
+  std::vector<uint32_t> todo;
+  uint64_t cursor = 0;
+  std::set<std::string> unrepairable;  ///< ids (hex) found this round with nowhere to heal from
+};
+
 struct ae_state {
   ae_config cfg;
   route_table table;
@@ -131,6 +143,7 @@ struct ae_state {
   std::optional<ae_round> round;
   recover_pass pass;
   merge_pass merge;
+  scrub_walk scrub;
   std::map<uint32_t, uint64_t> misplaced;  ///< per local backend: records waiting for their owner
   static inline const char* name = "anti-entropy";
 };
@@ -164,6 +177,10 @@ void start_merge(ae_self self, bool dry_run, bool for_recover, const std::vector
                  std::chrono::milliseconds after = {});
 /// The merge pass's next step.
 void merge_step(ae_self self);
+/// The scrub's next step: about a second's worth of records (at scrub_rate) of one backend
+/// verified; a corrupt one is dropped for anti-entropy to refill from another group, or, with
+/// no other group, counted and logged as unrepairable. A round ends with the last backend.
+void scrub_step(ae_self self);
 /// Tombstones every live record of a dropped namespace in the local backends (a version
 /// newer than the record's, so the replicas agree on the delete); answers how many.
 uint64_t purge_namespace(ae_state& st, const std::string& ns);

@@ -89,6 +89,8 @@ using anti_entropy_actor = caf::typed_actor<
     caf::reacts_to<atom::merge>,
     // (internal) the merge pass goes on with its next batch.
     caf::reacts_to<atom::migrate>,
+    // The scrub's next step (actors/scrub.cpp): its timer, and its own pacing.
+    caf::reacts_to<atom::scrub>,
     // `apsis recover`: a JSON command (start, status, stop, resume); answers progress JSON.
     caf::replies_to<atom::recover, std::string>::with<std::string>,
     // Another node's digests over a range: answers the buckets where this node's differ.

@@ -58,7 +58,7 @@ std::string seconds(uint64_t us) {
 
 /// Statistics that only grow are counters (named *_total); the rest are gauges.
 bool is_counter(const std::string& field) {
-  static const char* gauges[] = {"keys", "disk_bytes", "dead_bytes", "index_bytes", "files", "misplaced"};
+  static const char* gauges[] = {"keys", "disk_bytes", "dead_bytes", "index_bytes", "files", "misplaced", "unrepairable"};
   for (const char* g : gauges)
     if (field == g) return false;
   return true;
@@ -158,7 +158,7 @@ std::string prometheus_text(const std::string& stats_json) {
     for (const auto& [k, v] : b.items())
       if (k != "id" && k != "group") add("apsis_backend_", k, labels, v);
   }
-  for (const char* section : {"anti_entropy", "merge"})
+  for (const char* section : {"anti_entropy", "merge", "scrub"})
     if (s.contains(section))
       for (const auto& [k, v] : s[section].items()) add(std::string("apsis_") + section + "_", k, "", v);
   if (s.contains("cluster"))

@@ -106,6 +106,10 @@ std::string node_stats_json(const config::NodeConfig& cfg,
                     {"misplaced", recovery->misplaced.load()},
                     {"tombstones_purged", recovery->purged.load()},
                     {"failures", recovery->merge_failures.load()}};
+    out["scrub"] = {{"rounds", recovery->scrub_rounds.load()}, {"checked", recovery->scrub_checked.load()},
+                    {"corrupt_found", recovery->scrub_corrupt.load()},
+                    {"dropped_for_repair", recovery->scrub_repairing.load()},
+                    {"unrepairable", recovery->scrub_unrepairable.load()}};
     std::lock_guard<std::mutex> lock(recovery->mu);
     out["recover"] = nlohmann::json::parse(recovery->pass_json);
   }
@@ -191,6 +195,8 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
   ae.timeout = std::chrono::milliseconds(cfg.timeout_ms);
   ae.rate = cfg.recovery_rate;
   ae.tombstone_grace_ms = cfg.tombstone_grace_ms;
+  ae.scrub_rate = cfg.scrub_rate;
+  ae.scrub_pause = std::chrono::milliseconds(cfg.scrub_pause_ms);
   ae.state_file = storage::join_path(cfg.data_dir, "recover.json");
   ae.stats = parts.recovery_stats = std::make_shared<ae_stats>();
   if (mailboxes) ae.mailbox = mailboxes->anti_entropy, pc.mailbox = mailboxes->peer;

@@ -45,6 +45,10 @@ recovery_rate = 20000
 merge_every_ms = 60000
 tombstone_grace_ms = 604800000
 
+[scrub]
+rate = 1000
+pause_ms = 3600000
+
 [runtime]
 scheduler_threads = 2
 io_threads = 2
@@ -223,7 +227,7 @@ bool load_config(const std::string& text, const std::string& file,
   c.binary_port = 7380;
   c.log_level = "info";
   Reader r(file, error);
-  r.only(root, "", {"node", "network", "limits", "replication", "cluster", "runtime", "log", "backend"});
+  r.only(root, "", {"node", "network", "limits", "replication", "cluster", "scrub", "runtime", "log", "backend"});
   if (auto* t = r.table(root, "node")) {
     r.only(*t, "node.", {"name", "id", "data_dir"});
     r.string(*t, "node.", "name", &c.name);
@@ -290,6 +294,11 @@ bool load_config(const std::string& text, const std::string& file,
     if (!r.failed() && (c.cluster_port != 0 || !c.seeds.empty()) && c.cookie.size() < 8)
       r.fail(t->get("cookie") ? t->get("cookie") : t, "cluster.cookie",
              "a cluster (a port or seeds) needs a cookie of at least 8 characters");
+  }
+  if (auto* t = r.table(root, "scrub")) {
+    r.only(*t, "scrub.", {"rate", "pause_ms"});
+    r.integer(*t, "scrub.", "rate", &c.scrub_rate, 0, 100000000);
+    r.integer(*t, "scrub.", "pause_ms", &c.scrub_pause_ms, 10, 86400000 * 30ll);
   }
   if (auto* t = r.table(root, "runtime")) {
     r.only(*t, "runtime.", {"scheduler_threads", "io_threads", "scheduler"});

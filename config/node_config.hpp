@@ -53,6 +53,8 @@ struct NodeConfig {
   uint32_t anti_entropy_ms = 10000;  ///< between anti-entropy rounds
   uint32_t recovery_rate = 20000;    ///< records/s that anti-entropy and merge push at most
   uint32_t merge_every_ms = 60000;   ///< between merge passes (keys to new owners, purge)
+  uint32_t scrub_rate = 1000;        ///< records/s the scrub reads and verifies (0: no scrub)
+  uint32_t scrub_pause_ms = 3600000; ///< before each scrub round
   /// A tombstone older than this is forgotten: longer than any replica stays away.
   uint64_t tombstone_grace_ms = 604800000;
   std::string log_level;

@@ -51,5 +51,6 @@ CAF_BEGIN_TYPE_ID_BLOCK(apsis, caf::first_custom_type_id)
   CAF_ADD_ATOM(apsis, apsis::atom, admin, "admin")
   CAF_ADD_ATOM(apsis, apsis::atom, advertise, "advertise")
   CAF_ADD_ATOM(apsis, apsis::atom, purge, "purge")
+  CAF_ADD_ATOM(apsis, apsis::atom, scrub, "scrub")
 
 CAF_END_TYPE_ID_BLOCK(apsis)

@@ -38,6 +38,8 @@ class BlobEngine final : public Engine {
   Status lookup(const Id& id, RecordMeta* out) override;
   Status erase(const std::vector<std::pair<Id, Version>>& which, size_t* erased) override;
   Status iterate(const IterateOptions& opts, const IterateFn& fn) override;
+  /// Walks the index's slots: the cursor is a slot number.
+  Status scrub(uint64_t* cursor, size_t max, ScrubStep* out) override;
   Status sync() override;
   Status compact() override;
   EngineStats stats() override;

@@ -391,7 +391,10 @@ Status BlockEngine::iterate(const IterateOptions& opts, const IterateFn& fn) {
           continue;
         std::string bytes;
         Record r;
-        if (!read_chain(e, &bytes, nullptr) || !codec::decode(bytes, &r, opts.with_payload)) continue;
+        if (!read_chain(e, &bytes, nullptr) || !codec::decode(bytes, &r, opts.with_payload)) {
+          if (opts.on_corrupt) opts.on_corrupt(e.id);
+          continue;
+        }
         if (matches(opts, r.id, r.version, r.tombstone)) chunk.push_back(std::move(r));
       }
     }

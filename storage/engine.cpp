@@ -47,6 +47,21 @@ const std::vector<std::string>& engine_kinds() {
   return kinds;
 }
 
+Status Engine::scrub(uint64_t* cursor, size_t max, ScrubStep* out) {
+  constexpr uint64_t slices = 256;  // by the id's first byte
+  do {
+    const uint64_t s = *cursor % slices;
+    IterateOptions io;
+    io.end = Id::max();
+    io.begin.bytes[0] = io.end.bytes[0] = uint8_t(s);
+    io.with_payload = false;  // the checksum is verified all the same
+    io.on_corrupt = [&](const Id& id) { out->corrupt.push_back(id), ++out->checked; };
+    APSIS_TRY(iterate(io, [&](const Record&) { return ++out->checked, true; }));
+    *cursor = (s + 1) % slices;
+  } while (*cursor != 0 && out->checked < max);
+  return Status::ok();
+}
+
 Status open_engine(const EngineOptions& in, std::unique_ptr<Engine>* out) {
   EngineOptions opts = in;
   if (!opts.env) opts.env = Env::posix();

@@ -58,6 +58,9 @@ struct IterateOptions {
   Version max_version = Version::max();  ///< inclusive
   bool with_payload = true;  ///< fill json and data
   bool include_tombstones = true;
+  /// Called with the id of each stored record in range that fails its checksum (skipped
+  /// otherwise), where the engine can still tell the id; for scrub().
+  std::function<void(const Id&)> on_corrupt;
 };
 /// Whether a record passes an iteration's id, version and tombstone filters.
 inline bool matches(const IterateOptions& opts, const Id& id, const Version& v, bool tombstone) {
@@ -76,6 +79,12 @@ struct EngineStats {
   uint64_t files = 0;
   uint64_t compactions = 0;
   uint64_t syncs = 0;
+};
+
+/// What one scrub() step found.
+struct ScrubStep {
+  uint64_t checked = 0;     ///< records read whole and verified
+  std::vector<Id> corrupt;  ///< ids whose stored record fails its checksum
 };
 
 class Engine {
@@ -110,6 +119,11 @@ class Engine {
   /// Streams matching records with bounded memory; records written meanwhile may or may not
   /// be seen.
   virtual Status iterate(const IterateOptions& opts, const IterateFn& fn) = 0;
+  /// Scrub: reads about `max` stored records (tombstones too) from *cursor on, in the
+  /// engine's own order, and verifies each one's checksum. *cursor moves on and is 0 again
+  /// once every record was visited (start at 0); records written meanwhile may or may not be
+  /// checked. The default walks 256 slices of the id space with iterate().
+  virtual Status scrub(uint64_t* cursor, size_t max, ScrubStep* out);
   /// Makes every acknowledged write durable now, whatever the policy.
   virtual Status sync() = 0;
   /// Reclaims space now; a no-op for engines that need none.

@@ -161,7 +161,11 @@ Status FsEngine::iterate(const IterateOptions& opts, const IterateFn& fn) {
         if (!Id::from_hex(n, &id) || id < opts.begin || opts.end < id) continue;
         std::string bytes;
         Record r;
-        if (!read(id, &bytes) || !codec::decode(bytes, &r, opts.with_payload)) continue;
+        if (!read(id, &bytes)) continue;
+        if (!codec::decode(bytes, &r, opts.with_payload)) {
+          if (opts.on_corrupt) opts.on_corrupt(id);
+          continue;
+        }
         if (!matches(opts, r.id, r.version, r.tombstone)) continue;
         if (!fn(r)) return Status::ok();
       }

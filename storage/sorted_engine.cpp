@@ -169,9 +169,16 @@ Status SortedEngine::iterate(const IterateOptions& opts, const IterateFn& fn) {
     if (it->key().compare(key_of(opts.end)) > 0) break;
     std::string_view v(it->value().data(), it->value().size());
     codec::Header h;
-    if (!codec::decode_header(v, &h) || !matches(opts, h.id, h.version, h.tombstone())) continue;
     Record r;
-    if (!codec::decode(v, &r, opts.with_payload)) continue;
+    if (!codec::decode_header(v, &h) || !codec::decode(v, &r, opts.with_payload)) {
+      Id id;
+      if (opts.on_corrupt && it->key().size() == Id::size) {
+        std::memcpy(id.bytes.data(), it->key().data(), Id::size);
+        opts.on_corrupt(id);
+      }
+      continue;
+    }
+    if (!matches(opts, h.id, h.version, h.tombstone())) continue;
     if (!fn(r)) return Status::ok();
   }
   return from_rocks(it->status());

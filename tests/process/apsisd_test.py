@@ -669,6 +669,57 @@ class ApsisdTest(NodeTest):
         self.assertEqual(self.cli(n1, "get", "victim-quorum").stdout, values["victim-quorum"])
         self.assertGreaterEqual(self.stats(n1)["anti_entropy"]["read_repairs"], 2)
 
+    def flip_values(self, node_dir, values):
+        # One byte of each value flipped in the node's blob files, under the running node.
+        flipped = 0
+        for name in os.listdir(f"{node_dir}/backend-1"):
+            if name.endswith(".blob"):
+                with open(f"{node_dir}/backend-1/{name}", "r+b") as f:
+                    data = f.read()
+                    for v in values:
+                        at = data.find(v.encode())
+                        if at >= 0:
+                            f.seek(at + 10)
+                            f.write(bytes([data[at + 10] ^ 0xff]))
+                            flipped += 1
+        return flipped
+
+    def test_the_scrub_finds_rot_nobody_reads_and_heals_it_from_another_group(self):
+        # Two groups; three values rot on n1 and nobody reads them. The scrub finds them, drops
+        # them, and anti-entropy refills them from group 2. A node of its own can only report.
+        ports = {1: free_port(), 2: free_port()}
+        scrub = ("scrub.rate=5000", "scrub.pause_ms=300")
+        n1 = self.cluster_node(1, ports, ports[1], *scrub)
+        n2 = self.cluster_node(2, ports, ports[1], *scrub)
+        wait_for(lambda: [r["status"] for r in self.replicas(n1, "probe")] == ["ok"] * 2, 20, "n2 joined")
+        b = BinaryClient(n1.binary_port)
+        keys = [(f"s{i}", f"value-{i}-" + "x" * 50) for i in range(300)]
+        self.assertEqual({r[0] for r in b.put_all(keys, 3)}, {0})  # all: both groups
+        b.close()
+        rotten = dict(keys[10:13])
+        self.assertEqual(self.flip_values(f"{self.dir}/n1", rotten.values()), 3)
+        wait_for(lambda: self.stats(n1)["scrub"]["dropped_for_repair"] >= 3, 20, "n1's scrub found the rot")
+        for k, v in rotten.items():  # n1's replica alone, refilled by anti-entropy, not a read
+            wait_for(lambda: self.cli(n1, "--groups", "1", "--read", "one", "get", k).stdout == v, 20, f"{k} refilled")
+        s = self.stats(n1)
+        self.assertEqual((s["scrub"]["corrupt_found"], s["scrub"]["unrepairable"]), (3, 0))
+        self.assertEqual(s["anti_entropy"]["read_repairs"], 0)
+        self.assertEqual(self.stats(n2)["scrub"]["corrupt_found"], 0)
+
+        solo = self.start("node.name=solo", f"node.data_dir={self.dir}/solo", *scrub)
+        self.assertEqual(self.cli(solo, "put", "lonely", "y" * 100).returncode, 0)
+        self.cli(solo, "put", "fine", "z" * 100)
+        time.sleep(1.5)  # the interval fsync puts the records in the file
+        self.assertEqual(self.flip_values(f"{self.dir}/solo", ["y" * 100]), 1)
+        wait_for(lambda: self.stats(solo)["scrub"]["unrepairable"] == 1, 20, "the solo node's scrub reports it")
+        self.assertIn("corruption", self.cli(solo, "get", "lonely").stderr)  # kept, and said so
+        self.assertEqual(self.cli(solo, "get", "fine").stdout, "z" * 100)
+        conn = http.client.HTTPConnection("127.0.0.1", solo.http_port, timeout=10)
+        conn.request("GET", "/metrics")
+        metrics = conn.getresponse().read().decode()
+        conn.close()
+        self.assertIn("apsis_scrub_unrepairable 1\n", metrics)
+
     def test_a_dead_node_is_forgotten_and_its_group_refilled(self):
         # n1 and n2 share group 1, n3 is group 2. n2 dies for good: forgetting it hands its
         # ranges to n1, which anti-entropy fills from group 2; what would empty a group is refused.

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <map>
 #include <random>
+#include <set>
 
 #include "storage/engine.hpp"
 #include "tests/storage/fault_env.hpp"
@@ -140,6 +141,7 @@ TEST_P(CrashTest, FlippedBitsAreNeverServedAsData) {
   }
   std::mt19937_64 rng(42);
   int opened = 0, readable = 0;
+  size_t scrub_found = 0;
   const int trials = 150;
   for (int t = 0; t < trials; ++t) {
     TempDir dir;
@@ -166,6 +168,7 @@ TEST_P(CrashTest, FlippedBitsAreNeverServedAsData) {
       continue;
     }
     ++opened;
+    std::set<std::string> corrupt;  // what get() calls corrupt: scrub must name each one
     for (const auto& [key, value] : acked) {
       Record got;
       Status g = e->get(make_id("default", key), &got);
@@ -174,12 +177,26 @@ TEST_P(CrashTest, FlippedBitsAreNeverServedAsData) {
         ++readable;
       } else {
         EXPECT_TRUE(g.is_not_found() || g.is_corruption()) << g.to_string();
+        if (g.is_corruption()) corrupt.insert(make_id("default", key).hex());
       }
+    }
+    if (t % 5 == 0) {  // a whole scrub walk, in small steps
+      ScrubStep found;
+      uint64_t cursor = 0;
+      for (int step = 0; step < 10000 && (step == 0 || cursor != 0); ++step)
+        ASSERT_TRUE(e->scrub(&cursor, 8, &found).is_ok());
+      ASSERT_EQ(cursor, 0u);
+      std::set<std::string> named;
+      for (const auto& id : found.corrupt) named.insert(id.hex());
+      for (const auto& id : corrupt) EXPECT_TRUE(named.count(id)) << "scrub missed " << id;
+      EXPECT_GE(found.checked, acked.size() - corrupt.size());
+      scrub_found += named.size();
     }
   }
   // The test means something only if most flips left most data readable.
   EXPECT_GT(opened, trials / 2);
   EXPECT_GT(readable, opened * int(acked.size()) / 2);
+  EXPECT_GT(scrub_found, 0u);  // some flips hit a record that scrub found
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, CrashTest, ::testing::Values("blob", "block", "fs"),

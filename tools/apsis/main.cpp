@@ -129,6 +129,14 @@ void print_progress(const json& s) {
                 (unsigned long long)m.value("passes", 0ull), (unsigned long long)m.value("moved", 0ull),
                 (unsigned long long)m.value("misplaced", 0ull), (unsigned long long)m.value("tombstones_purged", 0ull));
   }
+  if (s.contains("scrub")) {
+    const json& c = s["scrub"];
+    std::printf("scrub: %llu rounds, %llu records checked, %llu corrupt found, %llu dropped for repair, "
+                "%llu unrepairable\n",
+                (unsigned long long)c.value("rounds", 0ull), (unsigned long long)c.value("checked", 0ull),
+                (unsigned long long)c.value("corrupt_found", 0ull), (unsigned long long)c.value("dropped_for_repair", 0ull),
+                (unsigned long long)c.value("unrepairable", 0ull));
+  }
   if (s.contains("recover") && s["recover"].contains("mode")) std::printf("%s\n", pass_line(s["recover"]).c_str());
 }
 
@@ -339,7 +347,7 @@ int main(int argc, char** argv) {
     if (r.status != op_status::ok) return report("cluster status", r, as_json);
     json s = json::parse(r.data);
     if (!s.contains("cluster")) return std::cerr << "apsis: " << s.value("node", "") << " is not in a cluster\n", 1;
-    if (as_json) return std::cout << json{{"cluster", s["cluster"]}, {"anti_entropy", s["anti_entropy"]}}.dump() << "\n", 0;
+    if (as_json) return std::cout << json{{"cluster", s["cluster"]}, {"anti_entropy", s["anti_entropy"]}, {"scrub", s["scrub"]}}.dump() << "\n", 0;
     std::printf("%-16s %-22s %-11s %-7s %-10s %s\n", "node", "address", "incarnation", "state", "heard", "backends");
     for (const auto& n : s["cluster"]["nodes"]) {
       std::string backends;
