@@ -263,6 +263,14 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
     rg.groups.push_back(std::move(route));
   }
   if (direct) parts.coordinator.local = LocalCoordinator::make(rg);
+  // A new node (no table kept from an earlier run) whose seeds name other nodes serves
+  // nothing until it has heard of them (not the backends' own coordinators above: replica
+  // writes from the cluster are welcome).
+  std::string seeds;
+  for (const auto& [host, port] : cfg.seeds)
+    if (!(host == cfg.bind && port == cfg.cluster_port)) seeds += (seeds.empty() ? "" : ", ") + host + ":" + std::to_string(port);
+  if (cluster && !seeds.empty() && !storage::Env::posix()->exists(pc.table_file))
+    rg.not_joined = "this node has not joined its cluster yet (seeds: " + seeds + ")";
   parts.coordinator.actor = sys.spawn(replica_group, std::move(rg));
   parts.locks = sys.spawn(lock_manager, cfg.name);
   children.push_back(caf::actor_cast<caf::actor>(parts.coordinator.actor));

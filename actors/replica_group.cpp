@@ -399,6 +399,11 @@ void run(replica_group_actor::stateful_pointer<replica_group_state> self, op_bat
          deliver_fn deliver, const std::vector<uint64_t>* tried) {
   const auto& cfg = self->state.cfg;
   if (cfg.mailbox && !tried) cfg.mailbox->sample_of(self);
+  if (!cfg.not_joined.empty()) {
+    result_batch out(ops.size());
+    for (auto& r : out) r.status = op_status::unavailable, r.message = cfg.not_joined;
+    return deliver(std::move(out));
+  }
   std::vector<shard_request> reqs;
   // Reads under `one` may fail over: copied before plan() moves them into its requests.
   op_batch reads;
@@ -484,6 +489,7 @@ void flush(replica_group_actor::stateful_pointer<replica_group_state> self) {
 void set_routes(replica_group_state& st, const route_table& table,
                 const std::vector<std::string>& down) {
   st.cfg.groups = st.local;
+  if (table.nodes.size() > 1) st.cfg.not_joined.clear();  // it knows its cluster now
   for (const auto& [name, node] : table.nodes) {
     bool is_local = false;
     for (const auto& l : st.local) is_local = is_local || l.node == name;

@@ -57,6 +57,10 @@ struct replica_group_config {
   std::shared_ptr<Hlc> clock;
   std::shared_ptr<std::atomic<uint64_t>> read_repairs;  ///< counts them (may be null)
   std::shared_ptr<MailboxGauge> mailbox;  ///< where the actor samples its mailbox (may be null)
+  /// While not empty, every operation fails `unavailable` with this message: a new node whose
+  /// seeds name other nodes, before it has heard of any, does not know its groups, and a
+  /// "quorum" of its own would acknowledge writes that no other replica holds.
+  std::string not_joined;
 };
 
 /// Operations for one remote backend, gathered from every batch that arrived before the next

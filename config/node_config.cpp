@@ -1,5 +1,9 @@
 #include "config/node_config.hpp"
 
+// toml++ 3.3 asserts in parse_table_header() that "[(" starts a key, then reports it as the
+// parse error it is; its asserts are off in release builds, so off in debug ones too (the
+// fuzzer found it).
+#define TOML_ASSERT(expr) static_cast<void>(0)
 #include <toml++/toml.h>
 
 #include <cstdio>

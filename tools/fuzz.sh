@@ -1,21 +1,29 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets with clang (ASan+UBSan) in build-fuzz/ and runs each one
-# for a while: tools/fuzz.sh [seconds per target, default 30]
+# Builds the libFuzzer targets with clang (ASan+UBSan) in build-asan/, the build of
+# `tools/test.sh --sanitize` (so that CI compiles once), and runs each one for a while:
+#   tools/fuzz.sh [seconds per target, default 30]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-30}"
-bash tools/setup.sh
-CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAPSIS_FUZZ=ON
-cmake --build build-fuzz
-for target in build-fuzz/tests/fuzz/*_fuzz; do
-  corpus="build-fuzz/corpus/$(basename "$target")"
+out=build-asan
+if [ ! -f "$out/CMakeCache.txt" ] || ! grep -q "APSIS_FUZZ:BOOL=ON" "$out/CMakeCache.txt"; then
+  rm -rf "$out"
+  bash tools/setup.sh
+  CC=clang CXX=clang++ cmake -S . -B "$out" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DAPSIS_SANITIZE=ON -DAPSIS_FUZZ=ON
+fi
+targets=$(sed -n 's/^apsis_fuzz(\([a-z_]*\) .*/\1/p' tests/fuzz/CMakeLists.txt)
+# shellcheck disable=SC2086
+cmake --build "$out" --target $targets
+for name in $targets; do
+  target="$out/tests/fuzz/$name"
+  corpus="$out/corpus/$name"
   mkdir -p "$corpus"
-  log="build-fuzz/$(basename "$target").log"
+  log="$out/$name.log"
   echo "== $target for ${seconds}s"
   if ! "$target" -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 \
-       -artifact_prefix=build-fuzz/ "$corpus" > "$log" 2>&1; then
+       -artifact_prefix="$out/" "$corpus" > "$log" 2>&1; then
     tail -40 "$log"
-    echo "fuzz: $target failed; the input is saved under build-fuzz/ (crash-*)"
+    echo "fuzz: $target failed; the input is saved under $out/ (crash-*)"
     exit 1
   fi
   grep -E "average_exec_per_sec|new_units_added" "$log"

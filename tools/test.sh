@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what apsis needs, builds it and runs every test.
 #   tools/test.sh             release build in build/, all tests
-#   tools/test.sh --sanitize  ASan+UBSan build in build-asan/, every test but the process ones
+#   tools/test.sh --sanitize  clang ASan+UBSan build in build-asan/ (the fuzz targets too,
+#                             for tools/fuzz.sh), every test but the process ones
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,8 +11,13 @@ flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
 label=()
 if [ "${1:-}" = "--sanitize" ]; then
   build=build-asan
-  flags=(-DCMAKE_BUILD_TYPE=Debug -DAPSIS_SANITIZE=ON)
+  flags=(-DCMAKE_BUILD_TYPE=Debug -DAPSIS_SANITIZE=ON -DAPSIS_FUZZ=ON)
   label=(-L 'storage|actors|messages|clients|config')
+  export CC=clang CXX=clang++
+  # A build directory configured with another compiler cannot switch: start it afresh.
+  if [ -f "$build/CMakeCache.txt" ] && ! grep -q "CMAKE_CXX_COMPILER:.*clang" "$build/CMakeCache.txt"; then
+    rm -rf "$build"
+  fi
 fi
 [ -n "${CI:-}" ] && flags+=(-DAPSIS_WERROR=ON)
 

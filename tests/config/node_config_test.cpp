@@ -14,6 +14,12 @@ std::string load_error(const std::string& text, std::vector<std::string> overrid
 
 const std::string backend = "\n[[backend]]\ndir = \"b1\"\n";
 
+// Found by the fuzzer: a table header that starts with no key is a parse error, not a crash.
+TEST(NodeConfig, ATableHeaderWithoutAKeyIsAnError) {
+  EXPECT_EQ(load_error("[("), "node.toml:1: Error while parsing key: expected bare key starting character or "
+                              "string delimiter, saw '('");
+}
+
 TEST(NodeConfig, TheEmbeddedDefaultIsOneLocalNodeWithOneBlobBackend) {
   NodeConfig c;
   std::string error;

@@ -754,6 +754,19 @@ class ApsisdTest(NodeTest):
         wait_for(lambda: self.state_of(nodes[1], "n3") == "down", 20, "n3 seen down")
         self.assertEqual(forget(nodes[1], "n3"), (1, "apsis cluster forget: forgetting 'n3' would leave group 2 with no backend"))
 
+    def test_a_new_node_serves_nothing_until_it_has_joined(self):
+        # n2's seed is not up yet: alone, its "quorum" would be itself, acknowledging writes
+        # that no other replica holds. It refuses until it has joined, then serves.
+        ports = {1: free_port(), 2: free_port()}
+        n2 = self.cluster_node(2, ports, ports[1])
+        r = self.cli(n2, "put", "early", "v")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(f"this node has not joined its cluster yet (seeds: 127.0.0.1:{ports[1]})", r.stdout + r.stderr)
+        self.assertEqual(Client(n2.port).call("SET", "early", "v")[:1], "-")
+        self.cluster_node(1, ports, ports[1])
+        wait_for(lambda: self.cli(n2, "put", "later", "v").returncode == 0, 20, "n2 joined and serves")
+        self.assertEqual([(r["node"], r["status"]) for r in self.replicas(n2, "later")], [("n1", "ok"), ("n2", "ok")])
+
     def test_a_node_leaves_draining_its_keys_even_when_their_owner_pauses(self):
         # n1 and n3 share group 1, n2 is group 2. n3 leaves: its keys move to n1 (throttled),
         # n1 is paused mid-drain (moves fail and are retried), then n3 stops by itself, and
