@@ -1,8 +1,8 @@
 // Seeded fault schedules on three simulated nodes (tests/actors/sim_cluster.hpp), checked by
 // a history checker. Each seed runs random client operations through random nodes while
 // links are cut (all of them, one node's, or one direction), healed (what crossed a cut link
-// is dropped, or delivered late as after a pause), clocks jump and time passes; after the
-// last heal,
+// is dropped, or delivered late as after a pause), nodes die and start again (a new process
+// on the disk it had), clocks jump and time passes; after the last heal and restart,
 // anti-entropy must converge every replica within a bound of rounds, and then:
 //   - every acknowledged write is on every replica, or a newer write of its key is;
 //   - a read that succeeded never answered missing, or older than a write acknowledged
@@ -53,7 +53,9 @@ struct history {
 caf::behavior client(caf::event_based_actor* self, replica_group_actor coordinator,
                      std::shared_ptr<history> h) {
   return {[=](uint64_t seq, kv_op& op) {
-    self->request(coordinator, caf::infinite, atom::exec_v, op_batch{std::move(op)})
+    // A node killed mid-operation never answers: the client gives up, as over a reset
+    // connection (an operation it gave up on counts as not acknowledged).
+    self->request(coordinator, 5s, atom::exec_v, op_batch{std::move(op)})
         .then(
             [=](result_batch& r) {
               event& e = h->events[seq];
@@ -125,13 +127,16 @@ class schedule {
     for (int step = 0; step < steps; ++step) {
       unsigned pick = unsigned(rng_() % 100);
       if (pick < 50) operations();
-      else if (pick < 65) partition();
-      else if (pick < 80) heal(rng_() % 2 == 0);
-      else if (pick < 85) jump();
+      else if (pick < 62) partition();
+      else if (pick < 74) heal(rng_() % 2 == 0);
+      else if (pick < 79) jump();
+      else if (pick < 85) kill_or_restart();
       else pass();
     }
     heal(true);
-    net_.pass(3s);  // every operation still in flight times out or completes
+    for (size_t i = 0; i < nodes; ++i)
+      if (net_.dead(i)) restart(i);
+    net_.pass(6s);  // every operation still in flight times out or completes
     std::vector<std::string> wrong;
     for (size_t i = 0; i < h_->events.size(); ++i)
       if (h_->events[i].completed == 0) wrong.push_back("operation " + std::to_string(i) + " never answered");
@@ -141,10 +146,12 @@ class schedule {
     for (size_t i = 0; i < nodes; ++i) check_writes(h_->events, held(i), net_.node(i).name, wrong);
     reads_checked = check_reads(h_->events, wrong);
     for (const auto& e : h_->events) acknowledged_writes += is_write(e.kind) && e.status == op_status::ok;
+    for (size_t s : while_dead) acknowledged_while_dead += h_->events[s].status == op_status::ok;
     return wrong;
   }
 
   size_t reads_checked = 0, acknowledged_writes = 0;  ///< how much the checker had to check
+  size_t restarts = 0, acknowledged_while_dead = 0;  ///< writes a restarted node had to catch up on
 
   /// The schedule, a line per step, then every operation's answer.
   std::string log() const {
@@ -179,6 +186,8 @@ class schedule {
       size_t via = rng_() % nodes;
       e.invoked = ++h_->clock;
       uint64_t seq = h_->events.size();
+      for (size_t i = 0; i < nodes; ++i)
+        if (net_.dead(i) && is_write(e.kind)) while_dead.push_back(seq);
       h_->events.push_back(e);
       log_ << "op " << seq << ": " << (e.kind == op_kind::put ? "put" : e.kind == op_kind::get ? "get" : "del")
            << " " << e.key << " " << to_string(e.policy) << " via n" << via + 1 << "\n";
@@ -206,6 +215,25 @@ class schedule {
         log_ << "cut n" << a + 1 << " -> n" << b + 1 << "\n";
         net_.cut(a, b);
     }
+  }
+
+  /// A node dies (one at a time), or the dead one starts again once no link of it is cut.
+  void kill_or_restart() {
+    for (size_t i = 0; i < nodes; ++i)
+      if (net_.dead(i)) {
+        if (!net_.is_cut(i)) restart(i);
+        return;
+      }
+    size_t node = rng_() % nodes;
+    log_ << "kill n" << node + 1 << "\n";
+    net_.kill(node);
+  }
+
+  void restart(size_t i) {
+    log_ << "restart n" << i + 1 << "\n";
+    net_.restart(i);
+    ++restarts;
+    clients_[i] = net_.planet_of(i).sys.spawn(client, net_.node(i).coordinator, h_);
   }
 
   void heal(bool drop) {
@@ -261,6 +289,7 @@ class schedule {
   std::shared_ptr<history> h_;
   std::vector<caf::actor> clients_;
   std::ostringstream log_;  ///< the schedule, a line per step
+  std::vector<size_t> while_dead;  ///< writes sent while a node was dead
 };
 
 uint64_t env_or(const char* name, uint64_t fallback) {
@@ -275,12 +304,14 @@ CAF_TEST(every_seed_keeps_acknowledged_writes_and_reads_them_back) {
   const uint64_t first = one && *one ? env_or("APSIS_SIM_SEED", 1) : env_or("APSIS_SIM_FIRST", 1);
   const uint64_t count = one && *one ? 1 : env_or("APSIS_SIM_SEEDS", 500);
   spdlog::set_level(spdlog::level::warn);
-  size_t reads = 0, writes = 0;
+  size_t reads = 0, writes = 0, restarts = 0, while_dead = 0;
   for (uint64_t seed = first; seed < first + count; ++seed) {
     schedule s(seed);
     auto wrong = s.run();
     reads += s.reads_checked;
     writes += s.acknowledged_writes;
+    restarts += s.restarts;
+    while_dead += s.acknowledged_while_dead;
     if (one && *one) CAF_MESSAGE("schedule of seed " << seed << ":\n" << s.log());
     std::string why;
     for (const auto& w : wrong) why += "\n  " + w;
@@ -289,9 +320,11 @@ CAF_TEST(every_seed_keeps_acknowledged_writes_and_reads_them_back) {
                        << " build/tests/actors/actors_partition_sim_test");
   }
   CAF_MESSAGE(count << " seeds from " << first << " passed: " << writes << " acknowledged writes on every replica, "
-                    << reads << " reads checked against an earlier acknowledged write");
+                    << reads << " reads checked against an earlier acknowledged write, " << restarts
+                    << " restarts, " << while_dead << " writes acknowledged while a node was dead");
   CAF_CHECK(writes > count);  // the schedules did acknowledge writes, and reads came after them
   CAF_CHECK(reads > count);
+  if (count >= 100) CAF_CHECK(while_dead > count / 10);  // restarted nodes had writes to catch up on
 }
 
 // The checker itself: a read that answers missing, or an older version, after an overlapping

@@ -7,8 +7,11 @@
 // pass(): io_dsl's own exec_all stops while a broker still has a reply to flush and then
 // fires every pending timeout at once, whatever its length (which lost replica answers).
 // Links can be cut one way at a time; what is sent across a cut link waits, and a heal
-// delivers it (a pause) or drops it (a partition). The timers of PEER and ANTI_ENTROPY are
-// off: the test sends their ticks.
+// delivers it (a pause) or drops it (a partition). A node can die (its actors stop, as a
+// killed process's do: the others see it down at once) and start again: on a new actor
+// system (a new CAF node and port, as a new process has) with the next incarnation and the
+// engine it had (its disk), joining through every other node. The timers of PEER and
+// ANTI_ENTROPY are off: the test sends their ticks.
 #pragma once
 
 #include <caf/test/io_dsl.hpp>
@@ -52,7 +55,9 @@ inline Hlc::physical_clock sim_clock_of(size_t i) {
 /// One node's actors and its storage (which outlives them, as a disk does).
 struct sim_node {
   std::string name;
+  size_t planet = 0;  ///< the actor system it runs on: a new one at every restart
   uint16_t port = 0;
+  uint64_t incarnation = 1;
   std::shared_ptr<storage::Engine> engine;
   std::shared_ptr<ae_stats> stats = std::make_shared<ae_stats>();
   replica_group_actor coordinator;
@@ -63,16 +68,21 @@ struct sim_node {
 
 class sim_cluster {
  public:
-  explicit sim_cluster(size_t n, caf::timespan timeout = 1s) : planets_(n) {
+  explicit sim_cluster(size_t n, caf::timespan timeout = 1s) : planets_(n), timeout_(timeout) {
     CAF_REQUIRE(n <= std::size(sim_skew_ms));
     sim_now_ms = 1'800'000'000'000;
     for (auto& s : sim_skew_ms) s = 0;
     for (auto& r : sim_readings) r = 0;
+    for (size_t k = 0; k < n; ++k) {
+      nodes_.emplace_back();
+      nodes_[k].planet = k;
+      nodes_[k].port = port_of(k);
+    }
     for (size_t k = 0; k < n; ++k)
       for (size_t i = 0; i < k; ++i) connect(i, k);  // k joins through 0 and dials each i < k
     exec_all();
     for (size_t k = 0; k < n; ++k) {
-      nodes_.push_back(start(k, timeout));
+      start(k, nullptr, k > 0 ? std::vector<size_t>{0} : std::vector<size_t>{});
       exec_all();
     }
   }
@@ -86,8 +96,35 @@ class sim_cluster {
   }
 
   size_t size() const { return nodes_.size(); }
-  planet& planet_of(size_t i) { return planets_[i]; }
+  planet& planet_of(size_t i) { return planets_[nodes_[i].planet]; }
   sim_node& node(size_t i) { return nodes_[i]; }
+  bool dead(size_t i) const { return nodes_[i].actors.empty(); }
+
+  /// Node i dies: its actors stop, as a killed process's do (its connections close, so the
+  /// others see it down at once); its engine, like a disk, keeps what it acknowledged.
+  void kill(size_t i) {
+    for (const auto& x : nodes_[i].actors) caf::anon_send_exit(x, caf::exit_reason::kill);
+    nodes_[i].actors.clear();
+    exec_all();
+  }
+
+  /// Node i starts again, as a new process would: a new actor system and port, the next
+  /// incarnation, the engine it had; it joins through every other node. Its links must not
+  /// be cut (a join lost to a partition is retried by a timer the simulation does not run).
+  void restart(size_t i) {
+    CAF_REQUIRE(dead(i));
+    planets_.emplace_back();  // a deque: the other planets stay where they are
+    sim_node& n = nodes_[i];
+    n.planet = planets_.size() - 1;
+    n.port = port_of(n.planet);
+    n.incarnation++;
+    std::vector<size_t> others;
+    for (size_t j = 0; j < nodes_.size(); ++j)
+      if (j != i) connect(j, i), others.push_back(j);
+    exec_all();
+    start(i, n.engine, others);
+    exec_all();
+  }
 
   /// Runs every node until none has a message to run, a broker to flush or bytes to read
   /// (bounded); fires no timer.
@@ -117,7 +154,7 @@ class sim_cluster {
   void cut(size_t from, size_t to) {
     auto it = ends_.find({from, to});
     if (it == ends_.end()) return;
-    planets_[to].mpx.passive_mode(it->second) = true;
+    planet_of(to).mpx.passive_mode(it->second) = true;
     cut_.insert({from, to});
   }
 
@@ -126,14 +163,19 @@ class sim_cluster {
   void heal(bool drop) {
     for (auto [from, to] : cut_) {
       auto hdl = ends_.at({from, to});
-      if (drop) planets_[to].mpx.virtual_network_buffer(hdl).clear();
-      planets_[to].mpx.passive_mode(hdl) = false;
+      if (drop) planet_of(to).mpx.virtual_network_buffer(hdl).clear();
+      planet_of(to).mpx.passive_mode(hdl) = false;
     }
     cut_.clear();
     exec_all();
   }
 
   bool is_cut() const { return !cut_.empty(); }
+  bool is_cut(size_t i) const {
+    for (auto [from, to] : cut_)
+      if (from == i || to == i) return true;
+    return false;
+  }
 
   /// Node i's wall clock jumps by ms (either way) from the simulation's.
   void skew(size_t i, int64_t ms) { sim_skew_ms[i] = ms; }
@@ -141,43 +183,52 @@ class sim_cluster {
   /// Runs a batch through node i's coordinator, letting `passing` simulated time pass.
   result_batch exec(size_t i, op_batch ops, caf::timespan passing = 0s) {
     result_batch out;
-    caf::scoped_actor self{planets_[i].sys};
+    caf::scoped_actor self{planet_of(i).sys};
     auto h = self->request(nodes_[i].coordinator, caf::infinite, atom::exec_v, std::move(ops));
     exec_all();
     if (passing.count() > 0) pass(passing);
     h.receive([&](result_batch& r) { out = std::move(r); },
-              [&](caf::error& e) { CAF_FAIL("exec failed: " << planets_[i].sys.render(e)); });
+              [&](caf::error& e) { CAF_FAIL("exec failed: " << planet_of(i).sys.render(e)); });
     return out;
   }
 
  private:
-  /// A connection that node `client` may open to node `server` (the simulated network has
-  /// only connections prepared before they are dialed).
+  /// A connection that node `client` may open to node `server`, between the planets they
+  /// run on now (the simulated network has only connections prepared before they are dialed).
   void connect(size_t server, size_t client) {
-    auto& acceptor = acceptors_[server];
-    if (acceptor == caf::io::accept_handle{}) acceptor = caf::io::accept_handle::from_int(++next_handle_);
+    auto& acceptor = acceptors_[nodes_[server].planet];
+    const bool first = acceptor == caf::io::accept_handle{};
+    if (first) acceptor = caf::io::accept_handle::from_int(++next_handle_);
     auto server_end = caf::io::connection_handle::from_int(++next_handle_);
     auto client_end = caf::io::connection_handle::from_int(++next_handle_);
-    planets_[server].mpx.prepare_connection(acceptor, server_end, planets_[client].mpx, name(server),
-                                            port(server), client_end);
+    planet_of(server).mpx.prepare_connection(acceptor, server_end, planet_of(client).mpx, name(server),
+                                             nodes_[server].port, client_end);
     ends_[{client, server}] = server_end;  // where the server reads what the client sends
     ends_[{server, client}] = client_end;
+    // A running node nobody dialed yet listens from now on.
+    if (first && !dead(server)) planet_of(server).publish(nodes_[server].peer, nodes_[server].port);
   }
 
   static std::string name(size_t i) { return "n" + std::to_string(i + 1); }
-  static uint16_t port(size_t i) { return uint16_t(8001 + i); }
+  static uint16_t port_of(size_t planet) { return uint16_t(8001 + planet); }
 
-  sim_node start(size_t i, caf::timespan timeout) {
-    planet& p = planets_[i];
-    sim_node n;
+  /// Spawns node i's actors on its planet, with a new memory engine or the one it had, and
+  /// joins through the nodes named.
+  void start(size_t i, std::shared_ptr<storage::Engine> engine, const std::vector<size_t>& seeds) {
+    sim_node& n = nodes_[i];
+    planet& p = planet_of(i);
+    const caf::timespan timeout = timeout_;
     n.name = name(i);
-    n.port = port(i);
+    n.stats = std::make_shared<ae_stats>();
     const uint32_t group = uint32_t(i + 1);
-    storage::EngineOptions eo;
-    eo.kind = "memory";
-    std::unique_ptr<storage::Engine> e;
-    CAF_REQUIRE(storage::open_engine(eo, &e).is_ok());
-    n.engine = std::move(e);
+    if (!engine) {
+      storage::EngineOptions eo;
+      eo.kind = "memory";
+      std::unique_ptr<storage::Engine> e;
+      CAF_REQUIRE(storage::open_engine(eo, &e).is_ok());
+      engine = std::move(e);
+    }
+    n.engine = std::move(engine);
     auto clock = std::make_shared<Hlc>(i + 1, sim_clock_of(i));
     group_route route{group, n.name, 1, {}};
     route.cores.push_back(std::make_shared<ShardCore>(n.engine, clock));
@@ -199,10 +250,10 @@ class sim_cluster {
     ae.stats = n.stats;
     n.recovery = p.sys.spawn(anti_entropy, ae);
     peer_config pc;
-    pc.self = node_entry{n.name, 1, 1, n.name, n.port, 0, {{1, group, {storage::Id::min()}}}, {},
+    pc.self = node_entry{n.name, n.incarnation, 1, n.name, n.port, 0, {{1, group, {storage::Id::min()}}}, {},
                          caf::actor_cast<caf::actor>(n.recovery), {}};
     pc.cookie = "simulated-cookie";
-    if (i > 0) pc.seeds = {{name(0), port(0)}};
+    for (size_t s : seeds) pc.seeds.emplace_back(name(s), nodes_[s].port);
     pc.gossip_every = 0s;
     pc.timeout = rg.timeout;
     pc.coordinator = n.coordinator;
@@ -213,13 +264,13 @@ class sim_cluster {
                          caf::actor_cast<caf::actor>(n.recovery), caf::actor_cast<caf::actor>(pc.backends[1]),
                          caf::actor_cast<caf::actor>(n.peer)})
       n.actors.push_back(x);
-    if (acceptors_.count(i)) p.publish(n.peer, n.port);
-    return n;
+    if (acceptors_.count(n.planet)) p.publish(n.peer, n.port);
   }
 
   std::deque<planet> planets_;  // not movable: each is an actor system
   std::vector<sim_node> nodes_;
-  std::map<size_t, caf::io::accept_handle> acceptors_;
+  caf::timespan timeout_;
+  std::map<size_t, caf::io::accept_handle> acceptors_;  ///< by planet
   /// (from, to) -> the connection end at `to` that reads what `from` sends
   std::map<std::pair<size_t, size_t>, caf::io::connection_handle> ends_;
   std::set<std::pair<size_t, size_t>> cut_;
