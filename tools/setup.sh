@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config git
   clang libclang-rt-14-dev            # sanitizers and libFuzzer
+  clang-format                        # tools/format.sh (CI checks every file)
   libcaf-dev                          # C++ Actor Framework 0.17 (core, io, openssl)
   libssl-dev                          # SHA-512 ids (EVP)
   libboost-dev                        # Asio / Beast / Container
