@@ -49,7 +49,8 @@ std::pair<storage::Id, storage::Id> bucket_span(uint32_t first, uint32_t last, s
 }
 
 /// Whether an id is in the range that node_b's backend and the range's backend A share.
-bool in_range(const ae_state& st, const ae_range& r, const std::string& node_b, const storage::Id& id) {
+bool in_range(const ae_state& st, const ae_range& r, const std::string& node_b,
+              const storage::Id& id) {
   auto a = st.rings.find(r.group_a), b = st.rings.find(r.group_b);
   if (a == st.rings.end() || b == st.rings.end()) return false;
   const ring::owner* oa = a->second.owner_of(id);
@@ -65,7 +66,8 @@ storage::Status scan(const ae_state& st, uint32_t backend, const ae_range& r,
                      const std::string& node_b, bool payload, F&& each,
                      const std::vector<uint32_t>* chunk = nullptr) {
   auto it = st.cfg.backends.find(backend);
-  if (it == st.cfg.backends.end()) return storage::Status::not_found("no backend " + std::to_string(backend));
+  if (it == st.cfg.backends.end())
+    return storage::Status::not_found("no backend " + std::to_string(backend));
   storage::IterateOptions io;
   io.with_payload = payload;
   io.include_tombstones = true;
@@ -83,24 +85,29 @@ storage::Status scan(const ae_state& st, uint32_t backend, const ae_range& r,
 using Versions = std::unordered_map<storage::Id, storage::Version, storage::IdHash>;
 
 /// Each id's newest version in these buckets of a range (blob may show a record twice).
-Versions versions_in(const ae_state& st, uint32_t backend, const ae_range& r, const std::string& node_b,
-                     const std::vector<uint32_t>& buckets) {
+Versions versions_in(const ae_state& st, uint32_t backend, const ae_range& r,
+                     const std::string& node_b, const std::vector<uint32_t>& buckets) {
   std::vector<bool> wanted(st.cfg.buckets, false);
-  for (uint32_t b : buckets) if (b < wanted.size()) wanted[b] = true;
+  for (uint32_t b : buckets)
+    if (b < wanted.size()) wanted[b] = true;
   Versions out;
-  scan(st, backend, r, node_b, false, [&](const storage::Record& rec) {
-    if (!wanted[bucket_of(rec.id, st.cfg.buckets)]) return;
-    auto& v = out[rec.id];
-    if (v < rec.version) v = rec.version;
-  }, &buckets);
+  scan(
+      st, backend, r, node_b, false,
+      [&](const storage::Record& rec) {
+        if (!wanted[bucket_of(rec.id, st.cfg.buckets)]) return;
+        auto& v = out[rec.id];
+        if (v < rec.version) v = rec.version;
+      },
+      &buckets);
   return out;
 }
 
 std::vector<uint64_t> digests(const ae_state& st, uint32_t backend, const ae_range& r,
                               const std::string& node_b) {
   std::vector<uint64_t> d(st.cfg.buckets, 0);
-  scan(st, backend, r, node_b, false,
-       [&](const storage::Record& rec) { d[bucket_of(rec.id, d.size())] ^= mix(rec.id, rec.version); });
+  scan(st, backend, r, node_b, false, [&](const storage::Record& rec) {
+    d[bucket_of(rec.id, d.size())] ^= mix(rec.id, rec.version);
+  });
   return d;
 }
 
@@ -115,7 +122,8 @@ std::vector<pair_task> pairs(const ae_state& st, uint64_t since_ms) {
         if (o.node == st.cfg.node || st.down.count(o.node)) continue;
         auto n = st.table.nodes.find(o.node);
         if (n == st.table.nodes.end() || !n->second.recovery || !n->second.peer) continue;
-        out.push_back({backend, ae_range{b.group, st.cfg.node, backend, group, o.backend, since_ms}, o.node});
+        out.push_back(
+            {backend, ae_range{b.group, st.cfg.node, backend, group, o.backend, since_ms}, o.node});
       }
     }
   return out;
@@ -141,7 +149,9 @@ void end_round(self_ptr self, bool ok) {
   if (dc_pass_running(st)) pass_next(self);
 }
 
-bool counts_for_pass(const ae_state& st) { return dc_pass_running(st) && st.round && st.round->for_pass; }
+bool counts_for_pass(const ae_state& st) {
+  return dc_pass_running(st) && st.round && st.round->for_pass;
+}
 
 /// After a chunk: the next one (at the rate), or the round's end.
 void chunk_done(self_ptr self) {
@@ -188,18 +198,21 @@ void push(self_ptr self, const std::vector<uint32_t>& buckets, std::vector<id_ve
   uint64_t n = 0;
   round.truncated = false;
   if (!round.dry_run && !lacking.empty())
-    scan(st, t.backend, t.range, t.node_b, true, [&](const storage::Record& rec) {
-      auto it = lacking.find(rec.id);
-      if (it == lacking.end() || rec.version < it->second || round.truncated) return;
-      lacking.erase(it);  // once, though blob may show it twice
-      bytes += rec.key.size() + rec.json.size() + rec.data.size();
-      ++n;
-      batch.push_back(replica_write(storage::Record(rec)));
-      if (batch.size() == st.cfg.push_batch) batches.push_back(std::move(batch)), batch.clear();
-      // The rest goes in the next step, on this chunk again: a step pushes at most a
-      // second's worth at the rate, and push_bytes.
-      round.truncated = bytes >= st.cfg.push_bytes || n >= std::max<uint64_t>(st.cfg.rate, 1);
-    }, &buckets);
+    scan(
+        st, t.backend, t.range, t.node_b, true,
+        [&](const storage::Record& rec) {
+          auto it = lacking.find(rec.id);
+          if (it == lacking.end() || rec.version < it->second || round.truncated) return;
+          lacking.erase(it);  // once, though blob may show it twice
+          bytes += rec.key.size() + rec.json.size() + rec.data.size();
+          ++n;
+          batch.push_back(replica_write(storage::Record(rec)));
+          if (batch.size() == st.cfg.push_batch) batches.push_back(std::move(batch)), batch.clear();
+          // The rest goes in the next step, on this chunk again: a step pushes at most a
+          // second's worth at the rate, and push_bytes.
+          round.truncated = bytes >= st.cfg.push_bytes || n >= std::max<uint64_t>(st.cfg.rate, 1);
+        },
+        &buckets);
   if (!batch.empty()) batches.push_back(std::move(batch));
   round.pushed = round.accepted = 0;
   if (batches.empty()) return chunk_done(self);
@@ -218,7 +231,8 @@ void push(self_ptr self, const std::vector<uint32_t>& buckets, std::vector<id_ve
               if (--*left == 0) chunk_done(self);
             },
             [=](caf::error& err) {
-              spdlog::debug("anti-entropy: pushing to {}: {}", t.node_b, self->home_system().render(err));
+              spdlog::debug("anti-entropy: pushing to {}: {}", t.node_b,
+                            self->home_system().render(err));
               if (--*left == 0) end_round(self, false);
             });
   }
@@ -229,13 +243,15 @@ void step(self_ptr self) {
   auto& st = self->state;
   if (!st.round) return;
   ae_round& r = *st.round;
-  std::vector<uint32_t> chunk(r.differ.begin() + long(r.offset),
-                              r.differ.begin() + long(std::min(r.differ.size(), r.offset + r.chunk)));
+  std::vector<uint32_t> chunk(
+      r.differ.begin() + long(r.offset),
+      r.differ.begin() + long(std::min(r.differ.size(), r.offset + r.chunk)));
   auto target = caf::actor_cast<anti_entropy_actor>(st.table.nodes.at(r.task.node_b).recovery);
   self->request(target, st.cfg.timeout, atom::keys_v, r.task.range, chunk)
       .then([=](std::vector<id_version>& theirs) { push(self, chunk, theirs); },
             [=](caf::error& err) {
-              spdlog::debug("anti-entropy: keys from {}: {}", r.task.node_b, self->home_system().render(err));
+              spdlog::debug("anti-entropy: keys from {}: {}", r.task.node_b,
+                            self->home_system().render(err));
               end_round(self, false);
             });
 }
@@ -263,7 +279,8 @@ void start_round(self_ptr self, const pair_task& t, bool dry_run, bool for_pass)
             step(self);
           },
           [=](caf::error& err) {
-            spdlog::debug("anti-entropy: digests with {}: {}", t.node_b, self->home_system().render(err));
+            spdlog::debug("anti-entropy: digests with {}: {}", t.node_b,
+                          self->home_system().render(err));
             end_round(self, false);
           });
 }
@@ -274,7 +291,8 @@ namespace {
 void merge_now(self_ptr self) {
   auto& st = self->state;
   bool recover = st.pass.running() && st.pass.mode == "merge";
-  start_merge(self, recover && st.pass.dry_run, recover, recover ? st.pass.groups : std::vector<uint32_t>{});
+  start_merge(self, recover && st.pass.dry_run, recover,
+              recover ? st.pass.groups : std::vector<uint32_t>{});
 }
 
 /// Which backends hold ring points: a change means keys may have new owners.
@@ -332,7 +350,8 @@ anti_entropy_actor::behavior_type anti_entropy(self_ptr self, ae_config cfg) {
       },
       [=](atom::merge) {
         auto& st = self->state;
-        if (st.cfg.merge_every.count() > 0) self->delayed_send(self, st.cfg.merge_every, atom::merge_v);
+        if (st.cfg.merge_every.count() > 0)
+          self->delayed_send(self, st.cfg.merge_every, atom::merge_v);
         merge_now(self);
       },
       [=](atom::migrate) { merge_step(self); },

@@ -21,8 +21,8 @@
 #include <chrono>
 #include <map>
 #include <memory>
-#include <optional>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -44,7 +44,8 @@ struct ae_stats {
   std::atomic<int64_t> leave_left{-1};
   // scrub
   std::atomic<uint64_t> scrub_rounds{0}, scrub_checked{0}, scrub_corrupt{0}, scrub_repairing{0};
-  std::atomic<uint64_t> scrub_unrepairable{0};  ///< corrupt records with no other group to refill them
+  std::atomic<uint64_t> scrub_unrepairable{
+      0};  ///< corrupt records with no other group to refill them
   /// The `apsis recover` pass, as JSON (guarded by mu).
   mutable std::mutex mu;
   std::string pass_json = "{}";
@@ -56,24 +57,24 @@ struct ae_backend {
 };
 
 struct ae_config {
-  std::string node;                         ///< this node's name
-  uint64_t node_id = 1;                     ///< the node of the versions it stamps
-  std::map<uint32_t, ae_backend> backends;  ///< local backend id -> group and engine
-  std::chrono::milliseconds every{10000};   ///< between rounds; 0: only when sent tick
+  std::string node;                              ///< this node's name
+  uint64_t node_id = 1;                          ///< the node of the versions it stamps
+  std::map<uint32_t, ae_backend> backends;       ///< local backend id -> group and engine
+  std::chrono::milliseconds every{10000};        ///< between rounds; 0: only when sent tick
   std::chrono::milliseconds merge_every{60000};  ///< between merge passes; 0: no timer
   std::chrono::milliseconds timeout{5000};
-  uint64_t rate = 20000;            ///< records pushed per second, at most
+  uint64_t rate = 20000;  ///< records pushed per second, at most
   uint64_t tombstone_grace_ms = 7 * 86400000ull;
-  size_t buckets = 1024;     ///< a power of two
+  size_t buckets = 1024;  ///< a power of two
   /// About how many ids one step lists and compares: bounds a step's memory (~100 bytes an
   /// id on each side) while letting a small backend's differing buckets go in one step.
   size_t chunk_keys = 1 << 16;
-  size_t push_batch = 256;   ///< records per replica write
+  size_t push_batch = 256;        ///< records per replica write
   size_t push_bytes = 32u << 20;  ///< payload a step pushes at most (the rest: the next step)
-  size_t merge_batch = 1024;  ///< records a merge step moves
-  uint64_t scrub_rate = 0;   ///< records a second the scrub verifies (0: no scrub)
+  size_t merge_batch = 1024;      ///< records a merge step moves
+  uint64_t scrub_rate = 0;        ///< records a second the scrub verifies (0: no scrub)
   std::chrono::milliseconds scrub_pause{3600000};  ///< before each scrub round
-  std::string state_file;    ///< where a recover pass is saved (empty: not saved)
+  std::string state_file;  ///< where a recover pass is saved (empty: not saved)
   std::shared_ptr<ae_stats> stats;
   std::shared_ptr<MailboxGauge> mailbox;  ///< sampled at every round step and request (may be null)
 };
@@ -93,21 +94,21 @@ struct ae_round {
   size_t offset = 0;
   size_t chunk = 1;  ///< buckets per step
   bool dry_run = false;
-  bool for_pass = false;  ///< a pair of the recover pass: counts into it
+  bool for_pass = false;   ///< a pair of the recover pass: counts into it
   bool truncated = false;  ///< the last step stopped at push_bytes: its chunk goes again
-  uint64_t pushed = 0;    ///< by the last step, for the rate limit
-  uint64_t accepted = 0;  ///< of those, what the other side took
+  uint64_t pushed = 0;     ///< by the last step, for the rate limit
+  uint64_t accepted = 0;   ///< of those, what the other side took
 };
 
 /// An `apsis recover` pass: what it covers and how far it got.
 struct recover_pass {
-  std::string mode;             ///< "dc" or "merge"; empty: none ever started
-  std::string state;            ///< running, stopped, done
+  std::string mode;   ///< "dc" or "merge"; empty: none ever started
+  std::string state;  ///< running, stopped, done
   bool dry_run = false;
   std::vector<uint32_t> groups;  ///< empty: every group
   uint64_t since_ms = 0;
-  std::vector<pair_task> pairs;    ///< dc: the pairs to compare, fixed at start
-  size_t total = 0, done = 0;      ///< pairs (dc) or backends (merge)
+  std::vector<pair_task> pairs;      ///< dc: the pairs to compare, fixed at start
+  size_t total = 0, done = 0;        ///< pairs (dc) or backends (merge)
   std::vector<std::string> skipped;  ///< dc: pairs whose node was down or never seen
   uint64_t buckets_differing = 0, keys_compared = 0, divergent = 0, repaired = 0;
   uint64_t moved = 0, misplaced = 0, purged = 0;
@@ -120,7 +121,7 @@ struct merge_pass {
   bool active = false;
   bool again = false;  ///< the ring changed during the pass: run another one after it
   bool dry_run = false;
-  bool for_recover = false;  ///< counts into the recover pass
+  bool for_recover = false;    ///< counts into the recover pass
   std::vector<uint32_t> todo;  ///< local backends still to go
   int retries = 0;             ///< of the current backend's moves, after a failed one
 };
@@ -138,7 +139,7 @@ struct ae_state {
   std::map<uint32_t, ring> rings;
   std::string ring_signature;  ///< which backends hold ring points: a change starts a merge
   std::set<std::string> down;
-  size_t cursor = 0;    ///< the next pair, round robin
+  size_t cursor = 0;     ///< the next pair, round robin
   bool running = false;  ///< a round is in flight
   std::optional<ae_round> round;
   recover_pass pass;

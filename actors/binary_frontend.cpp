@@ -14,9 +14,10 @@ using wire::reply_fn;
 kv_op to_op(wire::Request q) {
   wire::opcode op = q.op == wire::opcode::replica ? q.inner : q.op;
   kv_op o;
-  o.kind = op == wire::opcode::get ? op_kind::get
-         : op == wire::opcode::lookup ? op_kind::lookup
-         : op == wire::opcode::put ? op_kind::put : op_kind::remove;
+  o.kind = op == wire::opcode::get      ? op_kind::get
+           : op == wire::opcode::lookup ? op_kind::lookup
+           : op == wire::opcode::put    ? op_kind::put
+                                        : op_kind::remove;
   o.cond = q.cond;
   o.expected = q.expected;
   o.fence = q.fence;
@@ -36,10 +37,10 @@ kv_op to_op(wire::Request q) {
 struct Plan {
   wire::opcode op = wire::opcode::none;
   uint64_t id = 0;
-  long op_index = -1;      ///< >= 0: the coordinator's result at that index answers it
-  std::string ready;       ///< a frame ready to send (hello, ping, errors)
-  bool async = false;      ///< lock/unlock/stat: `response` arrives later
-  wire::Request request;   ///< for async plans
+  long op_index = -1;     ///< >= 0: the coordinator's result at that index answers it
+  std::string ready;      ///< a frame ready to send (hello, ping, errors)
+  bool async = false;     ///< lock/unlock/stat: `response` arrives later
+  wire::Request request;  ///< for async plans
   wire::Response response;
 };
 using Pending = frontend::Batch<Plan>;
@@ -90,9 +91,12 @@ class BinaryProtocol {
       if (f.k != wire::kind::request)
         return fail(b, wire::error_code::malformed, f.id, "expected a request frame");
       if (f.op < wire::opcode::get || f.op > wire::opcode::replica)
-        return fail(b, wire::error_code::unknown_opcode, f.id, "unknown opcode " + std::to_string(int(f.op)));
-      if (f.flags & ~(wire::flag_policy_mask | wire::flag_latest | wire::flag_groups | wire::flag_read_mask))
-        return fail(b, wire::error_code::malformed, f.id, "unknown request flags " + std::to_string(f.flags));
+        return fail(b, wire::error_code::unknown_opcode, f.id,
+                    "unknown opcode " + std::to_string(int(f.op)));
+      if (f.flags &
+          ~(wire::flag_policy_mask | wire::flag_latest | wire::flag_groups | wire::flag_read_mask))
+        return fail(b, wire::error_code::malformed, f.id,
+                    "unknown request flags " + std::to_string(f.flags));
       wire::Request q;
       q.policy = uint8_t(f.flags & wire::flag_policy_mask);
       q.latest = (f.flags & wire::flag_latest) != 0;
@@ -109,8 +113,8 @@ class BinaryProtocol {
       if (!p.async) continue;
       ++b->waiting;
       auto post = c.poster();
-      auto reply = std::make_shared<std::function<void(wire::Response)>>(
-          [post, b, i](wire::Response r) {
+      auto reply =
+          std::make_shared<std::function<void(wire::Response)>>([post, b, i](wire::Response r) {
             post([b, i, r = std::move(r)](Conn& conn) mutable {
               b->plans[i].response = std::move(r);
               conn.arrived(*b);
@@ -125,7 +129,8 @@ class BinaryProtocol {
       else if (p.op == wire::opcode::admin)
         caf::anon_send(session_, atom::admin_v, std::move(p.request.data), reply);
       else if (p.op == wire::opcode::replica)
-        caf::anon_send(session_, atom::apply_v, p.request.backend, to_op(std::move(p.request)), reply);
+        caf::anon_send(session_, atom::apply_v, p.request.backend, to_op(std::move(p.request)),
+                       reply);
       else
         caf::anon_send(session_, atom::stats_v, reply);
     }
@@ -136,8 +141,10 @@ class BinaryProtocol {
       if (!p.ready.empty()) {
         out += p.ready;
       } else {
-        wire::Response r = p.op_index >= 0 ? from_result(b.results[size_t(p.op_index)]) : p.response;
-        wire::encode_frame(wire::Frame{wire::kind::response, p.op, 0, p.id, wire::encode_response(p.op, r)}, out);
+        wire::Response r =
+            p.op_index >= 0 ? from_result(b.results[size_t(p.op_index)]) : p.response;
+        wire::encode_frame(
+            wire::Frame{wire::kind::response, p.op, 0, p.id, wire::encode_response(p.op, r)}, out);
       }
     }
   }
@@ -192,14 +199,13 @@ struct BinaryServer::Impl {
   BinaryOptions opts;
 };
 
-BinaryServer::BinaryServer(IoPool& io, caf::actor_system& sys,
-                           Coordinator coordinator, lock_manager_actor locks,
-                           node_actor node, BinaryOptions opts)
+BinaryServer::BinaryServer(IoPool& io, caf::actor_system& sys, Coordinator coordinator,
+                           lock_manager_actor locks, node_actor node, BinaryOptions opts)
     : impl_(std::make_shared<Impl>()) {
   BinaryProtocol::Context ctx{&sys, std::move(locks), std::move(node),
                               opts.max_frame ? opts.max_frame : wire::default_max_frame, opts.name};
-  impl_->server = std::make_shared<frontend::Server<BinaryProtocol>>(io, std::move(coordinator), std::move(ctx),
-                                                                    opts.metrics, RequestMetrics::binary);
+  impl_->server = std::make_shared<frontend::Server<BinaryProtocol>>(
+      io, std::move(coordinator), std::move(ctx), opts.metrics, RequestMetrics::binary);
   impl_->opts = std::move(opts);
 }
 

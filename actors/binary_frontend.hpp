@@ -15,10 +15,10 @@ namespace apsis {
 
 struct BinaryOptions {
   std::string bind = "127.0.0.1";
-  uint16_t port = 0;  ///< 0 = an ephemeral port
+  uint16_t port = 0;       ///< 0 = an ephemeral port
   uint32_t max_frame = 0;  ///< 0 = the protocol's default
   std::string name = "apsisd";
-  std::shared_ptr<RequestMetrics> metrics;  ///< counts requests (may be null)
+  std::shared_ptr<RequestMetrics> metrics;    ///< counts requests (may be null)
   std::chrono::milliseconds idle_timeout{0};  ///< close connections idle this long; 0: never
 };
 

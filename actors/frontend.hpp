@@ -44,7 +44,7 @@ struct Batch {
   result_batch results;
   std::vector<op_kind> kinds;  ///< of ops, kept for the metrics (ops move to the coordinator)
   std::chrono::steady_clock::time_point start;  ///< when its requests were read
-  int waiting = 0;  ///< answers still to come (the coordinator's, and any others)
+  int waiting = 0;    ///< answers still to come (the coordinator's, and any others)
   bool quit = false;  ///< close the connection once these replies are written
 };
 
@@ -86,7 +86,8 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
   /// Runs f on the I/O thread later, if the connection still exists (for answers that
   /// arrive from actor threads).
   std::function<void(std::function<void(Connection&)>)> poster() {
-    return [weak = this->weak_from_this(), ex = sock_.get_executor()](std::function<void(Connection&)> f) {
+    return [weak = this->weak_from_this(),
+            ex = sock_.get_executor()](std::function<void(Connection&)> f) {
       asio::post(ex, [weak, f = std::move(f)] {
         if (auto c = weak.lock()) f(*c);
       });
@@ -102,7 +103,9 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
   Protocol& protocol() { return proto_; }
   tcp::socket::executor_type executor() { return sock_.get_executor(); }
   /// Closes the connection on its own thread.
-  void post_close() { asio::post(executor(), [self = this->shared_from_this()] { self->close(); }); }
+  void post_close() {
+    asio::post(executor(), [self = this->shared_from_this()] { self->close(); });
+  }
 
  private:
   // Bounds on what one client may have outstanding before it stops being read.
@@ -136,7 +139,8 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
   }
 
   void touch() {
-    last_read_.store(std::chrono::steady_clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+    last_read_.store(std::chrono::steady_clock::now().time_since_epoch().count(),
+                     std::memory_order_relaxed);
   }
 
   void on_read(size_t n) {
@@ -187,7 +191,8 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
   void count(const BatchT& b) {
     RequestMetrics* m = server_->metrics.get();
     if (!m || b.kinds.empty()) return;
-    for (size_t i = 0; i < b.results.size() && i < b.kinds.size(); ++i) m->op(server_->surface, b.kinds[i], b.results[i].status);
+    for (size_t i = 0; i < b.results.size() && i < b.kinds.size(); ++i)
+      m->op(server_->surface, b.kinds[i], b.results[i].status);
     m->latency(server_->surface, std::chrono::steady_clock::now() - b.start, b.kinds.size());
   }
 
@@ -214,13 +219,14 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
     if (server_->metrics) server_->metrics->bytes_out(server_->surface, out_.size());
     wbuf_.swap(out_);
     out_.clear();
-    asio::async_write(sock_, asio::buffer(wbuf_), [self = this->shared_from_this()](auto ec, size_t) {
-      self->writing_ = false;
-      self->wbuf_.clear();
-      if (ec) return self->close();
-      self->write();
-      self->read();
-    });
+    asio::async_write(sock_, asio::buffer(wbuf_),
+                      [self = this->shared_from_this()](auto ec, size_t) {
+                        self->writing_ = false;
+                        self->wbuf_.clear();
+                        if (ec) return self->close();
+                        self->write();
+                        self->read();
+                      });
   }
 
   std::shared_ptr<Server<Protocol>> server_;
@@ -244,8 +250,13 @@ class Server : public std::enable_shared_from_this<Server<Protocol>> {
 
   Server(IoPool& io, Coordinator coordinator, Context ctx, std::shared_ptr<RequestMetrics> metrics,
          RequestMetrics::Surface surface)
-      : io(io), coordinator(std::move(coordinator)), context(std::move(ctx)), metrics(std::move(metrics)),
-        surface(surface), acceptor_(io.main()), sweeper_(io.main()) {}
+      : io(io),
+        coordinator(std::move(coordinator)),
+        context(std::move(ctx)),
+        metrics(std::move(metrics)),
+        surface(surface),
+        acceptor_(io.main()),
+        sweeper_(io.main()) {}
 
   /// Binds and starts accepting; false with *error set when that fails.
   bool start(const std::string& bind, uint16_t port, const std::string& what, std::string* error) {
@@ -257,7 +268,9 @@ class Server : public std::enable_shared_from_this<Server<Protocol>> {
     if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
     if (!ec) acceptor_.bind(ep, ec);
     if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-    if (ec) return *error = what + " port " + bind + ":" + std::to_string(port) + ": " + ec.message(), false;
+    if (ec)
+      return *error = what + " port " + bind + ":" + std::to_string(port) + ": " + ec.message(),
+             false;
     accept();
     if (idle_timeout.count() > 0) sweep();
     return true;
@@ -305,7 +318,8 @@ class Server : public std::enable_shared_from_this<Server<Protocol>> {
 
   /// Closes the connections idle for longer than idle_timeout.
   void sweep() {
-    sweeper_.expires_after(std::clamp(idle_timeout / 10, std::chrono::milliseconds(10), std::chrono::milliseconds(1000)));
+    sweeper_.expires_after(std::clamp(idle_timeout / 10, std::chrono::milliseconds(10),
+                                      std::chrono::milliseconds(1000)));
     sweeper_.async_wait([self = this->shared_from_this()](boost::system::error_code ec) {
       if (ec || self->stopped_) return;
       auto since = std::chrono::steady_clock::now() - self->idle_timeout;

@@ -87,11 +87,17 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   std::set<std::shared_ptr<HttpConnection>> open;  ///< for stop() and the sweep
   asio::steady_timer sweeper;
 
-  Impl(IoPool& io, caf::actor_system& sys, Coordinator coordinator, lock_manager_actor locks, node_actor node,
-       std::shared_ptr<RequestMetrics> metrics, HttpOptions opts)
-      : io(io), sys(sys), coordinator(std::move(coordinator)), node(node),
-        session(sys.spawn(apsis::session, std::move(locks), node)), metrics(std::move(metrics)),
-        opts(std::move(opts)), acceptor(io.main()), sweeper(io.main()) {}
+  Impl(IoPool& io, caf::actor_system& sys, Coordinator coordinator, lock_manager_actor locks,
+       node_actor node, std::shared_ptr<RequestMetrics> metrics, HttpOptions opts)
+      : io(io),
+        sys(sys),
+        coordinator(std::move(coordinator)),
+        node(node),
+        session(sys.spawn(apsis::session, std::move(locks), node)),
+        metrics(std::move(metrics)),
+        opts(std::move(opts)),
+        acceptor(io.main()),
+        sweeper(io.main()) {}
 
   void accept();
   /// Closes every connection past its deadline; runs every tenth of the timeout.
@@ -118,10 +124,11 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     parser_.emplace();
     parser_->header_limit(8 * 1024);  // a huge header is refused, not buffered
     parser_->body_limit(bulk_limit());
-    deadline_.store((clock::now() + srv_->opts.deadline).time_since_epoch().count(), std::memory_order_relaxed);
-    http::async_read_header(sock_, buf_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t n) {
-      self->on_header(ec, n);
-    });
+    deadline_.store((clock::now() + srv_->opts.deadline).time_since_epoch().count(),
+                    std::memory_order_relaxed);
+    http::async_read_header(
+        sock_, buf_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t n) { self->on_header(ec, n); });
   }
 
   bool expired(clock::time_point now) const {
@@ -155,15 +162,15 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
       head.version(h.version());
       head.keep_alive(false);  // the body is not read: the connection cannot go on
       return send(head, rest::error(head, http::status::payload_too_large,
-                                    "a body of " + std::to_string(*length) + " bytes exceeds the limit of " +
-                                        std::to_string(limit)));
+                                    "a body of " + std::to_string(*length) +
+                                        " bytes exceeds the limit of " + std::to_string(limit)));
     }
     if (parser_->is_done()) return on_read(ec, n);  // no body: nothing more to read
     auto self = shared_from_this();
     auto body = [self] {
-      http::async_read(self->sock_, self->buf_, *self->parser_, [self](beast::error_code ec, size_t n) {
-        self->on_read(ec, self->header_bytes_ + n);
-      });
+      http::async_read(
+          self->sock_, self->buf_, *self->parser_,
+          [self](beast::error_code ec, size_t n) { self->on_read(ec, self->header_bytes_ + n); });
     };
     if (!beast::iequals(h[http::field::expect], "100-continue")) return body();
     static const std::string go_on = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -182,9 +189,10 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
       Request bad;
       bad.version(11);
       bad.keep_alive(false);
-      auto status = ec == http::error::body_limit     ? http::status::payload_too_large
-                    : ec == http::error::header_limit ? http::status::request_header_fields_too_large
-                                                      : http::status::bad_request;
+      auto status = ec == http::error::body_limit ? http::status::payload_too_large
+                    : ec == http::error::header_limit
+                        ? http::status::request_header_fields_too_large
+                        : http::status::bad_request;
       return send(bad, rest::error(bad, status, "bad request: " + ec.message()));
     }
     req_ = parser_->release();
@@ -198,14 +206,18 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     if (!rest::route(req_, srv_->opts.limits, &call_, &err)) return send(req_, std::move(err));
     auto self = shared_from_this();
     switch (call_.kind) {
-      case Kind::healthz: return text(http::status::ok, "ok\n");
+      case Kind::healthz:
+        return text(http::status::ok, "ok\n");
       case Kind::readyz:
       case Kind::stats:
       case Kind::metrics:
-      case Kind::cluster: return ask_node();
-      case Kind::routes: return admin(json{{"cmd", "routes"}});
+      case Kind::cluster:
+        return ask_node();
+      case Kind::routes:
+        return admin(json{{"cmd", "routes"}});
       case Kind::lock:
-      case Kind::unlock: return lock();
+      case Kind::unlock:
+        return lock();
       case Kind::key:
         return exec(take_ops(call_), [self](result_batch r) {
           self->count(r);
@@ -224,7 +236,8 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
         return exec(op_batch(call_.ops), [self](result_batch r) { self->list_namespaces(r[0]); });
       case Kind::patch:
       case Kind::ns_create:
-      case Kind::ns_drop: return patch(max_patch_tries);
+      case Kind::ns_drop:
+        return patch(max_patch_tries);
     }
   }
 
@@ -234,7 +247,8 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     auto sink = std::make_shared<Sink>();
     sink->ex = sock_.get_executor();
     sink->then = std::move(then);
-    caf::anon_send(srv_->coordinator.actor, atom::exec_v, std::move(ops), batch_sink_ptr(std::move(sink)));
+    caf::anon_send(srv_->coordinator.actor, atom::exec_v, std::move(ops),
+                   batch_sink_ptr(std::move(sink)));
   }
 
   void count(const result_batch& r) {
@@ -249,16 +263,21 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     exec(op_batch{call_.ops[0]}, [self, tries](result_batch r) {
       kv_op write;
       Response done;
-      if (!rest::patch_step(self->call_, r[0], self->req_, &write, &done)) return self->send(self->req_, std::move(done));
+      if (!rest::patch_step(self->call_, r[0], self->req_, &write, &done))
+        return self->send(self->req_, std::move(done));
       self->exec(op_batch{std::move(write)}, [self, tries](result_batch w) {
         op_result& res = w[0];
-        if (res.status == op_status::condition_failed && self->call_.patch_cond == op_cond::none && tries > 1)
+        if (res.status == op_status::condition_failed && self->call_.patch_cond == op_cond::none &&
+            tries > 1)
           return self->patch(tries - 1);
         if (res.status == op_status::condition_failed && self->call_.patch_cond == op_cond::none)
-          return self->send(self->req_, rest::error(self->req_, http::status::conflict,
-                                                    "the key changed under " + std::to_string(max_patch_tries) + " patches in a row"));
+          return self->send(self->req_,
+                            rest::error(self->req_, http::status::conflict,
+                                        "the key changed under " + std::to_string(max_patch_tries) +
+                                            " patches in a row"));
         if (self->call_.kind == Kind::patch) {
-          if (self->srv_->metrics) self->srv_->metrics->op(RequestMetrics::rest, op_kind::put, res.status);
+          if (self->srv_->metrics)
+            self->srv_->metrics->op(RequestMetrics::rest, op_kind::put, res.status);
           Call as_put = self->call_;
           as_put.ops[0].kind = op_kind::put;
           return self->send(self->req_, rest::key_response(as_put, self->req_, res));
@@ -271,14 +290,16 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   void namespace_changed(op_result& res) {
     if (res.status != op_status::ok) return send(req_, rest::key_response(call_, req_, res));
     if (call_.kind == Kind::ns_create)
-      return send(req_, rest::json_response(req_, http::status::created, {{"namespace", call_.ns}, {"created", true}}));
+      return send(req_, rest::json_response(req_, http::status::created,
+                                            {{"namespace", call_.ns}, {"created", true}}));
     // Dropped from the catalog: every node now deletes the namespace's keys it holds.
     admin(json{{"cmd", "purge_ns"}, {"ns", call_.ns}});
   }
 
   void list_namespaces(const op_result& r) {
     if (r.status != op_status::ok && r.status != op_status::not_found)
-      return send(req_, rest::error(req_, rest::status_of(r.status), "the namespace catalog: " + std::string(to_string(r.status))));
+      return send(req_, rest::error(req_, rest::status_of(r.status),
+                                    "the namespace catalog: " + std::string(to_string(r.status))));
     json names = json::array({"default"});
     json doc = json::parse(r.record.json.empty() ? "{}" : r.record.json, nullptr, false);
     if (doc.is_object())
@@ -289,13 +310,18 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   void ask_node() {
     auto wait = call_.kind == Kind::readyz ? std::chrono::milliseconds(1000) : srv_->opts.deadline;
     srv_->sys.spawn(stats_asker, srv_->node, wait, asio::any_io_executor(sock_.get_executor()),
-                    done_fn([self = shared_from_this()](bool ok, std::string body) { self->node_answered(ok, body); }));
+                    done_fn([self = shared_from_this()](bool ok, std::string body) {
+                      self->node_answered(ok, body);
+                    }));
   }
 
   void node_answered(bool ok, const std::string& body) {
-    if (!ok) return send(req_, rest::error(req_, http::status::service_unavailable, "the node did not answer: " + body));
+    if (!ok)
+      return send(req_, rest::error(req_, http::status::service_unavailable,
+                                    "the node did not answer: " + body));
     switch (call_.kind) {
-      case Kind::readyz: return text(http::status::ok, "ready\n");
+      case Kind::readyz:
+        return text(http::status::ok, "ready\n");
       case Kind::metrics: {
         std::string out = prometheus_text(body);
         if (srv_->metrics) out += srv_->metrics->prometheus();
@@ -303,11 +329,13 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
       }
       case Kind::cluster: {
         json s = json::parse(body, nullptr, false);
-        json c = s.is_object() && s.contains("cluster") ? s["cluster"] : json{{"nodes", json::array()}};
+        json c =
+            s.is_object() && s.contains("cluster") ? s["cluster"] : json{{"nodes", json::array()}};
         c["node"] = s.is_object() ? s.value("node", "") : "";
         return send(req_, rest::json_response(req_, http::status::ok, c));
       }
-      default: return text(http::status::ok, body + "\n", "application/json");
+      default:
+        return text(http::status::ok, body + "\n", "application/json");
     }
   }
 
@@ -320,30 +348,46 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   }
 
   void admin(const json& cmd) {
-    caf::anon_send(srv_->session, atom::admin_v, cmd.dump(), on_reply([self = shared_from_this()](wire::Response r) {
-      if (r.status != op_status::ok)
-        return self->send(self->req_, rest::error(self->req_, http::status::service_unavailable, r.message));
-      json body = json::parse(r.data, nullptr, false);
-      if (body.is_object() && body.contains("error"))
-        return self->send(self->req_, rest::json_response(self->req_, http::status::internal_server_error, body));
-      if (self->call_.kind == Kind::ns_drop) body = {{"namespace", self->call_.ns}, {"dropped", true}, {"purge", body}};
-      self->send(self->req_, rest::json_response(self->req_, http::status::ok, body));
-    }));
+    caf::anon_send(
+        srv_->session, atom::admin_v, cmd.dump(),
+        on_reply([self = shared_from_this()](wire::Response r) {
+          if (r.status != op_status::ok)
+            return self->send(
+                self->req_, rest::error(self->req_, http::status::service_unavailable, r.message));
+          json body = json::parse(r.data, nullptr, false);
+          if (body.is_object() && body.contains("error"))
+            return self->send(
+                self->req_,
+                rest::json_response(self->req_, http::status::internal_server_error, body));
+          if (self->call_.kind == Kind::ns_drop)
+            body = {{"namespace", self->call_.ns}, {"dropped", true}, {"purge", body}};
+          self->send(self->req_, rest::json_response(self->req_, http::status::ok, body));
+        }));
   }
 
   void lock() {
     std::string key = call_.ns + std::string(1, '\0') + call_.key;
     auto self = shared_from_this();
     if (call_.kind == Kind::lock)
-      return caf::anon_send(srv_->session, atom::lock_v, std::move(key), call_.lease_ms, on_reply([self](wire::Response r) {
-        if (r.status != op_status::ok) return self->send(self->req_, rest::error(self->req_, rest::status_of(r.status), r.message));
-        self->send(self->req_, rest::json_response(self->req_, http::status::ok,
-                                                   {{"token", r.token}, {"expires_ms", r.expiry_ms}}));
-      }));
-    caf::anon_send(srv_->session, atom::unlock_v, std::move(key), call_.token, on_reply([self](wire::Response r) {
-      if (r.status != op_status::ok) return self->send(self->req_, rest::error(self->req_, rest::status_of(r.status), r.message));
-      self->send(self->req_, rest::json_response(self->req_, http::status::ok, {{"unlocked", true}}));
-    }));
+      return caf::anon_send(
+          srv_->session, atom::lock_v, std::move(key), call_.lease_ms,
+          on_reply([self](wire::Response r) {
+            if (r.status != op_status::ok)
+              return self->send(self->req_,
+                                rest::error(self->req_, rest::status_of(r.status), r.message));
+            self->send(self->req_,
+                       rest::json_response(self->req_, http::status::ok,
+                                           {{"token", r.token}, {"expires_ms", r.expiry_ms}}));
+          }));
+    caf::anon_send(
+        srv_->session, atom::unlock_v, std::move(key), call_.token,
+        on_reply([self](wire::Response r) {
+          if (r.status != op_status::ok)
+            return self->send(self->req_,
+                              rest::error(self->req_, rest::status_of(r.status), r.message));
+          self->send(self->req_,
+                     rest::json_response(self->req_, http::status::ok, {{"unlocked", true}}));
+        }));
   }
 
   void text(http::status s, std::string body, const char* type = "text/plain") {
@@ -357,7 +401,8 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   }
 
   void send(const Request& req, Response res) {
-    if (req.method() == http::verb::head) res.body().clear();  // the headers say what a GET would send
+    if (req.method() == http::verb::head)
+      res.body().clear();  // the headers say what a GET would send
     if (auto& m = srv_->metrics) {
       m->http_response(res.result_int());
       m->latency(RequestMetrics::rest, clock::now() - start_);
@@ -400,7 +445,8 @@ void HttpServer::Impl::accept() {
 }
 
 void HttpServer::Impl::sweep() {
-  auto period = std::clamp(opts.deadline / 10, std::chrono::milliseconds(10), std::chrono::milliseconds(1000));
+  auto period = std::clamp(opts.deadline / 10, std::chrono::milliseconds(10),
+                           std::chrono::milliseconds(1000));
   sweeper.expires_after(period);
   sweeper.async_wait([self = shared_from_this()](beast::error_code ec) {
     if (ec) return;  // stopped
@@ -414,10 +460,11 @@ void HttpServer::Impl::sweep() {
   });
 }
 
-HttpServer::HttpServer(IoPool& io, caf::actor_system& sys, Coordinator coordinator, lock_manager_actor locks,
-                       node_actor node, std::shared_ptr<RequestMetrics> metrics, HttpOptions opts)
-    : impl_(std::make_shared<Impl>(io, sys, std::move(coordinator), std::move(locks), std::move(node),
-                                   std::move(metrics), std::move(opts))) {}
+HttpServer::HttpServer(IoPool& io, caf::actor_system& sys, Coordinator coordinator,
+                       lock_manager_actor locks, node_actor node,
+                       std::shared_ptr<RequestMetrics> metrics, HttpOptions opts)
+    : impl_(std::make_shared<Impl>(io, sys, std::move(coordinator), std::move(locks),
+                                   std::move(node), std::move(metrics), std::move(opts))) {}
 
 HttpServer::~HttpServer() { stop(); }
 
@@ -429,7 +476,8 @@ bool HttpServer::start(std::string* error) {
   if (!ec) impl_->acceptor.bind(at, ec);
   if (!ec) impl_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
-    *error = "http " + impl_->opts.bind + ":" + std::to_string(impl_->opts.port) + ": " + ec.message();
+    *error =
+        "http " + impl_->opts.bind + ":" + std::to_string(impl_->opts.port) + ": " + ec.message();
     return false;
   }
   impl_->accept();

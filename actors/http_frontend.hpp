@@ -20,7 +20,7 @@ namespace apsis {
 
 struct HttpOptions {
   std::string bind = "127.0.0.1";
-  uint16_t port = 0;  ///< 0 = an ephemeral port
+  uint16_t port = 0;                          ///< 0 = an ephemeral port
   std::chrono::milliseconds deadline{10000};  ///< to receive a request and send its answer
   storage::Limits limits;  ///< key and value sizes; a body may hold a value's base64 and more
 };

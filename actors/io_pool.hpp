@@ -25,7 +25,10 @@ class IoPool {
       guards_.emplace_back(contexts_.back()->get_executor());
     }
   }
-  ~IoPool() { stop(); join(); }
+  ~IoPool() {
+    stop();
+    join();
+  }
   IoPool(const IoPool&) = delete;
   IoPool& operator=(const IoPool&) = delete;
 

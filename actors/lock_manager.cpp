@@ -8,8 +8,7 @@ namespace {
 
 using self_ptr = lock_manager_actor::stateful_pointer<lock_manager_state>;
 
-lease grant(self_ptr self, const std::string& key, const caf::actor_addr& who,
-            uint32_t lease_ms) {
+lease grant(self_ptr self, const std::string& key, const caf::actor_addr& who, uint32_t lease_ms) {
   auto& st = self->state;
   uint64_t token = ++st.last_token;
   st.held[key] = {token, who};
@@ -37,8 +36,9 @@ caf::expected<lock_manager_actor> owner_of(self_ptr self, const std::string& key
   auto& st = self->state;
   if (st.rings.empty()) return lock_manager_actor{};
   size_t zero = key.find('\0');  // leases are named ns ‖ 0 ‖ key
-  storage::Id id = zero == std::string::npos ? storage::make_id("default", key)
-                                             : storage::make_id(key.substr(0, zero), key.substr(zero + 1));
+  storage::Id id = zero == std::string::npos
+                       ? storage::make_id("default", key)
+                       : storage::make_id(key.substr(0, zero), key.substr(zero + 1));
   std::string down;
   for (const auto& [group, r] : st.rings) {
     const ring::owner* o = r.size() ? r.owner_of(id) : nullptr;
@@ -50,7 +50,8 @@ caf::expected<lock_manager_actor> owner_of(self_ptr self, const std::string& key
     down += (down.empty() ? "" : ", ") + o->node;
   }
   if (down.empty()) return lock_manager_actor{};  // no ring owns it: here
-  return caf::make_error(caf::sec::runtime_error, "every owner of the lease is down (" + down + ")");
+  return caf::make_error(caf::sec::runtime_error,
+                         "every owner of the lease is down (" + down + ")");
 }
 
 }  // namespace
@@ -81,8 +82,8 @@ lock_manager_actor::behavior_type lock_manager(self_ptr self, std::string node) 
         auto who = caf::actor_cast<caf::actor_addr>(sender);
         auto rp = self->make_response_promise<lease>();
         if (lease_ms == 0 || !sender) {
-          rp.deliver(caf::make_error(caf::sec::invalid_argument,
-                                     "a lease needs a duration and a holder"));
+          rp.deliver(
+              caf::make_error(caf::sec::invalid_argument, "a lease needs a duration and a holder"));
           return rp;
         }
         if (self->state.monitored.insert(who).second) self->monitor(sender);  // death releases

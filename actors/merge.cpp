@@ -19,7 +19,7 @@ using Erasures = std::vector<std::pair<storage::Id, storage::Version>>;
 
 struct scan_result {
   std::map<std::pair<std::string, uint32_t>, op_batch> moves;  ///< (node, backend) -> records
-  size_t to_move = 0;    ///< records found to move (collected, or counted in a dry run)
+  size_t to_move = 0;      ///< records found to move (collected, or counted in a dry run)
   uint64_t misplaced = 0;  ///< not ours, but the owner cannot take them now
   Erasures purge;          ///< our tombstones past their grace
   bool full = false;       ///< stopped early: more to do on this backend
@@ -33,14 +33,16 @@ scan_result scan_backend(const ae_state& st, uint32_t backend, bool collect) {
   auto r = st.rings.find(b.group);
   const ring* rg = r == st.rings.end() || r->second.size() == 0 ? nullptr : &r->second;
   const uint64_t now = storage::now_ms();
-  const uint64_t grace_stamp = now > st.cfg.tombstone_grace_ms ? (now - st.cfg.tombstone_grace_ms) << 16 : 0;
+  const uint64_t grace_stamp =
+      now > st.cfg.tombstone_grace_ms ? (now - st.cfg.tombstone_grace_ms) << 16 : 0;
   size_t bytes = 0;
   storage::IterateOptions io;
   io.with_payload = collect;
   b.engine->iterate(io, [&](const storage::Record& rec) {
     const ring::owner* o = rg ? rg->owner_of(rec.id) : nullptr;
     if (!o || (o->node == st.cfg.node && o->backend == backend)) {
-      if (rec.tombstone && rec.version.stamp < grace_stamp) out.purge.emplace_back(rec.id, rec.version);
+      if (rec.tombstone && rec.version.stamp < grace_stamp)
+        out.purge.emplace_back(rec.id, rec.version);
       out.full = out.purge.size() >= st.cfg.merge_batch;
       return !out.full;
     }
@@ -53,8 +55,9 @@ scan_result scan_backend(const ae_state& st, uint32_t backend, bool collect) {
     if (!collect) return true;
     out.moves[{o->node, o->backend}].push_back(replica_write(storage::Record(rec)));
     bytes += rec.key.size() + rec.json.size() + rec.data.size();
-    out.full = out.to_move >= std::min<uint64_t>(st.cfg.merge_batch, std::max<uint64_t>(st.cfg.rate, 1)) ||
-               bytes >= (8u << 20);
+    out.full =
+        out.to_move >= std::min<uint64_t>(st.cfg.merge_batch, std::max<uint64_t>(st.cfg.rate, 1)) ||
+        bytes >= (8u << 20);
     return !out.full;
   });
   return out;
@@ -62,7 +65,8 @@ scan_result scan_backend(const ae_state& st, uint32_t backend, bool collect) {
 
 void finish_backend(ae_self self, uint32_t backend) {
   auto& st = self->state;
-  if (!st.merge.todo.empty() && st.merge.todo.front() == backend) st.merge.todo.erase(st.merge.todo.begin());
+  if (!st.merge.todo.empty() && st.merge.todo.front() == backend)
+    st.merge.todo.erase(st.merge.todo.begin());
   st.merge.retries = 0;
   if (st.merge.for_recover && st.pass.running()) {
     st.pass.done++;
@@ -101,8 +105,10 @@ void start_merge(ae_self self, bool dry_run, bool for_recover, const std::vector
   for (const auto& [id, b] : self->state.cfg.backends)
     if (groups.empty() || std::count(groups.begin(), groups.end(), b.group)) m.todo.push_back(id);
   if (step_in_flight) return;
-  if (after.count() == 0) self->send(self, atom::migrate_v);  // now, even on a test's clock
-  else self->delayed_send(self, after, atom::migrate_v);
+  if (after.count() == 0)
+    self->send(self, atom::migrate_v);  // now, even on a test's clock
+  else
+    self->delayed_send(self, after, atom::migrate_v);
 }
 
 void merge_step(ae_self self) {
@@ -123,8 +129,10 @@ void merge_step(ae_self self) {
       spdlog::info("merge: recover pass done: {} moved, {} misplaced, {} tombstones purged",
                    st.pass.moved, st.pass.misplaced, st.pass.purged);
     }
-    if (again) start_merge(self, false, false, {});
-    else count_left(self);
+    if (again)
+      start_merge(self, false, false, {});
+    else
+      count_left(self);
     return;
   }
   const uint32_t backend = m.todo.front();
@@ -170,7 +178,8 @@ void merge_step(ae_self self) {
         st.cfg.stats->merge_failures++;
         // An owner that just joined may not know this node yet: try again shortly, a few
         // times, then leave it to the next pass.
-        if (st.merge.retries++ < 3) return self->delayed_send(self, std::chrono::seconds(1), atom::migrate_v);
+        if (st.merge.retries++ < 3)
+          return self->delayed_send(self, std::chrono::seconds(1), atom::migrate_v);
         return finish_backend(self, backend);
       }
       st.merge.retries = 0;
@@ -185,14 +194,17 @@ void merge_step(ae_self self) {
               size_t erased = 0;
               auto& st = self->state;
               storage::Status s = st.cfg.backends.at(backend).engine->erase(held, &erased);
-              if (!s) spdlog::warn("merge: forgetting moved records of backend {}: {}", backend, s.to_string());
+              if (!s)
+                spdlog::warn("merge: forgetting moved records of backend {}: {}", backend,
+                             s.to_string());
               st.cfg.stats->moved += erased;
               if (st.merge.for_recover) st.pass.moved += erased;
               *failed = *failed || held.size() < sent.size();
               done();
             },
             [=](caf::error& err) {
-              spdlog::debug("merge: moving records to {}: {}", node, self->home_system().render(err));
+              spdlog::debug("merge: moving records to {}: {}", node,
+                            self->home_system().render(err));
               *failed = true;
               done();
             });

@@ -22,11 +22,12 @@ class Families {
  public:
   /// A sample; `family` names its # TYPE line when it is not the sample's own name (a
   /// histogram's _bucket, _sum and _count).
-  void add(const std::string& name, const char* type, const std::string& labels, const std::string& value,
-           const std::string& family = {}) {
+  void add(const std::string& name, const char* type, const std::string& labels,
+           const std::string& value, const std::string& family = {}) {
     auto [it, fresh] = index_.emplace(family.empty() ? name : family, families_.size());
     if (fresh) families_.push_back({it->first, type, {}});
-    families_[it->second].lines += name + (labels.empty() ? "" : "{" + labels + "}") + " " + value + "\n";
+    families_[it->second].lines +=
+        name + (labels.empty() ? "" : "{" + labels + "}") + " " + value + "\n";
   }
   void add(const std::string& name, const char* type, const std::string& labels, uint64_t v,
            const std::string& family = {}) {
@@ -50,7 +51,8 @@ class Families {
 
 /// Microseconds as seconds, with no trailing zeros (0.00025).
 std::string seconds(uint64_t us) {
-  std::string s = std::to_string(us / 1000000) + "." + std::to_string(1000000 + us % 1000000).substr(1);
+  std::string s =
+      std::to_string(us / 1000000) + "." + std::to_string(1000000 + us % 1000000).substr(1);
   while (s.back() == '0') s.pop_back();
   if (s.back() == '.') s.pop_back();
   return s;
@@ -58,7 +60,8 @@ std::string seconds(uint64_t us) {
 
 /// Statistics that only grow are counters (named *_total); the rest are gauges.
 bool is_counter(const std::string& field) {
-  static const char* gauges[] = {"keys", "disk_bytes", "dead_bytes", "index_bytes", "files", "misplaced", "unrepairable"};
+  static const char* gauges[] = {"keys",  "disk_bytes", "dead_bytes",  "index_bytes",
+                                 "files", "misplaced",  "unrepairable"};
   for (const char* g : gauges)
     if (field == g) return false;
   return true;
@@ -98,19 +101,23 @@ std::string RequestMetrics::prometheus() {
     f.add(hist + "_count", "histogram", surface, total, hist);
   }
   for (int s = 0; s < surfaces; ++s) {
-    f.add("apsis_received_bytes_total", "counter", std::string("surface=\"") + surface_name(s) + "\"", load(in_[s]));
-    f.add("apsis_sent_bytes_total", "counter", std::string("surface=\"") + surface_name(s) + "\"", load(out_[s]));
+    f.add("apsis_received_bytes_total", "counter",
+          std::string("surface=\"") + surface_name(s) + "\"", load(in_[s]));
+    f.add("apsis_sent_bytes_total", "counter", std::string("surface=\"") + surface_name(s) + "\"",
+          load(out_[s]));
   }
-  for (const auto& [actor, g] : {std::pair<const char*, MailboxGauge*>{"replica_group", mailboxes.coordinator.get()},
-                                 {"shard", mailboxes.shards.get()},
-                                 {"anti_entropy", mailboxes.anti_entropy.get()},
-                                 {"peer", mailboxes.peer.get()}}) {
+  for (const auto& [actor, g] :
+       {std::pair<const char*, MailboxGauge*>{"replica_group", mailboxes.coordinator.get()},
+        {"shard", mailboxes.shards.get()},
+        {"anti_entropy", mailboxes.anti_entropy.get()},
+        {"peer", mailboxes.peer.get()}}) {
     f.add("apsis_mailbox_depth", "gauge", std::string("actor=\"") + actor + "\"", load(g->last));
     f.add("apsis_mailbox_peak", "gauge", std::string("actor=\"") + actor + "\"",
           g->peak.exchange(0, std::memory_order_relaxed));
   }
   for (unsigned c = 0; c < 500; ++c)
-    if (uint64_t n = load(http_[c])) f.add("apsis_http_responses_total", "counter", "code=\"" + std::to_string(c + 100) + "\"", n);
+    if (uint64_t n = load(http_[c]))
+      f.add("apsis_http_responses_total", "counter", "code=\"" + std::to_string(c + 100) + "\"", n);
   return f.text();
 }
 
@@ -130,15 +137,21 @@ nlohmann::json RequestMetrics::summary() const {
     auto quantile_ms = [&](double q) -> nlohmann::json {  // the bound of the bucket it falls in
       uint64_t seen = 0;
       for (int b = 0; b < buckets - 1; ++b)
-        if ((seen += load(hist_[s][b])) >= q * double(total) && total) return double(bounds_us[b]) / 1000;
+        if ((seen += load(hist_[s][b])) >= q * double(total) && total)
+          return double(bounds_us[b]) / 1000;
       return total ? nlohmann::json("inf") : nlohmann::json(nullptr);
     };
-    out["requests"][surface_name(s)] = {{"operations", requests}, {"failed", failed},
-                                        {"p50_ms_at_most", quantile_ms(0.5)}, {"p99_ms_at_most", quantile_ms(0.99)},
-                                        {"bytes_in", load(in_[s])}, {"bytes_out", load(out_[s])}};
+    out["requests"][surface_name(s)] = {{"operations", requests},
+                                        {"failed", failed},
+                                        {"p50_ms_at_most", quantile_ms(0.5)},
+                                        {"p99_ms_at_most", quantile_ms(0.99)},
+                                        {"bytes_in", load(in_[s])},
+                                        {"bytes_out", load(out_[s])}};
   }
-  out["mailboxes"] = {{"replica_group", load(mailboxes.coordinator->last)}, {"shard", load(mailboxes.shards->last)},
-                      {"anti_entropy", load(mailboxes.anti_entropy->last)}, {"peer", load(mailboxes.peer->last)}};
+  out["mailboxes"] = {{"replica_group", load(mailboxes.coordinator->last)},
+                      {"shard", load(mailboxes.shards->last)},
+                      {"anti_entropy", load(mailboxes.anti_entropy->last)},
+                      {"peer", load(mailboxes.peer->last)}};
   return out;
 }
 
@@ -147,10 +160,13 @@ std::string prometheus_text(const std::string& stats_json) {
   json s = json::parse(stats_json, nullptr, false);
   Families f;
   if (!s.is_object()) return {};
-  auto add = [&](const std::string& prefix, const std::string& field, const std::string& labels, const json& v) {
+  auto add = [&](const std::string& prefix, const std::string& field, const std::string& labels,
+                 const json& v) {
     if (!v.is_number()) return;
-    if (is_counter(field)) f.add(prefix + field + "_total", "counter", labels, v.dump());
-    else f.add(prefix + field, "gauge", labels, v.dump());
+    if (is_counter(field))
+      f.add(prefix + field + "_total", "counter", labels, v.dump());
+    else
+      f.add(prefix + field, "gauge", labels, v.dump());
   };
   for (const auto& b : s.value("backends", json::array())) {
     std::string labels = "backend=\"" + std::to_string(b.value("id", 0)) + "\",group=\"" +
@@ -160,14 +176,18 @@ std::string prometheus_text(const std::string& stats_json) {
   }
   for (const char* section : {"anti_entropy", "merge", "scrub"})
     if (s.contains(section))
-      for (const auto& [k, v] : s[section].items()) add(std::string("apsis_") + section + "_", k, "", v);
+      for (const auto& [k, v] : s[section].items())
+        add(std::string("apsis_") + section + "_", k, "", v);
   if (s.contains("cluster"))
     for (const auto& n : s["cluster"].value("nodes", json::array())) {
-      std::string label = "node=\"" + n.value("name", std::string()) + "\"", state = n.value("state", std::string());
+      std::string label = "node=\"" + n.value("name", std::string()) + "\"",
+                  state = n.value("state", std::string());
       f.add("apsis_peer_up", "gauge", label, state == "down" ? "0" : "1");
-      f.add("apsis_peer_suspect", "gauge", label, state == "suspect" ? "1" : "0");  // silent for two rounds
+      f.add("apsis_peer_suspect", "gauge", label,
+            state == "suspect" ? "1" : "0");  // silent for two rounds
       if (n.value("last_heard_ms", int64_t(-1)) >= 0)
-        f.add("apsis_peer_last_heard_seconds", "gauge", label, std::to_string(n["last_heard_ms"].get<int64_t>() / 1000.0));
+        f.add("apsis_peer_last_heard_seconds", "gauge", label,
+              std::to_string(n["last_heard_ms"].get<int64_t>() / 1000.0));
     }
   return f.text();
 }

@@ -37,24 +37,24 @@ struct MailboxGauge {
 /// The mailboxes worth watching: a queue that grows means the actor cannot keep up.
 struct MailboxGauges {
   std::shared_ptr<MailboxGauge> coordinator = std::make_shared<MailboxGauge>(),
-                                 shards = std::make_shared<MailboxGauge>(),  ///< every shard's
-                                 anti_entropy = std::make_shared<MailboxGauge>(),
-                                 peer = std::make_shared<MailboxGauge>();
+                                shards = std::make_shared<MailboxGauge>(),  ///< every shard's
+      anti_entropy = std::make_shared<MailboxGauge>(), peer = std::make_shared<MailboxGauge>();
 };
 
 class RequestMetrics {
  public:
   enum Surface { resp, binary, rest, surfaces };
-  static constexpr int kinds = 5;     ///< op_kind values
+  static constexpr int kinds = 5;      ///< op_kind values
   static constexpr int statuses = 10;  ///< op_status values
   /// Histogram bucket bounds, in microseconds (the last bucket is +Inf).
-  static constexpr uint64_t bounds_us[] = {100, 250, 500, 1000, 2500, 5000, 10000, 25000,
-                                           50000, 100000, 250000, 1000000, 5000000};
+  static constexpr uint64_t bounds_us[] = {100,   250,   500,    1000,   2500,    5000,   10000,
+                                           25000, 50000, 100000, 250000, 1000000, 5000000};
   static constexpr int buckets = sizeof(bounds_us) / sizeof(bounds_us[0]) + 1;
 
   /// One operation answered.
   void op(Surface s, op_kind k, op_status st) {
-    if (int(k) < kinds && int(st) < statuses) ops_[s][int(k)][int(st)].fetch_add(1, std::memory_order_relaxed);
+    if (int(k) < kinds && int(st) < statuses)
+      ops_[s][int(k)][int(st)].fetch_add(1, std::memory_order_relaxed);
   }
   /// One request's time from its arrival to its answer, counted n times (a batch's requests).
   void latency(Surface s, std::chrono::steady_clock::duration d, uint64_t n = 1);

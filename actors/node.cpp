@@ -42,7 +42,9 @@ bool ring_points(const std::string& backend_dir, size_t n, std::vector<storage::
       if (end == std::string::npos) end = text.size();
       storage::Id id;
       if (!storage::Id::from_hex(std::string_view(text).substr(pos, end - pos), &id))
-        return *error = path + ": line " + std::to_string(out->size() + 1) + " is not a 128-digit hex id", false;
+        return *error = path + ": line " + std::to_string(out->size() + 1) +
+                        " is not a 128-digit hex id",
+               false;
       out->push_back(id);
       pos = end + 1;
     }
@@ -51,14 +53,16 @@ bool ring_points(const std::string& backend_dir, size_t n, std::vector<storage::
   }
   *out = random_points(n);
   for (const auto& p : *out) text += p.hex() + "\n";
-  if (storage::Status s = env->write_atomic(path, text, true); !s) return *error = s.to_string(), false;
+  if (storage::Status s = env->write_atomic(path, text, true); !s)
+    return *error = s.to_string(), false;
   return true;
 }
 
 /// A dropped namespace: this node's records of it are tombstoned, and every other node is
 /// told to do the same with its own (a node down now keeps its copies until anti-entropy
 /// brings it the other replicas' tombstones).
-caf::result<std::string> purge_everywhere(node_actor::stateful_pointer<node_state> self, std::string ns) {
+caf::result<std::string> purge_everywhere(node_actor::stateful_pointer<node_state> self,
+                                          std::string ns) {
   auto rp = self->make_response_promise<std::string>();
   auto answer = [rp](uint64_t here, int64_t told) mutable {
     rp.deliver(nlohmann::json{{"purged_here", here}, {"nodes_told", told}}.dump());
@@ -81,16 +85,23 @@ caf::result<std::string> purge_everywhere(node_actor::stateful_pointer<node_stat
 
 std::string node_stats_json(const config::NodeConfig& cfg,
                             const std::vector<std::shared_ptr<storage::Engine>>& engines,
-                            const ae_stats* recovery, cluster_view* cluster, const RequestMetrics* metrics) {
+                            const ae_stats* recovery, cluster_view* cluster,
+                            const RequestMetrics* metrics) {
   nlohmann::json backends = nlohmann::json::array();
   for (size_t i = 0; i < engines.size() && i < cfg.backends.size(); ++i) {
     storage::EngineStats s = engines[i]->stats();
     const auto& b = cfg.backends[i];
-    backends.push_back({{"id", b.id}, {"group", b.group}, {"engine", b.engine},
-                        {"fsync", b.fsync.to_string()}, {"keys", s.keys},
-                        {"disk_bytes", s.disk_bytes}, {"dead_bytes", s.dead_bytes},
-                        {"index_bytes", s.index_bytes}, {"files", s.files},
-                        {"compactions", s.compactions}, {"syncs", s.syncs}});
+    backends.push_back({{"id", b.id},
+                        {"group", b.group},
+                        {"engine", b.engine},
+                        {"fsync", b.fsync.to_string()},
+                        {"keys", s.keys},
+                        {"disk_bytes", s.disk_bytes},
+                        {"dead_bytes", s.dead_bytes},
+                        {"index_bytes", s.index_bytes},
+                        {"files", s.files},
+                        {"compactions", s.compactions},
+                        {"syncs", s.syncs}});
   }
   nlohmann::json out{{"node", cfg.name}, {"backends", backends}};
   if (recovery) {
@@ -102,11 +113,13 @@ std::string node_stats_json(const config::NodeConfig& cfg,
                            {"repaired", recovery->repaired.load()},
                            {"failed_rounds", recovery->failed_rounds.load()},
                            {"read_repairs", recovery->read_repairs.load()}};
-    out["merge"] = {{"passes", recovery->merge_passes.load()}, {"moved", recovery->moved.load()},
+    out["merge"] = {{"passes", recovery->merge_passes.load()},
+                    {"moved", recovery->moved.load()},
                     {"misplaced", recovery->misplaced.load()},
                     {"tombstones_purged", recovery->purged.load()},
                     {"failures", recovery->merge_failures.load()}};
-    out["scrub"] = {{"rounds", recovery->scrub_rounds.load()}, {"checked", recovery->scrub_checked.load()},
+    out["scrub"] = {{"rounds", recovery->scrub_rounds.load()},
+                    {"checked", recovery->scrub_checked.load()},
                     {"corrupt_found", recovery->scrub_corrupt.load()},
                     {"dropped_for_repair", recovery->scrub_repairing.load()},
                     {"unrepairable", recovery->scrub_unrepairable.load()}};
@@ -124,9 +137,8 @@ std::string node_stats_json(const config::NodeConfig& cfg,
 node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
                                config::NodeConfig cfg,
                                std::vector<std::shared_ptr<storage::Engine>> engines,
-                               std::vector<caf::actor> children,
-                               anti_entropy_actor recovery_actor, peer_actor peer,
-                               std::map<uint32_t, replica_group_actor> backends,
+                               std::vector<caf::actor> children, anti_entropy_actor recovery_actor,
+                               peer_actor peer, std::map<uint32_t, replica_group_actor> backends,
                                std::shared_ptr<ae_stats> recovery,
                                std::shared_ptr<cluster_view> cluster,
                                std::shared_ptr<RequestMetrics> metrics) {
@@ -147,7 +159,8 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
       [=](atom::admin, std::string& text) -> caf::result<std::string> {
         auto cmd = nlohmann::json::parse(text, nullptr, false);
         std::string what = cmd.is_object() ? cmd.value("cmd", "") : "";
-        if (what == "recover") return self->delegate(self->state.recovery_actor, atom::recover_v, std::move(text));
+        if (what == "recover")
+          return self->delegate(self->state.recovery_actor, atom::recover_v, std::move(text));
         if (what == "routes") {
           if (!self->state.cluster) return std::string("{\"nodes\": []}");  // a node of its own
           std::lock_guard<std::mutex> lock(self->state.cluster->mu);
@@ -155,17 +168,21 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
         }
         if (what == "purge_ns") return purge_everywhere(self, cmd.value("ns", ""));
         if (what == "forget" || what == "leave") {
-          if (!self->state.peer) return std::string("{\"error\": \"this node is not in a cluster\"}");
+          if (!self->state.peer)
+            return std::string("{\"error\": \"this node is not in a cluster\"}");
           return self->delegate(self->state.peer, atom::admin_v, std::move(text));
         }
-        return nlohmann::json{{"error", "unknown command '" + what + "' (known: recover, routes, purge_ns, forget, leave)"}}.dump();
+        return nlohmann::json{{"error", "unknown command '" + what +
+                                            "' (known: recover, routes, purge_ns, forget, leave)"}}
+            .dump();
       },
       [=](atom::apply, uint32_t backend, op_batch& ops) -> caf::result<result_batch> {
         auto it = self->state.backends.find(backend);
         if (it == self->state.backends.end())
           return caf::make_error(caf::sec::runtime_error,
-                                 self->state.backends.empty() ? std::string("this node is not in a cluster")
-                                                              : "no backend " + std::to_string(backend));
+                                 self->state.backends.empty()
+                                     ? std::string("this node is not in a cluster")
+                                     : "no backend " + std::to_string(backend));
         return self->delegate(it->second, atom::exec_v, std::move(ops));
       },
   };
@@ -231,8 +248,8 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
     std::unique_ptr<storage::Engine> engine;
     storage::Status s = storage::open_engine(eo, &engine);
     if (!s) {
-      *error = "backend " + std::to_string(b.id) + " (" + b.engine + " in " + eo.dir + "): " +
-               s.to_string();
+      *error = "backend " + std::to_string(b.id) + " (" + b.engine + " in " + eo.dir +
+               "): " + s.to_string();
       return false;
     }
     std::shared_ptr<storage::Engine> shared(std::move(engine));
@@ -255,7 +272,8 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
       pc.self.backends.push_back(std::move(bp));
       replica_group_config one = rg;  // this backend alone: replica writes from other nodes
       one.groups = {route};
-      if (b.fsync.mode != storage::SyncPolicy::Mode::always) pc.direct[b.id] = LocalCoordinator::make(one);
+      if (b.fsync.mode != storage::SyncPolicy::Mode::always)
+        pc.direct[b.id] = LocalCoordinator::make(one);
       pc.backends[b.id] = sys.spawn(replica_group, std::move(one));
       children.push_back(caf::actor_cast<caf::actor>(pc.backends[b.id]));
     }
@@ -268,7 +286,8 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
   // writes from the cluster are welcome).
   std::string seeds;
   for (const auto& [host, port] : cfg.seeds)
-    if (!(host == cfg.bind && port == cfg.cluster_port)) seeds += (seeds.empty() ? "" : ", ") + host + ":" + std::to_string(port);
+    if (!(host == cfg.bind && port == cfg.cluster_port))
+      seeds += (seeds.empty() ? "" : ", ") + host + ":" + std::to_string(port);
   if (cluster && !seeds.empty() && !storage::Env::posix()->exists(pc.table_file))
     rg.not_joined = "this node has not joined its cluster yet (seeds: " + seeds + ")";
   parts.coordinator.actor = sys.spawn(replica_group, std::move(rg));

@@ -20,7 +20,8 @@ const char* const wrong_cookie = "wrong cluster cookie";
 /// The time since the node was last heard from, in ms (-1: never).
 int64_t silence_ms(self_ptr self, const peer_link& l) {
   if (l.last_heard == caf::actor_clock::time_point{}) return -1;
-  return std::chrono::duration_cast<std::chrono::milliseconds>(self->clock().now() - l.last_heard).count();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(self->clock().now() - l.last_heard)
+      .count();
 }
 
 /// A node's state as this one sees it: up (connected), suspect (connected, but silent for
@@ -51,18 +52,25 @@ void refresh_view(self_ptr self) {
       rings.push_back({{"id", b.backend}, {"group", b.group}, {"points", points}});
     }
     const char* state = state_of(self, name);
-    nlohmann::json node{{"name", name}, {"address", e.host + ":" + std::to_string(e.port)},
-                        {"incarnation", e.incarnation}, {"state", state}, {"backends", backends}};
+    nlohmann::json node{{"name", name},
+                        {"address", e.host + ":" + std::to_string(e.port)},
+                        {"incarnation", e.incarnation},
+                        {"state", state},
+                        {"backends", backends}};
     if (e.leaving) node["leaving"] = true;
     if (auto l = st.links.find(name); l != st.links.end()) {
       node["last_heard_ms"] = silence_ms(self, l->second);
       if (l->second.since != caf::actor_clock::time_point{})
         node["state_for_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   self->clock().now() - l->second.since).count();
+                                   self->clock().now() - l->second.since)
+                                   .count();
     }
     nodes.push_back(std::move(node));
-    routes.push_back({{"name", name}, {"host", e.host}, {"binary_port", e.binary_port},
-                      {"state", state}, {"backends", rings}});
+    routes.push_back({{"name", name},
+                      {"host", e.host},
+                      {"binary_port", e.binary_port},
+                      {"state", state},
+                      {"backends", rings}});
   }
   std::string text = nlohmann::json{{"nodes", nodes}}.dump();
   std::string route_text = nlohmann::json{{"nodes", routes}}.dump();
@@ -81,8 +89,11 @@ void publish_routes(self_ptr self) {
     kept.nodes.erase(st.cfg.self.name);  // a restart makes a new one
     if (std::string text = kept.to_json(); text != st.saved) {
       storage::Status s = storage::Env::posix()->write_atomic(st.cfg.table_file, text, false);
-      if (s) st.saved = std::move(text);
-      else spdlog::warn("cluster: cannot keep the route table in {}: {}", st.cfg.table_file, s.to_string());
+      if (s)
+        st.saved = std::move(text);
+      else
+        spdlog::warn("cluster: cannot keep the route table in {}: {}", st.cfg.table_file,
+                     s.to_string());
     }
   }
   route_table t = st.table;
@@ -111,7 +122,9 @@ void gossip(self_ptr self) {
     if (l.up()) self->send(caf::actor_cast<peer_actor>(l.peer), atom::gossip_v, self->state.table);
 }
 
-caf::actor_control_block* block_of(const caf::actor& a) { return caf::actor_cast<caf::actor_control_block*>(a); }
+caf::actor_control_block* block_of(const caf::actor& a) {
+  return caf::actor_cast<caf::actor_control_block*>(a);
+}
 
 /// Takes a node's handles from its own entry, which came over its own connection. A new proxy
 /// of the same actor compares equal to the one that died with the old connection (caf::actor
@@ -174,7 +187,8 @@ void connect(self_ptr self, const std::string& host, uint16_t port) {
   auto fail = [=](const caf::error& err) {
     std::string why = self->home_system().render(err);
     if (why.find(wrong_cookie) != std::string::npos)
-      spdlog::error("cluster: the node at {}:{} refused to let us join: {}", host, port, wrong_cookie);
+      spdlog::error("cluster: the node at {}:{} refused to let us join: {}", host, port,
+                    wrong_cookie);
     else
       spdlog::debug("cluster: cannot join through {}:{}: {}", host, port, why);
     retry_later(self, host, port);
@@ -197,7 +211,8 @@ void connect(self_ptr self, const std::string& host, uint16_t port) {
                       for (const auto& [name, e] : t.nodes) {
                         if (name == st.cfg.self.name) continue;
                         bool linked = st.links.count(name) && st.links[name].up();
-                        if (e.peer && e.peer.node() == other.node()) st.dialed.insert(name);
+                        if (e.peer && e.peer.node() == other.node())
+                          st.dialed.insert(name);
                         else if (!linked && st.dialed.insert(name).second)
                           self->send(self, atom::connect_v, e.host, e.port);
                       }
@@ -236,11 +251,14 @@ std::string forget(self_ptr self, const std::string& name) {
     return error("node '" + name + "' is up: only a node that is down can be forgotten");
   for (const auto& b : it->second.backends)
     if (!group_has_other(st.table, name, b.group))
-      return error("forgetting '" + name + "' would leave group " + std::to_string(b.group) + " with no backend");
+      return error("forgetting '" + name + "' would leave group " + std::to_string(b.group) +
+                   " with no backend");
   it->second.forgotten = true;
   ++it->second.version;  // newer than what anyone holds of it: gossip carries it
   st.links.erase(name);
-  spdlog::warn("cluster: node '{}' forgotten by an operator; its ranges pass to its groups' other backends", name);
+  spdlog::warn(
+      "cluster: node '{}' forgotten by an operator; its ranges pass to its groups' other backends",
+      name);
   publish_routes(self);
   gossip(self);
   return nlohmann::json{{"forgotten", name}}.dump();
@@ -257,10 +275,12 @@ std::string leave(self_ptr self) {
   if (!me.leaving) {
     for (const auto& b : me.backends)
       if (!group_has_other(st.table, me.name, b.group))
-        return error_json("leaving would leave group " + std::to_string(b.group) + " with no backend");
+        return error_json("leaving would leave group " + std::to_string(b.group) +
+                          " with no backend");
     me.leaving = true;
     ++me.version;
-    spdlog::warn("cluster: leaving: this node's keys move to the backends that remain, then it stops");
+    spdlog::warn(
+        "cluster: leaving: this node's keys move to the backends that remain, then it stops");
     publish_routes(self);
     gossip(self);
   }
@@ -302,9 +322,11 @@ void load_table(self_ptr self) {
   st.saved = text;
   kept.nodes.erase(st.cfg.self.name);
   for (const auto& [name, e] : kept.nodes)
-    if (!e.forgotten && st.dialed.insert(name).second) self->send(self, atom::connect_v, e.host, e.port);
+    if (!e.forgotten && st.dialed.insert(name).second)
+      self->send(self, atom::connect_v, e.host, e.port);
   st.table.merge(kept);
-  spdlog::info("cluster: {} nodes known from {}, down until reached", kept.nodes.size(), st.cfg.table_file);
+  spdlog::info("cluster: {} nodes known from {}, down until reached", kept.nodes.size(),
+               st.cfg.table_file);
 }
 
 /// Whether a message comes from this node or from a node that joined with the cookie.
@@ -324,7 +346,8 @@ peer_actor::behavior_type peer(self_ptr self, peer_config cfg) {
     auto& st = self->state;
     for (auto& [name, l] : st.links) {
       // A proxy from an older connection may report its death late: only the current counts.
-      if (!l.up() || block_of(l.peer) != caf::actor_cast<caf::actor_control_block*>(dm.source)) continue;
+      if (!l.up() || block_of(l.peer) != caf::actor_cast<caf::actor_control_block*>(dm.source))
+        continue;
       l.peer = l.recovery = l.locks = nullptr;  // they died with the connection
       l.since = self->clock().now();
       spdlog::warn("cluster: node '{}' is down ({})", name, self->home_system().render(dm.reason));
@@ -337,19 +360,22 @@ peer_actor::behavior_type peer(self_ptr self, peer_config cfg) {
   load_table(self);
   publish_routes(self);
   for (const auto& [host, port] : st.cfg.seeds)
-    if (!(host == st.cfg.self.host && port == st.cfg.self.port)) self->send(self, atom::connect_v, host, port);
+    if (!(host == st.cfg.self.host && port == st.cfg.self.port))
+      self->send(self, atom::connect_v, host, port);
   if (st.cfg.gossip_every.count() > 0) self->delayed_send(self, st.cfg.gossip_every, atom::tick_v);
   return {
       [=](atom::join, std::string& cookie, node_entry& e) -> caf::result<route_table> {
         auto& st = self->state;
         if (cookie != st.cfg.cookie) {
-          spdlog::error("cluster: refused node '{}' ({}:{}): {}", e.name, e.host, e.port, wrong_cookie);
+          spdlog::error("cluster: refused node '{}' ({}:{}): {}", e.name, e.host, e.port,
+                        wrong_cookie);
           return caf::make_error(caf::sec::runtime_error, wrong_cookie);
         }
         if (e.name == st.cfg.self.name)
           return caf::make_error(caf::sec::runtime_error, "node name '" + e.name + "' is taken");
         const auto& sender = self->current_sender();
-        if (!sender) return caf::make_error(caf::sec::runtime_error, "a join must come from a node");
+        if (!sender)
+          return caf::make_error(caf::sec::runtime_error, "a join must come from a node");
         st.joined.insert(sender->node());
         st.dialed.insert(e.name);  // it connected to us: no need to dial it
         auto known = st.table.nodes.find(e.name);
@@ -366,7 +392,8 @@ peer_actor::behavior_type peer(self_ptr self, peer_config cfg) {
       },
       [=](atom::apply, uint32_t backend, op_batch& ops) -> caf::result<result_batch> {
         if (auto& g = self->state.cfg.mailbox) g->sample_of(self);
-        if (!member(self)) return caf::make_error(caf::sec::runtime_error, "not a member of this cluster");
+        if (!member(self))
+          return caf::make_error(caf::sec::runtime_error, "not a member of this cluster");
         if (auto d = self->state.cfg.direct.find(backend); d != self->state.cfg.direct.end())
           return d->second->run(ops);
         auto it = self->state.cfg.backends.find(backend);
@@ -388,7 +415,8 @@ peer_actor::behavior_type peer(self_ptr self, peer_config cfg) {
         uint32_t told = 0;
         for (const auto& [name, l] : st.links)
           if (l.up() && l.recovery)
-            caf::anon_send(caf::actor_cast<anti_entropy_actor>(l.recovery), atom::purge_v, ns), ++told;
+            caf::anon_send(caf::actor_cast<anti_entropy_actor>(l.recovery), atom::purge_v, ns),
+                ++told;
         return told;
       },
       [=](atom::admin, std::string& text) -> std::string {
@@ -403,7 +431,8 @@ peer_actor::behavior_type peer(self_ptr self, peer_config cfg) {
         gossip(self);
         finish_leave(self);
         refresh_view(self);  // states and silences move with time
-        if (st.cfg.gossip_every.count() > 0) self->delayed_send(self, st.cfg.gossip_every, atom::tick_v);
+        if (st.cfg.gossip_every.count() > 0)
+          self->delayed_send(self, st.cfg.gossip_every, atom::tick_v);
       },
   };
 }

@@ -49,7 +49,7 @@ struct peer_config {
   std::map<uint32_t, replica_group_actor> backends;  ///< local backend id -> its coordinator
   /// Backends whose fsync never blocks: replica writes apply on the PEER's thread (no hop).
   std::map<uint32_t, std::shared_ptr<LocalCoordinator>> direct;
-  std::shared_ptr<cluster_view> view;       ///< refreshed at every route change
+  std::shared_ptr<cluster_view> view;  ///< refreshed at every route change
   /// Where the table is kept across restarts (empty: nowhere): a restarted node starts from
   /// the nodes it knew, all down until it reaches them, instead of a cluster of itself whose
   /// quorum it alone would make.
@@ -63,9 +63,9 @@ struct peer_config {
 /// This node's connection to another node: the handles learned over it (null while there is
 /// none: down, or not connected yet), and when the node was last heard from.
 struct peer_link {
-  caf::actor peer;      ///< its PEER, monitored
-  caf::actor recovery;  ///< its ANTI_ENTROPY
-  caf::actor locks;     ///< its LOCK_MANAGER
+  caf::actor peer;                            ///< its PEER, monitored
+  caf::actor recovery;                        ///< its ANTI_ENTROPY
+  caf::actor locks;                           ///< its LOCK_MANAGER
   caf::actor_clock::time_point last_heard{};  ///< a join or gossip from the node itself
   caf::actor_clock::time_point since{};       ///< when it last went up or down
   bool up() const { return peer != nullptr; }
@@ -75,11 +75,11 @@ struct peer_state {
   peer_config cfg;
   route_table table;  ///< every node's entry; only this node's own carries handles
   std::map<std::string, peer_link> links;  ///< node name -> this node's link to it
-  std::set<caf::node_id> joined;          ///< CAF nodes that joined with the cookie
-  std::set<std::string> dialed;           ///< nodes this one connected to itself
+  std::set<caf::node_id> joined;           ///< CAF nodes that joined with the cookie
+  std::set<std::string> dialed;            ///< nodes this one connected to itself
   std::map<std::string, std::chrono::milliseconds> backoff;  ///< "host:port" -> next retry wait
-  std::string saved;  ///< what table_file holds
-  bool stopping = false;  ///< left the cluster: on_left called
+  std::string saved;                                         ///< what table_file holds
+  bool stopping = false;                                     ///< left the cluster: on_left called
   static inline const char* name = "peer";
 };
 

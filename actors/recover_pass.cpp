@@ -17,13 +17,20 @@ using nlohmann::json;
 json pass_to_json(const recover_pass& p) {
   json pairs = json::array();
   for (const auto& t : p.pairs)
-    pairs.push_back({{"backend", t.backend}, {"group", t.range.group_a}, {"with_group", t.range.group_b},
-                     {"with_node", t.node_b}, {"with_backend", t.range.backend_b}});
-  json out{{"mode", p.mode}, {"state", p.state}, {"dry_run", p.dry_run}, {"groups", p.groups},
-           {"since_ms", p.since_ms}, {"total", p.total}, {"done", p.done}, {"skipped", p.skipped}};
+    pairs.push_back({{"backend", t.backend},
+                     {"group", t.range.group_a},
+                     {"with_group", t.range.group_b},
+                     {"with_node", t.node_b},
+                     {"with_backend", t.range.backend_b}});
+  json out{{"mode", p.mode},     {"state", p.state},       {"dry_run", p.dry_run},
+           {"groups", p.groups}, {"since_ms", p.since_ms}, {"total", p.total},
+           {"done", p.done},     {"skipped", p.skipped}};
   if (p.mode == "dc") {
-    out.update({{"pairs", pairs}, {"buckets_differing", p.buckets_differing},
-                {"keys_compared", p.keys_compared}, {"divergent", p.divergent}, {"repaired", p.repaired}});
+    out.update({{"pairs", pairs},
+                {"buckets_differing", p.buckets_differing},
+                {"keys_compared", p.keys_compared},
+                {"divergent", p.divergent},
+                {"repaired", p.repaired}});
   } else {
     out.update({{"moved", p.moved}, {"misplaced", p.misplaced}, {"purged", p.purged}});
   }
@@ -61,7 +68,8 @@ void pass_next(ae_self self) {
     bool known = st.table.nodes.count(want.node_b) > 0 && !st.down.count(want.node_b);
     if (!known && p.waiting_since == std::chrono::steady_clock::time_point{}) p.waiting_since = now;
     if (!known && now - p.waiting_since < std::chrono::seconds(30)) return;  // the tick retries
-    p.skipped.push_back(want.key() + (st.down.count(want.node_b) ? " (down)" : " (not a pair now)"));
+    p.skipped.push_back(want.key() +
+                        (st.down.count(want.node_b) ? " (down)" : " (not a pair now)"));
     p.waiting_since = {};
     p.done++;
     save_pass(st);
@@ -99,8 +107,9 @@ bool load_pass(ae_state& st) {
     pair_task pt;
     pt.backend = t.value("backend", 0u);
     pt.node_b = t.value("with_node", "");
-    pt.range = ae_range{t.value("group", 0u), st.cfg.node, pt.backend, t.value("with_group", 0u),
-                        t.value("with_backend", 0u), p.since_ms};
+    pt.range =
+        ae_range{t.value("group", 0u),        st.cfg.node, pt.backend, t.value("with_group", 0u),
+                 t.value("with_backend", 0u), p.since_ms};
     p.pairs.push_back(std::move(pt));
   }
   return true;
@@ -112,7 +121,8 @@ std::string recover_command(ae_self self, const std::string& text) {
   auto& st = self->state;
   recover_pass& p = st.pass;
   json cmd = json::parse(text, nullptr, false);
-  if (cmd.is_discarded() || !cmd.is_object()) return error_json("the command is not a JSON object", p);
+  if (cmd.is_discarded() || !cmd.is_object())
+    return error_json("the command is not a JSON object", p);
   std::string action = cmd.value("action", "status");
   if (action == "status") return pass_to_json(p).dump();
   if (action == "stop") {
@@ -127,14 +137,17 @@ std::string recover_command(ae_self self, const std::string& text) {
   } else if (action == "start") {
     if (p.running()) return error_json("a recover pass is running (stop it first)", p);
     std::string mode = cmd.value("mode", "");
-    if (mode != "dc" && mode != "merge") return error_json("mode must be dc or merge, got '" + mode + "'", p);
+    if (mode != "dc" && mode != "merge")
+      return error_json("mode must be dc or merge, got '" + mode + "'", p);
     p = recover_pass{};
     p.mode = mode;
     p.state = "running";
     p.dry_run = cmd.value("dry_run", false);
     p.since_ms = cmd.value("since_ms", uint64_t(0));
     p.groups = cmd.value("groups", std::vector<uint32_t>{});
-    auto in = [&](uint32_t g) { return p.groups.empty() || std::count(p.groups.begin(), p.groups.end(), g); };
+    auto in = [&](uint32_t g) {
+      return p.groups.empty() || std::count(p.groups.begin(), p.groups.end(), g);
+    };
     if (mode == "dc") {
       for (auto& t : pairs(st, p.since_ms))
         if (in(t.range.group_a) && in(t.range.group_b)) p.pairs.push_back(std::move(t));
@@ -152,7 +165,6 @@ std::string recover_command(ae_self self, const std::string& text) {
     start_merge(self, p.dry_run, true, p.groups);
   return pass_to_json(p).dump();
 }
-
 
 void save_pass(ae_state& st) {
   std::string text = pass_to_json(st.pass).dump();

@@ -20,8 +20,8 @@ bool is_write(op_kind k) { return k != op_kind::get && k != op_kind::lookup; }
 /// The write that brings a replica up to `best`, the answer a read settled on: its record
 /// (put) or its tombstone (remove), at its version. None when the record at hand is not the
 /// one `best` names (its payload did not come back).
-std::optional<kv_op> repair_write(const op_result& r, const replica_entry& best, const storage::Id& id,
-                                  const std::string& key) {
+std::optional<kv_op> repair_write(const op_result& r, const replica_entry& best,
+                                  const storage::Id& id, const std::string& key) {
   const bool found = best.status == op_status::ok && r.record.version == best.version;
   if (!found && best.status != op_status::not_found) return std::nullopt;
   storage::Record rec = found ? r.record : storage::Record{};
@@ -40,8 +40,8 @@ struct op_track {
   /// A read under `quorum` or `all`: it asks every group and answers the newest version.
   bool wide = false;
   success_policy policy = success_policy::quorum;  ///< the write's, or the read's
-  bool answered = false;         ///< a replica's answer has filled the result
-  size_t read_group = SIZE_MAX;  ///< a read under `one`: the session group asked
+  bool answered = false;                           ///< a replica's answer has filled the result
+  size_t read_group = SIZE_MAX;                    ///< a read under `one`: the session group asked
   /// A wide get: its key, for read repairs (a lookup carries no payload to repair with).
   std::optional<std::pair<storage::Id, std::string>> repair_key;
 };
@@ -66,7 +66,8 @@ struct pending_batch {
     for (const auto& e : r.replicas) {
       if (e.status != op_status::ok && e.status != op_status::not_found) continue;
       ++answers;
-      if (!best || best->version < e.version || (best->version == e.version && e.status == op_status::ok))
+      if (!best || best->version < e.version ||
+          (best->version == e.version && e.status == op_status::ok))
         best = &e;
     }
     if (best) repair_behind(i, *best);
@@ -74,8 +75,9 @@ struct pending_batch {
       // None answered: their common failure (timeout...); some did: too few, never "missing".
       r.status = answers == 0 ? decide(success_policy::all, r.replicas) : op_status::unavailable;
       r.record = {};
-      r.message = "read policy " + std::string(to_string(ops[i].policy)) + ": " + std::to_string(answers) +
-                  " of " + std::to_string(r.replicas.size()) + " replicas answered";
+      r.message = "read policy " + std::string(to_string(ops[i].policy)) + ": " +
+                  std::to_string(answers) + " of " + std::to_string(r.replicas.size()) +
+                  " replicas answered";
       return;
     }
     r.status = best->status;
@@ -89,7 +91,8 @@ struct pending_batch {
     for (const auto& e : r.replicas) {
       // Older than the newest, or corrupt: anything but a miss that knows of no write at all.
       bool behind = e.status == op_status::corruption ||
-                    ((e.status == op_status::ok || e.status == op_status::not_found) && e.version < best.version);
+                    ((e.status == op_status::ok || e.status == op_status::not_found) &&
+                     e.version < best.version);
       if (!behind || (best.status == op_status::not_found && best.version.stamp == 0)) continue;
       if (auto w = repair_write(r, best, ops[i].repair_key->first, ops[i].repair_key->second))
         repair(e, std::move(*w));
@@ -111,7 +114,8 @@ struct pending_batch {
       else
         r.status = r.replicas.empty() ? op_status::unavailable : r.replicas.front().status;
       if (r.replicas.empty() && r.message.empty())
-        r.message = "no replica to ask: no group of the session owns the key, or none named is in it";
+        r.message =
+            "no replica to ask: no group of the session owns the key, or none named is in it";
     }
     deliver(std::move(results));
   }
@@ -136,8 +140,9 @@ struct pending_batch {
         e.status = one.status;
         e.version = one.version;
         // The first replica to answer carries the payload; for a wide read, the newest.
-        bool carry = t.wide ? one.status == op_status::ok && (!t.answered || r.record.version < one.version)
-                            : !t.answered;
+        bool carry =
+            t.wide ? one.status == op_status::ok && (!t.answered || r.record.version < one.version)
+                   : !t.answered;
         if (carry) {
           t.answered = true;
           r.record = std::move(one.record);
@@ -167,7 +172,8 @@ struct shard_request {
 
 /// Whether an operation asks a group: those it names, else every group of the session.
 bool asks_group(const kv_op& op, uint32_t group) {
-  return op.groups.empty() || std::find(op.groups.begin(), op.groups.end(), group) != op.groups.end();
+  return op.groups.empty() ||
+         std::find(op.groups.begin(), op.groups.end(), group) != op.groups.end();
 }
 
 /// Which route owns an id in the session's g-th group.
@@ -197,7 +203,8 @@ void read_order(const replica_group_config& cfg, size_t groups, const size_t* ow
       auto it = latency_us->find(r.node);
       return it == latency_us->end() ? 1000.0 : it->second;  // unmeasured: a guess, 1 ms
     };
-    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return cost(a) < cost(b); });
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t a, size_t b) { return cost(a) < cost(b); });
   }
 }
 
@@ -231,7 +238,8 @@ std::shared_ptr<pending_batch> plan(const replica_group_config& cfg, op_batch& o
     op_track& t = p->ops[i];
     t.write = is_write(ops[i].kind);
     if (t.write) {
-      t.policy = ops[i].policy >= 1 && ops[i].policy <= 3 ? success_policy(ops[i].policy - 1) : cfg.policy;
+      t.policy =
+          ops[i].policy >= 1 && ops[i].policy <= 3 ? success_policy(ops[i].policy - 1) : cfg.policy;
       if (stamp) ops[i].version = cfg.clock->next();
       continue;
     }
@@ -262,7 +270,8 @@ std::shared_ptr<pending_batch> plan(const replica_group_config& cfg, op_batch& o
   std::vector<size_t> owner(ops.size() * groups);
   for (size_t i = 0; i < ops.size(); ++i)
     for (size_t g = 0; g < groups; ++g)
-      owner[i * groups + g] = asks_group(ops[i], p->group_order[g]) ? owner_route(cfg, g, ops[i].id) : SIZE_MAX;
+      owner[i * groups + g] =
+          asks_group(ops[i], p->group_order[g]) ? owner_route(cfg, g, ops[i].id) : SIZE_MAX;
   // Reads under `one`: the first group in the read order, not tried yet, whose owner is up
   // (else one whose owner is down, so that the result says unavailable).
   std::vector<size_t> order;
@@ -387,7 +396,8 @@ deliver_fn with_read_failover(replica_group_actor::stateful_pointer<replica_grou
         replica_entry healthy{0, {}, 0, r.status, r.version};
         for (const auto& e : earlier.replicas)
           if (e.status == op_status::corruption && r.version.stamp != 0)
-            if (auto w = repair_write(r, healthy, keys[j].first, keys[j].second)) send_repair(self, e, std::move(*w));
+            if (auto w = repair_write(r, healthy, keys[j].first, keys[j].second))
+              send_repair(self, e, std::move(*w));
       }
       deliver(std::move(results));
     };
@@ -413,7 +423,8 @@ void run(replica_group_actor::stateful_pointer<replica_group_state> self, op_bat
       reads.push_back(ops[i]), at.push_back(i);
   auto p = plan(cfg, ops, &reqs, tried, &self->state.latency_us);
   p->deliver = reads.empty() ? std::move(deliver)
-                             : with_read_failover(self, std::move(reads), std::move(at), std::move(deliver), *p, tried);
+                             : with_read_failover(self, std::move(reads), std::move(at),
+                                                  std::move(deliver), *p, tried);
   if (reqs.empty()) return p->finish();
   p->repair = [self](const replica_entry& to, kv_op w) { send_repair(self, to, std::move(w)); };
   for (auto& req : reqs) {
@@ -442,9 +453,8 @@ void run(replica_group_actor::stateful_pointer<replica_group_state> self, op_bat
       continue;
     }
     self->request(req.dest, caf::infinite, atom::apply_v, std::move(req.ops))
-        .then([p, idx = req.idx, where = req.where](result_batch& got) {
-                p->record(idx, where, &got, op_status::unavailable);
-              },
+        .then([p, idx = req.idx, where = req.where](
+                  result_batch& got) { p->record(idx, where, &got, op_status::unavailable); },
               [p, idx = req.idx, where = req.where](caf::error&) {
                 p->record(idx, where, nullptr, op_status::unavailable);
               });
@@ -461,11 +471,14 @@ void flush(replica_group_actor::stateful_pointer<replica_group_state> self) {
     auto parts = std::make_shared<decltype(box.parts)>(std::move(box.parts));
     const std::string node = key.first;
     auto sent = std::chrono::steady_clock::now();
-    self->request(box.peer, caf::duration{st.cfg.timeout}, atom::apply_v, key.second, std::move(box.ops))
+    self->request(box.peer, caf::duration{st.cfg.timeout}, atom::apply_v, key.second,
+                  std::move(box.ops))
         .then(
             [self, parts, node, sent](result_batch& got) {
               // The node's reply latency, smoothed: what a latency read order goes by.
-              double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - sent).count();
+              double us =
+                  std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - sent)
+                      .count();
               auto [it, fresh] = self->state.latency_us.emplace(node, us);
               if (!fresh) it->second = 0.8 * it->second + 0.2 * us;
               size_t at = 0;
@@ -478,7 +491,8 @@ void flush(replica_group_actor::stateful_pointer<replica_group_state> self) {
               }
             },
             [parts](caf::error& err) {
-              op_status s = err == caf::sec::request_timeout ? op_status::timeout : op_status::unavailable;
+              op_status s =
+                  err == caf::sec::request_timeout ? op_status::timeout : op_status::unavailable;
               for (auto& [n, take] : *parts) take(nullptr, s);
             });
   }
@@ -542,7 +556,9 @@ result_batch LocalCoordinator::run(op_batch& ops) const {
   p->repair = [this](const replica_entry& to, kv_op w) {
     for (const auto& route : cfg_.groups) {
       size_t shard = 0;
-      ShardCore* core = route.node == to.node && route.backend == to.backend ? direct_core(route, w.id, &shard) : nullptr;
+      ShardCore* core = route.node == to.node && route.backend == to.backend
+                            ? direct_core(route, w.id, &shard)
+                            : nullptr;
       if (!core) continue;
       if (cfg_.read_repairs) ++*cfg_.read_repairs;
       op_batch one{std::move(w)};

@@ -107,5 +107,4 @@ struct Coordinator {
   std::shared_ptr<LocalCoordinator> local;  ///< null: every batch goes to the actor
 };
 
-
 }  // namespace apsis

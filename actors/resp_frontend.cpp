@@ -42,19 +42,27 @@ void format(const Pending& p, std::string& out) {
   for (const Plan& plan : p.plans) {
     auto at = [&](size_t k) -> const op_result& { return p.results[plan.first + k]; };
     switch (plan.cmd) {
-      case Cmd::reply: out += plan.reply; break;
+      case Cmd::reply:
+        out += plan.reply;
+        break;
       case Cmd::get: {
         const op_result& r = at(0);
-        if (r.status == op_status::ok) resp::bulk(out, r.record.data);
-        else if (r.status == op_status::not_found) resp::null_bulk(out);
-        else resp::error(out, failure(r));
+        if (r.status == op_status::ok)
+          resp::bulk(out, r.record.data);
+        else if (r.status == op_status::not_found)
+          resp::null_bulk(out);
+        else
+          resp::error(out, failure(r));
         break;
       }
       case Cmd::set: {
         const op_result& r = at(0);
-        if (r.status == op_status::ok) resp::simple(out, "OK");
-        else if (r.status == op_status::condition_failed) resp::null_bulk(out);
-        else resp::error(out, failure(r));
+        if (r.status == op_status::ok)
+          resp::simple(out, "OK");
+        else if (r.status == op_status::condition_failed)
+          resp::null_bulk(out);
+        else
+          resp::error(out, failure(r));
         break;
       }
       case Cmd::mset: {
@@ -70,8 +78,10 @@ void format(const Pending& p, std::string& out) {
         const op_result* bad = nullptr;
         for (size_t k = 0; k < plan.count; ++k) {
           const op_result& r = at(k);
-          if (r.status == op_status::ok) n += plan.cmd == Cmd::exists || r.existed;
-          else if (r.status != op_status::not_found) bad = &r;
+          if (r.status == op_status::ok)
+            n += plan.cmd == Cmd::exists || r.existed;
+          else if (r.status != op_status::not_found)
+            bad = &r;
         }
         bad ? resp::error(out, failure(*bad)) : resp::integer(out, n);
         break;
@@ -92,9 +102,18 @@ void format(const Pending& p, std::string& out) {
       case Cmd::ttl:
       case Cmd::pttl: {
         const op_result& r = at(0);
-        if (r.status == op_status::not_found) { resp::integer(out, -2); break; }
-        if (r.status != op_status::ok) { resp::error(out, failure(r)); break; }
-        if (r.record.expiry_ms == 0) { resp::integer(out, -1); break; }
+        if (r.status == op_status::not_found) {
+          resp::integer(out, -2);
+          break;
+        }
+        if (r.status != op_status::ok) {
+          resp::error(out, failure(r));
+          break;
+        }
+        if (r.record.expiry_ms == 0) {
+          resp::integer(out, -1);
+          break;
+        }
         uint64_t now = storage::now_ms();
         int64_t ms = r.record.expiry_ms > now ? int64_t(r.record.expiry_ms - now) : 0;
         resp::integer(out, plan.cmd == Cmd::pttl ? ms : (ms + 500) / 1000);
@@ -103,7 +122,6 @@ void format(const Pending& p, std::string& out) {
     }
   }
 }
-
 
 /// The Redis protocol for frontend::Connection.
 class RespProtocol {
@@ -185,12 +203,15 @@ class RespProtocol {
         std::string opt = upper(a[i]);
         int64_t n = 0;
         bool has_arg = i + 1 < argc;
-        if ((opt == "EX" || opt == "PX" || opt == "EXAT" || opt == "PXAT") && has_arg && !o.expiry_ms) {
+        if ((opt == "EX" || opt == "PX" || opt == "EXAT" || opt == "PXAT") && has_arg &&
+            !o.expiry_ms) {
           if (!parse_int(a[++i], &n) || n <= 0)
             return reply_error(b, "ERR invalid expire time in 'set' command");
           uint64_t now = storage::now_ms();
-          o.expiry_ms = opt == "EX" ? now + uint64_t(n) * 1000 : opt == "PX" ? now + uint64_t(n)
-                      : opt == "EXAT" ? uint64_t(n) * 1000 : uint64_t(n);
+          o.expiry_ms = opt == "EX"     ? now + uint64_t(n) * 1000
+                        : opt == "PX"   ? now + uint64_t(n)
+                        : opt == "EXAT" ? uint64_t(n) * 1000
+                                        : uint64_t(n);
         } else if (opt == "NX" && o.cond == op_cond::none) {
           o.cond = op_cond::if_absent;
         } else if (opt == "XX" && o.cond == op_cond::none) {
@@ -205,9 +226,15 @@ class RespProtocol {
     } else if (name == "DEL" || name == "EXISTS" || name == "MGET") {
       if (!arity(argc >= 2)) return;
       std::vector<kv_op> ops;
-      op_kind kind = name == "DEL" ? op_kind::remove : name == "EXISTS" ? op_kind::lookup : op_kind::get;
+      op_kind kind = name == "DEL"      ? op_kind::remove
+                     : name == "EXISTS" ? op_kind::lookup
+                                        : op_kind::get;
       for (size_t i = 1; i < argc; ++i) ops.push_back(key_op(kind, a[i]));
-      keyed(b, name == "DEL" ? Cmd::del : name == "EXISTS" ? Cmd::exists : Cmd::mget, std::move(ops));
+      keyed(b,
+            name == "DEL"      ? Cmd::del
+            : name == "EXISTS" ? Cmd::exists
+                               : Cmd::mget,
+            std::move(ops));
     } else if (name == "MSET") {
       if (!arity(argc >= 3 && argc % 2 == 1)) return;
       std::vector<kv_op> ops;
@@ -219,14 +246,16 @@ class RespProtocol {
     } else if (name == "EXPIRE" || name == "PEXPIRE") {
       if (!arity(argc == 3)) return;
       int64_t n = 0;
-      if (!parse_int(a[2], &n)) return reply_error(b, "ERR value is not an integer or out of range");
+      if (!parse_int(a[2], &n))
+        return reply_error(b, "ERR value is not an integer or out of range");
       kv_op o = key_op(op_kind::expire, a[1]);
       int64_t ms = name == "EXPIRE" ? n * 1000 : n;
       uint64_t now = storage::now_ms();
       o.expiry_ms = ms > 0 ? now + uint64_t(ms) : 1;  // <= 0: expired at once, as in Redis
       keyed(b, Cmd::expire, {std::move(o)});
     } else if (name == "TTL" || name == "PTTL") {
-      if (arity(argc == 2)) keyed(b, name == "TTL" ? Cmd::ttl : Cmd::pttl, {key_op(op_kind::lookup, a[1])});
+      if (arity(argc == 2))
+        keyed(b, name == "TTL" ? Cmd::ttl : Cmd::pttl, {key_op(op_kind::lookup, a[1])});
     } else if (name == "PING") {
       if (!arity(argc <= 2)) return;
       argc == 2 ? resp::bulk(s, a[1]) : resp::simple(s, "PONG");
@@ -238,12 +267,16 @@ class RespProtocol {
     } else if (name == "SELECT") {
       if (!arity(argc == 2)) return;
       int64_t n = -1;
-      if (parse_int(a[1], &n) && n >= 0) ns_ = n == 0 ? "default" : "db" + std::to_string(n);
+      if (parse_int(a[1], &n) && n >= 0)
+        ns_ = n == 0 ? "default" : "db" + std::to_string(n);
       else if (!a[1].empty() && a[1].size() <= 64 &&
-               a[1].find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") == std::string::npos)
+               a[1].find_first_not_of(
+                   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") ==
+                   std::string::npos)
         ns_ = a[1];
       else
-        return reply_error(b, "ERR invalid namespace: use a number or a name of letters, digits, _ - .");
+        return reply_error(
+            b, "ERR invalid namespace: use a number or a name of letters, digits, _ - .");
       resp::simple(s, "OK");
       reply(b, std::move(s));
     } else if (name == "QUIT") {
@@ -264,7 +297,6 @@ class RespProtocol {
     }
   }
 
-
   const Context* ctx_;
   std::string ns_ = "default";
 };
@@ -279,8 +311,8 @@ struct RespServer::Impl {
 RespServer::RespServer(IoPool& io, Coordinator coordinator, RespOptions opts)
     : impl_(std::make_shared<Impl>()) {
   RespProtocol::Context ctx{opts.limits, opts.info};
-  impl_->server = std::make_shared<frontend::Server<RespProtocol>>(io, std::move(coordinator), std::move(ctx),
-                                                                  opts.metrics, RequestMetrics::resp);
+  impl_->server = std::make_shared<frontend::Server<RespProtocol>>(
+      io, std::move(coordinator), std::move(ctx), opts.metrics, RequestMetrics::resp);
   impl_->opts = std::move(opts);
 }
 

@@ -1,7 +1,7 @@
 // RespServer: the Redis-protocol frontend, on Boost.Asio (an IoPool). Each socket read
 // is parsed whole; its key operations go to the coordinator as one batch (run on the I/O
-// thread by the direct path, or one actor message), answered with one write. Replies stay in request
-// order across reads; a client with too much outstanding stops being read, so it only holds
+// thread by the direct path, or one actor message), answered with one write. Replies stay in
+// request order across reads; a client with too much outstanding stops being read, so it only holds
 // up its own connection.
 #pragma once
 
@@ -23,7 +23,7 @@ struct RespOptions {
   resp::Limits limits;
   /// The text of INFO [section].
   std::function<std::string(const std::string& section)> info;
-  std::shared_ptr<RequestMetrics> metrics;  ///< counts requests (may be null)
+  std::shared_ptr<RequestMetrics> metrics;    ///< counts requests (may be null)
   std::chrono::milliseconds idle_timeout{0};  ///< close connections idle this long; 0: never
 };
 

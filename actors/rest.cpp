@@ -71,7 +71,8 @@ bool parse_options(std::map<std::string, std::string>& q, const Request& req, Op
   for (auto [name, out] : {std::pair{"policy", &o->policy}, std::pair{"read", &o->read}}) {
     success_policy p;
     if (!take(name, &v)) continue;
-    if (!parse_policy(v, &p)) return *why = std::string(name) + " must be one, quorum or all, not '" + v + "'", false;
+    if (!parse_policy(v, &p))
+      return *why = std::string(name) + " must be one, quorum or all, not '" + v + "'", false;
     *out = uint8_t(uint8_t(p) + 1);
   }
   if (take("latest", &v)) {
@@ -80,7 +81,8 @@ bool parse_options(std::map<std::string, std::string>& q, const Request& req, Op
     if (v == "true" || v == "1") o->read = uint8_t(success_policy::all) + 1;
   }
   if (take("verbose", &v)) {
-    if (v != "1" && v != "0" && v != "true" && v != "false") return *why = "verbose must be 1 or 0", false;
+    if (v != "1" && v != "0" && v != "true" && v != "false")
+      return *why = "verbose must be 1 or 0", false;
     *verbose = v == "1" || v == "true";
   }
   if (take("groups", &v)) {
@@ -89,7 +91,8 @@ bool parse_options(std::map<std::string, std::string>& q, const Request& req, Op
       if (comma == std::string::npos) comma = v.size();
       uint64_t g;
       if (!parse_u64(std::string_view(v).substr(pos, comma - pos), &g) || g > UINT32_MAX)
-        return *why = "groups must be a comma-separated list of group numbers, not '" + v + "'", false;
+        return *why = "groups must be a comma-separated list of group numbers, not '" + v + "'",
+               false;
       o->groups.push_back(uint32_t(g));
       pos = comma + 1;
     }
@@ -125,14 +128,17 @@ kv_op make_op(op_kind kind, const std::string& ns, std::string key, const Option
 bool write_condition(const Request& req, kv_op* op, std::string* why) {
   std::string match = header(req, "If-Match"), none = header(req, "If-None-Match");
   if (!match.empty() && !none.empty()) return *why = "If-Match and If-None-Match together", false;
-  if (match == "*") op->cond = op_cond::if_present;
+  if (match == "*")
+    op->cond = op_cond::if_present;
   else if (!match.empty()) {
     if (!parse_etag(match, &op->expected))
       return *why = "If-Match must be an ETag this server gave (\"ms.counter@node\") or *", false;
     op->cond = op_cond::if_version;
   }
-  if (none == "*") op->cond = op_cond::if_absent;
-  else if (!none.empty()) return *why = "a write takes If-None-Match: * only", false;
+  if (none == "*")
+    op->cond = op_cond::if_absent;
+  else if (!none.empty())
+    return *why = "a write takes If-None-Match: * only", false;
   return true;
 }
 
@@ -148,7 +154,7 @@ bool parse_range(std::string_view r, size_t total, size_t* first, size_t* last) 
   if (dash == std::string_view::npos) return true;
   const bool has_a = parse_u64(r.substr(0, dash), &a), has_b = parse_u64(r.substr(dash + 1), &b);
   if (!has_a && !has_b) return true;  // malformed: ignored, as RFC 9110 allows
-  if (!has_a) {  // the last b bytes
+  if (!has_a) {                       // the last b bytes
     if (b == 0 || total == 0) return false;
     *first = total - std::min<uint64_t>(b, total);
     *last = total - 1;
@@ -171,8 +177,11 @@ Want wanted(const Request& req) {
 json replicas_json(const op_result& r) {
   json out = json::array();
   for (const auto& e : r.replicas)
-    out.push_back({{"group", e.group}, {"node", e.node}, {"backend", e.backend},
-                   {"status", to_string(e.status)}, {"version", version_text(e.version)}});
+    out.push_back({{"group", e.group},
+                   {"node", e.node},
+                   {"backend", e.backend},
+                   {"status", to_string(e.status)},
+                   {"version", version_text(e.version)}});
   return out;
 }
 
@@ -180,7 +189,8 @@ std::string replicas_header(const op_result& r) {
   std::string out;
   for (const auto& e : r.replicas) {
     if (!out.empty()) out += ", ";
-    out += std::to_string(e.group) + "/" + e.node + "/" + std::to_string(e.backend) + "=" + to_string(e.status);
+    out += std::to_string(e.group) + "/" + e.node + "/" + std::to_string(e.backend) + "=" +
+           to_string(e.status);
   }
   return out;
 }
@@ -205,7 +215,8 @@ json record_json(const op_result& r) {
 /// A failed operation: its status, why, and every replica's entry.
 Response failure(const Request& req, const op_result& r) {
   json body{{"error", r.message.empty() ? std::string(to_string(r.status)) : r.message},
-            {"status", to_string(r.status)}, {"replicas", replicas_json(r)}};
+            {"status", to_string(r.status)},
+            {"replicas", replicas_json(r)}};
   return json_response(req, status_of(r.status), body);
 }
 
@@ -213,15 +224,22 @@ Response failure(const Request& req, const op_result& r) {
 
 http::status status_of(op_status s) {
   switch (s) {
-    case op_status::ok: return http::status::ok;
-    case op_status::not_found: return http::status::not_found;
-    case op_status::condition_failed: return http::status::precondition_failed;
+    case op_status::ok:
+      return http::status::ok;
+    case op_status::not_found:
+      return http::status::not_found;
+    case op_status::condition_failed:
+      return http::status::precondition_failed;
     case op_status::stale:
-    case op_status::fenced: return http::status::conflict;
-    case op_status::invalid: return http::status::bad_request;
+    case op_status::fenced:
+      return http::status::conflict;
+    case op_status::invalid:
+      return http::status::bad_request;
     case op_status::timeout:
-    case op_status::unavailable: return http::status::service_unavailable;
-    default: return http::status::internal_server_error;
+    case op_status::unavailable:
+      return http::status::service_unavailable;
+    default:
+      return http::status::internal_server_error;
   }
 }
 
@@ -247,7 +265,10 @@ bool percent_decode(std::string_view in, std::string* out) {
   out->clear();
   out->reserve(in.size());
   auto hex = [](char c) {
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
   };
   for (size_t i = 0; i < in.size(); ++i) {
     if (in[i] != '%') {
@@ -266,7 +287,8 @@ bool percent_decode(std::string_view in, std::string* out) {
 bool valid_ns(const std::string& ns) {
   if (ns.empty() || ns.size() > 64) return false;
   for (char c : ns)
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '-') return false;
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '-')
+      return false;
   return true;
 }
 
@@ -284,7 +306,8 @@ bool unbase64(std::string_view in, std::string* out) {
   int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out->data()),
                           reinterpret_cast<const unsigned char*>(in.data()), int(in.size()));
   if (n < 0) return false;
-  size_t pad = in.size() >= 1 && in.back() == '=' ? (in.size() >= 2 && in[in.size() - 2] == '=' ? 2 : 1) : 0;
+  size_t pad =
+      in.size() >= 1 && in.back() == '=' ? (in.size() >= 2 && in[in.size() - 2] == '=' ? 2 : 1) : 0;
   out->resize(size_t(n) - pad);  // EVP_DecodeBlock counts the padding as bytes
   return true;
 }
@@ -303,7 +326,9 @@ Response json_response(const Request& req, http::status s, const json& body) {
 }
 
 bool route(Request& req, const storage::Limits& limits, Call* call, Response* err) {
-  auto fail = [&](http::status s, const std::string& why) { return *err = error(req, s, why), false; };
+  auto fail = [&](http::status s, const std::string& why) {
+    return *err = error(req, s, why), false;
+  };
   std::string_view target(req.target().data(), req.target().size());
   size_t qmark = target.find('?');
   std::string_view path = target.substr(0, qmark);
@@ -318,19 +343,22 @@ bool route(Request& req, const storage::Limits& limits, Call* call, Response* er
       if (v == verb) return true;
     std::string allowed;
     for (auto v : verbs) allowed += (allowed.empty() ? "" : ", ") + std::string(http::to_string(v));
-    *err = error(req, http::status::method_not_allowed, std::string(req.method_string()) + " " +
-                                                             std::string(target.substr(0, qmark)) + ": allowed " + allowed);
+    *err = error(req, http::status::method_not_allowed,
+                 std::string(req.method_string()) + " " + std::string(target.substr(0, qmark)) +
+                     ": allowed " + allowed);
     err->set(http::field::allow, allowed);
     return false;
   };
   auto no_query = [&] {
     if (query.empty()) return true;
-    return fail(http::status::bad_request, "unknown query parameter '" + query.begin()->first + "'");
+    return fail(http::status::bad_request,
+                "unknown query parameter '" + query.begin()->first + "'");
   };
   // Operator routes.
   static const std::pair<const char*, Kind> fixed[] = {
-      {"/healthz", Kind::healthz}, {"/readyz", Kind::readyz}, {"/metrics", Kind::metrics},
-      {"/v1/stats", Kind::stats},  {"/v1/cluster", Kind::cluster}, {"/v1/cluster/routes", Kind::routes},
+      {"/healthz", Kind::healthz},    {"/readyz", Kind::readyz},
+      {"/metrics", Kind::metrics},    {"/v1/stats", Kind::stats},
+      {"/v1/cluster", Kind::cluster}, {"/v1/cluster/routes", Kind::routes},
       {"/v1/ns", Kind::ns_list}};
   for (const auto& [p, kind] : fixed)
     if (path == p) {
@@ -338,7 +366,8 @@ bool route(Request& req, const storage::Limits& limits, Call* call, Response* er
       return only({http::verb::get, http::verb::head}) && no_query();
     }
   constexpr std::string_view prefix = "/v1/ns/";
-  if (path.substr(0, prefix.size()) != prefix) return fail(http::status::not_found, "no route " + std::string(path));
+  if (path.substr(0, prefix.size()) != prefix)
+    return fail(http::status::not_found, "no route " + std::string(path));
   path.remove_prefix(prefix.size());
   size_t slash = path.find('/');
   if (!percent_decode(path.substr(0, slash), &call->ns) || !valid_ns(call->ns))
@@ -347,12 +376,14 @@ bool route(Request& req, const storage::Limits& limits, Call* call, Response* er
     if (!only({http::verb::put, http::verb::delete_}) || !no_query()) return false;
     call->kind = verb == http::verb::put ? Kind::ns_create : Kind::ns_drop;
     call->ops.push_back(make_op(op_kind::get, system_ns, catalog_key, {}));
-    call->ops.back().read = uint8_t(success_policy::all) + 1;  // the newest catalog any replica holds
+    call->ops.back().read =
+        uint8_t(success_policy::all) + 1;  // the newest catalog any replica holds
     return true;
   }
   path.remove_prefix(slash + 1);
   Options o;
-  if (!parse_options(query, req, &o, &call->verbose, &why)) return fail(http::status::bad_request, why);
+  if (!parse_options(query, req, &o, &call->verbose, &why))
+    return fail(http::status::bad_request, why);
   // Keys may hold '/': everything after "keys/" or "locks/" is the key, percent-decoded.
   auto starts = [&](std::string_view what) { return path.substr(0, what.size()) == what; };
   auto key_after = [&](std::string_view what) {
@@ -360,7 +391,8 @@ bool route(Request& req, const storage::Limits& limits, Call* call, Response* er
       return fail(http::status::bad_request, "malformed percent-encoding in the key");
     if (call->key.empty()) return fail(http::status::bad_request, "empty key");
     if (call->key.size() > std::min(limits.max_key_size, storage::Limits::key_hard_max))
-      return fail(http::status::bad_request, "key of " + std::to_string(call->key.size()) + " bytes exceeds the limit");
+      return fail(http::status::bad_request,
+                  "key of " + std::to_string(call->key.size()) + " bytes exceeds the limit");
     return true;
   };
   if (path == "bulk/get" || path == "bulk/put") {
@@ -370,27 +402,34 @@ bool route(Request& req, const storage::Limits& limits, Call* call, Response* er
     call->kind = get ? Kind::bulk_get : Kind::bulk_put;
     const char* field = get ? "keys" : "items";
     if (!body.is_object() || !body.contains(field) || !body[field].is_array())
-      return fail(http::status::bad_request, std::string("the body must be a JSON object with an array \"") + field + "\"");
+      return fail(http::status::bad_request,
+                  std::string("the body must be a JSON object with an array \"") + field + "\"");
     if (body[field].size() > max_bulk)
-      return fail(http::status::payload_too_large, "at most " + std::to_string(max_bulk) + " per bulk call");
+      return fail(http::status::payload_too_large,
+                  "at most " + std::to_string(max_bulk) + " per bulk call");
     for (auto& item : body[field]) {
-      if (!get && !item.is_object()) return fail(http::status::bad_request, "every item must be a JSON object");
+      if (!get && !item.is_object())
+        return fail(http::status::bad_request, "every item must be a JSON object");
       const json& k = get ? item : item.value("key", json());
       if (!k.is_string() || k.get_ref<const std::string&>().empty())
-        return fail(http::status::bad_request, get ? "keys must be non-empty strings" : "every item needs a \"key\" string");
+        return fail(http::status::bad_request,
+                    get ? "keys must be non-empty strings" : "every item needs a \"key\" string");
       kv_op op = make_op(get ? op_kind::get : op_kind::put, call->ns, k.get<std::string>(), o);
       if (!get) {
         if (item.contains("json")) op.json = item["json"].dump();
-        if (item.contains("data") && (!item["data"].is_string() || !unbase64(item["data"].get<std::string>(), &op.data)))
+        if (item.contains("data") &&
+            (!item["data"].is_string() || !unbase64(item["data"].get<std::string>(), &op.data)))
           return fail(http::status::bad_request, "item " + op.key + ": data must be base64");
         if (item.contains("ttl")) {
           if (!item["ttl"].is_number_unsigned() || item["ttl"].get<uint64_t>() == 0)
-            return fail(http::status::bad_request, "item " + op.key + ": ttl must be a number of seconds, at least 1");
+            return fail(http::status::bad_request,
+                        "item " + op.key + ": ttl must be a number of seconds, at least 1");
           op.expiry_ms = storage::now_ms() + item["ttl"].get<uint64_t>() * 1000;
         }
         if (op.json.size() + op.data.size() > limits.max_value_size)
-          return fail(http::status::payload_too_large, "item " + op.key + ": value exceeds the limit of " +
-                                                           std::to_string(limits.max_value_size) + " bytes");
+          return fail(http::status::payload_too_large,
+                      "item " + op.key + ": value exceeds the limit of " +
+                          std::to_string(limits.max_value_size) + " bytes");
       }
       call->ops.push_back(std::move(op));
     }
@@ -398,7 +437,9 @@ bool route(Request& req, const storage::Limits& limits, Call* call, Response* er
   }
   if (starts("locks/")) {
     if (!key_after("locks/") || !only({http::verb::post, http::verb::delete_})) return false;
-    std::string v = query.count("lease_ms") ? query["lease_ms"] : query.count("token") ? query["token"] : "";
+    std::string v = query.count("lease_ms") ? query["lease_ms"]
+                    : query.count("token")  ? query["token"]
+                                            : "";
     uint64_t n = 0;
     if (verb == http::verb::post) {
       call->kind = Kind::lock;
@@ -407,23 +448,27 @@ bool route(Request& req, const storage::Limits& limits, Call* call, Response* er
       call->lease_ms = uint32_t(n);
     } else {
       call->kind = Kind::unlock;
-      if (!parse_u64(v, &n) || query.count("lease_ms")) return fail(http::status::bad_request, "unlock needs ?token=");
+      if (!parse_u64(v, &n) || query.count("lease_ms"))
+        return fail(http::status::bad_request, "unlock needs ?token=");
       call->token = n;
     }
     query.erase("lease_ms");
     query.erase("token");
     return no_query();
   }
-  if (!starts("keys/")) return fail(http::status::not_found, "no route " + std::string(req.target()));
+  if (!starts("keys/"))
+    return fail(http::status::not_found, "no route " + std::string(req.target()));
   if (!key_after("keys/") || !no_query()) return false;
-  if (!only({http::verb::get, http::verb::head, http::verb::put, http::verb::delete_, http::verb::patch}))
+  if (!only({http::verb::get, http::verb::head, http::verb::put, http::verb::delete_,
+             http::verb::patch}))
     return false;
   call->kind = Kind::key;
   call->want = wanted(req);
   switch (verb) {
     case http::verb::get:
     case http::verb::head: {
-      call->ops.push_back(make_op(call->head ? op_kind::lookup : op_kind::get, call->ns, call->key, o));
+      call->ops.push_back(
+          make_op(call->head ? op_kind::lookup : op_kind::get, call->ns, call->key, o));
       call->if_none_match = header(req, "If-None-Match");
       return true;
     }
@@ -432,10 +477,12 @@ bool route(Request& req, const storage::Limits& limits, Call* call, Response* er
       op.report_existed = true;  // 201 or 200
       if (!write_condition(req, &op, &why)) return fail(http::status::bad_request, why);
       if (req.body().size() > limits.max_value_size)
-        return fail(http::status::payload_too_large, "value of " + std::to_string(req.body().size()) +
-                                                         " bytes exceeds the limit of " + std::to_string(limits.max_value_size));
+        return fail(http::status::payload_too_large,
+                    "value of " + std::to_string(req.body().size()) +
+                        " bytes exceeds the limit of " + std::to_string(limits.max_value_size));
       if (is_json_type(header(req, "Content-Type"))) {
-        if (!json::accept(req.body())) return fail(http::status::bad_request, "the body is not a valid JSON document");
+        if (!json::accept(req.body()))
+          return fail(http::status::bad_request, "the body is not a valid JSON document");
         op.json = std::move(req.body());
       } else {
         op.data = std::move(req.body());
@@ -446,16 +493,19 @@ bool route(Request& req, const storage::Limits& limits, Call* call, Response* er
     case http::verb::delete_: {
       kv_op op = make_op(op_kind::remove, call->ns, call->key, o);
       if (!write_condition(req, &op, &why)) return fail(http::status::bad_request, why);
-      if (op.cond == op_cond::if_absent) return fail(http::status::bad_request, "DELETE takes If-Match only");
+      if (op.cond == op_cond::if_absent)
+        return fail(http::status::bad_request, "DELETE takes If-Match only");
       call->ops.push_back(std::move(op));
       return true;
     }
     default: {  // PATCH
       std::string type = header(req, "Content-Type");
       if (type.substr(0, type.find(';')) != "application/merge-patch+json" && !is_json_type(type))
-        return fail(http::status::unsupported_media_type, "PATCH takes application/merge-patch+json (RFC 7386)");
+        return fail(http::status::unsupported_media_type,
+                    "PATCH takes application/merge-patch+json (RFC 7386)");
       call->patch = json::parse(req.body(), nullptr, false);
-      if (call->patch.is_discarded()) return fail(http::status::bad_request, "the patch is not a valid JSON document");
+      if (call->patch.is_discarded())
+        return fail(http::status::bad_request, "the patch is not a valid JSON document");
       call->kind = Kind::patch;
       kv_op read = make_op(op_kind::get, call->ns, call->key, o);
       kv_op cond;
@@ -475,26 +525,31 @@ Response key_response(const Call& call, const Request& req, op_result& r) {
   Response res = failed ? failure(req, r) : empty(req, http::status::ok);
   if (!r.replicas.empty()) res.set("X-Apsis-Replicas", replicas_header(r));
   if (failed) {
-    if (r.status == op_status::not_found && r.version.stamp) res.set(http::field::etag, etag(r.version));
+    if (r.status == op_status::not_found && r.version.stamp)
+      res.set(http::field::etag, etag(r.version));
     if (call.head) res.body().clear();
     return res;
   }
   res.set(http::field::etag, etag(r.version));
   if (op.kind == op_kind::put || op.kind == op_kind::remove) {
     if (op.kind == op_kind::remove && !r.existed) {
-      res = json_response(req, http::status::not_found, json{{"error", "no such key"}, {"status", "not_found"}});
+      res = json_response(req, http::status::not_found,
+                          json{{"error", "no such key"}, {"status", "not_found"}});
       res.set("X-Apsis-Replicas", replicas_header(r));
       return res;
     }
     json body{{"status", "ok"}, {"version", version_text(r.version)}, {"existed", r.existed}};
     if (call.verbose) body["replicas"] = replicas_json(r);
-    Response out = json_response(req, op.kind == op_kind::put && !r.existed ? http::status::created : http::status::ok, body);
+    Response out = json_response(
+        req, op.kind == op_kind::put && !r.existed ? http::status::created : http::status::ok,
+        body);
     for (const auto& f : res) out.set(f.name_string(), f.value());
     return out;
   }
   if (r.record.expiry_ms) res.set("X-Apsis-Expires", std::to_string(r.record.expiry_ms));
   if (r.record.user_flags) res.set("X-Apsis-Flags", std::to_string(r.record.user_flags));
-  if (!call.if_none_match.empty() && (call.if_none_match == etag(r.version) || call.if_none_match == "*")) {
+  if (!call.if_none_match.empty() &&
+      (call.if_none_match == etag(r.version) || call.if_none_match == "*")) {
     res.result(http::status::not_modified);
     return res;
   }
@@ -510,7 +565,8 @@ Response key_response(const Call& call, const Request& req, op_result& r) {
   bool has_data = op.kind == op_kind::lookup ? r.data_size > 0 : !r.record.data.empty();
   bool as_json = call.want == Want::json || (call.want == Want::any && has_json && !has_data);
   if (call.want == Want::json && !has_json) {
-    Response out = error(req, http::status::not_acceptable, "the record has no JSON part (its data part is binary)");
+    Response out = error(req, http::status::not_acceptable,
+                         "the record has no JSON part (its data part is binary)");
     out.set(http::field::etag, etag(r.version));
     return out;
   }
@@ -528,15 +584,16 @@ Response key_response(const Call& call, const Request& req, op_result& r) {
     const size_t total = res.body().size();
     size_t first = 0, last = 0;
     if (!parse_range(range, total, &first, &last)) {
-      Response out = error(req, http::status::range_not_satisfiable, "no byte of " + range + " is in the value");
+      Response out = error(req, http::status::range_not_satisfiable,
+                           "no byte of " + range + " is in the value");
       out.set(http::field::content_range, "bytes */" + std::to_string(total));
       out.set(http::field::etag, etag(r.version));
       return out;
     }
     if (last != SIZE_MAX) {
       res.result(http::status::partial_content);
-      res.set(http::field::content_range,
-              "bytes " + std::to_string(first) + "-" + std::to_string(last) + "/" + std::to_string(total));
+      res.set(http::field::content_range, "bytes " + std::to_string(first) + "-" +
+                                              std::to_string(last) + "/" + std::to_string(total));
       res.body() = res.body().substr(first, last - first + 1);
     }
   }
@@ -544,28 +601,45 @@ Response key_response(const Call& call, const Request& req, op_result& r) {
   return res;
 }
 
-bool patch_step(const Call& call, const op_result& read, const Request& req, kv_op* write, Response* done) {
-  if (read.status != op_status::ok && read.status != op_status::not_found) return *done = failure(req, read), false;
+bool patch_step(const Call& call, const op_result& read, const Request& req, kv_op* write,
+                Response* done) {
+  if (read.status != op_status::ok && read.status != op_status::not_found)
+    return *done = failure(req, read), false;
   const bool exists = read.status == op_status::ok;
-  json doc = exists ? json::parse(read.record.json.empty() ? "null" : read.record.json, nullptr, false) : json();
+  json doc = exists
+                 ? json::parse(read.record.json.empty() ? "null" : read.record.json, nullptr, false)
+                 : json();
   if (exists && !read.record.data.empty() && read.record.json.empty())
-    return *done = error(req, http::status::conflict, "the record has a binary data part and no JSON part to patch"), false;
+    return *done = error(req, http::status::conflict,
+                         "the record has a binary data part and no JSON part to patch"),
+           false;
   if (call.kind == Kind::ns_create || call.kind == Kind::ns_drop) {
     if (!doc.is_object()) doc = json::object();
     bool known = doc.contains(call.ns) || call.ns == "default";
     if (call.kind == Kind::ns_create && known)
-      return *done = json_response(req, http::status::ok, {{"namespace", call.ns}, {"created", false}}), false;
+      return *done =
+                 json_response(req, http::status::ok, {{"namespace", call.ns}, {"created", false}}),
+             false;
     if (call.kind == Kind::ns_drop && !doc.contains(call.ns))
-      return *done = error(req, http::status::not_found, "no namespace " + call.ns + " (only created ones can be dropped)"), false;
-    if (call.kind == Kind::ns_create) doc[call.ns] = {{"created_ms", storage::now_ms()}};
-    else doc.erase(call.ns);
+      return *done = error(req, http::status::not_found,
+                           "no namespace " + call.ns + " (only created ones can be dropped)"),
+             false;
+    if (call.kind == Kind::ns_create)
+      doc[call.ns] = {{"created_ms", storage::now_ms()}};
+    else
+      doc.erase(call.ns);
   } else {
     if (call.patch_cond == op_cond::if_version && (!exists || call.patch_expected != read.version))
-      return *done = error(req, http::status::precondition_failed, "the record's version is not the one in If-Match"), false;
+      return *done = error(req, http::status::precondition_failed,
+                           "the record's version is not the one in If-Match"),
+             false;
     if (call.patch_cond == op_cond::if_present && !exists)
-      return *done = error(req, http::status::precondition_failed, "no such key (If-Match: *)"), false;
+      return *done = error(req, http::status::precondition_failed, "no such key (If-Match: *)"),
+             false;
     if (call.patch_cond == op_cond::if_absent && exists)
-      return *done = error(req, http::status::precondition_failed, "the key exists (If-None-Match: *)"), false;
+      return *done =
+                 error(req, http::status::precondition_failed, "the key exists (If-None-Match: *)"),
+             false;
     doc.merge_patch(call.patch);
   }
   const kv_op& r = call.ops[0];
@@ -589,11 +663,14 @@ Response bulk_response(const Call& call, const Request& req, result_batch& rs) {
   json out = json::array();
   for (size_t i = 0; i < rs.size() && i < call.ops.size(); ++i) {
     op_result& r = rs[i];
-    json e = r.status == op_status::ok && call.kind == Kind::bulk_get ? record_json(r) : json{{"version", version_text(r.version)}};
+    json e = r.status == op_status::ok && call.kind == Kind::bulk_get
+                 ? record_json(r)
+                 : json{{"version", version_text(r.version)}};
     e["key"] = call.ops[i].key;
     e["status"] = to_string(r.status);
     if (r.status != op_status::ok && !r.message.empty()) e["error"] = r.message;
-    if (call.verbose || (r.status != op_status::ok && r.status != op_status::not_found)) e["replicas"] = replicas_json(r);
+    if (call.verbose || (r.status != op_status::ok && r.status != op_status::not_found))
+      e["replicas"] = replicas_json(r);
     out.push_back(std::move(e));
   }
   return json_response(req, http::status::ok, json{{"results", out}});

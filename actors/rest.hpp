@@ -21,17 +21,17 @@ using Request = http::request<http::string_body>;
 using Response = http::response<http::string_body>;
 
 enum class Kind {
-  key,          ///< GET/HEAD/PUT/DELETE on one key: ops[0]
-  patch,        ///< PATCH: ops[0] reads the key; patch_step() makes the write
-  bulk_get,     ///< POST .../bulk/get: ops, one get per key
-  bulk_put,     ///< POST .../bulk/put: ops, one put per item
-  ns_list,      ///< GET /v1/ns
-  ns_create,    ///< PUT /v1/ns/{ns}
-  ns_drop,      ///< DELETE /v1/ns/{ns}
-  lock,         ///< POST /v1/ns/{ns}/locks/{key}?lease_ms=
-  unlock,       ///< DELETE /v1/ns/{ns}/locks/{key}?token=
-  cluster,      ///< GET /v1/cluster (the node's view: nodes, their state)
-  routes,       ///< GET /v1/cluster/routes
+  key,        ///< GET/HEAD/PUT/DELETE on one key: ops[0]
+  patch,      ///< PATCH: ops[0] reads the key; patch_step() makes the write
+  bulk_get,   ///< POST .../bulk/get: ops, one get per key
+  bulk_put,   ///< POST .../bulk/put: ops, one put per item
+  ns_list,    ///< GET /v1/ns
+  ns_create,  ///< PUT /v1/ns/{ns}
+  ns_drop,    ///< DELETE /v1/ns/{ns}
+  lock,       ///< POST /v1/ns/{ns}/locks/{key}?lease_ms=
+  unlock,     ///< DELETE /v1/ns/{ns}/locks/{key}?token=
+  cluster,    ///< GET /v1/cluster (the node's view: nodes, their state)
+  routes,     ///< GET /v1/cluster/routes
   healthz,
   readyz,
   stats,
@@ -46,15 +46,15 @@ struct Call {
   std::string ns, key;
   op_batch ops;
   bool head = false;
-  bool verbose = false;       ///< ?verbose=1: a JSON body with the per-replica results
+  bool verbose = false;  ///< ?verbose=1: a JSON body with the per-replica results
   Want want = Want::any;
   std::string if_none_match;  ///< GET: an ETag the client holds (304 when it is current)
   nlohmann::json patch;       ///< PATCH: the merge patch
   /// PATCH: its If-Match / If-None-Match (none: a lost race is retried, else it is a 412).
   op_cond patch_cond = op_cond::none;
   storage::Version patch_expected;
-  uint32_t lease_ms = 0;      ///< lock
-  uint64_t token = 0;         ///< unlock
+  uint32_t lease_ms = 0;  ///< lock
+  uint64_t token = 0;     ///< unlock
 };
 
 /// The namespace that holds the catalog of namespaces (not a valid name for users).

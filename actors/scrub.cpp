@@ -21,17 +21,24 @@ void heal(ae_state& st, uint32_t backend, const storage::Id& id) {
   const ae_backend& b = st.cfg.backends.at(backend);
   if (st.rings.size() < 2) {  // no other group: a node of its own, or a cluster of one group
     if (st.scrub.unrepairable.insert(id.hex()).second)
-      spdlog::error("scrub: backend {}: record {} fails its checksum and no other group holds a replica "
-                    "to repair it from", backend, id.hex());
-    st.cfg.stats->scrub_unrepairable = std::max<uint64_t>(st.cfg.stats->scrub_unrepairable, st.scrub.unrepairable.size());
+      spdlog::error(
+          "scrub: backend {}: record {} fails its checksum and no other group holds a replica "
+          "to repair it from",
+          backend, id.hex());
+    st.cfg.stats->scrub_unrepairable =
+        std::max<uint64_t>(st.cfg.stats->scrub_unrepairable, st.scrub.unrepairable.size());
     return;
   }
   size_t erased = 0;
   storage::Status s = b.engine->erase({{id, storage::Version{}}}, &erased);
-  if (!s) return spdlog::warn("scrub: backend {}: dropping corrupt record {}: {}", backend, id.hex(), s.to_string());
+  if (!s)
+    return spdlog::warn("scrub: backend {}: dropping corrupt record {}: {}", backend, id.hex(),
+                        s.to_string());
   st.cfg.stats->scrub_repairing += erased;
-  spdlog::warn("scrub: backend {}: record {} failed its checksum; dropped for anti-entropy to refill from "
-               "group(s) other than {}", backend, id.hex(), b.group);
+  spdlog::warn(
+      "scrub: backend {}: record {} failed its checksum; dropped for anti-entropy to refill from "
+      "group(s) other than {}",
+      backend, id.hex(), b.group);
 }
 
 }  // namespace
@@ -51,7 +58,8 @@ void scrub_step(ae_self self) {
   storage::ScrubStep found;
   const size_t step = size_t(std::clamp<uint64_t>(rate, 16, 4096));
   storage::Status s = st.cfg.backends.at(backend).engine->scrub(&sc.cursor, step, &found);
-  if (!s) spdlog::warn("scrub: backend {}: {}; it goes on in the next round", backend, s.to_string());
+  if (!s)
+    spdlog::warn("scrub: backend {}: {}; it goes on in the next round", backend, s.to_string());
   st.cfg.stats->scrub_checked += found.checked;
   for (const auto& id : found.corrupt) heal(st, backend, id);
   if (!s || sc.cursor == 0) sc.todo.erase(sc.todo.begin());

@@ -51,25 +51,36 @@ session_actor::behavior_type session(session_actor::pointer self, lock_manager_a
                   r.expiry_ms = l.expires_ms;
                   (*reply)(std::move(r));
                 },
-                [reply, self](caf::error& e) { (*reply)(status_only(op_status::invalid, self->system().render(e))); });
+                [reply, self](caf::error& e) {
+                  (*reply)(status_only(op_status::invalid, self->system().render(e)));
+                });
       },
       [=](atom::unlock, std::string& key, uint64_t token, reply_fn& reply) {
         self->request(locks, caf::infinite, atom::unlock_v, std::move(key), token)
-            .then([reply](bool released) {
-                    (*reply)(released ? status_only(op_status::ok)
-                                      : status_only(op_status::not_found, "no lease with that token"));
-                  },
-                  [reply](caf::error&) { (*reply)(status_only(op_status::unavailable)); });
+            .then(
+                [reply](bool released) {
+                  (*reply)(released
+                               ? status_only(op_status::ok)
+                               : status_only(op_status::not_found, "no lease with that token"));
+                },
+                [reply](caf::error&) { (*reply)(status_only(op_status::unavailable)); });
       },
       [=](atom::apply, uint32_t backend, kv_op& op, reply_fn& reply) {
         self->request(node, caf::infinite, atom::apply_v, backend, op_batch{std::move(op)})
-            .then([reply](result_batch& r) { (*reply)(r.empty() ? wire::Response{} : from_result(r[0])); },
-                  [reply, self](caf::error& e) { (*reply)(status_only(op_status::unavailable, self->system().render(e))); });
+            .then(
+                [reply](result_batch& r) {
+                  (*reply)(r.empty() ? wire::Response{} : from_result(r[0]));
+                },
+                [reply, self](caf::error& e) {
+                  (*reply)(status_only(op_status::unavailable, self->system().render(e)));
+                });
       },
       [=](atom::admin, std::string& cmd, reply_fn& reply) {
         self->request(node, caf::infinite, atom::admin_v, std::move(cmd))
             .then([reply](std::string& json) { (*reply)(json_answer(json)); },
-                  [reply, self](caf::error& e) { (*reply)(status_only(op_status::unavailable, self->system().render(e))); });
+                  [reply, self](caf::error& e) {
+                    (*reply)(status_only(op_status::unavailable, self->system().render(e)));
+                  });
       },
       [=](atom::stats, reply_fn& reply) {
         self->request(node, caf::infinite, atom::stats_v)

@@ -38,7 +38,9 @@ result_batch apply_batch(storage::Engine& engine, Hlc& clock,
     for (size_t i = 0; i < ops.size(); ++i) ids[i] = &ops[i].id;
     engine.prefetch(ids);
   }
-  auto live = [now](const Record& r) { return !r.tombstone && !(r.expiry_ms && r.expiry_ms <= now); };
+  auto live = [now](const Record& r) {
+    return !r.tombstone && !(r.expiry_ms && r.expiry_ms <= now);
+  };
   // Ids that more than one operation of the batch names: only there can a later operation see
   // an earlier write before the engine has judged it. Counted only for batches with writes
   // versioned elsewhere (a node's own writes are stamped here, newer than what is stored).
@@ -90,8 +92,9 @@ result_batch apply_batch(storage::Engine& engine, Hlc& clock,
         r.status = op_status::not_found;
         // The coordinator compares replicas: a tombstone's version says the key was deleted then.
         storage::RecordMeta m;
-        r.version = c.record.version.stamp ? c.record.version
-                    : engine.lookup(op.id, &m).is_ok() ? m.version : storage::Version{};
+        r.version = c.record.version.stamp             ? c.record.version
+                    : engine.lookup(op.id, &m).is_ok() ? m.version
+                                                       : storage::Version{};
         continue;
       }
       r.version = c.record.version;
@@ -105,8 +108,8 @@ result_batch apply_batch(storage::Engine& engine, Hlc& clock,
       uint64_t& seen = fences[op.id];
       if (op.fence < seen) {
         r.status = op_status::fenced;
-        r.message = "fencing token " + std::to_string(op.fence) + " is older than " +
-                    std::to_string(seen);
+        r.message =
+            "fencing token " + std::to_string(op.fence) + " is older than " + std::to_string(seen);
         continue;
       }
       seen = op.fence;
@@ -115,13 +118,16 @@ result_batch apply_batch(storage::Engine& engine, Hlc& clock,
     // A plain put needs nothing of what is stored, unless its version was stamped elsewhere and
     // a later operation of the batch names its id: it may be older than what is stored (the
     // engine would refuse it), and must then not be shown to that operation.
-    bool plain = op.kind == op_kind::put && op.cond == op_cond::none && !op.keep_expiry && !op.report_existed;
+    bool plain = op.kind == op_kind::put && op.cond == op_cond::none && !op.keep_expiry &&
+                 !op.report_existed;
     const bool versioned = op.version.stamp != 0;
     const bool judge = versioned && (!plain || (named.count(op.id) && named[op.id] > 1));
     if (!plain || judge) state_of(op, op.kind == op_kind::expire, &c);
     r.existed = c.live;
     bool newer = true;
-    if (auto s = judge ? storage::version_check(c.record.version, op.version, &newer) : storage::Status::ok(); !s) {
+    if (auto s = judge ? storage::version_check(c.record.version, op.version, &newer)
+                       : storage::Status::ok();
+        !s) {
       r.status = from_storage(s);  // stale: the engine would refuse it too
       r.message = s.to_string();
       r.version = op.version;
@@ -129,10 +135,17 @@ result_batch apply_batch(storage::Engine& engine, Hlc& clock,
     }
     bool ok = true;
     switch (op.cond) {
-      case op_cond::none: break;
-      case op_cond::if_absent: ok = !c.live; break;
-      case op_cond::if_present: ok = c.live; break;
-      case op_cond::if_version: ok = c.live && c.record.version == op.expected; break;
+      case op_cond::none:
+        break;
+      case op_cond::if_absent:
+        ok = !c.live;
+        break;
+      case op_cond::if_present:
+        ok = c.live;
+        break;
+      case op_cond::if_version:
+        ok = c.live && c.record.version == op.expected;
+        break;
     }
     if (op.kind == op_kind::expire) ok = ok && c.live;
     if (!ok) {

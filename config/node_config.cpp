@@ -111,15 +111,16 @@ class Reader {
   }
 
   template <class T>
-  void integer(const toml::table& t, const std::string& prefix, const char* key, T* out,
-               int64_t lo, int64_t hi) {
+  void integer(const toml::table& t, const std::string& prefix, const char* key, T* out, int64_t lo,
+               int64_t hi) {
     const toml::node* n = t.get(key);
     if (!n || failed_) return;
     auto v = n->value_exact<int64_t>();
     if (!v) return void(fail(n, prefix + key, "expected an integer"));
     if (*v < lo || *v > hi)
-      return void(fail(n, prefix + key, "must be between " + std::to_string(lo) + " and " +
-                                            std::to_string(hi) + ", got " + std::to_string(*v)));
+      return void(fail(n, prefix + key,
+                       "must be between " + std::to_string(lo) + " and " + std::to_string(hi) +
+                           ", got " + std::to_string(*v)));
     *out = static_cast<T>(*v);
   }
 
@@ -231,7 +232,9 @@ bool load_config(const std::string& text, const std::string& file,
   c.binary_port = 7380;
   c.log_level = "info";
   Reader r(file, error);
-  r.only(root, "", {"node", "network", "limits", "replication", "cluster", "scrub", "runtime", "log", "backend"});
+  r.only(root, "",
+         {"node", "network", "limits", "replication", "cluster", "scrub", "runtime", "log",
+          "backend"});
   if (auto* t = r.table(root, "node")) {
     r.only(*t, "node.", {"name", "id", "data_dir"});
     r.string(*t, "node.", "name", &c.name);
@@ -239,8 +242,9 @@ bool load_config(const std::string& text, const std::string& file,
     r.string(*t, "node.", "data_dir", &c.data_dir);
   }
   if (auto* t = r.table(root, "network")) {
-    r.only(*t, "network.", {"bind", "resp_port", "binary_port", "http_port", "request_timeout_ms",
-                           "idle_timeout_ms"});
+    r.only(
+        *t, "network.",
+        {"bind", "resp_port", "binary_port", "http_port", "request_timeout_ms", "idle_timeout_ms"});
     r.integer(*t, "network.", "idle_timeout_ms", &c.idle_timeout_ms, 0, 86400000);
     r.integer(*t, "network.", "request_timeout_ms", &c.request_timeout_ms, 100, 3600000);
     r.integer(*t, "network.", "http_port", &c.http_port, 0, 65535);
@@ -256,11 +260,13 @@ bool load_config(const std::string& text, const std::string& file,
   if (auto* t = r.table(root, "replication")) {
     r.only(*t, "replication.", {"policy", "read_policy", "timeout_ms", "read_order"});
     std::string order;
-    for (auto [key, out] : {std::pair{"policy", &c.policy}, std::pair{"read_policy", &c.read_policy}}) {
+    for (auto [key, out] :
+         {std::pair{"policy", &c.policy}, std::pair{"read_policy", &c.read_policy}}) {
       std::string policy;
       r.string(*t, "replication.", key, &policy);
       if (!policy.empty() && !parse_policy(policy, out))
-        r.fail(r.node(*t, key), std::string("replication.") + key, "expected one, quorum or all, got '" + policy + "'");
+        r.fail(r.node(*t, key), std::string("replication.") + key,
+               "expected one, quorum or all, got '" + policy + "'");
     }
     r.string(*t, "replication.", "read_order", &order);
     if (!order.empty() && !parse_read_order(order, &c.read_order))
@@ -269,8 +275,9 @@ bool load_config(const std::string& text, const std::string& file,
     r.integer(*t, "replication.", "timeout_ms", &c.timeout_ms, 1, 3600000);
   }
   if (auto* t = r.table(root, "cluster")) {
-    r.only(*t, "cluster.", {"port", "seeds", "cookie", "points", "heartbeat_ms", "anti_entropy_ms",
-                            "recovery_rate", "merge_every_ms", "tombstone_grace_ms"});
+    r.only(*t, "cluster.",
+           {"port", "seeds", "cookie", "points", "heartbeat_ms", "anti_entropy_ms", "recovery_rate",
+            "merge_every_ms", "tombstone_grace_ms"});
     r.integer(*t, "cluster.", "anti_entropy_ms", &c.anti_entropy_ms, 10, 86400000);
     r.integer(*t, "cluster.", "recovery_rate", &c.recovery_rate, 1, 100000000);
     r.integer(*t, "cluster.", "merge_every_ms", &c.merge_every_ms, 10, 86400000);
@@ -287,7 +294,8 @@ bool load_config(const std::string& text, const std::string& file,
         size_t colon = v ? v->rfind(':') : std::string::npos;
         int64_t port = 0;
         if (colon != std::string::npos && colon > 0 && colon + 1 < v->size() &&
-            v->find_first_not_of("0123456789", colon + 1) == std::string::npos && v->size() - colon <= 6)
+            v->find_first_not_of("0123456789", colon + 1) == std::string::npos &&
+            v->size() - colon <= 6)
           port = std::stoll(v->substr(colon + 1));
         if (port < 1 || port > 65535)
           r.fail(&(*a)[i], "cluster.seeds", "expected \"host:port\" with a port 1-65535");
@@ -310,7 +318,8 @@ bool load_config(const std::string& text, const std::string& file,
     r.integer(*t, "runtime.", "io_threads", &c.io_threads, 1, 256);
     r.string(*t, "runtime.", "scheduler", &c.scheduler);
     if (c.scheduler != "sharing" && c.scheduler != "stealing")
-      r.fail(r.node(*t, "scheduler"), "runtime.scheduler", "expected sharing or stealing, got '" + c.scheduler + "'");
+      r.fail(r.node(*t, "scheduler"), "runtime.scheduler",
+             "expected sharing or stealing, got '" + c.scheduler + "'");
   }
   if (auto* t = r.table(root, "log")) {
     r.only(*t, "log.", {"level"});
@@ -320,7 +329,8 @@ bool load_config(const std::string& text, const std::string& file,
       r.fail(r.node(*t, "level"), "log.level", "expected trace, debug, info, warn, error or off");
   }
   const toml::node* backends = root.get("backend");
-  if (!r.failed() && (!backends || !backends->is_array_of_tables() || backends->as_array()->empty()))
+  if (!r.failed() &&
+      (!backends || !backends->is_array_of_tables() || backends->as_array()->empty()))
     r.fail(backends, "backend", "at least one [[backend]] table is needed");
   if (!r.failed()) {
     std::map<uint32_t, const toml::node*> ids;
@@ -340,7 +350,8 @@ bool load_config(const std::string& text, const std::string& file,
         r.fail(t.get("fsync"), "backend.fsync", why);
       const auto& kinds = storage::engine_kinds();
       if (!r.failed() && std::find(kinds.begin(), kinds.end(), b.engine) == kinds.end())
-        r.fail(t.get("engine"), "backend.engine", "expected blob, block, fs, sorted or memory, got '" + b.engine + "'");
+        r.fail(t.get("engine"), "backend.engine",
+               "expected blob, block, fs, sorted or memory, got '" + b.engine + "'");
       if (!r.failed() && b.dir.empty() && b.engine != "memory")
         r.fail(&n, "backend.dir", "required for engine '" + b.engine + "'");
       if (!r.failed() && !ids.emplace(b.id, &n).second)
@@ -355,7 +366,8 @@ bool load_config(const std::string& text, const std::string& file,
 
 bool load_config_file(const std::string& path, const std::vector<std::string>& overrides,
                       NodeConfig* out, std::string* error) {
-  if (path.empty()) return load_config(default_config_text(), "<embedded default>", overrides, out, error);
+  if (path.empty())
+    return load_config(default_config_text(), "<embedded default>", overrides, out, error);
   std::ifstream in(path);
   if (!in) {
     *error = path + ": cannot read the config file";

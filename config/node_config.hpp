@@ -26,8 +26,8 @@ struct NodeConfig {
   uint64_t node_id = 1;
   std::string data_dir;
   std::string bind;
-  uint16_t resp_port = 0;  ///< 0 = an ephemeral port, printed at start
-  uint16_t binary_port = 0;  ///< the binary protocol (docs/protocol.md); 0 = ephemeral
+  uint16_t resp_port = 0;     ///< 0 = an ephemeral port, printed at start
+  uint16_t binary_port = 0;   ///< the binary protocol (docs/protocol.md); 0 = ephemeral
   uint16_t http_port = 8380;  ///< REST, health, readiness, stats and metrics; 0 = ephemeral
   /// HTTP: how long a client has to send a request (an idle keep-alive connection, to send
   /// the next) and to take its answer.
@@ -50,11 +50,11 @@ struct NodeConfig {
   std::string cookie;
   uint32_t points = 16;  ///< ring points a new backend draws
   uint32_t heartbeat_ms = 500;
-  uint32_t anti_entropy_ms = 10000;  ///< between anti-entropy rounds
-  uint32_t recovery_rate = 20000;    ///< records/s that anti-entropy and merge push at most
-  uint32_t merge_every_ms = 60000;   ///< between merge passes (keys to new owners, purge)
-  uint32_t scrub_rate = 1000;        ///< records/s the scrub reads and verifies (0: no scrub)
-  uint32_t scrub_pause_ms = 3600000; ///< before each scrub round
+  uint32_t anti_entropy_ms = 10000;   ///< between anti-entropy rounds
+  uint32_t recovery_rate = 20000;     ///< records/s that anti-entropy and merge push at most
+  uint32_t merge_every_ms = 60000;    ///< between merge passes (keys to new owners, purge)
+  uint32_t scrub_rate = 1000;         ///< records/s the scrub reads and verifies (0: no scrub)
+  uint32_t scrub_pause_ms = 3600000;  ///< before each scrub round
   /// A tombstone older than this is forgotten: longer than any replica stays away.
   uint64_t tombstone_grace_ms = 604800000;
   std::string log_level;

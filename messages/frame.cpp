@@ -16,12 +16,33 @@ using storage::codec::get_u64;
 struct Writer {
   std::string& out;
   void u8(uint8_t v) { out += char(v); }
-  void u16(uint16_t v) { char b[2]; storage::codec::put_u16(b, v); out.append(b, 2); }
-  void u32(uint32_t v) { char b[4]; storage::codec::put_u32(b, v); out.append(b, 4); }
-  void u64(uint64_t v) { char b[8]; storage::codec::put_u64(b, v); out.append(b, 8); }
-  void str16(std::string_view s) { u16(uint16_t(s.size())); out += s; }
-  void str32(std::string_view s) { u32(uint32_t(s.size())); out += s; }
-  void version(const storage::Version& v) { u64(v.stamp); u64(v.node); }
+  void u16(uint16_t v) {
+    char b[2];
+    storage::codec::put_u16(b, v);
+    out.append(b, 2);
+  }
+  void u32(uint32_t v) {
+    char b[4];
+    storage::codec::put_u32(b, v);
+    out.append(b, 4);
+  }
+  void u64(uint64_t v) {
+    char b[8];
+    storage::codec::put_u64(b, v);
+    out.append(b, 8);
+  }
+  void str16(std::string_view s) {
+    u16(uint16_t(s.size()));
+    out += s;
+  }
+  void str32(std::string_view s) {
+    u32(uint32_t(s.size()));
+    out += s;
+  }
+  void version(const storage::Version& v) {
+    u64(v.stamp);
+    u64(v.node);
+  }
 };
 
 /// Reads the same, refusing to run past the end: every getter fails once anything is short.
@@ -34,9 +55,24 @@ struct Reader {
     return ok;
   }
   uint8_t u8() { return need(1) ? uint8_t(in[pos++]) : 0; }
-  uint16_t u16() { if (!need(2)) return 0; uint16_t v = get_u16(in.data() + pos); pos += 2; return v; }
-  uint32_t u32() { if (!need(4)) return 0; uint32_t v = get_u32(in.data() + pos); pos += 4; return v; }
-  uint64_t u64() { if (!need(8)) return 0; uint64_t v = get_u64(in.data() + pos); pos += 8; return v; }
+  uint16_t u16() {
+    if (!need(2)) return 0;
+    uint16_t v = get_u16(in.data() + pos);
+    pos += 2;
+    return v;
+  }
+  uint32_t u32() {
+    if (!need(4)) return 0;
+    uint32_t v = get_u32(in.data() + pos);
+    pos += 4;
+    return v;
+  }
+  uint64_t u64() {
+    if (!need(8)) return 0;
+    uint64_t v = get_u64(in.data() + pos);
+    pos += 8;
+    return v;
+  }
   std::string bytes(size_t n) {
     if (!need(n)) return {};
     std::string s(in.substr(pos, n));
@@ -45,10 +81,17 @@ struct Reader {
   }
   std::string str16() { return bytes(u16()); }
   std::string str32() { return bytes(u32()); }
-  storage::Version version() { storage::Version v; v.stamp = u64(); v.node = u64(); return v; }
+  storage::Version version() {
+    storage::Version v;
+    v.stamp = u64();
+    v.node = u64();
+    return v;
+  }
   bool done(std::string* err) {
-    if (ok && pos != in.size()) ok = false, *err = "trailing bytes in frame body";
-    else if (!ok) *err = "frame body truncated";
+    if (ok && pos != in.size())
+      ok = false, *err = "trailing bytes in frame body";
+    else if (!ok)
+      *err = "frame body truncated";
     return ok;
   }
 };
@@ -68,7 +111,8 @@ Decode decode_frame(std::string_view buf, size_t* pos, Frame* out, uint32_t max_
   }
   if (len > max_frame) {
     *code = error_code::too_large;
-    *err = "frame of " + std::to_string(len) + " bytes exceeds the limit of " + std::to_string(max_frame);
+    *err = "frame of " + std::to_string(len) + " bytes exceeds the limit of " +
+           std::to_string(max_frame);
     return Decode::error;
   }
   if (buf.size() - *pos - 4 < len) return Decode::incomplete;
@@ -98,7 +142,8 @@ void encode_frame(const Frame& f, std::string& out) {
   out += f.body;
 }
 
-bool decode_request(opcode op, std::string_view body, Request* out, std::string* err, uint16_t flags) {
+bool decode_request(opcode op, std::string_view body, Request* out, std::string* err,
+                    uint16_t flags) {
   Reader r{body};
   out->op = op;
   if (has_key(op)) {
@@ -107,7 +152,8 @@ bool decode_request(opcode op, std::string_view body, Request* out, std::string*
   }
   auto write_body = [&](opcode w) {
     uint8_t c = r.u8();
-    if (c > uint8_t(op_cond::if_version)) return *err = "unknown condition " + std::to_string(c), false;
+    if (c > uint8_t(op_cond::if_version))
+      return *err = "unknown condition " + std::to_string(c), false;
     out->cond = op_cond(c);
     if (out->cond == op_cond::if_version) out->expected = r.version();
     out->fence = r.u64();
@@ -139,10 +185,17 @@ bool decode_request(opcode op, std::string_view body, Request* out, std::string*
       if (!write_body(out->inner)) return false;
       break;
     }
-    case opcode::lock: out->lease_ms = r.u32(); break;
-    case opcode::unlock: out->token = r.u64(); break;
-    case opcode::admin: out->data = r.str32(); break;
-    default: return *err = "unknown opcode " + std::to_string(int(op)), false;
+    case opcode::lock:
+      out->lease_ms = r.u32();
+      break;
+    case opcode::unlock:
+      out->token = r.u64();
+      break;
+    case opcode::admin:
+      out->data = r.str32();
+      break;
+    default:
+      return *err = "unknown opcode " + std::to_string(int(op)), false;
   }
   if (flags & flag_groups) {
     if (op != opcode::get && op != opcode::lookup && op != opcode::put && op != opcode::del)
@@ -202,20 +255,36 @@ std::string encode_response(opcode op, const Response& r) {
   w.u8(r.existed);
   switch (op) {
     case opcode::get:
-      w.u64(r.expiry_ms); w.u32(r.user_flags); w.str32(r.json); w.str32(r.data);
+      w.u64(r.expiry_ms);
+      w.u32(r.user_flags);
+      w.str32(r.json);
+      w.str32(r.data);
       break;
     case opcode::lookup:
-      w.u64(r.expiry_ms); w.u32(r.user_flags); w.u32(r.json_size); w.u32(r.data_size);
+      w.u64(r.expiry_ms);
+      w.u32(r.user_flags);
+      w.u32(r.json_size);
+      w.u32(r.data_size);
       break;
-    case opcode::lock: w.u64(r.token); w.u64(r.expiry_ms); break;
+    case opcode::lock:
+      w.u64(r.token);
+      w.u64(r.expiry_ms);
+      break;
     case opcode::stat:
-    case opcode::admin: w.str32(r.data); break;
-    default: break;
+    case opcode::admin:
+      w.str32(r.data);
+      break;
+    default:
+      break;
   }
   w.u16(uint16_t(std::min<size_t>(r.replicas.size(), 65535)));
   for (size_t i = 0; i < r.replicas.size() && i < 65535; ++i) {
     const auto& e = r.replicas[i];
-    w.u32(e.group); w.str16(e.node); w.u32(e.backend); w.u8(uint8_t(e.status)); w.version(e.version);
+    w.u32(e.group);
+    w.str16(e.node);
+    w.u32(e.backend);
+    w.u8(uint8_t(e.status));
+    w.version(e.version);
   }
   return out;
 }
@@ -230,21 +299,35 @@ bool decode_response(opcode op, std::string_view body, Response* out, std::strin
   out->existed = r.u8() != 0;
   switch (op) {
     case opcode::get:
-      out->expiry_ms = r.u64(); out->user_flags = r.u32(); out->json = r.str32(); out->data = r.str32();
+      out->expiry_ms = r.u64();
+      out->user_flags = r.u32();
+      out->json = r.str32();
+      out->data = r.str32();
       break;
     case opcode::lookup:
-      out->expiry_ms = r.u64(); out->user_flags = r.u32(); out->json_size = r.u32(); out->data_size = r.u32();
+      out->expiry_ms = r.u64();
+      out->user_flags = r.u32();
+      out->json_size = r.u32();
+      out->data_size = r.u32();
       break;
-    case opcode::lock: out->token = r.u64(); out->expiry_ms = r.u64(); break;
+    case opcode::lock:
+      out->token = r.u64();
+      out->expiry_ms = r.u64();
+      break;
     case opcode::stat:
-    case opcode::admin: out->data = r.str32(); break;
-    default: break;
+    case opcode::admin:
+      out->data = r.str32();
+      break;
+    default:
+      break;
   }
   uint16_t n = r.u16();
   out->replicas.clear();
   for (uint16_t i = 0; i < n && r.ok; ++i) {
     replica_entry e;
-    e.group = r.u32(); e.node = r.str16(); e.backend = r.u32();
+    e.group = r.u32();
+    e.node = r.str16();
+    e.backend = r.u32();
     uint8_t es = r.u8();
     if (es > uint8_t(op_status::fenced)) return *err = "unknown replica status", false;
     e.status = op_status(es);
@@ -257,13 +340,19 @@ bool decode_response(opcode op, std::string_view body, Response* out, std::strin
 std::string encode_hello(const Hello& h) {
   std::string out;
   Writer w{out};
-  w.u16(h.min_version); w.u16(h.max_version); w.str16(h.name); w.u32(h.max_frame);
+  w.u16(h.min_version);
+  w.u16(h.max_version);
+  w.str16(h.name);
+  w.u32(h.max_frame);
   return out;
 }
 
 bool decode_hello(std::string_view body, Hello* out, std::string* err) {
   Reader r{body};
-  out->min_version = r.u16(); out->max_version = r.u16(); out->name = r.str16(); out->max_frame = r.u32();
+  out->min_version = r.u16();
+  out->max_version = r.u16();
+  out->name = r.str16();
+  out->max_frame = r.u32();
   return r.done(err);
 }
 

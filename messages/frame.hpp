@@ -20,13 +20,25 @@ constexpr uint32_t default_max_frame = (32u << 20) + 64 * 1024;
 
 enum class kind : uint8_t { hello = 1, request = 2, response = 3, error = 4 };
 enum class opcode : uint8_t {
-  none = 0, get = 1, put = 2, del = 3, lookup = 4, lock = 5, unlock = 6, stat = 7, ping = 8,
-  admin = 9,  ///< an operator's command as JSON (`apsis recover`), answered with JSON
+  none = 0,
+  get = 1,
+  put = 2,
+  del = 3,
+  lookup = 4,
+  lock = 5,
+  unlock = 6,
+  stat = 7,
+  ping = 8,
+  admin = 9,    ///< an operator's command as JSON (`apsis recover`), answered with JSON
   replica = 10  ///< a put or del for one backend, versioned by the client that coordinates
 };
 /// Error frame codes: the connection closes after an error frame.
 enum class error_code : uint16_t {
-  malformed = 1, too_large = 2, unsupported_version = 3, unknown_opcode = 4, hello_first = 5
+  malformed = 1,
+  too_large = 2,
+  unsupported_version = 3,
+  unknown_opcode = 4,
+  hello_first = 5
 };
 
 struct Frame {
@@ -60,12 +72,12 @@ struct Request {
   uint64_t expiry_ms = 0;
   uint32_t user_flags = 0;
   uint64_t fence = 0;
-  std::string json, data;  ///< put (admin: the command, in data)
-  uint32_t lease_ms = 0;  ///< lock
-  uint64_t token = 0;     ///< unlock
-  uint8_t policy = 0;     ///< from the frame's flags: 0 default, else success_policy + 1
-  bool latest = false;    ///< from the frame's flags: the read policy all
-  uint8_t read = 0;       ///< from the frame's flags: 0 default, else success_policy + 1
+  std::string json, data;        ///< put (admin: the command, in data)
+  uint32_t lease_ms = 0;         ///< lock
+  uint64_t token = 0;            ///< unlock
+  uint8_t policy = 0;            ///< from the frame's flags: 0 default, else success_policy + 1
+  bool latest = false;           ///< from the frame's flags: the read policy all
+  uint8_t read = 0;              ///< from the frame's flags: 0 default, else success_policy + 1
   std::vector<uint32_t> groups;  ///< key requests: only these groups (flag_groups); empty: all
   // replica: which write, to which of the node's backends, at which version
   opcode inner = opcode::none;  ///< put or del
@@ -75,11 +87,13 @@ struct Request {
 /// The frame flags that carry a request's policy and latest.
 inline uint16_t request_flags(const Request& q) {
   return uint16_t((q.policy & flag_policy_mask) | (q.latest ? flag_latest : 0) |
-                  (q.groups.empty() ? 0 : flag_groups) | ((q.read << flag_read_shift) & flag_read_mask));
+                  (q.groups.empty() ? 0 : flag_groups) |
+                  ((q.read << flag_read_shift) & flag_read_mask));
 }
 
 /// A request's body; `flags` are its frame's (flag_groups: the body ends with the groups).
-bool decode_request(opcode op, std::string_view body, Request* out, std::string* err, uint16_t flags = 0);
+bool decode_request(opcode op, std::string_view body, Request* out, std::string* err,
+                    uint16_t flags = 0);
 std::string encode_request(const Request& r);
 
 /// A response: status and version, the record for get/lookup, one entry per replica;
@@ -91,9 +105,9 @@ struct Response {
   bool existed = false;
   uint64_t expiry_ms = 0;
   uint32_t user_flags = 0;
-  std::string json, data;           ///< get (stat: data)
+  std::string json, data;                 ///< get (stat: data)
   uint32_t json_size = 0, data_size = 0;  ///< lookup
-  uint64_t token = 0;  ///< lock
+  uint64_t token = 0;                     ///< lock
   std::vector<replica_entry> replicas;
 };
 
@@ -118,14 +132,14 @@ bool decode_error(std::string_view body, error_code* code, std::string* message)
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, Request& x) {
   return f(caf::meta::type_name("request"), x.op, x.ns, x.key, x.cond, x.expected, x.expiry_ms,
-           x.user_flags, x.fence, x.json, x.data, x.lease_ms, x.token, x.policy, x.latest, x.read, x.inner,
-           x.backend, x.version);
+           x.user_flags, x.fence, x.json, x.data, x.lease_ms, x.token, x.policy, x.latest, x.read,
+           x.inner, x.backend, x.version);
 }
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, Response& x) {
-  return f(caf::meta::type_name("response"), x.status, x.message, x.version, x.existed,
-           x.expiry_ms, x.user_flags, x.json, x.data, x.json_size, x.data_size, x.token, x.replicas);
+  return f(caf::meta::type_name("response"), x.status, x.message, x.version, x.existed, x.expiry_ms,
+           x.user_flags, x.json, x.data, x.json_size, x.data_size, x.token, x.replicas);
 }
 
 }  // namespace apsis::wire

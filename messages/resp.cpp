@@ -72,7 +72,8 @@ Parse parse_command(std::string_view buf, size_t* pos, std::vector<std::string>*
   for (int64_t i = 0; i < n; ++i) {
     if (p >= buf.size()) return Parse::incomplete;
     if (buf[p] != '$')
-      return *error = std::string("Protocol error: expected '$', got '") + buf[p] + "'", Parse::error;
+      return *error = std::string("Protocol error: expected '$', got '") + buf[p] + "'",
+             Parse::error;
     ++p;
     int64_t len = 0;
     r = read_number(buf, &p, &len, error);

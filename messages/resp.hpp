@@ -11,9 +11,9 @@
 namespace apsis::resp {
 
 struct Limits {
-  size_t max_args = 1 << 20;          ///< arguments in one command
-  size_t max_bulk = 512u << 20;       ///< bytes in one argument
-  size_t max_inline = 64 << 10;       ///< bytes in one inline command line
+  size_t max_args = 1 << 20;     ///< arguments in one command
+  size_t max_bulk = 512u << 20;  ///< bytes in one argument
+  size_t max_inline = 64 << 10;  ///< bytes in one inline command line
 };
 
 enum class Parse { complete, incomplete, error };

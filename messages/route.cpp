@@ -30,9 +30,15 @@ std::string route_table::to_json() const {
       for (const auto& p : b.points) points.push_back(p.hex());
       backends.push_back({{"backend", b.backend}, {"group", b.group}, {"points", points}});
     }
-    out.push_back({{"name", name}, {"incarnation", e.incarnation}, {"version", e.version}, {"host", e.host},
-                   {"port", e.port}, {"binary_port", e.binary_port}, {"forgotten", e.forgotten},
-                   {"leaving", e.leaving}, {"backends", backends}});
+    out.push_back({{"name", name},
+                   {"incarnation", e.incarnation},
+                   {"version", e.version},
+                   {"host", e.host},
+                   {"port", e.port},
+                   {"binary_port", e.binary_port},
+                   {"forgotten", e.forgotten},
+                   {"leaving", e.leaving},
+                   {"backends", backends}});
   }
   return out.dump(1) + "\n";
 }

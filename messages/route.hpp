@@ -124,8 +124,8 @@ typename Inspector::result_type inspect(Inspector& f, node_entry& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, ae_range& x) {
-  return f(caf::meta::type_name("ae_range"), x.group_a, x.node_a, x.backend_a, x.group_b, x.backend_b,
-           x.since_ms);
+  return f(caf::meta::type_name("ae_range"), x.group_a, x.node_a, x.backend_a, x.group_b,
+           x.backend_b, x.since_ms);
 }
 
 template <class Inspector>

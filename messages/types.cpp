@@ -4,34 +4,50 @@ namespace apsis {
 
 const char* to_string(op_status s) {
   switch (s) {
-    case op_status::ok: return "ok";
-    case op_status::not_found: return "not_found";
-    case op_status::condition_failed: return "condition_failed";
-    case op_status::stale: return "stale";
-    case op_status::invalid: return "invalid";
-    case op_status::io_error: return "io_error";
-    case op_status::corruption: return "corruption";
-    case op_status::timeout: return "timeout";
-    case op_status::unavailable: return "unavailable";
-    case op_status::fenced: return "fenced";
+    case op_status::ok:
+      return "ok";
+    case op_status::not_found:
+      return "not_found";
+    case op_status::condition_failed:
+      return "condition_failed";
+    case op_status::stale:
+      return "stale";
+    case op_status::invalid:
+      return "invalid";
+    case op_status::io_error:
+      return "io_error";
+    case op_status::corruption:
+      return "corruption";
+    case op_status::timeout:
+      return "timeout";
+    case op_status::unavailable:
+      return "unavailable";
+    case op_status::fenced:
+      return "fenced";
   }
   return "unknown";
 }
 
 const char* to_string(success_policy p) {
   switch (p) {
-    case success_policy::one: return "one";
-    case success_policy::quorum: return "quorum";
-    case success_policy::all: return "all";
+    case success_policy::one:
+      return "one";
+    case success_policy::quorum:
+      return "quorum";
+    case success_policy::all:
+      return "all";
   }
   return "unknown";
 }
 
 const char* to_string(read_order_kind k) {
   switch (k) {
-    case read_order_kind::session: return "session";
-    case read_order_kind::random: return "random";
-    case read_order_kind::latency: return "latency";
+    case read_order_kind::session:
+      return "session";
+    case read_order_kind::random:
+      return "random";
+    case read_order_kind::latency:
+      return "latency";
   }
   return "?";
 }
@@ -51,13 +67,20 @@ bool parse_policy(const std::string& text, success_policy* out) {
 op_status from_storage(const storage::Status& s) {
   using C = storage::Status::Code;
   switch (s.code()) {
-    case C::ok: return op_status::ok;
-    case C::not_found: return op_status::not_found;
-    case C::stale: return op_status::stale;
-    case C::corruption: return op_status::corruption;
-    case C::invalid_argument: return op_status::invalid;
-    case C::io_error: return op_status::io_error;
-    case C::busy: return op_status::unavailable;
+    case C::ok:
+      return op_status::ok;
+    case C::not_found:
+      return op_status::not_found;
+    case C::stale:
+      return op_status::stale;
+    case C::corruption:
+      return op_status::corruption;
+    case C::invalid_argument:
+      return op_status::invalid;
+    case C::io_error:
+      return op_status::io_error;
+    case C::busy:
+      return op_status::unavailable;
   }
   return op_status::io_error;
 }

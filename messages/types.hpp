@@ -52,8 +52,8 @@ enum class op_status : uint8_t {
   io_error = 5,
   corruption = 6,
   timeout = 7,
-  unavailable = 8,       ///< no replica could be asked
-  fenced = 9,            ///< the write's fencing token is older than one already seen
+  unavailable = 8,  ///< no replica could be asked
+  fenced = 9,       ///< the write's fencing token is older than one already seen
 };
 const char* to_string(op_status s);
 op_status from_storage(const storage::Status& s);
@@ -66,7 +66,7 @@ struct kv_op {
   std::string key;
   std::string json;
   std::string data;
-  uint64_t expiry_ms = 0;  ///< absolute Unix ms; 0 = none
+  uint64_t expiry_ms = 0;    ///< absolute Unix ms; 0 = none
   bool keep_expiry = false;  ///< put: keep the stored record's expiry
   uint32_t user_flags = 0;
   storage::Version expected;  ///< for op_cond::if_version
@@ -103,8 +103,8 @@ struct op_result {
   op_status status = op_status::unavailable;
   std::string message;
   storage::Version version;
-  bool existed = false;  ///< remove/put: a live record was there before
-  storage::Record record;  ///< get: the record; lookup: version, expiry, flags
+  bool existed = false;                   ///< remove/put: a live record was there before
+  storage::Record record;                 ///< get: the record; lookup: version, expiry, flags
   uint32_t json_size = 0, data_size = 0;  ///< lookup: sizes of the stored parts
   std::vector<replica_entry> replicas;
 };
@@ -141,21 +141,20 @@ struct lease {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, kv_op& x) {
-  return f(caf::meta::type_name("kv_op"), x.kind, x.cond, x.id, x.key, x.json, x.data,
-           x.expiry_ms, x.keep_expiry, x.user_flags, x.expected, x.version, x.fence, x.policy,
-           x.read, x.report_existed, x.repair, x.groups);
+  return f(caf::meta::type_name("kv_op"), x.kind, x.cond, x.id, x.key, x.json, x.data, x.expiry_ms,
+           x.keep_expiry, x.user_flags, x.expected, x.version, x.fence, x.policy, x.read,
+           x.report_existed, x.repair, x.groups);
 }
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, replica_entry& x) {
-  return f(caf::meta::type_name("replica_entry"), x.group, x.node, x.backend, x.status,
-           x.version);
+  return f(caf::meta::type_name("replica_entry"), x.group, x.node, x.backend, x.status, x.version);
 }
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, op_result& x) {
-  return f(caf::meta::type_name("op_result"), x.status, x.message, x.version, x.existed,
-           x.record, x.json_size, x.data_size, x.replicas);
+  return f(caf::meta::type_name("op_result"), x.status, x.message, x.version, x.existed, x.record,
+           x.json_size, x.data_size, x.replicas);
 }
 
 template <class Inspector>
@@ -181,11 +180,10 @@ typename Inspector::result_type inspect(Inspector& f, Id& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, Record& x) {
-  return f(caf::meta::type_name("record"), x.id, x.key, x.json, x.data, x.version,
-           x.expiry_ms, x.user_flags, x.tombstone);
+  return f(caf::meta::type_name("record"), x.id, x.key, x.json, x.data, x.version, x.expiry_ms,
+           x.user_flags, x.tombstone);
 }
 
 }  // namespace apsis::storage
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(apsis::batch_sink_ptr)
-

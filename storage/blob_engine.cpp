@@ -312,8 +312,7 @@ Status BlobEngine::lookup(const Id& id, RecordMeta* out) {
 // the next intact record; a corrupt or torn tail ends the scan. f.end becomes the end of
 // the last intact record. With report, what was skipped or cut is logged and counted dead.
 template <class F>
-void BlobEngine::scan(DataFile& f, std::string_view bytes, uint64_t start, F&& visit,
-                      bool report) {
+void BlobEngine::scan(DataFile& f, std::string_view bytes, uint64_t start, F&& visit, bool report) {
   const char magic[4] = {'A', 'P', 'S', 'R'};
   uint64_t off = start;
   f.end = start;
@@ -328,9 +327,9 @@ void BlobEngine::scan(DataFile& f, std::string_view bytes, uint64_t start, F&& v
     // Resync: the next offset holding an intact record.
     uint64_t next = off + 1;
     for (;;) {
-      const void* hit = next < bytes.size() ? memmem(bytes.data() + next, bytes.size() - next,
-                                                     magic, sizeof magic)
-                                            : nullptr;
+      const void* hit = next < bytes.size()
+                            ? memmem(bytes.data() + next, bytes.size() - next, magic, sizeof magic)
+                            : nullptr;
       if (!hit) {
         next = bytes.size();
         break;
@@ -429,14 +428,18 @@ Status BlobEngine::recover() {
     std::string_view bytes;
     std::string scratch;
     APSIS_TRY(f.file->read(0, size, &bytes, &scratch));
-    scan(f, bytes, replay_from[no], [&](uint64_t off, const codec::Header& h, std::string_view) {
-      apply_replayed(h, BlobIndex::make_loc(no, off));
-      ++replayed;
-    }, true);
+    scan(
+        f, bytes, replay_from[no],
+        [&](uint64_t off, const codec::Header& h, std::string_view) {
+          apply_replayed(h, BlobIndex::make_loc(no, off));
+          ++replayed;
+        },
+        true);
     if (f.end < size) APSIS_TRY(f.file->truncate(f.end));
     f.durable = true;
   }
-  if (replayed) log(LogLevel::info, opts_.dir + ": replayed " + std::to_string(replayed) + " records");
+  if (replayed)
+    log(LogLevel::info, opts_.dir + ": replayed " + std::to_string(replayed) + " records");
 
   // The newest file becomes the active one.
   if (numbers.empty()) {
@@ -547,7 +550,8 @@ Status BlobEngine::erase(const std::vector<std::pair<Id, Version>>& which, size_
     for (const auto& [id, v] : which) {
       BlobIndex::Slot* slot = find_locked(id);
       codec::Header h;
-      if (!slot || !header_locked(slot->loc, &h).is_ok() || (v.stamp != 0 && h.version != v)) continue;
+      if (!slot || !header_locked(slot->loc, &h).is_ok() || (v.stamp != 0 && h.version != v))
+        continue;
       files_[BlobIndex::file_of(slot->loc)]->dead += h.total_len;
       index_.erase(slot);
       ++*erased;
@@ -575,16 +579,19 @@ Status BlobEngine::iterate(const IterateOptions& opts, const IterateFn& fn) {
     APSIS_TRY(f->file->read(0, end, &bytes, &scratch));
     DataFile shadow;  // scan() records its end here, not in the live file
     shadow.no = no;
-    scan(shadow, bytes, file_header_size, [&](uint64_t off, const codec::Header& h, std::string_view rec) {
-      if (stop || !matches(opts, h.id, h.version, h.tombstone())) return;
-      {
-        std::shared_lock<std::shared_mutex> l(mu_);
-        BlobIndex::Slot* slot = find_locked(h.id);
-        if (!slot || slot->loc != BlobIndex::make_loc(no, off)) return;  // superseded
-      }
-      Record r;
-      if (codec::decode(rec, &r, opts.with_payload).is_ok()) stop = !fn(r);
-    }, false);
+    scan(
+        shadow, bytes, file_header_size,
+        [&](uint64_t off, const codec::Header& h, std::string_view rec) {
+          if (stop || !matches(opts, h.id, h.version, h.tombstone())) return;
+          {
+            std::shared_lock<std::shared_mutex> l(mu_);
+            BlobIndex::Slot* slot = find_locked(h.id);
+            if (!slot || slot->loc != BlobIndex::make_loc(no, off)) return;  // superseded
+          }
+          Record r;
+          if (codec::decode(rec, &r, opts.with_payload).is_ok()) stop = !fn(r);
+        },
+        false);
   }
   return Status::ok();
 }
@@ -650,15 +657,18 @@ Status BlobEngine::compact_file(uint32_t no) {
   uint64_t moved = 0;
   DataFile shadow;
   shadow.no = no;
-  scan(shadow, bytes, file_header_size, [&](uint64_t off, const codec::Header& h, std::string_view rec) {
-    if (!status) return;
-    std::unique_lock<std::shared_mutex> l(mu_);
-    BlobIndex::Slot* slot = find_locked(h.id);
-    if (!slot || slot->loc != BlobIndex::make_loc(no, off)) return;  // dead: drop it
-    uint64_t loc;
-    status = append_locked(rec, &loc);
-    if (status) slot->loc = loc, ++moved;
-  }, false);
+  scan(
+      shadow, bytes, file_header_size,
+      [&](uint64_t off, const codec::Header& h, std::string_view rec) {
+        if (!status) return;
+        std::unique_lock<std::shared_mutex> l(mu_);
+        BlobIndex::Slot* slot = find_locked(h.id);
+        if (!slot || slot->loc != BlobIndex::make_loc(no, off)) return;  // dead: drop it
+        uint64_t loc;
+        status = append_locked(rec, &loc);
+        if (status) slot->loc = loc, ++moved;
+      },
+      false);
   APSIS_TRY(status);
   // The copies must be durable before the original goes.
   if (opts_.sync.mode != SyncPolicy::Mode::never) APSIS_TRY(sync_->sync_all());

@@ -50,8 +50,8 @@ class BlobEngine final : public Engine {
   struct DataFile {
     uint32_t no = 0;
     std::unique_ptr<File> file;
-    uint64_t end = 0;   ///< bytes of file header + intact records
-    uint64_t dead = 0;  ///< bytes of superseded records and skipped corruption
+    uint64_t end = 0;      ///< bytes of file header + intact records
+    uint64_t dead = 0;     ///< bytes of superseded records and skipped corruption
     bool durable = false;  ///< fsynced since its last write
   };
   using FilePtr = std::shared_ptr<DataFile>;

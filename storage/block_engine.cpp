@@ -16,7 +16,8 @@ constexpr uint64_t data_magic = 0x31444b4c42535041ull;   // "APSBLKD1"
 constexpr size_t header_size = 128;  // both files start with one 128-byte header
 
 uint64_t entry_offset(uint32_t slot, int copy) {
-  return header_size + uint64_t(slot) * 2 * BlockEngine::entry_size + copy * BlockEngine::entry_size;
+  return header_size + uint64_t(slot) * 2 * BlockEngine::entry_size +
+         copy * BlockEngine::entry_size;
 }
 
 std::string data_header() {
@@ -73,8 +74,8 @@ Status BlockEngine::write_header(bool clean) {
   return index_->sync();
 }
 
-static void encode_entry(uint64_t seq, const Id& id, uint64_t first,
-                         uint32_t length, const Version& v, char* out) {
+static void encode_entry(uint64_t seq, const Id& id, uint64_t first, uint32_t length,
+                         const Version& v, char* out) {
   std::memset(out, 0, BlockEngine::entry_size);
   codec::put_u64(out + 8, seq);
   std::memcpy(out + 16, id.bytes.data(), Id::size);
@@ -121,7 +122,8 @@ Status BlockEngine::recover() {
   uint64_t slots = (isize - header_size + 2 * entry_size - 1) / (2 * entry_size);
   std::string_view view;
   std::string scratch, all;
-  if (isize > header_size) APSIS_TRY(index_->read(header_size, isize - header_size, &view, &scratch));
+  if (isize > header_size)
+    APSIS_TRY(index_->read(header_size, isize - header_size, &view, &scratch));
   all.assign(view);
   all.resize(slots * 2 * entry_size, '\0');
   std::vector<bool> used(clean ? 0 : blocks_, false);
@@ -150,7 +152,10 @@ Status BlockEngine::recover() {
     Entry* chosen = nullptr;
     for (Entry& e : copies) {
       if (e.seq == 0) continue;
-      if (clean) { chosen = &e; break; }
+      if (clean) {
+        chosen = &e;
+        break;
+      }
       std::string rec;
       std::vector<uint64_t> chain;
       codec::Header hdr;
@@ -160,8 +165,8 @@ Status BlockEngine::recover() {
         chosen = &e;
         break;
       }
-      opts_.log(LogLevel::warn, opts_.dir + ": slot " + std::to_string(s) +
-                                    ": entry seq " + std::to_string(e.seq) +
+      opts_.log(LogLevel::warn, opts_.dir + ": slot " + std::to_string(s) + ": entry seq " +
+                                    std::to_string(e.seq) +
                                     " points at a torn or corrupt record, dropped");
       ++lost;
     }
@@ -189,7 +194,7 @@ Status BlockEngine::recover() {
                                   (lost ? ", " + std::to_string(lost) + " entries lost" : ""));
   }
   std::reverse(free_.begin(), free_.end());  // allocate low blocks first
-  return write_header(false);  // dirty until the next clean close
+  return write_header(false);                // dirty until the next clean close
 }
 
 Status BlockEngine::read_chain(const Entry& e, std::string* out, std::vector<uint64_t>* blocks) {
@@ -281,7 +286,8 @@ void BlockEngine::put_batch(const Record* records, size_t n, Status* results) {
     if (results[i] && !durable) results[i] = durable;
 }
 
-Status BlockEngine::put_locked(const Record& r, const std::string& rec, std::vector<uint64_t>* freed) {
+Status BlockEngine::put_locked(const Record& r, const std::string& rec,
+                               std::vector<uint64_t>* freed) {
   APSIS_TRY(sync_->error());
   auto it = map_.find(r.id);
   if (it != map_.end()) {
@@ -330,7 +336,8 @@ Status BlockEngine::get(const Id& id, Record* out) {
     APSIS_TRY(read_locked(id, &bytes));
   }
   Status s = codec::decode(bytes, out);
-  if (!s || out->id != id) return Status::corruption("block record of " + id.hex() + ": " + s.message());
+  if (!s || out->id != id)
+    return Status::corruption("block record of " + id.hex() + ": " + s.message());
   if (out->tombstone || out->meta().expired(now_ms())) return Status::not_found();
   return Status::ok();
 }

@@ -39,8 +39,8 @@ class BlockEngine final : public Engine {
   struct Entry {
     uint64_t seq = 0;  ///< 0 = unused copy
     Id id;
-    uint64_t first = 0;  ///< first block, 0 = none
-    uint32_t length = 0; ///< encoded record bytes
+    uint64_t first = 0;   ///< first block, 0 = none
+    uint32_t length = 0;  ///< encoded record bytes
     Version version;
     int copy = 0;  ///< which of the slot's two copies holds it
   };

@@ -18,8 +18,8 @@ bool SyncPolicy::parse(const std::string& text, SyncPolicy* out, std::string* er
   const std::string prefix = "interval:";
   if (text.compare(0, prefix.size(), prefix) == 0) {
     std::string ms = text.substr(prefix.size());
-    bool digits = !ms.empty() && ms.size() <= 7 &&
-                  ms.find_first_not_of("0123456789") == std::string::npos;
+    bool digits =
+        !ms.empty() && ms.size() <= 7 && ms.find_first_not_of("0123456789") == std::string::npos;
     unsigned long v = digits ? std::stoul(ms) : 0;
     if (v >= 1 && v <= 3600000) {
       out->mode = Mode::interval;
@@ -35,9 +35,12 @@ bool SyncPolicy::parse(const std::string& text, SyncPolicy* out, std::string* er
 
 std::string SyncPolicy::to_string() const {
   switch (mode) {
-    case Mode::always: return "always";
-    case Mode::never: return "never";
-    case Mode::interval: return "interval:" + std::to_string(interval_ms);
+    case Mode::always:
+      return "always";
+    case Mode::never:
+      return "never";
+    case Mode::interval:
+      return "interval:" + std::to_string(interval_ms);
   }
   return "?";
 }
@@ -68,10 +71,18 @@ Status open_engine(const EngineOptions& in, std::unique_ptr<Engine>* out) {
   if (!opts.log) {
     opts.log = [](LogLevel level, const std::string& msg) {
       switch (level) {
-        case LogLevel::debug: spdlog::debug("{}", msg); break;
-        case LogLevel::info: spdlog::info("{}", msg); break;
-        case LogLevel::warn: spdlog::warn("{}", msg); break;
-        case LogLevel::error: spdlog::error("{}", msg); break;
+        case LogLevel::debug:
+          spdlog::debug("{}", msg);
+          break;
+        case LogLevel::info:
+          spdlog::info("{}", msg);
+          break;
+        case LogLevel::warn:
+          spdlog::warn("{}", msg);
+          break;
+        case LogLevel::error:
+          spdlog::error("{}", msg);
+          break;
       }
     };
   }

@@ -44,19 +44,19 @@ struct EngineOptions {
   std::string dir;            ///< The engine's directory; created if missing.
   SyncPolicy sync;
   Limits limits;
-  uint64_t blob_file_size = 256ull << 20;  ///< blob: rotate data files at this size.
-  double compact_dead_fraction = 0.5;      ///< blob: compact a sealed file this dead.
+  uint64_t blob_file_size = 256ull << 20;      ///< blob: rotate data files at this size.
+  double compact_dead_fraction = 0.5;          ///< blob: compact a sealed file this dead.
   uint64_t snapshot_every_bytes = 1ull << 30;  ///< blob: index snapshot after this many new bytes.
-  Env* env = nullptr;  ///< nullptr = Env::posix()
-  LogFn log;           ///< nullptr = spdlog's default logger
+  Env* env = nullptr;                          ///< nullptr = Env::posix()
+  LogFn log;                                   ///< nullptr = spdlog's default logger
 };
 
 struct IterateOptions {
-  Id begin = Id::min();  ///< inclusive
-  Id end = Id::max();    ///< inclusive
-  Version min_version;   ///< inclusive
+  Id begin = Id::min();                  ///< inclusive
+  Id end = Id::max();                    ///< inclusive
+  Version min_version;                   ///< inclusive
   Version max_version = Version::max();  ///< inclusive
-  bool with_payload = true;  ///< fill json and data
+  bool with_payload = true;              ///< fill json and data
   bool include_tombstones = true;
   /// Called with the id of each stored record in range that fails its checksum (skipped
   /// otherwise), where the engine can still tell the id; for scrub().
@@ -72,10 +72,10 @@ inline bool matches(const IterateOptions& opts, const Id& id, const Version& v, 
 using IterateFn = std::function<bool(const Record&)>;
 
 struct EngineStats {
-  uint64_t keys = 0;        ///< ids held, tombstones included
-  uint64_t disk_bytes = 0;  ///< bytes in the engine's files
-  uint64_t dead_bytes = 0;  ///< bytes of superseded records not yet compacted
-  uint64_t index_bytes = 0; ///< RAM held by the in-memory index
+  uint64_t keys = 0;         ///< ids held, tombstones included
+  uint64_t disk_bytes = 0;   ///< bytes in the engine's files
+  uint64_t dead_bytes = 0;   ///< bytes of superseded records not yet compacted
+  uint64_t index_bytes = 0;  ///< RAM held by the in-memory index
   uint64_t files = 0;
   uint64_t compactions = 0;
   uint64_t syncs = 0;

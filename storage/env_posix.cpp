@@ -1,9 +1,9 @@
 // The POSIX Env: pread/pwrite, with an optional shared mapping for the hot paths.
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <dirent.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -171,8 +171,8 @@ class PosixEnv final : public Env {
 
   Status write_atomic(const std::string& path, std::string_view data, bool sync) override {
     static std::atomic<uint64_t> counter{0};
-    std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." +
-                      std::to_string(counter.fetch_add(1));
+    std::string tmp =
+        path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter.fetch_add(1));
     {
       std::unique_ptr<File> f;
       APSIS_TRY(open(tmp, true, &f));

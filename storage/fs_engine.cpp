@@ -21,7 +21,8 @@ Status FsEngine::open(const EngineOptions& opts, std::unique_ptr<Engine>* out) {
   APSIS_TRY(e->scan_at_open());
   Env* env = opts.env;
   std::string dir = opts.dir;
-  e->sync_ = std::make_unique<SyncDriver>(opts.sync, [env, dir] { return env->sync_filesystem(dir); });
+  e->sync_ =
+      std::make_unique<SyncDriver>(opts.sync, [env, dir] { return env->sync_filesystem(dir); });
   *out = std::move(e);
   return Status::ok();
 }
@@ -129,7 +130,9 @@ Status FsEngine::erase(const std::vector<std::pair<Id, Version>>& which, size_t*
     std::lock_guard<std::mutex> g(stripes_[id.bytes[63] & 63]);
     std::string bytes;
     RecordMeta meta;
-    if (!read(id, &bytes) || !codec::decode_meta(bytes, &meta) || (v.stamp != 0 && meta.version != v)) continue;
+    if (!read(id, &bytes) || !codec::decode_meta(bytes, &meta) ||
+        (v.stamp != 0 && meta.version != v))
+      continue;
     std::string dir = dir_of(id);
     APSIS_TRY(opts_.env->remove(join_path(dir, id.hex())));
     APSIS_TRY(opts_.env->sync_dir(dir));

@@ -11,9 +11,14 @@ std::string Version::to_string() const {
 }
 
 RecordMeta Record::meta() const {
-  return RecordMeta{id,         key,       version,
-                    expiry_ms,  user_flags, tombstone,
-                    static_cast<uint32_t>(json.size()), static_cast<uint32_t>(data.size())};
+  return RecordMeta{id,
+                    key,
+                    version,
+                    expiry_ms,
+                    user_flags,
+                    tombstone,
+                    static_cast<uint32_t>(json.size()),
+                    static_cast<uint32_t>(data.size())};
 }
 
 Record Record::make_tombstone(const Id& id, const Version& v, std::string key) {

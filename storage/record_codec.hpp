@@ -47,12 +47,16 @@ Status decode_meta(std::string_view buf, RecordMeta* out);
 RecordMeta meta_of(const Header& h, std::string_view buf);
 
 // -- little-endian helpers, shared with the engines' own file headers --
-inline void put_u16(char* p, uint16_t v) { for (int i = 0; i < 2; ++i) p[i] = char(v >> (8 * i)); }
-inline void put_u32(char* p, uint32_t v) { for (int i = 0; i < 4; ++i) p[i] = char(v >> (8 * i)); }
-inline void put_u64(char* p, uint64_t v) { for (int i = 0; i < 8; ++i) p[i] = char(v >> (8 * i)); }
-inline uint16_t get_u16(const char* p) {
-  return uint16_t(uint8_t(p[0]) | uint8_t(p[1]) << 8);
+inline void put_u16(char* p, uint16_t v) {
+  for (int i = 0; i < 2; ++i) p[i] = char(v >> (8 * i));
 }
+inline void put_u32(char* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = char(v >> (8 * i));
+}
+inline void put_u64(char* p, uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = char(v >> (8 * i));
+}
+inline uint16_t get_u16(const char* p) { return uint16_t(uint8_t(p[0]) | uint8_t(p[1]) << 8); }
 inline uint32_t get_u32(const char* p) {
   uint32_t v = 0;
   for (int i = 3; i >= 0; --i) v = (v << 8) | uint8_t(p[i]);

@@ -152,7 +152,8 @@ Status SortedEngine::erase(const std::vector<std::pair<Id, Version>>& which, siz
     std::lock_guard<std::mutex> g(stripes_[id.bytes[63] & 63]);
     std::string old;
     codec::Header h;
-    if (!read(id, &old) || !codec::decode_header(old, &h) || (v.stamp != 0 && h.version != v)) continue;
+    if (!read(id, &old) || !codec::decode_header(old, &h) || (v.stamp != 0 && h.version != v))
+      continue;
     rocksdb::WriteOptions w;
     w.sync = true;
     APSIS_TRY(from_rocks(db_->Delete(w, key_of(id))));

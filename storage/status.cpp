@@ -4,13 +4,20 @@ namespace apsis::storage {
 
 const char* to_string(Status::Code code) {
   switch (code) {
-    case Status::Code::ok: return "ok";
-    case Status::Code::not_found: return "not_found";
-    case Status::Code::stale: return "stale";
-    case Status::Code::corruption: return "corruption";
-    case Status::Code::invalid_argument: return "invalid_argument";
-    case Status::Code::io_error: return "io_error";
-    case Status::Code::busy: return "busy";
+    case Status::Code::ok:
+      return "ok";
+    case Status::Code::not_found:
+      return "not_found";
+    case Status::Code::stale:
+      return "stale";
+    case Status::Code::corruption:
+      return "corruption";
+    case Status::Code::invalid_argument:
+      return "invalid_argument";
+    case Status::Code::io_error:
+      return "io_error";
+    case Status::Code::busy:
+      return "busy";
   }
   return "unknown";
 }

@@ -17,7 +17,9 @@ class Status {
   /// A put carried a version older than the stored one.
   static Status stale(std::string msg = {}) { return {Code::stale, std::move(msg)}; }
   static Status corruption(std::string msg) { return {Code::corruption, std::move(msg)}; }
-  static Status invalid_argument(std::string msg) { return {Code::invalid_argument, std::move(msg)}; }
+  static Status invalid_argument(std::string msg) {
+    return {Code::invalid_argument, std::move(msg)};
+  }
   static Status io_error(std::string msg) { return {Code::io_error, std::move(msg)}; }
   /// The directory is in use by another engine instance or process.
   static Status busy(std::string msg) { return {Code::busy, std::move(msg)}; }

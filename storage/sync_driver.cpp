@@ -79,7 +79,8 @@ Status SyncDriver::sync_through(uint64_t ticket) {
 void SyncDriver::interval_loop() {
   std::unique_lock<std::mutex> l(mu_);
   while (!stop_) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(policy_.interval_ms);
+    auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(policy_.interval_ms);
     while (!stop_ && cv_.wait_until(l, deadline) != std::cv_status::timeout) {
     }
     if (stop_) break;

@@ -2,8 +2,9 @@
 // write; with `always`, after_write() returns once an fsync that began after that write has
 // finished, and concurrent writers share that one fsync (group commit). With `interval`, a
 // background thread syncs every interval. (A leader that waited for more writers before
-// its fsync covered more per fsync but was slower overall here: see docs/benchmarks.md.) A failed fsync is sticky: every later write fails
-// too, because after a failed fsync the kernel may have dropped the dirty pages.
+// its fsync covered more per fsync but was slower overall here: see docs/benchmarks.md.) A failed
+// fsync is sticky: every later write fails too, because after a failed fsync the kernel may have
+// dropped the dirty pages.
 #pragma once
 
 #include <condition_variable>

@@ -41,7 +41,8 @@ struct Client::Impl {
   std::map<std::string, std::pair<std::string, uint16_t>> addresses;
   std::map<std::string, client_actor> owners;
   std::string last_node;
-  Hlc clock{(uint64_t(1) << 63) | (std::random_device{}() & 0xffffffffu)};  ///< a client's node id: high bit set
+  Hlc clock{(uint64_t(1) << 63) |
+            (std::random_device{}() & 0xffffffffu)};  ///< a client's node id: high bit set
 
   ~Impl() {
     if (actor) caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
@@ -99,7 +100,8 @@ struct Client::Impl {
     std::vector<std::pair<size_t, decltype(self->request(client_actor{}, opts.timeout, q))>> sent;
     for (const auto& [group, r] : rings) {
       const ring::owner* o = r.owner_of(id);
-      if (!o || (!q.groups.empty() && std::find(q.groups.begin(), q.groups.end(), group) == q.groups.end()))
+      if (!o || (!q.groups.empty() &&
+                 std::find(q.groups.begin(), q.groups.end(), group) == q.groups.end()))
         continue;
       entries.push_back(replica_entry{group, o->node, o->backend, op_status::unavailable, {}});
       client_actor to = connection(o->node);
@@ -122,7 +124,8 @@ struct Client::Impl {
             if (r.status != op_status::ok && out->message.empty()) out->message = r.message;
           },
           [&](caf::error& err) {
-            e.status = err == caf::sec::request_timeout ? op_status::timeout : op_status::unavailable;
+            e.status =
+                err == caf::sec::request_timeout ? op_status::timeout : op_status::unavailable;
           });
     }
     out->status = decide(opts.policy.value_or(success_policy::quorum), entries);
@@ -135,9 +138,11 @@ struct Client::Impl {
   /// The connection for a request: its key's owner in the first group, when routing.
   client_actor route_for(const wire::Request& q) {
     last_node.clear();
-    bool keyed = q.op != wire::opcode::stat && q.op != wire::opcode::ping && q.op != wire::opcode::admin;
+    bool keyed =
+        q.op != wire::opcode::stat && q.op != wire::opcode::ping && q.op != wire::opcode::admin;
     if (!(opts.route || opts.coordinate) || !keyed || first_group.size() == 0) return actor;
-    const ring::owner* o = first_group.owner_of(storage::make_id(q.ns.empty() ? opts.ns : q.ns, q.key));
+    const ring::owner* o =
+        first_group.owner_of(storage::make_id(q.ns.empty() ? opts.ns : q.ns, q.key));
     client_actor to = o ? connection(o->node) : client_actor{};
     if (!to) return actor;  // unreachable: the connected node coordinates instead
     last_node = o->node;
@@ -180,10 +185,13 @@ bool connect_and_hello(tcp::socket& sock, const ClientOptions& opts, std::string
   tcp::resolver resolver(static_cast<asio::io_context&>(sock.get_executor().context()));
   auto endpoints = resolver.resolve(opts.host, std::to_string(opts.port), ec);
   if (!ec) asio::connect(sock, endpoints, ec);
-  if (ec) return *error = "connect " + opts.host + ":" + std::to_string(opts.port) + ": " + ec.message(), false;
+  if (ec)
+    return *error = "connect " + opts.host + ":" + std::to_string(opts.port) + ": " + ec.message(),
+           false;
   sock.set_option(tcp::no_delay(true), ec);
   // Timeouts for the blocking calls (asynchronous operations are not affected).
-  timeval tv{time_t(opts.timeout.count() / 1000), suseconds_t((opts.timeout.count() % 1000) * 1000)};
+  timeval tv{time_t(opts.timeout.count() / 1000),
+             suseconds_t((opts.timeout.count() % 1000) * 1000)};
   ::setsockopt(sock.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   ::setsockopt(sock.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   wire::Hello hello;
@@ -230,10 +238,11 @@ bool Client::call(wire::Request q, wire::Response* out, std::string* error) {
     q.latest = q.latest || impl_->opts.latest;
     if (q.read == 0 && impl_->opts.read) q.read = uint8_t(*impl_->opts.read) + 1;
   }
-  const bool keyed = q.op == wire::opcode::get || q.op == wire::opcode::lookup || q.op == wire::opcode::put ||
-                     q.op == wire::opcode::del;
+  const bool keyed = q.op == wire::opcode::get || q.op == wire::opcode::lookup ||
+                     q.op == wire::opcode::put || q.op == wire::opcode::del;
   if (keyed && q.groups.empty()) q.groups = impl_->opts.groups;
-  if (impl_->opts.coordinate && (q.op == wire::opcode::put || q.op == wire::opcode::del) && !impl_->rings.empty()) {
+  if (impl_->opts.coordinate && (q.op == wire::opcode::put || q.op == wire::opcode::del) &&
+      !impl_->rings.empty()) {
     impl_->last_node.clear();
     return impl_->coordinate(q, out);
   }
@@ -243,9 +252,10 @@ bool Client::call(wire::Request q, wire::Response* out, std::string* error) {
   self->request(to, impl_->opts.timeout, std::move(q))
       .receive([&](wire::Response& r) { *out = std::move(r), ok = true; },
                [&](caf::error& e) {
-                 *error = e == caf::sec::request_timeout
-                              ? "timed out after " + std::to_string(impl_->opts.timeout.count()) + " ms"
-                              : impl_->sys.render(e);
+                 *error =
+                     e == caf::sec::request_timeout
+                         ? "timed out after " + std::to_string(impl_->opts.timeout.count()) + " ms"
+                         : impl_->sys.render(e);
                });
   return ok;
 }
@@ -280,7 +290,8 @@ bool Client::put(const std::string& key, const std::string& data, const std::str
   return call(std::move(q), out, error);
 }
 
-bool Client::del(const std::string& key, const PutOptions& o, wire::Response* out, std::string* error) {
+bool Client::del(const std::string& key, const PutOptions& o, wire::Response* out,
+                 std::string* error) {
   wire::Request q = keyed(wire::opcode::del, key);
   q.cond = o.cond;
   q.expected = o.expected;
@@ -288,13 +299,15 @@ bool Client::del(const std::string& key, const PutOptions& o, wire::Response* ou
   return call(std::move(q), out, error);
 }
 
-bool Client::lock(const std::string& key, uint32_t lease_ms, wire::Response* out, std::string* error) {
+bool Client::lock(const std::string& key, uint32_t lease_ms, wire::Response* out,
+                  std::string* error) {
   wire::Request q = keyed(wire::opcode::lock, key);
   q.lease_ms = lease_ms;
   return call(std::move(q), out, error);
 }
 
-bool Client::unlock(const std::string& key, uint64_t token, wire::Response* out, std::string* error) {
+bool Client::unlock(const std::string& key, uint64_t token, wire::Response* out,
+                    std::string* error) {
   wire::Request q = keyed(wire::opcode::unlock, key);
   q.token = token;
   return call(std::move(q), out, error);

@@ -21,10 +21,10 @@ struct ClientOptions {
   uint16_t port = 7380;
   std::string ns = "default";
   std::chrono::milliseconds timeout{10000};  // above a node's default replication timeout
-  std::optional<success_policy> policy;  ///< for writes; unset: the node's default
-  std::optional<success_policy> read;    ///< for gets and lookups; unset: the node's default
-  bool latest = false;                   ///< reads ask every group; the newest wins (read all)
-  std::vector<uint32_t> groups;          ///< key requests ask only these groups; empty: all
+  std::optional<success_policy> policy;      ///< for writes; unset: the node's default
+  std::optional<success_policy> read;        ///< for gets and lookups; unset: the node's default
+  bool latest = false;                       ///< reads ask every group; the newest wins (read all)
+  std::vector<uint32_t> groups;              ///< key requests ask only these groups; empty: all
   /// Fetch the cluster's route table at connect and send each key's request straight to its
   /// owner in the first group (which coordinates it), instead of through the node connected
   /// to. A node of its own, or an owner that cannot be reached, gets it as before.
@@ -41,7 +41,7 @@ struct PutOptions {
   storage::Version expected;  ///< for op_cond::if_version
   uint64_t expiry_ms = 0;     ///< absolute Unix ms; 0 = none
   uint32_t user_flags = 0;
-  uint64_t fence = 0;         ///< a lease's token, or 0
+  uint64_t fence = 0;  ///< a lease's token, or 0
 };
 
 class Client {

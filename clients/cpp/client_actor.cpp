@@ -66,7 +66,8 @@ struct Connection : std::enable_shared_from_this<Connection> {
       wire::error_code code;
       std::string err;
       wire::Decode d;
-      while ((d = wire::decode_frame(c->in, &pos, &f, c->max_frame, &code, &err)) == wire::Decode::complete) {
+      while ((d = wire::decode_frame(c->in, &pos, &f, c->max_frame, &code, &err)) ==
+             wire::Decode::complete) {
         wire::Response r;
         if (f.k != wire::kind::response || !wire::decode_response(f.op, f.body, &r, &err))
           return c->fail("bad frame from the node: " + (err.empty() ? "not a response" : err));
@@ -124,7 +125,9 @@ client_actor::behavior_type client(client_actor::stateful_pointer<client_state> 
         if (q.ns.empty()) q.ns = st.ns;
         uint64_t id = st.next_id++;
         std::string frame;
-        wire::encode_frame({wire::kind::request, q.op, wire::request_flags(q), id, wire::encode_request(q)}, frame);
+        wire::encode_frame(
+            {wire::kind::request, q.op, wire::request_flags(q), id, wire::encode_request(q)},
+            frame);
         st.waiting.emplace(id, rp);
         st.conn->send(std::move(frame));
         return rp;
@@ -138,7 +141,8 @@ client_actor::behavior_type client(client_actor::stateful_pointer<client_state> 
       [=](atom::closed, std::string& why) {
         auto& st = self->state;
         st.failed = why;
-        for (auto& [id, rp] : st.waiting) rp.deliver(caf::make_error(caf::sec::request_receiver_down, why));
+        for (auto& [id, rp] : st.waiting)
+          rp.deliver(caf::make_error(caf::sec::request_receiver_down, why));
         st.waiting.clear();
       },
   };

@@ -21,7 +21,8 @@ class ActorTest : public ::testing::Test {
   };
 
   ActorTest()
-      : sys(cfg), self(sys, true),
+      : sys(cfg),
+        self(sys, true),
         sched(dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler())) {}
   ~ActorTest() override {
     // Pending timers (request timeouts, lease expiries) keep their actors alive, and the

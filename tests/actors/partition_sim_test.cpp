@@ -35,9 +35,9 @@ const char* const keys[] = {"k0", "k1", "k2", "k3"};
 /// One client operation and what it was answered. Times are the history's logical clock.
 struct event {
   op_kind kind = op_kind::get;
-  std::string key, value;  ///< a put's value: unique per write
+  std::string key, value;                          ///< a put's value: unique per write
   success_policy policy = success_policy::quorum;  ///< the write's, or the read's
-  uint64_t invoked = 0, completed = 0;            ///< completed 0: no answer yet
+  uint64_t invoked = 0, completed = 0;             ///< completed 0: no answer yet
   op_status status = op_status::unavailable;
   storage::Version version;  ///< a write's stored version; a read's answer's (a tombstone's too)
   std::string replicas;      ///< what each replica said, for the log
@@ -63,14 +63,17 @@ caf::behavior client(caf::event_based_actor* self, replica_group_actor coordinat
               e.status = r.at(0).status;
               e.version = r.at(0).version;
               for (const auto& x : r.at(0).replicas)
-                e.replicas += " " + x.node + ":" + to_string(x.status) + ":" + std::to_string(x.version.stamp & 0xffff) +
-                              "@" + std::to_string(x.version.node);
+                e.replicas += " " + x.node + ":" + to_string(x.status) + ":" +
+                              std::to_string(x.version.stamp & 0xffff) + "@" +
+                              std::to_string(x.version.node);
             },
             [=](caf::error&) { h->events[seq].completed = ++h->clock; });
   }};
 }
 
-size_t needed(success_policy p) { return p == success_policy::one ? 1 : p == success_policy::all ? nodes : nodes / 2 + 1; }
+size_t needed(success_policy p) {
+  return p == success_policy::one ? 1 : p == success_policy::all ? nodes : nodes / 2 + 1;
+}
 bool is_write(op_kind k) { return k == op_kind::put || k == op_kind::remove; }
 
 /// Every acknowledged write must be on the replica `node`, or a newer write of its key.
@@ -92,7 +95,9 @@ size_t check_reads(const std::vector<event>& ev, std::vector<std::string>& wrong
   size_t checked = 0;
   for (size_t r = 0; r < ev.size(); ++r) {
     const event& read = ev[r];
-    if (read.kind != op_kind::get || (read.status != op_status::ok && read.status != op_status::not_found)) continue;
+    if (read.kind != op_kind::get ||
+        (read.status != op_status::ok && read.status != op_status::not_found))
+      continue;
     const event* newest = nullptr;
     size_t at = 0;
     for (size_t s = 0; s < ev.size(); ++s) {
@@ -103,10 +108,11 @@ size_t check_reads(const std::vector<event>& ev, std::vector<std::string>& wrong
     }
     if (!newest) continue;
     ++checked;
-    if (read.version < newest->version && !(newest->kind == op_kind::remove && read.status == op_status::not_found))
+    if (read.version < newest->version &&
+        !(newest->kind == op_kind::remove && read.status == op_status::not_found))
       wrong.push_back("read " + std::to_string(r) + " of " + read.key + " answered " +
-                      (read.status == op_status::ok ? "an older version" : "missing") + " after write " +
-                      std::to_string(at) + " was acknowledged");
+                      (read.status == op_status::ok ? "an older version" : "missing") +
+                      " after write " + std::to_string(at) + " was acknowledged");
   }
   return checked;
 }
@@ -126,12 +132,18 @@ class schedule {
   std::vector<std::string> run() {
     for (int step = 0; step < steps; ++step) {
       unsigned pick = unsigned(rng_() % 100);
-      if (pick < 50) operations();
-      else if (pick < 62) partition();
-      else if (pick < 74) heal(rng_() % 2 == 0);
-      else if (pick < 79) jump();
-      else if (pick < 85) kill_or_restart();
-      else pass();
+      if (pick < 50)
+        operations();
+      else if (pick < 62)
+        partition();
+      else if (pick < 74)
+        heal(rng_() % 2 == 0);
+      else if (pick < 79)
+        jump();
+      else if (pick < 85)
+        kill_or_restart();
+      else
+        pass();
     }
     heal(true);
     for (size_t i = 0; i < nodes; ++i)
@@ -139,13 +151,16 @@ class schedule {
     net_.pass(6s);  // every operation still in flight times out or completes
     std::vector<std::string> wrong;
     for (size_t i = 0; i < h_->events.size(); ++i)
-      if (h_->events[i].completed == 0) wrong.push_back("operation " + std::to_string(i) + " never answered");
+      if (h_->events[i].completed == 0)
+        wrong.push_back("operation " + std::to_string(i) + " never answered");
     int rounds = converge();
     if (rounds > convergence_rounds)
-      wrong.push_back("replicas differ after " + std::to_string(convergence_rounds) + " anti-entropy rounds");
+      wrong.push_back("replicas differ after " + std::to_string(convergence_rounds) +
+                      " anti-entropy rounds");
     for (size_t i = 0; i < nodes; ++i) check_writes(h_->events, held(i), net_.node(i).name, wrong);
     reads_checked = check_reads(h_->events, wrong);
-    for (const auto& e : h_->events) acknowledged_writes += is_write(e.kind) && e.status == op_status::ok;
+    for (const auto& e : h_->events)
+      acknowledged_writes += is_write(e.kind) && e.status == op_status::ok;
     for (size_t s : while_dead) acknowledged_while_dead += h_->events[s].status == op_status::ok;
     return wrong;
   }
@@ -159,8 +174,9 @@ class schedule {
     out << log_.str();
     for (size_t i = 0; i < h_->events.size(); ++i) {
       const event& e = h_->events[i];
-      out << "answer " << i << " (" << e.invoked << ".." << e.completed << "): " << to_string(e.status) << " "
-          << (e.version.stamp & 0xffff) << "@" << e.version.node << " [" << e.replicas << " ]\n";
+      out << "answer " << i << " (" << e.invoked << ".." << e.completed
+          << "): " << to_string(e.status) << " " << (e.version.stamp & 0xffff) << "@"
+          << e.version.node << " [" << e.replicas << " ]\n";
     }
     return out.str();
   }
@@ -175,21 +191,29 @@ class schedule {
       e.kind = what < 45 ? op_kind::put : what < 85 ? op_kind::get : op_kind::remove;
       e.key = keys[rng_() % std::size(keys)];
       unsigned p = unsigned(rng_() % 100);  // mostly the nodes' quorum; some one, some all
-      e.policy = p < 70 ? success_policy::quorum : p < 85 ? success_policy::one : success_policy::all;
+      e.policy = p < 70   ? success_policy::quorum
+                 : p < 85 ? success_policy::one
+                          : success_policy::all;
       kv_op op;
       op.kind = e.kind;
       op.key = e.key;
       op.id = storage::make_id("default", e.key);
-      if (is_write(e.kind)) op.policy = uint8_t(e.policy) + 1;
-      else op.read = uint8_t(e.policy) + 1;
-      if (e.kind == op_kind::put) op.data = e.value = "s" + std::to_string(seed_) + "w" + std::to_string(h_->events.size());
+      if (is_write(e.kind))
+        op.policy = uint8_t(e.policy) + 1;
+      else
+        op.read = uint8_t(e.policy) + 1;
+      if (e.kind == op_kind::put)
+        op.data = e.value = "s" + std::to_string(seed_) + "w" + std::to_string(h_->events.size());
       size_t via = rng_() % nodes;
       e.invoked = ++h_->clock;
       uint64_t seq = h_->events.size();
       for (size_t i = 0; i < nodes; ++i)
         if (net_.dead(i) && is_write(e.kind)) while_dead.push_back(seq);
       h_->events.push_back(e);
-      log_ << "op " << seq << ": " << (e.kind == op_kind::put ? "put" : e.kind == op_kind::get ? "get" : "del")
+      log_ << "op " << seq << ": "
+           << (e.kind == op_kind::put   ? "put"
+               : e.kind == op_kind::get ? "get"
+                                        : "del")
            << " " << e.key << " " << to_string(e.policy) << " via n" << via + 1 << "\n";
       caf::anon_send(clients_[via], seq, std::move(op));
     }
@@ -238,7 +262,8 @@ class schedule {
 
   void heal(bool drop) {
     if (!net_.is_cut()) return;
-    log_ << (drop ? "heal, dropping what was cut off\n" : "heal, delivering what waited (a pause)\n");
+    log_ << (drop ? "heal, dropping what was cut off\n"
+                  : "heal, delivering what waited (a pause)\n");
     net_.heal(drop);
   }
 
@@ -255,7 +280,8 @@ class schedule {
     auto t = std::chrono::milliseconds(100 + rng_() % 2400);
     size_t node = rng_() % nodes;
     bool round = rng_() % 2 == 0;
-    log_ << "pass " << t.count() << " ms" << (round ? ", anti-entropy on n" + std::to_string(node + 1) : "") << "\n";
+    log_ << "pass " << t.count() << " ms"
+         << (round ? ", anti-entropy on n" + std::to_string(node + 1) : "") << "\n";
     if (round) caf::anon_send(net_.node(node).recovery, atom::tick_v);
     net_.pass(t);
   }
@@ -265,8 +291,10 @@ class schedule {
     std::map<std::string, storage::Version> out;
     for (const char* k : keys) {
       storage::RecordMeta m;
-      if (net_.node(i).engine->lookup(storage::make_id("default", k), &m).is_ok()) out[k] = m.version;
-      else out[k] = {};
+      if (net_.node(i).engine->lookup(storage::make_id("default", k), &m).is_ok())
+        out[k] = m.version;
+      else
+        out[k] = {};
     }
     return out;
   }
@@ -288,7 +316,7 @@ class schedule {
   sim_cluster net_{nodes};
   std::shared_ptr<history> h_;
   std::vector<caf::actor> clients_;
-  std::ostringstream log_;  ///< the schedule, a line per step
+  std::ostringstream log_;         ///< the schedule, a line per step
   std::vector<size_t> while_dead;  ///< writes sent while a node was dead
 };
 
@@ -316,22 +344,26 @@ CAF_TEST(every_seed_keeps_acknowledged_writes_and_reads_them_back) {
     std::string why;
     for (const auto& w : wrong) why += "\n  " + w;
     if (!wrong.empty())
-      CAF_FAIL("seed " << seed << " failed:" << why << "\n" << s.log() << "replay: APSIS_SIM_SEED=" << seed
+      CAF_FAIL("seed " << seed << " failed:" << why << "\n"
+                       << s.log() << "replay: APSIS_SIM_SEED=" << seed
                        << " build/tests/actors/actors_partition_sim_test");
   }
-  CAF_MESSAGE(count << " seeds from " << first << " passed: " << writes << " acknowledged writes on every replica, "
-                    << reads << " reads checked against an earlier acknowledged write, " << restarts
+  CAF_MESSAGE(count << " seeds from " << first << " passed: " << writes
+                    << " acknowledged writes on every replica, " << reads
+                    << " reads checked against an earlier acknowledged write, " << restarts
                     << " restarts, " << while_dead << " writes acknowledged while a node was dead");
   CAF_CHECK(writes > count);  // the schedules did acknowledge writes, and reads came after them
   CAF_CHECK(reads > count);
-  if (count >= 100) CAF_CHECK(while_dead > count / 10);  // restarted nodes had writes to catch up on
+  if (count >= 100)
+    CAF_CHECK(while_dead > count / 10);  // restarted nodes had writes to catch up on
 }
 
 // The checker itself: a read that answers missing, or an older version, after an overlapping
 // acknowledged write is found; one that began before the write finished is not, nor a miss
 // after a delete; a replica without an acknowledged write is found.
 CAF_TEST(the_checker_finds_stale_reads_and_lost_writes) {
-  auto at = [](op_kind k, success_policy p, uint64_t invoked, uint64_t completed, op_status s, uint64_t stamp) {
+  auto at = [](op_kind k, success_policy p, uint64_t invoked, uint64_t completed, op_status s,
+               uint64_t stamp) {
     event e;
     e.kind = k;
     e.key = "k";
@@ -342,14 +374,15 @@ CAF_TEST(the_checker_finds_stale_reads_and_lost_writes) {
     e.version = {stamp, 1};
     return e;
   };
-  std::vector<event> ev{at(op_kind::put, success_policy::quorum, 1, 2, op_status::ok, 10),
-                        at(op_kind::get, success_policy::quorum, 3, 4, op_status::not_found, 0),  // missing
-                        at(op_kind::get, success_policy::quorum, 5, 6, op_status::ok, 9),         // older
-                        at(op_kind::get, success_policy::one, 7, 8, op_status::ok, 9),            // no overlap
-                        at(op_kind::get, success_policy::quorum, 2, 9, op_status::ok, 9),         // concurrent
-                        at(op_kind::get, success_policy::all, 10, 11, op_status::ok, 10),
-                        at(op_kind::remove, success_policy::quorum, 12, 13, op_status::ok, 12),
-                        at(op_kind::get, success_policy::quorum, 14, 15, op_status::not_found, 0)};  // right
+  std::vector<event> ev{
+      at(op_kind::put, success_policy::quorum, 1, 2, op_status::ok, 10),
+      at(op_kind::get, success_policy::quorum, 3, 4, op_status::not_found, 0),  // missing
+      at(op_kind::get, success_policy::quorum, 5, 6, op_status::ok, 9),         // older
+      at(op_kind::get, success_policy::one, 7, 8, op_status::ok, 9),            // no overlap
+      at(op_kind::get, success_policy::quorum, 2, 9, op_status::ok, 9),         // concurrent
+      at(op_kind::get, success_policy::all, 10, 11, op_status::ok, 10),
+      at(op_kind::remove, success_policy::quorum, 12, 13, op_status::ok, 12),
+      at(op_kind::get, success_policy::quorum, 14, 15, op_status::not_found, 0)};  // right
   std::vector<std::string> wrong;
   CAF_CHECK_EQUAL(check_reads(ev, wrong), 4u);
   CAF_REQUIRE_EQUAL(wrong.size(), 2u);
@@ -358,7 +391,7 @@ CAF_TEST(the_checker_finds_stale_reads_and_lost_writes) {
   wrong.clear();
   check_writes(ev, {{"k", {9, 1}}}, "n1", wrong);
   CAF_CHECK_EQUAL(wrong, (std::vector<std::string>{"n1 lost acknowledged write 0 of k",
-                                                     "n1 lost acknowledged write 6 of k"}));
+                                                   "n1 lost acknowledged write 6 of k"}));
   check_writes(ev, {{"k", {13, 2}}}, "n2", wrong);  // a newer write of the key is there
   CAF_CHECK_EQUAL(wrong.size(), 2u);
 }

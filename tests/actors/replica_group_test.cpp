@@ -14,7 +14,9 @@ namespace {
 /// reports.)
 peer_actor::behavior_type silent_peer(peer_actor::pointer self, int) {
   return {
-      [=](atom::join, std::string&, node_entry&) { return self->make_response_promise<route_table>(); },
+      [=](atom::join, std::string&, node_entry&) {
+        return self->make_response_promise<route_table>();
+      },
       [=](atom::gossip, route_table&) {},
       [=](atom::apply, uint32_t, op_batch&) { return self->make_response_promise<result_batch>(); },
       [=](atom::connect, std::string&, uint16_t) {},
@@ -83,8 +85,10 @@ TEST_F(ReplicaGroupTest, ASilentReplicaTimesOutAndThePolicyDecides) {
   group_route dead = remote_route(2, sys.spawn(silent_peer, 0));
   auto strict = coordinator({route(1, e1, 1), dead}, success_policy::all);
   auto lenient = coordinator({route(1, e1, 1), dead}, success_policy::one);
-  auto h1 = self->request(strict, caf::infinite, atom::exec_v, op_batch{op(op_kind::put, "a", "1")});
-  auto h2 = self->request(lenient, caf::infinite, atom::exec_v, op_batch{op(op_kind::put, "b", "2")});
+  auto h1 =
+      self->request(strict, caf::infinite, atom::exec_v, op_batch{op(op_kind::put, "a", "1")});
+  auto h2 =
+      self->request(lenient, caf::infinite, atom::exec_v, op_batch{op(op_kind::put, "b", "2")});
   sched.run();
   sched.clock().advance_time(std::chrono::milliseconds(200));  // the silent replica's timeout
   sched.run();
@@ -106,7 +110,8 @@ TEST_F(ReplicaGroupTest, ASilentReplicaTimesOutAndThePolicyDecides) {
 TEST_F(ReplicaGroupTest, AReadUnderOneAsksTheFirstGroupOnlyWhenItHasTheKey) {
   auto c = coordinator({route(1, e1, 2), route(2, e2, 2)}, success_policy::quorum);
   ask<result_batch>(c, atom::exec_v, op_batch{op(op_kind::put, "k", "v")});
-  auto r = ask<result_batch>(c, atom::exec_v, op_batch{op(op_kind::get, "k"), op(op_kind::get, "nope")});
+  auto r =
+      ask<result_batch>(c, atom::exec_v, op_batch{op(op_kind::get, "k"), op(op_kind::get, "nope")});
   ASSERT_EQ(r.size(), 2u);
   EXPECT_EQ(r[0].status, op_status::ok);
   EXPECT_EQ(r[0].record.data, "v");
@@ -117,7 +122,8 @@ TEST_F(ReplicaGroupTest, AReadUnderOneAsksTheFirstGroupOnlyWhenItHasTheKey) {
 
 TEST_F(ReplicaGroupTest, ReadLatestAnswersTheNewestAndRepairsOlderReplicas) {
   auto c = coordinator({route(1, e1, 2), route(2, e2, 2)}, success_policy::quorum);
-  ask<result_batch>(c, atom::exec_v, op_batch{op(op_kind::put, "k", "v1"), op(op_kind::put, "gone", "x")});
+  ask<result_batch>(c, atom::exec_v,
+                    op_batch{op(op_kind::put, "k", "v1"), op(op_kind::put, "gone", "x")});
   // Group 2 alone took a newer write of k and a delete of "gone" (group 1 was away).
   storage::Record newer;
   newer.id = storage::make_id("default", "k");
@@ -157,7 +163,8 @@ TEST_F(ReplicaGroupTest, APerRequestPolicyOverridesTheSessions) {
   auto c = coordinator({route(1, e1, 1), dead}, success_policy::one);
   kv_op strict = op(op_kind::put, "k", "v");
   strict.policy = uint8_t(success_policy::all) + 1;
-  auto h = self->request(c, caf::infinite, atom::exec_v, op_batch{strict, op(op_kind::put, "k2", "v")});
+  auto h =
+      self->request(c, caf::infinite, atom::exec_v, op_batch{strict, op(op_kind::put, "k2", "v")});
   sched.run();
   sched.clock().advance_time(std::chrono::milliseconds(200));  // the silent replica's timeout
   sched.run();
@@ -209,18 +216,23 @@ TEST_F(ReplicaGroupTest, TheDirectPathAnswersAsTheActorDoes) {
     nx.cond = op_cond::if_absent;
     kv_op nx_again = nx;
     nx_again.data = "v2";
-    return op_batch{nx, nx_again, op(op_kind::get, "k"), op(op_kind::lookup, "none"),
-                    op(op_kind::remove, "k"), op(op_kind::get, "k")};
+    return op_batch{nx,
+                    nx_again,
+                    op(op_kind::get, "k"),
+                    op(op_kind::lookup, "none"),
+                    op(op_kind::remove, "k"),
+                    op(op_kind::get, "k")};
   };
-  auto by_actor = ask<result_batch>(coordinator({route(1, e1, 3)}, success_policy::all),
-                                    atom::exec_v, batch());
+  auto by_actor =
+      ask<result_batch>(coordinator({route(1, e1, 3)}, success_policy::all), atom::exec_v, batch());
   auto local = LocalCoordinator::make(config_of({route(1, e2, 3)}, success_policy::all));
   ASSERT_TRUE(local);
   op_batch ops = batch();
   result_batch direct = local->run(ops);
   ASSERT_EQ(direct.size(), by_actor.size());
-  const op_status expected[] = {op_status::ok, op_status::condition_failed, op_status::ok,
-                                op_status::not_found, op_status::ok, op_status::not_found};
+  const op_status expected[] = {op_status::ok, op_status::condition_failed,
+                                op_status::ok, op_status::not_found,
+                                op_status::ok, op_status::not_found};
   for (size_t i = 0; i < direct.size(); ++i) {
     EXPECT_EQ(direct[i].status, expected[i]) << "op " << i;
     EXPECT_EQ(by_actor[i].status, expected[i]) << "op " << i;
@@ -235,7 +247,8 @@ TEST_F(ReplicaGroupTest, TheDirectPathAnswersAsTheActorDoes) {
 TEST_F(ReplicaGroupTest, ThereIsNoDirectPathToARemoteReplica) {
   group_route remote = remote_route(2, sys.spawn(silent_peer, 0));
   EXPECT_FALSE(LocalCoordinator::make(config_of({route(1, e1, 1), remote}, success_policy::one)));
-  EXPECT_TRUE(LocalCoordinator::make(config_of({route(1, e1, 1), route(2, e2, 1)}, success_policy::one)));
+  EXPECT_TRUE(
+      LocalCoordinator::make(config_of({route(1, e1, 1), route(2, e2, 1)}, success_policy::one)));
 }
 
 // Many threads writing one key through the direct path: each write is stamped under the
@@ -252,8 +265,10 @@ TEST_F(ReplicaGroupTest, ConcurrentDirectWritersOfOneKeyAllSucceed) {
       for (int i = 0; i < writes; ++i) {
         op_batch ops{op(op_kind::put, "hot", std::to_string(t) + ":" + std::to_string(i))};
         result_batch r = local->run(ops);
-        if (r.size() != 1 || r[0].status != op_status::ok) ++failed[t];
-        else if (newest[t] < r[0].version) newest[t] = r[0].version;
+        if (r.size() != 1 || r[0].status != op_status::ok)
+          ++failed[t];
+        else if (newest[t] < r[0].version)
+          newest[t] = r[0].version;
       }
     });
   }
@@ -299,7 +314,16 @@ TEST_F(ReplicaGroupTest, WithRingsEachKeyGoesToItsOwnerAndADownNodeFailsAtOnce) 
   high.bytes[0] = 0x80;
   route_table t;
   node_entry me{"me", 1, 1, "127.0.0.1", 1, 0, {{1, 1, {low}}, {2, 1, {high}}}, {}, {}, {}};
-  node_entry far{"far", 1, 1, "127.0.0.1", 2, 0, {{5, 2, {low}}}, caf::actor_cast<caf::actor>(sys.spawn(silent_peer, 0)), {}, {}};
+  node_entry far{"far",
+                 1,
+                 1,
+                 "127.0.0.1",
+                 2,
+                 0,
+                 {{5, 2, {low}}},
+                 caf::actor_cast<caf::actor>(sys.spawn(silent_peer, 0)),
+                 {},
+                 {}};
   t.merge(me);
   t.merge(far);
   self->send(c, atom::routes_v, t, std::vector<std::string>{"far"});
@@ -337,7 +361,8 @@ TEST_F(ReplicaGroupTest, AReadFailsOverToTheNextGroupWhenItsOwnTimesOut) {
   r.data = "from group 2";
   r.version = {5, 1};
   ASSERT_TRUE(e2->put(r).is_ok());
-  auto c = coordinator({remote_route(1, sys.spawn(silent_peer, 0)), route(2, e2, 1)}, success_policy::one);
+  auto c = coordinator({remote_route(1, sys.spawn(silent_peer, 0)), route(2, e2, 1)},
+                       success_policy::one);
   auto h = self->request(c, caf::infinite, atom::exec_v, op_batch{op(op_kind::get, "k")});
   sched.run();
   sched.clock().advance_time(std::chrono::milliseconds(200));  // group 1's timeout
@@ -370,8 +395,10 @@ TEST_F(ReplicaGroupTest, AReadUnderOneFailsOverOnAMissButKeepsANewerDelete) {
   ASSERT_TRUE(e2->put(old).is_ok());
   const storage::Version deleted = clock->next();
   ASSERT_TRUE(e1->remove(old.id, deleted, old.key).is_ok());
-  auto got = ask<result_batch>(c, atom::exec_v, op_batch{op(op_kind::get, "only-in-2"), op(op_kind::get, "deleted-in-1"),
-                                                         op(op_kind::lookup, "nowhere")});
+  auto got =
+      ask<result_batch>(c, atom::exec_v,
+                        op_batch{op(op_kind::get, "only-in-2"), op(op_kind::get, "deleted-in-1"),
+                                 op(op_kind::lookup, "nowhere")});
   ASSERT_EQ(got.size(), 3u);
   EXPECT_EQ(got[0].status, op_status::ok);
   EXPECT_EQ(got[0].record.data, "v");
@@ -386,8 +413,9 @@ TEST_F(ReplicaGroupTest, AReadUnderOneFailsOverOnAMissButKeepsANewerDelete) {
 
 // Under `quorum` a read asks every group, needs a majority of answers, and answers the newest.
 TEST_F(ReplicaGroupTest, AQuorumReadAnswersTheNewestOfAMajority) {
-  auto cfg = config_of({route(1, e1, 1), route(2, e2, 1), remote_route(3, sys.spawn(silent_peer, 0))},
-                       success_policy::one);
+  auto cfg =
+      config_of({route(1, e1, 1), route(2, e2, 1), remote_route(3, sys.spawn(silent_peer, 0))},
+                success_policy::one);
   cfg.read_policy = success_policy::quorum;
   auto c = sys.spawn(replica_group, cfg);
   storage::Record r;

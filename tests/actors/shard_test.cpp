@@ -7,7 +7,8 @@ namespace {
 
 struct ShardTest : testing::ActorTest {
   std::shared_ptr<storage::Engine> engine = memory_engine();
-  shard_actor shard_ = sys.spawn(shard, std::make_shared<ShardCore>(engine, std::make_shared<Hlc>(1)));
+  shard_actor shard_ =
+      sys.spawn(shard, std::make_shared<ShardCore>(engine, std::make_shared<Hlc>(1)));
   uint64_t clock = 100;
 
   kv_op versioned(kv_op o) {

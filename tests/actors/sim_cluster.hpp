@@ -46,9 +46,12 @@ inline uint64_t sim_now_ms = 0;
 inline int64_t sim_skew_ms[4] = {};
 inline uint64_t sim_readings[4] = {};
 template <size_t I>
-uint64_t sim_clock() { return uint64_t(int64_t(sim_now_ms) + sim_skew_ms[I]) + ++sim_readings[I] / 3; }
+uint64_t sim_clock() {
+  return uint64_t(int64_t(sim_now_ms) + sim_skew_ms[I]) + ++sim_readings[I] / 3;
+}
 inline Hlc::physical_clock sim_clock_of(size_t i) {
-  static const Hlc::physical_clock clocks[] = {sim_clock<0>, sim_clock<1>, sim_clock<2>, sim_clock<3>};
+  static const Hlc::physical_clock clocks[] = {sim_clock<0>, sim_clock<1>, sim_clock<2>,
+                                               sim_clock<3>};
   return clocks[i];
 }
 
@@ -145,7 +148,8 @@ class sim_cluster {
   void pass(caf::timespan t, int steps = 10) {
     for (int i = 0; i < steps; ++i) {
       for (auto& p : planets_) p.sched.clock().advance_time(t / steps);
-      sim_now_ms += uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(t / steps).count());
+      sim_now_ms +=
+          uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(t / steps).count());
       exec_all();
     }
   }
@@ -201,8 +205,8 @@ class sim_cluster {
     if (first) acceptor = caf::io::accept_handle::from_int(++next_handle_);
     auto server_end = caf::io::connection_handle::from_int(++next_handle_);
     auto client_end = caf::io::connection_handle::from_int(++next_handle_);
-    planet_of(server).mpx.prepare_connection(acceptor, server_end, planet_of(client).mpx, name(server),
-                                             nodes_[server].port, client_end);
+    planet_of(server).mpx.prepare_connection(acceptor, server_end, planet_of(client).mpx,
+                                             name(server), nodes_[server].port, client_end);
     ends_[{client, server}] = server_end;  // where the server reads what the client sends
     ends_[{server, client}] = client_end;
     // A running node nobody dialed yet listens from now on.
@@ -250,8 +254,16 @@ class sim_cluster {
     ae.stats = n.stats;
     n.recovery = p.sys.spawn(anti_entropy, ae);
     peer_config pc;
-    pc.self = node_entry{n.name, n.incarnation, 1, n.name, n.port, 0, {{1, group, {storage::Id::min()}}}, {},
-                         caf::actor_cast<caf::actor>(n.recovery), {}};
+    pc.self = node_entry{n.name,
+                         n.incarnation,
+                         1,
+                         n.name,
+                         n.port,
+                         0,
+                         {{1, group, {storage::Id::min()}}},
+                         {},
+                         caf::actor_cast<caf::actor>(n.recovery),
+                         {}};
     pc.cookie = "simulated-cookie";
     for (size_t s : seeds) pc.seeds.emplace_back(name(s), nodes_[s].port);
     pc.gossip_every = 0s;
@@ -260,9 +272,10 @@ class sim_cluster {
     pc.recovery = n.recovery;
     pc.backends[1] = p.sys.spawn(replica_group, rg);
     n.peer = p.sys.spawn(peer, pc);
-    for (caf::actor x : {caf::actor_cast<caf::actor>(route.shards[0]), caf::actor_cast<caf::actor>(n.coordinator),
-                         caf::actor_cast<caf::actor>(n.recovery), caf::actor_cast<caf::actor>(pc.backends[1]),
-                         caf::actor_cast<caf::actor>(n.peer)})
+    for (caf::actor x :
+         {caf::actor_cast<caf::actor>(route.shards[0]), caf::actor_cast<caf::actor>(n.coordinator),
+          caf::actor_cast<caf::actor>(n.recovery), caf::actor_cast<caf::actor>(pc.backends[1]),
+          caf::actor_cast<caf::actor>(n.peer)})
       n.actors.push_back(x);
     if (acceptors_.count(n.planet)) p.publish(n.peer, n.port);
   }

@@ -30,9 +30,11 @@ struct ClientActorTest : ::testing::Test {
     config::NodeConfig nc;
     std::string error;
     EXPECT_TRUE(config::load_config(config::default_config_text(), "default",
-                                    {"backend.engine=memory", "backend.shards=2"}, &nc, &error)) << error;
+                                    {"backend.engine=memory", "backend.shards=2"}, &nc, &error))
+        << error;
     EXPECT_TRUE(start_node(sys, nc, &parts, &error)) << error;
-    server = std::make_unique<BinaryServer>(io, sys, parts.coordinator, parts.locks, parts.node, BinaryOptions{});
+    server = std::make_unique<BinaryServer>(io, sys, parts.coordinator, parts.locks, parts.node,
+                                            BinaryOptions{});
     EXPECT_TRUE(server->start(&error)) << error;
     io.run_in_background();
   }
@@ -68,12 +70,14 @@ TEST_F(ClientActorTest, ManyRequestsInFlightAreEachAnswered) {
   caf::scoped_actor self{sys};
   const int n = 500;
   for (int i = 0; i < n; ++i)
-    self->request(c, std::chrono::seconds(10), put("k" + std::to_string(i), "v" + std::to_string(i))).receive(
-        [&](wire::Response& r) {
-          EXPECT_EQ(r.status, op_status::ok);
-          ASSERT_EQ(r.replicas.size(), 1u);
-        },
-        [&](caf::error& e) { FAIL() << sys.render(e); });
+    self->request(c, std::chrono::seconds(10),
+                  put("k" + std::to_string(i), "v" + std::to_string(i)))
+        .receive(
+            [&](wire::Response& r) {
+              EXPECT_EQ(r.status, op_status::ok);
+              ASSERT_EQ(r.replicas.size(), 1u);
+            },
+            [&](caf::error& e) { FAIL() << sys.render(e); });
   // Now all at once: n gets in flight before the first answer is read.
   std::vector<std::string> got(n);
   std::vector<decltype(self->request(c, std::chrono::seconds(10), wire::Request{}))> handles;
@@ -96,9 +100,10 @@ TEST_F(ClientActorTest, AClosedConnectionFailsRequestsInsteadOfHanging) {
   boost::asio::post(io.main(), [this] { server->stop(); });  // the node goes away
   bool failed = false;
   for (int attempt = 0; attempt < 50 && !failed; ++attempt) {
-    self->request(c, std::chrono::seconds(5), put("k", "v")).receive(
-        [&](wire::Response&) { std::this_thread::sleep_for(std::chrono::milliseconds(20)); },
-        [&](caf::error&) { failed = true; });
+    self->request(c, std::chrono::seconds(5), put("k", "v"))
+        .receive(
+            [&](wire::Response&) { std::this_thread::sleep_for(std::chrono::milliseconds(20)); },
+            [&](caf::error&) { failed = true; });
   }
   EXPECT_TRUE(failed);
   caf::anon_send_exit(c, caf::exit_reason::user_shutdown);

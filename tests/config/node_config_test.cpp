@@ -16,8 +16,9 @@ const std::string backend = "\n[[backend]]\ndir = \"b1\"\n";
 
 // Found by the fuzzer: a table header that starts with no key is a parse error, not a crash.
 TEST(NodeConfig, ATableHeaderWithoutAKeyIsAnError) {
-  EXPECT_EQ(load_error("[("), "node.toml:1: Error while parsing key: expected bare key starting character or "
-                              "string delimiter, saw '('");
+  EXPECT_EQ(load_error("[("),
+            "node.toml:1: Error while parsing key: expected bare key starting character or "
+            "string delimiter, saw '('");
 }
 
 TEST(NodeConfig, TheEmbeddedDefaultIsOneLocalNodeWithOneBlobBackend) {
@@ -43,22 +44,28 @@ TEST(NodeConfig, AnUnknownKeyIsNamedWithItsLine) {
 
 TEST(NodeConfig, AWrongTypeOrRangeIsAnErrorNotADefault) {
   std::string e = load_error("[network]\nresp_port = \"6380\"\n" + backend);
-  EXPECT_NE(load_error("[network]\nbinary_port = -1\n" + backend).find("network.binary_port"), std::string::npos);
+  EXPECT_NE(load_error("[network]\nbinary_port = -1\n" + backend).find("network.binary_port"),
+            std::string::npos);
   EXPECT_NE(e.find("node.toml:2: network.resp_port: expected an integer"), std::string::npos) << e;
   e = load_error("[network]\nresp_port = 70000\n" + backend);
   EXPECT_NE(e.find("must be between 0 and 65535, got 70000"), std::string::npos) << e;
   e = load_error("[[backend]]\ndir = \"b\"\nfsync = \"sometimes\"\n");
-  EXPECT_NE(e.find("node.toml:3: backend.fsync: expected always, never or interval"), std::string::npos) << e;
+  EXPECT_NE(e.find("node.toml:3: backend.fsync: expected always, never or interval"),
+            std::string::npos)
+      << e;
   e = load_error("[replication]\npolicy = \"most\"\n" + backend);
   EXPECT_NE(e.find("replication.policy: expected one, quorum or all"), std::string::npos) << e;
 }
 
 TEST(NodeConfig, BackendsAreRequiredComplete) {
-  EXPECT_NE(load_error("[node]\nname = \"a\"\n").find("at least one [[backend]]"), std::string::npos);
-  EXPECT_NE(load_error("[[backend]]\nengine = \"blob\"\n").find("backend.dir: required"), std::string::npos);
+  EXPECT_NE(load_error("[node]\nname = \"a\"\n").find("at least one [[backend]]"),
+            std::string::npos);
+  EXPECT_NE(load_error("[[backend]]\nengine = \"blob\"\n").find("backend.dir: required"),
+            std::string::npos);
   std::string e = load_error("[[backend]]\ndir = \"a\"\n[[backend]]\ndir = \"b\"\n");
   EXPECT_NE(e.find("backend.id: 1 is used twice"), std::string::npos) << e;
-  EXPECT_NE(load_error("[[backend]]\ndir = \"a\"\nengine = \"lsm\"\n").find("got 'lsm'"), std::string::npos);
+  EXPECT_NE(load_error("[[backend]]\ndir = \"a\"\nengine = \"lsm\"\n").find("got 'lsm'"),
+            std::string::npos);
 }
 
 TEST(NodeConfig, SyntaxErrorsNameTheLine) {
@@ -75,8 +82,9 @@ TEST(NodeConfig, NonAsciiTextIsRefusedBeforeTheParserSeesIt) {
 TEST(NodeConfig, OverridesApplyBeforeValidation) {
   NodeConfig c;
   std::string error;
-  ASSERT_TRUE(load_config_file("", {"network.resp_port=0", "node.data_dir=/tmp/x", "backend.fsync=always"},
-                               &c, &error)) << error;
+  ASSERT_TRUE(load_config_file(
+      "", {"network.resp_port=0", "node.data_dir=/tmp/x", "backend.fsync=always"}, &c, &error))
+      << error;
   EXPECT_EQ(c.resp_port, 0);
   EXPECT_EQ(c.data_dir, "/tmp/x");
   EXPECT_EQ(c.backends[0].fsync.mode, storage::SyncPolicy::Mode::always);

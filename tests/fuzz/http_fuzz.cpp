@@ -47,18 +47,25 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     r.replicas.push_back({1, "n\xff", 1, r.status, r.version});
   }
   switch (call.kind) {
-    case rest::Kind::key: rest::key_response(call, req, rs.at(0)); break;
+    case rest::Kind::key:
+      rest::key_response(call, req, rs.at(0));
+      break;
     case rest::Kind::bulk_get:
-    case rest::Kind::bulk_put: rest::bulk_response(call, req, rs); break;
+    case rest::Kind::bulk_put:
+      rest::bulk_response(call, req, rs);
+      break;
     case rest::Kind::patch:
     case rest::Kind::ns_create:
     case rest::Kind::ns_drop: {
       kv_op write;
       rest::Response done;
-      if (rest::patch_step(call, rs.at(0), req, &write, &done) && !nlohmann::json::accept(write.json)) __builtin_trap();
+      if (rest::patch_step(call, rs.at(0), req, &write, &done) &&
+          !nlohmann::json::accept(write.json))
+        __builtin_trap();
       break;
     }
-    default: break;
+    default:
+      break;
   }
   return 0;
 }

@@ -17,8 +17,10 @@ TEST(Frame, RoundTripsAndDecodesIncrementally) {
   std::string err;
   for (size_t cut = 0; cut < header_size + 10; ++cut) {
     size_t p = 0;
-    EXPECT_EQ(decode_frame(std::string_view(wire).substr(0, cut), &p, &got, default_max_frame, &code, &err),
-              Decode::incomplete) << cut;
+    EXPECT_EQ(decode_frame(std::string_view(wire).substr(0, cut), &p, &got, default_max_frame,
+                           &code, &err),
+              Decode::incomplete)
+        << cut;
     EXPECT_EQ(p, 0u);
   }
   ASSERT_EQ(decode_frame(wire, &pos, &got, default_max_frame, &code, &err), Decode::complete);
@@ -80,8 +82,9 @@ TEST(Request, EveryOpcodeRoundTrips) {
   admin.data = R"({"cmd": "routes"})";
   Request some_groups = put;
   some_groups.groups = {2, 1u << 31};
-  for (const Request& q : {put, lock, unlock, req(opcode::get, "n", "k"), req(opcode::del, "n", "k"),
-                           req(opcode::stat), replica, admin, some_groups}) {
+  for (const Request& q :
+       {put, lock, unlock, req(opcode::get, "n", "k"), req(opcode::del, "n", "k"),
+        req(opcode::stat), replica, admin, some_groups}) {
     std::string body = encode_request(q);
     Request back;
     std::string err;

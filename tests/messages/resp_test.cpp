@@ -16,7 +16,8 @@ std::vector<std::vector<std::string>> all(const std::string& in, Parse* last, st
 TEST(Resp, ParsesPipelinedArraysAndInlineCommands) {
   Parse last;
   std::string err;
-  auto cmds = all("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$4\r\na\r\nb\r\n*1\r\n$4\r\nPING\r\nGET  k\r\n", &last, &err);
+  auto cmds = all("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$4\r\na\r\nb\r\n*1\r\n$4\r\nPING\r\nGET  k\r\n",
+                  &last, &err);
   ASSERT_EQ(cmds.size(), 3u);
   EXPECT_EQ(cmds[0], (std::vector<std::string>{"SET", "k", "a\r\nb"}));  // binary-safe
   EXPECT_EQ(cmds[1], (std::vector<std::string>{"PING"}));
@@ -40,8 +41,9 @@ TEST(Resp, MalformedAndOversizedInputIsAnError) {
   small.max_bulk = 8;
   small.max_args = 4;
   small.max_inline = 16;
-  for (std::string bad : std::vector<std::string>{"*1\r\n$x\r\n", "*1\r\n:1\r\n", "*1\r\n$1\r\nab\r\n", "*5\r\n",
-                          "*1\r\n$9\r\n", std::string(17, 'a'), "*-\r\n"}) {
+  for (std::string bad :
+       std::vector<std::string>{"*1\r\n$x\r\n", "*1\r\n:1\r\n", "*1\r\n$1\r\nab\r\n", "*5\r\n",
+                                "*1\r\n$9\r\n", std::string(17, 'a'), "*-\r\n"}) {
     size_t pos = 0;
     std::vector<std::string> args;
     std::string err;

@@ -87,8 +87,10 @@ TEST(RouteTable, KeptAsJsonAndReadBack) {
   ASSERT_TRUE(route_table::from_json(t.to_json(), &back, &why)) << why;
   ASSERT_EQ(back.nodes.size(), 2u);
   const node_entry& got = back.nodes.at("a");
-  EXPECT_EQ(std::tie(got.incarnation, got.version, got.host, got.port, got.binary_port, got.forgotten, got.leaving),
-            std::tie(a.incarnation, a.version, a.host, a.port, a.binary_port, a.forgotten, a.leaving));
+  EXPECT_EQ(
+      std::tie(got.incarnation, got.version, got.host, got.port, got.binary_port, got.forgotten,
+               got.leaving),
+      std::tie(a.incarnation, a.version, a.host, a.port, a.binary_port, a.forgotten, a.leaving));
   ASSERT_EQ(got.backends.size(), 2u);
   EXPECT_EQ(got.backends[0].points, a.backends[0].points);
   EXPECT_EQ(got.backends[1].group, 5u);
@@ -96,7 +98,8 @@ TEST(RouteTable, KeptAsJsonAndReadBack) {
   EXPECT_FALSE(route_table::from_json(R"([{"name": "x"}])", &back, &why));
   EXPECT_FALSE(route_table::from_json(
       R"([{"name":"x","incarnation":1,"version":1,"host":"h","port":1,"binary_port":0,"forgotten":false,)"
-      R"("backends":[{"backend":1,"group":1,"points":["zz"]}]}])", &back, &why));
+      R"("backends":[{"backend":1,"group":1,"points":["zz"]}]}])",
+      &back, &why));
   EXPECT_EQ(why, "node x: a ring point is not 128 hex digits");
 }
 

@@ -37,7 +37,9 @@ struct BlobTest : ::testing::Test {
   }
   static void put_n(Engine& e, int from, int to, uint64_t stamp) {
     for (int i = from; i < to; ++i)
-      ASSERT_TRUE(e.put(testing::make_record("k" + std::to_string(i), "v" + std::to_string(i), stamp)).is_ok());
+      ASSERT_TRUE(
+          e.put(testing::make_record("k" + std::to_string(i), "v" + std::to_string(i), stamp))
+              .is_ok());
   }
   /// Every file's bytes, to show that a refused open changed nothing.
   std::map<std::string, std::string> contents() {

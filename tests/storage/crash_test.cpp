@@ -162,7 +162,8 @@ TEST_P(CrashTest, FlippedBitsAreNeverServedAsData) {
       f.write(&c, 1);
     }
     std::unique_ptr<Engine> e;
-    Status s = open_engine(options(dir.sub("e"), Env::posix(), [](LogLevel, const std::string&) {}), &e);
+    Status s =
+        open_engine(options(dir.sub("e"), Env::posix(), [](LogLevel, const std::string&) {}), &e);
     if (!s) {  // refusing to open is allowed, with a clear reason
       EXPECT_FALSE(s.message().empty());
       continue;

@@ -47,8 +47,8 @@ std::vector<uint64_t> seeds() {
 
 TEST_P(EngineTest, MatchesAModelUnderRandomOperations) {
   for (uint64_t seed : seeds()) {
-    SCOPED_TRACE("seed " + std::to_string(seed) + " (rerun with APSIS_SEED=" +
-                 std::to_string(seed) + ")");
+    SCOPED_TRACE("seed " + std::to_string(seed) +
+                 " (rerun with APSIS_SEED=" + std::to_string(seed) + ")");
     std::filesystem::remove_all(options().dir);  // each seed starts from an empty engine
     auto e = testing::open_or_die(options());
     ASSERT_TRUE(e);
@@ -71,7 +71,8 @@ TEST_P(EngineTest, MatchesAModelUnderRandomOperations) {
       Id id = make_id("default", key);
       auto it = model.find(id);
       if (kind < 45) {  // put or overwrite
-        Record r = testing::make_record(key, value(), ++clock, rng() % 3 ? "" : R"({"n":)" + std::to_string(op) + "}");
+        Record r = testing::make_record(key, value(), ++clock,
+                                        rng() % 3 ? "" : R"({"n":)" + std::to_string(op) + "}");
         r.user_flags = uint32_t(rng());
         ASSERT_TRUE(e->put(r).is_ok()) << "op " << op;
         model[id] = r;
@@ -178,9 +179,9 @@ TEST_P(EngineTest, PutBatchGivesEachRecordItsOwnResult) {
   ASSERT_TRUE(e->put(testing::make_record("old", "v2", 20)).is_ok());
   std::vector<Record> batch{
       testing::make_record("a", "1", 1),
-      testing::make_record("old", "stale", 10),             // older than stored
-      testing::make_record("b", "2", 1, "{broken"),         // invalid json
-      testing::make_record("a", "1 again", 2),              // same batch, newer
+      testing::make_record("old", "stale", 10),      // older than stored
+      testing::make_record("b", "2", 1, "{broken"),  // invalid json
+      testing::make_record("a", "1 again", 2),       // same batch, newer
   };
   std::vector<Status> results(batch.size());
   e->put_batch(batch.data(), batch.size(), results.data());
@@ -223,7 +224,9 @@ TEST_P(EngineTest, EraseForgetsOnlyTheNamedVersionAndStaysForgotten) {
   size_t erased = 0;
   // "newer" is named with an older version than it holds: a write that came after the
   // decision to erase, so it stays.
-  ASSERT_TRUE(e->erase({{live.id, live.version}, {newer.id, {8, 1}}, {tomb.id, tomb.version},
+  ASSERT_TRUE(e->erase({{live.id, live.version},
+                        {newer.id, {8, 1}},
+                        {tomb.id, tomb.version},
                         {make_id("default", "absent"), {1, 1}}},
                        &erased)
                   .is_ok());
@@ -256,7 +259,8 @@ TEST_P(EngineTest, EraseForgetsOnlyTheNamedVersionAndStaysForgotten) {
 // A scrub walk visits every record (tombstones too) once a round, in steps of any size.
 TEST_P(EngineTest, ScrubWalksEveryRecordAndFindsNothingWrongInHealthyData) {
   auto engine = testing::open_or_die(options());
-  for (int i = 0; i < 300; ++i) ASSERT_TRUE(engine->put(testing::make_record("s" + std::to_string(i), "v", 10)).is_ok());
+  for (int i = 0; i < 300; ++i)
+    ASSERT_TRUE(engine->put(testing::make_record("s" + std::to_string(i), "v", 10)).is_ok());
   ASSERT_TRUE(engine->remove(make_id("default", "s7"), {20, 1}, "s7").is_ok());
   for (size_t step : {size_t(1), size_t(7), size_t(1000)}) {
     ScrubStep found;
@@ -333,7 +337,9 @@ TEST_P(GroupCommitTest, ConcurrentAlwaysWritersShareFsyncs) {
   for (int t = 0; t < threads_n; ++t)
     threads.emplace_back([&, t] {
       for (int i = 0; i < each; ++i)
-        ASSERT_TRUE(e->put(testing::make_record("g" + std::to_string(t) + "-" + std::to_string(i), "v", 1)).is_ok());
+        ASSERT_TRUE(
+            e->put(testing::make_record("g" + std::to_string(t) + "-" + std::to_string(i), "v", 1))
+                .is_ok());
     });
   for (auto& t : threads) t.join();
   uint64_t syncs = e->stats().syncs - before;

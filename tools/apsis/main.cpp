@@ -16,8 +16,8 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
-#include <thread>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "clients/cpp/client.hpp"
 
@@ -29,8 +29,11 @@ namespace {
 json replicas_json(const wire::Response& r) {
   json out = json::array();
   for (const auto& e : r.replicas)
-    out.push_back({{"group", e.group}, {"node", e.node}, {"backend", e.backend},
-                   {"status", to_string(e.status)}, {"version", e.version.to_string()}});
+    out.push_back({{"group", e.group},
+                   {"node", e.node},
+                   {"backend", e.backend},
+                   {"status", to_string(e.status)},
+                   {"version", e.version.to_string()}});
   return out;
 }
 
@@ -45,10 +48,12 @@ std::string replicas_text(const wire::Response& r) {
 const Client* the_client = nullptr;  // for report(): which node a routed request went to
 
 /// Prints an outcome and returns the exit status.
-int report(const std::string& what, const wire::Response& r, bool as_json, json extra = json::object()) {
+int report(const std::string& what, const wire::Response& r, bool as_json,
+           json extra = json::object()) {
   bool ok = r.status == op_status::ok;
   if (as_json) {
-    json j = {{"status", to_string(r.status)}, {"version", r.version.to_string()},
+    json j = {{"status", to_string(r.status)},
+              {"version", r.version.to_string()},
               {"replicas", replicas_json(r)}};
     if (the_client && !the_client->last_node().empty()) j["via"] = the_client->last_node();
     if (!r.message.empty()) j["message"] = r.message;
@@ -65,7 +70,8 @@ int report(const std::string& what, const wire::Response& r, bool as_json, json 
   return ok ? 0 : 1;
 }
 
-bool read_value(const std::string& arg, const std::string& file, std::string* out, std::string* error) {
+bool read_value(const std::string& arg, const std::string& file, std::string* out,
+                std::string* error) {
   if (!file.empty()) {
     std::ifstream in(file, std::ios::binary);
     if (!in) return *error = "cannot read " + file, false;
@@ -88,27 +94,37 @@ bool parse_since(const std::string& text, uint64_t* out) {
   uint64_t n = std::stoull(text.substr(0, digits));
   if (digits == std::string::npos) return *out = n, true;
   std::string unit = text.substr(digits);
-  uint64_t ms = unit == "s" ? 1000 : unit == "m" ? 60000 : unit == "h" ? 3600000 : unit == "d" ? 86400000 : 0;
+  uint64_t ms = unit == "s"   ? 1000
+                : unit == "m" ? 60000
+                : unit == "h" ? 3600000
+                : unit == "d" ? 86400000
+                              : 0;
   if (ms == 0) return false;
   uint64_t now = uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
-                              std::chrono::system_clock::now().time_since_epoch()).count());
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count());
   *out = now > n * ms ? now - n * ms : 1;
   return true;
 }
 
 /// One line of a recover pass's progress.
 std::string pass_line(const json& p) {
-  std::string line = "recover " + p.value("mode", std::string("?")) + (p.value("dry_run", false) ? " (dry run)" : "") +
-                     ": " + p.value("state", std::string("none")) + ", " + std::to_string(p.value("done", 0)) + "/" +
-                     std::to_string(p.value("total", 0)) + (p.value("mode", std::string()) == "dc" ? " pairs" : " backends");
+  std::string line = "recover " + p.value("mode", std::string("?")) +
+                     (p.value("dry_run", false) ? " (dry run)" : "") + ": " +
+                     p.value("state", std::string("none")) + ", " +
+                     std::to_string(p.value("done", 0)) + "/" +
+                     std::to_string(p.value("total", 0)) +
+                     (p.value("mode", std::string()) == "dc" ? " pairs" : " backends");
   if (p.value("mode", std::string()) == "dc")
     line += ", " + std::to_string(p.value("keys_compared", 0ull)) + " keys compared, " +
-            std::to_string(p.value("divergent", 0ull)) + " divergent, " + std::to_string(p.value("repaired", 0ull)) +
-            " repaired";
+            std::to_string(p.value("divergent", 0ull)) + " divergent, " +
+            std::to_string(p.value("repaired", 0ull)) + " repaired";
   else
-    line += ", " + std::to_string(p.value("moved", 0ull)) + (p.value("dry_run", false) ? " to move, " : " moved, ") +
+    line += ", " + std::to_string(p.value("moved", 0ull)) +
+            (p.value("dry_run", false) ? " to move, " : " moved, ") +
             std::to_string(p.value("misplaced", 0ull)) + " waiting for their owner, " +
-            std::to_string(p.value("purged", 0ull)) + (p.value("dry_run", false) ? " tombstones to purge" : " tombstones purged");
+            std::to_string(p.value("purged", 0ull)) +
+            (p.value("dry_run", false) ? " tombstones to purge" : " tombstones purged");
   if (!p.value("skipped", json::array()).empty()) line += ", skipped: " + p["skipped"].dump();
   return line;
 }
@@ -117,44 +133,58 @@ std::string pass_line(const json& p) {
 void print_progress(const json& s) {
   if (s.contains("anti_entropy")) {
     const json& ae = s["anti_entropy"];
-    std::printf("anti-entropy: %llu rounds (%llu failed), %llu keys compared, %llu divergent, %llu repaired, "
-                "%llu read repairs\n",
-                (unsigned long long)ae.value("rounds", 0ull), (unsigned long long)ae.value("failed_rounds", 0ull),
-                (unsigned long long)ae.value("keys_compared", 0ull), (unsigned long long)ae.value("divergent_found", 0ull),
-                (unsigned long long)ae.value("repaired", 0ull), (unsigned long long)ae.value("read_repairs", 0ull));
+    std::printf(
+        "anti-entropy: %llu rounds (%llu failed), %llu keys compared, %llu divergent, %llu "
+        "repaired, "
+        "%llu read repairs\n",
+        (unsigned long long)ae.value("rounds", 0ull),
+        (unsigned long long)ae.value("failed_rounds", 0ull),
+        (unsigned long long)ae.value("keys_compared", 0ull),
+        (unsigned long long)ae.value("divergent_found", 0ull),
+        (unsigned long long)ae.value("repaired", 0ull),
+        (unsigned long long)ae.value("read_repairs", 0ull));
   }
   if (s.contains("merge")) {
     const json& m = s["merge"];
-    std::printf("merge: %llu passes, %llu keys moved, %llu waiting for their owner, %llu tombstones purged\n",
-                (unsigned long long)m.value("passes", 0ull), (unsigned long long)m.value("moved", 0ull),
-                (unsigned long long)m.value("misplaced", 0ull), (unsigned long long)m.value("tombstones_purged", 0ull));
+    std::printf(
+        "merge: %llu passes, %llu keys moved, %llu waiting for their owner, %llu tombstones "
+        "purged\n",
+        (unsigned long long)m.value("passes", 0ull), (unsigned long long)m.value("moved", 0ull),
+        (unsigned long long)m.value("misplaced", 0ull),
+        (unsigned long long)m.value("tombstones_purged", 0ull));
   }
   if (s.contains("scrub")) {
     const json& c = s["scrub"];
-    std::printf("scrub: %llu rounds, %llu records checked, %llu corrupt found, %llu dropped for repair, "
-                "%llu unrepairable\n",
-                (unsigned long long)c.value("rounds", 0ull), (unsigned long long)c.value("checked", 0ull),
-                (unsigned long long)c.value("corrupt_found", 0ull), (unsigned long long)c.value("dropped_for_repair", 0ull),
-                (unsigned long long)c.value("unrepairable", 0ull));
+    std::printf(
+        "scrub: %llu rounds, %llu records checked, %llu corrupt found, %llu dropped for repair, "
+        "%llu unrepairable\n",
+        (unsigned long long)c.value("rounds", 0ull), (unsigned long long)c.value("checked", 0ull),
+        (unsigned long long)c.value("corrupt_found", 0ull),
+        (unsigned long long)c.value("dropped_for_repair", 0ull),
+        (unsigned long long)c.value("unrepairable", 0ull));
   }
-  if (s.contains("recover") && s["recover"].contains("mode")) std::printf("%s\n", pass_line(s["recover"]).c_str());
+  if (s.contains("recover") && s["recover"].contains("mode"))
+    std::printf("%s\n", pass_line(s["recover"]).c_str());
 }
 
 /// `apsis stat` for a terminal: a line per backend, then the cluster's work in progress.
 void print_stats(const json& s) {
   std::printf("node %s\n", s.value("node", std::string("?")).c_str());
-  std::printf("%-8s %-6s %-7s %-14s %12s %12s %12s %10s %6s %12s\n", "backend", "group", "engine", "fsync",
-              "keys", "disk bytes", "dead bytes", "index", "files", "compactions");
+  std::printf("%-8s %-6s %-7s %-14s %12s %12s %12s %10s %6s %12s\n", "backend", "group", "engine",
+              "fsync", "keys", "disk bytes", "dead bytes", "index", "files", "compactions");
   for (const auto& b : s["backends"])
     std::printf("%-8llu %-6llu %-7s %-14s %12llu %12llu %12llu %10llu %6llu %12llu\n",
                 (unsigned long long)b.value("id", 0ull), (unsigned long long)b.value("group", 0ull),
                 b.value("engine", std::string()).c_str(), b.value("fsync", std::string()).c_str(),
-                (unsigned long long)b.value("keys", 0ull), (unsigned long long)b.value("disk_bytes", 0ull),
-                (unsigned long long)b.value("dead_bytes", 0ull), (unsigned long long)b.value("index_bytes", 0ull),
-                (unsigned long long)b.value("files", 0ull), (unsigned long long)b.value("compactions", 0ull));
+                (unsigned long long)b.value("keys", 0ull),
+                (unsigned long long)b.value("disk_bytes", 0ull),
+                (unsigned long long)b.value("dead_bytes", 0ull),
+                (unsigned long long)b.value("index_bytes", 0ull),
+                (unsigned long long)b.value("files", 0ull),
+                (unsigned long long)b.value("compactions", 0ull));
   if (s.contains("requests")) {
-    std::printf("%-8s %12s %8s %10s %10s %14s %14s\n", "surface", "operations", "failed", "p50 <=", "p99 <=",
-                "bytes in", "bytes out");
+    std::printf("%-8s %12s %8s %10s %10s %14s %14s\n", "surface", "operations", "failed",
+                "p50 <=", "p99 <=", "bytes in", "bytes out");
     auto ms = [](const json& v) {
       char text[32] = "-";
       if (v.is_number()) std::snprintf(text, sizeof text, "%gms", v.get<double>());
@@ -163,13 +193,15 @@ void print_stats(const json& s) {
     };
     for (const auto& [surface, r] : s["requests"].items())
       std::printf("%-8s %12llu %8llu %10s %10s %14llu %14llu\n", surface.c_str(),
-                  (unsigned long long)r.value("operations", 0ull), (unsigned long long)r.value("failed", 0ull),
-                  ms(r["p50_ms_at_most"]).c_str(), ms(r["p99_ms_at_most"]).c_str(),
-                  (unsigned long long)r.value("bytes_in", 0ull), (unsigned long long)r.value("bytes_out", 0ull));
+                  (unsigned long long)r.value("operations", 0ull),
+                  (unsigned long long)r.value("failed", 0ull), ms(r["p50_ms_at_most"]).c_str(),
+                  ms(r["p99_ms_at_most"]).c_str(), (unsigned long long)r.value("bytes_in", 0ull),
+                  (unsigned long long)r.value("bytes_out", 0ull));
   }
   print_progress(s);
   if (s.contains("cluster"))
-    std::printf("cluster: %zu nodes (apsis cluster status)\n", s["cluster"].value("nodes", json::array()).size());
+    std::printf("cluster: %zu nodes (apsis cluster status)\n",
+                s["cluster"].value("nodes", json::array()).size());
 }
 
 }  // namespace
@@ -184,23 +216,29 @@ int main(int argc, char** argv) {
   app.add_option("--host", co.host, "node address")->capture_default_str();
   app.add_option("-p,--port", co.port, "node's binary-protocol port")->capture_default_str();
   app.add_option("-n,--ns", co.ns, "namespace")->capture_default_str();
-  app.add_option("--timeout", timeout_ms, "milliseconds to wait for an answer")->capture_default_str();
+  app.add_option("--timeout", timeout_ms, "milliseconds to wait for an answer")
+      ->capture_default_str();
   app.add_flag("--json", as_json, "print results as JSON");
   std::string policy, read_policy;
-  app.add_option("--policy", policy, "writes: replicas that must succeed (one, quorum, all); "
-                                     "default: the node's")
+  app.add_option("--policy", policy,
+                 "writes: replicas that must succeed (one, quorum, all); "
+                 "default: the node's")
       ->check(CLI::IsMember({"one", "quorum", "all"}));
-  app.add_option("--read", read_policy, "reads: replicas that must answer (one: the first group, "
-                                        "passing misses on; quorum, all: the newest of their answers); "
-                                        "default: the node's")
+  app.add_option("--read", read_policy,
+                 "reads: replicas that must answer (one: the first group, "
+                 "passing misses on; quorum, all: the newest of their answers); "
+                 "default: the node's")
       ->check(CLI::IsMember({"one", "quorum", "all"}));
-  app.add_flag("--route", co.route, "send the key's request straight to its owner in the first "
-                                   "group (from the cluster's route table)");
-  app.add_flag("--coordinate", co.coordinate, "coordinate puts and deletes here: version them and "
-                                             "send them to the key's owner in every group");
+  app.add_flag("--route", co.route,
+               "send the key's request straight to its owner in the first "
+               "group (from the cluster's route table)");
+  app.add_flag("--coordinate", co.coordinate,
+               "coordinate puts and deletes here: version them and "
+               "send them to the key's owner in every group");
   app.add_flag("--latest", co.latest, "reads: the same as --read all");
-  app.add_option("--groups", co.groups, "key requests: ask only these groups of the node's session "
-                                        "(e.g. --groups 1,2)")
+  app.add_option("--groups", co.groups,
+                 "key requests: ask only these groups of the node's session "
+                 "(e.g. --groups 1,2)")
       ->delimiter(',');
 
   std::string key, value, file, json_part;
@@ -225,8 +263,9 @@ int main(int argc, char** argv) {
   del->add_option("--fence", fence, "a lease's token");
   auto* lookup = app.add_subcommand("lookup", "print a key's metadata");
   lookup->add_option("key", key)->required();
-  auto* lock = app.add_subcommand("lock", "take a key's lease; hold it while COMMAND runs (its "
-                                          "token in APSIS_FENCE), or until stdin closes");
+  auto* lock = app.add_subcommand("lock",
+                                  "take a key's lease; hold it while COMMAND runs (its "
+                                  "token in APSIS_FENCE), or until stdin closes");
   lock->add_option("key", key)->required();
   lock->add_option("--lease", lease, "lease in milliseconds")->capture_default_str();
   lock->add_option("command", command, "command to run while holding the lease");
@@ -235,18 +274,22 @@ int main(int argc, char** argv) {
   unlock->add_option("token", token)->required();
   auto* stat = app.add_subcommand("stat", "print the node's statistics");
   auto* cluster = app.add_subcommand("cluster", "the cluster as the node sees it");
-  auto* cluster_status = cluster->add_subcommand("status", "nodes, their state and backends, and anti-entropy progress");
+  auto* cluster_status = cluster->add_subcommand(
+      "status", "nodes, their state and backends, and anti-entropy progress");
   std::string forget_node, action, since, groups_text;
   bool dry_run = false, no_wait = false;
   auto* cluster_forget = cluster->add_subcommand(
-      "forget", "remove a node that is down for good: its ranges pass to its groups' other backends");
+      "forget",
+      "remove a node that is down for good: its ranges pass to its groups' other backends");
   cluster_forget->add_option("node", forget_node, "the node's name")->required();
   auto* cluster_leave = cluster->add_subcommand(
       "leave", "drain the node: its keys move to the backends that remain, then it stops");
-  cluster_leave->add_flag("--no-wait", no_wait, "return once the leave began instead of following it");
+  cluster_leave->add_flag("--no-wait", no_wait,
+                          "return once the leave began instead of following it");
   cluster->require_subcommand(1);
-  auto* recover = app.add_subcommand("recover", "dc: make every replica hold the newest of each key now; "
-                                                "merge: move keys to their owners now; status, stop, resume");
+  auto* recover = app.add_subcommand("recover",
+                                     "dc: make every replica hold the newest of each key now; "
+                                     "merge: move keys to their owners now; status, stop, resume");
   recover->add_option("action", action, "dc, merge, status, stop or resume")
       ->required()
       ->check(CLI::IsMember({"dc", "merge", "status", "stop", "resume"}));
@@ -277,9 +320,11 @@ int main(int argc, char** argv) {
   };
   if (put->parsed()) {
     if (nx && xx) return std::cerr << "apsis put: --nx and --xx exclude each other\n", 2;
-    if (value.empty() && file.empty()) return std::cerr << "apsis put: give VALUE, --file F or -\n", 2;
+    if (value.empty() && file.empty())
+      return std::cerr << "apsis put: give VALUE, --file F or -\n", 2;
     std::string data;
-    if (!read_value(value, file, &data, &error)) return std::cerr << "apsis put: " << error << "\n", 2;
+    if (!read_value(value, file, &data, &error))
+      return std::cerr << "apsis put: " << error << "\n", 2;
     PutOptions po;
     po.cond = nx ? op_cond::if_absent : xx ? op_cond::if_present : op_cond::none;
     po.expiry_ms = ttl ? storage::now_ms() + ttl * 1000 : 0;
@@ -290,7 +335,8 @@ int main(int argc, char** argv) {
   if (get->parsed()) {
     if (!client.get(key, &r, &error)) return fail();
     if (r.status == op_status::ok && !as_json) std::cout << r.data;
-    return report("get", r, as_json, {{"data", r.data}, {"json", r.json}, {"expiry_ms", r.expiry_ms}});
+    return report("get", r, as_json,
+                  {{"data", r.data}, {"json", r.json}, {"expiry_ms", r.expiry_ms}});
   }
   if (del->parsed()) {
     PutOptions po;
@@ -300,8 +346,10 @@ int main(int argc, char** argv) {
   }
   if (lookup->parsed()) {
     if (!client.lookup(key, &r, &error)) return fail();
-    json meta = {{"expiry_ms", r.expiry_ms}, {"user_flags", r.user_flags},
-                 {"json_size", r.json_size}, {"data_size", r.data_size}};
+    json meta = {{"expiry_ms", r.expiry_ms},
+                 {"user_flags", r.user_flags},
+                 {"json_size", r.json_size},
+                 {"data_size", r.data_size}};
     if (r.status == op_status::ok && !as_json)
       std::cout << "version " << r.version.to_string() << ", data " << r.data_size
                 << " bytes, json " << r.json_size << " bytes, expiry_ms " << r.expiry_ms << "\n";
@@ -310,8 +358,10 @@ int main(int argc, char** argv) {
   if (lock->parsed()) {
     if (!client.lock(key, lease, &r, &error)) return fail();
     if (r.status != op_status::ok) return report("lock", r, as_json);
-    if (as_json) std::cout << json{{"token", r.token}, {"expires_ms", r.expiry_ms}}.dump() << "\n";
-    else std::cout << "lock " << key << ": token " << r.token << "\n";
+    if (as_json)
+      std::cout << json{{"token", r.token}, {"expires_ms", r.expiry_ms}}.dump() << "\n";
+    else
+      std::cout << "lock " << key << ": token " << r.token << "\n";
     std::cout.flush();
     if (command.empty()) {  // hold until stdin closes
       std::string ignore;
@@ -346,21 +396,33 @@ int main(int argc, char** argv) {
     if (!client.stat(&r, &error)) return fail();
     if (r.status != op_status::ok) return report("cluster status", r, as_json);
     json s = json::parse(r.data);
-    if (!s.contains("cluster")) return std::cerr << "apsis: " << s.value("node", "") << " is not in a cluster\n", 1;
-    if (as_json) return std::cout << json{{"cluster", s["cluster"]}, {"anti_entropy", s["anti_entropy"]}, {"scrub", s["scrub"]}}.dump() << "\n", 0;
-    std::printf("%-16s %-22s %-11s %-7s %-10s %s\n", "node", "address", "incarnation", "state", "heard", "backends");
+    if (!s.contains("cluster"))
+      return std::cerr << "apsis: " << s.value("node", "") << " is not in a cluster\n", 1;
+    if (as_json)
+      return std::cout << json{{"cluster", s["cluster"]},
+                               {"anti_entropy", s["anti_entropy"]},
+                               {"scrub", s["scrub"]}}
+                              .dump()
+                       << "\n",
+             0;
+    std::printf("%-16s %-22s %-11s %-7s %-10s %s\n", "node", "address", "incarnation", "state",
+                "heard", "backends");
     for (const auto& n : s["cluster"]["nodes"]) {
       std::string backends;
       for (const auto& b : n["backends"])
-        backends += (backends.empty() ? "" : ", ") + std::to_string(b["id"].get<int>()) + " (group " +
-                    std::to_string(b["group"].get<int>()) + ", " + std::to_string(b["points"].get<int>()) + " points)";
+        backends += (backends.empty() ? "" : ", ") + std::to_string(b["id"].get<int>()) +
+                    " (group " + std::to_string(b["group"].get<int>()) + ", " +
+                    std::to_string(b["points"].get<int>()) + " points)";
       // When the node itself was last heard from (a join or its gossip), as "1.2s ago".
       int64_t heard = n.value("last_heard_ms", int64_t(-1));
       char ago[32] = "-";
-      if (n["state"] != "self" && heard < 0) std::snprintf(ago, sizeof ago, "never");
-      else if (n["state"] != "self") std::snprintf(ago, sizeof ago, "%.1fs ago", heard / 1000.0);
+      if (n["state"] != "self" && heard < 0)
+        std::snprintf(ago, sizeof ago, "never");
+      else if (n["state"] != "self")
+        std::snprintf(ago, sizeof ago, "%.1fs ago", heard / 1000.0);
       std::printf("%-16s %-22s %-11llu %-7s %-10s %s\n", n["name"].get<std::string>().c_str(),
-                  n["address"].get<std::string>().c_str(), (unsigned long long)n["incarnation"].get<uint64_t>(),
+                  n["address"].get<std::string>().c_str(),
+                  (unsigned long long)n["incarnation"].get<uint64_t>(),
                   n["state"].get<std::string>().c_str(), ago, backends.c_str());
     }
     print_progress(s);
@@ -372,34 +434,45 @@ int main(int argc, char** argv) {
     q.op = wire::opcode::admin;
     q.data = c.dump();
     if (!client.call(q, &r, &error)) return false;
-    if (r.status != op_status::ok) return error = r.message.empty() ? to_string(r.status) : r.message, false;
+    if (r.status != op_status::ok)
+      return error = r.message.empty() ? to_string(r.status) : r.message, false;
     *out = json::parse(r.data, nullptr, false);
     return !out->is_discarded() || (error = "the node's answer is not JSON", false);
   };
   if (cluster_forget->parsed()) {
     json p;
     if (!ask({{"cmd", "forget"}, {"node", forget_node}}, &p)) return fail();
-    if (p.contains("error")) return std::cerr << "apsis cluster forget: " << p["error"].get<std::string>() << "\n", 1;
+    if (p.contains("error"))
+      return std::cerr << "apsis cluster forget: " << p["error"].get<std::string>() << "\n", 1;
     std::cout << "forgot " << forget_node << ": its ranges pass to its groups' other backends\n";
     return 0;
   }
   if (cluster_leave->parsed()) {
     json p;
     if (!ask({{"cmd", "leave"}}, &p)) return fail();
-    if (p.contains("error")) return std::cerr << "apsis cluster leave: " << p["error"].get<std::string>() << "\n", 1;
+    if (p.contains("error"))
+      return std::cerr << "apsis cluster leave: " << p["error"].get<std::string>() << "\n", 1;
     const std::string name = p.value("leaving", std::string());
     // Follows the drain until the node stops (Ctrl-C leaves it draining); the node answers
     // nothing once it has gone.
     int64_t left = p.value("records_left", int64_t(-1));
     while (!no_wait && ask({{"cmd", "leave"}}, &p)) {
       left = p.value("records_left", int64_t(-1));
-      if (!as_json) std::cerr << "\r" << name << " leaving: " << p.value("moved", 0ull) << " records moved, "
-                              << (left < 0 ? std::string("counting") : std::to_string(left) + " left") << "   " << std::flush;
+      if (!as_json)
+        std::cerr << "\r" << name << " leaving: " << p.value("moved", 0ull) << " records moved, "
+                  << (left < 0 ? std::string("counting") : std::to_string(left) + " left") << "   "
+                  << std::flush;
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
     }
-    if (no_wait) return std::cout << name << " is leaving: its keys move to the backends that remain, then it stops\n", 0;
+    if (no_wait)
+      return std::cout << name
+                       << " is leaving: its keys move to the backends that remain, then it stops\n",
+             0;
     if (!as_json) std::cerr << "\n";
-    if (left != 0) return std::cerr << "apsis cluster leave: " << name << " stopped answering with records left: " << error << "\n", 3;
+    if (left != 0)
+      return std::cerr << "apsis cluster leave: " << name
+                       << " stopped answering with records left: " << error << "\n",
+             3;
     std::cout << name << " has left the cluster\n";
     return 0;
   }
@@ -408,21 +481,31 @@ int main(int argc, char** argv) {
     if (action == "dc" || action == "merge") {
       uint64_t since_ms = 0;
       if (!parse_since(since, &since_ms))
-        return std::cerr << "apsis recover: --since takes Unix ms or an age like 90s, 15m, 2h, 3d\n", 2;
+        return std::cerr
+                   << "apsis recover: --since takes Unix ms or an age like 90s, 15m, 2h, 3d\n",
+               2;
       std::vector<uint32_t> groups;
       for (size_t pos = 0; pos < groups_text.size();) {
         size_t end = groups_text.find(',', pos);
-        std::string g = groups_text.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+        std::string g =
+            groups_text.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
         if (g.empty() || g.find_first_not_of("0123456789") != std::string::npos)
-          return std::cerr << "apsis recover: --groups takes numbers separated by commas, got '" << groups_text << "'\n", 2;
+          return std::cerr << "apsis recover: --groups takes numbers separated by commas, got '"
+                           << groups_text << "'\n",
+                 2;
         groups.push_back(uint32_t(std::stoul(g)));
         pos = end == std::string::npos ? groups_text.size() : end + 1;
       }
-      cmd.update({{"action", "start"}, {"mode", action}, {"dry_run", dry_run}, {"groups", groups}, {"since_ms", since_ms}});
+      cmd.update({{"action", "start"},
+                  {"mode", action},
+                  {"dry_run", dry_run},
+                  {"groups", groups},
+                  {"since_ms", since_ms}});
     }
     json p;
     if (!ask(cmd, &p)) return fail();
-    if (p.contains("error")) return std::cerr << "apsis recover: " << p["error"].get<std::string>() << "\n", 1;
+    if (p.contains("error"))
+      return std::cerr << "apsis recover: " << p["error"].get<std::string>() << "\n", 1;
     bool follow = (action == "dc" || action == "merge" || action == "resume") && !no_wait;
     // Follows the pass until it ends (Ctrl-C leaves it running on the node).
     while (follow && p.value("state", std::string()) == "running") {
@@ -431,7 +514,10 @@ int main(int argc, char** argv) {
       if (!ask({{"cmd", "recover"}, {"action", "status"}}, &p)) return fail();
     }
     if (follow && !as_json) std::cerr << "\n";
-    std::cout << (as_json ? p.dump() : p.contains("mode") ? pass_line(p) : "no recover pass has run") << "\n";
+    std::cout << (as_json              ? p.dump()
+                  : p.contains("mode") ? pass_line(p)
+                                       : "no recover pass has run")
+              << "\n";
     return 0;
   }
   if (stat->parsed()) {

@@ -28,9 +28,9 @@ std::string info_text(const config::NodeConfig& cfg, uint16_t port,
   for (size_t i = 0; i < engines.size(); ++i) {
     storage::EngineStats st = engines[i]->stats();
     const auto& b = cfg.backends[i];
-    s += "backend" + std::to_string(b.id) + ":engine=" + b.engine + ",group=" +
-         std::to_string(b.group) + ",keys=" + std::to_string(st.keys) + ",disk_bytes=" +
-         std::to_string(st.disk_bytes) + ",fsync=" + b.fsync.to_string() + "\r\n";
+    s += "backend" + std::to_string(b.id) + ":engine=" + b.engine +
+         ",group=" + std::to_string(b.group) + ",keys=" + std::to_string(st.keys) +
+         ",disk_bytes=" + std::to_string(st.disk_bytes) + ",fsync=" + b.fsync.to_string() + "\r\n";
   }
   return s;
 }
@@ -61,12 +61,15 @@ int main(int argc, char** argv) {
   caf::actor_system_config caf_cfg;
   caf_cfg.add_message_types<caf::id_block::apsis>();
   caf_cfg.set("scheduler.max-threads", static_cast<size_t>(cfg.scheduler_threads));
-  caf_cfg.set("scheduler.policy", cfg.scheduler == "stealing" ? caf::atom("stealing") : caf::atom("sharing"));
+  caf_cfg.set("scheduler.policy",
+              cfg.scheduler == "stealing" ? caf::atom("stealing") : caf::atom("sharing"));
   if (cfg.cluster_port != 0) {
     caf_cfg.load<caf::io::middleman>();
     // Without heartbeats a frozen peer is never noticed (../shared/DESIGN.md).
-    caf_cfg.set("middleman.heartbeat-interval", caf::timespan{std::chrono::milliseconds(cfg.heartbeat_ms)});
-    caf_cfg.set("middleman.connection-timeout", caf::timespan{std::chrono::milliseconds(4 * cfg.heartbeat_ms)});
+    caf_cfg.set("middleman.heartbeat-interval",
+                caf::timespan{std::chrono::milliseconds(cfg.heartbeat_ms)});
+    caf_cfg.set("middleman.connection-timeout",
+                caf::timespan{std::chrono::milliseconds(4 * cfg.heartbeat_ms)});
   }
   caf::actor_system sys{caf_cfg};
 
@@ -82,8 +85,8 @@ int main(int argc, char** argv) {
   if (parts.peer) {
     auto port = sys.middleman().publish(parts.peer, cfg.cluster_port, cfg.bind.c_str(), true);
     if (!port) {
-      std::fprintf(stderr, "apsisd: cluster port %s:%u: %s\n", cfg.bind.c_str(), unsigned(cfg.cluster_port),
-                   sys.render(port.error()).c_str());
+      std::fprintf(stderr, "apsisd: cluster port %s:%u: %s\n", cfg.bind.c_str(),
+                   unsigned(cfg.cluster_port), sys.render(port.error()).c_str());
       caf::anon_send_exit(parts.node, caf::exit_reason::user_shutdown);
       return 1;
     }
@@ -109,9 +112,11 @@ int main(int argc, char** argv) {
   bo.name = cfg.name;
   bo.metrics = metrics;
   bo.idle_timeout = std::chrono::milliseconds(cfg.idle_timeout_ms);
-  bo.max_frame = uint32_t(std::min<uint64_t>(cfg.limits.max_value_size + cfg.limits.max_key_size + 65536, UINT32_MAX));
+  bo.max_frame = uint32_t(
+      std::min<uint64_t>(cfg.limits.max_value_size + cfg.limits.max_key_size + 65536, UINT32_MAX));
   std::optional<BinaryServer> binary_holder;
-  BinaryServer& binary = binary_holder.emplace(io, sys, parts.coordinator, parts.locks, parts.node, bo);
+  BinaryServer& binary =
+      binary_holder.emplace(io, sys, parts.coordinator, parts.locks, parts.node, bo);
   if (!binary.start(&error)) {
     std::fprintf(stderr, "apsisd: %s\n", error.c_str());
     resp.stop();
@@ -124,7 +129,8 @@ int main(int argc, char** argv) {
   ho.limits = cfg.limits;
   ho.deadline = std::chrono::milliseconds(cfg.request_timeout_ms);
   std::optional<HttpServer> http_holder;
-  HttpServer& http = http_holder.emplace(io, sys, parts.coordinator, parts.locks, parts.node, metrics, ho);
+  HttpServer& http =
+      http_holder.emplace(io, sys, parts.coordinator, parts.locks, parts.node, metrics, ho);
   if (!http.start(&error)) {
     std::fprintf(stderr, "apsisd: %s\n", error.c_str());
     resp.stop();
@@ -137,7 +143,8 @@ int main(int argc, char** argv) {
   // before io.run(), so installing it now is safe.
   uint16_t port = resp.port();
   auto engines = parts.engines;
-  resp.set_info([&cfg, port, engines](const std::string&) { return info_text(cfg, port, engines); });
+  resp.set_info(
+      [&cfg, port, engines](const std::string&) { return info_text(cfg, port, engines); });
 
   boost::asio::signal_set signals(io.main(), SIGINT, SIGTERM);
   signals.async_wait([&](auto, int sig) {
@@ -148,8 +155,9 @@ int main(int argc, char** argv) {
     io.stop();  // after the closes just posted
   });
   std::printf("apsisd: %s serving RESP on %s:%u, binary on %s:%u, http on %s:%u%s, data in %s\n",
-              cfg.name.c_str(), cfg.bind.c_str(), unsigned(port), cfg.bind.c_str(), unsigned(binary.port()),
-              cfg.bind.c_str(), unsigned(http.port()), cluster_text.c_str(), cfg.data_dir.c_str());
+              cfg.name.c_str(), cfg.bind.c_str(), unsigned(port), cfg.bind.c_str(),
+              unsigned(binary.port()), cfg.bind.c_str(), unsigned(http.port()),
+              cluster_text.c_str(), cfg.data_dir.c_str());
   std::fflush(stdout);
   io.run();
 

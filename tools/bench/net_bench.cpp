@@ -38,7 +38,8 @@ class Zipf {
     double uz = u * zeta_n_;
     if (uz < 1.0) return 0;
     if (uz < 1.0 + std::pow(0.5, theta_)) return 1;
-    return std::min<uint64_t>(n_ - 1, uint64_t(double(n_) * std::pow(eta_ * u - eta_ + 1.0, alpha_)));
+    return std::min<uint64_t>(n_ - 1,
+                              uint64_t(double(n_) * std::pow(eta_ * u - eta_ + 1.0, alpha_)));
   }
 
  private:
@@ -93,7 +94,11 @@ struct Mix {
       uint64_t newest = inserted.load() - 1, back = zipf.next(rng);
       return {Kind::read, back > newest ? 0 : newest - back};
     }
-    double reads = w == "a" ? 0.5 : w == "b" ? 0.95 : w == "c" ? 1.0 : w == "f" ? 0.5 : o.read_ratio;
+    double reads = w == "a"   ? 0.5
+                   : w == "b" ? 0.95
+                   : w == "c" ? 1.0
+                   : w == "f" ? 0.5
+                              : o.read_ratio;
     if (u < reads) return {Kind::read, zipf.next(rng)};
     return {w == "f" ? Kind::rmw_read : Kind::write, zipf.next(rng)};
   }
@@ -115,7 +120,11 @@ void worker(const NetBenchOptions& o, const Mix& mix, uint64_t ops, uint64_t see
     std::mt19937_64 rng(seed);
     Zipf zipf(o.keys, o.zipf);
     std::string value(o.value_size, 'v');
-    struct InFlight { Kind kind; uint64_t key; Clock::time_point start; };
+    struct InFlight {
+      Kind kind;
+      uint64_t key;
+      Clock::time_point start;
+    };
     std::deque<InFlight> inflight;
     uint64_t sent = 0, done = 0, id = 0, next_load = first;
     std::string batch;
@@ -127,7 +136,9 @@ void worker(const NetBenchOptions& o, const Mix& mix, uint64_t ops, uint64_t see
       q.key = "key:" + std::to_string(key);
       if (!read) q.data = value;
       if (success_policy p; read && parse_policy(o.read, &p)) q.read = uint8_t(p) + 1;
-      wire::encode_frame({wire::kind::request, q.op, wire::request_flags(q), ++id, wire::encode_request(q)}, batch);
+      wire::encode_frame(
+          {wire::kind::request, q.op, wire::request_flags(q), ++id, wire::encode_request(q)},
+          batch);
       inflight.push_back({kind, key, start});
     };
     auto enqueue = [&] {
@@ -160,8 +171,12 @@ void worker(const NetBenchOptions& o, const Mix& mix, uint64_t ops, uint64_t see
       }
       ++done;
       uint32_t ns = uint32_t(std::min<int64_t>(
-          UINT32_MAX, std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - x.start).count()));
-      (x.kind == Kind::read ? res->read_ns : x.kind == Kind::write ? res->write_ns : res->rmw_ns).push_back(ns);
+          UINT32_MAX,
+          std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - x.start).count()));
+      (x.kind == Kind::read    ? res->read_ns
+       : x.kind == Kind::write ? res->write_ns
+                               : res->rmw_ns)
+          .push_back(ns);
     }
   } catch (const std::exception& e) {
     res->failure = e.what();
@@ -171,7 +186,9 @@ void worker(const NetBenchOptions& o, const Mix& mix, uint64_t ops, uint64_t see
 void print(const char* name, std::vector<uint32_t>& ns, double seconds) {
   if (ns.empty()) return;
   std::sort(ns.begin(), ns.end());
-  auto pct = [&](double p) { return ns[std::min(ns.size() - 1, size_t(p * double(ns.size())))] / 1000.0; };
+  auto pct = [&](double p) {
+    return ns[std::min(ns.size() - 1, size_t(p * double(ns.size())))] / 1000.0;
+  };
   std::printf("%-8s %10zu ops %12.0f ops/s   p50 %8.1f us   p99 %8.1f us   p99.9 %9.1f us\n", name,
               ns.size(), double(ns.size()) / seconds, pct(0.5), pct(0.99), pct(0.999));
 }
@@ -182,13 +199,27 @@ void add_net_command(CLI::App& app, NetBenchOptions& o) {
   auto* cmd = app.add_subcommand("net", "load a running node over the binary protocol");
   cmd->add_option("--host", o.host)->capture_default_str();
   cmd->add_option("--port", o.port, "the node's binary port")->capture_default_str();
-  cmd->add_option("-c,--connections", o.connections)->check(CLI::Range(1, 1024))->capture_default_str();
-  cmd->add_option("-P,--pipeline", o.pipeline, "requests in flight per connection")->check(CLI::Range(1, 4096))->capture_default_str();
-  cmd->add_option("-n,--ops", o.ops, "operations in all")->check(CLI::Range(1ull, 1ull << 40))->capture_default_str();
-  cmd->add_option("--keys", o.keys, "distinct keys")->check(CLI::Range(1ull, 1ull << 32))->capture_default_str();
-  cmd->add_option("-d,--value-size", o.value_size)->check(CLI::Range(0, 1 << 24))->capture_default_str();
-  cmd->add_option("--read-ratio", o.read_ratio, "share of gets, 0..1")->check(CLI::Range(0.0, 1.0))->capture_default_str();
-  cmd->add_option("--zipf", o.zipf, "zipfian constant (0 = uniform keys)")->check(CLI::Range(0.0, 0.9999))->capture_default_str();
+  cmd->add_option("-c,--connections", o.connections)
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  cmd->add_option("-P,--pipeline", o.pipeline, "requests in flight per connection")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  cmd->add_option("-n,--ops", o.ops, "operations in all")
+      ->check(CLI::Range(1ull, 1ull << 40))
+      ->capture_default_str();
+  cmd->add_option("--keys", o.keys, "distinct keys")
+      ->check(CLI::Range(1ull, 1ull << 32))
+      ->capture_default_str();
+  cmd->add_option("-d,--value-size", o.value_size)
+      ->check(CLI::Range(0, 1 << 24))
+      ->capture_default_str();
+  cmd->add_option("--read-ratio", o.read_ratio, "share of gets, 0..1")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  cmd->add_option("--zipf", o.zipf, "zipfian constant (0 = uniform keys)")
+      ->check(CLI::Range(0.0, 0.9999))
+      ->capture_default_str();
   cmd->add_option("--seed", o.seed)->capture_default_str();
   cmd->add_option("--read", o.read, "gets' read policy; default: the node's")
       ->check(CLI::IsMember({"one", "quorum", "all"}));
@@ -205,13 +236,16 @@ void add_net_command(CLI::App& app, NetBenchOptions& o) {
 }
 
 /// Runs `ops` operations over o.connections connections; false (after saying why) if one failed.
-bool run_all(const NetBenchOptions& o, const Mix& mix, uint64_t ops, bool load, Result* all, double* seconds) {
+bool run_all(const NetBenchOptions& o, const Mix& mix, uint64_t ops, bool load, Result* all,
+             double* seconds) {
   std::vector<Result> results(o.connections);
   std::vector<std::thread> threads;
   auto start = Clock::now();
   for (uint32_t c = 0; c < o.connections; ++c) {
     uint64_t share = ops / o.connections + (c < ops % o.connections ? 1 : 0);
-    threads.emplace_back([&, c, share] { worker(o, mix, share, o.seed * 1000 + c, &results[c], load, c, o.connections); });
+    threads.emplace_back([&, c, share] {
+      worker(o, mix, share, o.seed * 1000 + c, &results[c], load, c, o.connections);
+    });
   }
   for (auto& t : threads) t.join();
   *seconds = std::chrono::duration<double>(Clock::now() - start).count();
@@ -228,13 +262,14 @@ bool run_all(const NetBenchOptions& o, const Mix& mix, uint64_t ops, bool load, 
 }
 
 int run_net_bench(const NetBenchOptions& o) {
-  std::printf("apsis-bench net: %s:%u, %u connections x %u in flight, %llu ops, %llu keys (zipf %.2f), "
-              "%u-byte values, %s%s\n",
-              o.host.c_str(), unsigned(o.port), o.connections, o.pipeline, (unsigned long long)o.ops,
-              (unsigned long long)o.keys, o.zipf, o.value_size,
-              o.workload.empty() ? (std::to_string(int(o.read_ratio * 100)) + "% reads").c_str()
-                                 : ("YCSB workload " + o.workload).c_str(),
-              o.read.empty() ? "" : (" (read " + o.read + ")").c_str());
+  std::printf(
+      "apsis-bench net: %s:%u, %u connections x %u in flight, %llu ops, %llu keys (zipf %.2f), "
+      "%u-byte values, %s%s\n",
+      o.host.c_str(), unsigned(o.port), o.connections, o.pipeline, (unsigned long long)o.ops,
+      (unsigned long long)o.keys, o.zipf, o.value_size,
+      o.workload.empty() ? (std::to_string(int(o.read_ratio * 100)) + "% reads").c_str()
+                         : ("YCSB workload " + o.workload).c_str(),
+      o.read.empty() ? "" : (" (read " + o.read + ")").c_str());
   std::atomic<uint64_t> inserted{o.keys};
   Mix mix{o, inserted};
   Result all;
@@ -243,7 +278,8 @@ int run_net_bench(const NetBenchOptions& o) {
     Result loaded;
     if (!run_all(o, mix, o.keys, true, &loaded, &seconds)) return 1;
     std::printf("load     %10zu keys in %.1f s\n", loaded.write_ns.size(), seconds);
-    if (loaded.errors) return std::printf("ERRORS: %llu loads failed\n", (unsigned long long)loaded.errors), 1;
+    if (loaded.errors)
+      return std::printf("ERRORS: %llu loads failed\n", (unsigned long long)loaded.errors), 1;
   }
   if (!run_all(o, mix, o.ops, false, &all, &seconds)) return 1;
   std::vector<uint32_t> every = all.read_ns;

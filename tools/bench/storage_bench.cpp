@@ -37,8 +37,8 @@ struct Phase {
     };
     std::printf("%-22s %10zu ops %12.0f ops/s   p50 %8.2f us   p99 %8.2f us   p99.9 %9.2f us%s%s\n",
                 name.c_str(), ns.size() * records_per_op,
-                double(ns.size() * records_per_op) / seconds, pct(0.50), pct(0.99),
-                pct(0.999), note.c_str(), errors ? ("   ERRORS " + std::to_string(errors)).c_str() : "");
+                double(ns.size() * records_per_op) / seconds, pct(0.50), pct(0.99), pct(0.999),
+                note.c_str(), errors ? ("   ERRORS " + std::to_string(errors)).c_str() : "");
     std::fflush(stdout);
   }
 };
@@ -99,7 +99,8 @@ Phase timed(const std::string& name, uint64_t n, F&& op) {
     auto t0 = Clock::now();
     if (!op(i)) ++p.errors;
     p.ns.push_back(uint32_t(std::min<int64_t>(
-        UINT32_MAX, std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count())));
+        UINT32_MAX,
+        std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count())));
   }
   p.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return p;
@@ -123,14 +124,17 @@ Phase sync_phase(const StorageBenchOptions& o, const std::string& dir, uint64_t 
       std::vector<Record> recs(batch);
       std::vector<Status> results(batch);
       parts[t] = timed("", each / batch, [&](uint64_t i) {
-        for (uint64_t j = 0; j < batch; ++j) recs[j] = record_of((t + 1) << 40 | (i * batch + j), o, 1, value);
+        for (uint64_t j = 0; j < batch; ++j)
+          recs[j] = record_of((t + 1) << 40 | (i * batch + j), o, 1, value);
         e->put_batch(recs.data(), batch, results.data());
-        return std::all_of(results.begin(), results.end(), [](const Status& s) { return s.is_ok(); });
+        return std::all_of(results.begin(), results.end(),
+                           [](const Status& s) { return s.is_ok(); });
       });
     });
   for (auto& t : ts) t.join();
-  std::string name = batch > 1 ? "fillsync batch of " + std::to_string(batch)
-                              : "fillsync " + std::to_string(threads) + (threads == 1 ? " writer" : " writers");
+  std::string name =
+      batch > 1 ? "fillsync batch of " + std::to_string(batch)
+                : "fillsync " + std::to_string(threads) + (threads == 1 ? " writer" : " writers");
   Phase p{name, {}, 0, 0, {}, 1};
   p.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   for (auto& part : parts) {
@@ -152,7 +156,8 @@ void add_storage_command(CLI::App& app, StorageBenchOptions& o) {
   auto* cmd = app.add_subcommand("storage", "fill/read/overwrite/fsync phases against one engine");
   cmd->add_option("--engine", o.engine, "blob, block, fs, sorted or memory")
       ->check(CLI::IsMember(engine_kinds()));
-  cmd->add_option("--dir", o.dir, "engine directory (default: a fresh one under /tmp, removed after)");
+  cmd->add_option("--dir", o.dir,
+                  "engine directory (default: a fresh one under /tmp, removed after)");
   cmd->add_option("--num", o.num, "operations per phase")->check(CLI::Range(1ull, 1ull << 32));
   cmd->add_option("--key-size", o.key_size, "key bytes (>= 16)")->check(CLI::Range(16, 4096));
   cmd->add_option("--value-size", o.value_size, "value bytes")->check(CLI::Range(0, 1 << 24));
@@ -166,7 +171,9 @@ void add_storage_command(CLI::App& app, StorageBenchOptions& o) {
 int run_storage_bench(const StorageBenchOptions& o) {
   namespace fs = std::filesystem;
   bool own_dir = o.dir.empty();
-  std::string root = own_dir ? (fs::temp_directory_path() / ("apsis-bench-" + std::to_string(::getpid()))).string() : o.dir;
+  std::string root =
+      own_dir ? (fs::temp_directory_path() / ("apsis-bench-" + std::to_string(::getpid()))).string()
+              : o.dir;
   if (fs::exists(root) && !fs::is_empty(root)) {
     std::fprintf(stderr, "apsis-bench: %s exists and is not empty\n", root.c_str());
     return 1;
@@ -179,8 +186,8 @@ int run_storage_bench(const StorageBenchOptions& o) {
   eo.kind = o.engine;
   eo.dir = root + "/main";
   eo.sync.mode = SyncPolicy::Mode::never;
-  std::printf("apsis-bench storage: engine %s, %" PRIu64 " ops/phase, %" PRIu64 "-byte keys, %" PRIu64
-              "-byte values, fsync never unless named, ids precomputed\n",
+  std::printf("apsis-bench storage: engine %s, %" PRIu64 " ops/phase, %" PRIu64
+              "-byte keys, %" PRIu64 "-byte values, fsync never unless named, ids precomputed\n",
               o.engine.c_str(), o.num, o.key_size, o.value_size);
   Keys keys(o.num, o.key_size);
   uint64_t rss_before = rss_anon_bytes();
@@ -225,7 +232,8 @@ int run_storage_bench(const StorageBenchOptions& o) {
     t0 = Clock::now();
     e = open_or_exit(eo);
     double open_s = std::chrono::duration<double>(Clock::now() - t0).count();
-    std::printf("close %.3f s; reopen %.3f s with %" PRIu64 " keys\n", close_s, open_s, e->stats().keys);
+    std::printf("close %.3f s; reopen %.3f s with %" PRIu64 " keys\n", close_s, open_s,
+                e->stats().keys);
     bool ok = e->get(keys.ids[order[0]], &got).is_ok();
     if (!ok) std::printf("ERROR: a key is missing after reopen\n");
   }
