@@ -1,13 +1,5 @@
 #include "storage/engine.hpp"
 
-#include <spdlog/spdlog.h>
-
-#include "storage/blob_engine.hpp"
-#include "storage/block_engine.hpp"
-#include "storage/fs_engine.hpp"
-#include "storage/memory_engine.hpp"
-#include "storage/sorted_engine.hpp"
-
 namespace apsis::storage {
 
 bool SyncPolicy::parse(const std::string& text, SyncPolicy* out, std::string* error) {
@@ -45,11 +37,6 @@ std::string SyncPolicy::to_string() const {
   return "?";
 }
 
-const std::vector<std::string>& engine_kinds() {
-  static const std::vector<std::string> kinds{"blob", "block", "fs", "sorted", "memory"};
-  return kinds;
-}
-
 Status Engine::scrub(uint64_t* cursor, size_t max, ScrubStep* out) {
   constexpr uint64_t slices = 256;  // by the id's first byte
   do {
@@ -63,40 +50,6 @@ Status Engine::scrub(uint64_t* cursor, size_t max, ScrubStep* out) {
     *cursor = (s + 1) % slices;
   } while (*cursor != 0 && out->checked < max);
   return Status::ok();
-}
-
-Status open_engine(const EngineOptions& in, std::unique_ptr<Engine>* out) {
-  EngineOptions opts = in;
-  if (!opts.env) opts.env = Env::posix();
-  if (!opts.log) {
-    opts.log = [](LogLevel level, const std::string& msg) {
-      switch (level) {
-        case LogLevel::debug:
-          spdlog::debug("{}", msg);
-          break;
-        case LogLevel::info:
-          spdlog::info("{}", msg);
-          break;
-        case LogLevel::warn:
-          spdlog::warn("{}", msg);
-          break;
-        case LogLevel::error:
-          spdlog::error("{}", msg);
-          break;
-      }
-    };
-  }
-  if (opts.kind == "memory") {
-    *out = std::make_unique<MemoryEngine>(opts);
-    return Status::ok();
-  }
-  if (opts.dir.empty()) return Status::invalid_argument("engine '" + opts.kind + "' needs a dir");
-  if (opts.kind == "blob") return BlobEngine::open(opts, out);
-  if (opts.kind == "block") return BlockEngine::open(opts, out);
-  if (opts.kind == "fs") return FsEngine::open(opts, out);
-  if (opts.kind == "sorted") return SortedEngine::open(opts, out);
-  return Status::invalid_argument("unknown engine '" + opts.kind +
-                                  "' (expected blob, block, fs, sorted or memory)");
 }
 
 }  // namespace apsis::storage
