@@ -319,7 +319,7 @@ anti_entropy_actor::behavior_type anti_entropy(self_ptr self, ae_config cfg) {
     save_pass(st);  // into the stats
     if (st.pass.running()) spdlog::info("anti-entropy: resuming the recover {} pass", st.pass.mode);
   }
-  if (st.cfg.every.count() > 0) self->delayed_send(self, st.cfg.every, atom::tick_v);
+  if (st.cfg.every.count() > 0) self->delayed_send(self, st.cfg.every, atom::round_v);
   if (st.cfg.merge_every.count() > 0) self->delayed_send(self, st.cfg.merge_every, atom::merge_v);
   if (st.cfg.scrub_rate > 0) self->delayed_send(self, st.cfg.scrub_pause, atom::scrub_v);
   return {
@@ -336,9 +336,9 @@ anti_entropy_actor::behavior_type anti_entropy(self_ptr self, ae_config cfg) {
         if (st.pass.running() && st.pass.mode == "merge" && !st.merge.active) merge_now(self);
         if (dc_pass_running(st) && !st.running) pass_next(self);
       },
-      [=](atom::tick) {
+      [=](atom::round) {
         auto& st = self->state;
-        if (st.cfg.every.count() > 0) self->delayed_send(self, st.cfg.every, atom::tick_v);
+        if (st.cfg.every.count() > 0) self->delayed_send(self, st.cfg.every, atom::round_v);
         if (st.running) return;
         if (dc_pass_running(st)) return pass_next(self);
         auto all = pairs(st);

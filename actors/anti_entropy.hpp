@@ -60,7 +60,7 @@ struct ae_config {
   std::string node;                              ///< this node's name
   uint64_t node_id = 1;                          ///< the node of the versions it stamps
   std::map<uint32_t, ae_backend> backends;       ///< local backend id -> group and engine
-  std::chrono::milliseconds every{10000};        ///< between rounds; 0: only when sent tick
+  std::chrono::milliseconds every{10000};        ///< between rounds; 0: only when sent round
   std::chrono::milliseconds merge_every{60000};  ///< between merge passes; 0: no timer
   std::chrono::milliseconds timeout{5000};
   uint64_t rate = 20000;  ///< records pushed per second, at most

@@ -24,7 +24,7 @@ using replica_group_actor = caf::typed_actor<
     // The cluster changed: the route table, and the nodes this node sees as down.
     caf::reacts_to<atom::routes, route_table, std::vector<std::string>>,
     // (internal) sends what the batches handled so far hold for each remote backend.
-    caf::reacts_to<atom::tick>>;
+    caf::reacts_to<atom::flush>>;
 
 /// PEER: a node's face to the rest of its cluster, published on the cluster port. It joins
 /// through the seeds, gossips the route table, watches every other node (monitor,
@@ -82,7 +82,7 @@ using anti_entropy_actor = caf::typed_actor<
     // The cluster changed (as for the coordinator); a ring change starts a merge pass.
     caf::reacts_to<atom::routes, route_table, std::vector<std::string>>,
     // The round timer: a round with the next pair (or, in a `recover dc` pass, its next pair).
-    caf::reacts_to<atom::tick>,
+    caf::reacts_to<atom::round>,
     // (internal) the round in progress goes on with its next chunk of differing buckets.
     caf::reacts_to<atom::step>,
     // The merge timer: starts a merge pass over every local backend.

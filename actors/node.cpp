@@ -255,7 +255,7 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
     std::shared_ptr<storage::Engine> shared(std::move(engine));
     parts.engines.push_back(shared);
     group_route route{b.group, cfg.name, b.id, {}};
-    route.blocking = b.fsync.mode == storage::SyncPolicy::Mode::always;
+    route.fsync_always = b.fsync.mode == storage::SyncPolicy::Mode::always;
     for (uint32_t i = 0; i < b.shards; ++i) {
       route.cores.push_back(std::make_shared<ShardCore>(shared, rg.clock));
       if (mailboxes) route.cores.back()->mailbox = mailboxes->shards;

@@ -67,7 +67,8 @@ void pass_next(ae_self self) {
     auto now = std::chrono::steady_clock::now();
     bool known = st.table.nodes.count(want.node_b) > 0 && !st.down.count(want.node_b);
     if (!known && p.waiting_since == std::chrono::steady_clock::time_point{}) p.waiting_since = now;
-    if (!known && now - p.waiting_since < std::chrono::seconds(30)) return;  // the tick retries
+    if (!known && now - p.waiting_since < std::chrono::seconds(30))
+      return;  // the round timer retries
     p.skipped.push_back(want.key() +
                         (st.down.count(want.node_b) ? " (down)" : " (not a pair now)"));
     p.waiting_since = {};

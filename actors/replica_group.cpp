@@ -167,7 +167,7 @@ struct shard_request {
   op_batch ops;
   std::vector<size_t> idx;
   replica_entry where;
-  bool remote = false, down = false, blocking = false;
+  bool remote = false, down = false, fsync_always = false;
 };
 
 /// Whether an operation asks a group: those it names, else every group of the session.
@@ -262,7 +262,7 @@ std::shared_ptr<pending_batch> plan(const replica_group_config& cfg, op_batch& o
       req.where = replica_entry{route.group, route.node, route.backend, {}, {}};
       req.remote = route.remote;
       req.down = route.down;
-      req.blocking = route.blocking;
+      req.fsync_always = route.fsync_always;
     }
     return plan[it->second];
   };
@@ -317,7 +317,7 @@ void run(replica_group_actor::stateful_pointer<replica_group_state> self, op_bat
 /// The local shard that owns an id in a route, and whether it may be applied to directly.
 ShardCore* direct_core(const group_route& route, const storage::Id& id, size_t* shard) {
   *shard = shard_index(id, route.shards.size());
-  return *shard < route.cores.size() && !route.blocking ? route.cores[*shard].get() : nullptr;
+  return *shard < route.cores.size() && !route.fsync_always ? route.cores[*shard].get() : nullptr;
 }
 
 /// A read repair, fire and forget: anti-entropy catches whatever it misses.
@@ -432,7 +432,7 @@ void run(replica_group_actor::stateful_pointer<replica_group_state> self, op_bat
       p->record(req.idx, req.where, nullptr, op_status::unavailable);
       continue;
     }
-    if (!req.remote && req.core && !req.blocking) {  // a local shard that never blocks: no hop
+    if (!req.remote && req.core && !req.fsync_always) {  // a local shard that never blocks: no hop
       result_batch got = req.core->apply(req.ops);
       p->record(req.idx, req.where, &got, op_status::unavailable);
       continue;
@@ -448,7 +448,7 @@ void run(replica_group_actor::stateful_pointer<replica_group_state> self, op_bat
       for (auto& o : req.ops) box.ops.push_back(std::move(o));
       if (!st.flush_pending) {  // behind every message already waiting: they join this flush
         st.flush_pending = true;
-        self->send(self, atom::tick_v);
+        self->send(self, atom::flush_v);
       }
       continue;
     }
@@ -537,7 +537,7 @@ replica_group_actor::behavior_type replica_group(
       [=](atom::routes, route_table& table, std::vector<std::string>& down) {
         set_routes(self->state, table, down);
       },
-      [=](atom::tick) { flush(self); },
+      [=](atom::flush) { flush(self); },
   };
 }
 

@@ -41,7 +41,7 @@ struct group_route {
   bool down = false;     ///< remote: its node is down, so fail at once instead of timing out
   /// local: its engine waits for fsync on every write, so the shard actors apply (their
   /// waits overlap); otherwise the coordinator applies to the cores itself, with no hop.
-  bool blocking = false;
+  bool fsync_always = false;
 };
 
 struct replica_group_config {

@@ -52,5 +52,7 @@ CAF_ADD_ATOM(apsis, apsis::atom, admin, "admin")
 CAF_ADD_ATOM(apsis, apsis::atom, advertise, "advertise")
 CAF_ADD_ATOM(apsis, apsis::atom, purge, "purge")
 CAF_ADD_ATOM(apsis, apsis::atom, scrub, "scrub")
+CAF_ADD_ATOM(apsis, apsis::atom, flush, "flush")
+CAF_ADD_ATOM(apsis, apsis::atom, round, "round")
 
 CAF_END_TYPE_ID_BLOCK(apsis)

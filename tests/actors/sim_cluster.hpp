@@ -11,7 +11,7 @@
 // killed process's do: the others see it down at once) and start again: on a new actor
 // system (a new CAF node and port, as a new process has) with the next incarnation and the
 // engine it had (its disk), joining through every other node. The timers of PEER and
-// ANTI_ENTROPY are off: the test sends their ticks.
+// ANTI_ENTROPY are off: the test sends their ticks and rounds.
 #pragma once
 
 #include <caf/test/io_dsl.hpp>
