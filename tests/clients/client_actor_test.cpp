@@ -7,8 +7,8 @@
 #include <boost/asio.hpp>
 #include <thread>
 
-#include "actors/binary_frontend.hpp"
 #include "actors/node.hpp"
+#include "frontends/binary_frontend.hpp"
 
 namespace apsis {
 namespace {

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <string>
 
-#include "actors/rest.hpp"
+#include "frontends/rest.hpp"
 
 using namespace apsis;
 namespace http = boost::beast::http;

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-#include "actors/rest.hpp"
+#include "frontends/rest.hpp"
 
 using namespace apsis;
 using nlohmann::json;

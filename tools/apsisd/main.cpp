@@ -11,11 +11,11 @@
 #include <iostream>
 #include <optional>
 
-#include "actors/binary_frontend.hpp"
-#include "actors/http_frontend.hpp"
 #include "actors/node.hpp"
-#include "actors/resp_frontend.hpp"
 #include "config/node_config.hpp"
+#include "frontends/binary_frontend.hpp"
+#include "frontends/http_frontend.hpp"
+#include "frontends/resp_frontend.hpp"
 
 using namespace apsis;
 

@@ -11,9 +11,9 @@
 #include <string>
 
 #include "actors/interfaces.hpp"
-#include "actors/io_pool.hpp"
 #include "actors/metrics.hpp"
 #include "actors/replica_group.hpp"
+#include "frontends/io_pool.hpp"
 #include "storage/record.hpp"
 
 namespace apsis {

@@ -28,9 +28,9 @@
 #include <set>
 #include <string>
 
-#include "actors/io_pool.hpp"
 #include "actors/metrics.hpp"
 #include "actors/replica_group.hpp"
+#include "frontends/io_pool.hpp"
 
 namespace apsis::frontend {
 

@@ -9,9 +9,9 @@
 #include <memory>
 #include <string>
 
-#include "actors/io_pool.hpp"
 #include "actors/metrics.hpp"
 #include "actors/replica_group.hpp"
+#include "frontends/io_pool.hpp"
 #include "messages/resp.hpp"
 #include "storage/record.hpp"
 

@@ -1,7 +1,7 @@
-#include "actors/binary_frontend.hpp"
+#include "frontends/binary_frontend.hpp"
 
-#include "actors/frontend.hpp"
 #include "actors/session.hpp"
+#include "frontends/frontend.hpp"
 #include "messages/frame.hpp"
 
 namespace apsis {

@@ -1,4 +1,4 @@
-#include "actors/http_frontend.hpp"
+#include "frontends/http_frontend.hpp"
 
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -11,8 +11,8 @@
 #include <optional>
 #include <set>
 
-#include "actors/rest.hpp"
 #include "actors/session.hpp"
+#include "frontends/rest.hpp"
 
 namespace apsis {
 

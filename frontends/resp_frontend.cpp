@@ -1,8 +1,8 @@
-#include "actors/resp_frontend.hpp"
+#include "frontends/resp_frontend.hpp"
 
 #include <algorithm>
 
-#include "actors/frontend.hpp"
+#include "frontends/frontend.hpp"
 
 namespace apsis {
 

@@ -1,4 +1,4 @@
-#include "actors/rest.hpp"
+#include "frontends/rest.hpp"
 
 #include <openssl/evp.h>
 

@@ -7,9 +7,9 @@
 #include <memory>
 #include <string>
 
-#include "actors/io_pool.hpp"
 #include "actors/metrics.hpp"
 #include "actors/replica_group.hpp"
+#include "frontends/io_pool.hpp"
 
 namespace apsis {
 
