@@ -91,23 +91,6 @@ class ring {
   std::vector<std::pair<storage::Id, owner>> points_;  // sorted by point
 };
 
-/// The ids two replicas compare in anti-entropy: those that backend (node_a, backend_a)
-/// owns in group_a and that backend_b of the asked node owns in group_b.
-struct ae_range {
-  uint32_t group_a = 0;
-  std::string node_a;
-  uint32_t backend_a = 0;
-  uint32_t group_b = 0;
-  uint32_t backend_b = 0;
-  uint64_t since_ms = 0;  ///< only versions written since then (0: all)
-};
-
-/// An id and the version a replica holds of it.
-struct id_version {
-  storage::Id id;
-  storage::Version version;
-};
-
 /// n random ring points (OpenSSL's RAND_bytes).
 std::vector<storage::Id> random_points(size_t n);
 
@@ -120,17 +103,6 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, node_entry& x) {
   return f(caf::meta::type_name("node_entry"), x.name, x.incarnation, x.version, x.host, x.port,
            x.binary_port, x.backends, x.peer, x.recovery, x.locks, x.forgotten, x.leaving);
-}
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, ae_range& x) {
-  return f(caf::meta::type_name("ae_range"), x.group_a, x.node_a, x.backend_a, x.group_b,
-           x.backend_b, x.since_ms);
-}
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, id_version& x) {
-  return f(caf::meta::type_name("id_version"), x.id, x.version);
 }
 
 template <class Inspector>

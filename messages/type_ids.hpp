@@ -2,6 +2,7 @@
 // (cfg.add_message_types<caf::id_block::apsis>()).
 #pragma once
 
+#include "messages/anti_entropy.hpp"
 #include "messages/frame.hpp"
 #include "messages/route.hpp"
 #include "messages/types.hpp"
