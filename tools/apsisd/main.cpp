@@ -13,29 +13,9 @@
 
 #include "actors/node.hpp"
 #include "config/node_config.hpp"
-#include "frontends/binary_frontend.hpp"
-#include "frontends/http_frontend.hpp"
-#include "frontends/resp_frontend.hpp"
+#include "frontends/servers.hpp"
 
 using namespace apsis;
-
-namespace {
-
-std::string info_text(const config::NodeConfig& cfg, uint16_t port,
-                      const std::vector<std::shared_ptr<storage::Engine>>& engines) {
-  std::string s = "# Server\r\napsis_version:0.1.0\r\nnode:" + cfg.name +
-                  "\r\ntcp_port:" + std::to_string(port) + "\r\n# Keyspace\r\n";
-  for (size_t i = 0; i < engines.size(); ++i) {
-    storage::EngineStats st = engines[i]->stats();
-    const auto& b = cfg.backends[i];
-    s += "backend" + std::to_string(b.id) + ":engine=" + b.engine +
-         ",group=" + std::to_string(b.group) + ",keys=" + std::to_string(st.keys) +
-         ",disk_bytes=" + std::to_string(st.disk_bytes) + ",fsync=" + b.fsync.to_string() + "\r\n";
-  }
-  return s;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"apsisd: an apsis node"};
@@ -93,81 +73,30 @@ int main(int argc, char** argv) {
     cluster_text = ", cluster on " + cfg.bind + ":" + std::to_string(*port);
   }
   IoPool io(cfg.io_threads);
-  RespOptions ro;
-  ro.bind = cfg.bind;
-  ro.port = cfg.resp_port;
-  ro.metrics = metrics;
-  ro.idle_timeout = std::chrono::milliseconds(cfg.idle_timeout_ms);
-  ro.limits.max_bulk = std::max<size_t>(cfg.limits.max_value_size, cfg.limits.max_key_size);
-  std::optional<RespServer> resp_holder;
-  RespServer& resp = resp_holder.emplace(io, parts.coordinator, ro);
-  if (!resp.start(&error)) {
+  Servers servers;
+  if (!start_servers(io, sys, cfg, parts, metrics, &servers, &error)) {
     std::fprintf(stderr, "apsisd: %s\n", error.c_str());
     caf::anon_send_exit(parts.node, caf::exit_reason::user_shutdown);
     return 1;
   }
-  BinaryOptions bo;
-  bo.bind = cfg.bind;
-  bo.port = cfg.binary_port;
-  bo.name = cfg.name;
-  bo.metrics = metrics;
-  bo.idle_timeout = std::chrono::milliseconds(cfg.idle_timeout_ms);
-  bo.max_frame = uint32_t(
-      std::min<uint64_t>(cfg.limits.max_value_size + cfg.limits.max_key_size + 65536, UINT32_MAX));
-  std::optional<BinaryServer> binary_holder;
-  BinaryServer& binary =
-      binary_holder.emplace(io, sys, parts.coordinator, parts.locks, parts.node, bo);
-  if (!binary.start(&error)) {
-    std::fprintf(stderr, "apsisd: %s\n", error.c_str());
-    resp.stop();
-    caf::anon_send_exit(parts.node, caf::exit_reason::user_shutdown);
-    return 1;
-  }
-  HttpOptions ho;
-  ho.bind = cfg.bind;
-  ho.port = cfg.http_port;
-  ho.limits = cfg.limits;
-  ho.deadline = std::chrono::milliseconds(cfg.request_timeout_ms);
-  std::optional<HttpServer> http_holder;
-  HttpServer& http =
-      http_holder.emplace(io, sys, parts.coordinator, parts.locks, parts.node, metrics, ho);
-  if (!http.start(&error)) {
-    std::fprintf(stderr, "apsisd: %s\n", error.c_str());
-    resp.stop();
-    binary.stop();
-    caf::anon_send_exit(parts.node, caf::exit_reason::user_shutdown);
-    return 1;
-  }
-  if (parts.peer) caf::anon_send(parts.peer, atom::advertise_v, binary.port());
-  // INFO runs on the I/O thread; engines' stats() are thread-safe. No client is served
-  // before io.run(), so installing it now is safe.
-  uint16_t port = resp.port();
-  auto engines = parts.engines;
-  resp.set_info(
-      [&cfg, port, engines](const std::string&) { return info_text(cfg, port, engines); });
-
+  if (parts.peer) caf::anon_send(parts.peer, atom::advertise_v, servers.binary->port());
   boost::asio::signal_set signals(io.main(), SIGINT, SIGTERM);
   signals.async_wait([&](auto, int sig) {
     spdlog::info("apsisd: signal {}, stopping", sig);
-    resp.stop();
-    binary.stop();
-    http.stop();
+    servers.stop();
     io.stop();  // after the closes just posted
   });
-  std::printf("apsisd: %s serving RESP on %s:%u, binary on %s:%u, http on %s:%u%s, data in %s\n",
-              cfg.name.c_str(), cfg.bind.c_str(), unsigned(port), cfg.bind.c_str(),
-              unsigned(binary.port()), cfg.bind.c_str(), unsigned(http.port()),
-              cluster_text.c_str(), cfg.data_dir.c_str());
+  std::printf("apsisd: %s serving %s%s, data in %s\n", cfg.name.c_str(),
+              servers.describe(cfg.bind).c_str(), cluster_text.c_str(), cfg.data_dir.c_str());
   std::fflush(stdout);
   io.run();
 
   // The servers hold the direct path, and with it the engines: drop them first.
-  http_holder.reset();
-  binary_holder.reset();
-  resp_holder.reset();
+  servers.http.reset();
+  servers.binary.reset();
+  servers.resp.reset();
   caf::anon_send_exit(parts.node, caf::exit_reason::user_shutdown);
   parts = NodeParts{};
-  engines.clear();
   sys.await_all_actors_done();  // the last shard gone closes each engine (flush, snapshot)
   spdlog::info("apsisd: stopped");
   return 0;

@@ -1,0 +1,79 @@
+#include "frontends/servers.hpp"
+
+#include <algorithm>
+
+namespace apsis {
+
+namespace {
+
+/// RESP's INFO: the node and its backends' keys.
+std::string info_text(const config::NodeConfig& cfg, uint16_t port,
+                      const std::vector<std::shared_ptr<storage::Engine>>& engines) {
+  std::string s = "# Server\r\napsis_version:0.1.0\r\nnode:" + cfg.name +
+                  "\r\ntcp_port:" + std::to_string(port) + "\r\n# Keyspace\r\n";
+  for (size_t i = 0; i < engines.size(); ++i) {
+    storage::EngineStats st = engines[i]->stats();
+    const auto& b = cfg.backends[i];
+    s += "backend" + std::to_string(b.id) + ":engine=" + b.engine +
+         ",group=" + std::to_string(b.group) + ",keys=" + std::to_string(st.keys) +
+         ",disk_bytes=" + std::to_string(st.disk_bytes) + ",fsync=" + b.fsync.to_string() + "\r\n";
+  }
+  return s;
+}
+
+}  // namespace
+
+void Servers::stop() {
+  if (resp) resp->stop();
+  if (binary) binary->stop();
+  if (http) http->stop();
+}
+
+std::string Servers::describe(const std::string& bind) const {
+  auto at = [&](uint16_t port) { return bind + ":" + std::to_string(port); };
+  return "RESP on " + at(resp->port()) + ", binary on " + at(binary->port()) + ", http on " +
+         at(http->port());
+}
+
+bool start_servers(IoPool& io, caf::actor_system& sys, const config::NodeConfig& cfg,
+                   const NodeParts& parts, std::shared_ptr<RequestMetrics> metrics, Servers* out,
+                   std::string* error) {
+  const auto idle = std::chrono::milliseconds(cfg.idle_timeout_ms);
+  RespOptions ro;
+  ro.bind = cfg.bind;
+  ro.port = cfg.resp_port;
+  ro.metrics = metrics;
+  ro.idle_timeout = idle;
+  ro.limits.max_bulk = std::max<size_t>(cfg.limits.max_value_size, cfg.limits.max_key_size);
+  BinaryOptions bo;
+  bo.bind = cfg.bind;
+  bo.port = cfg.binary_port;
+  bo.name = cfg.name;
+  bo.metrics = metrics;
+  bo.idle_timeout = idle;
+  bo.max_frame = uint32_t(
+      std::min<uint64_t>(cfg.limits.max_value_size + cfg.limits.max_key_size + 65536, UINT32_MAX));
+  HttpOptions ho;
+  ho.bind = cfg.bind;
+  ho.port = cfg.http_port;
+  ho.limits = cfg.limits;
+  ho.deadline = std::chrono::milliseconds(cfg.request_timeout_ms);
+  if (!out->resp.emplace(io, parts.coordinator, ro).start(error)) return false;
+  if (!out->binary.emplace(io, sys, parts.coordinator, parts.locks, parts.node, bo).start(error)) {
+    out->resp->stop();
+    return false;
+  }
+  if (!out->http.emplace(io, sys, parts.coordinator, parts.locks, parts.node, metrics, ho)
+           .start(error)) {
+    out->resp->stop();
+    out->binary->stop();
+    return false;
+  }
+  // INFO runs on the I/O thread; engines' stats() are thread-safe. No client is served
+  // before io.run(), so installing it now is safe.
+  out->resp->set_info([&cfg, port = out->resp->port(), engines = parts.engines](
+                          const std::string&) { return info_text(cfg, port, engines); });
+  return true;
+}
+
+}  // namespace apsis

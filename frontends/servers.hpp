@@ -1,0 +1,35 @@
+// A node's three wire servers (RESP, binary, HTTP), set up from its config on one I/O pool:
+// what apsisd's main would otherwise build by hand.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "actors/node.hpp"
+#include "config/node_config.hpp"
+#include "frontends/binary_frontend.hpp"
+#include "frontends/http_frontend.hpp"
+#include "frontends/io_pool.hpp"
+#include "frontends/resp_frontend.hpp"
+
+namespace apsis {
+
+struct Servers {
+  std::optional<RespServer> resp;
+  std::optional<BinaryServer> binary;
+  std::optional<HttpServer> http;
+  /// Stops accepting and closes every connection (all three started).
+  void stop();
+  /// "RESP on host:port, binary on host:port, http on host:port", for the start line.
+  std::string describe(const std::string& bind) const;
+};
+
+/// Starts the three servers on `io` as the config says (ports, limits, timeouts), serving
+/// the node's parts; false with *error naming the port that could not be opened (the
+/// servers already started are stopped). `cfg` must outlive the servers (INFO reads it).
+bool start_servers(IoPool& io, caf::actor_system& sys, const config::NodeConfig& cfg,
+                   const NodeParts& parts, std::shared_ptr<RequestMetrics> metrics, Servers* out,
+                   std::string* error);
+
+}  // namespace apsis
