@@ -121,7 +121,7 @@ std::vector<pair_task> pairs(const ae_state& st, uint64_t since_ms) {
       for (const auto& o : r.owners()) {
         if (o.node == st.cfg.node || st.down.count(o.node)) continue;
         auto n = st.table.nodes.find(o.node);
-        if (n == st.table.nodes.end() || !n->second.recovery || !n->second.peer) continue;
+        if (n == st.table.nodes.end() || !n->second.anti_entropy || !n->second.peer) continue;
         out.push_back(
             {backend, ae_range{b.group, st.cfg.node, backend, group, o.backend, since_ms}, o.node});
       }
@@ -246,7 +246,7 @@ void step(self_ptr self) {
   std::vector<uint32_t> chunk(
       r.differ.begin() + long(r.offset),
       r.differ.begin() + long(std::min(r.differ.size(), r.offset + r.chunk)));
-  auto target = caf::actor_cast<anti_entropy_actor>(st.table.nodes.at(r.task.node_b).recovery);
+  auto target = caf::actor_cast<anti_entropy_actor>(st.table.nodes.at(r.task.node_b).anti_entropy);
   self->request(target, st.cfg.timeout, atom::keys_v, r.task.range, chunk)
       .then([=](std::vector<id_version>& theirs) { push(self, chunk, theirs); },
             [=](caf::error& err) {
@@ -262,7 +262,7 @@ void start_round(self_ptr self, const pair_task& t, bool dry_run, bool for_pass)
   auto& st = self->state;
   st.running = true;
   st.round = ae_round{t, {}, 0, 1, dry_run, for_pass, false, 0, 0};
-  auto target = caf::actor_cast<anti_entropy_actor>(st.table.nodes.at(t.node_b).recovery);
+  auto target = caf::actor_cast<anti_entropy_actor>(st.table.nodes.at(t.node_b).anti_entropy);
   std::vector<uint64_t> mine = digests(st, t.backend, t.range, t.node_b);
   self->request(target, st.cfg.timeout, atom::digest_v, t.range, std::move(mine))
       .then(

@@ -67,7 +67,7 @@ caf::result<std::string> purge_everywhere(node_actor::stateful_pointer<node_stat
   auto answer = [rp](uint64_t here, int64_t told) mutable {
     rp.deliver(nlohmann::json{{"purged_here", here}, {"nodes_told", told}}.dump());
   };
-  self->request(self->state.recovery_actor, caf::infinite, atom::purge_v, ns)
+  self->request(self->state.anti_entropy, caf::infinite, atom::purge_v, ns)
       .then(
           [=](uint64_t here) mutable {
             if (!self->state.peer) return answer(here, 0);
@@ -85,7 +85,7 @@ caf::result<std::string> purge_everywhere(node_actor::stateful_pointer<node_stat
 
 std::string node_stats_json(const config::NodeConfig& cfg,
                             const std::vector<std::shared_ptr<storage::Engine>>& engines,
-                            const ae_stats* recovery, cluster_view* cluster,
+                            const ae_stats* ae, cluster_view* cluster,
                             const RequestMetrics* metrics) {
   nlohmann::json backends = nlohmann::json::array();
   for (size_t i = 0; i < engines.size() && i < cfg.backends.size(); ++i) {
@@ -104,27 +104,27 @@ std::string node_stats_json(const config::NodeConfig& cfg,
                         {"syncs", s.syncs}});
   }
   nlohmann::json out{{"node", cfg.name}, {"backends", backends}};
-  if (recovery) {
-    out["anti_entropy"] = {{"rounds", recovery->rounds.load()},
-                           {"buckets_compared", recovery->buckets_compared.load()},
-                           {"buckets_differing", recovery->buckets_differing.load()},
-                           {"keys_compared", recovery->keys_compared.load()},
-                           {"divergent_found", recovery->divergent.load()},
-                           {"repaired", recovery->repaired.load()},
-                           {"failed_rounds", recovery->failed_rounds.load()},
-                           {"read_repairs", recovery->read_repairs.load()}};
-    out["merge"] = {{"passes", recovery->merge_passes.load()},
-                    {"moved", recovery->moved.load()},
-                    {"misplaced", recovery->misplaced.load()},
-                    {"tombstones_purged", recovery->purged.load()},
-                    {"failures", recovery->merge_failures.load()}};
-    out["scrub"] = {{"rounds", recovery->scrub_rounds.load()},
-                    {"checked", recovery->scrub_checked.load()},
-                    {"corrupt_found", recovery->scrub_corrupt.load()},
-                    {"dropped_for_repair", recovery->scrub_repairing.load()},
-                    {"unrepairable", recovery->scrub_unrepairable.load()}};
-    std::lock_guard<std::mutex> lock(recovery->mu);
-    out["recover"] = nlohmann::json::parse(recovery->pass_json);
+  if (ae) {
+    out["anti_entropy"] = {{"rounds", ae->rounds.load()},
+                           {"buckets_compared", ae->buckets_compared.load()},
+                           {"buckets_differing", ae->buckets_differing.load()},
+                           {"keys_compared", ae->keys_compared.load()},
+                           {"divergent_found", ae->divergent.load()},
+                           {"repaired", ae->repaired.load()},
+                           {"failed_rounds", ae->failed_rounds.load()},
+                           {"read_repairs", ae->read_repairs.load()}};
+    out["merge"] = {{"passes", ae->merge_passes.load()},
+                    {"moved", ae->moved.load()},
+                    {"misplaced", ae->misplaced.load()},
+                    {"tombstones_purged", ae->purged.load()},
+                    {"failures", ae->merge_failures.load()}};
+    out["scrub"] = {{"rounds", ae->scrub_rounds.load()},
+                    {"checked", ae->scrub_checked.load()},
+                    {"corrupt_found", ae->scrub_corrupt.load()},
+                    {"dropped_for_repair", ae->scrub_repairing.load()},
+                    {"unrepairable", ae->scrub_unrepairable.load()}};
+    std::lock_guard<std::mutex> lock(ae->mu);
+    out["recover"] = nlohmann::json::parse(ae->pass_json);
   }
   if (cluster) {
     std::lock_guard<std::mutex> lock(cluster->mu);
@@ -137,30 +137,31 @@ std::string node_stats_json(const config::NodeConfig& cfg,
 node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
                                config::NodeConfig cfg,
                                std::vector<std::shared_ptr<storage::Engine>> engines,
-                               std::vector<caf::actor> children, anti_entropy_actor recovery_actor,
+                               std::vector<caf::actor> children, anti_entropy_actor anti_entropy,
                                peer_actor peer, std::map<uint32_t, replica_group_actor> backends,
-                               std::shared_ptr<ae_stats> recovery,
+                               std::shared_ptr<ae_stats> anti_entropy_stats,
                                std::shared_ptr<cluster_view> cluster,
                                std::shared_ptr<RequestMetrics> metrics) {
   self->state.cfg = std::move(cfg);
-  self->state.recovery_actor = std::move(recovery_actor);
+  self->state.anti_entropy = std::move(anti_entropy);
   self->state.peer = std::move(peer);
   self->state.backends = std::move(backends);
-  self->state.recovery = std::move(recovery);
+  self->state.anti_entropy_stats = std::move(anti_entropy_stats);
   self->state.cluster = std::move(cluster);
   self->state.engines = std::move(engines);
   self->state.metrics = std::move(metrics);
   for (auto& c : children) self->link_to(c);
   return {
       [=](atom::stats) {
-        return node_stats_json(self->state.cfg, self->state.engines, self->state.recovery.get(),
-                               self->state.cluster.get(), self->state.metrics.get());
+        return node_stats_json(self->state.cfg, self->state.engines,
+                               self->state.anti_entropy_stats.get(), self->state.cluster.get(),
+                               self->state.metrics.get());
       },
       [=](atom::admin, std::string& text) -> caf::result<std::string> {
         auto cmd = nlohmann::json::parse(text, nullptr, false);
         std::string what = cmd.is_object() ? cmd.value("cmd", "") : "";
         if (what == "recover")
-          return self->delegate(self->state.recovery_actor, atom::recover_v, std::move(text));
+          return self->delegate(self->state.anti_entropy, atom::recover_v, std::move(text));
         if (what == "routes") {
           if (!self->state.cluster) return std::string("{\"nodes\": []}");  // a node of its own
           std::lock_guard<std::mutex> lock(self->state.cluster->mu);
@@ -215,7 +216,7 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
   ae.scrub_rate = cfg.scrub_rate;
   ae.scrub_pause = std::chrono::milliseconds(cfg.scrub_pause_ms);
   ae.state_file = storage::join_path(cfg.data_dir, "recover.json");
-  ae.stats = parts.recovery_stats = std::make_shared<ae_stats>();
+  ae.stats = parts.anti_entropy_stats = std::make_shared<ae_stats>();
   if (mailboxes) ae.mailbox = mailboxes->anti_entropy, pc.mailbox = mailboxes->peer;
   rg.read_repairs = std::shared_ptr<std::atomic<uint64_t>>(ae.stats, &ae.stats->read_repairs);
   if (cluster) {
@@ -228,7 +229,7 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
     if (!next_incarnation(cfg.data_dir, &pc.self.incarnation, error)) return false;
     pc.self.version = 1;
     pc.table_file = storage::join_path(cfg.data_dir, "cluster.json");
-    pc.recovery_stats = parts.recovery_stats;
+    pc.anti_entropy_stats = parts.anti_entropy_stats;
     pc.on_left = std::move(on_left);
   }
   for (const auto& b : cfg.backends) {
@@ -296,21 +297,21 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
   children.push_back(caf::actor_cast<caf::actor>(parts.locks));
   // Not detached: a detached actor that other nodes hold handles to keeps its thread, and
   // so the actor system, from ending. Its scans take a scheduler thread meanwhile.
-  parts.recovery = sys.spawn(anti_entropy, std::move(ae));
-  children.push_back(caf::actor_cast<caf::actor>(parts.recovery));
+  parts.anti_entropy = sys.spawn(anti_entropy, std::move(ae));
+  children.push_back(caf::actor_cast<caf::actor>(parts.anti_entropy));
   std::map<uint32_t, replica_group_actor> backends = pc.backends;  // for clients that coordinate
   if (cluster) {
     pc.coordinator = parts.coordinator.actor;
     pc.locks = parts.locks;
     pc.self.locks = caf::actor_cast<caf::actor>(parts.locks);
     pc.view = parts.cluster = std::make_shared<cluster_view>();
-    pc.recovery = parts.recovery;
-    pc.self.recovery = caf::actor_cast<caf::actor>(pc.recovery);
+    pc.anti_entropy = parts.anti_entropy;
+    pc.self.anti_entropy = caf::actor_cast<caf::actor>(pc.anti_entropy);
     parts.peer = sys.spawn(peer, std::move(pc));
     children.push_back(caf::actor_cast<caf::actor>(parts.peer));
   }
-  parts.node = sys.spawn(node, cfg, parts.engines, std::move(children), parts.recovery, parts.peer,
-                         backends, parts.recovery_stats, parts.cluster, metrics);
+  parts.node = sys.spawn(node, cfg, parts.engines, std::move(children), parts.anti_entropy,
+                         parts.peer, backends, parts.anti_entropy_stats, parts.cluster, metrics);
   *out = std::move(parts);
   return true;
 }

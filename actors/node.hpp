@@ -23,20 +23,20 @@ struct NodeParts {
   node_actor node;
   Coordinator coordinator;  ///< the actor, and the direct path where the node allows one
   lock_manager_actor locks;
-  peer_actor peer;              ///< in a cluster (cluster.port set): to publish on the cluster port
-  anti_entropy_actor recovery;  ///< anti-entropy, merge and `apsis recover`
-  std::shared_ptr<ae_stats> recovery_stats;               ///< their progress
-  std::shared_ptr<cluster_view> cluster;                  ///< in a cluster: the PEER's view
+  peer_actor peer;  ///< in a cluster (cluster.port set): to publish on the cluster port
+  anti_entropy_actor anti_entropy;               ///< anti-entropy, merge and `apsis recover`
+  std::shared_ptr<ae_stats> anti_entropy_stats;  ///< their progress
+  std::shared_ptr<cluster_view> cluster;         ///< in a cluster: the PEER's view
   std::vector<std::shared_ptr<storage::Engine>> engines;  ///< in config order
 };
 
 struct node_state {
   std::vector<std::shared_ptr<storage::Engine>> engines;
-  anti_entropy_actor recovery_actor;
+  anti_entropy_actor anti_entropy;
   peer_actor peer;  ///< in a cluster
   std::map<uint32_t, replica_group_actor>
       backends;  ///< in a cluster: each backend's own coordinator
-  std::shared_ptr<ae_stats> recovery;
+  std::shared_ptr<ae_stats> anti_entropy_stats;
   std::shared_ptr<cluster_view> cluster;
   std::shared_ptr<RequestMetrics> metrics;  ///< what the frontends count (may be null)
   config::NodeConfig cfg;
@@ -46,9 +46,9 @@ struct node_state {
 node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
                                config::NodeConfig cfg,
                                std::vector<std::shared_ptr<storage::Engine>> engines,
-                               std::vector<caf::actor> children, anti_entropy_actor recovery_actor,
+                               std::vector<caf::actor> children, anti_entropy_actor anti_entropy,
                                peer_actor peer, std::map<uint32_t, replica_group_actor> backends,
-                               std::shared_ptr<ae_stats> recovery,
+                               std::shared_ptr<ae_stats> anti_entropy_stats,
                                std::shared_ptr<cluster_view> cluster,
                                std::shared_ptr<RequestMetrics> metrics);
 
@@ -62,7 +62,7 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
 /// Engine statistics of every backend, as a JSON document.
 std::string node_stats_json(const config::NodeConfig& cfg,
                             const std::vector<std::shared_ptr<storage::Engine>>& engines,
-                            const ae_stats* recovery = nullptr, cluster_view* cluster = nullptr,
+                            const ae_stats* ae = nullptr, cluster_view* cluster = nullptr,
                             const RequestMetrics* metrics = nullptr);
 
 }  // namespace apsis

@@ -108,11 +108,11 @@ void publish_routes(self_ptr self) {
       continue;
     }
     e.peer = l->second.peer;
-    e.recovery = l->second.recovery;
+    e.anti_entropy = l->second.anti_entropy;
     e.locks = l->second.locks;
   }
   self->send(st.cfg.coordinator, atom::routes_v, t, down);
-  if (st.cfg.recovery) self->send(st.cfg.recovery, atom::routes_v, t, down);
+  if (st.cfg.anti_entropy) self->send(st.cfg.anti_entropy, atom::routes_v, t, down);
   if (st.cfg.locks) self->send(st.cfg.locks, atom::routes_v, t, down);
 }
 
@@ -135,7 +135,7 @@ bool adopt(self_ptr self, const node_entry& e) {
   if (!e.peer || block_of(l.peer) == block_of(e.peer)) return false;
   const bool was_down = !l.up();
   l.peer = e.peer;
-  l.recovery = e.recovery;
+  l.anti_entropy = e.anti_entropy;
   l.locks = e.locks;
   self->monitor(l.peer);
   if (was_down) {
@@ -162,7 +162,7 @@ void take(self_ptr self, route_table t, const caf::node_id& from) {
   bool changed = false;
   for (auto& [name, e] : t.nodes) {
     if (e.peer && e.peer.node() == from) changed = adopt(self, e) || changed;
-    e.peer = e.recovery = e.locks = nullptr;
+    e.peer = e.anti_entropy = e.locks = nullptr;
   }
   changed = st.table.merge(t) || changed;
   for (const auto& [name, e] : st.table.nodes)
@@ -284,8 +284,8 @@ std::string leave(self_ptr self) {
     publish_routes(self);
     gossip(self);
   }
-  int64_t left = st.cfg.recovery_stats ? st.cfg.recovery_stats->leave_left.load() : -1;
-  uint64_t moved = st.cfg.recovery_stats ? st.cfg.recovery_stats->moved.load() : 0;
+  int64_t left = st.cfg.anti_entropy_stats ? st.cfg.anti_entropy_stats->leave_left.load() : -1;
+  uint64_t moved = st.cfg.anti_entropy_stats ? st.cfg.anti_entropy_stats->moved.load() : 0;
   nlohmann::json out{{"leaving", me.name}, {"moved", moved}};
   if (left >= 0) out["records_left"] = left;  // known once a merge pass has ended
   return out.dump();
@@ -301,7 +301,7 @@ void finish_leave(self_ptr self) {
     if (st.cfg.on_left && !std::exchange(st.stopping, true)) st.cfg.on_left();
     return;
   }
-  if (!st.cfg.recovery_stats || st.cfg.recovery_stats->leave_left.load() != 0) return;
+  if (!st.cfg.anti_entropy_stats || st.cfg.anti_entropy_stats->leave_left.load() != 0) return;
   me.forgotten = true;
   ++me.version;
   spdlog::warn("cluster: left: every record moved to the backends that remain; stopping");
@@ -348,7 +348,7 @@ peer_actor::behavior_type peer(self_ptr self, peer_config cfg) {
       // A proxy from an older connection may report its death late: only the current counts.
       if (!l.up() || block_of(l.peer) != caf::actor_cast<caf::actor_control_block*>(dm.source))
         continue;
-      l.peer = l.recovery = l.locks = nullptr;  // they died with the connection
+      l.peer = l.anti_entropy = l.locks = nullptr;  // they died with the connection
       l.since = self->clock().now();
       spdlog::warn("cluster: node '{}' is down ({})", name, self->home_system().render(dm.reason));
       publish_routes(self);
@@ -414,8 +414,8 @@ peer_actor::behavior_type peer(self_ptr self, peer_config cfg) {
         auto& st = self->state;
         uint32_t told = 0;
         for (const auto& [name, l] : st.links)
-          if (l.up() && l.recovery)
-            caf::anon_send(caf::actor_cast<anti_entropy_actor>(l.recovery), atom::purge_v, ns),
+          if (l.up() && l.anti_entropy)
+            caf::anon_send(caf::actor_cast<anti_entropy_actor>(l.anti_entropy), atom::purge_v, ns),
                 ++told;
         return told;
       },

@@ -44,7 +44,7 @@ struct peer_config {
   std::chrono::milliseconds timeout{2000};  ///< for connects and joins
   std::shared_ptr<MailboxGauge> mailbox;    ///< sampled at every replica write (may be null)
   replica_group_actor coordinator;          ///< told of every route change
-  anti_entropy_actor recovery;              ///< told of every route change too
+  anti_entropy_actor anti_entropy;          ///< told of every route change too
   lock_manager_actor locks;                 ///< and this one
   std::map<uint32_t, replica_group_actor> backends;  ///< local backend id -> its coordinator
   /// Backends whose fsync never blocks: replica writes apply on the PEER's thread (no hop).
@@ -55,7 +55,7 @@ struct peer_config {
   /// quorum it alone would make.
   std::string table_file;
   /// Merge's progress: a leaving node ends its leave once its backends are empty (may be null).
-  std::shared_ptr<ae_stats> recovery_stats;
+  std::shared_ptr<ae_stats> anti_entropy_stats;
   /// Called once this node has left the cluster (`apsis cluster leave`): apsisd stops.
   std::function<void()> on_left;
 };
@@ -64,7 +64,7 @@ struct peer_config {
 /// none: down, or not connected yet), and when the node was last heard from.
 struct peer_link {
   caf::actor peer;                            ///< its PEER, monitored
-  caf::actor recovery;                        ///< its ANTI_ENTROPY
+  caf::actor anti_entropy;                    ///< its ANTI_ENTROPY
   caf::actor locks;                           ///< its LOCK_MANAGER
   caf::actor_clock::time_point last_heard{};  ///< a join or gossip from the node itself
   caf::actor_clock::time_point since{};       ///< when it last went up or down

@@ -34,9 +34,9 @@ struct node_entry {
   uint16_t port = 0;
   uint16_t binary_port = 0;  ///< its binary protocol, for clients that route by key (0: unknown)
   std::vector<backend_points> backends;
-  caf::actor peer;      ///< its PEER actor (a proxy when remote)
-  caf::actor recovery;  ///< its ANTI_ENTROPY actor
-  caf::actor locks;     ///< its LOCK_MANAGER
+  caf::actor peer;          ///< its PEER actor (a proxy when remote)
+  caf::actor anti_entropy;  ///< its ANTI_ENTROPY actor
+  caf::actor locks;         ///< its LOCK_MANAGER
   /// Removed by an operator while down (`apsis cluster forget`): its points own nothing and
   /// nobody dials it; a restart (a newer incarnation) brings it back.
   bool forgotten = false;
@@ -102,7 +102,7 @@ typename Inspector::result_type inspect(Inspector& f, backend_points& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, node_entry& x) {
   return f(caf::meta::type_name("node_entry"), x.name, x.incarnation, x.version, x.host, x.port,
-           x.binary_port, x.backends, x.peer, x.recovery, x.locks, x.forgotten, x.leaving);
+           x.binary_port, x.backends, x.peer, x.anti_entropy, x.locks, x.forgotten, x.leaving);
 }
 
 template <class Inspector>

@@ -68,8 +68,8 @@ CAF_TEST(a_partition_times_the_far_replica_out_and_anti_entropy_heals_it) {
   CAF_CHECK(holds(a, "during", "2"));  // the replica that succeeded stays written
   CAF_CHECK(!holds(b, "during", "2"));
   net.heal(true);
-  CAF_CHECK(!holds(b, "during", "2"));        // the write sent across the partition was lost
-  caf::anon_send(a.recovery, atom::round_v);  // one anti-entropy round on the first node
+  CAF_CHECK(!holds(b, "during", "2"));            // the write sent across the partition was lost
+  caf::anon_send(a.anti_entropy, atom::round_v);  // one anti-entropy round on the first node
   net.exec_all();
   CAF_CHECK(holds(b, "during", "2"));
   CAF_CHECK(holds(b, "before", "1"));

@@ -282,7 +282,7 @@ class schedule {
     bool round = rng_() % 2 == 0;
     log_ << "pass " << t.count() << " ms"
          << (round ? ", anti-entropy on n" + std::to_string(node + 1) : "") << "\n";
-    if (round) caf::anon_send(net_.node(node).recovery, atom::round_v);
+    if (round) caf::anon_send(net_.node(node).anti_entropy, atom::round_v);
     net_.pass(t);
   }
 
@@ -305,7 +305,7 @@ class schedule {
       bool same = true;
       for (size_t i = 1; i < nodes; ++i) same = same && held(i) == held(0);
       if (same) return round;
-      for (size_t i = 0; i < nodes; ++i) caf::anon_send(net_.node(i).recovery, atom::round_v);
+      for (size_t i = 0; i < nodes; ++i) caf::anon_send(net_.node(i).anti_entropy, atom::round_v);
       net_.pass(2s);
     }
     return convergence_rounds + 1;

@@ -64,7 +64,7 @@ struct sim_node {
   std::shared_ptr<storage::Engine> engine;
   std::shared_ptr<ae_stats> stats = std::make_shared<ae_stats>();
   replica_group_actor coordinator;
-  anti_entropy_actor recovery;
+  anti_entropy_actor anti_entropy;
   peer_actor peer;
   std::vector<caf::actor> actors;  ///< everything spawned, to stop at the end
 };
@@ -252,7 +252,7 @@ class sim_cluster {
     ae.merge_every = 0s;
     ae.timeout = rg.timeout;
     ae.stats = n.stats;
-    n.recovery = p.sys.spawn(anti_entropy, ae);
+    n.anti_entropy = p.sys.spawn(anti_entropy, ae);
     peer_config pc;
     pc.self = node_entry{n.name,
                          n.incarnation,
@@ -262,19 +262,19 @@ class sim_cluster {
                          0,
                          {{1, group, {storage::Id::min()}}},
                          {},
-                         caf::actor_cast<caf::actor>(n.recovery),
+                         caf::actor_cast<caf::actor>(n.anti_entropy),
                          {}};
     pc.cookie = "simulated-cookie";
     for (size_t s : seeds) pc.seeds.emplace_back(name(s), nodes_[s].port);
     pc.gossip_every = 0s;
     pc.timeout = rg.timeout;
     pc.coordinator = n.coordinator;
-    pc.recovery = n.recovery;
+    pc.anti_entropy = n.anti_entropy;
     pc.backends[1] = p.sys.spawn(replica_group, rg);
     n.peer = p.sys.spawn(peer, pc);
     for (caf::actor x :
          {caf::actor_cast<caf::actor>(route.shards[0]), caf::actor_cast<caf::actor>(n.coordinator),
-          caf::actor_cast<caf::actor>(n.recovery), caf::actor_cast<caf::actor>(pc.backends[1]),
+          caf::actor_cast<caf::actor>(n.anti_entropy), caf::actor_cast<caf::actor>(pc.backends[1]),
           caf::actor_cast<caf::actor>(n.peer)})
       n.actors.push_back(x);
     if (acceptors_.count(n.planet)) p.publish(n.peer, n.port);
