@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "actors/hlc.hpp"
@@ -105,6 +106,16 @@ class LocalCoordinator {
 struct Coordinator {
   replica_group_actor actor;
   std::shared_ptr<LocalCoordinator> local;  ///< null: every batch goes to the actor
+
+  /// The one way in: runs a batch on this thread through the direct path, answering its
+  /// results now, or sends it to the actor with the sink `make_sink()` makes (made only
+  /// then: the direct path allocates nothing), answering nothing.
+  template <class MakeSink>
+  std::optional<result_batch> exec(op_batch& ops, MakeSink&& make_sink) const {
+    if (local) return local->run(ops);
+    caf::anon_send(actor, atom::exec_v, std::move(ops), batch_sink_ptr(make_sink()));
+    return std::nullopt;
+  }
 };
 
 }  // namespace apsis

@@ -162,15 +162,15 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
       batch->start = std::chrono::steady_clock::now();
       for (const kv_op& o : batch->ops) batch->kinds.push_back(o.kind);
     }
-    if (!batch->ops.empty() && server_->coordinator.local) {
-      batch->results = server_->coordinator.local->run(batch->ops);
-    } else if (!batch->ops.empty()) {
-      ++batch->waiting;
-      auto sink = std::make_shared<Sink>();
-      sink->post = poster();
-      sink->batch = batch;
-      caf::anon_send(server_->coordinator.actor, atom::exec_v, std::move(batch->ops),
-                     batch_sink_ptr(std::move(sink)));
+    if (!batch->ops.empty()) {
+      auto now = server_->coordinator.exec(batch->ops, [&] {
+        ++batch->waiting;
+        auto sink = std::make_shared<Sink>();
+        sink->post = poster();
+        sink->batch = batch;
+        return sink;
+      });
+      if (now) batch->results = std::move(*now);
     }
     proto_.submitted(batch, *this);  // other answers the protocol awaits
     flush();

@@ -243,12 +243,13 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
 
   /// Runs a batch on the direct path (this thread), or through the coordinator actor.
   void exec(op_batch ops, std::function<void(result_batch)> then) {
-    if (srv_->coordinator.local) return then(srv_->coordinator.local->run(ops));
-    auto sink = std::make_shared<Sink>();
-    sink->ex = sock_.get_executor();
-    sink->then = std::move(then);
-    caf::anon_send(srv_->coordinator.actor, atom::exec_v, std::move(ops),
-                   batch_sink_ptr(std::move(sink)));
+    auto now = srv_->coordinator.exec(ops, [&] {
+      auto sink = std::make_shared<Sink>();
+      sink->ex = sock_.get_executor();
+      sink->then = std::move(then);  // the lambda runs only when `then` is not called here
+      return sink;
+    });
+    if (now) then(std::move(*now));
   }
 
   void count(const result_batch& r) {
