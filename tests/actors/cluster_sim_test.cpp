@@ -2,8 +2,8 @@
 // with the cookie; healthy writes come back ok from both replicas; a partition times the
 // far replica out and the policy decides; after the partition heals, with what was sent
 // across it dropped, anti-entropy repairs the far replica; a node that dies is unavailable
-// at once, and a per-request policy decides. CAF's own test runner, since its DSL cannot run
-// inside GoogleTest.
+// at once, and a per-request policy decides; a node that leaves hands its keys over. CAF's
+// own test runner, since its DSL cannot run inside GoogleTest.
 #define CAF_SUITE cluster_sim
 
 #include "tests/actors/sim_cluster.hpp"
@@ -96,3 +96,47 @@ CAF_TEST(a_dead_node_is_unavailable_at_once_and_the_policy_decides) {
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()
+
+// Merge and PEER on the deterministic fixture: n3 shares group 1 with n1 and leaves. Its
+// keys move to n1 (merge), then it marks itself gone and stops (PEER); a second leave that
+// would empty a group is refused.
+CAF_TEST(a_leaving_node_hands_its_keys_to_its_group_and_stops) {
+  sim_cluster net{3, 1s, {1, 2, 1}};
+  std::vector<std::string> keys;
+  for (int k = 0; k < 40; ++k) {
+    kv_op o;
+    o.kind = op_kind::put;
+    o.key = "k" + std::to_string(k);
+    o.id = storage::make_id("default", o.key);
+    o.data = "v";
+    o.policy = uint8_t(success_policy::all) + 1;
+    auto r = net.exec(0, op_batch{o});
+    std::string why;
+    for (const auto& x : r[0].replicas) why += " " + x.node + ":" + to_string(x.status);
+    CAF_REQUIRE_EQUAL(to_string(r[0].status) + why, "ok" + why);
+    keys.push_back(o.key);
+  }
+  auto held = [&](size_t i) { return net.node(i).engine->stats().keys; };
+  CAF_REQUIRE(held(2) > 0 && held(0) + held(2) == keys.size());  // group 1 split in two
+  auto admin = [&](size_t i, const std::string& cmd) {
+    caf::scoped_actor self{net.planet_of(i).sys};
+    std::string out;
+    auto h = self->request(net.node(i).peer, caf::infinite, atom::admin_v, cmd);
+    net.exec_all();
+    h.receive([&](std::string& r) { out = r; }, [&](caf::error&) { out = "error"; });
+    return out;
+  };
+  CAF_CHECK_EQUAL(admin(1, R"({"cmd": "leave"})"),
+                  R"({"error":"leaving would leave group 2 with no backend"})");
+  CAF_CHECK(admin(2, R"({"cmd": "leave"})").find(R"("leaving":"n3")") != std::string::npos);
+  for (int i = 0; i < 5 && net.node(2).stats->leave_left.load() != 0; ++i)
+    net.pass(2s);  // merge's steps, and its passes until one ends with nothing left
+  CAF_CHECK_EQUAL(held(2), 0u);
+  CAF_CHECK_EQUAL(held(0), keys.size());
+  CAF_CHECK_EQUAL(net.node(2).stats->leave_left.load(), 0);
+  for (int tick = 0; tick < 2; ++tick) {  // gossip marks it gone, the next tick stops it
+    caf::anon_send(net.node(2).peer, atom::tick_v);
+    net.exec_all();
+  }
+  CAF_CHECK(net.node(2).left);
+}

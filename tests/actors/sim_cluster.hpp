@@ -67,11 +67,16 @@ struct sim_node {
   anti_entropy_actor anti_entropy;
   peer_actor peer;
   std::vector<caf::actor> actors;  ///< everything spawned, to stop at the end
+  uint32_t group = 0;
+  bool left = false;  ///< it left the cluster (`apsis cluster leave`): apsisd would stop
 };
 
 class sim_cluster {
  public:
-  explicit sim_cluster(size_t n, caf::timespan timeout = 1s) : planets_(n), timeout_(timeout) {
+  /// n nodes, node i in group groups[i] (default: i + 1, a group each). Each backend has one
+  /// ring point: i * 0x40 in the first byte.
+  explicit sim_cluster(size_t n, caf::timespan timeout = 1s, std::vector<uint32_t> groups = {})
+      : planets_(n), timeout_(timeout) {
     CAF_REQUIRE(n <= std::size(sim_skew_ms));
     sim_now_ms = 1'800'000'000'000;
     for (auto& s : sim_skew_ms) s = 0;
@@ -80,6 +85,7 @@ class sim_cluster {
       nodes_.emplace_back();
       nodes_[k].planet = k;
       nodes_[k].port = port_of(k);
+      nodes_[k].group = k < groups.size() ? groups[k] : uint32_t(k + 1);
     }
     for (size_t k = 0; k < n; ++k)
       for (size_t i = 0; i < k; ++i) connect(i, k);  // k joins through 0 and dials each i < k
@@ -215,6 +221,11 @@ class sim_cluster {
 
   static std::string name(size_t i) { return "n" + std::to_string(i + 1); }
   static uint16_t port_of(size_t planet) { return uint16_t(8001 + planet); }
+  static storage::Id ring_point(size_t i) {
+    storage::Id p;
+    p.bytes[0] = uint8_t(i * 0x40);
+    return p;
+  }
 
   /// Spawns node i's actors on its planet, with a new memory engine or the one it had, and
   /// joins through the nodes named.
@@ -224,7 +235,7 @@ class sim_cluster {
     const caf::timespan timeout = timeout_;
     n.name = name(i);
     n.stats = std::make_shared<ae_stats>();
-    const uint32_t group = uint32_t(i + 1);
+    const uint32_t group = n.group;
     if (!engine) {
       storage::EngineOptions eo;
       eo.kind = "memory";
@@ -260,7 +271,7 @@ class sim_cluster {
                          n.name,
                          n.port,
                          0,
-                         {{1, group, {storage::Id::min()}}},
+                         {{1, group, {ring_point(i)}}},
                          {},
                          caf::actor_cast<caf::actor>(n.anti_entropy),
                          {}};
@@ -270,6 +281,8 @@ class sim_cluster {
     pc.timeout = rg.timeout;
     pc.coordinator = n.coordinator;
     pc.anti_entropy = n.anti_entropy;
+    pc.anti_entropy_stats = n.stats;
+    pc.on_left = [this, i] { nodes_[i].left = true; };
     pc.backends[1] = p.sys.spawn(replica_group, rg);
     n.peer = p.sys.spawn(peer, pc);
     for (caf::actor x :
