@@ -13,8 +13,8 @@ std::string pair_task::key() const {
          std::to_string(range.group_b) + "/" + node_b + "/" + std::to_string(range.backend_b);
 }
 
-std::chrono::milliseconds pause_for(const ae_config& cfg, uint64_t n) {
-  return std::chrono::milliseconds(n * 1000 / std::max<uint64_t>(cfg.rate, 1));
+std::chrono::milliseconds pause_for(uint64_t rate, uint64_t n) {
+  return std::chrono::milliseconds(n * 1000 / std::max<uint64_t>(rate, 1));
 }
 
 namespace {
@@ -160,7 +160,7 @@ void chunk_done(self_ptr self) {
   if (r.truncated && r.accepted == 0) return end_round(self, false);  // it would loop: refused
   if (!r.truncated) r.offset += r.chunk;
   if (r.offset < r.differ.size())
-    self->delayed_send(self, pause_for(st.cfg, r.pushed), atom::step_v);
+    self->delayed_send(self, pause_for(st.cfg.rate, r.pushed), atom::step_v);
   else
     end_round(self, true);
 }

@@ -169,7 +169,7 @@ bool load_pass(ae_state& st);
 std::string recover_command(ae_self self, const std::string& text);
 
 /// How long to wait after pushing n records, to stay under the rate.
-std::chrono::milliseconds pause_for(const ae_config& cfg, uint64_t n);
+std::chrono::milliseconds pause_for(uint64_t rate, uint64_t n);
 /// Saves the recover pass to the state file and the stats.
 void save_pass(ae_state& st);
 /// Starts a merge pass (its first step `after` from now) unless one runs (then it runs

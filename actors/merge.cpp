@@ -183,7 +183,7 @@ void merge_step(ae_self self) {
         return finish_backend(self, backend);
       }
       st.merge.retries = 0;
-      self->delayed_send(self, pause_for(st.cfg, n), atom::migrate_v);
+      self->delayed_send(self, pause_for(st.cfg.rate, n), atom::migrate_v);
     };
     self->request(peer, st.cfg.timeout, atom::apply_v, to_backend, std::move(job))
         .then(

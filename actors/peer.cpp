@@ -272,6 +272,7 @@ std::string forget(self_ptr self, const std::string& name) {
 std::string leave(self_ptr self) {
   auto& st = self->state;
   node_entry& me = st.table.nodes.at(st.cfg.self.name);
+  const auto* ae = st.cfg.anti_entropy_stats.get();
   if (!me.leaving) {
     for (const auto& b : me.backends)
       if (!group_has_other(st.table, me.name, b.group))
@@ -279,15 +280,16 @@ std::string leave(self_ptr self) {
                           " with no backend");
     me.leaving = true;
     ++me.version;
+    st.moved_before_leave = ae ? ae->moved.load() : 0;
     spdlog::warn(
         "cluster: leaving: this node's keys move to the backends that remain, then it stops");
     publish_routes(self);
     gossip(self);
   }
-  int64_t left = st.cfg.anti_entropy_stats ? st.cfg.anti_entropy_stats->leave_left.load() : -1;
-  uint64_t moved = st.cfg.anti_entropy_stats ? st.cfg.anti_entropy_stats->moved.load() : 0;
-  nlohmann::json out{{"leaving", me.name}, {"moved", moved}};
-  if (left >= 0) out["records_left"] = left;  // known once a merge pass has ended
+  nlohmann::json out{{"leaving", me.name},
+                     {"moved", ae ? ae->moved.load() - st.moved_before_leave : uint64_t(0)}};
+  if (ae && ae->leave_left.load() >= 0)
+    out["records_left"] = ae->leave_left.load();  // known once a merge pass has ended
   return out.dump();
 }
 

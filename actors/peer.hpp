@@ -80,6 +80,7 @@ struct peer_state {
   std::map<std::string, std::chrono::milliseconds> backoff;  ///< "host:port" -> next retry wait
   std::string saved;                                         ///< what table_file holds
   bool stopping = false;                                     ///< left the cluster: on_left called
+  uint64_t moved_before_leave = 0;  ///< merge's moved count when the leave began
   static inline const char* name = "peer";
 };
 

@@ -68,7 +68,7 @@ void scrub_step(ae_self self) {
     st.cfg.stats->scrub_unrepairable = sc.unrepairable.size();  // what this whole round found
     return self->delayed_send(self, st.cfg.scrub_pause, atom::scrub_v);
   }
-  self->delayed_send(self, std::chrono::milliseconds(found.checked * 1000 / rate), atom::scrub_v);
+  self->delayed_send(self, pause_for(rate, found.checked), atom::scrub_v);
 }
 
 }  // namespace apsis
