@@ -282,14 +282,14 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
     rg.groups.push_back(std::move(route));
   }
   if (direct) parts.coordinator.local = LocalCoordinator::make(rg);
-  // A new node (no table kept from an earlier run) whose seeds name other nodes serves
-  // nothing until it has heard of them (not the backends' own coordinators above: replica
-  // writes from the cluster are welcome).
+  // A node whose seeds name other nodes serves nothing until the PEER's routes name one: at
+  // once for a restart that kept its table (cluster.json), after the first join for a new
+  // node. Not the backends' own coordinators above: replica writes are welcome.
   std::string seeds;
   for (const auto& [host, port] : cfg.seeds)
     if (!(host == cfg.bind && port == cfg.cluster_port))
       seeds += (seeds.empty() ? "" : ", ") + host + ":" + std::to_string(port);
-  if (cluster && !seeds.empty() && !storage::Env::posix()->exists(pc.table_file))
+  if (cluster && !seeds.empty())
     rg.not_joined = "this node has not joined its cluster yet (seeds: " + seeds + ")";
   parts.coordinator.actor = sys.spawn(replica_group, std::move(rg));
   parts.locks = sys.spawn(lock_manager, cfg.name);
