@@ -21,118 +21,109 @@ void drop_if_corrupt(storage::Engine& engine, const storage::Id& id) {
   if (engine.get(id, &r).is_corruption()) engine.erase({{id, storage::Version{}}}, &erased);
 }
 
-/// Applies a batch to the engine in order: conditions and fencing per operation, then one
-/// put_batch for every write.
-result_batch apply_batch(storage::Engine& engine, Hlc& clock,
-                         std::unordered_map<storage::Id, uint64_t, storage::IdHash>& fences,
-                         op_batch& ops) {
-  using storage::Record;
-  result_batch results(ops.size());
-  std::vector<Record> writes;
-  std::vector<size_t> write_op;  // which op each queued write answers
-  // Ids written earlier in this batch -> their index in writes, so later ops see them.
-  std::unordered_map<storage::Id, size_t, storage::IdHash> overlay;
-  const uint64_t now = storage::now_ms();
-  if (ops.size() > 1) {
-    std::vector<const storage::Id*> ids(ops.size());
-    for (size_t i = 0; i < ops.size(); ++i) ids[i] = &ops[i].id;
-    engine.prefetch(ids);
-  }
-  auto live = [now](const Record& r) {
-    return !r.tombstone && !(r.expiry_ms && r.expiry_ms <= now);
-  };
-  // Ids that more than one operation of the batch names: only there can a later operation see
-  // an earlier write before the engine has judged it. Counted only for batches with writes
-  // versioned elsewhere (a node's own writes are stamped here, newer than what is stored).
-  std::unordered_map<storage::Id, int, storage::IdHash> named;
-  bool foreign = false;
-  for (const auto& op : ops) foreign = foreign || op.version.stamp != 0;
-  if (foreign && ops.size() > 1)
-    for (const auto& op : ops) ++named[op.id];
+/// One batch applied to the engine in order: reads answer from what the key holds at their
+/// point of the batch, writes pass fencing, the version check and their condition and are
+/// queued; commit() then stores every queued write with one put_batch.
+class BatchApply {
+ public:
+  using Fences = std::unordered_map<storage::Id, uint64_t, storage::IdHash>;
 
-  // What the key holds at this point of the batch; payload only when asked for.
-  auto state_of = [&](const kv_op& op, bool payload, current* c) {
-    auto it = overlay.find(op.id);
-    if (it != overlay.end()) {
-      c->record = writes[it->second];
+  BatchApply(storage::Engine& engine, Hlc& clock, Fences& fences, op_batch& ops)
+      : engine_(engine), clock_(clock), fences_(fences), ops_(ops), results_(ops.size()) {
+    if (ops.size() > 1) {
+      std::vector<const storage::Id*> ids(ops.size());
+      for (size_t i = 0; i < ops.size(); ++i) ids[i] = &ops[i].id;
+      engine.prefetch(ids);
+    }
+    // Ids that more than one operation of the batch names: only there can a later operation
+    // see an earlier write before the engine has judged it. Counted only for batches with
+    // writes versioned elsewhere (a node's own writes are stamped here, newer than what is
+    // stored).
+    bool foreign = false;
+    for (const auto& op : ops) foreign = foreign || op.version.stamp != 0;
+    if (foreign && ops.size() > 1)
+      for (const auto& op : ops) ++named_[op.id];
+  }
+
+  result_batch run() {
+    for (size_t i = 0; i < ops_.size(); ++i) {
+      results_[i].status = op_status::ok;
+      const op_kind k = ops_[i].kind;
+      k == op_kind::get || k == op_kind::lookup ? read(ops_[i], results_[i])
+                                                : write(i, ops_[i], results_[i]);
+    }
+    commit();
+    return std::move(results_);
+  }
+
+ private:
+  bool live(const storage::Record& r) const {
+    return !r.tombstone && !(r.expiry_ms && r.expiry_ms <= now_);
+  }
+
+  /// What the key holds at this point of the batch; payload only when asked for.
+  void state_of(const kv_op& op, bool payload, current* c) {
+    if (auto it = overlay_.find(op.id); it != overlay_.end()) {
+      c->record = writes_[it->second];
       c->live = live(c->record);
       c->json_size = uint32_t(c->record.json.size());
       c->data_size = uint32_t(c->record.data.size());
       return;
     }
     if (payload) {
-      storage::Status s = engine.get(op.id, &c->record);
+      storage::Status s = engine_.get(op.id, &c->record);
       c->live = s.is_ok();
       if (!s && !s.is_not_found()) c->failed = std::move(s);
       return;
     }
     storage::RecordMeta m;
-    c->live = engine.lookup(op.id, &m).is_ok() && !m.tombstone && !m.expired(now);
+    c->live = engine_.lookup(op.id, &m).is_ok() && !m.tombstone && !m.expired(now_);
     c->record.version = m.version;
     c->record.expiry_ms = m.expiry_ms;
     c->record.user_flags = m.user_flags;
     c->json_size = m.json_size;
     c->data_size = m.data_size;
-  };
+  }
 
-  for (size_t i = 0; i < ops.size(); ++i) {
-    kv_op& op = ops[i];
-    op_result& r = results[i];
-    r.status = op_status::ok;
+  void read(const kv_op& op, op_result& r) {
     current c;
-    if (op.kind == op_kind::get || op.kind == op_kind::lookup) {
-      state_of(op, op.kind == op_kind::get, &c);
-      r.existed = c.live;
-      if (!c.failed) {  // the coordinator reads another replica and repairs this one
-        r.status = from_storage(c.failed);
-        r.message = c.failed.to_string();
-        continue;
-      }
-      if (!c.live) {
-        r.status = op_status::not_found;
-        // The coordinator compares replicas: a tombstone's version says the key was deleted then.
-        storage::RecordMeta m;
-        r.version = c.record.version.stamp             ? c.record.version
-                    : engine.lookup(op.id, &m).is_ok() ? m.version
-                                                       : storage::Version{};
-        continue;
-      }
-      r.version = c.record.version;
-      r.json_size = op.kind == op_kind::get ? uint32_t(c.record.json.size()) : c.json_size;
-      r.data_size = op.kind == op_kind::get ? uint32_t(c.record.data.size()) : c.data_size;
-      r.record = std::move(c.record);
-      continue;
-    }
-    // Writes: fencing, then conditions, then queue.
-    if (op.fence != 0) {
-      uint64_t& seen = fences[op.id];
-      if (op.fence < seen) {
-        r.status = op_status::fenced;
-        r.message =
-            "fencing token " + std::to_string(op.fence) + " is older than " + std::to_string(seen);
-        continue;
-      }
-      seen = op.fence;
-    }
-    if (op.repair) drop_if_corrupt(engine, op.id);
-    // A plain put needs nothing of what is stored, unless its version was stamped elsewhere and
-    // a later operation of the batch names its id: it may be older than what is stored (the
-    // engine would refuse it), and must then not be shown to that operation.
-    bool plain = op.kind == op_kind::put && op.cond == op_cond::none && !op.keep_expiry &&
-                 !op.report_existed;
-    const bool versioned = op.version.stamp != 0;
-    const bool judge = versioned && (!plain || (named.count(op.id) && named[op.id] > 1));
-    if (!plain || judge) state_of(op, op.kind == op_kind::expire, &c);
+    state_of(op, op.kind == op_kind::get, &c);
     r.existed = c.live;
-    bool newer = true;
-    if (auto s = judge ? storage::version_check(c.record.version, op.version, &newer)
-                       : storage::Status::ok();
-        !s) {
-      r.status = from_storage(s);  // stale: the engine would refuse it too
-      r.message = s.to_string();
-      r.version = op.version;
-      continue;
+    if (!c.failed) {  // the coordinator reads another replica and repairs this one
+      r.status = from_storage(c.failed);
+      r.message = c.failed.to_string();
+      return;
     }
+    if (!c.live) {
+      r.status = op_status::not_found;
+      // The coordinator compares replicas: a tombstone's version says the key was deleted then.
+      storage::RecordMeta m;
+      r.version = c.record.version.stamp              ? c.record.version
+                  : engine_.lookup(op.id, &m).is_ok() ? m.version
+                                                      : storage::Version{};
+      return;
+    }
+    r.version = c.record.version;
+    r.json_size = op.kind == op_kind::get ? uint32_t(c.record.json.size()) : c.json_size;
+    r.data_size = op.kind == op_kind::get ? uint32_t(c.record.data.size()) : c.data_size;
+    r.record = std::move(c.record);
+  }
+
+  /// False (with r filled in) when an older fencing token refuses the write.
+  bool fenced(const kv_op& op, op_result& r) {
+    if (op.fence == 0) return false;
+    uint64_t& seen = fences_[op.id];
+    if (op.fence < seen) {
+      r.status = op_status::fenced;
+      r.message =
+          "fencing token " + std::to_string(op.fence) + " is older than " + std::to_string(seen);
+      return true;
+    }
+    seen = op.fence;
+    return false;
+  }
+
+  static bool condition_holds(const kv_op& op, const current& c) {
     bool ok = true;
     switch (op.cond) {
       case op_cond::none:
@@ -147,18 +138,48 @@ result_batch apply_batch(storage::Engine& engine, Hlc& clock,
         ok = c.live && c.record.version == op.expected;
         break;
     }
-    if (op.kind == op_kind::expire) ok = ok && c.live;
-    if (!ok) {
+    return op.kind == op_kind::expire ? ok && c.live : ok;
+  }
+
+  /// Writes: fencing, then the version check, then conditions, then queue.
+  void write(size_t i, kv_op& op, op_result& r) {
+    if (fenced(op, r)) return;
+    if (op.repair) drop_if_corrupt(engine_, op.id);
+    // A plain put needs nothing of what is stored, unless its version was stamped elsewhere
+    // and a later operation of the batch names its id: it may be older than what is stored
+    // (the engine would refuse it), and must then not be shown to that operation.
+    const bool plain = op.kind == op_kind::put && op.cond == op_cond::none && !op.keep_expiry &&
+                       !op.report_existed;
+    const bool versioned = op.version.stamp != 0;
+    const bool judge = versioned && (!plain || (named_.count(op.id) && named_[op.id] > 1));
+    current c;
+    if (!plain || judge) state_of(op, op.kind == op_kind::expire, &c);
+    r.existed = c.live;
+    bool newer = true;
+    if (auto s = judge ? storage::version_check(c.record.version, op.version, &newer)
+                       : storage::Status::ok();
+        !s) {
+      r.status = from_storage(s);  // stale: the engine would refuse it too
+      r.message = s.to_string();
+      r.version = op.version;
+      return;
+    }
+    if (!condition_holds(op, c)) {
       r.status = op.kind == op_kind::expire ? op_status::not_found : op_status::condition_failed;
       r.version = c.record.version;
-      continue;
+      return;
     }
-    Record w;
+    queue(i, op, r, std::move(c));
+  }
+
+  /// The record a write stores, at its version: the one decision of a version on this node.
+  void queue(size_t i, kv_op& op, op_result& r, current c) {
+    storage::Record w;
     if (op.kind == op_kind::expire) {
       w = std::move(c.record);
       w.expiry_ms = op.expiry_ms;
     } else if (op.kind == op_kind::remove) {
-      w = Record::make_tombstone(op.id, op.version, std::move(op.key));
+      w = storage::Record::make_tombstone(op.id, op.version, std::move(op.key));
     } else {
       w.key = std::move(op.key);  // op.key is not read again: results carry no key
       w.json = std::move(op.json);
@@ -166,36 +187,51 @@ result_batch apply_batch(storage::Engine& engine, Hlc& clock,
       w.user_flags = op.user_flags;
       w.expiry_ms = op.keep_expiry && c.live ? c.record.expiry_ms : op.expiry_ms;
     }
-    // A version stamped elsewhere moves this node's clock past it (HLC receive), so that a
-    // later write coordinated here is ordered after every write this node has stored.
+    // A write the coordinator did not stamp (one copy) gets its version here, under the
+    // shard's lock, so versions follow the order writes reach the engine. One stamped
+    // elsewhere moves this node's clock past it (HLC receive), so that a later write
+    // coordinated here is ordered after every write this node has stored.
     if (op.version.stamp == 0)
-      op.version = clock.next();
+      op.version = clock_.next();
     else
-      clock.observe(op.version);
+      clock_.observe(op.version);
     w.id = op.id;
     w.version = op.version;
     r.version = op.version;
-    overlay[op.id] = writes.size();
-    writes.push_back(std::move(w));
-    write_op.push_back(i);
+    overlay_[op.id] = writes_.size();
+    writes_.push_back(std::move(w));
+    write_op_.push_back(i);
   }
-  if (!writes.empty()) {
-    std::vector<storage::Status> statuses(writes.size());
-    engine.put_batch(writes.data(), writes.size(), statuses.data());
-    for (size_t w = 0; w < writes.size(); ++w) {
-      op_result& r = results[write_op[w]];
+
+  void commit() {
+    if (writes_.empty()) return;
+    std::vector<storage::Status> statuses(writes_.size());
+    engine_.put_batch(writes_.data(), writes_.size(), statuses.data());
+    for (size_t w = 0; w < writes_.size(); ++w) {
+      op_result& r = results_[write_op_[w]];
       r.status = from_storage(statuses[w]);
       if (!statuses[w]) r.message = statuses[w].to_string();
     }
   }
-  return results;
-}
+
+  storage::Engine& engine_;
+  Hlc& clock_;
+  Fences& fences_;
+  op_batch& ops_;
+  result_batch results_;
+  const uint64_t now_ = storage::now_ms();
+  std::vector<storage::Record> writes_;
+  std::vector<size_t> write_op_;  ///< which op each queued write answers
+  /// Ids written earlier in this batch -> their index in writes_, so later ops see them.
+  std::unordered_map<storage::Id, size_t, storage::IdHash> overlay_;
+  std::unordered_map<storage::Id, int, storage::IdHash> named_;
+};
 
 }  // namespace
 
 result_batch ShardCore::apply(op_batch& ops) {
   std::lock_guard<std::mutex> lock(mu_);
-  return apply_batch(*engine_, *clock_, fences_, ops);
+  return BatchApply(*engine_, *clock_, fences_, ops).run();
 }
 
 shard_actor::behavior_type shard(shard_actor::stateful_pointer<shard_state> self,

@@ -207,34 +207,7 @@ bool apply_override(toml::table& root, const std::string& line, std::string* err
   return true;
 }
 
-}  // namespace
-
-bool load_config(const std::string& text, const std::string& file,
-                 const std::vector<std::string>& overrides, NodeConfig* out, std::string* error) {
-  toml::table root;
-  if (!ascii_only(text, file, error)) return false;
-  try {
-    root = toml::parse(text, file);
-  } catch (const toml::parse_error& e) {
-    std::ostringstream os;
-    os << file << ":" << e.source().begin.line << ": " << e.description();
-    *error = os.str();
-    return false;
-  }
-  for (const auto& o : overrides)
-    if (!apply_override(root, o, error)) return false;
-
-  NodeConfig c;
-  c.name = "apsis-1";
-  c.data_dir = "./data";
-  c.bind = "127.0.0.1";
-  c.resp_port = 6380;
-  c.binary_port = 7380;
-  c.log_level = "info";
-  Reader r(file, error);
-  r.only(root, "",
-         {"node", "network", "limits", "replication", "cluster", "scrub", "runtime", "log",
-          "backend"});
+void read_node(Reader& r, const toml::table& root, NodeConfig& c) {
   if (auto* t = r.table(root, "node")) {
     r.only(*t, "node.", {"name", "id", "data_dir"});
     r.string(*t, "node.", "name", &c.name);
@@ -257,6 +230,9 @@ bool load_config(const std::string& text, const std::string& file,
     r.integer(*t, "limits.", "max_key_size", &c.limits.max_key_size, 1, 4096);
     r.integer(*t, "limits.", "max_value_size", &c.limits.max_value_size, 0, 1ll << 30);
   }
+}
+
+void read_replication(Reader& r, const toml::table& root, NodeConfig& c) {
   if (auto* t = r.table(root, "replication")) {
     r.only(*t, "replication.", {"policy", "read_policy", "timeout_ms", "read_order"});
     std::string order;
@@ -274,6 +250,29 @@ bool load_config(const std::string& text, const std::string& file,
              "expected session, random or latency, got '" + order + "'");
     r.integer(*t, "replication.", "timeout_ms", &c.timeout_ms, 1, 3600000);
   }
+}
+
+void read_seeds(Reader& r, const toml::table& t, NodeConfig& c) {
+  const toml::node* n = t.get("seeds");
+  if (!n || r.failed()) return;
+  const toml::array* a = n->as_array();
+  if (!a) r.fail(n, "cluster.seeds", "expected an array of \"host:port\" strings");
+  for (size_t i = 0; a && i < a->size() && !r.failed(); ++i) {
+    auto v = (*a)[i].value_exact<std::string>();
+    size_t colon = v ? v->rfind(':') : std::string::npos;
+    int64_t port = 0;
+    if (colon != std::string::npos && colon > 0 && colon + 1 < v->size() &&
+        v->find_first_not_of("0123456789", colon + 1) == std::string::npos &&
+        v->size() - colon <= 6)
+      port = std::stoll(v->substr(colon + 1));
+    if (port < 1 || port > 65535)
+      r.fail(&(*a)[i], "cluster.seeds", "expected \"host:port\" with a port 1-65535");
+    else
+      c.seeds.emplace_back(v->substr(0, colon), uint16_t(port));
+  }
+}
+
+void read_cluster(Reader& r, const toml::table& root, NodeConfig& c) {
   if (auto* t = r.table(root, "cluster")) {
     r.only(*t, "cluster.",
            {"port", "seeds", "cookie", "points", "heartbeat_ms", "anti_entropy_ms", "recovery_rate",
@@ -286,27 +285,15 @@ bool load_config(const std::string& text, const std::string& file,
     r.string(*t, "cluster.", "cookie", &c.cookie, false);
     r.integer(*t, "cluster.", "points", &c.points, 1, 4096);
     r.integer(*t, "cluster.", "heartbeat_ms", &c.heartbeat_ms, 10, 60000);
-    if (const toml::node* n = t->get("seeds"); n && !r.failed()) {
-      const toml::array* a = n->as_array();
-      if (!a) r.fail(n, "cluster.seeds", "expected an array of \"host:port\" strings");
-      for (size_t i = 0; a && i < a->size() && !r.failed(); ++i) {
-        auto v = (*a)[i].value_exact<std::string>();
-        size_t colon = v ? v->rfind(':') : std::string::npos;
-        int64_t port = 0;
-        if (colon != std::string::npos && colon > 0 && colon + 1 < v->size() &&
-            v->find_first_not_of("0123456789", colon + 1) == std::string::npos &&
-            v->size() - colon <= 6)
-          port = std::stoll(v->substr(colon + 1));
-        if (port < 1 || port > 65535)
-          r.fail(&(*a)[i], "cluster.seeds", "expected \"host:port\" with a port 1-65535");
-        else
-          c.seeds.emplace_back(v->substr(0, colon), uint16_t(port));
-      }
-    }
+    read_seeds(r, *t, c);
     if (!r.failed() && (c.cluster_port != 0 || !c.seeds.empty()) && c.cookie.size() < 8)
       r.fail(t->get("cookie") ? t->get("cookie") : t, "cluster.cookie",
              "a cluster (a port or seeds) needs a cookie of at least 8 characters");
   }
+}
+
+/// [scrub], [runtime] and [log].
+void read_upkeep(Reader& r, const toml::table& root, NodeConfig& c) {
   if (auto* t = r.table(root, "scrub")) {
     r.only(*t, "scrub.", {"rate", "pause_ms"});
     r.integer(*t, "scrub.", "rate", &c.scrub_rate, 0, 100000000);
@@ -328,6 +315,9 @@ bool load_config(const std::string& text, const std::string& file,
     if (std::find(levels.begin(), levels.end(), c.log_level) == levels.end())
       r.fail(r.node(*t, "level"), "log.level", "expected trace, debug, info, warn, error or off");
   }
+}
+
+void read_backends(Reader& r, const toml::table& root, NodeConfig& c) {
   const toml::node* backends = root.get("backend");
   if (!r.failed() &&
       (!backends || !backends->is_array_of_tables() || backends->as_array()->empty()))
@@ -359,6 +349,40 @@ bool load_config(const std::string& text, const std::string& file,
       c.backends.push_back(b);
     }
   }
+}
+}  // namespace
+
+bool load_config(const std::string& text, const std::string& file,
+                 const std::vector<std::string>& overrides, NodeConfig* out, std::string* error) {
+  toml::table root;
+  if (!ascii_only(text, file, error)) return false;
+  try {
+    root = toml::parse(text, file);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream os;
+    os << file << ":" << e.source().begin.line << ": " << e.description();
+    *error = os.str();
+    return false;
+  }
+  for (const auto& o : overrides)
+    if (!apply_override(root, o, error)) return false;
+
+  NodeConfig c;
+  c.name = "apsis-1";
+  c.data_dir = "./data";
+  c.bind = "127.0.0.1";
+  c.resp_port = 6380;
+  c.binary_port = 7380;
+  c.log_level = "info";
+  Reader r(file, error);
+  r.only(root, "",
+         {"node", "network", "limits", "replication", "cluster", "scrub", "runtime", "log",
+          "backend"});
+  read_node(r, root, c);
+  read_replication(r, root, c);
+  read_cluster(r, root, c);
+  read_upkeep(r, root, c);
+  read_backends(r, root, c);
   if (r.failed()) return false;
   *out = std::move(c);
   return true;

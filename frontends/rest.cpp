@@ -325,81 +325,102 @@ Response json_response(const Request& req, http::status s, const json& body) {
   return res;
 }
 
-bool route(Request& req, const storage::Limits& limits, Call* call, Response* err) {
-  auto fail = [&](http::status s, const std::string& why) {
-    return *err = error(req, s, why), false;
-  };
-  std::string_view target(req.target().data(), req.target().size());
-  size_t qmark = target.find('?');
-  std::string_view path = target.substr(0, qmark);
-  std::map<std::string, std::string> query;
-  std::string why;
-  if (qmark != std::string_view::npos && !parse_query(target.substr(qmark + 1), &query, &why))
-    return fail(http::status::bad_request, why);
-  const http::verb verb = req.method();
-  call->head = verb == http::verb::head;
-  auto only = [&](std::initializer_list<http::verb> verbs) {
+namespace {
+
+/// One request's way through the routes: what it asks for goes into *call; a refusal, into
+/// *err (each method's false).
+class Router {
+ public:
+  Router(Request& req, const storage::Limits& limits, Call* call, Response* err)
+      : req_(req), limits_(limits), call_(call), err_(err), verb_(req.method()) {}
+
+  bool route() {
+    std::string_view target(req_.target().data(), req_.target().size());
+    size_t qmark = target.find('?');
+    path_ = target.substr(0, qmark);
+    std::string why;
+    if (qmark != std::string_view::npos && !parse_query(target.substr(qmark + 1), &query_, &why))
+      return fail(http::status::bad_request, why);
+    call_->head = verb_ == http::verb::head;
+    static const std::pair<const char*, Kind> fixed[] = {
+        {"/healthz", Kind::healthz},    {"/readyz", Kind::readyz},
+        {"/metrics", Kind::metrics},    {"/v1/stats", Kind::stats},
+        {"/v1/cluster", Kind::cluster}, {"/v1/cluster/routes", Kind::routes},
+        {"/v1/ns", Kind::ns_list}};
+    for (const auto& [p, kind] : fixed)
+      if (path_ == p) {
+        call_->kind = kind;
+        return only({http::verb::get, http::verb::head}) && no_query();
+      }
+    constexpr std::string_view prefix = "/v1/ns/";
+    if (path_.substr(0, prefix.size()) != prefix)
+      return fail(http::status::not_found, "no route " + std::string(path_));
+    std::string_view rest = path_.substr(prefix.size());
+    size_t slash = rest.find('/');
+    if (!percent_decode(rest.substr(0, slash), &call_->ns) || !valid_ns(call_->ns))
+      return fail(http::status::bad_request, "a namespace is 1-64 of [A-Za-z0-9_.-]");
+    if (slash == std::string_view::npos) return a_namespace();
+    rest.remove_prefix(slash + 1);
+    if (!parse_options(query_, req_, &opts_, &call_->verbose, &why))
+      return fail(http::status::bad_request, why);
+    if (rest == "bulk/get" || rest == "bulk/put") return bulk(rest == "bulk/get");
+    if (starts(rest, "locks/")) return lock(rest.substr(6));
+    if (!starts(rest, "keys/"))
+      return fail(http::status::not_found, "no route " + std::string(req_.target()));
+    return key(rest.substr(5));
+  }
+
+ private:
+  bool fail(http::status s, const std::string& why) { return *err_ = error(req_, s, why), false; }
+
+  static bool starts(std::string_view s, std::string_view what) {
+    return s.substr(0, what.size()) == what;
+  }
+
+  /// Whether the verb is one of these; else a 405 naming them.
+  bool only(std::initializer_list<http::verb> verbs) {
     for (auto v : verbs)
-      if (v == verb) return true;
+      if (v == verb_) return true;
     std::string allowed;
     for (auto v : verbs) allowed += (allowed.empty() ? "" : ", ") + std::string(http::to_string(v));
-    *err = error(req, http::status::method_not_allowed,
-                 std::string(req.method_string()) + " " + std::string(target.substr(0, qmark)) +
-                     ": allowed " + allowed);
-    err->set(http::field::allow, allowed);
+    *err_ = error(
+        req_, http::status::method_not_allowed,
+        std::string(req_.method_string()) + " " + std::string(path_) + ": allowed " + allowed);
+    err_->set(http::field::allow, allowed);
     return false;
-  };
-  auto no_query = [&] {
-    if (query.empty()) return true;
+  }
+
+  bool no_query() {
+    if (query_.empty()) return true;
     return fail(http::status::bad_request,
-                "unknown query parameter '" + query.begin()->first + "'");
-  };
-  // Operator routes.
-  static const std::pair<const char*, Kind> fixed[] = {
-      {"/healthz", Kind::healthz},    {"/readyz", Kind::readyz},
-      {"/metrics", Kind::metrics},    {"/v1/stats", Kind::stats},
-      {"/v1/cluster", Kind::cluster}, {"/v1/cluster/routes", Kind::routes},
-      {"/v1/ns", Kind::ns_list}};
-  for (const auto& [p, kind] : fixed)
-    if (path == p) {
-      call->kind = kind;
-      return only({http::verb::get, http::verb::head}) && no_query();
-    }
-  constexpr std::string_view prefix = "/v1/ns/";
-  if (path.substr(0, prefix.size()) != prefix)
-    return fail(http::status::not_found, "no route " + std::string(path));
-  path.remove_prefix(prefix.size());
-  size_t slash = path.find('/');
-  if (!percent_decode(path.substr(0, slash), &call->ns) || !valid_ns(call->ns))
-    return fail(http::status::bad_request, "a namespace is 1-64 of [A-Za-z0-9_.-]");
-  if (slash == std::string_view::npos) {  // /v1/ns/{ns}
+                "unknown query parameter '" + query_.begin()->first + "'");
+  }
+
+  /// Keys may hold '/': everything after "keys/" or "locks/" is the key, percent-decoded.
+  bool key_from(std::string_view encoded) {
+    if (!percent_decode(encoded, &call_->key))
+      return fail(http::status::bad_request, "malformed percent-encoding in the key");
+    if (call_->key.empty()) return fail(http::status::bad_request, "empty key");
+    if (call_->key.size() > std::min(limits_.max_key_size, storage::Limits::key_hard_max))
+      return fail(http::status::bad_request,
+                  "key of " + std::to_string(call_->key.size()) + " bytes exceeds the limit");
+    return true;
+  }
+
+  /// /v1/ns/{ns}: PUT creates, DELETE drops (both patch the catalog).
+  bool a_namespace() {
     if (!only({http::verb::put, http::verb::delete_}) || !no_query()) return false;
-    call->kind = verb == http::verb::put ? Kind::ns_create : Kind::ns_drop;
-    call->ops.push_back(make_op(op_kind::get, system_ns, catalog_key, {}));
-    call->ops.back().read =
+    call_->kind = verb_ == http::verb::put ? Kind::ns_create : Kind::ns_drop;
+    call_->ops.push_back(make_op(op_kind::get, system_ns, catalog_key, {}));
+    call_->ops.back().read =
         uint8_t(success_policy::all) + 1;  // the newest catalog any replica holds
     return true;
   }
-  path.remove_prefix(slash + 1);
-  Options o;
-  if (!parse_options(query, req, &o, &call->verbose, &why))
-    return fail(http::status::bad_request, why);
-  // Keys may hold '/': everything after "keys/" or "locks/" is the key, percent-decoded.
-  auto starts = [&](std::string_view what) { return path.substr(0, what.size()) == what; };
-  auto key_after = [&](std::string_view what) {
-    if (!percent_decode(path.substr(what.size()), &call->key))
-      return fail(http::status::bad_request, "malformed percent-encoding in the key");
-    if (call->key.empty()) return fail(http::status::bad_request, "empty key");
-    if (call->key.size() > std::min(limits.max_key_size, storage::Limits::key_hard_max))
-      return fail(http::status::bad_request,
-                  "key of " + std::to_string(call->key.size()) + " bytes exceeds the limit");
-    return true;
-  };
-  if (path == "bulk/get" || path == "bulk/put") {
+
+  bool bulk(bool get) {
     if (!only({http::verb::post}) || !no_query()) return false;
-    json body = json::parse(req.body(), nullptr, false);
-    const bool get = path == "bulk/get";
-    call->kind = get ? Kind::bulk_get : Kind::bulk_put;
+    json body = json::parse(req_.body(), nullptr, false);
+    call_->kind = get ? Kind::bulk_get : Kind::bulk_put;
     const char* field = get ? "keys" : "items";
     if (!body.is_object() || !body.contains(field) || !body[field].is_array())
       return fail(http::status::bad_request,
@@ -414,110 +435,191 @@ bool route(Request& req, const storage::Limits& limits, Call* call, Response* er
       if (!k.is_string() || k.get_ref<const std::string&>().empty())
         return fail(http::status::bad_request,
                     get ? "keys must be non-empty strings" : "every item needs a \"key\" string");
-      kv_op op = make_op(get ? op_kind::get : op_kind::put, call->ns, k.get<std::string>(), o);
-      if (!get) {
-        if (item.contains("json")) op.json = item["json"].dump();
-        if (item.contains("data") &&
-            (!item["data"].is_string() || !unbase64(item["data"].get<std::string>(), &op.data)))
-          return fail(http::status::bad_request, "item " + op.key + ": data must be base64");
-        if (item.contains("ttl")) {
-          if (!item["ttl"].is_number_unsigned() || item["ttl"].get<uint64_t>() == 0)
-            return fail(http::status::bad_request,
-                        "item " + op.key + ": ttl must be a number of seconds, at least 1");
-          op.expiry_ms = storage::now_ms() + item["ttl"].get<uint64_t>() * 1000;
-        }
-        if (op.json.size() + op.data.size() > limits.max_value_size)
-          return fail(http::status::payload_too_large,
-                      "item " + op.key + ": value exceeds the limit of " +
-                          std::to_string(limits.max_value_size) + " bytes");
-      }
-      call->ops.push_back(std::move(op));
+      kv_op op = make_op(get ? op_kind::get : op_kind::put, call_->ns, k.get<std::string>(), opts_);
+      if (!get && !bulk_item(item, op)) return false;
+      call_->ops.push_back(std::move(op));
     }
     return true;
   }
-  if (starts("locks/")) {
-    if (!key_after("locks/") || !only({http::verb::post, http::verb::delete_})) return false;
-    std::string v = query.count("lease_ms") ? query["lease_ms"]
-                    : query.count("token")  ? query["token"]
-                                            : "";
-    uint64_t n = 0;
-    if (verb == http::verb::post) {
-      call->kind = Kind::lock;
-      if (!parse_u64(v.empty() ? "10000" : v, &n) || n == 0 || n > 3600000 || query.count("token"))
-        return fail(http::status::bad_request, "lease_ms must be 1..3600000");
-      call->lease_ms = uint32_t(n);
-    } else {
-      call->kind = Kind::unlock;
-      if (!parse_u64(v, &n) || query.count("lease_ms"))
-        return fail(http::status::bad_request, "unlock needs ?token=");
-      call->token = n;
+
+  /// A bulk put's item: its json, base64 data and ttl.
+  bool bulk_item(json& item, kv_op& op) {
+    if (item.contains("json")) op.json = item["json"].dump();
+    if (item.contains("data") &&
+        (!item["data"].is_string() || !unbase64(item["data"].get<std::string>(), &op.data)))
+      return fail(http::status::bad_request, "item " + op.key + ": data must be base64");
+    if (item.contains("ttl")) {
+      if (!item["ttl"].is_number_unsigned() || item["ttl"].get<uint64_t>() == 0)
+        return fail(http::status::bad_request,
+                    "item " + op.key + ": ttl must be a number of seconds, at least 1");
+      op.expiry_ms = storage::now_ms() + item["ttl"].get<uint64_t>() * 1000;
     }
-    query.erase("lease_ms");
-    query.erase("token");
+    if (op.json.size() + op.data.size() > limits_.max_value_size)
+      return fail(http::status::payload_too_large,
+                  "item " + op.key + ": value exceeds the limit of " +
+                      std::to_string(limits_.max_value_size) + " bytes");
+    return true;
+  }
+
+  /// /v1/ns/{ns}/locks/{key}: POST ?lease_ms= takes, DELETE ?token= releases.
+  bool lock(std::string_view encoded_key) {
+    if (!key_from(encoded_key) || !only({http::verb::post, http::verb::delete_})) return false;
+    std::string v = query_.count("lease_ms") ? query_["lease_ms"]
+                    : query_.count("token")  ? query_["token"]
+                                             : "";
+    uint64_t n = 0;
+    if (verb_ == http::verb::post) {
+      call_->kind = Kind::lock;
+      if (!parse_u64(v.empty() ? "10000" : v, &n) || n == 0 || n > 3600000 || query_.count("token"))
+        return fail(http::status::bad_request, "lease_ms must be 1..3600000");
+      call_->lease_ms = uint32_t(n);
+    } else {
+      call_->kind = Kind::unlock;
+      if (!parse_u64(v, &n) || query_.count("lease_ms"))
+        return fail(http::status::bad_request, "unlock needs ?token=");
+      call_->token = n;
+    }
+    query_.erase("lease_ms");
+    query_.erase("token");
     return no_query();
   }
-  if (!starts("keys/"))
-    return fail(http::status::not_found, "no route " + std::string(req.target()));
-  if (!key_after("keys/") || !no_query()) return false;
-  if (!only({http::verb::get, http::verb::head, http::verb::put, http::verb::delete_,
-             http::verb::patch}))
-    return false;
-  call->kind = Kind::key;
-  call->want = wanted(req);
-  switch (verb) {
-    case http::verb::get:
-    case http::verb::head: {
-      call->ops.push_back(
-          make_op(call->head ? op_kind::lookup : op_kind::get, call->ns, call->key, o));
-      call->if_none_match = header(req, "If-None-Match");
-      return true;
-    }
-    case http::verb::put: {
-      kv_op op = make_op(op_kind::put, call->ns, call->key, o);
-      op.report_existed = true;  // 201 or 200
-      if (!write_condition(req, &op, &why)) return fail(http::status::bad_request, why);
-      if (req.body().size() > limits.max_value_size)
-        return fail(http::status::payload_too_large,
-                    "value of " + std::to_string(req.body().size()) +
-                        " bytes exceeds the limit of " + std::to_string(limits.max_value_size));
-      if (is_json_type(header(req, "Content-Type"))) {
-        if (!json::accept(req.body()))
-          return fail(http::status::bad_request, "the body is not a valid JSON document");
-        op.json = std::move(req.body());
-      } else {
-        op.data = std::move(req.body());
-      }
-      call->ops.push_back(std::move(op));
-      return true;
-    }
-    case http::verb::delete_: {
-      kv_op op = make_op(op_kind::remove, call->ns, call->key, o);
-      if (!write_condition(req, &op, &why)) return fail(http::status::bad_request, why);
-      if (op.cond == op_cond::if_absent)
-        return fail(http::status::bad_request, "DELETE takes If-Match only");
-      call->ops.push_back(std::move(op));
-      return true;
-    }
-    default: {  // PATCH
-      std::string type = header(req, "Content-Type");
-      if (type.substr(0, type.find(';')) != "application/merge-patch+json" && !is_json_type(type))
-        return fail(http::status::unsupported_media_type,
-                    "PATCH takes application/merge-patch+json (RFC 7386)");
-      call->patch = json::parse(req.body(), nullptr, false);
-      if (call->patch.is_discarded())
-        return fail(http::status::bad_request, "the patch is not a valid JSON document");
-      call->kind = Kind::patch;
-      kv_op read = make_op(op_kind::get, call->ns, call->key, o);
-      kv_op cond;
-      if (!write_condition(req, &cond, &why)) return fail(http::status::bad_request, why);
-      call->patch_cond = cond.cond;
-      call->patch_expected = cond.expected;
-      read.read = uint8_t(success_policy::all) + 1;  // patch the newest version any replica holds
-      call->ops.push_back(std::move(read));
-      return true;
+
+  /// /v1/ns/{ns}/keys/{key}: GET, HEAD, PUT, DELETE, PATCH.
+  bool key(std::string_view encoded_key) {
+    if (!key_from(encoded_key) || !no_query()) return false;
+    if (!only({http::verb::get, http::verb::head, http::verb::put, http::verb::delete_,
+               http::verb::patch}))
+      return false;
+    call_->kind = Kind::key;
+    call_->want = wanted(req_);
+    switch (verb_) {
+      case http::verb::get:
+      case http::verb::head:
+        call_->ops.push_back(
+            make_op(call_->head ? op_kind::lookup : op_kind::get, call_->ns, call_->key, opts_));
+        call_->if_none_match = header(req_, "If-None-Match");
+        return true;
+      case http::verb::put:
+        return put();
+      case http::verb::delete_:
+        return remove();
+      default:
+        return patch();
     }
   }
+
+  bool put() {
+    kv_op op = make_op(op_kind::put, call_->ns, call_->key, opts_);
+    op.report_existed = true;  // 201 or 200
+    std::string why;
+    if (!write_condition(req_, &op, &why)) return fail(http::status::bad_request, why);
+    if (req_.body().size() > limits_.max_value_size)
+      return fail(http::status::payload_too_large,
+                  "value of " + std::to_string(req_.body().size()) +
+                      " bytes exceeds the limit of " + std::to_string(limits_.max_value_size));
+    if (is_json_type(header(req_, "Content-Type"))) {
+      if (!json::accept(req_.body()))
+        return fail(http::status::bad_request, "the body is not a valid JSON document");
+      op.json = std::move(req_.body());
+    } else {
+      op.data = std::move(req_.body());
+    }
+    call_->ops.push_back(std::move(op));
+    return true;
+  }
+
+  bool remove() {
+    kv_op op = make_op(op_kind::remove, call_->ns, call_->key, opts_);
+    std::string why;
+    if (!write_condition(req_, &op, &why)) return fail(http::status::bad_request, why);
+    if (op.cond == op_cond::if_absent)
+      return fail(http::status::bad_request, "DELETE takes If-Match only");
+    call_->ops.push_back(std::move(op));
+    return true;
+  }
+
+  /// A merge patch: a read of the newest version, then a conditional write (patch_step).
+  bool patch() {
+    std::string type = header(req_, "Content-Type");
+    if (type.substr(0, type.find(';')) != "application/merge-patch+json" && !is_json_type(type))
+      return fail(http::status::unsupported_media_type,
+                  "PATCH takes application/merge-patch+json (RFC 7386)");
+    call_->patch = json::parse(req_.body(), nullptr, false);
+    if (call_->patch.is_discarded())
+      return fail(http::status::bad_request, "the patch is not a valid JSON document");
+    call_->kind = Kind::patch;
+    kv_op read = make_op(op_kind::get, call_->ns, call_->key, opts_);
+    kv_op cond;
+    std::string why;
+    if (!write_condition(req_, &cond, &why)) return fail(http::status::bad_request, why);
+    call_->patch_cond = cond.cond;
+    call_->patch_expected = cond.expected;
+    read.read = uint8_t(success_policy::all) + 1;  // patch the newest version any replica holds
+    call_->ops.push_back(std::move(read));
+    return true;
+  }
+
+  Request& req_;
+  const storage::Limits& limits_;
+  Call* call_;
+  Response* err_;
+  const http::verb verb_;
+  std::string_view path_;
+  std::map<std::string, std::string> query_;
+  Options opts_;
+};
+
+}  // namespace
+
+bool route(Request& req, const storage::Limits& limits, Call* call, Response* err) {
+  return Router(req, limits, call, err).route();
 }
+
+namespace {
+
+/// A PUT's or DELETE's answer, with the headers already in `res`.
+Response write_response(const Call& call, const Request& req, const op_result& r, Response res) {
+  const op_kind kind = call.ops[0].kind;
+  if (kind == op_kind::remove && !r.existed) {
+    res = json_response(req, http::status::not_found,
+                        json{{"error", "no such key"}, {"status", "not_found"}});
+    res.set("X-Apsis-Replicas", replicas_header(r));
+    return res;
+  }
+  json body{{"status", "ok"}, {"version", version_text(r.version)}, {"existed", r.existed}};
+  if (call.verbose) body["replicas"] = replicas_json(r);
+  Response out = json_response(
+      req, kind == op_kind::put && !r.existed ? http::status::created : http::status::ok, body);
+  for (const auto& f : res) out.set(f.name_string(), f.value());
+  return out;
+}
+
+/// The value in res's body as the Range header asks: one byte range, a 206 with that slice;
+/// several, the whole value; none in the value, a 416.
+Response with_range(const Request& req, const storage::Version& version, Response res) {
+  const std::string range = header(req, "Range");
+  if (!range.empty()) {
+    const size_t total = res.body().size();
+    size_t first = 0, last = 0;
+    if (!parse_range(range, total, &first, &last)) {
+      Response out = error(req, http::status::range_not_satisfiable,
+                           "no byte of " + range + " is in the value");
+      out.set(http::field::content_range, "bytes */" + std::to_string(total));
+      out.set(http::field::etag, etag(version));
+      return out;
+    }
+    if (last != SIZE_MAX) {
+      res.result(http::status::partial_content);
+      res.set(http::field::content_range, "bytes " + std::to_string(first) + "-" +
+                                              std::to_string(last) + "/" + std::to_string(total));
+      res.body() = res.body().substr(first, last - first + 1);
+    }
+  }
+  res.prepare_payload();
+  return res;
+}
+
+}  // namespace
 
 Response key_response(const Call& call, const Request& req, op_result& r) {
   const kv_op& op = call.ops[0];
@@ -531,21 +633,8 @@ Response key_response(const Call& call, const Request& req, op_result& r) {
     return res;
   }
   res.set(http::field::etag, etag(r.version));
-  if (op.kind == op_kind::put || op.kind == op_kind::remove) {
-    if (op.kind == op_kind::remove && !r.existed) {
-      res = json_response(req, http::status::not_found,
-                          json{{"error", "no such key"}, {"status", "not_found"}});
-      res.set("X-Apsis-Replicas", replicas_header(r));
-      return res;
-    }
-    json body{{"status", "ok"}, {"version", version_text(r.version)}, {"existed", r.existed}};
-    if (call.verbose) body["replicas"] = replicas_json(r);
-    Response out = json_response(
-        req, op.kind == op_kind::put && !r.existed ? http::status::created : http::status::ok,
-        body);
-    for (const auto& f : res) out.set(f.name_string(), f.value());
-    return out;
-  }
+  if (op.kind == op_kind::put || op.kind == op_kind::remove)
+    return write_response(call, req, r, std::move(res));
   if (r.record.expiry_ms) res.set("X-Apsis-Expires", std::to_string(r.record.expiry_ms));
   if (r.record.user_flags) res.set("X-Apsis-Flags", std::to_string(r.record.user_flags));
   if (!call.if_none_match.empty() &&
@@ -579,26 +668,7 @@ Response key_response(const Call& call, const Request& req, op_result& r) {
     return res;
   }
   res.body() = std::move(as_json ? r.record.json : r.record.data);
-  const std::string range = header(req, "Range");
-  if (!range.empty()) {  // one byte range: 206 with that slice; several: the whole value
-    const size_t total = res.body().size();
-    size_t first = 0, last = 0;
-    if (!parse_range(range, total, &first, &last)) {
-      Response out = error(req, http::status::range_not_satisfiable,
-                           "no byte of " + range + " is in the value");
-      out.set(http::field::content_range, "bytes */" + std::to_string(total));
-      out.set(http::field::etag, etag(r.version));
-      return out;
-    }
-    if (last != SIZE_MAX) {
-      res.result(http::status::partial_content);
-      res.set(http::field::content_range, "bytes " + std::to_string(first) + "-" +
-                                              std::to_string(last) + "/" + std::to_string(total));
-      res.body() = res.body().substr(first, last - first + 1);
-    }
-  }
-  res.prepare_payload();
-  return res;
+  return with_range(req, r.version, std::move(res));
 }
 
 bool patch_step(const Call& call, const op_result& read, const Request& req, kv_op* write,

@@ -97,6 +97,35 @@ Status BlockEngine::recover() {
     APSIS_TRY(write_header(false));
     return opts_.env->sync_dir(opts_.dir);
   }
+  uint64_t free_head = 0;
+  bool clean = false;
+  APSIS_TRY(read_headers(ipath, dpath, &free_head, &clean));
+  std::vector<bool> used(clean ? 0 : blocks_, false);
+  uint64_t lost = 0;
+  APSIS_TRY(load_slots(ipath, clean, &used, &lost));
+  if (clean) {
+    std::string scratch;
+    for (uint64_t b = free_head, n = 0; b != 0 && n < blocks_; ++n) {
+      if (b >= blocks_) return Status::corruption(dpath + ": free chain leaves the file");
+      free_.push_back(b);
+      std::string_view v;
+      APSIS_TRY(data_->read(b * block_size, 8, &v, &scratch));
+      b = codec::get_u64(v.data());
+    }
+  } else {
+    for (uint64_t b = 1; b < blocks_; ++b)
+      if (!used[b]) free_.push_back(b);
+    opts_.log(LogLevel::info, opts_.dir + ": unclean stop: verified " +
+                                  std::to_string(map_.size()) + " records, rebuilt " +
+                                  std::to_string(free_.size()) + " free blocks" +
+                                  (lost ? ", " + std::to_string(lost) + " entries lost" : ""));
+  }
+  std::reverse(free_.begin(), free_.end());  // allocate low blocks first
+  return write_header(false);                // dirty until the next clean close
+}
+
+Status BlockEngine::read_headers(const std::string& ipath, const std::string& dpath,
+                                 uint64_t* free_head, bool* clean) {
   uint64_t isize = 0, dsize = 0;
   APSIS_TRY(index_->size(&isize));
   APSIS_TRY(data_->size(&dsize));
@@ -112,12 +141,29 @@ Status BlockEngine::recover() {
   if (dh.substr(0, 16) != std::string_view(data_header()).substr(0, 16))
     return Status::corruption(dpath + ": not an apsis block data file (bad header)");
   seq_ = codec::get_u64(h.data() + 8);
-  uint64_t free_head = codec::get_u64(h.data() + 32);
-  bool clean = codec::get_u32(h.data() + 40) == 1;
+  *free_head = codec::get_u64(h.data() + 32);
+  *clean = codec::get_u32(h.data() + 40) == 1;
   blocks_ = std::max<uint64_t>(1, dsize / block_size);
+  return Status::ok();
+}
 
-  // Entries: the intact copy with the higher seq wins; after an unclean stop, its chain must
-  // also hold an intact record, or the other copy is tried.
+bool BlockEngine::decode_entry(std::string_view raw, Entry* e) {
+  const char* p = raw.data();
+  if (codec::get_u64(p) != codec::hash64(raw.substr(8))) return false;
+  e->seq = codec::get_u64(p + 8);
+  std::memcpy(e->id.bytes.data(), p + 16, Id::size);
+  e->first = codec::get_u64(p + 80);
+  e->length = codec::get_u32(p + 88);
+  e->version = {codec::get_u64(p + 96), codec::get_u64(p + 104)};
+  return true;
+}
+
+// Entries: the intact copy with the higher seq wins; after an unclean stop, its chain must
+// also hold an intact record, or the other copy is tried.
+Status BlockEngine::load_slots(const std::string& ipath, bool clean, std::vector<bool>* used,
+                               uint64_t* lost) {
+  uint64_t isize = 0;
+  APSIS_TRY(index_->size(&isize));
   // A new key's second copy is written only at its first overwrite: round up, pad zeros.
   uint64_t slots = (isize - header_size + 2 * entry_size - 1) / (2 * entry_size);
   std::string_view view;
@@ -126,75 +172,46 @@ Status BlockEngine::recover() {
     APSIS_TRY(index_->read(header_size, isize - header_size, &view, &scratch));
   all.assign(view);
   all.resize(slots * 2 * entry_size, '\0');
-  std::vector<bool> used(clean ? 0 : blocks_, false);
-  uint64_t lost = 0;
   for (uint32_t s = 0; s < slots; ++s) {
     Entry copies[2];
     for (int c = 0; c < 2; ++c) {
-      const char* p = all.data() + (uint64_t(s) * 2 + c) * entry_size;
-      std::string_view raw(p, entry_size);
-      if (codec::get_u64(p) != codec::hash64(raw.substr(8))) {
-        if (raw.find_first_not_of('\0') != std::string_view::npos)
-          opts_.log(LogLevel::warn, ipath + ": slot " + std::to_string(s) + " copy " +
-                                        std::to_string(c) + " is torn or corrupt, ignored");
-        continue;
+      std::string_view raw(all.data() + (uint64_t(s) * 2 + c) * entry_size, entry_size);
+      copies[c].copy = c;
+      if (decode_entry(raw, &copies[c])) {
+        seq_ = std::max(seq_, copies[c].seq);
+      } else if (raw.find_first_not_of('\0') != std::string_view::npos) {
+        opts_.log(LogLevel::warn, ipath + ": slot " + std::to_string(s) + " copy " +
+                                      std::to_string(c) + " is torn or corrupt, ignored");
       }
-      Entry& e = copies[c];
-      e.copy = c;
-      e.seq = codec::get_u64(p + 8);
-      std::memcpy(e.id.bytes.data(), p + 16, Id::size);
-      e.first = codec::get_u64(p + 80);
-      e.length = codec::get_u32(p + 88);
-      e.version = {codec::get_u64(p + 96), codec::get_u64(p + 104)};
-      seq_ = std::max(seq_, e.seq);
     }
     if (copies[1].seq > copies[0].seq) std::swap(copies[0], copies[1]);
-    Entry* chosen = nullptr;
-    for (Entry& e : copies) {
+    const Entry* chosen = nullptr;
+    for (const Entry& e : copies) {
       if (e.seq == 0) continue;
-      if (clean) {
-        chosen = &e;
-        break;
-      }
-      std::string rec;
-      std::vector<uint64_t> chain;
-      codec::Header hdr;
-      if (read_chain(e, &rec, &chain) && codec::decode_header(rec, &hdr) &&
-          codec::checksum_ok(rec, hdr) && hdr.id == e.id) {
-        for (uint64_t b : chain) used[b] = true;
+      if (clean || chain_intact(e, used)) {
         chosen = &e;
         break;
       }
       opts_.log(LogLevel::warn, opts_.dir + ": slot " + std::to_string(s) + ": entry seq " +
                                     std::to_string(e.seq) +
                                     " points at a torn or corrupt record, dropped");
-      ++lost;
+      ++*lost;
     }
-    if (!chosen) {
-      by_slot_.push_back(Id{});  // an empty slot keeps its place
-      continue;
-    }
-    by_slot_.push_back(chosen->id);
-    map_[chosen->id] = Slot{s, *chosen};
+    by_slot_.push_back(chosen ? chosen->id : Id{});  // an empty slot keeps its place
+    if (chosen) map_[chosen->id] = Slot{s, *chosen};
   }
-  if (clean) {
-    for (uint64_t b = free_head, n = 0; b != 0 && n < blocks_; ++n) {
-      if (b >= blocks_) return Status::corruption(dpath + ": free chain leaves the file");
-      free_.push_back(b);
-      std::string_view v;
-      APSIS_TRY(data_->read(b * block_size, 8, &v, &dscratch));
-      b = codec::get_u64(v.data());
-    }
-  } else {
-    for (uint64_t b = 1; b < blocks_; ++b)
-      if (!used[b]) free_.push_back(b);
-    opts_.log(LogLevel::info, opts_.dir + ": unclean stop: verified " +
-                                  std::to_string(map_.size()) + " records, rebuilt " +
-                                  std::to_string(free_.size()) + " free blocks" +
-                                  (lost ? ", " + std::to_string(lost) + " entries lost" : ""));
-  }
-  std::reverse(free_.begin(), free_.end());  // allocate low blocks first
-  return write_header(false);                // dirty until the next clean close
+  return Status::ok();
+}
+
+bool BlockEngine::chain_intact(const Entry& e, std::vector<bool>* used) {
+  std::string rec;
+  std::vector<uint64_t> chain;
+  codec::Header hdr;
+  if (!read_chain(e, &rec, &chain) || !codec::decode_header(rec, &hdr) ||
+      !codec::checksum_ok(rec, hdr) || hdr.id != e.id)
+    return false;
+  for (uint64_t b : chain) (*used)[b] = true;
+  return true;
 }
 
 Status BlockEngine::read_chain(const Entry& e, std::string* out, std::vector<uint64_t>* blocks) {

@@ -51,6 +51,17 @@ class BlockEngine final : public Engine {
 
   explicit BlockEngine(const EngineOptions& opts) : opts_(opts) {}
   Status recover();
+  /// Checks both files' headers; reads seq_, blocks_, the free chain's head and whether the
+  /// last stop was clean.
+  Status read_headers(const std::string& ipath, const std::string& dpath, uint64_t* free_head,
+                      bool* clean);
+  /// Fills map_ and by_slot_ from the index; after an unclean stop, marks the blocks of the
+  /// records it keeps in *used and counts the entries it drops in *lost.
+  Status load_slots(const std::string& ipath, bool clean, std::vector<bool>* used, uint64_t* lost);
+  /// One index entry, if its checksum holds (seq 0: an unused copy).
+  static bool decode_entry(std::string_view raw, Entry* e);
+  /// Whether e's block chain holds its intact record; marks its blocks used if so.
+  bool chain_intact(const Entry& e, std::vector<bool>* used);
   Status write_header(bool clean);
   Status read_chain(const Entry& e, std::string* out, std::vector<uint64_t>* blocks);
   Status write_chain(std::string_view rec, uint64_t* first);
