@@ -138,7 +138,7 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
                                config::NodeConfig cfg,
                                std::vector<std::shared_ptr<storage::Engine>> engines,
                                std::vector<caf::actor> children, anti_entropy_actor anti_entropy,
-                               peer_actor peer, std::map<uint32_t, replica_group_actor> backends,
+                               peer_actor peer, std::map<uint32_t, Coordinator> backends,
                                std::shared_ptr<ae_stats> anti_entropy_stats,
                                std::shared_ptr<cluster_view> cluster,
                                std::shared_ptr<RequestMetrics> metrics) {
@@ -184,27 +184,27 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
                                  self->state.backends.empty()
                                      ? std::string("this node is not in a cluster")
                                      : "no backend " + std::to_string(backend));
-        return self->delegate(it->second, atom::exec_v, std::move(ops));
+        return it->second.exec(self, ops);
       },
   };
 }
 
-bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts* out,
-                std::string* error, std::shared_ptr<RequestMetrics> metrics,
-                std::function<void()> on_left) {
-  NodeParts parts;
+namespace {
+
+replica_group_config coordinator_config(const config::NodeConfig& cfg,
+                                        const MailboxGauges* mailboxes) {
   replica_group_config rg;
   rg.policy = cfg.policy;
   rg.read_policy = cfg.read_policy;
   rg.read_order = cfg.read_order;
   rg.timeout = std::chrono::milliseconds(cfg.timeout_ms);
   rg.clock = std::make_shared<Hlc>(cfg.node_id);
-  const MailboxGauges* mailboxes = metrics ? &metrics->mailboxes : nullptr;
   if (mailboxes) rg.mailbox = mailboxes->coordinator;
-  std::vector<caf::actor> children;
-  const bool cluster = cfg.cluster_port != 0;
-  bool direct = !cluster;  // the direct path knows no remote replicas
-  peer_config pc;
+  return rg;
+}
+
+ae_config anti_entropy_config(const config::NodeConfig& cfg, std::shared_ptr<ae_stats> stats,
+                              const MailboxGauges* mailboxes) {
   ae_config ae;
   ae.node = cfg.name;
   ae.node_id = cfg.node_id;
@@ -216,22 +216,86 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
   ae.scrub_rate = cfg.scrub_rate;
   ae.scrub_pause = std::chrono::milliseconds(cfg.scrub_pause_ms);
   ae.state_file = storage::join_path(cfg.data_dir, "recover.json");
-  ae.stats = parts.anti_entropy_stats = std::make_shared<ae_stats>();
-  if (mailboxes) ae.mailbox = mailboxes->anti_entropy, pc.mailbox = mailboxes->peer;
-  rg.read_repairs = std::shared_ptr<std::atomic<uint64_t>>(ae.stats, &ae.stats->read_repairs);
-  if (cluster) {
-    pc.self.name = cfg.name;
-    pc.self.host = cfg.bind;
-    pc.self.port = cfg.cluster_port;
-    pc.cookie = cfg.cookie;
-    pc.seeds = cfg.seeds;
-    pc.timeout = std::chrono::milliseconds(cfg.timeout_ms);
-    if (!next_incarnation(cfg.data_dir, &pc.self.incarnation, error)) return false;
-    pc.self.version = 1;
-    pc.table_file = storage::join_path(cfg.data_dir, "cluster.json");
-    pc.anti_entropy_stats = parts.anti_entropy_stats;
-    pc.on_left = std::move(on_left);
+  ae.stats = std::move(stats);
+  if (mailboxes) ae.mailbox = mailboxes->anti_entropy;
+  return ae;
+}
+
+bool cluster_config(const config::NodeConfig& cfg, std::shared_ptr<ae_stats> stats,
+                    std::function<void()> on_left, peer_config* pc, std::string* error) {
+  pc->self.name = cfg.name;
+  pc->self.host = cfg.bind;
+  pc->self.port = cfg.cluster_port;
+  pc->cookie = cfg.cookie;
+  pc->seeds = cfg.seeds;
+  pc->timeout = std::chrono::milliseconds(cfg.timeout_ms);
+  if (!next_incarnation(cfg.data_dir, &pc->self.incarnation, error)) return false;
+  pc->self.version = 1;
+  pc->table_file = storage::join_path(cfg.data_dir, "cluster.json");
+  pc->anti_entropy_stats = std::move(stats);
+  pc->on_left = std::move(on_left);
+  return true;
+}
+
+/// A node whose seeds name other nodes serves nothing until the PEER's routes name one: at
+/// once for a restart that kept its table (cluster.json), after the first join for a new
+/// node. Empty (serve at once) otherwise.
+std::string not_joined(const config::NodeConfig& cfg) {
+  std::string seeds;
+  for (const auto& [host, port] : cfg.seeds)
+    if (!(host == cfg.bind && port == cfg.cluster_port))
+      seeds += (seeds.empty() ? "" : ", ") + host + ":" + std::to_string(port);
+  if (cfg.cluster_port == 0 || seeds.empty()) return {};
+  return "this node has not joined its cluster yet (seeds: " + seeds + ")";
+}
+
+/// Opens one backend's engine and spawns its shards; its route for the coordinator.
+bool open_backend(caf::actor_system& sys, const config::NodeConfig& cfg,
+                  const config::BackendConfig& b, const replica_group_config& rg,
+                  const MailboxGauges* mailboxes, std::vector<caf::actor>& children,
+                  std::shared_ptr<storage::Engine>* engine, group_route* route,
+                  std::string* error) {
+  storage::EngineOptions eo;
+  eo.kind = b.engine;
+  eo.dir = cfg.backend_dir(b);
+  eo.sync = b.fsync;
+  eo.limits = cfg.limits;
+  std::unique_ptr<storage::Engine> opened;
+  storage::Status s = storage::open_engine(eo, &opened);
+  if (!s) {
+    *error = "backend " + std::to_string(b.id) + " (" + b.engine + " in " + eo.dir +
+             "): " + s.to_string();
+    return false;
   }
+  *engine = std::move(opened);
+  *route = group_route{b.group, cfg.name, b.id, {}};
+  route->fsync_always = b.fsync.mode == storage::SyncPolicy::Mode::always;
+  for (uint32_t i = 0; i < b.shards; ++i) {
+    route->cores.push_back(std::make_shared<ShardCore>(*engine, rg.clock));
+    if (mailboxes) route->cores.back()->mailbox = mailboxes->shards;
+    route->shards.push_back(sys.spawn(shard, route->cores.back()));
+    children.push_back(caf::actor_cast<caf::actor>(route->shards.back()));
+  }
+  return true;
+}
+
+}  // namespace
+
+bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts* out,
+                std::string* error, std::shared_ptr<RequestMetrics> metrics,
+                std::function<void()> on_left) {
+  NodeParts parts;
+  const MailboxGauges* mailboxes = metrics ? &metrics->mailboxes : nullptr;
+  replica_group_config rg = coordinator_config(cfg, mailboxes);
+  parts.anti_entropy_stats = std::make_shared<ae_stats>();
+  ae_config ae = anti_entropy_config(cfg, parts.anti_entropy_stats, mailboxes);
+  rg.read_repairs = std::shared_ptr<std::atomic<uint64_t>>(ae.stats, &ae.stats->read_repairs);
+  std::vector<caf::actor> children;
+  const bool cluster = cfg.cluster_port != 0;
+  peer_config pc;
+  if (mailboxes) pc.mailbox = mailboxes->peer;
+  if (cluster && !cluster_config(cfg, parts.anti_entropy_stats, std::move(on_left), &pc, error))
+    return false;
   for (const auto& b : cfg.backends) {
     for (const auto& g : rg.groups) {
       if (g.group == b.group && !cluster) {
@@ -241,56 +305,28 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
         return false;
       }
     }
-    storage::EngineOptions eo;
-    eo.kind = b.engine;
-    eo.dir = cfg.backend_dir(b);
-    eo.sync = b.fsync;
-    eo.limits = cfg.limits;
-    std::unique_ptr<storage::Engine> engine;
-    storage::Status s = storage::open_engine(eo, &engine);
-    if (!s) {
-      *error = "backend " + std::to_string(b.id) + " (" + b.engine + " in " + eo.dir +
-               "): " + s.to_string();
-      return false;
-    }
-    std::shared_ptr<storage::Engine> shared(std::move(engine));
-    parts.engines.push_back(shared);
-    group_route route{b.group, cfg.name, b.id, {}};
-    route.fsync_always = b.fsync.mode == storage::SyncPolicy::Mode::always;
-    for (uint32_t i = 0; i < b.shards; ++i) {
-      route.cores.push_back(std::make_shared<ShardCore>(shared, rg.clock));
-      if (mailboxes) route.cores.back()->mailbox = mailboxes->shards;
-      route.shards.push_back(sys.spawn(shard, route.cores.back()));
-      children.push_back(caf::actor_cast<caf::actor>(route.shards.back()));
-    }
-    // fsync `always` blocks its caller for a disk flush: on a frontend's I/O thread that
-    // would stall every connection on it, while shard actors overlap their waits (group
-    // commit). So only backends that never block on a write allow the direct path.
-    direct = direct && b.fsync.mode != storage::SyncPolicy::Mode::always;
+    std::shared_ptr<storage::Engine> engine;
+    group_route route;
+    if (!open_backend(sys, cfg, b, rg, mailboxes, children, &engine, &route, error)) return false;
+    parts.engines.push_back(engine);
     if (cluster) {
       backend_points bp{b.id, b.group, {}};
       if (!ring_points(cfg.backend_dir(b), cfg.points, &bp.points, error)) return false;
       pc.self.backends.push_back(std::move(bp));
       replica_group_config one = rg;  // this backend alone: replica writes from other nodes
       one.groups = {route};
-      if (b.fsync.mode != storage::SyncPolicy::Mode::always)
-        pc.direct[b.id] = LocalCoordinator::make(one);
-      pc.backends[b.id] = sys.spawn(replica_group, std::move(one));
-      children.push_back(caf::actor_cast<caf::actor>(pc.backends[b.id]));
+      Coordinator& c = pc.backends[b.id];
+      c.local = LocalCoordinator::make(one);
+      c.actor = sys.spawn(replica_group, std::move(one));
+      children.push_back(caf::actor_cast<caf::actor>(c.actor));
     }
-    ae.backends[b.id] = ae_backend{b.group, shared};
+    ae.backends[b.id] = ae_backend{b.group, engine};
     rg.groups.push_back(std::move(route));
   }
-  if (direct) parts.coordinator.local = LocalCoordinator::make(rg);
-  // A node whose seeds name other nodes serves nothing until the PEER's routes name one: at
-  // once for a restart that kept its table (cluster.json), after the first join for a new
-  // node. Not the backends' own coordinators above: replica writes are welcome.
-  std::string seeds;
-  for (const auto& [host, port] : cfg.seeds)
-    if (!(host == cfg.bind && port == cfg.cluster_port))
-      seeds += (seeds.empty() ? "" : ", ") + host + ":" + std::to_string(port);
-  if (cluster && !seeds.empty())
-    rg.not_joined = "this node has not joined its cluster yet (seeds: " + seeds + ")";
+  // In a cluster the routes change to name other nodes: no direct path (it knows none).
+  if (!cluster) parts.coordinator.local = LocalCoordinator::make(rg);
+  // Not the backends' own coordinators above: replica writes are welcome before a join.
+  rg.not_joined = not_joined(cfg);
   parts.coordinator.actor = sys.spawn(replica_group, std::move(rg));
   parts.locks = sys.spawn(lock_manager, cfg.name);
   children.push_back(caf::actor_cast<caf::actor>(parts.coordinator.actor));
@@ -299,7 +335,7 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
   // so the actor system, from ending. Its scans take a scheduler thread meanwhile.
   parts.anti_entropy = sys.spawn(anti_entropy, std::move(ae));
   children.push_back(caf::actor_cast<caf::actor>(parts.anti_entropy));
-  std::map<uint32_t, replica_group_actor> backends = pc.backends;  // for clients that coordinate
+  std::map<uint32_t, Coordinator> backends = pc.backends;  // for clients that coordinate
   if (cluster) {
     pc.coordinator = parts.coordinator.actor;
     pc.locks = parts.locks;

@@ -33,9 +33,8 @@ struct NodeParts {
 struct node_state {
   std::vector<std::shared_ptr<storage::Engine>> engines;
   anti_entropy_actor anti_entropy;
-  peer_actor peer;  ///< in a cluster
-  std::map<uint32_t, replica_group_actor>
-      backends;  ///< in a cluster: each backend's own coordinator
+  peer_actor peer;                           ///< in a cluster
+  std::map<uint32_t, Coordinator> backends;  ///< in a cluster: each backend's own coordinator
   std::shared_ptr<ae_stats> anti_entropy_stats;
   std::shared_ptr<cluster_view> cluster;
   std::shared_ptr<RequestMetrics> metrics;  ///< what the frontends count (may be null)
@@ -47,7 +46,7 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
                                config::NodeConfig cfg,
                                std::vector<std::shared_ptr<storage::Engine>> engines,
                                std::vector<caf::actor> children, anti_entropy_actor anti_entropy,
-                               peer_actor peer, std::map<uint32_t, replica_group_actor> backends,
+                               peer_actor peer, std::map<uint32_t, Coordinator> backends,
                                std::shared_ptr<ae_stats> anti_entropy_stats,
                                std::shared_ptr<cluster_view> cluster,
                                std::shared_ptr<RequestMetrics> metrics);

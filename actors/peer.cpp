@@ -337,6 +337,66 @@ bool member(self_ptr self) {
   return sender && (sender->node() == self->node() || self->state.joined.count(sender->node()));
 }
 
+/// A linked node's PEER died (its connection with it): the node is down until redialed.
+void link_down(self_ptr self, const caf::down_msg& dm) {
+  auto& st = self->state;
+  for (auto& [name, l] : st.links) {
+    // A proxy from an older connection may report its death late: only the current counts.
+    if (!l.up() || block_of(l.peer) != caf::actor_cast<caf::actor_control_block*>(dm.source))
+      continue;
+    l.peer = l.anti_entropy = l.locks = nullptr;  // they died with the connection
+    l.since = self->clock().now();
+    spdlog::warn("cluster: node '{}' is down ({})", name, self->home_system().render(dm.reason));
+    publish_routes(self);
+    const node_entry& e = st.table.nodes.at(name);
+    retry_later(self, e.host, e.port);
+    return;
+  }
+}
+
+/// A node asks to join with the cookie: it is let in and told the table, or refused.
+caf::result<route_table> admit(self_ptr self, const std::string& cookie, const node_entry& e) {
+  auto& st = self->state;
+  if (cookie != st.cfg.cookie) {
+    spdlog::error("cluster: refused node '{}' ({}:{}): {}", e.name, e.host, e.port, wrong_cookie);
+    return caf::make_error(caf::sec::runtime_error, wrong_cookie);
+  }
+  if (e.name == st.cfg.self.name)
+    return caf::make_error(caf::sec::runtime_error, "node name '" + e.name + "' is taken");
+  const auto& sender = self->current_sender();
+  if (!sender) return caf::make_error(caf::sec::runtime_error, "a join must come from a node");
+  st.joined.insert(sender->node());
+  st.dialed.insert(e.name);  // it connected to us: no need to dial it
+  auto known = st.table.nodes.find(e.name);
+  if (known == st.table.nodes.end() || e.newer_than(known->second))
+    spdlog::info("cluster: node '{}' ({}:{}, incarnation {}) joined", e.name, e.host, e.port,
+                 e.incarnation);
+  route_table t;
+  t.merge(e);
+  take(self, std::move(t), sender->node());
+  return st.table;
+}
+
+/// This node's binary port, for clients that route by the table: gossiped with its entry.
+void advertise(self_ptr self, uint16_t binary_port) {
+  auto& st = self->state;
+  node_entry& me = st.table.nodes.at(st.cfg.self.name);
+  me.binary_port = binary_port;
+  me.version++;
+  publish_routes(self);
+  gossip(self);
+}
+
+/// Tells every reachable node's ANTI_ENTROPY to delete a namespace's keys; how many were told.
+uint32_t purge_everywhere(self_ptr self, const std::string& ns) {
+  uint32_t told = 0;
+  for (const auto& [name, l] : self->state.links)
+    if (l.up() && l.anti_entropy)
+      caf::anon_send(caf::actor_cast<anti_entropy_actor>(l.anti_entropy), atom::purge_v, ns),
+          ++told;
+  return told;
+}
+
 }  // namespace
 
 peer_actor::behavior_type peer(self_ptr self, peer_config cfg) {
@@ -344,21 +404,7 @@ peer_actor::behavior_type peer(self_ptr self, peer_config cfg) {
   st.cfg = std::move(cfg);
   st.cfg.self.peer = caf::actor_cast<caf::actor>(self);
   st.table.nodes[st.cfg.self.name] = st.cfg.self;
-  self->set_down_handler([=](caf::down_msg& dm) {
-    auto& st = self->state;
-    for (auto& [name, l] : st.links) {
-      // A proxy from an older connection may report its death late: only the current counts.
-      if (!l.up() || block_of(l.peer) != caf::actor_cast<caf::actor_control_block*>(dm.source))
-        continue;
-      l.peer = l.anti_entropy = l.locks = nullptr;  // they died with the connection
-      l.since = self->clock().now();
-      spdlog::warn("cluster: node '{}' is down ({})", name, self->home_system().render(dm.reason));
-      publish_routes(self);
-      const node_entry& e = st.table.nodes.at(name);
-      retry_later(self, e.host, e.port);
-      return;
-    }
-  });
+  self->set_down_handler([=](caf::down_msg& dm) { link_down(self, dm); });
   load_table(self);
   publish_routes(self);
   for (const auto& [host, port] : st.cfg.seeds)
@@ -367,27 +413,7 @@ peer_actor::behavior_type peer(self_ptr self, peer_config cfg) {
   if (st.cfg.gossip_every.count() > 0) self->delayed_send(self, st.cfg.gossip_every, atom::tick_v);
   return {
       [=](atom::join, std::string& cookie, node_entry& e) -> caf::result<route_table> {
-        auto& st = self->state;
-        if (cookie != st.cfg.cookie) {
-          spdlog::error("cluster: refused node '{}' ({}:{}): {}", e.name, e.host, e.port,
-                        wrong_cookie);
-          return caf::make_error(caf::sec::runtime_error, wrong_cookie);
-        }
-        if (e.name == st.cfg.self.name)
-          return caf::make_error(caf::sec::runtime_error, "node name '" + e.name + "' is taken");
-        const auto& sender = self->current_sender();
-        if (!sender)
-          return caf::make_error(caf::sec::runtime_error, "a join must come from a node");
-        st.joined.insert(sender->node());
-        st.dialed.insert(e.name);  // it connected to us: no need to dial it
-        auto known = st.table.nodes.find(e.name);
-        if (known == st.table.nodes.end() || e.newer_than(known->second))
-          spdlog::info("cluster: node '{}' ({}:{}, incarnation {}) joined", e.name, e.host, e.port,
-                       e.incarnation);
-        route_table t;
-        t.merge(e);
-        take(self, std::move(t), sender->node());
-        return st.table;
+        return admit(self, cookie, e);
       },
       [=](atom::gossip, route_table& t) {
         if (member(self)) take(self, std::move(t), self->current_sender()->node());
@@ -396,31 +422,14 @@ peer_actor::behavior_type peer(self_ptr self, peer_config cfg) {
         if (auto& g = self->state.cfg.mailbox) g->sample_of(self);
         if (!member(self))
           return caf::make_error(caf::sec::runtime_error, "not a member of this cluster");
-        if (auto d = self->state.cfg.direct.find(backend); d != self->state.cfg.direct.end())
-          return d->second->run(ops);
         auto it = self->state.cfg.backends.find(backend);
         if (it == self->state.cfg.backends.end())
           return caf::make_error(caf::sec::runtime_error, "no backend " + std::to_string(backend));
-        return self->delegate(it->second, atom::exec_v, std::move(ops));
+        return it->second.exec(self, ops);
       },
       [=](atom::connect, std::string& host, uint16_t port) { connect(self, host, port); },
-      [=](atom::advertise, uint16_t binary_port) {
-        auto& st = self->state;
-        node_entry& me = st.table.nodes.at(st.cfg.self.name);
-        me.binary_port = binary_port;
-        me.version++;
-        publish_routes(self);
-        gossip(self);
-      },
-      [=](atom::purge, std::string& ns) {
-        auto& st = self->state;
-        uint32_t told = 0;
-        for (const auto& [name, l] : st.links)
-          if (l.up() && l.anti_entropy)
-            caf::anon_send(caf::actor_cast<anti_entropy_actor>(l.anti_entropy), atom::purge_v, ns),
-                ++told;
-        return told;
-      },
+      [=](atom::advertise, uint16_t binary_port) { advertise(self, binary_port); },
+      [=](atom::purge, std::string& ns) { return purge_everywhere(self, ns); },
       [=](atom::admin, std::string& text) -> std::string {
         auto cmd = nlohmann::json::parse(text, nullptr, false);
         std::string what = cmd.is_object() ? cmd.value("cmd", "") : "";

@@ -46,9 +46,9 @@ struct peer_config {
   replica_group_actor coordinator;          ///< told of every route change
   anti_entropy_actor anti_entropy;          ///< told of every route change too
   lock_manager_actor locks;                 ///< and this one
-  std::map<uint32_t, replica_group_actor> backends;  ///< local backend id -> its coordinator
-  /// Backends whose fsync never blocks: replica writes apply on the PEER's thread (no hop).
-  std::map<uint32_t, std::shared_ptr<LocalCoordinator>> direct;
+  /// Local backend id -> its own coordinator, for replica writes from other nodes (applied on
+  /// the PEER's thread, with no hop, where the backend's fsync never blocks).
+  std::map<uint32_t, Coordinator> backends;
   std::shared_ptr<cluster_view> view;  ///< refreshed at every route change
   /// Where the table is kept across restarts (empty: nowhere): a restarted node starts from
   /// the nodes it knew, all down until it reaches them, instead of a cluster of itself whose

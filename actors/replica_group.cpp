@@ -17,6 +17,8 @@ using repair_fn = std::function<void(const replica_entry& to, kv_op write)>;
 
 bool is_write(op_kind k) { return k != op_kind::get && k != op_kind::lookup; }
 
+// ---- Results: what the replicas answered, merged per operation; read repair. ----
+
 /// The write that brings a replica up to `best`, the answer a read settled on: its record
 /// (put) or its tombstone (remove), at its version. None when the record at hand is not the
 /// one `best` names (its payload did not come back).
@@ -159,6 +161,8 @@ struct pending_batch {
   }
 };
 
+// ---- Planning: versions, owners, read groups, requests. ----
+
 struct shard_request {
   shard_actor dest;
   ShardCore* core = nullptr;  ///< the local shard's core, for the direct path
@@ -218,24 +222,14 @@ success_policy read_policy_of(const replica_group_config& cfg, const kv_op& op) 
   return op.read >= 1 && op.read <= 3 ? success_policy(op.read - 1) : cfg.read_policy;
 }
 
-/// Versions the writes and splits the batch into one request per (backend, shard) that has
-/// work: a remote backend gets one request for all its operations. The caller sets the
-/// batch's deliver, and finishes it at once if there are no requests.
-std::shared_ptr<pending_batch> plan(const replica_group_config& cfg, op_batch& ops,
-                                    std::vector<shard_request>* out,
-                                    const std::vector<uint64_t>* tried = nullptr,
-                                    const std::map<std::string, double>* latency_us = nullptr) {
-  auto p = std::make_shared<pending_batch>();
-  p->results.resize(ops.size());
-  p->ops.resize(ops.size());
-  const size_t groups = group_count(cfg);
-  for (size_t g = 0; g < groups; ++g)
-    p->group_order.push_back(cfg.rings.empty() ? cfg.groups[g].group : cfg.rings[g].first);
-  // Every replica of a write must store the same version, so with several groups the
-  // coordinator stamps it; with one, the shard does (ShardCore), in the order it applies.
+/// Fills each operation's track (write or read, its policy, whether a read is wide) and
+/// stamps the writes. Every replica of a write must store the same version, so with several
+/// groups the coordinator stamps it; with one copy the shard does, under its lock, so that
+/// versions follow the order writes reach the engine (ShardCore).
+void track(const replica_group_config& cfg, op_batch& ops, size_t groups, pending_batch& p) {
   const bool stamp = groups > 1 || !cfg.rings.empty();
   for (size_t i = 0; i < ops.size(); ++i) {
-    op_track& t = p->ops[i];
+    op_track& t = p.ops[i];
     t.write = is_write(ops[i].kind);
     if (t.write) {
       t.policy =
@@ -247,7 +241,52 @@ std::shared_ptr<pending_batch> plan(const replica_group_config& cfg, op_batch& o
     t.wide = t.policy != success_policy::one && groups > 1;
     if (t.wide && ops[i].kind == op_kind::get) t.repair_key.emplace(ops[i].id, ops[i].key);
   }
-  std::vector<shard_request>& plan = *out;
+}
+
+/// Each operation's owner route in every group (ops x groups; SIZE_MAX: it asks none there),
+/// found once: ring lookups are the costly part.
+std::vector<size_t> find_owners(const replica_group_config& cfg, const op_batch& ops,
+                                const std::vector<uint32_t>& group_order) {
+  const size_t groups = group_order.size();
+  std::vector<size_t> owner(ops.size() * groups);
+  for (size_t i = 0; i < ops.size(); ++i)
+    for (size_t g = 0; g < groups; ++g)
+      owner[i * groups + g] =
+          asks_group(ops[i], group_order[g]) ? owner_route(cfg, g, ops[i].id) : SIZE_MAX;
+  return owner;
+}
+
+/// Reads under `one`: the first group in the read order, not tried yet, whose owner is up
+/// (else one whose owner is down, so that the result says unavailable).
+void choose_read_groups(const replica_group_config& cfg, const std::vector<size_t>& owner,
+                        const std::vector<uint64_t>* tried,
+                        const std::map<std::string, double>* latency_us, pending_batch& p) {
+  const size_t groups = p.group_order.size();
+  std::vector<size_t> order;
+  for (size_t i = 0; i < p.ops.size(); ++i) {
+    size_t& read_group = p.ops[i].read_group;
+    if (p.ops[i].write || p.ops[i].wide) continue;
+    const size_t* own = &owner[i * groups];
+    size_t fallback = SIZE_MAX;
+    read_order(cfg, groups, own, latency_us, order);
+    for (size_t g : order) {
+      if (own[g] == SIZE_MAX || (tried && g < 64 && ((*tried)[i] >> g & 1))) continue;
+      if (!cfg.groups[own[g]].down) {
+        read_group = g;
+        break;
+      }
+      if (fallback == SIZE_MAX) fallback = g;
+    }
+    if (read_group == SIZE_MAX) read_group = fallback;
+  }
+}
+
+/// One request per (route, shard) that has work, group by group; a remote backend gets one
+/// request for all its operations. An operation moves into the last request that takes it.
+void build_requests(const replica_group_config& cfg, op_batch& ops,
+                    const std::vector<size_t>& owner, const pending_batch& p,
+                    std::vector<shard_request>& plan) {
+  const size_t groups = p.group_order.size();
   std::map<std::pair<size_t, size_t>, size_t> slot;  // (route, shard) -> index in plan
   auto request_for = [&](size_t r, const storage::Id& id) -> shard_request& {
     const group_route& route = cfg.groups[r];
@@ -266,33 +305,8 @@ std::shared_ptr<pending_batch> plan(const replica_group_config& cfg, op_batch& o
     }
     return plan[it->second];
   };
-  // Each op's owner route in every group, found once (ring lookups are the costly part).
-  std::vector<size_t> owner(ops.size() * groups);
-  for (size_t i = 0; i < ops.size(); ++i)
-    for (size_t g = 0; g < groups; ++g)
-      owner[i * groups + g] =
-          asks_group(ops[i], p->group_order[g]) ? owner_route(cfg, g, ops[i].id) : SIZE_MAX;
-  // Reads under `one`: the first group in the read order, not tried yet, whose owner is up
-  // (else one whose owner is down, so that the result says unavailable).
-  std::vector<size_t> order;
-  for (size_t i = 0; i < ops.size(); ++i) {
-    size_t& read_group = p->ops[i].read_group;
-    if (p->ops[i].write || p->ops[i].wide) continue;
-    const size_t* own = &owner[i * groups];
-    size_t fallback = SIZE_MAX;
-    read_order(cfg, groups, own, latency_us, order);
-    for (size_t g : order) {
-      if (own[g] == SIZE_MAX || (tried && g < 64 && ((*tried)[i] >> g & 1))) continue;
-      if (!cfg.groups[own[g]].down) {
-        read_group = g;
-        break;
-      }
-      if (fallback == SIZE_MAX) fallback = g;
-    }
-    if (read_group == SIZE_MAX) read_group = fallback;
-  }
   auto asks = [&](size_t i, size_t g) {
-    const op_track& t = p->ops[i];
+    const op_track& t = p.ops[i];
     return owner[i * groups + g] != SIZE_MAX && (t.write || t.wide || t.read_group == g);
   };
   std::vector<size_t> last_group(ops.size(), SIZE_MAX);  // where each op is used last
@@ -307,9 +321,30 @@ std::shared_ptr<pending_batch> plan(const replica_group_config& cfg, op_batch& o
       req.idx.push_back(i);
     }
   }
-  p->outstanding = plan.size();
+}
+
+/// Plans a batch: tracks and stamps its operations, finds their owners, chooses the groups
+/// reads ask, and builds the requests into *out. The caller sets the batch's deliver, and
+/// finishes it at once if there are no requests.
+std::shared_ptr<pending_batch> plan(const replica_group_config& cfg, op_batch& ops,
+                                    std::vector<shard_request>* out,
+                                    const std::vector<uint64_t>* tried = nullptr,
+                                    const std::map<std::string, double>* latency_us = nullptr) {
+  auto p = std::make_shared<pending_batch>();
+  p->results.resize(ops.size());
+  p->ops.resize(ops.size());
+  const size_t groups = group_count(cfg);
+  for (size_t g = 0; g < groups; ++g)
+    p->group_order.push_back(cfg.rings.empty() ? cfg.groups[g].group : cfg.rings[g].first);
+  track(cfg, ops, groups, *p);
+  const std::vector<size_t> owner = find_owners(cfg, ops, p->group_order);
+  choose_read_groups(cfg, owner, tried, latency_us, *p);
+  build_requests(cfg, ops, owner, *p, *out);
+  p->outstanding = out->size();
   return p;
 }
+
+// ---- Read repair and read failover (the actor's). ----
 
 void run(replica_group_actor::stateful_pointer<replica_group_state> self, op_batch& ops,
          deliver_fn deliver, const std::vector<uint64_t>* tried = nullptr);
@@ -405,59 +440,23 @@ deliver_fn with_read_failover(replica_group_actor::stateful_pointer<replica_grou
   };
 }
 
-void run(replica_group_actor::stateful_pointer<replica_group_state> self, op_batch& ops,
-         deliver_fn deliver, const std::vector<uint64_t>* tried) {
-  const auto& cfg = self->state.cfg;
-  if (cfg.mailbox && !tried) cfg.mailbox->sample_of(self);
-  if (!cfg.not_joined.empty()) {
-    result_batch out(ops.size());
-    for (auto& r : out) r.status = op_status::unavailable, r.message = cfg.not_joined;
-    return deliver(std::move(out));
-  }
-  std::vector<shard_request> reqs;
-  // Reads under `one` may fail over: copied before plan() moves them into its requests.
-  op_batch reads;
-  std::vector<size_t> at;
-  for (size_t i = 0; group_count(cfg) > 1 && i < ops.size(); ++i)
-    if (!is_write(ops[i].kind) && read_policy_of(cfg, ops[i]) == success_policy::one)
-      reads.push_back(ops[i]), at.push_back(i);
-  auto p = plan(cfg, ops, &reqs, tried, &self->state.latency_us);
-  p->deliver = reads.empty() ? std::move(deliver)
-                             : with_read_failover(self, std::move(reads), std::move(at),
-                                                  std::move(deliver), *p, tried);
-  if (reqs.empty()) return p->finish();
-  p->repair = [self](const replica_entry& to, kv_op w) { send_repair(self, to, std::move(w)); };
-  for (auto& req : reqs) {
-    if (req.down) {  // a node known to be down: say so now rather than after the timeout
-      p->record(req.idx, req.where, nullptr, op_status::unavailable);
-      continue;
-    }
-    if (!req.remote && req.core && !req.fsync_always) {  // a local shard that never blocks: no hop
-      result_batch got = req.core->apply(req.ops);
-      p->record(req.idx, req.where, &got, op_status::unavailable);
-      continue;
-    }
-    if (req.remote) {  // gathered with other batches' operations for the same backend
-      auto& st = self->state;
-      remote_outbox& box = st.outbox[{req.where.node, req.backend}];
-      box.peer = req.peer;
-      box.parts.emplace_back(req.ops.size(), [p, idx = req.idx, where = req.where](
-                                                 result_batch* got, op_status failure) {
+// ---- The remote outbox: one request per remote backend per flush. ----
+
+/// Gathers a request for a remote backend with other batches' operations for it, until the
+/// flush that a message behind every one already waiting brings.
+void enqueue_remote(replica_group_actor::stateful_pointer<replica_group_state> self,
+                    const std::shared_ptr<pending_batch>& p, shard_request& req) {
+  auto& st = self->state;
+  remote_outbox& box = st.outbox[{req.where.node, req.backend}];
+  box.peer = req.peer;
+  box.parts.emplace_back(
+      req.ops.size(), [p, idx = req.idx, where = req.where](result_batch* got, op_status failure) {
         p->record(idx, where, got, failure);
       });
-      for (auto& o : req.ops) box.ops.push_back(std::move(o));
-      if (!st.flush_pending) {  // behind every message already waiting: they join this flush
-        st.flush_pending = true;
-        self->send(self, atom::flush_v);
-      }
-      continue;
-    }
-    self->request(req.dest, caf::infinite, atom::apply_v, std::move(req.ops))
-        .then([p, idx = req.idx, where = req.where](
-                  result_batch& got) { p->record(idx, where, &got, op_status::unavailable); },
-              [p, idx = req.idx, where = req.where](caf::error&) {
-                p->record(idx, where, nullptr, op_status::unavailable);
-              });
+  for (auto& o : req.ops) box.ops.push_back(std::move(o));
+  if (!st.flush_pending) {
+    st.flush_pending = true;
+    self->send(self, atom::flush_v);
   }
 }
 
@@ -495,6 +494,55 @@ void flush(replica_group_actor::stateful_pointer<replica_group_state> self) {
                   err == caf::sec::request_timeout ? op_status::timeout : op_status::unavailable;
               for (auto& [n, take] : *parts) take(nullptr, s);
             });
+  }
+}
+
+// ---- The actor: a batch's journey, routes. ----
+
+/// Plans a batch and sends its requests: a local shard that never blocks is applied to here,
+/// a remote backend's go to the outbox, the rest to their shard actors.
+void run(replica_group_actor::stateful_pointer<replica_group_state> self, op_batch& ops,
+         deliver_fn deliver, const std::vector<uint64_t>* tried) {
+  const auto& cfg = self->state.cfg;
+  if (cfg.mailbox && !tried) cfg.mailbox->sample_of(self);
+  if (!cfg.not_joined.empty()) {
+    result_batch out(ops.size());
+    for (auto& r : out) r.status = op_status::unavailable, r.message = cfg.not_joined;
+    return deliver(std::move(out));
+  }
+  std::vector<shard_request> reqs;
+  // Reads under `one` may fail over: copied before plan() moves them into its requests.
+  op_batch reads;
+  std::vector<size_t> at;
+  for (size_t i = 0; group_count(cfg) > 1 && i < ops.size(); ++i)
+    if (!is_write(ops[i].kind) && read_policy_of(cfg, ops[i]) == success_policy::one)
+      reads.push_back(ops[i]), at.push_back(i);
+  auto p = plan(cfg, ops, &reqs, tried, &self->state.latency_us);
+  p->deliver = reads.empty() ? std::move(deliver)
+                             : with_read_failover(self, std::move(reads), std::move(at),
+                                                  std::move(deliver), *p, tried);
+  if (reqs.empty()) return p->finish();
+  p->repair = [self](const replica_entry& to, kv_op w) { send_repair(self, to, std::move(w)); };
+  for (auto& req : reqs) {
+    if (req.down) {  // a node known to be down: say so now rather than after the timeout
+      p->record(req.idx, req.where, nullptr, op_status::unavailable);
+      continue;
+    }
+    if (!req.remote && req.core && !req.fsync_always) {  // a local shard that never blocks: no hop
+      result_batch got = req.core->apply(req.ops);
+      p->record(req.idx, req.where, &got, op_status::unavailable);
+      continue;
+    }
+    if (req.remote) {
+      enqueue_remote(self, p, req);
+      continue;
+    }
+    self->request(req.dest, caf::infinite, atom::apply_v, std::move(req.ops))
+        .then([p, idx = req.idx, where = req.where](
+                  result_batch& got) { p->record(idx, where, &got, op_status::unavailable); },
+              [p, idx = req.idx, where = req.where](caf::error&) {
+                p->record(idx, where, nullptr, op_status::unavailable);
+              });
   }
 }
 
@@ -542,8 +590,10 @@ replica_group_actor::behavior_type replica_group(
 }
 
 std::shared_ptr<LocalCoordinator> LocalCoordinator::make(const replica_group_config& cfg) {
+  // fsync `always` blocks its caller for a disk flush: on a frontend's I/O thread that would
+  // stall every connection on it, while shard actors overlap their waits (group commit).
   for (const auto& g : cfg.groups)
-    if (g.remote || g.cores.size() != g.shards.size()) return nullptr;
+    if (g.remote || g.fsync_always || g.cores.size() != g.shards.size()) return nullptr;
   return std::shared_ptr<LocalCoordinator>(new LocalCoordinator(cfg));
 }
 

@@ -92,7 +92,7 @@ replica_group_actor::behavior_type replica_group(
 /// cross-CPU wake-up each (docs/benchmarks.md). Thread-safe: shards lock, the clock is atomic.
 class LocalCoordinator {
  public:
-  /// Null unless every route is local with its cores.
+  /// Null unless every route is local with its cores and never waits for fsync.
   static std::shared_ptr<LocalCoordinator> make(const replica_group_config& cfg);
   /// Runs a batch and returns its results, as the actor's exec would.
   result_batch run(op_batch& ops) const;
@@ -115,6 +115,14 @@ struct Coordinator {
     if (local) return local->run(ops);
     caf::anon_send(actor, atom::exec_v, std::move(ops), batch_sink_ptr(make_sink()));
     return std::nullopt;
+  }
+
+  /// The same way in for an actor's handler: the direct path's results now, or the
+  /// coordinator actor's answer (delegated: it goes straight to the asker).
+  template <class Self>
+  caf::result<result_batch> exec(Self* self, op_batch& ops) const {
+    if (local) return local->run(ops);
+    return self->delegate(actor, atom::exec_v, std::move(ops));
   }
 };
 

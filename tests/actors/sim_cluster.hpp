@@ -283,12 +283,12 @@ class sim_cluster {
     pc.anti_entropy = n.anti_entropy;
     pc.anti_entropy_stats = n.stats;
     pc.on_left = [this, i] { nodes_[i].left = true; };
-    pc.backends[1] = p.sys.spawn(replica_group, rg);
+    pc.backends[1].actor = p.sys.spawn(replica_group, rg);
     n.peer = p.sys.spawn(peer, pc);
     for (caf::actor x :
          {caf::actor_cast<caf::actor>(route.shards[0]), caf::actor_cast<caf::actor>(n.coordinator),
-          caf::actor_cast<caf::actor>(n.anti_entropy), caf::actor_cast<caf::actor>(pc.backends[1]),
-          caf::actor_cast<caf::actor>(n.peer)})
+          caf::actor_cast<caf::actor>(n.anti_entropy),
+          caf::actor_cast<caf::actor>(pc.backends[1].actor), caf::actor_cast<caf::actor>(n.peer)})
       n.actors.push_back(x);
     if (acceptors_.count(n.planet)) p.publish(n.peer, n.port);
   }
