@@ -59,19 +59,13 @@ using lock_manager_actor = caf::typed_actor<
     // The cluster changed: a key's lease lives with its owner in the first group.
     caf::reacts_to<atom::routes, route_table, std::vector<std::string>>>;
 
-/// SESSION: a binary-protocol connection's stand-in among actors. It holds the connection's
-/// leases, so that stopping it when the connection closes releases them.
+/// SESSION: a client connection's holder of leases. Stopping it when the connection closes
+/// releases them.
 using session_actor = caf::typed_actor<
-    // Takes the lease on a key (ns ‖ 0 ‖ key) for lease_ms; the answer goes to the callback.
-    caf::reacts_to<atom::lock, std::string, uint32_t, wire::reply_fn>,
-    // Ends the lease with this token.
-    caf::reacts_to<atom::unlock, std::string, uint64_t, wire::reply_fn>,
-    // Fetches the node's statistics.
-    caf::reacts_to<atom::stats, wire::reply_fn>,
-    // Runs an operator's command (JSON) on the node.
-    caf::reacts_to<atom::admin, std::string, wire::reply_fn>,
-    // A versioned write to one of the node's backends (a client that coordinates itself).
-    caf::reacts_to<atom::apply, uint32_t, kv_op, wire::reply_fn>>;
+    // Takes the lease on a key (ns ‖ 0 ‖ key) for lease_ms, waiting for it as long as it takes.
+    caf::replies_to<atom::lock, std::string, uint32_t>::with<lease>,
+    // Ends the lease with this token; false if it had already ended.
+    caf::replies_to<atom::unlock, std::string, uint64_t>::with<bool>>;
 
 /// ANTI_ENTROPY: converges this node's backends with their replicas in the other groups, by
 /// itself: each round it compares bucketed digests of (id, version) with one replica, lists

@@ -1,14 +1,13 @@
 #include "frontends/binary_frontend.hpp"
 
 #include "actors/session.hpp"
+#include "frontends/ask.hpp"
 #include "frontends/frontend.hpp"
 #include "messages/frame.hpp"
 
 namespace apsis {
 
 namespace {
-
-using wire::reply_fn;
 
 /// A key request as an operation; a replica request as its put or del, already versioned.
 kv_op to_op(wire::Request q) {
@@ -107,32 +106,18 @@ class BinaryProtocol {
     }
   }
 
+  /// Sends the batch's lock, unlock, stat, admin and replica requests; each answer fills its
+  /// plan's response on the connection's thread.
   void submitted(const std::shared_ptr<Pending>& b, Conn& c) {
     for (size_t i = 0; i < b->plans.size(); ++i) {
       Plan& p = b->plans[i];
       if (!p.async) continue;
       ++b->waiting;
-      auto post = c.poster();
-      auto reply =
-          std::make_shared<std::function<void(wire::Response)>>([post, b, i](wire::Response r) {
-            post([b, i, r = std::move(r)](Conn& conn) mutable {
-              b->plans[i].response = std::move(r);
-              conn.arrived(*b);
-            });
-          });
-      if (!session_) session_ = ctx_->sys->spawn(session, ctx_->locks, ctx_->node);
-      std::string key = p.request.ns + std::string(1, '\0') + p.request.key;
-      if (p.op == wire::opcode::lock)
-        caf::anon_send(session_, atom::lock_v, std::move(key), p.request.lease_ms, reply);
-      else if (p.op == wire::opcode::unlock)
-        caf::anon_send(session_, atom::unlock_v, std::move(key), p.request.token, reply);
-      else if (p.op == wire::opcode::admin)
-        caf::anon_send(session_, atom::admin_v, std::move(p.request.data), reply);
-      else if (p.op == wire::opcode::replica)
-        caf::anon_send(session_, atom::apply_v, p.request.backend, to_op(std::move(p.request)),
-                       reply);
-      else
-        caf::anon_send(session_, atom::stats_v, reply);
+      auto answered = [b, i, weak = c.weak_from_this()](wire::Response r) {
+        b->plans[i].response = std::move(r);
+        if (auto conn = weak.lock()) conn->arrived(*b);
+      };
+      send(p, c.executor(), std::move(answered));
     }
   }
 
@@ -142,7 +127,7 @@ class BinaryProtocol {
         out += p.ready;
       } else {
         wire::Response r =
-            p.op_index >= 0 ? from_result(b.results[size_t(p.op_index)]) : p.response;
+            p.op_index >= 0 ? wire::from_result(b.results[size_t(p.op_index)]) : p.response;
         wire::encode_frame(
             wire::Frame{wire::kind::response, p.op, 0, p.id, wire::encode_response(p.op, r)}, out);
       }
@@ -154,6 +139,69 @@ class BinaryProtocol {
   }
 
  private:
+  using Reply = std::function<void(wire::Response)>;
+
+  static wire::Response failed(op_status s, std::string why) {
+    wire::Response r;
+    r.status = s;
+    r.message = std::move(why);
+    return r;
+  }
+
+  /// One request that is not a key operation, to the connection's SESSION (leases) or the
+  /// NODE; `reply` gets its answer as a response.
+  void send(Plan& p, boost::asio::any_io_executor ex, Reply reply) {
+    using frontend::Answer;
+    caf::actor_system& sys = *ctx_->sys;
+    wire::Request& q = p.request;
+    std::string key = q.ns + std::string(1, '\0') + q.key;
+    if (p.op == wire::opcode::lock || p.op == wire::opcode::unlock) {
+      if (!session_) session_ = sys.spawn(session, ctx_->locks);
+    }
+    switch (p.op) {
+      case wire::opcode::lock:
+        return frontend::ask<lease>(
+            sys, ex, caf::infinite, session_,
+            [reply](Answer<lease> a) {
+              wire::Response r = a.ok ? wire::Response{} : failed(op_status::invalid, a.error);
+              r.token = a.value.token;
+              r.expiry_ms = a.value.expires_ms;
+              reply(std::move(r));
+            },
+            atom::lock_v, std::move(key), q.lease_ms);
+      case wire::opcode::unlock:
+        return frontend::ask<bool>(
+            sys, ex, caf::infinite, session_,
+            [reply](Answer<bool> a) {
+              reply(!a.ok     ? failed(op_status::unavailable, {})
+                    : a.value ? wire::Response{}
+                              : failed(op_status::not_found, "no lease with that token"));
+            },
+            atom::unlock_v, std::move(key), q.token);
+      case wire::opcode::replica:
+        return frontend::ask<result_batch>(
+            sys, ex, caf::infinite, ctx_->node,
+            [reply](Answer<result_batch> a) {
+              reply(!a.ok             ? failed(op_status::unavailable, a.error)
+                    : a.value.empty() ? wire::Response{}
+                                      : wire::from_result(a.value[0]));
+            },
+            atom::apply_v, q.backend, op_batch{to_op(std::move(q))});
+      default: {  // stat and admin: a JSON text
+        frontend::AnswerFn<std::string> json = [reply](Answer<std::string> a) {
+          wire::Response r = a.ok ? wire::Response{} : failed(op_status::unavailable, a.error);
+          r.data = std::move(a.value);
+          reply(std::move(r));
+        };
+        if (p.op == wire::opcode::admin)
+          return frontend::ask<std::string>(sys, ex, caf::infinite, ctx_->node, std::move(json),
+                                            atom::admin_v, std::move(q.data));
+        return frontend::ask<std::string>(sys, ex, caf::infinite, ctx_->node, std::move(json),
+                                          atom::stats_v);
+      }
+    }
+  }
+
   bool fail(Pending& b, wire::error_code code, uint64_t id, const std::string& why) {
     Plan p;
     p.ready = frame(wire::kind::error, wire::opcode::none, id, wire::encode_error(code, why));
@@ -194,30 +242,15 @@ class BinaryProtocol {
 
 }  // namespace
 
-struct BinaryServer::Impl {
-  std::shared_ptr<frontend::Server<BinaryProtocol>> server;
-  BinaryOptions opts;
-};
-
-BinaryServer::BinaryServer(IoPool& io, caf::actor_system& sys, Coordinator coordinator,
-                           lock_manager_actor locks, node_actor node, BinaryOptions opts)
-    : impl_(std::make_shared<Impl>()) {
+std::shared_ptr<WireServer> make_binary_server(IoPool& io, caf::actor_system& sys,
+                                               Coordinator coordinator, lock_manager_actor locks,
+                                               node_actor node, BinaryOptions opts) {
+  using Server = frontend::Server<BinaryProtocol>;
   BinaryProtocol::Context ctx{&sys, std::move(locks), std::move(node),
                               opts.max_frame ? opts.max_frame : wire::default_max_frame, opts.name};
-  impl_->server = std::make_shared<frontend::Server<BinaryProtocol>>(
-      io, std::move(coordinator), std::move(ctx), opts.metrics, RequestMetrics::binary);
-  impl_->opts = std::move(opts);
+  return std::make_shared<Server>(io, std::move(coordinator), std::move(ctx),
+                                  Server::Options{opts.bind, opts.port, "binary", opts.idle_timeout,
+                                                  opts.metrics, RequestMetrics::binary});
 }
-
-BinaryServer::~BinaryServer() = default;
-
-bool BinaryServer::start(std::string* error) {
-  impl_->server->idle_timeout = impl_->opts.idle_timeout;
-  return impl_->server->start(impl_->opts.bind, impl_->opts.port, "binary", error);
-}
-
-uint16_t BinaryServer::port() const { return impl_->server->port(); }
-
-void BinaryServer::stop() { impl_->server->stop(); }
 
 }  // namespace apsis

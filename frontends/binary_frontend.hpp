@@ -1,4 +1,4 @@
-// BinaryServer: the binary protocol (docs/protocol.md) on the shared frontend machinery.
+// The binary protocol (docs/protocol.md) on the shared frontend machinery.
 // Key operations of one read go to the coordinator as one batch; lock and unlock go to the
 // lock manager through the connection's own session actor, so that a connection that
 // closes releases its leases; stat asks the node.
@@ -10,6 +10,7 @@
 #include "actors/metrics.hpp"
 #include "actors/replica_group.hpp"
 #include "frontends/io_pool.hpp"
+#include "frontends/listener.hpp"
 
 namespace apsis {
 
@@ -22,19 +23,9 @@ struct BinaryOptions {
   std::chrono::milliseconds idle_timeout{0};  ///< close connections idle this long; 0: never
 };
 
-class BinaryServer {
- public:
-  BinaryServer(IoPool& io, caf::actor_system& sys, Coordinator coordinator,
-               lock_manager_actor locks, node_actor node, BinaryOptions opts);
-  ~BinaryServer();
-  bool start(std::string* error);
-  uint16_t port() const;
-  void stop();
-
-  struct Impl;
-
- private:
-  std::shared_ptr<Impl> impl_;
-};
+/// The binary protocol's server; start() binds it.
+std::shared_ptr<WireServer> make_binary_server(IoPool& io, caf::actor_system& sys,
+                                               Coordinator coordinator, lock_manager_actor locks,
+                                               node_actor node, BinaryOptions opts);
 
 }  // namespace apsis

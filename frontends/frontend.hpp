@@ -12,7 +12,7 @@
 //   void format(const Batch& b, std::string& out); the replies of a finished batch
 // A connection runs on one thread of the IoPool for its whole life; results from actor
 // threads arrive via post to it. With an idle timeout, a connection that has nothing in
-// flight and has sent nothing for that long is closed (a sweep checks, every tenth of it).
+// flight and has sent nothing for that long is closed (the Listener's sweep checks).
 #pragma once
 
 #include <boost/asio.hpp>
@@ -31,11 +31,9 @@
 #include "actors/metrics.hpp"
 #include "actors/replica_group.hpp"
 #include "frontends/io_pool.hpp"
+#include "frontends/listener.hpp"
 
 namespace apsis::frontend {
-
-namespace asio = boost::asio;
-using tcp = asio::ip::tcp;
 
 template <class Plan>
 struct Batch {
@@ -68,10 +66,11 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
     read();
   }
 
-  /// Whether it has been idle (nothing in flight, nothing read) since before `since`.
-  bool idle_since(std::chrono::steady_clock::time_point since) const {
-    return !busy_.load(std::memory_order_relaxed) &&
-           last_read_.load(std::memory_order_relaxed) < since.time_since_epoch().count();
+  /// Whether it has been idle (nothing in flight, nothing read) for the idle timeout.
+  bool expired(clock::time_point now) const {
+    return server_->idle_timeout.count() > 0 && !busy_.load(std::memory_order_relaxed) &&
+           last_read_.load(std::memory_order_relaxed) <
+               (now - server_->idle_timeout).time_since_epoch().count();
   }
 
   void close() {
@@ -80,18 +79,7 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
     boost::system::error_code ec;
     sock_.close(ec);
     proto_.closed();
-    server_->forget(this->shared_from_this());
-  }
-
-  /// Runs f on the I/O thread later, if the connection still exists (for answers that
-  /// arrive from actor threads).
-  std::function<void(std::function<void(Connection&)>)> poster() {
-    return [weak = this->weak_from_this(),
-            ex = sock_.get_executor()](std::function<void(Connection&)> f) {
-      asio::post(ex, [weak, f = std::move(f)] {
-        if (auto c = weak.lock()) f(*c);
-      });
-    };
+    server_->listener->forget(this->shared_from_this());
   }
 
   /// Marks one awaited answer of b as arrived, and writes what is finished.
@@ -102,26 +90,11 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
 
   Protocol& protocol() { return proto_; }
   tcp::socket::executor_type executor() { return sock_.get_executor(); }
-  /// Closes the connection on its own thread.
-  void post_close() {
-    asio::post(executor(), [self = this->shared_from_this()] { self->close(); });
-  }
 
  private:
   // Bounds on what one client may have outstanding before it stops being read.
   static constexpr size_t max_pending = 64;
   static constexpr size_t max_out = 64u << 20;
-
-  struct Sink : batch_sink {
-    std::function<void(std::function<void(Connection&)>)> post;
-    BatchPtr batch;
-    void done(result_batch results) override {
-      post([b = batch, r = std::move(results)](Connection& c) mutable {
-        b->results = std::move(r);
-        c.arrived(*b);
-      });
-    }
-  };
 
   void read() {
     if (reading_ || closed_ || stop_reading_) return;
@@ -165,10 +138,11 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
     if (!batch->ops.empty()) {
       auto now = server_->coordinator.exec(batch->ops, [&] {
         ++batch->waiting;
-        auto sink = std::make_shared<Sink>();
-        sink->post = poster();
-        sink->batch = batch;
-        return sink;
+        return std::make_shared<PostingSink>(
+            executor(), [weak = this->weak_from_this(), batch](result_batch r) {
+              batch->results = std::move(r);
+              if (auto c = weak.lock()) c->arrived(*batch);
+            });
       });
       if (now) batch->results = std::move(*now);
     }
@@ -242,101 +216,50 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
   std::atomic<bool> busy_{false};  ///< requests in flight
 };
 
-/// Accepts connections for one protocol; Protocol::Context is shared by its connections.
+/// A server of one protocol; Protocol::Context is shared by its connections.
 template <class Protocol>
-class Server : public std::enable_shared_from_this<Server<Protocol>> {
+class Server : public WireServer, public std::enable_shared_from_this<Server<Protocol>> {
  public:
   using Context = typename Protocol::Context;
+  using Conn = Connection<Protocol>;
 
-  Server(IoPool& io, Coordinator coordinator, Context ctx, std::shared_ptr<RequestMetrics> metrics,
-         RequestMetrics::Surface surface)
-      : io(io),
-        coordinator(std::move(coordinator)),
+  struct Options {
+    std::string bind;
+    uint16_t port = 0;
+    std::string what;                           ///< the port's name in errors
+    std::chrono::milliseconds idle_timeout{0};  ///< 0: a connection may stay idle forever
+    std::shared_ptr<RequestMetrics> metrics;    ///< may be null (tests)
+    RequestMetrics::Surface surface;
+  };
+
+  Server(IoPool& io, Coordinator coordinator, Context ctx, Options opts)
+      : coordinator(std::move(coordinator)),
         context(std::move(ctx)),
-        metrics(std::move(metrics)),
-        surface(surface),
-        acceptor_(io.main()),
-        sweeper_(io.main()) {}
+        metrics(opts.metrics),
+        surface(opts.surface),
+        idle_timeout(opts.idle_timeout),
+        listener(std::make_shared<Listener<Conn>>(io)),
+        opts_(std::move(opts)) {}
 
-  /// Binds and starts accepting; false with *error set when that fails.
-  bool start(const std::string& bind, uint16_t port, const std::string& what, std::string* error) {
-    boost::system::error_code ec;
-    auto addr = asio::ip::make_address(bind, ec);
-    if (ec) return *error = "bad bind address '" + bind + "'", false;
-    tcp::endpoint ep(addr, port);
-    acceptor_.open(ep.protocol(), ec);
-    if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
-    if (!ec) acceptor_.bind(ep, ec);
-    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-    if (ec)
-      return *error = what + " port " + bind + ":" + std::to_string(port) + ": " + ec.message(),
-             false;
-    accept();
-    if (idle_timeout.count() > 0) sweep();
+  bool start(std::string* error) override {
+    if (!listener->listen(opts_.bind, opts_.port, opts_.what, error)) return false;
+    listener->serve([self = this->shared_from_this()](
+                        tcp::socket s) { return std::make_shared<Conn>(self, std::move(s)); },
+                    idle_timeout.count() > 0 ? sweep_period(idle_timeout) : clock::duration(0));
     return true;
   }
+  uint16_t port() const override { return listener->port(); }
+  void stop() override { listener->stop(); }
 
-  uint16_t port() const { return acceptor_.local_endpoint().port(); }
-
-  /// Stops accepting and closes every connection (on its own thread). Runs on main().
-  void stop() {
-    stopped_ = true;
-    boost::system::error_code ec;
-    acceptor_.close(ec);
-    sweeper_.cancel();
-    std::lock_guard<std::mutex> lock(mu_);
-    for (auto& c : connections_) c->post_close();
-  }
-
-  void forget(const std::shared_ptr<Connection<Protocol>>& c) {
-    std::lock_guard<std::mutex> lock(mu_);
-    connections_.erase(c);
-  }
-
-  IoPool& io;
   Coordinator coordinator;
   Context context;
-  std::shared_ptr<RequestMetrics> metrics;  ///< may be null (tests)
+  std::shared_ptr<RequestMetrics> metrics;
   RequestMetrics::Surface surface;
-  std::chrono::milliseconds idle_timeout{0};  ///< 0: a connection may stay idle forever
+  std::chrono::milliseconds idle_timeout;
+  std::shared_ptr<Listener<Conn>> listener;
 
  private:
-  void accept() {
-    acceptor_.async_accept(io.next(), [self = this->shared_from_this()](auto ec, tcp::socket sock) {
-      if (self->stopped_) return;
-      if (!ec) {
-        auto c = std::make_shared<Connection<Protocol>>(self, std::move(sock));
-        {
-          std::lock_guard<std::mutex> lock(self->mu_);
-          self->connections_.insert(c);
-        }
-        asio::post(c->executor(), [c] { c->start(); });
-      }
-      self->accept();
-    });
-  }
-
-  /// Closes the connections idle for longer than idle_timeout.
-  void sweep() {
-    sweeper_.expires_after(std::clamp(idle_timeout / 10, std::chrono::milliseconds(10),
-                                      std::chrono::milliseconds(1000)));
-    sweeper_.async_wait([self = this->shared_from_this()](boost::system::error_code ec) {
-      if (ec || self->stopped_) return;
-      auto since = std::chrono::steady_clock::now() - self->idle_timeout;
-      {
-        std::lock_guard<std::mutex> lock(self->mu_);
-        for (auto& c : self->connections_)
-          if (c->idle_since(since)) c->post_close();
-      }
-      self->sweep();
-    });
-  }
-
-  tcp::acceptor acceptor_;
-  asio::steady_timer sweeper_;
-  std::mutex mu_;  ///< guards connections_: connections forget themselves on their threads
-  std::set<std::shared_ptr<Connection<Protocol>>> connections_;
-  bool stopped_ = false;
+  Options opts_;
 };
 
 }  // namespace apsis::frontend

@@ -12,6 +12,8 @@
 #include <set>
 
 #include "actors/session.hpp"
+#include "frontends/ask.hpp"
+#include "frontends/listener.hpp"
 #include "frontends/rest.hpp"
 
 namespace apsis {
@@ -28,30 +30,8 @@ using rest::Response;
 
 namespace {
 
-using done_fn = std::function<void(bool, std::string)>;
 using clock = std::chrono::steady_clock;
-
-/// A short-lived actor that asks the node for its statistics; the answer (or a failure,
-/// after `wait`) goes to `done` on the connection's thread. (It takes its inputs as spawn
-/// arguments: CAF 0.17 binds a null reference when spawning a function with none.)
-void stats_asker(caf::event_based_actor* self, node_actor node, std::chrono::milliseconds wait,
-                 asio::any_io_executor ex, done_fn done) {
-  self->request(node, wait, atom::stats_v)
-      .then([=](std::string& j) { asio::post(ex, [=] { done(true, j); }); },
-            [=](caf::error& e) {
-              std::string why = self->home_system().render(e);
-              asio::post(ex, [=] { done(false, why); });
-            });
-}
-
-/// Results of a batch the coordinator actor ran, handed to the connection's thread.
-struct Sink : batch_sink {
-  asio::any_io_executor ex;
-  std::function<void(result_batch)> then;
-  void done(result_batch r) override {
-    asio::post(ex, [then = std::move(then), r = std::move(r)]() mutable { then(std::move(r)); });
-  }
-};
+using frontend::Answer;
 
 /// The operations to run, moved out of the call; the call keeps them without their payload
 /// (the responses need each one's kind and key, not a second copy of every value).
@@ -69,42 +49,33 @@ op_batch take_ops(Call& call) {
 
 constexpr int max_patch_tries = 8;  ///< reads and conditional writes before 409
 
-}  // namespace
-
 class HttpConnection;
-using socket_t = asio::basic_stream_socket<tcp, asio::io_context::executor_type>;
 
-struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
-  IoPool& io;
+/// The HTTP port's server: what its connections share.
+struct HttpServer : WireServer, std::enable_shared_from_this<HttpServer> {
   caf::actor_system& sys;
   Coordinator coordinator;
   node_actor node;
   session_actor session;  ///< holds the leases REST clients take
   std::shared_ptr<RequestMetrics> metrics;
   HttpOptions opts;
-  tcp::acceptor acceptor;
-  std::mutex mu;
-  std::set<std::shared_ptr<HttpConnection>> open;  ///< for stop() and the sweep
-  asio::steady_timer sweeper;
+  std::shared_ptr<frontend::Listener<HttpConnection>> listener;
 
-  Impl(IoPool& io, caf::actor_system& sys, Coordinator coordinator, lock_manager_actor locks,
-       node_actor node, std::shared_ptr<RequestMetrics> metrics, HttpOptions opts)
-      : io(io),
-        sys(sys),
+  HttpServer(IoPool& io, caf::actor_system& sys, Coordinator coordinator, lock_manager_actor locks,
+             node_actor node, std::shared_ptr<RequestMetrics> metrics, HttpOptions opts)
+      : sys(sys),
         coordinator(std::move(coordinator)),
         node(node),
-        session(sys.spawn(apsis::session, std::move(locks), node)),
+        session(sys.spawn(apsis::session, std::move(locks))),
         metrics(std::move(metrics)),
         opts(std::move(opts)),
-        acceptor(io.main()),
-        sweeper(io.main()) {}
+        listener(std::make_shared<frontend::Listener<HttpConnection>>(io)) {}
 
-  void accept();
-  /// Closes every connection past its deadline; runs every tenth of the timeout.
-  void sweep();
-  void forget(const std::shared_ptr<HttpConnection>& c) {
-    std::lock_guard<std::mutex> lock(mu);
-    open.erase(c);
+  bool start(std::string* error) override;
+  uint16_t port() const override { return listener->port(); }
+  void stop() override {
+    caf::anon_send_exit(session, caf::exit_reason::user_shutdown);
+    listener->stop();
   }
 };
 
@@ -114,10 +85,16 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
 /// timer per request would cost a timer-queue update each.
 class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
  public:
-  HttpConnection(std::shared_ptr<HttpServer::Impl> srv, asio::io_context& io)
-      : srv_(std::move(srv)), sock_(io.get_executor()) {}
+  HttpConnection(std::shared_ptr<HttpServer> srv, tcp::socket sock)
+      : srv_(std::move(srv)), sock_(std::move(sock)) {}
 
-  socket_t& socket() { return sock_; }
+  tcp::socket::executor_type executor() { return sock_.get_executor(); }
+
+  void start() {
+    beast::error_code ec;
+    sock_.set_option(tcp::no_delay(true), ec);
+    read();
+  }
 
   void read() {
     if (closed_) return;
@@ -141,7 +118,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     beast::error_code ec;
     sock_.shutdown(tcp::socket::shutdown_both, ec);
     sock_.close(ec);
-    srv_->forget(shared_from_this());
+    srv_->listener->forget(shared_from_this());
   }
 
  private:
@@ -244,10 +221,8 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   /// Runs a batch on the direct path (this thread), or through the coordinator actor.
   void exec(op_batch ops, std::function<void(result_batch)> then) {
     auto now = srv_->coordinator.exec(ops, [&] {
-      auto sink = std::make_shared<Sink>();
-      sink->ex = sock_.get_executor();
-      sink->then = std::move(then);  // the lambda runs only when `then` is not called here
-      return sink;
+      // runs only when `then` is not called here
+      return std::make_shared<frontend::PostingSink>(executor(), std::move(then));
     });
     if (now) then(std::move(*now));
   }
@@ -310,10 +285,12 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
 
   void ask_node() {
     auto wait = call_.kind == Kind::readyz ? std::chrono::milliseconds(1000) : srv_->opts.deadline;
-    srv_->sys.spawn(stats_asker, srv_->node, wait, asio::any_io_executor(sock_.get_executor()),
-                    done_fn([self = shared_from_this()](bool ok, std::string body) {
-                      self->node_answered(ok, body);
-                    }));
+    frontend::ask<std::string>(
+        srv_->sys, executor(), caf::duration{wait}, srv_->node,
+        [self = shared_from_this()](Answer<std::string> a) {
+          self->node_answered(a.ok, a.ok ? a.value : a.error);
+        },
+        atom::stats_v);
   }
 
   void node_answered(bool ok, const std::string& body) {
@@ -340,22 +317,14 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     }
   }
 
-  /// A reply_fn (the session's answers) that resumes this connection on its own thread.
-  wire::reply_fn on_reply(std::function<void(wire::Response)> then) {
-    return std::make_shared<std::function<void(wire::Response)>>(
-        [ex = sock_.get_executor(), then = std::move(then)](wire::Response r) {
-          asio::post(ex, [then, r = std::move(r)]() mutable { then(std::move(r)); });
-        });
-  }
-
   void admin(const json& cmd) {
-    caf::anon_send(
-        srv_->session, atom::admin_v, cmd.dump(),
-        on_reply([self = shared_from_this()](wire::Response r) {
-          if (r.status != op_status::ok)
-            return self->send(
-                self->req_, rest::error(self->req_, http::status::service_unavailable, r.message));
-          json body = json::parse(r.data, nullptr, false);
+    frontend::ask<std::string>(
+        srv_->sys, executor(), caf::infinite, srv_->node,
+        [self = shared_from_this()](Answer<std::string> a) {
+          if (!a.ok)
+            return self->send(self->req_,
+                              rest::error(self->req_, http::status::service_unavailable, a.error));
+          json body = json::parse(a.value, nullptr, false);
           if (body.is_object() && body.contains("error"))
             return self->send(
                 self->req_,
@@ -363,32 +332,36 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
           if (self->call_.kind == Kind::ns_drop)
             body = {{"namespace", self->call_.ns}, {"dropped", true}, {"purge", body}};
           self->send(self->req_, rest::json_response(self->req_, http::status::ok, body));
-        }));
+        },
+        atom::admin_v, cmd.dump());
   }
 
+  /// Takes or ends a lease through the server's SESSION, which holds REST clients' leases.
   void lock() {
     std::string key = call_.ns + std::string(1, '\0') + call_.key;
     auto self = shared_from_this();
+    auto refused = [self](http::status s, const std::string& why) {
+      self->send(self->req_, rest::error(self->req_, s, why));
+    };
     if (call_.kind == Kind::lock)
-      return caf::anon_send(
-          srv_->session, atom::lock_v, std::move(key), call_.lease_ms,
-          on_reply([self](wire::Response r) {
-            if (r.status != op_status::ok)
-              return self->send(self->req_,
-                                rest::error(self->req_, rest::status_of(r.status), r.message));
-            self->send(self->req_,
-                       rest::json_response(self->req_, http::status::ok,
-                                           {{"token", r.token}, {"expires_ms", r.expiry_ms}}));
-          }));
-    caf::anon_send(
-        srv_->session, atom::unlock_v, std::move(key), call_.token,
-        on_reply([self](wire::Response r) {
-          if (r.status != op_status::ok)
-            return self->send(self->req_,
-                              rest::error(self->req_, rest::status_of(r.status), r.message));
+      return frontend::ask<lease>(
+          srv_->sys, executor(), caf::infinite, srv_->session,
+          [self, refused](Answer<lease> a) {
+            if (!a.ok) return refused(http::status::bad_request, a.error);
+            self->send(self->req_, rest::json_response(self->req_, http::status::ok,
+                                                       {{"token", a.value.token},
+                                                        {"expires_ms", a.value.expires_ms}}));
+          },
+          atom::lock_v, std::move(key), call_.lease_ms);
+    frontend::ask<bool>(
+        srv_->sys, executor(), caf::infinite, srv_->session,
+        [self, refused](Answer<bool> a) {
+          if (!a.ok) return refused(http::status::service_unavailable, a.error);
+          if (!a.value) return refused(http::status::not_found, "no lease with that token");
           self->send(self->req_,
                      rest::json_response(self->req_, http::status::ok, {{"unlocked", true}}));
-        }));
+        },
+        atom::unlock_v, std::move(key), call_.token);
   }
 
   void text(http::status s, std::string body, const char* type = "text/plain") {
@@ -418,8 +391,8 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     });
   }
 
-  std::shared_ptr<HttpServer::Impl> srv_;
-  socket_t sock_;
+  std::shared_ptr<HttpServer> srv_;
+  tcp::socket sock_;
   std::atomic<clock::rep> deadline_{std::numeric_limits<clock::rep>::max()};
   bool closed_ = false;
   beast::flat_buffer buf_;
@@ -431,79 +404,25 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   size_t header_bytes_ = 0;
 };
 
-void HttpServer::Impl::accept() {
-  auto conn = std::make_shared<HttpConnection>(shared_from_this(), io.next());
-  acceptor.async_accept(conn->socket(), [self = shared_from_this(), conn](beast::error_code ec) {
-    if (ec) return;  // closed by stop()
-    conn->socket().set_option(tcp::no_delay(true), ec);
-    {
-      std::lock_guard<std::mutex> lock(self->mu);
-      self->open.insert(conn);
-    }
-    asio::post(conn->socket().get_executor(), [conn] { conn->read(); });
-    self->accept();
-  });
-}
-
-void HttpServer::Impl::sweep() {
-  auto period = std::clamp(opts.deadline / 10, std::chrono::milliseconds(10),
-                           std::chrono::milliseconds(1000));
-  sweeper.expires_after(period);
-  sweeper.async_wait([self = shared_from_this()](beast::error_code ec) {
-    if (ec) return;  // stopped
-    const auto now = clock::now();
-    {
-      std::lock_guard<std::mutex> lock(self->mu);
-      for (const auto& c : self->open)
-        if (c->expired(now)) asio::post(c->socket().get_executor(), [c] { c->close(); });
-    }
-    self->sweep();
-  });
-}
-
-HttpServer::HttpServer(IoPool& io, caf::actor_system& sys, Coordinator coordinator,
-                       lock_manager_actor locks, node_actor node,
-                       std::shared_ptr<RequestMetrics> metrics, HttpOptions opts)
-    : impl_(std::make_shared<Impl>(io, sys, std::move(coordinator), std::move(locks),
-                                   std::move(node), std::move(metrics), std::move(opts))) {}
-
-HttpServer::~HttpServer() { stop(); }
-
 bool HttpServer::start(std::string* error) {
-  beast::error_code ec;
-  tcp::endpoint at(asio::ip::make_address(impl_->opts.bind, ec), impl_->opts.port);
-  if (!ec) impl_->acceptor.open(at.protocol(), ec);
-  if (!ec) impl_->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec) impl_->acceptor.bind(at, ec);
-  if (!ec) impl_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    *error =
-        "http " + impl_->opts.bind + ":" + std::to_string(impl_->opts.port) + ": " + ec.message();
-    return false;
-  }
-  impl_->accept();
-  impl_->sweep();
+  if (!listener->listen(opts.bind, opts.port, "http", error)) return false;
+  listener->serve(
+      [self = shared_from_this()](tcp::socket s) {
+        return std::make_shared<HttpConnection>(self, std::move(s));
+      },
+      frontend::sweep_period(opts.deadline));
   return true;
 }
 
-uint16_t HttpServer::port() const {
-  beast::error_code ec;
-  return impl_->acceptor.local_endpoint(ec).port();
-}
+}  // namespace
 
-void HttpServer::stop() {
-  caf::anon_send_exit(impl_->session, caf::exit_reason::user_shutdown);
-  asio::post(impl_->io.main(), [impl = impl_] {
-    beast::error_code ec;
-    impl->acceptor.close(ec);
-    impl->sweeper.cancel();
-    std::set<std::shared_ptr<HttpConnection>> open;
-    {
-      std::lock_guard<std::mutex> lock(impl->mu);
-      open.swap(impl->open);
-    }
-    for (auto& c : open) asio::post(c->socket().get_executor(), [c] { c->close(); });
-  });
+std::shared_ptr<WireServer> make_http_server(IoPool& io, caf::actor_system& sys,
+                                             Coordinator coordinator, lock_manager_actor locks,
+                                             node_actor node,
+                                             std::shared_ptr<RequestMetrics> metrics,
+                                             HttpOptions opts) {
+  return std::make_shared<HttpServer>(io, sys, std::move(coordinator), std::move(locks),
+                                      std::move(node), std::move(metrics), std::move(opts));
 }
 
 }  // namespace apsis

@@ -1,4 +1,4 @@
-// HttpServer: the node's HTTP port, on Boost.Beast over the IoPool: the REST routes
+// The node's HTTP port, on Boost.Beast over the IoPool: the REST routes
 // (actors/rest.hpp decides what a request asks; docs/rest.md lists them) and what an
 // operator watches (/healthz, /readyz, /v1/stats, /metrics). Requests on a connection are
 // answered one after another (keep-alive and pipelining); each has a deadline to arrive and
@@ -14,6 +14,7 @@
 #include "actors/metrics.hpp"
 #include "actors/replica_group.hpp"
 #include "frontends/io_pool.hpp"
+#include "frontends/listener.hpp"
 #include "storage/record.hpp"
 
 namespace apsis {
@@ -25,19 +26,11 @@ struct HttpOptions {
   storage::Limits limits;  ///< key and value sizes; a body may hold a value's base64 and more
 };
 
-class HttpServer {
- public:
-  HttpServer(IoPool& io, caf::actor_system& sys, Coordinator coordinator, lock_manager_actor locks,
-             node_actor node, std::shared_ptr<RequestMetrics> metrics, HttpOptions opts);
-  ~HttpServer();
-  bool start(std::string* error);
-  uint16_t port() const;
-  void stop();
-
-  struct Impl;
-
- private:
-  std::shared_ptr<Impl> impl_;
-};
+/// The HTTP server; start() binds it.
+std::shared_ptr<WireServer> make_http_server(IoPool& io, caf::actor_system& sys,
+                                             Coordinator coordinator, lock_manager_actor locks,
+                                             node_actor node,
+                                             std::shared_ptr<RequestMetrics> metrics,
+                                             HttpOptions opts);
 
 }  // namespace apsis

@@ -1,6 +1,7 @@
 #include "frontends/resp_frontend.hpp"
 
 #include <algorithm>
+#include <unordered_map>
 
 #include "frontends/frontend.hpp"
 
@@ -38,87 +39,81 @@ std::string failure(const op_result& r) {
   return s;
 }
 
+/// One write's answer: OK; a null bulk for the status that means "not done" (`miss`); else
+/// the error.
+void one_answer(const op_result& r, std::string& out, op_status miss) {
+  if (r.status == op_status::ok)
+    resp::simple(out, "OK");
+  else if (r.status == miss)
+    resp::null_bulk(out);
+  else
+    resp::error(out, failure(r));
+}
+
+/// DEL and EXISTS: how many keys were deleted or exist.
+void count_answer(Cmd cmd, const op_result* r, size_t n, std::string& out) {
+  int64_t count = 0;
+  const op_result* bad = nullptr;
+  for (size_t k = 0; k < n; ++k) {
+    if (r[k].status == op_status::ok)
+      count += cmd == Cmd::exists || r[k].existed;
+    else if (r[k].status != op_status::not_found)
+      bad = &r[k];
+  }
+  bad ? resp::error(out, failure(*bad)) : resp::integer(out, count);
+}
+
+void ttl_answer(Cmd cmd, const op_result& r, std::string& out) {
+  if (r.status == op_status::not_found) return resp::integer(out, -2);
+  if (r.status != op_status::ok) return resp::error(out, failure(r));
+  if (r.record.expiry_ms == 0) return resp::integer(out, -1);
+  uint64_t now = storage::now_ms();
+  int64_t ms = r.record.expiry_ms > now ? int64_t(r.record.expiry_ms - now) : 0;
+  resp::integer(out, cmd == Cmd::pttl ? ms : (ms + 500) / 1000);
+}
+
 void format(const Pending& p, std::string& out) {
   for (const Plan& plan : p.plans) {
-    auto at = [&](size_t k) -> const op_result& { return p.results[plan.first + k]; };
+    const op_result* r = plan.count ? &p.results[plan.first] : nullptr;
     switch (plan.cmd) {
       case Cmd::reply:
         out += plan.reply;
         break;
-      case Cmd::get: {
-        const op_result& r = at(0);
-        if (r.status == op_status::ok)
-          resp::bulk(out, r.record.data);
-        else if (r.status == op_status::not_found)
-          resp::null_bulk(out);
+      case Cmd::get:
+        if (r->status == op_status::ok)
+          resp::bulk(out, r->record.data);
         else
-          resp::error(out, failure(r));
+          one_answer(*r, out, op_status::not_found);
         break;
-      }
-      case Cmd::set: {
-        const op_result& r = at(0);
-        if (r.status == op_status::ok)
-          resp::simple(out, "OK");
-        else if (r.status == op_status::condition_failed)
-          resp::null_bulk(out);
-        else
-          resp::error(out, failure(r));
+      case Cmd::set:
+        one_answer(*r, out, op_status::condition_failed);
         break;
-      }
       case Cmd::mset: {
         const op_result* bad = nullptr;
         for (size_t k = 0; k < plan.count && !bad; ++k)
-          if (at(k).status != op_status::ok) bad = &at(k);
+          if (r[k].status != op_status::ok) bad = &r[k];
         bad ? resp::error(out, failure(*bad)) : resp::simple(out, "OK");
         break;
       }
       case Cmd::del:
-      case Cmd::exists: {
-        int64_t n = 0;
-        const op_result* bad = nullptr;
-        for (size_t k = 0; k < plan.count; ++k) {
-          const op_result& r = at(k);
-          if (r.status == op_status::ok)
-            n += plan.cmd == Cmd::exists || r.existed;
-          else if (r.status != op_status::not_found)
-            bad = &r;
-        }
-        bad ? resp::error(out, failure(*bad)) : resp::integer(out, n);
+      case Cmd::exists:
+        count_answer(plan.cmd, r, plan.count, out);
         break;
-      }
       case Cmd::mget:
         resp::array(out, plan.count);
         for (size_t k = 0; k < plan.count; ++k)
-          at(k).status == op_status::ok ? resp::bulk(out, at(k).record.data) : resp::null_bulk(out);
+          r[k].status == op_status::ok ? resp::bulk(out, r[k].record.data) : resp::null_bulk(out);
         break;
-      case Cmd::expire: {
-        const op_result& r = at(0);
-        if (r.status == op_status::ok || r.status == op_status::not_found)
-          resp::integer(out, r.status == op_status::ok);
+      case Cmd::expire:
+        if (r->status == op_status::ok || r->status == op_status::not_found)
+          resp::integer(out, r->status == op_status::ok);
         else
-          resp::error(out, failure(r));
+          resp::error(out, failure(*r));
         break;
-      }
       case Cmd::ttl:
-      case Cmd::pttl: {
-        const op_result& r = at(0);
-        if (r.status == op_status::not_found) {
-          resp::integer(out, -2);
-          break;
-        }
-        if (r.status != op_status::ok) {
-          resp::error(out, failure(r));
-          break;
-        }
-        if (r.record.expiry_ms == 0) {
-          resp::integer(out, -1);
-          break;
-        }
-        uint64_t now = storage::now_ms();
-        int64_t ms = r.record.expiry_ms > now ? int64_t(r.record.expiry_ms - now) : 0;
-        resp::integer(out, plan.cmd == Cmd::pttl ? ms : (ms + 500) / 1000);
+      case Cmd::pttl:
+        ttl_answer(plan.cmd, *r, out);
         break;
-      }
     }
   }
 }
@@ -157,6 +152,35 @@ class RespProtocol {
   void closed() {}
 
  private:
+  using Args = std::vector<std::string>;
+  /// A command: its arity (the name counts; max 0: no bound) and what plans it.
+  struct Command {
+    size_t min, max;
+    void (RespProtocol::*run)(const std::string& name, Args& a, Pending& b);
+  };
+
+  void plan(Args& a, Pending& b) {
+    static const std::unordered_map<std::string, Command> commands = {
+        {"GET", {2, 2, &RespProtocol::get}},         {"SET", {3, 0, &RespProtocol::set}},
+        {"DEL", {2, 0, &RespProtocol::multi}},       {"EXISTS", {2, 0, &RespProtocol::multi}},
+        {"MGET", {2, 0, &RespProtocol::multi}},      {"MSET", {3, 0, &RespProtocol::mset}},
+        {"EXPIRE", {3, 3, &RespProtocol::expire}},   {"PEXPIRE", {3, 3, &RespProtocol::expire}},
+        {"TTL", {2, 2, &RespProtocol::ttl}},         {"PTTL", {2, 2, &RespProtocol::ttl}},
+        {"PING", {1, 2, &RespProtocol::ping}},       {"ECHO", {2, 2, &RespProtocol::echo}},
+        {"SELECT", {2, 2, &RespProtocol::select}},   {"QUIT", {1, 0, &RespProtocol::quit}},
+        {"COMMAND", {1, 0, &RespProtocol::command}}, {"CONFIG", {1, 0, &RespProtocol::command}},
+        {"CLIENT", {1, 0, &RespProtocol::client}},   {"INFO", {1, 0, &RespProtocol::info}},
+    };
+    const std::string name = upper(a[0]);
+    auto it = commands.find(name);
+    if (it == commands.end())
+      return reply_error(b, "ERR unknown command '" + a[0].substr(0, 64) + "'");
+    const Command& c = it->second;
+    if (a.size() < c.min || (c.max && a.size() > c.max))
+      return reply_error(b, "ERR wrong number of arguments for '" + a[0] + "' command");
+    (this->*c.run)(name, a, b);
+  }
+
   kv_op key_op(op_kind kind, const std::string& key) {
     kv_op o;
     o.kind = kind;
@@ -176,6 +200,11 @@ class RespProtocol {
     resp::error(s, msg);
     reply(b, std::move(s));
   }
+  void reply_ok(Pending& b) {
+    std::string s;
+    resp::simple(s, "OK");
+    reply(b, std::move(s));
+  }
   void keyed(Pending& b, Cmd cmd, std::vector<kv_op> ops) {
     Plan p;
     p.cmd = cmd;
@@ -185,116 +214,119 @@ class RespProtocol {
     b.plans.push_back(std::move(p));
   }
 
-  void plan(std::vector<std::string>& a, Pending& b) {
-    const std::string name = upper(a[0]);
-    const size_t argc = a.size();
-    auto arity = [&](bool ok) {
-      if (!ok) reply_error(b, "ERR wrong number of arguments for '" + a[0] + "' command");
-      return ok;
-    };
-    std::string s;
-    if (name == "GET") {
-      if (arity(argc == 2)) keyed(b, Cmd::get, {key_op(op_kind::get, a[1])});
-    } else if (name == "SET") {
-      if (!arity(argc >= 3)) return;
-      kv_op o = key_op(op_kind::put, a[1]);
-      o.data = std::move(a[2]);
-      for (size_t i = 3; i < argc; ++i) {
-        std::string opt = upper(a[i]);
-        int64_t n = 0;
-        bool has_arg = i + 1 < argc;
-        if ((opt == "EX" || opt == "PX" || opt == "EXAT" || opt == "PXAT") && has_arg &&
-            !o.expiry_ms) {
-          if (!parse_int(a[++i], &n) || n <= 0)
-            return reply_error(b, "ERR invalid expire time in 'set' command");
-          uint64_t now = storage::now_ms();
-          o.expiry_ms = opt == "EX"     ? now + uint64_t(n) * 1000
-                        : opt == "PX"   ? now + uint64_t(n)
-                        : opt == "EXAT" ? uint64_t(n) * 1000
-                                        : uint64_t(n);
-        } else if (opt == "NX" && o.cond == op_cond::none) {
-          o.cond = op_cond::if_absent;
-        } else if (opt == "XX" && o.cond == op_cond::none) {
-          o.cond = op_cond::if_present;
-        } else if (opt == "KEEPTTL" && !o.expiry_ms) {
-          o.keep_expiry = true;
-        } else {
-          return reply_error(b, "ERR syntax error");
-        }
-      }
-      keyed(b, Cmd::set, {std::move(o)});
-    } else if (name == "DEL" || name == "EXISTS" || name == "MGET") {
-      if (!arity(argc >= 2)) return;
-      std::vector<kv_op> ops;
-      op_kind kind = name == "DEL"      ? op_kind::remove
-                     : name == "EXISTS" ? op_kind::lookup
-                                        : op_kind::get;
-      for (size_t i = 1; i < argc; ++i) ops.push_back(key_op(kind, a[i]));
-      keyed(b,
-            name == "DEL"      ? Cmd::del
-            : name == "EXISTS" ? Cmd::exists
-                               : Cmd::mget,
-            std::move(ops));
-    } else if (name == "MSET") {
-      if (!arity(argc >= 3 && argc % 2 == 1)) return;
-      std::vector<kv_op> ops;
-      for (size_t i = 1; i + 1 < argc; i += 2) {
-        ops.push_back(key_op(op_kind::put, a[i]));
-        ops.back().data = std::move(a[i + 1]);
-      }
-      keyed(b, Cmd::mset, std::move(ops));
-    } else if (name == "EXPIRE" || name == "PEXPIRE") {
-      if (!arity(argc == 3)) return;
+  void get(const std::string&, Args& a, Pending& b) {
+    keyed(b, Cmd::get, {key_op(op_kind::get, a[1])});
+  }
+
+  /// SET key value [EX s | PX ms | EXAT s | PXAT ms | KEEPTTL] [NX | XX]
+  void set(const std::string&, Args& a, Pending& b) {
+    kv_op o = key_op(op_kind::put, a[1]);
+    o.data = std::move(a[2]);
+    for (size_t i = 3; i < a.size(); ++i) {
+      std::string opt = upper(a[i]);
       int64_t n = 0;
-      if (!parse_int(a[2], &n))
-        return reply_error(b, "ERR value is not an integer or out of range");
-      kv_op o = key_op(op_kind::expire, a[1]);
-      int64_t ms = name == "EXPIRE" ? n * 1000 : n;
-      uint64_t now = storage::now_ms();
-      o.expiry_ms = ms > 0 ? now + uint64_t(ms) : 1;  // <= 0: expired at once, as in Redis
-      keyed(b, Cmd::expire, {std::move(o)});
-    } else if (name == "TTL" || name == "PTTL") {
-      if (arity(argc == 2))
-        keyed(b, name == "TTL" ? Cmd::ttl : Cmd::pttl, {key_op(op_kind::lookup, a[1])});
-    } else if (name == "PING") {
-      if (!arity(argc <= 2)) return;
-      argc == 2 ? resp::bulk(s, a[1]) : resp::simple(s, "PONG");
-      reply(b, std::move(s));
-    } else if (name == "ECHO") {
-      if (!arity(argc == 2)) return;
-      resp::bulk(s, a[1]);
-      reply(b, std::move(s));
-    } else if (name == "SELECT") {
-      if (!arity(argc == 2)) return;
-      int64_t n = -1;
-      if (parse_int(a[1], &n) && n >= 0)
-        ns_ = n == 0 ? "default" : "db" + std::to_string(n);
-      else if (!a[1].empty() && a[1].size() <= 64 &&
-               a[1].find_first_not_of(
-                   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") ==
-                   std::string::npos)
-        ns_ = a[1];
-      else
-        return reply_error(
-            b, "ERR invalid namespace: use a number or a name of letters, digits, _ - .");
-      resp::simple(s, "OK");
-      reply(b, std::move(s));
-    } else if (name == "QUIT") {
-      resp::simple(s, "OK");
-      reply(b, std::move(s), true);
-    } else if (name == "COMMAND" || name == "CONFIG") {
-      resp::array(s, 0);  // enough for redis-cli and redis-benchmark
-      reply(b, std::move(s));
-    } else if (name == "CLIENT") {
-      resp::simple(s, "OK");
-      reply(b, std::move(s));
-    } else if (name == "INFO") {
-      resp::bulk(s, ctx_->info ? ctx_->info(argc > 1 ? a[1] : "") : "");
-      reply(b, std::move(s));
-    } else {
-      std::string msg = "ERR unknown command '" + a[0].substr(0, 64) + "'";
-      reply_error(b, msg);
+      bool has_arg = i + 1 < a.size();
+      if ((opt == "EX" || opt == "PX" || opt == "EXAT" || opt == "PXAT") && has_arg &&
+          !o.expiry_ms) {
+        if (!parse_int(a[++i], &n) || n <= 0)
+          return reply_error(b, "ERR invalid expire time in 'set' command");
+        uint64_t now = storage::now_ms();
+        o.expiry_ms = opt == "EX"     ? now + uint64_t(n) * 1000
+                      : opt == "PX"   ? now + uint64_t(n)
+                      : opt == "EXAT" ? uint64_t(n) * 1000
+                                      : uint64_t(n);
+      } else if (opt == "NX" && o.cond == op_cond::none) {
+        o.cond = op_cond::if_absent;
+      } else if (opt == "XX" && o.cond == op_cond::none) {
+        o.cond = op_cond::if_present;
+      } else if (opt == "KEEPTTL" && !o.expiry_ms) {
+        o.keep_expiry = true;
+      } else {
+        return reply_error(b, "ERR syntax error");
+      }
     }
+    keyed(b, Cmd::set, {std::move(o)});
+  }
+
+  /// DEL, EXISTS and MGET: one operation per key.
+  void multi(const std::string& name, Args& a, Pending& b) {
+    const bool del = name == "DEL", exists = name == "EXISTS";
+    const op_kind kind = del ? op_kind::remove : exists ? op_kind::lookup : op_kind::get;
+    std::vector<kv_op> ops;
+    for (size_t i = 1; i < a.size(); ++i) ops.push_back(key_op(kind, a[i]));
+    keyed(b, del ? Cmd::del : exists ? Cmd::exists : Cmd::mget, std::move(ops));
+  }
+
+  void mset(const std::string&, Args& a, Pending& b) {
+    if (a.size() % 2 == 0)
+      return reply_error(b, "ERR wrong number of arguments for '" + a[0] + "' command");
+    std::vector<kv_op> ops;
+    for (size_t i = 1; i + 1 < a.size(); i += 2) {
+      ops.push_back(key_op(op_kind::put, a[i]));
+      ops.back().data = std::move(a[i + 1]);
+    }
+    keyed(b, Cmd::mset, std::move(ops));
+  }
+
+  void expire(const std::string& name, Args& a, Pending& b) {
+    int64_t n = 0;
+    if (!parse_int(a[2], &n)) return reply_error(b, "ERR value is not an integer or out of range");
+    kv_op o = key_op(op_kind::expire, a[1]);
+    int64_t ms = name == "EXPIRE" ? n * 1000 : n;
+    uint64_t now = storage::now_ms();
+    o.expiry_ms = ms > 0 ? now + uint64_t(ms) : 1;  // <= 0: expired at once, as in Redis
+    keyed(b, Cmd::expire, {std::move(o)});
+  }
+
+  void ttl(const std::string& name, Args& a, Pending& b) {
+    keyed(b, name == "TTL" ? Cmd::ttl : Cmd::pttl, {key_op(op_kind::lookup, a[1])});
+  }
+
+  void ping(const std::string&, Args& a, Pending& b) {
+    std::string s;
+    a.size() == 2 ? resp::bulk(s, a[1]) : resp::simple(s, "PONG");
+    reply(b, std::move(s));
+  }
+
+  void echo(const std::string&, Args& a, Pending& b) {
+    std::string s;
+    resp::bulk(s, a[1]);
+    reply(b, std::move(s));
+  }
+
+  /// SELECT n (0: "default", n: "db<n>") or SELECT name: the connection's namespace.
+  void select(const std::string&, Args& a, Pending& b) {
+    int64_t n = -1;
+    if (parse_int(a[1], &n) && n >= 0)
+      ns_ = n == 0 ? "default" : "db" + std::to_string(n);
+    else if (!a[1].empty() && a[1].size() <= 64 &&
+             a[1].find_first_not_of(
+                 "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") ==
+                 std::string::npos)
+      ns_ = a[1];
+    else
+      return reply_error(b,
+                         "ERR invalid namespace: use a number or a name of letters, digits, _ - .");
+    reply_ok(b);
+  }
+
+  void quit(const std::string&, Args&, Pending& b) {
+    reply_ok(b);
+    b.quit = true;
+  }
+
+  void command(const std::string&, Args&, Pending& b) {
+    std::string s;
+    resp::array(s, 0);  // enough for redis-cli and redis-benchmark
+    reply(b, std::move(s));
+  }
+
+  void client(const std::string&, Args&, Pending& b) { reply_ok(b); }
+
+  void info(const std::string&, Args& a, Pending& b) {
+    std::string s;
+    resp::bulk(s, ctx_->info ? ctx_->info(a.size() > 1 ? a[1] : "") : "");
+    reply(b, std::move(s));
   }
 
   const Context* ctx_;
@@ -303,32 +335,13 @@ class RespProtocol {
 
 }  // namespace
 
-struct RespServer::Impl {
-  std::shared_ptr<frontend::Server<RespProtocol>> server;
-  RespOptions opts;
-};
-
-RespServer::RespServer(IoPool& io, Coordinator coordinator, RespOptions opts)
-    : impl_(std::make_shared<Impl>()) {
-  RespProtocol::Context ctx{opts.limits, opts.info};
-  impl_->server = std::make_shared<frontend::Server<RespProtocol>>(
-      io, std::move(coordinator), std::move(ctx), opts.metrics, RequestMetrics::resp);
-  impl_->opts = std::move(opts);
+std::shared_ptr<WireServer> make_resp_server(IoPool& io, Coordinator coordinator,
+                                             RespOptions opts) {
+  using Server = frontend::Server<RespProtocol>;
+  return std::make_shared<Server>(io, std::move(coordinator),
+                                  RespProtocol::Context{opts.limits, std::move(opts.info)},
+                                  Server::Options{opts.bind, opts.port, "RESP", opts.idle_timeout,
+                                                  opts.metrics, RequestMetrics::resp});
 }
-
-RespServer::~RespServer() = default;
-
-bool RespServer::start(std::string* error) {
-  impl_->server->idle_timeout = impl_->opts.idle_timeout;
-  return impl_->server->start(impl_->opts.bind, impl_->opts.port, "RESP", error);
-}
-
-void RespServer::set_info(std::function<std::string(const std::string&)> info) {
-  impl_->server->context.info = std::move(info);
-}
-
-uint16_t RespServer::port() const { return impl_->server->port(); }
-
-void RespServer::stop() { impl_->server->stop(); }
 
 }  // namespace apsis

@@ -1,4 +1,4 @@
-// RespServer: the Redis-protocol frontend, on Boost.Asio (an IoPool). Each socket read
+// The Redis-protocol frontend, on Boost.Asio (an IoPool). Each socket read
 // is parsed whole; its key operations go to the coordinator as one batch (run on the I/O
 // thread by the direct path, or one actor message), answered with one write. Replies stay in
 // request order across reads; a client with too much outstanding stops being read, so it only holds
@@ -12,6 +12,7 @@
 #include "actors/metrics.hpp"
 #include "actors/replica_group.hpp"
 #include "frontends/io_pool.hpp"
+#include "frontends/listener.hpp"
 #include "messages/resp.hpp"
 #include "storage/record.hpp"
 
@@ -27,23 +28,7 @@ struct RespOptions {
   std::chrono::milliseconds idle_timeout{0};  ///< close connections idle this long; 0: never
 };
 
-class RespServer {
- public:
-  RespServer(IoPool& io, Coordinator coordinator, RespOptions opts);
-  ~RespServer();
-  /// Binds and starts accepting; false with *error set when that fails.
-  bool start(std::string* error);
-  /// Sets the INFO callback; call before the io_context runs.
-  void set_info(std::function<std::string(const std::string&)> info);
-  /// The bound port (after start).
-  uint16_t port() const;
-  /// Stops accepting and closes every connection.
-  void stop();
-
-  struct Impl;
-
- private:
-  std::shared_ptr<Impl> impl_;
-};
+/// The RESP server; start() binds it.
+std::shared_ptr<WireServer> make_resp_server(IoPool& io, Coordinator coordinator, RespOptions opts);
 
 }  // namespace apsis

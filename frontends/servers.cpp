@@ -24,9 +24,8 @@ std::string info_text(const config::NodeConfig& cfg, uint16_t port,
 }  // namespace
 
 void Servers::stop() {
-  if (resp) resp->stop();
-  if (binary) binary->stop();
-  if (http) http->stop();
+  for (auto* s : {&resp, &binary, &http})
+    if (*s) (*s)->stop();
 }
 
 std::string Servers::describe(const std::string& bind) const {
@@ -58,21 +57,18 @@ bool start_servers(IoPool& io, caf::actor_system& sys, const config::NodeConfig&
   ho.port = cfg.http_port;
   ho.limits = cfg.limits;
   ho.deadline = std::chrono::milliseconds(cfg.request_timeout_ms);
-  if (!out->resp.emplace(io, parts.coordinator, ro).start(error)) return false;
-  if (!out->binary.emplace(io, sys, parts.coordinator, parts.locks, parts.node, bo).start(error)) {
-    out->resp->stop();
-    return false;
-  }
-  if (!out->http.emplace(io, sys, parts.coordinator, parts.locks, parts.node, metrics, ho)
-           .start(error)) {
-    out->resp->stop();
-    out->binary->stop();
-    return false;
-  }
-  // INFO runs on the I/O thread; engines' stats() are thread-safe. No client is served
-  // before io.run(), so installing it now is safe.
-  out->resp->set_info([&cfg, port = out->resp->port(), engines = parts.engines](
-                          const std::string&) { return info_text(cfg, port, engines); });
+  // INFO runs on the I/O thread (engines' stats() are thread-safe), once the port is bound.
+  ro.info = [&cfg, out, engines = parts.engines](const std::string&) {
+    return info_text(cfg, out->resp->port(), engines);
+  };
+  out->resp = make_resp_server(io, parts.coordinator, ro);
+  out->binary = make_binary_server(io, sys, parts.coordinator, parts.locks, parts.node, bo);
+  out->http = make_http_server(io, sys, parts.coordinator, parts.locks, parts.node, metrics, ho);
+  for (auto* s : {&out->resp, &out->binary, &out->http})
+    if (!(*s)->start(error)) {
+      out->stop();
+      return false;
+    }
   return true;
 }
 

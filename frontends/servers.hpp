@@ -3,7 +3,6 @@
 #pragma once
 
 #include <memory>
-#include <optional>
 #include <string>
 
 #include "actors/node.hpp"
@@ -16,10 +15,8 @@
 namespace apsis {
 
 struct Servers {
-  std::optional<RespServer> resp;
-  std::optional<BinaryServer> binary;
-  std::optional<HttpServer> http;
-  /// Stops accepting and closes every connection (all three started).
+  std::shared_ptr<WireServer> resp, binary, http;
+  /// Stops accepting and closes every connection (of those started).
   void stop();
   /// "RESP on host:port, binary on host:port, http on host:port", for the start line.
   std::string describe(const std::string& bind) const;

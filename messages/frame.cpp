@@ -246,6 +246,22 @@ std::string encode_request(const Request& q) {
   return out;
 }
 
+Response from_result(const op_result& r) {
+  Response w;
+  w.status = r.status;
+  w.message = r.message;
+  w.version = r.version;
+  w.existed = r.existed;
+  w.expiry_ms = r.record.expiry_ms;
+  w.user_flags = r.record.user_flags;
+  w.json = r.record.json;
+  w.data = r.record.data;
+  w.json_size = r.json_size;
+  w.data_size = r.data_size;
+  w.replicas = r.replicas;
+  return w;
+}
+
 std::string encode_response(opcode op, const Response& r) {
   std::string out;
   Writer w{out};

@@ -112,10 +112,9 @@ struct Response {
 };
 
 std::string encode_response(opcode op, const Response& r);
+/// A key operation's result as a response.
+Response from_result(const op_result& r);
 
-/// Where an answer that is not a coordinator result (lock, unlock, stat) goes: called once,
-/// from an actor's thread.
-using reply_fn = std::shared_ptr<std::function<void(Response)>>;
 bool decode_response(opcode op, std::string_view body, Response* out, std::string* err);
 
 struct Hello {
@@ -143,5 +142,3 @@ typename Inspector::result_type inspect(Inspector& f, Response& x) {
 }
 
 }  // namespace apsis::wire
-
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(apsis::wire::reply_fn)

@@ -24,7 +24,7 @@ struct ClientActorTest : ::testing::Test {
   caf::actor_system sys{cfg};
   NodeParts parts;
   IoPool io{2};
-  std::unique_ptr<BinaryServer> server;
+  std::shared_ptr<WireServer> server;
 
   ClientActorTest() {
     config::NodeConfig nc;
@@ -33,8 +33,8 @@ struct ClientActorTest : ::testing::Test {
                                     {"backend.engine=memory", "backend.shards=2"}, &nc, &error))
         << error;
     EXPECT_TRUE(start_node(sys, nc, &parts, &error)) << error;
-    server = std::make_unique<BinaryServer>(io, sys, parts.coordinator, parts.locks, parts.node,
-                                            BinaryOptions{});
+    server =
+        make_binary_server(io, sys, parts.coordinator, parts.locks, parts.node, BinaryOptions{});
     EXPECT_TRUE(server->start(&error)) << error;
     io.run_in_background();
   }
