@@ -1,117 +1,136 @@
+// ANTI_ENTROPY, top-down: the actor's handlers, then one round in the order it happens
+// (round timer -> digests -> keys -> push -> end), with the other side's answers where the
+// round reaches them. What the round reads from the engines is in ae_scan.cpp (run on the
+// scanner's thread); merge is in merge.cpp, scrub in scrub.cpp, `apsis recover` in
+// recover_pass.cpp.
 #include "actors/anti_entropy.hpp"
 
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <tuple>
-#include <unordered_map>
 
 namespace apsis {
-
-std::string pair_task::key() const {
-  return std::to_string(range.group_a) + "/" + std::to_string(backend) + " ~ " +
-         std::to_string(range.group_b) + "/" + node_b + "/" + std::to_string(range.backend_b);
-}
-
-std::chrono::milliseconds pause_for(uint64_t rate, uint64_t n) {
-  return std::chrono::milliseconds(n * 1000 / std::max<uint64_t>(rate, 1));
-}
 
 namespace {
 
 using self_ptr = ae_self;
 
-/// A 64-bit hash of (id, version): the unit of a bucket's XOR digest.
-uint64_t mix(const storage::Id& id, const storage::Version& v) {
-  uint64_t x = id.prefix();
-  for (size_t i = 8; i < 16; ++i) x = x * 131 + id.bytes[i];
-  x ^= v.stamp * 0x9E3779B97F4A7C15ull ^ v.node * 0xC2B2AE3D27D4EB4Full;
-  x ^= x >> 30, x *= 0xBF58476D1CE4E5B9ull, x ^= x >> 27, x *= 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
+// The steps of a round after start_round(), in order (defined below in this order).
+std::vector<uint32_t> differing(const std::vector<uint64_t>& mine,
+                                const std::vector<uint64_t>& theirs);
+void got_differing(self_ptr self, const pair_task& t, std::vector<uint32_t>& differ);
+void step(self_ptr self);
+void push(self_ptr self, const std::vector<uint32_t>& buckets, std::vector<id_version>& theirs);
+void send_pushes(self_ptr self, push_plan& plan);
+void chunk_done(self_ptr self);
+void end_round(self_ptr self, bool ok);
+
+void on_routes(self_ptr self, route_table& table, std::vector<std::string>& down);
+void merge_now(self_ptr self);
+
+void sample_mailbox(self_ptr self) {
+  if (auto& g = self->state.cfg.mailbox) g->sample_of(self);
 }
 
-size_t bucket_of(const storage::Id& id, size_t buckets) {
-  int bits = __builtin_ctzll(buckets);
-  return bits == 0 ? 0 : size_t(id.prefix() >> (64 - bits));
-}
-
-/// The ids of buckets first..last (inclusive): a chunk's scans skip every record outside.
-std::pair<storage::Id, storage::Id> bucket_span(uint32_t first, uint32_t last, size_t buckets) {
-  int bits = __builtin_ctzll(buckets);
-  uint64_t lo = bits == 0 ? 0 : uint64_t(first) << (64 - bits);
-  uint64_t hi = bits == 0 ? ~0ull : ((uint64_t(last) + 1) << (64 - bits)) - 1;
-  storage::Id begin = storage::Id::min(), end = storage::Id::max();
-  for (int i = 0; i < 8; ++i) {
-    begin.bytes[size_t(i)] = uint8_t(lo >> (56 - 8 * i));
-    end.bytes[size_t(i)] = uint8_t(hi >> (56 - 8 * i));
-  }
-  return {begin, end};
-}
-
-/// Whether an id is in the range that node_b's backend and the range's backend A share.
-bool in_range(const ae_state& st, const ae_range& r, const std::string& node_b,
-              const storage::Id& id) {
-  auto a = st.rings.find(r.group_a), b = st.rings.find(r.group_b);
-  if (a == st.rings.end() || b == st.rings.end()) return false;
-  const ring::owner* oa = a->second.owner_of(id);
-  const ring::owner* ob = b->second.owner_of(id);
-  return oa && ob && oa->node == r.node_a && oa->backend == r.backend_a && ob->node == node_b &&
-         ob->backend == r.backend_b;
-}
-
-/// Every record of the local backend in the range (and written since its since_ms), with
-/// payload or not.
-template <class F>
-storage::Status scan(const ae_state& st, uint32_t backend, const ae_range& r,
-                     const std::string& node_b, bool payload, F&& each,
-                     const std::vector<uint32_t>* chunk = nullptr) {
+/// The local engine of a backend (null: none with that id). Jobs hold it: a scan may outlive
+/// the actor's state at shutdown.
+std::shared_ptr<storage::Engine> engine_of(const ae_state& st, uint32_t backend) {
   auto it = st.cfg.backends.find(backend);
-  if (it == st.cfg.backends.end())
-    return storage::Status::not_found("no backend " + std::to_string(backend));
-  storage::IterateOptions io;
-  io.with_payload = payload;
-  io.include_tombstones = true;
-  io.min_version = storage::Version{r.since_ms << 16, 0};
-  if (chunk && !chunk->empty()) {  // chunks list buckets in increasing order
-    auto [lo, hi] = std::minmax_element(chunk->begin(), chunk->end());
-    std::tie(io.begin, io.end) = bucket_span(*lo, *hi, st.cfg.buckets);
-  }
-  return it->second.engine->iterate(io, [&](const storage::Record& rec) {
-    if (in_range(st, r, node_b, rec.id)) each(rec);
-    return true;
-  });
+  return it == st.cfg.backends.end() ? nullptr : it->second.engine;
 }
 
-using Versions = std::unordered_map<storage::Id, storage::Version, storage::IdHash>;
-
-/// Each id's newest version in these buckets of a range (blob may show a record twice).
-Versions versions_in(const ae_state& st, uint32_t backend, const ae_range& r,
-                     const std::string& node_b, const std::vector<uint32_t>& buckets) {
-  std::vector<bool> wanted(st.cfg.buckets, false);
-  for (uint32_t b : buckets)
-    if (b < wanted.size()) wanted[b] = true;
-  Versions out;
-  scan(
-      st, backend, r, node_b, false,
-      [&](const storage::Record& rec) {
-        if (!wanted[bucket_of(rec.id, st.cfg.buckets)]) return;
-        auto& v = out[rec.id];
-        if (v < rec.version) v = rec.version;
-      },
-      &buckets);
-  return out;
-}
-
-std::vector<uint64_t> digests(const ae_state& st, uint32_t backend, const ae_range& r,
-                              const std::string& node_b) {
-  std::vector<uint64_t> d(st.cfg.buckets, 0);
-  scan(st, backend, r, node_b, false, [&](const storage::Record& rec) {
-    d[bucket_of(rec.id, d.size())] ^= mix(rec.id, rec.version);
-  });
-  return d;
+ae_scanner_actor::behavior_type scanner() {
+  return {[](atom::scan, scan_job_ptr& job) {
+    job->work();
+    return job;
+  }};
 }
 
 }  // namespace
+
+// -- the actor ------------------------------------------------------------------------------
+
+anti_entropy_actor::behavior_type anti_entropy(self_ptr self, ae_config cfg) {
+  auto& st = self->state;
+  st.cfg = std::move(cfg);
+  if (!st.cfg.stats) st.cfg.stats = std::make_shared<ae_stats>();
+  auto view = std::make_shared<ae_view>();
+  view->node = st.cfg.node;
+  view->buckets = st.cfg.buckets;
+  st.view = std::move(view);
+  if (st.cfg.scan_thread) st.scanner = self->spawn<caf::detached + caf::linked>(scanner);
+  if (load_pass(st)) {
+    save_pass(st);  // into the stats
+    if (st.pass.running()) spdlog::info("anti-entropy: resuming the recover {} pass", st.pass.mode);
+  }
+  if (st.cfg.every.count() > 0) self->delayed_send(self, st.cfg.every, atom::round_v);
+  if (st.cfg.merge_every.count() > 0) self->delayed_send(self, st.cfg.merge_every, atom::merge_v);
+  if (st.cfg.scrub_rate > 0) self->delayed_send(self, st.cfg.scrub_pause, atom::scrub_v);
+  return {
+      [=](atom::routes, route_table& table, std::vector<std::string>& down) {
+        on_routes(self, table, down);
+      },
+      [=](atom::round) {
+        auto& st = self->state;
+        if (st.cfg.every.count() > 0) self->delayed_send(self, st.cfg.every, atom::round_v);
+        if (st.running) return;
+        if (dc_pass_running(st)) return pass_next(self);
+        auto all = pairs(st);
+        if (!all.empty()) start_round(self, all[st.cursor++ % all.size()], false, false);
+      },
+      [=](atom::digest, ae_range& r,
+          std::vector<uint64_t>& theirs) -> caf::result<std::vector<uint32_t>> {
+        sample_mailbox(self);
+        auto rp = self->make_response_promise<std::vector<uint32_t>>();
+        auto e = engine_of(self->state, r.backend_b);
+        if (!e) return std::vector<uint32_t>{};
+        off_thread(
+            self,
+            [v = self->state.view, e, r, node = self->state.cfg.node] {
+              return digests(*v, *e, r, node);
+            },
+            [rp, theirs = std::move(theirs)](std::vector<uint64_t>& mine) mutable {
+              rp.deliver(differing(mine, theirs));
+            });
+        return rp;
+      },
+      [=](atom::step) {
+        sample_mailbox(self);
+        step(self);
+      },
+      [=](atom::keys, ae_range& r,
+          std::vector<uint32_t>& buckets) -> caf::result<std::vector<id_version>> {
+        sample_mailbox(self);
+        auto rp = self->make_response_promise<std::vector<id_version>>();
+        auto e = engine_of(self->state, r.backend_b);
+        if (!e) return std::vector<id_version>{};
+        off_thread(
+            self,
+            [v = self->state.view, e, r, node = self->state.cfg.node, buckets] {
+              return versions_in(*v, *e, r, node, buckets);
+            },
+            [rp](Versions& newest) mutable {
+              std::vector<id_version> out;
+              out.reserve(newest.size());
+              for (const auto& [id, version] : newest) out.push_back({id, version});
+              rp.deliver(std::move(out));
+            });
+        return rp;
+      },
+      [=](atom::merge) {
+        auto& st = self->state;
+        if (st.cfg.merge_every.count() > 0)
+          self->delayed_send(self, st.cfg.merge_every, atom::merge_v);
+        merge_now(self);
+      },
+      [=](atom::migrate) { merge_step(self); },
+      [=](atom::scrub) { scrub_step(self); },
+      [=](atom::recover, std::string& text) { return recover_command(self, text); },
+      [=](atom::purge, std::string& ns) { return purge_namespace(self->state, ns); },
+  };
+}
+
+// -- a round --------------------------------------------------------------------------------
 
 std::vector<pair_task> pairs(const ae_state& st, uint64_t since_ms) {
   std::vector<pair_task> out;
@@ -129,96 +148,120 @@ std::vector<pair_task> pairs(const ae_state& st, uint64_t since_ms) {
   return out;
 }
 
-bool dc_pass_running(const ae_state& st) { return st.pass.running() && st.pass.mode == "dc"; }
-
 namespace {
-
-void end_round(self_ptr self, bool ok) {
-  auto& st = self->state;
-  bool for_pass = st.round && st.round->for_pass && dc_pass_running(st) &&
-                  st.pass.done < st.pass.pairs.size() &&
-                  st.round->task.key() == st.pass.pairs[st.pass.done].key();
-  st.running = false;
-  st.round.reset();
-  (ok ? st.cfg.stats->rounds : st.cfg.stats->failed_rounds)++;
-  if (for_pass) {
-    if (!ok) st.pass.skipped.push_back(st.pass.pairs[st.pass.done].key() + " (failed)");
-    st.pass.done++;
-    save_pass(st);
-  }
-  if (dc_pass_running(st)) pass_next(self);
-}
 
 bool counts_for_pass(const ae_state& st) {
   return dc_pass_running(st) && st.round && st.round->for_pass;
 }
 
-/// After a chunk: the next one (at the rate), or the round's end.
-void chunk_done(self_ptr self) {
-  auto& st = self->state;
-  ae_round& r = *st.round;
-  if (r.truncated && r.accepted == 0) return end_round(self, false);  // it would loop: refused
-  if (!r.truncated) r.offset += r.chunk;
-  if (r.offset < r.differ.size())
-    self->delayed_send(self, pause_for(st.cfg.rate, r.pushed), atom::step_v);
-  else
-    end_round(self, true);
+anti_entropy_actor other_side(const ae_state& st, const std::string& node) {
+  return caf::actor_cast<anti_entropy_actor>(st.table.nodes.at(node).anti_entropy);
 }
 
-/// Step 3 for one chunk of buckets: compare with what the other side listed, push what it
-/// lacks or holds older (unless a dry run).
+}  // namespace
+
+/// 1. Digests: ours over the pair's range, then the other side's answer, the buckets where
+///    its digests differ.
+void start_round(self_ptr self, const pair_task& t, bool dry_run, bool for_pass) {
+  auto& st = self->state;
+  st.running = true;
+  st.round = ae_round{t, {}, 0, 1, dry_run, for_pass, false, 0, 0};
+  auto e = engine_of(st, t.backend);
+  if (!e) return end_round(self, false);
+  off_thread(
+      self, [v = st.view, e, t] { return digests(*v, *e, t.range, t.node_b); },
+      [self, t](std::vector<uint64_t>& mine) {
+        auto& st = self->state;
+        if (!st.round) return;
+        self->request(other_side(st, t.node_b), st.cfg.timeout, atom::digest_v, t.range,
+                      std::move(mine))
+            .then([self, t](std::vector<uint32_t>& differ) { got_differing(self, t, differ); },
+                  [self, t](caf::error& err) {
+                    spdlog::debug("anti-entropy: digests with {}: {}", t.node_b,
+                                  self->home_system().render(err));
+                    end_round(self, false);
+                  });
+      });
+}
+
+namespace {
+
+/// (The other side, answering 1.) The buckets whose digests differ.
+std::vector<uint32_t> differing(const std::vector<uint64_t>& mine,
+                                const std::vector<uint64_t>& theirs) {
+  std::vector<uint32_t> differ;
+  for (size_t i = 0; i < mine.size(); ++i)
+    if (i >= theirs.size() || mine[i] != theirs[i]) differ.push_back(uint32_t(i));
+  return differ;
+}
+
+/// The buckets that differ are walked in chunks of about chunk_keys ids each.
+void got_differing(self_ptr self, const pair_task& t, std::vector<uint32_t>& differ) {
+  auto& st = self->state;
+  st.cfg.stats->buckets_compared += st.cfg.buckets;
+  st.cfg.stats->buckets_differing += differ.size();
+  if (counts_for_pass(st)) st.pass.buckets_differing += differ.size();
+  if (differ.empty() || !st.round) return end_round(self, true);
+  uint64_t keys = st.cfg.backends.at(t.backend).engine->stats().keys;
+  uint64_t per_bucket = std::max<uint64_t>(1, keys / st.cfg.buckets);
+  st.round->chunk = size_t(std::max<uint64_t>(1, st.cfg.chunk_keys / per_bucket));
+  st.round->differ = std::move(differ);
+  step(self);
+}
+
+/// 2. Keys: the other side lists its (id, version) in the next chunk of differing buckets
+///    (its answer: the `keys` handler above).
+void step(self_ptr self) {
+  auto& st = self->state;
+  if (!st.round) return;
+  ae_round& r = *st.round;
+  std::vector<uint32_t> chunk(
+      r.differ.begin() + long(r.offset),
+      r.differ.begin() + long(std::min(r.differ.size(), r.offset + r.chunk)));
+  self->request(other_side(st, r.task.node_b), st.cfg.timeout, atom::keys_v, r.task.range, chunk)
+      .then([=](std::vector<id_version>& theirs) { push(self, chunk, theirs); },
+            [=](caf::error& err) {
+              spdlog::debug("anti-entropy: keys from {}: {}", r.task.node_b,
+                            self->home_system().render(err));
+              end_round(self, false);
+            });
+}
+
+/// 3. Push: compare with what the other side listed; every record of ours it lacks or holds
+///    older goes to it as a replica write (unless a dry run).
 void push(self_ptr self, const std::vector<uint32_t>& buckets, std::vector<id_version>& theirs) {
+  auto& st = self->state;
+  const pair_task t = st.round->task;
+  auto e = engine_of(st, t.backend);
+  if (!e) return end_round(self, false);
+  push_limits limits{st.cfg.push_batch, st.cfg.push_bytes, st.cfg.rate, st.round->dry_run};
+  off_thread(
+      self,
+      [v = st.view, e, t, buckets, theirs = std::move(theirs), limits] {
+        return plan_push(*v, *e, t.range, t.node_b, buckets, theirs, limits);
+      },
+      [self](push_plan& plan) {
+        auto& st = self->state;
+        if (!st.round) return;
+        st.cfg.stats->keys_compared += plan.compared;
+        st.cfg.stats->divergent += plan.divergent;
+        if (counts_for_pass(st))
+          st.pass.keys_compared += plan.compared, st.pass.divergent += plan.divergent;
+        send_pushes(self, plan);
+      });
+}
+
+/// The replica writes go through the other node's PEER; the last answer ends the chunk.
+void send_pushes(self_ptr self, push_plan& plan) {
   auto& st = self->state;
   ae_round& round = *st.round;
   const pair_task t = round.task;
-  Versions their_version;
-  for (const auto& iv : theirs) {
-    auto& v = their_version[iv.id];
-    if (v < iv.version) v = iv.version;
-  }
-  // Versions first (no payload), then the payload of only what they lack.
-  Versions ours = versions_in(st, t.backend, t.range, t.node_b, buckets);
-  uint64_t compared = ours.size() + their_version.size(), divergent = 0;
-  Versions lacking;
-  for (const auto& [id, v] : ours) {
-    auto theirs_it = their_version.find(id);
-    if (theirs_it == their_version.end() || theirs_it->second < v)
-      lacking.emplace(id, v), divergent++;
-    else if (v < theirs_it->second)
-      divergent++;
-  }
-  for (const auto& [id, v] : their_version)  // theirs only: they push it in their rounds
-    if (!ours.count(id)) divergent++;
-  st.cfg.stats->keys_compared += compared;
-  st.cfg.stats->divergent += divergent;
-  if (counts_for_pass(st)) st.pass.keys_compared += compared, st.pass.divergent += divergent;
-  op_batch batch;
-  std::vector<op_batch> batches;
-  size_t bytes = 0;
-  uint64_t n = 0;
-  round.truncated = false;
-  if (!round.dry_run && !lacking.empty())
-    scan(
-        st, t.backend, t.range, t.node_b, true,
-        [&](const storage::Record& rec) {
-          auto it = lacking.find(rec.id);
-          if (it == lacking.end() || rec.version < it->second || round.truncated) return;
-          lacking.erase(it);  // once, though blob may show it twice
-          bytes += rec.key.size() + rec.json.size() + rec.data.size();
-          ++n;
-          batch.push_back(replica_write(storage::Record(rec)));
-          if (batch.size() == st.cfg.push_batch) batches.push_back(std::move(batch)), batch.clear();
-          // The rest goes in the next step, on this chunk again: a step pushes at most a
-          // second's worth at the rate, and push_bytes.
-          round.truncated = bytes >= st.cfg.push_bytes || n >= std::max<uint64_t>(st.cfg.rate, 1);
-        },
-        &buckets);
-  if (!batch.empty()) batches.push_back(std::move(batch));
+  round.truncated = plan.truncated;
   round.pushed = round.accepted = 0;
-  if (batches.empty()) return chunk_done(self);
+  if (plan.batches.empty()) return chunk_done(self);
   auto peer = caf::actor_cast<peer_actor>(st.table.nodes.at(t.node_b).peer);
-  auto left = std::make_shared<size_t>(batches.size());
-  for (auto& b : batches) {
+  auto left = std::make_shared<size_t>(plan.batches.size());
+  for (auto& b : plan.batches) {
     round.pushed += b.size();
     self->request(peer, st.cfg.timeout, atom::apply_v, t.range.backend_b, std::move(b))
         .then(
@@ -238,62 +281,37 @@ void push(self_ptr self, const std::vector<uint32_t>& buckets, std::vector<id_ve
   }
 }
 
-/// Step 2 for the next chunk of differing buckets.
-void step(self_ptr self) {
+/// After a chunk: the next one (at the rate; a truncated one again), or the round's end.
+void chunk_done(self_ptr self) {
   auto& st = self->state;
   if (!st.round) return;
   ae_round& r = *st.round;
-  std::vector<uint32_t> chunk(
-      r.differ.begin() + long(r.offset),
-      r.differ.begin() + long(std::min(r.differ.size(), r.offset + r.chunk)));
-  auto target = caf::actor_cast<anti_entropy_actor>(st.table.nodes.at(r.task.node_b).anti_entropy);
-  self->request(target, st.cfg.timeout, atom::keys_v, r.task.range, chunk)
-      .then([=](std::vector<id_version>& theirs) { push(self, chunk, theirs); },
-            [=](caf::error& err) {
-              spdlog::debug("anti-entropy: keys from {}: {}", r.task.node_b,
-                            self->home_system().render(err));
-              end_round(self, false);
-            });
+  if (r.truncated && r.accepted == 0) return end_round(self, false);  // it would loop: refused
+  if (!r.truncated) r.offset += r.chunk;
+  if (r.offset < r.differ.size())
+    self->delayed_send(self, pause_for(st.cfg.rate, r.pushed), atom::step_v);
+  else
+    end_round(self, true);
 }
 
-}  // namespace
-
-void start_round(self_ptr self, const pair_task& t, bool dry_run, bool for_pass) {
+/// 4. End: counted, and a recover pass goes on with its next pair.
+void end_round(self_ptr self, bool ok) {
   auto& st = self->state;
-  st.running = true;
-  st.round = ae_round{t, {}, 0, 1, dry_run, for_pass, false, 0, 0};
-  auto target = caf::actor_cast<anti_entropy_actor>(st.table.nodes.at(t.node_b).anti_entropy);
-  std::vector<uint64_t> mine = digests(st, t.backend, t.range, t.node_b);
-  self->request(target, st.cfg.timeout, atom::digest_v, t.range, std::move(mine))
-      .then(
-          [=](std::vector<uint32_t>& differ) {
-            auto& st = self->state;
-            st.cfg.stats->buckets_compared += st.cfg.buckets;
-            st.cfg.stats->buckets_differing += differ.size();
-            if (counts_for_pass(st)) st.pass.buckets_differing += differ.size();
-            if (differ.empty() || !st.round) return end_round(self, true);
-            uint64_t keys = st.cfg.backends.at(t.backend).engine->stats().keys;
-            uint64_t per_bucket = std::max<uint64_t>(1, keys / st.cfg.buckets);
-            st.round->chunk = size_t(std::max<uint64_t>(1, st.cfg.chunk_keys / per_bucket));
-            st.round->differ = std::move(differ);
-            step(self);
-          },
-          [=](caf::error& err) {
-            spdlog::debug("anti-entropy: digests with {}: {}", t.node_b,
-                          self->home_system().render(err));
-            end_round(self, false);
-          });
+  bool for_pass = st.round && st.round->for_pass && dc_pass_running(st) &&
+                  st.pass.done < st.pass.pairs.size() &&
+                  st.round->task.key() == st.pass.pairs[st.pass.done].key();
+  st.running = false;
+  st.round.reset();
+  (ok ? st.cfg.stats->rounds : st.cfg.stats->failed_rounds)++;
+  if (for_pass) {
+    if (!ok) st.pass.skipped.push_back(st.pass.pairs[st.pass.done].key() + " (failed)");
+    st.pass.done++;
+    save_pass(st);
+  }
+  if (dc_pass_running(st)) pass_next(self);
 }
 
-namespace {
-
-/// A merge pass now: the saved `recover merge` pass if one runs, else a periodic one.
-void merge_now(self_ptr self) {
-  auto& st = self->state;
-  bool recover = st.pass.running() && st.pass.mode == "merge";
-  start_merge(self, recover && st.pass.dry_run, recover,
-              recover ? st.pass.groups : std::vector<uint32_t>{});
-}
+// -- route changes and merge passes ---------------------------------------------------------
 
 /// Which backends hold ring points: a change means keys may have new owners.
 std::string ring_signature(const route_table& t) {
@@ -305,76 +323,47 @@ std::string ring_signature(const route_table& t) {
   return sig;
 }
 
+void on_routes(self_ptr self, route_table& table, std::vector<std::string>& down) {
+  auto& st = self->state;
+  st.table = std::move(table);
+  st.rings = ring::build(st.table);
+  st.down = std::set<std::string>(down.begin(), down.end());
+  auto view = std::make_shared<ae_view>(*st.view);
+  view->rings = st.rings;
+  view->reachable.clear();
+  for (const auto& [name, n] : st.table.nodes)
+    if (n.peer && !st.down.count(name)) view->reachable.insert(name);
+  st.view = std::move(view);
+  std::string sig = ring_signature(st.table);
+  bool changed = !st.ring_signature.empty() && sig != st.ring_signature;
+  st.ring_signature = std::move(sig);
+  if (changed) start_merge(self, false, false, {});
+  // A pass saved by the last run of this node goes on once the cluster is known again.
+  if (st.pass.running() && st.pass.mode == "merge" && !st.merge.active) merge_now(self);
+  if (dc_pass_running(st) && !st.running) pass_next(self);
+}
+
+/// A merge pass now: the saved `recover merge` pass if one runs, else a periodic one.
+void merge_now(self_ptr self) {
+  auto& st = self->state;
+  bool recover = st.pass.running() && st.pass.mode == "merge";
+  start_merge(self, recover && st.pass.dry_run, recover,
+              recover ? st.pass.groups : std::vector<uint32_t>{});
+}
+
 }  // namespace
 
-void sample_mailbox(ae_self self) {
-  if (auto& g = self->state.cfg.mailbox) g->sample_of(self);
+// -- shared with merge, scrub and recover passes ---------------------------------------------
+
+std::string pair_task::key() const {
+  return std::to_string(range.group_a) + "/" + std::to_string(backend) + " ~ " +
+         std::to_string(range.group_b) + "/" + node_b + "/" + std::to_string(range.backend_b);
 }
 
-anti_entropy_actor::behavior_type anti_entropy(self_ptr self, ae_config cfg) {
-  auto& st = self->state;
-  st.cfg = std::move(cfg);
-  if (!st.cfg.stats) st.cfg.stats = std::make_shared<ae_stats>();
-  if (load_pass(st)) {
-    save_pass(st);  // into the stats
-    if (st.pass.running()) spdlog::info("anti-entropy: resuming the recover {} pass", st.pass.mode);
-  }
-  if (st.cfg.every.count() > 0) self->delayed_send(self, st.cfg.every, atom::round_v);
-  if (st.cfg.merge_every.count() > 0) self->delayed_send(self, st.cfg.merge_every, atom::merge_v);
-  if (st.cfg.scrub_rate > 0) self->delayed_send(self, st.cfg.scrub_pause, atom::scrub_v);
-  return {
-      [=](atom::routes, route_table& table, std::vector<std::string>& down) {
-        auto& st = self->state;
-        st.table = std::move(table);
-        st.rings = ring::build(st.table);
-        st.down = std::set<std::string>(down.begin(), down.end());
-        std::string sig = ring_signature(st.table);
-        bool changed = !st.ring_signature.empty() && sig != st.ring_signature;
-        st.ring_signature = std::move(sig);
-        if (changed) start_merge(self, false, false, {});
-        // A pass saved by the last run of this node goes on once the cluster is known again.
-        if (st.pass.running() && st.pass.mode == "merge" && !st.merge.active) merge_now(self);
-        if (dc_pass_running(st) && !st.running) pass_next(self);
-      },
-      [=](atom::round) {
-        auto& st = self->state;
-        if (st.cfg.every.count() > 0) self->delayed_send(self, st.cfg.every, atom::round_v);
-        if (st.running) return;
-        if (dc_pass_running(st)) return pass_next(self);
-        auto all = pairs(st);
-        if (!all.empty()) start_round(self, all[st.cursor++ % all.size()], false, false);
-      },
-      [=](atom::step) {
-        sample_mailbox(self);
-        step(self);
-      },
-      [=](atom::merge) {
-        auto& st = self->state;
-        if (st.cfg.merge_every.count() > 0)
-          self->delayed_send(self, st.cfg.merge_every, atom::merge_v);
-        merge_now(self);
-      },
-      [=](atom::migrate) { merge_step(self); },
-      [=](atom::scrub) { scrub_step(self); },
-      [=](atom::recover, std::string& text) { return recover_command(self, text); },
-      [=](atom::purge, std::string& ns) { return purge_namespace(self->state, ns); },
-      [=](atom::digest, ae_range& r, std::vector<uint64_t>& theirs) {
-        sample_mailbox(self);
-        std::vector<uint64_t> mine = digests(self->state, r.backend_b, r, self->state.cfg.node);
-        std::vector<uint32_t> differ;
-        for (size_t i = 0; i < mine.size(); ++i)
-          if (i >= theirs.size() || mine[i] != theirs[i]) differ.push_back(uint32_t(i));
-        return differ;
-      },
-      [=](atom::keys, ae_range& r, std::vector<uint32_t>& buckets) {
-        sample_mailbox(self);
-        Versions newest = versions_in(self->state, r.backend_b, r, self->state.cfg.node, buckets);
-        std::vector<id_version> out;
-        out.reserve(newest.size());
-        for (const auto& [id, v] : newest) out.push_back({id, v});
-        return out;
-      },
-  };
+std::chrono::milliseconds pause_for(uint64_t rate, uint64_t n) {
+  return std::chrono::milliseconds(n * 1000 / std::max<uint64_t>(rate, 1));
 }
+
+bool dc_pass_running(const ae_state& st) { return st.pass.running() && st.pass.mode == "dc"; }
 
 }  // namespace apsis

@@ -14,7 +14,8 @@
 // their grace period are forgotten. `apsis recover dc|merge` (actors/recover_pass.cpp) runs
 // either as a pass now, with progress, saved to a file after every step so that it can be
 // stopped and resumed.
-// Scans block the scheduler thread they run on (one round at a time).
+// Engine scans (ae_scan.hpp) run on the actor's scanner, a thread of its own, so that they
+// never hold one of the scheduler's threads; the actor goes on answering meanwhile.
 #pragma once
 
 #include <atomic>
@@ -26,6 +27,7 @@
 #include <set>
 #include <string>
 
+#include "actors/ae_scan.hpp"
 #include "actors/interfaces.hpp"
 #include "actors/metrics.hpp"
 #include "storage/engine.hpp"
@@ -77,6 +79,9 @@ struct ae_config {
   std::string state_file;  ///< where a recover pass is saved (empty: not saved)
   std::shared_ptr<ae_stats> stats;
   std::shared_ptr<MailboxGauge> mailbox;  ///< sampled at every round step and request (may be null)
+  /// Scans on a scanner thread; false: on the actor's own (tests on a simulated clock, where
+  /// every message must run on the test's scheduler).
+  bool scan_thread = true;
 };
 
 /// One (local backend, replica in another group) pair that a round compares.
@@ -137,6 +142,8 @@ struct ae_state {
   ae_config cfg;
   route_table table;
   std::map<uint32_t, ring> rings;
+  ae_view_ptr view;            ///< the same for the scanner: rebuilt at every route change
+  ae_scanner_actor scanner;    ///< null: scans run on the actor's thread
   std::string ring_signature;  ///< which backends hold ring points: a change starts a merge
   std::set<std::string> down;
   size_t cursor = 0;     ///< the next pair, round robin
@@ -167,6 +174,24 @@ void pass_next(ae_self self);
 bool load_pass(ae_state& st);
 /// `apsis recover`: a JSON command; answers the pass's progress (or an error) as JSON.
 std::string recover_command(ae_self self, const std::string& text);
+
+/// Runs work() on the scanner's thread (on this one when there is none), then then(result)
+/// in the actor. work gets what it reads by value (the view, an engine): it must not touch
+/// the actor's state, which may change before then() runs.
+template <class Work, class Then>
+void off_thread(ae_self self, Work work, Then then) {
+  using R = decltype(work());
+  if (!self->state.scanner) {
+    R r = work();
+    return then(r);
+  }
+  auto out = std::make_shared<R>();
+  auto job = std::make_shared<scan_job>();
+  job->work = [out, work = std::move(work)]() mutable { *out = work(); };
+  self->request(self->state.scanner, caf::infinite, atom::scan_v, std::move(job))
+      .then([out, then = std::move(then)](scan_job_ptr&) mutable { then(*out); },
+            [](caf::error&) {});  // the scanner stops only with this actor
+}
 
 /// How long to wait after pushing n records, to stay under the rate.
 std::chrono::milliseconds pause_for(uint64_t rate, uint64_t n);

@@ -95,6 +95,11 @@ using anti_entropy_actor = caf::typed_actor<
     // how many.
     caf::replies_to<atom::purge, std::string>::with<uint64_t>>;
 
+/// ANTI_ENTROPY's scanner: runs its engine scans on a thread of its own; answers the job
+/// once its work has run.
+using ae_scanner_actor =
+    caf::typed_actor<caf::replies_to<atom::scan, scan_job_ptr>::with<scan_job_ptr>>;
+
 /// CLIENT: one connection to a node's binary port as an actor (clients/cpp/client_actor):
 /// many requests in flight, each answered with its response.
 using client_actor = caf::typed_actor<

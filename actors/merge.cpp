@@ -17,50 +17,18 @@ namespace {
 
 using Erasures = std::vector<std::pair<storage::Id, storage::Version>>;
 
-struct scan_result {
-  std::map<std::pair<std::string, uint32_t>, op_batch> moves;  ///< (node, backend) -> records
-  size_t to_move = 0;      ///< records found to move (collected, or counted in a dry run)
-  uint64_t misplaced = 0;  ///< not ours, but the owner cannot take them now
-  Erasures purge;          ///< our tombstones past their grace
-  bool full = false;       ///< stopped early: more to do on this backend
-};
-
-/// One scan of a backend: its tombstones past their grace, and what its ring gives to other
-/// backends: counted, or (collect) gathered with payload, up to a step's worth.
-scan_result scan_backend(const ae_state& st, uint32_t backend, bool collect) {
-  scan_result out;
+/// One scan of a backend (on the scanner's thread), then then(found) in the actor.
+template <class Then>
+void scan_backend(ae_self self, uint32_t backend, bool collect, Then then) {
+  auto& st = self->state;
   const ae_backend& b = st.cfg.backends.at(backend);
-  auto r = st.rings.find(b.group);
-  const ring* rg = r == st.rings.end() || r->second.size() == 0 ? nullptr : &r->second;
-  const uint64_t now = storage::now_ms();
-  const uint64_t grace_stamp =
-      now > st.cfg.tombstone_grace_ms ? (now - st.cfg.tombstone_grace_ms) << 16 : 0;
-  size_t bytes = 0;
-  storage::IterateOptions io;
-  io.with_payload = collect;
-  b.engine->iterate(io, [&](const storage::Record& rec) {
-    const ring::owner* o = rg ? rg->owner_of(rec.id) : nullptr;
-    if (!o || (o->node == st.cfg.node && o->backend == backend)) {
-      if (rec.tombstone && rec.version.stamp < grace_stamp)
-        out.purge.emplace_back(rec.id, rec.version);
-      out.full = out.purge.size() >= st.cfg.merge_batch;
-      return !out.full;
-    }
-    auto n = st.table.nodes.find(o->node);
-    if (n == st.table.nodes.end() || !n->second.peer || st.down.count(o->node)) {
-      out.misplaced++;
-      return true;
-    }
-    out.to_move++;
-    if (!collect) return true;
-    out.moves[{o->node, o->backend}].push_back(replica_write(storage::Record(rec)));
-    bytes += rec.key.size() + rec.json.size() + rec.data.size();
-    out.full =
-        out.to_move >= std::min<uint64_t>(st.cfg.merge_batch, std::max<uint64_t>(st.cfg.rate, 1)) ||
-        bytes >= (8u << 20);
-    return !out.full;
-  });
-  return out;
+  merge_limits limits{st.cfg.tombstone_grace_ms, st.cfg.merge_batch, st.cfg.rate};
+  off_thread(
+      self,
+      [v = st.view, e = b.engine, backend, group = b.group, collect, limits] {
+        return scan_for_merge(*v, *e, backend, group, collect, limits);
+      },
+      std::move(then));
 }
 
 void finish_backend(ae_self self, uint32_t backend) {
@@ -111,81 +79,63 @@ void start_merge(ae_self self, bool dry_run, bool for_recover, const std::vector
     self->delayed_send(self, after, atom::migrate_v);
 }
 
-void merge_step(ae_self self) {
+namespace {
+
+/// Every backend of the pass is done: count it, and start the next one if one was asked for.
+void end_pass(ae_self self) {
   auto& st = self->state;
-  merge_pass& m = st.merge;
-  if (!m.active) return;
-  if (m.for_recover && !st.pass.running()) {  // stopped: resumed later from the saved pass
-    m = merge_pass{};
-    return;
+  bool again = st.merge.again, recover = st.merge.for_recover;
+  st.merge = merge_pass{};
+  st.cfg.stats->merge_passes++;
+  if (recover) {
+    st.pass.state = "done";
+    save_pass(st);
+    spdlog::info("merge: recover pass done: {} moved, {} misplaced, {} tombstones purged",
+                 st.pass.moved, st.pass.misplaced, st.pass.purged);
   }
-  if (m.todo.empty()) {
-    bool again = m.again, recover = m.for_recover;
-    m = merge_pass{};
-    st.cfg.stats->merge_passes++;
-    if (recover) {
-      st.pass.state = "done";
-      save_pass(st);
-      spdlog::info("merge: recover pass done: {} moved, {} misplaced, {} tombstones purged",
-                   st.pass.moved, st.pass.misplaced, st.pass.purged);
-    }
-    if (again)
-      start_merge(self, false, false, {});
-    else
-      count_left(self);
-    return;
-  }
-  const uint32_t backend = m.todo.front();
-  // Counting needs no payload; most passes find nothing to move, so they read no values.
-  scan_result found = scan_backend(st, backend, false);
-  if (!m.dry_run && found.to_move > 0) found = scan_backend(st, backend, true);
-  // What waits for its owner: each backend as its latest scan found it.
-  st.misplaced[backend] = found.misplaced;
-  uint64_t misplaced = 0;
-  for (const auto& [b, n] : st.misplaced) misplaced += n;
-  st.cfg.stats->misplaced = misplaced;
-  if (m.for_recover) st.pass.misplaced = misplaced;
-  if (m.dry_run) {  // counts only: what would move and what would be purged
-    if (m.for_recover) st.pass.moved += found.to_move, st.pass.purged += found.purge.size();
-    return finish_backend(self, backend);
-  }
-  if (!found.purge.empty()) {
-    size_t erased = 0;
-    storage::Status s = st.cfg.backends.at(backend).engine->erase(found.purge, &erased);
-    if (!s) spdlog::warn("merge: purging tombstones of backend {}: {}", backend, s.to_string());
-    st.cfg.stats->purged += erased;
-    if (m.for_recover) st.pass.purged += erased;
-  }
-  if (found.moves.empty()) {
-    if (found.full) return self->send(self, atom::migrate_v);  // more tombstones to purge
-    return finish_backend(self, backend);
-  }
-  // One request per owner; each answer's ok records are forgotten here.
+  if (again)
+    start_merge(self, false, false, {});
+  else
+    count_left(self);
+}
+
+void purge_tombstones(ae_state& st, uint32_t backend, const Erasures& purge) {
+  if (purge.empty()) return;
+  size_t erased = 0;
+  storage::Status s = st.cfg.backends.at(backend).engine->erase(purge, &erased);
+  if (!s) spdlog::warn("merge: purging tombstones of backend {}: {}", backend, s.to_string());
+  st.cfg.stats->purged += erased;
+  if (st.merge.for_recover) st.pass.purged += erased;
+}
+
+/// Sends the records found to their owners, one request each; each answer's ok records are
+/// forgotten here. The last answer schedules the next step.
+void send_moves(ae_self self, uint32_t backend, merge_scan& found) {
+  auto& st = self->state;
   auto left = std::make_shared<size_t>(found.moves.size());
   auto failed = std::make_shared<bool>(false);
   const size_t n = found.to_move;
+  auto done = [=] {
+    if (--*left > 0) return;
+    auto& st = self->state;
+    if (!st.merge.active) return;
+    if (*failed) {
+      st.cfg.stats->merge_failures++;
+      // An owner that just joined may not know this node yet: try again shortly, a few
+      // times, then leave it to the next pass.
+      if (st.merge.retries++ < 3)
+        return self->delayed_send(self, std::chrono::seconds(1), atom::migrate_v);
+      return finish_backend(self, backend);
+    }
+    st.merge.retries = 0;
+    self->delayed_send(self, pause_for(st.cfg.rate, n), atom::migrate_v);
+  };
   for (auto& [owner, job] : found.moves) {
-    const std::string node = owner.first;  // copies: lambdas below capture them
-    const uint32_t to_backend = owner.second;
+    const std::string node = owner.first;  // a copy: the lambdas below capture it
     Erasures sent;
     for (const auto& o : job) sent.emplace_back(o.id, o.version);
     auto peer = caf::actor_cast<peer_actor>(st.table.nodes.at(node).peer);
-    auto done = [=] {
-      if (--*left > 0) return;
-      auto& st = self->state;
-      if (!st.merge.active) return;
-      if (*failed) {
-        st.cfg.stats->merge_failures++;
-        // An owner that just joined may not know this node yet: try again shortly, a few
-        // times, then leave it to the next pass.
-        if (st.merge.retries++ < 3)
-          return self->delayed_send(self, std::chrono::seconds(1), atom::migrate_v);
-        return finish_backend(self, backend);
-      }
-      st.merge.retries = 0;
-      self->delayed_send(self, pause_for(st.cfg.rate, n), atom::migrate_v);
-    };
-    self->request(peer, st.cfg.timeout, atom::apply_v, to_backend, std::move(job))
+    self->request(peer, st.cfg.timeout, atom::apply_v, owner.second, std::move(job))
         .then(
             [=](result_batch& results) {
               Erasures held;
@@ -209,6 +159,49 @@ void merge_step(ae_self self) {
               done();
             });
   }
+}
+
+/// A backend scanned: its tombstones purged, its misplaced records sent to their owners.
+void merge_scanned(ae_self self, uint32_t backend, merge_scan& found) {
+  auto& st = self->state;
+  merge_pass& m = st.merge;
+  // What waits for its owner: each backend as its latest scan found it.
+  st.misplaced[backend] = found.misplaced;
+  uint64_t misplaced = 0;
+  for (const auto& [b, n] : st.misplaced) misplaced += n;
+  st.cfg.stats->misplaced = misplaced;
+  if (m.for_recover) st.pass.misplaced = misplaced;
+  if (m.dry_run) {  // counts only: what would move and what would be purged
+    if (m.for_recover) st.pass.moved += found.to_move, st.pass.purged += found.purge.size();
+    return finish_backend(self, backend);
+  }
+  purge_tombstones(st, backend, found.purge);
+  if (!found.moves.empty()) return send_moves(self, backend, found);
+  if (found.full) return self->send(self, atom::migrate_v);  // more tombstones to purge
+  finish_backend(self, backend);
+}
+
+}  // namespace
+
+void merge_step(ae_self self) {
+  auto& st = self->state;
+  merge_pass& m = st.merge;
+  if (!m.active) return;
+  if (m.for_recover && !st.pass.running()) {  // stopped: resumed later from the saved pass
+    m = merge_pass{};
+    return;
+  }
+  if (m.todo.empty()) return end_pass(self);
+  const uint32_t backend = m.todo.front();
+  // Counting needs no payload; most passes find nothing to move, so they read no values.
+  scan_backend(self, backend, false, [self, backend](merge_scan& counted) {
+    auto& m = self->state.merge;
+    if (!m.active) return;
+    if (m.dry_run || counted.to_move == 0) return merge_scanned(self, backend, counted);
+    scan_backend(self, backend, true, [self, backend](merge_scan& found) {
+      if (self->state.merge.active) merge_scanned(self, backend, found);
+    });
+  });
 }
 
 uint64_t purge_namespace(ae_state& st, const std::string& ns) {

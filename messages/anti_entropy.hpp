@@ -1,10 +1,13 @@
 // What two replicas exchange in an anti-entropy round (actors/anti_entropy.hpp): the range
-// of ids they compare, and the (id, version) pairs one of them holds there.
+// of ids they compare, and the (id, version) pairs one of them holds there; and the scan
+// jobs ANTI_ENTROPY hands its scanner thread.
 #pragma once
 
 #include <caf/all.hpp>
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 
 #include "messages/types.hpp"  // inspect() of ids and versions
@@ -40,3 +43,16 @@ typename Inspector::result_type inspect(Inspector& f, id_version& x) {
 }
 
 }  // namespace apsis
+
+namespace apsis {
+
+/// Work for ANTI_ENTROPY's scanner: engine scans, run on a thread of their own so that they
+/// never hold one of the scheduler's threads (local only: it carries code).
+struct scan_job {
+  std::function<void()> work;
+};
+using scan_job_ptr = std::shared_ptr<scan_job>;
+
+}  // namespace apsis
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(apsis::scan_job_ptr)

@@ -263,6 +263,7 @@ class sim_cluster {
     ae.merge_every = 0s;
     ae.timeout = rg.timeout;
     ae.stats = n.stats;
+    ae.scan_thread = false;  // every message on the test's scheduler
     n.anti_entropy = p.sys.spawn(anti_entropy, ae);
     peer_config pc;
     pc.self = node_entry{n.name,
