@@ -136,8 +136,8 @@ push_plan plan_push(const ae_view& v, storage::Engine& e, const ae_range& r,
   return out;
 }
 
-merge_scan scan_for_merge(const ae_view& v, storage::Engine& e, uint32_t backend,
-                          uint32_t group, bool collect, const merge_limits& limits) {
+merge_scan scan_for_merge(const ae_view& v, storage::Engine& e, uint32_t backend, uint32_t group,
+                          bool collect, const merge_limits& limits) {
   merge_scan out;
   auto r = v.rings.find(group);
   const ring* rg = r == v.rings.end() || r->second.size() == 0 ? nullptr : &r->second;

@@ -45,10 +45,10 @@ struct push_plan {
   bool truncated = false;  ///< stopped at a step's limit: the chunk goes again
 };
 struct push_limits {
-  size_t batch = 256;             ///< records per replica write
-  size_t bytes = 32u << 20;       ///< payload at most
-  uint64_t records = 20000;       ///< records at most (a second's worth at the rate)
-  bool dry_run = false;           ///< compare only
+  size_t batch = 256;        ///< records per replica write
+  size_t bytes = 32u << 20;  ///< payload at most
+  uint64_t records = 20000;  ///< records at most (a second's worth at the rate)
+  bool dry_run = false;      ///< compare only
 };
 push_plan plan_push(const ae_view& v, storage::Engine& e, const ae_range& r,
                     const std::string& node_b, const std::vector<uint32_t>& buckets,
@@ -64,12 +64,12 @@ struct merge_scan {
   bool full = false;  ///< stopped early: more to do on this backend
 };
 struct merge_limits {
-  uint64_t grace_ms = 0;   ///< tombstones older than this are forgotten
-  size_t batch = 1024;     ///< records a step moves, or tombstones it purges, at most
-  uint64_t rate = 20000;   ///< records a second: a step moves at most that many
-  size_t bytes = 8u << 20; ///< payload a step moves at most
+  uint64_t grace_ms = 0;    ///< tombstones older than this are forgotten
+  size_t batch = 1024;      ///< records a step moves, or tombstones it purges, at most
+  uint64_t rate = 20000;    ///< records a second: a step moves at most that many
+  size_t bytes = 8u << 20;  ///< payload a step moves at most
 };
-merge_scan scan_for_merge(const ae_view& v, storage::Engine& e, uint32_t backend,
-                          uint32_t group, bool collect, const merge_limits& limits);
+merge_scan scan_for_merge(const ae_view& v, storage::Engine& e, uint32_t backend, uint32_t group,
+                          bool collect, const merge_limits& limits);
 
 }  // namespace apsis

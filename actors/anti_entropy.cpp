@@ -155,7 +155,7 @@ bool counts_for_pass(const ae_state& st) {
 }
 
 anti_entropy_actor other_side(const ae_state& st, const std::string& node) {
-  return caf::actor_cast<anti_entropy_actor>(st.table.nodes.at(node).anti_entropy);
+  return anti_entropy_of(st.table.nodes.at(node));
 }
 
 }  // namespace
@@ -259,7 +259,7 @@ void send_pushes(self_ptr self, push_plan& plan) {
   round.truncated = plan.truncated;
   round.pushed = round.accepted = 0;
   if (plan.batches.empty()) return chunk_done(self);
-  auto peer = caf::actor_cast<peer_actor>(st.table.nodes.at(t.node_b).peer);
+  auto peer = peer_of(st.table.nodes.at(t.node_b));
   auto left = std::make_shared<size_t>(plan.batches.size());
   for (auto& b : plan.batches) {
     round.pushed += b.size();

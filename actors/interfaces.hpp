@@ -119,4 +119,15 @@ using node_actor = caf::typed_actor<
     // Versioned writes to one of this node's backends, from a client that coordinates.
     caf::replies_to<atom::apply, uint32_t, op_batch>::with<result_batch>>;
 
+// node_entry (messages/route.hpp) carries a node's handles untyped: messages/ cannot name
+// the interfaces above, which name its types. These give the handles their types back, in
+// one place.
+inline peer_actor peer_of(const node_entry& e) { return caf::actor_cast<peer_actor>(e.peer); }
+inline anti_entropy_actor anti_entropy_of(const node_entry& e) {
+  return caf::actor_cast<anti_entropy_actor>(e.anti_entropy);
+}
+inline lock_manager_actor locks_of(const node_entry& e) {
+  return caf::actor_cast<lock_manager_actor>(e.locks);
+}
+
 }  // namespace apsis

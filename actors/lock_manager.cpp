@@ -46,7 +46,7 @@ caf::expected<lock_manager_actor> owner_of(self_ptr self, const std::string& key
     if (o->node == st.node) return lock_manager_actor{};
     auto n = st.table.nodes.find(o->node);
     if (!st.down.count(o->node) && n != st.table.nodes.end() && n->second.locks)
-      return caf::actor_cast<lock_manager_actor>(n->second.locks);
+      return locks_of(n->second);
     down += (down.empty() ? "" : ", ") + o->node;
   }
   if (down.empty()) return lock_manager_actor{};  // no ring owns it: here

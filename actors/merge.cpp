@@ -134,7 +134,7 @@ void send_moves(ae_self self, uint32_t backend, merge_scan& found) {
     const std::string node = owner.first;  // a copy: the lambdas below capture it
     Erasures sent;
     for (const auto& o : job) sent.emplace_back(o.id, o.version);
-    auto peer = caf::actor_cast<peer_actor>(st.table.nodes.at(node).peer);
+    auto peer = peer_of(st.table.nodes.at(node));
     self->request(peer, st.cfg.timeout, atom::apply_v, owner.second, std::move(job))
         .then(
             [=](result_batch& results) {

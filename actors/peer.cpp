@@ -107,9 +107,9 @@ void publish_routes(self_ptr self) {
       down.push_back(name);
       continue;
     }
-    e.peer = l->second.peer;
-    e.anti_entropy = l->second.anti_entropy;
-    e.locks = l->second.locks;
+    e.peer = caf::actor_cast<caf::actor>(l->second.peer);
+    e.anti_entropy = caf::actor_cast<caf::actor>(l->second.anti_entropy);
+    e.locks = caf::actor_cast<caf::actor>(l->second.locks);
   }
   self->send(st.cfg.coordinator, atom::routes_v, t, down);
   if (st.cfg.anti_entropy) self->send(st.cfg.anti_entropy, atom::routes_v, t, down);
@@ -119,10 +119,11 @@ void publish_routes(self_ptr self) {
 /// Sends the whole table to every node connected.
 void gossip(self_ptr self) {
   for (const auto& [name, l] : self->state.links)
-    if (l.up()) self->send(caf::actor_cast<peer_actor>(l.peer), atom::gossip_v, self->state.table);
+    if (l.up()) self->send(l.peer, atom::gossip_v, self->state.table);
 }
 
-caf::actor_control_block* block_of(const caf::actor& a) {
+template <class Handle>
+caf::actor_control_block* block_of(const Handle& a) {
   return caf::actor_cast<caf::actor_control_block*>(a);
 }
 
@@ -134,9 +135,9 @@ bool adopt(self_ptr self, const node_entry& e) {
   l.last_heard = self->clock().now();
   if (!e.peer || block_of(l.peer) == block_of(e.peer)) return false;
   const bool was_down = !l.up();
-  l.peer = e.peer;
-  l.anti_entropy = e.anti_entropy;
-  l.locks = e.locks;
+  l.peer = peer_of(e);
+  l.anti_entropy = anti_entropy_of(e);
+  l.locks = locks_of(e);
   self->monitor(l.peer);
   if (was_down) {
     l.since = l.last_heard;
@@ -344,7 +345,7 @@ void link_down(self_ptr self, const caf::down_msg& dm) {
     // A proxy from an older connection may report its death late: only the current counts.
     if (!l.up() || block_of(l.peer) != caf::actor_cast<caf::actor_control_block*>(dm.source))
       continue;
-    l.peer = l.anti_entropy = l.locks = nullptr;  // they died with the connection
+    l.peer = nullptr, l.anti_entropy = nullptr, l.locks = nullptr;  // died with the connection
     l.since = self->clock().now();
     spdlog::warn("cluster: node '{}' is down ({})", name, self->home_system().render(dm.reason));
     publish_routes(self);
@@ -391,9 +392,7 @@ void advertise(self_ptr self, uint16_t binary_port) {
 uint32_t purge_everywhere(self_ptr self, const std::string& ns) {
   uint32_t told = 0;
   for (const auto& [name, l] : self->state.links)
-    if (l.up() && l.anti_entropy)
-      caf::anon_send(caf::actor_cast<anti_entropy_actor>(l.anti_entropy), atom::purge_v, ns),
-          ++told;
+    if (l.up() && l.anti_entropy) caf::anon_send(l.anti_entropy, atom::purge_v, ns), ++told;
   return told;
 }
 

@@ -63,12 +63,12 @@ struct peer_config {
 /// This node's connection to another node: the handles learned over it (null while there is
 /// none: down, or not connected yet), and when the node was last heard from.
 struct peer_link {
-  caf::actor peer;                            ///< its PEER, monitored
-  caf::actor anti_entropy;                    ///< its ANTI_ENTROPY
-  caf::actor locks;                           ///< its LOCK_MANAGER
+  peer_actor peer;                            ///< its PEER, monitored
+  anti_entropy_actor anti_entropy;            ///< its ANTI_ENTROPY
+  lock_manager_actor locks;                   ///< its LOCK_MANAGER
   caf::actor_clock::time_point last_heard{};  ///< a join or gossip from the node itself
   caf::actor_clock::time_point since{};       ///< when it last went up or down
-  bool up() const { return peer != nullptr; }
+  bool up() const { return static_cast<bool>(peer); }
 };
 
 struct peer_state {

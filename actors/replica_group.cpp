@@ -558,7 +558,7 @@ void set_routes(replica_group_state& st, const route_table& table,
     if (is_local) continue;
     for (const auto& b : node.backends) {
       group_route r{b.group, name, b.backend, {}, true};
-      r.peer = caf::actor_cast<peer_actor>(node.peer);
+      r.peer = peer_of(node);
       r.down = !r.peer || std::find(down.begin(), down.end(), name) != down.end();
       st.cfg.groups.push_back(std::move(r));
     }
