@@ -37,9 +37,8 @@ void asker(caf::event_based_actor* self, Handle dest, caf::duration timeout,
             });
           },
           [=](caf::error& e) {
-            boost::asio::post(ex, [then, a = Answer<T>{false, T{}, self->home_system().render(e)}] {
-              then(a);
-            });
+            boost::asio::post(
+                ex, [then, a = Answer<T>{false, T{}, self->home_system().render(e)}] { then(a); });
           });
 }
 

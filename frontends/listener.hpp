@@ -56,8 +56,7 @@ class Listener : public std::enable_shared_from_this<Listener<Conn>> {
   explicit Listener(IoPool& io) : io_(io), acceptor_(io.main()), sweeper_(io.main()) {}
 
   /// Binds to bind:port; false with *error ("<what> port <bind>:<port>: <reason>").
-  bool listen(const std::string& bind, uint16_t port, const std::string& what,
-              std::string* error) {
+  bool listen(const std::string& bind, uint16_t port, const std::string& what, std::string* error) {
     boost::system::error_code ec;
     auto addr = asio::ip::make_address(bind, ec);
     if (ec) return *error = "bad bind address '" + bind + "'", false;

@@ -3,7 +3,9 @@
 # --check (CI), lists the files that differ from it and fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mapfile -t files < <(git ls-files '*.cpp' '*.hpp')
+# Tracked files and new ones not yet added (not ignored): a new file is formatted before its
+# first commit.
+mapfile -t files < <(git ls-files --cached --others --exclude-standard '*.cpp' '*.hpp')
 if [ "${1:-}" != "--check" ]; then
   clang-format -i "${files[@]}"
   exit 0

@@ -55,6 +55,18 @@ inline Hlc::physical_clock sim_clock_of(size_t i) {
   return clocks[i];
 }
 
+/// An operation on a key of the default namespace (policy: 0, the node's; else policy + 1).
+inline kv_op key_op(op_kind kind, const std::string& key, const std::string& data = {},
+                    uint8_t policy = 0) {
+  kv_op o;
+  o.kind = kind;
+  o.key = key;
+  o.id = storage::make_id("default", key);
+  o.data = data;
+  o.policy = policy;
+  return o;
+}
+
 /// One node's actors and its storage (which outlives them, as a disk does).
 struct sim_node {
   std::string name;
