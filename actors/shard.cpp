@@ -169,6 +169,11 @@ class BatchApply {
       r.version = c.record.version;
       return;
     }
+    if (op.kind == op_kind::expire && op.expiry_ms == 0 && c.record.expiry_ms == 0) {
+      r.status = op_status::condition_failed;  // no expiry to remove: nothing is written
+      r.version = c.record.version;
+      return;
+    }
     queue(i, op, r, std::move(c));
   }
 

@@ -15,6 +15,7 @@
 #include "frontends/ask.hpp"
 #include "frontends/listener.hpp"
 #include "frontends/rest.hpp"
+#include "frontends/rmw.hpp"
 
 namespace apsis {
 
@@ -214,17 +215,13 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
       case Kind::patch:
       case Kind::ns_create:
       case Kind::ns_drop:
-        return patch(max_patch_tries);
+        return patch();
     }
   }
 
   /// Runs a batch on the direct path (this thread), or through the coordinator actor.
   void exec(op_batch ops, std::function<void(result_batch)> then) {
-    auto now = srv_->coordinator.exec(ops, [&] {
-      // runs only when `then` is not called here
-      return std::make_shared<frontend::PostingSink>(executor(), std::move(then));
-    });
-    if (now) then(std::move(*now));
+    frontend::exec(srv_->coordinator, executor(), std::move(ops), std::move(then));
   }
 
   void count(const result_batch& r) {
@@ -234,33 +231,36 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   }
 
   /// Read, merge, write if the version is still the one read; a lost race reads again.
-  void patch(int tries) {
+  void patch() {
     auto self = shared_from_this();
-    exec(op_batch{call_.ops[0]}, [self, tries](result_batch r) {
-      kv_op write;
-      Response done;
-      if (!rest::patch_step(self->call_, r[0], self->req_, &write, &done))
-        return self->send(self->req_, std::move(done));
-      self->exec(op_batch{std::move(write)}, [self, tries](result_batch w) {
-        op_result& res = w[0];
-        if (res.status == op_status::condition_failed && self->call_.patch_cond == op_cond::none &&
-            tries > 1)
-          return self->patch(tries - 1);
-        if (res.status == op_status::condition_failed && self->call_.patch_cond == op_cond::none)
-          return self->send(self->req_,
-                            rest::error(self->req_, http::status::conflict,
-                                        "the key changed under " + std::to_string(max_patch_tries) +
-                                            " patches in a row"));
-        if (self->call_.kind == Kind::patch) {
-          if (self->srv_->metrics)
-            self->srv_->metrics->op(RequestMetrics::rest, op_kind::put, res.status);
-          Call as_put = self->call_;
-          as_put.ops[0].kind = op_kind::put;
-          return self->send(self->req_, rest::key_response(as_put, self->req_, res));
-        }
-        self->namespace_changed(res);
-      });
-    });
+    auto stop = std::make_shared<Response>();  // patch_step's answer when it makes no write
+    auto rmw = std::make_shared<frontend::Rmw>();
+    rmw->modify = [self, stop](const op_result& read, kv_op* write) {
+      return rest::patch_step(self->call_, read, self->req_, write, stop.get());
+    };
+    rmw->done = [self, stop](const op_result&, const op_result* written, int tries_left) {
+      if (!written) return self->send(self->req_, std::move(*stop)), false;
+      const bool lost = written->status == op_status::condition_failed &&
+                        self->call_.patch_cond == op_cond::none;  // not the client's If-Match
+      if (lost && tries_left > 0) return true;
+      if (lost)
+        return self->send(self->req_,
+                          rest::error(self->req_, http::status::conflict,
+                                      "the key changed under " + std::to_string(max_patch_tries) +
+                                          " patches in a row")),
+               false;
+      self->patched(*written);
+      return false;
+    };
+    frontend::read_modify_write(srv_->coordinator, executor(), call_.ops[0], rmw, max_patch_tries);
+  }
+
+  void patched(op_result res) {
+    if (call_.kind != Kind::patch) return namespace_changed(res);
+    if (srv_->metrics) srv_->metrics->op(RequestMetrics::rest, op_kind::put, res.status);
+    Call as_put = call_;
+    as_put.ops[0].kind = op_kind::put;
+    send(req_, rest::key_response(as_put, req_, res));
   }
 
   void namespace_changed(op_result& res) {

@@ -1,21 +1,47 @@
 #include "frontends/resp_frontend.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <unordered_map>
 
 #include "frontends/frontend.hpp"
+#include "frontends/resp_change.hpp"
+#include "frontends/rmw.hpp"
 
 namespace apsis {
 
 namespace {
 
-enum class Cmd { reply, get, set, del, exists, mget, mset, expire, ttl, pttl };
+enum class Cmd {
+  reply,
+  get,
+  set,
+  del,
+  exists,
+  mget,
+  mset,
+  expire,
+  ttl,
+  pttl,
+  setnx,
+  get_then,  ///< GETSET, GETDEL, GETEX, SET ... GET: a get, then a write of the same key
+  persist,
+  expiretime,
+  pexpiretime,
+  type,
+  strlen,
+  getrange,
+  change  ///< INCR and the rest: a read-modify-write, answered in `reply` once it is done
+};
 
 /// How to answer one command: a ready reply, or a format over ops [first, first+count).
 struct Plan {
   Cmd cmd = Cmd::reply;
   size_t first = 0, count = 0;
   std::string reply;
+  int64_t from = 0, to = 0;  ///< GETRANGE's offsets
+  resp::Change change;       ///< Cmd::change: what to do to the value
+  kv_op key;                 ///< Cmd::change: the key (its op, for the read and the write)
 };
 using Pending = frontend::Batch<Plan>;
 
@@ -72,18 +98,84 @@ void ttl_answer(Cmd cmd, const op_result& r, std::string& out) {
   resp::integer(out, cmd == Cmd::pttl ? ms : (ms + 500) / 1000);
 }
 
+/// A get's answer: the value, or a null bulk for a miss.
+void value_answer(const op_result& r, std::string& out) {
+  if (r.status == op_status::ok)
+    resp::bulk(out, r.record.data);
+  else
+    one_answer(r, out, op_status::not_found);
+}
+
+/// GETRANGE's slice, with Redis's offsets: negative ones count from the end, both inclusive.
+void range_answer(const Plan& plan, const op_result& r, std::string& out) {
+  if (r.status != op_status::ok && r.status != op_status::not_found)
+    return resp::error(out, failure(r));
+  const std::string& v = r.record.data;
+  const int64_t n = int64_t(v.size());
+  int64_t from = plan.from < 0 ? std::max<int64_t>(n + plan.from, 0) : plan.from;
+  int64_t to = plan.to < 0 ? n + plan.to : std::min(plan.to, n - 1);
+  if (n == 0 || from > to || from >= n) return resp::bulk(out, "");
+  resp::bulk(out, v.substr(size_t(from), size_t(to - from + 1)));
+}
+
+/// A lookup's answers: TYPE, STRLEN, EXPIRETIME and PEXPIRETIME.
+void meta_answer(Cmd cmd, const op_result& r, std::string& out) {
+  if (r.status != op_status::ok && r.status != op_status::not_found)
+    return resp::error(out, failure(r));
+  const bool found = r.status == op_status::ok;
+  const uint64_t at = r.record.expiry_ms;
+  switch (cmd) {
+    case Cmd::type:
+      return resp::simple(out, found ? "string" : "none");
+    case Cmd::strlen:
+      return resp::integer(out, found ? int64_t(r.data_size) : 0);
+    default:  // EXPIRETIME, PEXPIRETIME
+      if (!found) return resp::integer(out, -2);
+      if (at == 0) return resp::integer(out, -1);
+      resp::integer(out, cmd == Cmd::pexpiretime ? int64_t(at) : int64_t(at / 1000));
+  }
+}
+
+/// GETSET, GETDEL, GETEX, SET ... GET: the value before the write, unless the write failed.
+void get_then_answer(const op_result* r, size_t count, std::string& out) {
+  if (count > 1) {
+    const op_status w = r[1].status;
+    if (w != op_status::ok && w != op_status::not_found && w != op_status::condition_failed)
+      return resp::error(out, failure(r[1]));
+  }
+  value_answer(r[0], out);
+}
+
 void format(const Pending& p, std::string& out) {
   for (const Plan& plan : p.plans) {
     const op_result* r = plan.count ? &p.results[plan.first] : nullptr;
     switch (plan.cmd) {
       case Cmd::reply:
+      case Cmd::change:
         out += plan.reply;
         break;
       case Cmd::get:
-        if (r->status == op_status::ok)
-          resp::bulk(out, r->record.data);
+        value_answer(*r, out);
+        break;
+      case Cmd::get_then:
+        get_then_answer(r, plan.count, out);
+        break;
+      case Cmd::setnx:
+      case Cmd::persist:
+        if (r->status == op_status::ok || r->status == op_status::condition_failed ||
+            r->status == op_status::not_found)
+          resp::integer(out, r->status == op_status::ok);
         else
-          one_answer(*r, out, op_status::not_found);
+          resp::error(out, failure(*r));
+        break;
+      case Cmd::getrange:
+        range_answer(plan, *r, out);
+        break;
+      case Cmd::type:
+      case Cmd::strlen:
+      case Cmd::expiretime:
+      case Cmd::pexpiretime:
+        meta_answer(plan.cmd, *r, out);
         break;
       case Cmd::set:
         one_answer(*r, out, op_status::condition_failed);
@@ -125,6 +217,7 @@ class RespProtocol {
   struct Context {
     resp::Limits limits;
     std::function<std::string(const std::string& section)> info;
+    bool changes = true;  ///< RespOptions::changes
   };
   using Conn = frontend::Connection<RespProtocol>;
 
@@ -133,7 +226,7 @@ class RespProtocol {
   bool parse(std::string& in, size_t* pos, Pending& b, Conn&) {
     std::vector<std::string> args;
     std::string err;
-    while (!b.quit) {
+    while (!b.quit && !b.barrier) {
       resp::Parse r = resp::parse_command(in, pos, &args, &err, ctx_->limits);
       if (r == resp::Parse::incomplete) return true;
       if (r == resp::Parse::error) {  // answer, then close: the stream cannot be trusted
@@ -144,11 +237,15 @@ class RespProtocol {
       }
       if (!args.empty()) plan(args, b);
     }
-    return false;  // QUIT
+    return !b.quit;  // QUIT: stop reading; a barrier: go on once it is done
   }
 
   void format(const Pending& b, std::string& out) { apsis::format(b, out); }
-  void submitted(const std::shared_ptr<Pending>&, Conn&) {}
+  /// Starts the batch's read-modify-writes (its last plan, behind the barrier it set).
+  void submitted(const std::shared_ptr<Pending>& b, Conn& c) {
+    for (size_t i = 0; i < b->plans.size(); ++i)
+      if (b->plans[i].cmd == Cmd::change) change(b, i, c);
+  }
   void closed() {}
 
  private:
@@ -161,15 +258,44 @@ class RespProtocol {
 
   void plan(Args& a, Pending& b) {
     static const std::unordered_map<std::string, Command> commands = {
-        {"GET", {2, 2, &RespProtocol::get}},         {"SET", {3, 0, &RespProtocol::set}},
-        {"DEL", {2, 0, &RespProtocol::multi}},       {"EXISTS", {2, 0, &RespProtocol::multi}},
-        {"MGET", {2, 0, &RespProtocol::multi}},      {"MSET", {3, 0, &RespProtocol::mset}},
-        {"EXPIRE", {3, 3, &RespProtocol::expire}},   {"PEXPIRE", {3, 3, &RespProtocol::expire}},
-        {"TTL", {2, 2, &RespProtocol::ttl}},         {"PTTL", {2, 2, &RespProtocol::ttl}},
-        {"PING", {1, 2, &RespProtocol::ping}},       {"ECHO", {2, 2, &RespProtocol::echo}},
-        {"SELECT", {2, 2, &RespProtocol::select}},   {"QUIT", {1, 0, &RespProtocol::quit}},
-        {"COMMAND", {1, 0, &RespProtocol::command}}, {"CONFIG", {1, 0, &RespProtocol::command}},
-        {"CLIENT", {1, 0, &RespProtocol::client}},   {"INFO", {1, 0, &RespProtocol::info}},
+        {"GET", {2, 2, &RespProtocol::get}},
+        {"SET", {3, 0, &RespProtocol::set}},
+        {"DEL", {2, 0, &RespProtocol::multi}},
+        {"EXISTS", {2, 0, &RespProtocol::multi}},
+        {"MGET", {2, 0, &RespProtocol::multi}},
+        {"MSET", {3, 0, &RespProtocol::mset}},
+        {"EXPIRE", {3, 3, &RespProtocol::expire}},
+        {"PEXPIRE", {3, 3, &RespProtocol::expire}},
+        {"TTL", {2, 2, &RespProtocol::ttl}},
+        {"PTTL", {2, 2, &RespProtocol::ttl}},
+        {"PING", {1, 2, &RespProtocol::ping}},
+        {"ECHO", {2, 2, &RespProtocol::echo}},
+        {"SELECT", {2, 2, &RespProtocol::select}},
+        {"QUIT", {1, 0, &RespProtocol::quit}},
+        {"COMMAND", {1, 0, &RespProtocol::command}},
+        {"CONFIG", {1, 0, &RespProtocol::command}},
+        {"CLIENT", {1, 0, &RespProtocol::client}},
+        {"INFO", {1, 0, &RespProtocol::info}},
+        {"SETNX", {3, 3, &RespProtocol::setnx}},
+        {"GETSET", {3, 3, &RespProtocol::getset}},
+        {"GETDEL", {2, 2, &RespProtocol::getdel}},
+        {"GETEX", {2, 0, &RespProtocol::getex}},
+        {"PERSIST", {2, 2, &RespProtocol::persist}},
+        {"UNLINK", {2, 0, &RespProtocol::multi}},
+        {"TOUCH", {2, 0, &RespProtocol::multi}},
+        {"TYPE", {2, 2, &RespProtocol::lookup}},
+        {"STRLEN", {2, 2, &RespProtocol::lookup}},
+        {"EXPIRETIME", {2, 2, &RespProtocol::lookup}},
+        {"PEXPIRETIME", {2, 2, &RespProtocol::lookup}},
+        {"GETRANGE", {4, 4, &RespProtocol::getrange}},
+        {"HELLO", {1, 0, &RespProtocol::hello}},
+        {"INCR", {2, 2, &RespProtocol::plan_change}},
+        {"DECR", {2, 2, &RespProtocol::plan_change}},
+        {"INCRBY", {3, 3, &RespProtocol::plan_change}},
+        {"DECRBY", {3, 3, &RespProtocol::plan_change}},
+        {"INCRBYFLOAT", {3, 3, &RespProtocol::plan_change}},
+        {"APPEND", {3, 3, &RespProtocol::plan_change}},
+        {"SETRANGE", {4, 4, &RespProtocol::plan_change}},
     };
     const std::string name = upper(a[0]);
     auto it = commands.find(name);
@@ -219,38 +345,121 @@ class RespProtocol {
   }
 
   /// SET key value [EX s | PX ms | EXAT s | PXAT ms | KEEPTTL] [NX | XX]
+  /// An expiry option's absolute time; false if its number is not a positive integer.
+  static bool expiry_of(const std::string& opt, const std::string& arg, uint64_t* at) {
+    int64_t n = 0;
+    if (!parse_int(arg, &n) || n <= 0) return false;
+    const uint64_t now = storage::now_ms();
+    *at = opt == "EX"     ? now + uint64_t(n) * 1000
+          : opt == "PX"   ? now + uint64_t(n)
+          : opt == "EXAT" ? uint64_t(n) * 1000
+          : opt == "PXAT" ? uint64_t(n)
+                          : 0;
+    return true;
+  }
+
   void set(const std::string&, Args& a, Pending& b) {
     kv_op o = key_op(op_kind::put, a[1]);
     o.data = std::move(a[2]);
+    bool get = false;
     for (size_t i = 3; i < a.size(); ++i) {
       std::string opt = upper(a[i]);
-      int64_t n = 0;
       bool has_arg = i + 1 < a.size();
       if ((opt == "EX" || opt == "PX" || opt == "EXAT" || opt == "PXAT") && has_arg &&
-          !o.expiry_ms) {
-        if (!parse_int(a[++i], &n) || n <= 0)
+          !o.expiry_ms && !o.keep_expiry) {
+        if (!expiry_of(opt, a[++i], &o.expiry_ms))
           return reply_error(b, "ERR invalid expire time in 'set' command");
-        uint64_t now = storage::now_ms();
-        o.expiry_ms = opt == "EX"     ? now + uint64_t(n) * 1000
-                      : opt == "PX"   ? now + uint64_t(n)
-                      : opt == "EXAT" ? uint64_t(n) * 1000
-                                      : uint64_t(n);
       } else if (opt == "NX" && o.cond == op_cond::none) {
         o.cond = op_cond::if_absent;
       } else if (opt == "XX" && o.cond == op_cond::none) {
         o.cond = op_cond::if_present;
       } else if (opt == "KEEPTTL" && !o.expiry_ms) {
         o.keep_expiry = true;
+      } else if (opt == "GET" && !get) {
+        get = true;
       } else {
         return reply_error(b, "ERR syntax error");
       }
     }
+    if (get) return keyed(b, Cmd::get_then, {key_op(op_kind::get, a[1]), std::move(o)});
     keyed(b, Cmd::set, {std::move(o)});
   }
 
-  /// DEL, EXISTS and MGET: one operation per key.
+  void setnx(const std::string&, Args& a, Pending& b) {
+    kv_op o = key_op(op_kind::put, a[1]);
+    o.data = std::move(a[2]);
+    o.cond = op_cond::if_absent;
+    keyed(b, Cmd::setnx, {std::move(o)});
+  }
+
+  void getset(const std::string&, Args& a, Pending& b) {
+    kv_op o = key_op(op_kind::put, a[1]);
+    o.data = std::move(a[2]);
+    keyed(b, Cmd::get_then, {key_op(op_kind::get, a[1]), std::move(o)});
+  }
+
+  void getdel(const std::string&, Args& a, Pending& b) {
+    keyed(b, Cmd::get_then, {key_op(op_kind::get, a[1]), key_op(op_kind::remove, a[1])});
+  }
+
+  /// GETEX key [EX s | PX ms | EXAT s | PXAT ms | PERSIST]
+  void getex(const std::string&, Args& a, Pending& b) {
+    if (a.size() == 2) return keyed(b, Cmd::get_then, {key_op(op_kind::get, a[1])});
+    const std::string opt = upper(a[2]);
+    kv_op o = key_op(op_kind::expire, a[1]);
+    if (opt == "PERSIST" && a.size() == 3) {
+      o.expiry_ms = 0;
+    } else if (a.size() == 4 && !expiry_of(opt, a[3], &o.expiry_ms)) {
+      return reply_error(b, "ERR invalid expire time in 'getex' command");
+    } else if (a.size() != 4 || o.expiry_ms == 0) {
+      return reply_error(b, "ERR syntax error");
+    }
+    keyed(b, Cmd::get_then, {key_op(op_kind::get, a[1]), std::move(o)});
+  }
+
+  void persist(const std::string&, Args& a, Pending& b) {
+    keyed(b, Cmd::persist, {key_op(op_kind::expire, a[1])});  // expiry 0: removes it
+  }
+
+  /// TYPE, STRLEN, EXPIRETIME, PEXPIRETIME: what a lookup says.
+  void lookup(const std::string& name, Args& a, Pending& b) {
+    const Cmd cmd = name == "TYPE"         ? Cmd::type
+                    : name == "STRLEN"     ? Cmd::strlen
+                    : name == "EXPIRETIME" ? Cmd::expiretime
+                                           : Cmd::pexpiretime;
+    keyed(b, cmd, {key_op(op_kind::lookup, a[1])});
+  }
+
+  void getrange(const std::string&, Args& a, Pending& b) {
+    int64_t from = 0, to = 0;
+    if (!parse_int(a[2], &from) || !parse_int(a[3], &to))
+      return reply_error(b, "ERR value is not an integer or out of range");
+    keyed(b, Cmd::getrange, {key_op(op_kind::get, a[1])});
+    b.plans.back().from = from;
+    b.plans.back().to = to;
+  }
+
+  /// HELLO [2]: the server's description (RESP2 only: RESP3 is refused with NOPROTO).
+  void hello(const std::string&, Args& a, Pending& b) {
+    int64_t version = 2;
+    if (a.size() > 1 && (!parse_int(a[1], &version) || version != 2))
+      return reply_error(b, "NOPROTO sorry, this protocol version is not supported");
+    if (a.size() > 2) return reply_error(b, "ERR HELLO takes no AUTH or SETNAME here");
+    std::string s;
+    resp::array(s, 14);
+    for (const char* kv : {"server", "apsis", "version", "0.1.0", "proto"}) resp::bulk(s, kv);
+    resp::integer(s, 2);
+    resp::bulk(s, "id");
+    resp::integer(s, 0);
+    for (const char* kv : {"mode", "standalone", "role", "master", "modules"}) resp::bulk(s, kv);
+    resp::array(s, 0);
+    reply(b, std::move(s));
+  }
+
+  /// DEL and UNLINK, EXISTS and TOUCH, MGET: one operation per key.
   void multi(const std::string& name, Args& a, Pending& b) {
-    const bool del = name == "DEL", exists = name == "EXISTS";
+    const bool del = name == "DEL" || name == "UNLINK",
+               exists = name == "EXISTS" || name == "TOUCH";
     const op_kind kind = del ? op_kind::remove : exists ? op_kind::lookup : op_kind::get;
     std::vector<kv_op> ops;
     for (size_t i = 1; i < a.size(); ++i) ops.push_back(key_op(kind, a[i]));
@@ -323,6 +532,80 @@ class RespProtocol {
 
   void client(const std::string&, Args&, Pending& b) { reply_ok(b); }
 
+  /// INCR, DECR, INCRBY, DECRBY, INCRBYFLOAT, APPEND, SETRANGE: planned as a change, run by
+  /// submitted() as a read-modify-write; the batch ends here (a barrier), so that later
+  /// commands see its write.
+  void plan_change(const std::string& name, Args& a, Pending& b) {
+    if (!ctx_->changes)
+      return reply_error(b, "ERR " + name +
+                                " is not available in a cluster yet: replicas in several groups "
+                                "need one node to order changes to a key");
+    Plan p;
+    p.cmd = Cmd::change;
+    p.key = key_op(op_kind::put, a[1]);
+    resp::Change& c = p.change;
+    c.max_size = ctx_->limits.max_bulk;
+    int64_t n = 1;
+    if (name == "INCRBY" || name == "DECRBY" || name == "SETRANGE") {
+      if (!resp::parse_integer(a[2], &n))
+        return reply_error(b, "ERR value is not an integer or out of range");
+    }
+    if (name == "INCRBYFLOAT" || name == "APPEND" || name == "SETRANGE")
+      c.arg = std::move(a.back());
+    c.kind = name == "INCRBYFLOAT" ? resp::Change::incr_float
+             : name == "APPEND"    ? resp::Change::append
+             : name == "SETRANGE"  ? resp::Change::setrange
+                                   : resp::Change::incr;
+    if ((name == "DECR" || name == "DECRBY") && n == std::numeric_limits<int64_t>::min())
+      return reply_error(b, "ERR decrement would overflow");
+    c.by = name == "DECR" || name == "DECRBY" ? -n : n;
+    b.plans.push_back(std::move(p));
+    b.barrier = true;
+  }
+
+  /// Runs plan i of b: read the newest value, compute, write if nothing changed meanwhile.
+  void change(const std::shared_ptr<Pending>& b, size_t i, Conn& conn) {
+    ++b->waiting;
+    const Plan& p = b->plans[i];
+    auto answer = std::make_shared<std::string>();
+    auto rmw = std::make_shared<frontend::Rmw>();
+    rmw->modify = [change = p.change, key = p.key, answer](const op_result& read, kv_op* write) {
+      answer->clear();  // a try before this one may have left its answer
+      if (read.status != op_status::ok && read.status != op_status::not_found)
+        return resp::error(*answer, failure(read)), false;
+      bool needed = true;
+      *write = key;
+      write->keep_expiry = true;  // as Redis: a change keeps the key's time to live
+      const bool exists = read.status == op_status::ok;
+      if (!resp::apply_change(change, exists, read.record.data, &write->data, answer.get(),
+                              &needed))
+        return false;
+      frontend::only_if_unchanged(read, write);
+      return needed;
+    };
+    auto ex = conn.executor();
+    rmw->done = [b, i, answer, ex, weak = conn.weak_from_this()](
+                    const op_result&, const op_result* w, int tries_left) {
+      if (w && w->status == op_status::condition_failed && tries_left > 0) return true;
+      if (w && w->status == op_status::condition_failed)
+        answer->clear(), resp::error(*answer, "ERR the key changed under every try; try again");
+      else if (w && w->status != op_status::ok)
+        answer->clear(), resp::error(*answer, failure(*w));
+      b->plans[i].reply = std::move(*answer);
+      // Posted: on the direct path this runs inside submitted(), before the batch is pending.
+      boost::asio::post(ex, [b, weak] {
+        if (auto c = weak.lock()) c->arrived(*b);
+      });
+      return false;
+    };
+    frontend::read_modify_write(conn.coordinator(), ex, frontend::latest_read(p.key), rmw,
+                                max_change_tries);
+  }
+
+  // Every lost race means another change won: contention slows changes but never stops them
+  // all, so a bound this high is met only when something is wrong.
+  static constexpr int max_change_tries = 1000;
+
   void info(const std::string&, Args& a, Pending& b) {
     std::string s;
     resp::bulk(s, ctx_->info ? ctx_->info(a.size() > 1 ? a[1] : "") : "");
@@ -338,10 +621,11 @@ class RespProtocol {
 std::shared_ptr<WireServer> make_resp_server(IoPool& io, Coordinator coordinator,
                                              RespOptions opts) {
   using Server = frontend::Server<RespProtocol>;
-  return std::make_shared<Server>(io, std::move(coordinator),
-                                  RespProtocol::Context{opts.limits, std::move(opts.info)},
-                                  Server::Options{opts.bind, opts.port, "RESP", opts.idle_timeout,
-                                                  opts.metrics, RequestMetrics::resp});
+  return std::make_shared<Server>(
+      io, std::move(coordinator),
+      RespProtocol::Context{opts.limits, std::move(opts.info), opts.changes},
+      Server::Options{opts.bind, opts.port, "RESP", opts.idle_timeout, opts.metrics,
+                      RequestMetrics::resp});
 }
 
 }  // namespace apsis

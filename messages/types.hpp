@@ -66,7 +66,7 @@ struct kv_op {
   std::string key;
   std::string json;
   std::string data;
-  uint64_t expiry_ms = 0;    ///< absolute Unix ms; 0 = none
+  uint64_t expiry_ms = 0;    ///< absolute Unix ms; 0 = none (expire: removes the expiry)
   bool keep_expiry = false;  ///< put: keep the stored record's expiry
   uint32_t user_flags = 0;
   storage::Version expected;  ///< for op_cond::if_version

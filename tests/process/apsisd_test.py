@@ -230,6 +230,115 @@ class ApsisdTest(NodeTest):
         self.assertEqual(cli("SELECT", "2"), "OK")
         self.assertIn("keys=", cli("INFO"))
 
+    def test_redis_string_and_keyspace_commands_answer_as_redis_does(self):
+        node = self.start()
+        c = Client(node.port)
+        self.assertEqual(c.call("SETNX", "n", "1"), 1)
+        self.assertEqual(c.call("SETNX", "n", "2"), 0)
+        self.assertEqual(c.call("GET", "n"), b"1")
+        self.assertEqual(c.call("GETSET", "n", "3"), b"1")
+        self.assertIsNone(c.call("GETSET", "fresh", "x"))
+        self.assertEqual(c.call("SET", "n", "4", "GET"), b"3")
+        self.assertEqual(c.call("SET", "n", "5", "NX", "GET"), b"4")  # not set; the old value
+        self.assertEqual(c.call("GET", "n"), b"4")
+        self.assertEqual(c.call("STRLEN", "n"), 1)
+        self.assertEqual(c.call("STRLEN", "nope"), 0)
+        self.assertEqual(c.call("TYPE", "n"), "+string")
+        self.assertEqual(c.call("TYPE", "nope"), "+none")
+        self.assertEqual(c.call("SET", "s", "Hello World"), "+OK")
+        self.assertEqual(c.call("GETRANGE", "s", "0", "4"), b"Hello")
+        self.assertEqual(c.call("GETRANGE", "s", "-5", "-1"), b"World")
+        self.assertEqual(c.call("GETRANGE", "s", "5", "2"), b"")
+        self.assertEqual(c.call("GETRANGE", "s", "0", "100"), b"Hello World")
+        self.assertEqual(c.call("GETRANGE", "nope", "0", "1"), b"")
+        # Expiry: EXPIRETIME is absolute; PERSIST removes it once; GETEX sets or clears it.
+        self.assertEqual(c.call("EXPIRETIME", "s"), -1)
+        self.assertEqual(c.call("EXPIRETIME", "nope"), -2)
+        self.assertEqual(c.call("PERSIST", "s"), 0)  # no expiry: nothing written
+        at = int(time.time()) + 100
+        self.assertEqual(c.call("GETEX", "s", "EXAT", str(at)), b"Hello World")
+        self.assertEqual(c.call("EXPIRETIME", "s"), at)
+        self.assertEqual(c.call("PEXPIRETIME", "s"), at * 1000)
+        self.assertEqual(c.call("PERSIST", "s"), 1)
+        self.assertEqual(c.call("PERSIST", "s"), 0)
+        self.assertEqual(c.call("TTL", "s"), -1)
+        self.assertEqual(c.call("GETEX", "s", "PX", "100000"), b"Hello World")
+        self.assertGreater(c.call("PTTL", "s"), 90000)
+        self.assertEqual(c.call("GETEX", "s", "PERSIST"), b"Hello World")
+        self.assertEqual(c.call("TTL", "s"), -1)
+        self.assertTrue(c.call("GETEX", "s", "EX", "0").startswith("-ERR invalid expire"))
+        self.assertEqual(c.call("GETEX", "s", "SOON", "1"), "-ERR syntax error")
+        self.assertIsNone(c.call("GETEX", "nope", "EX", "10"))
+        # GETDEL, UNLINK, TOUCH.
+        self.assertEqual(c.call("GETDEL", "s"), b"Hello World")
+        self.assertIsNone(c.call("GETDEL", "s"))
+        self.assertEqual(c.call("MSET", "a", "1", "b", "2"), "+OK")
+        self.assertEqual(c.call("TOUCH", "a", "b", "nope"), 2)
+        self.assertEqual(c.call("UNLINK", "a", "b", "nope"), 2)
+        self.assertEqual(c.call("EXISTS", "a", "b"), 0)
+        # HELLO speaks RESP2 only; errors change nothing.
+        hello = c.call("HELLO")
+        self.assertEqual(hello[:6], [b"server", b"apsis", b"version", b"0.1.0", b"proto", 2])
+        self.assertEqual(c.call("HELLO", "2")[5], 2)
+        self.assertTrue(c.call("HELLO", "3").startswith("-NOPROTO"))
+        self.assertTrue(c.call("GETRANGE", "n", "x", "1").startswith("-ERR value is not an integer"))
+        self.assertTrue(c.call("SETNX", "n").startswith("-ERR wrong number of arguments"))
+        self.assertEqual(c.call("GET", "n"), b"4")
+
+    def test_counters_append_and_setrange_read_modify_write_as_redis_does(self):
+        node = self.start()
+        c = Client(node.port)
+        self.assertEqual(c.call("INCR", "n"), 1)
+        self.assertEqual(c.call("INCRBY", "n", "41"), 42)
+        self.assertEqual(c.call("DECR", "n"), 41)
+        self.assertEqual(c.call("DECRBY", "n", "-9"), 50)
+        self.assertEqual(c.call("GET", "n"), b"50")
+        self.assertEqual(c.call("SET", "big", str(2**63 - 1)), "+OK")
+        self.assertEqual(c.call("INCR", "big"), "-ERR increment or decrement would overflow")
+        self.assertEqual(c.call("SET", "word", "abc"), "+OK")
+        self.assertEqual(c.call("INCR", "word"), "-ERR value is not an integer or out of range")
+        self.assertEqual(c.call("SET", "zero", "01"), "+OK")
+        self.assertEqual(c.call("INCR", "zero"), "-ERR value is not an integer or out of range")
+        self.assertEqual(c.call("GET", "word"), b"abc")  # a refused change writes nothing
+        self.assertEqual(c.call("INCRBY", "n", "x"), "-ERR value is not an integer or out of range")
+        self.assertEqual(c.call("INCRBYFLOAT", "f", "10.5"), b"10.5")
+        self.assertEqual(c.call("INCRBYFLOAT", "f", "0.1"), b"10.6")
+        self.assertEqual(c.call("INCRBYFLOAT", "f", "-20"), b"-9.4")
+        self.assertEqual(c.call("INCRBYFLOAT", "f", "nan"), "-ERR value is not a valid float")
+        self.assertEqual(c.call("APPEND", "s", "Hello"), 5)
+        self.assertEqual(c.call("APPEND", "s", " World"), 11)
+        self.assertEqual(c.call("SETRANGE", "s", "6", "Redis"), 11)
+        self.assertEqual(c.call("GET", "s"), b"Hello Redis")
+        self.assertEqual(c.call("SETRANGE", "pad", "3", "x"), 4)
+        self.assertEqual(c.call("GET", "pad"), b"\0\0\0x")
+        self.assertEqual(c.call("SETRANGE", "none", "5", ""), 0)
+        self.assertEqual(c.call("EXISTS", "none"), 0)  # an empty SETRANGE creates nothing
+        self.assertEqual(c.call("SETRANGE", "s", "-1", "x"), "-ERR offset is out of range")
+        # A change keeps the time to live, as in Redis.
+        self.assertEqual(c.call("SET", "t", "1", "EX", "100"), "+OK")
+        self.assertEqual(c.call("INCR", "t"), 2)
+        self.assertIn(c.call("TTL", "t"), (99, 100))
+        # Pipelined: what follows a change sees it, in order.
+        c.send(("SET", "p", "1"), ("INCR", "p"), ("GET", "p"), ("APPEND", "p", "0"), ("GET", "p"),
+               ("INCR", "p"), ("DEL", "p"), ("INCR", "p"))
+        self.assertEqual([c.reply() for _ in range(8)], ["+OK", 2, b"2", 2, b"20", 21, 1, 1])
+
+    def test_concurrent_increments_are_each_counted(self):
+        node = self.start()
+        clients = [Client(node.port) for _ in range(4)]
+        per_client = 500
+
+        def hammer(c):
+            c.send(*[("INCR", "hits")] * per_client)
+            for _ in range(per_client):
+                c.reply()
+        threads = [threading.Thread(target=hammer, args=(c,)) for c in clients]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        self.assertEqual(clients[0].call("GET", "hits"), str(4 * per_client).encode())
+
     def test_namespaces_keep_keys_apart(self):
         node = self.start()
         c = Client(node.port)
@@ -924,6 +1033,22 @@ class ApsisdTest(NodeTest):
         bad.kill()
         self.assertIn("refused node 'n2'", good.proc.stdout.read())  # spdlog writes to stdout
         self.assertIn("refused to let us join: wrong cluster cookie", bad.proc.stdout.read())
+
+    def test_a_cluster_refuses_changes_it_cannot_order(self):
+        # A conditional write per replica is atomic on each, not across them: two nodes' INCRs
+        # could each win on a different replica. Until one node orders a key's changes, a
+        # cluster refuses them and changes nothing.
+        ports = {i: free_port() for i in (1, 2)}
+        nodes = {i: self.cluster_node(i, ports, ports[1]) for i in (1, 2)}
+        wait_for(lambda: [r["status"] for r in self.replicas(nodes[1], "probe")] == ["ok"] * 2, 20,
+                 "both nodes joined")
+        c = Client(nodes[1].port)
+        self.assertEqual(c.call("SET", "n", "1"), "+OK")
+        for cmd in (("INCR", "n"), ("INCRBY", "n", "2"), ("APPEND", "n", "x"), ("SETRANGE", "n", "0", "9")):
+            r = c.call(*cmd)
+            self.assertTrue(r.startswith(f"-ERR {cmd[0]} is not available in a cluster yet"), r)
+        self.assertEqual(c.call("GET", "n"), b"1")
+        self.assertEqual(c.call("GETSET", "n", "2"), b"1")  # one batch per replica: available
 
     def test_a_lease_is_one_across_the_cluster(self):
         # Leases live with the key's owner in the first group: a lock taken through n1 holds

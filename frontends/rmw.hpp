@@ -1,0 +1,65 @@
+// How a frontend runs a batch from a connection's thread, and a read-modify-write of one key
+// built on it: read the newest version, make the write conditional on that version (or on
+// the key's absence), and start again from the read when another write came between. What a
+// shard applies atomically is one batch; this is what REST's PATCH and RESP's INCR, APPEND and
+// SETRANGE need across replicas, where each replica computing the new value itself could
+// store different values under one version.
+#pragma once
+
+#include <functional>
+#include <memory>
+
+#include "actors/replica_group.hpp"
+#include "frontends/listener.hpp"
+
+namespace apsis::frontend {
+
+/// Runs a batch on the direct path (at once, on this thread) or through the coordinator actor
+/// (its results posted to `ex`); `then` gets the results either way.
+inline void exec(const Coordinator& c, asio::any_io_executor ex, op_batch ops,
+                 std::function<void(result_batch)> then) {
+  auto now = c.exec(ops, [&] {  // made only when `then` is not called here
+    return std::make_shared<PostingSink>(std::move(ex), std::move(then));
+  });
+  if (now) then(std::move(*now));
+}
+
+/// One read-modify-write. modify(read, &write) makes the write from what was read (false:
+/// none, and done is called with written == nullptr); done(read, written, tries_left) gets the
+/// outcome and returns true to start again from the read (when tries are left).
+struct Rmw {
+  std::function<bool(const op_result& read, kv_op* write)> modify;
+  std::function<bool(const op_result& read, const op_result* written, int tries_left)> done;
+};
+
+/// The read of the newest version any replica holds.
+inline kv_op latest_read(const kv_op& like) {
+  kv_op read;
+  read.kind = op_kind::get;
+  read.id = like.id;
+  read.key = like.key;
+  read.groups = like.groups;
+  read.read = uint8_t(success_policy::all) + 1;
+  return read;
+}
+
+/// The condition that makes a write lose to any write since `read`.
+inline void only_if_unchanged(const op_result& read, kv_op* write) {
+  const bool exists = read.status == op_status::ok;
+  write->cond = exists ? op_cond::if_version : op_cond::if_absent;
+  write->expected = read.version;
+}
+
+inline void read_modify_write(Coordinator c, asio::any_io_executor ex, kv_op read,
+                              std::shared_ptr<Rmw> rmw, int tries) {
+  exec(c, ex, op_batch{read}, [=](result_batch r) {
+    kv_op write;
+    if (!rmw->modify(r[0], &write)) return void(rmw->done(r[0], nullptr, tries - 1));
+    exec(c, ex, op_batch{std::move(write)}, [=](result_batch w) {
+      if (rmw->done(r[0], &w[0], tries - 1) && tries > 1)
+        read_modify_write(c, ex, read, rmw, tries - 1);
+    });
+  });
+}
+
+}  // namespace apsis::frontend
