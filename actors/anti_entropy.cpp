@@ -39,7 +39,9 @@ std::shared_ptr<storage::Engine> engine_of(const ae_state& st, uint32_t backend)
   return it == st.cfg.backends.end() ? nullptr : it->second.engine;
 }
 
-ae_scanner_actor::behavior_type scanner() {
+/// The scanner. It takes its node's name only so that CAF 0.17 spawns it with an argument:
+/// a function spawned with none is bound through a null reference (UBSan finds it).
+ae_scanner_actor::behavior_type scanner(ae_scanner_actor::pointer, std::string /*node*/) {
   return {[](atom::scan, scan_job_ptr& job) {
     job->work();
     return job;
@@ -58,7 +60,8 @@ anti_entropy_actor::behavior_type anti_entropy(self_ptr self, ae_config cfg) {
   view->node = st.cfg.node;
   view->buckets = st.cfg.buckets;
   st.view = std::move(view);
-  if (st.cfg.scan_thread) st.scanner = self->spawn<caf::detached + caf::linked>(scanner);
+  if (st.cfg.scan_thread)
+    st.scanner = self->spawn<caf::detached + caf::linked>(scanner, st.cfg.node);
   if (load_pass(st)) {
     save_pass(st);  // into the stats
     if (st.pass.running()) spdlog::info("anti-entropy: resuming the recover {} pass", st.pass.mode);

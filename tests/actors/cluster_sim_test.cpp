@@ -52,7 +52,9 @@ struct fixture {
   void put_both(const std::string& key, const std::string& value) {
     auto r = net.exec(0, op_batch{key_op(op_kind::put, key, value, all)});
     CAF_REQUIRE_EQUAL(r.size(), 1u);
-    CAF_REQUIRE_EQUAL(to_string(r[0].status), "ok");
+    std::string why;  // the replicas' statuses, should one fail
+    for (const auto& x : r[0].replicas) why += " " + x.node + ":" + to_string(x.status);
+    CAF_REQUIRE_EQUAL(to_string(r[0].status) + why, "ok" + why);
   }
 
   static std::string value_at(const sim_node& n, const std::string& key) {
