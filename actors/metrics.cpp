@@ -12,7 +12,7 @@ namespace {
 const char* surface_name(int s) { return s == 0 ? "resp" : s == 1 ? "binary" : "rest"; }
 
 const char* kind_name(int k) {
-  static const char* names[] = {"get", "lookup", "put", "remove", "expire"};
+  static const char* names[] = {"get", "lookup", "put", "remove", "expire", "change"};
   return names[k];
 }
 

@@ -44,7 +44,7 @@ struct MailboxGauges {
 class RequestMetrics {
  public:
   enum Surface { resp, binary, rest, surfaces };
-  static constexpr int kinds = 5;      ///< op_kind values
+  static constexpr int kinds = 6;      ///< op_kind values
   static constexpr int statuses = 10;  ///< op_status values
   /// Histogram bucket bounds, in microseconds (the last bucket is +Inf).
   static constexpr uint64_t bounds_us[] = {100,   250,   500,    1000,   2500,    5000,   10000,

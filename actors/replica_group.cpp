@@ -39,11 +39,12 @@ std::optional<kv_op> repair_write(const op_result& r, const replica_entry& best,
 /// What the coordinator keeps of one operation while its replicas answer.
 struct op_track {
   bool write = false;
+  bool change = false;  ///< a change: one group's owner computes it (read_group says which)
   /// A read under `quorum` or `all`: it asks every group and answers the newest version.
   bool wide = false;
   success_policy policy = success_policy::quorum;  ///< the write's, or the read's
   bool answered = false;                           ///< a replica's answer has filled the result
-  size_t read_group = SIZE_MAX;                    ///< a read under `one`: the session group asked
+  size_t read_group = SIZE_MAX;  ///< a read under `one`, or a change: the session group asked
   /// A wide get: its key, for read repairs (a lookup carries no payload to repair with).
   std::optional<std::pair<storage::Id, std::string>> repair_key;
 };
@@ -222,19 +223,26 @@ success_policy read_policy_of(const replica_group_config& cfg, const kv_op& op) 
   return op.read >= 1 && op.read <= 3 ? success_policy(op.read - 1) : cfg.read_policy;
 }
 
+/// A write's policy: its own, else the node's.
+success_policy write_policy_of(const replica_group_config& cfg, const kv_op& op) {
+  return op.policy >= 1 && op.policy <= 3 ? success_policy(op.policy - 1) : cfg.policy;
+}
+
 /// Fills each operation's track (write or read, its policy, whether a read is wide) and
 /// stamps the writes. Every replica of a write must store the same version, so with several
 /// groups the coordinator stamps it; with one copy the shard does, under its lock, so that
-/// versions follow the order writes reach the engine (ShardCore).
+/// versions follow the order writes reach the engine (ShardCore). A change is stamped by the
+/// shard that computes it; a write that comes with a version (a change's record on its way
+/// to the other groups) keeps it.
 void track(const replica_group_config& cfg, op_batch& ops, size_t groups, pending_batch& p) {
   const bool stamp = groups > 1 || !cfg.rings.empty();
   for (size_t i = 0; i < ops.size(); ++i) {
     op_track& t = p.ops[i];
     t.write = is_write(ops[i].kind);
+    t.change = ops[i].kind == op_kind::change;
     if (t.write) {
-      t.policy =
-          ops[i].policy >= 1 && ops[i].policy <= 3 ? success_policy(ops[i].policy - 1) : cfg.policy;
-      if (stamp) ops[i].version = cfg.clock->next();
+      t.policy = write_policy_of(cfg, ops[i]);
+      if (stamp && !t.change && ops[i].version.stamp == 0) ops[i].version = cfg.clock->next();
       continue;
     }
     t.policy = read_policy_of(cfg, ops[i]);
@@ -257,18 +265,23 @@ std::vector<size_t> find_owners(const replica_group_config& cfg, const op_batch&
 }
 
 /// Reads under `one`: the first group in the read order, not tried yet, whose owner is up
-/// (else one whose owner is down, so that the result says unavailable).
+/// (else one whose owner is down, so that the result says unavailable). A change: the first
+/// in session order whose owner is up, the same for every coordinator.
 void choose_read_groups(const replica_group_config& cfg, const std::vector<size_t>& owner,
                         const std::vector<uint64_t>* tried,
                         const std::map<std::string, double>* latency_us, pending_batch& p) {
   const size_t groups = p.group_order.size();
-  std::vector<size_t> order;
+  std::vector<size_t> order, session(groups);
+  for (size_t g = 0; g < groups; ++g) session[g] = g;
   for (size_t i = 0; i < p.ops.size(); ++i) {
     size_t& read_group = p.ops[i].read_group;
-    if (p.ops[i].write || p.ops[i].wide) continue;
+    if ((p.ops[i].write && !p.ops[i].change) || p.ops[i].wide) continue;
     const size_t* own = &owner[i * groups];
     size_t fallback = SIZE_MAX;
-    read_order(cfg, groups, own, latency_us, order);
+    if (p.ops[i].change)
+      order = session;
+    else
+      read_order(cfg, groups, own, latency_us, order);
     for (size_t g : order) {
       if (own[g] == SIZE_MAX || (tried && g < 64 && ((*tried)[i] >> g & 1))) continue;
       if (!cfg.groups[own[g]].down) {
@@ -307,7 +320,8 @@ void build_requests(const replica_group_config& cfg, op_batch& ops,
   };
   auto asks = [&](size_t i, size_t g) {
     const op_track& t = p.ops[i];
-    return owner[i * groups + g] != SIZE_MAX && (t.write || t.wide || t.read_group == g);
+    return owner[i * groups + g] != SIZE_MAX &&
+           ((t.write && !t.change) || t.wide || t.read_group == g);
   };
   std::vector<size_t> last_group(ops.size(), SIZE_MAX);  // where each op is used last
   for (size_t i = 0; i < ops.size(); ++i)
@@ -342,6 +356,67 @@ std::shared_ptr<pending_batch> plan(const replica_group_config& cfg, op_batch& o
   build_requests(cfg, ops, owner, *p, *out);
   p->outstanding = out->size();
   return p;
+}
+
+// ---- Changes: the record one group's owner computed, written to the other groups. ----
+
+/// The session's group ids, in session order.
+std::vector<uint32_t> session_groups(const replica_group_config& cfg) {
+  std::vector<uint32_t> out;
+  for (size_t g = 0; g < group_count(cfg); ++g)
+    out.push_back(cfg.rings.empty() ? cfg.groups[g].group : cfg.rings[g].first);
+  return out;
+}
+
+/// A batch's changes (with several groups), found before plan() moves its operations.
+struct change_list {
+  std::vector<size_t> at;
+  std::vector<success_policy> policy;
+  std::vector<size_t> sent;  ///< of `at`, those whose record went to the other groups
+};
+
+change_list changes_of(const replica_group_config& cfg, const op_batch& ops) {
+  change_list out;
+  if (group_count(cfg) < 2) return out;
+  for (size_t i = 0; i < ops.size(); ++i)
+    if (ops[i].kind == op_kind::change)
+      out.at.push_back(i), out.policy.push_back(write_policy_of(cfg, ops[i]));
+  return out;
+}
+
+/// The replica writes that carry each applied change, version and all, to the groups that
+/// did not compute it (c.sent says which changes they are).
+op_batch fan_out(const replica_group_config& cfg, change_list& c, const result_batch& results) {
+  op_batch out;
+  c.sent.clear();
+  const std::vector<uint32_t> groups = session_groups(cfg);
+  for (size_t k = 0; k < c.at.size(); ++k) {
+    const op_result& r = results[c.at[k]];
+    if (r.status != op_status::ok || r.record.version.stamp == 0 || r.replicas.empty()) continue;
+    kv_op w = replica_write(storage::Record(r.record));
+    for (uint32_t g : groups)
+      if (g != r.replicas.front().group) w.groups.push_back(g);
+    out.push_back(std::move(w));
+    c.sent.push_back(k);
+  }
+  return out;
+}
+
+/// Adds the other groups' entries to each change's result (in session order) and decides it
+/// under its policy.
+void fanned_in(const replica_group_config& cfg, const change_list& c, result_batch& results,
+               result_batch& again) {
+  const std::vector<uint32_t> groups = session_groups(cfg);
+  auto rank = [&](const replica_entry& e) {
+    return std::find(groups.begin(), groups.end(), e.group) - groups.begin();
+  };
+  for (size_t j = 0; j < c.sent.size() && j < again.size(); ++j) {
+    op_result& r = results[c.at[c.sent[j]]];
+    for (auto& e : again[j].replicas) r.replicas.push_back(std::move(e));
+    std::stable_sort(r.replicas.begin(), r.replicas.end(),
+                     [&](const auto& a, const auto& b) { return rank(a) < rank(b); });
+    r.status = decide(c.policy[c.sent[j]], r.replicas);
+  }
 }
 
 // ---- Read repair and read failover (the actor's). ----
@@ -440,6 +515,22 @@ deliver_fn with_read_failover(replica_group_actor::stateful_pointer<replica_grou
   };
 }
 
+/// Wraps deliver so that each change the first phase applied is then written to the other
+/// groups, and decided over every group's entry.
+deliver_fn with_change_fan_out(replica_group_actor::stateful_pointer<replica_group_state> self,
+                               change_list changes, deliver_fn deliver) {
+  return [self, changes = std::move(changes),
+          deliver = std::move(deliver)](result_batch&& results) mutable {
+    op_batch writes = fan_out(self->state.cfg, changes, results);
+    if (writes.empty()) return deliver(std::move(results));
+    auto held = std::make_shared<result_batch>(std::move(results));
+    run(self, writes, [self, held, changes, deliver](result_batch&& again) mutable {
+      fanned_in(self->state.cfg, changes, *held, again);
+      deliver(std::move(*held));
+    });
+  };
+}
+
 // ---- The remote outbox: one request per remote backend per flush. ----
 
 /// Gathers a request for a remote backend with other batches' operations for it, until the
@@ -517,6 +608,9 @@ void run(replica_group_actor::stateful_pointer<replica_group_state> self, op_bat
   for (size_t i = 0; group_count(cfg) > 1 && i < ops.size(); ++i)
     if (!is_write(ops[i].kind) && read_policy_of(cfg, ops[i]) == success_policy::one)
       reads.push_back(ops[i]), at.push_back(i);
+  change_list changes = changes_of(cfg, ops);
+  if (!changes.at.empty())
+    deliver = with_change_fan_out(self, std::move(changes), std::move(deliver));
   auto p = plan(cfg, ops, &reqs, tried, &self->state.latency_us);
   p->deliver = reads.empty() ? std::move(deliver)
                              : with_read_failover(self, std::move(reads), std::move(at),
@@ -598,6 +692,17 @@ std::shared_ptr<LocalCoordinator> LocalCoordinator::make(const replica_group_con
 }
 
 result_batch LocalCoordinator::run(op_batch& ops) const {
+  change_list changes = changes_of(cfg_, ops);
+  result_batch out = run_once(ops);
+  op_batch writes = fan_out(cfg_, changes, out);
+  if (!writes.empty()) {
+    result_batch again = run_once(writes);
+    fanned_in(cfg_, changes, out, again);
+  }
+  return out;
+}
+
+result_batch LocalCoordinator::run_once(op_batch& ops) const {
   result_batch out;
   std::vector<shard_request> reqs;
   auto p = plan(cfg_, ops, &reqs);

@@ -99,6 +99,8 @@ class LocalCoordinator {
 
  private:
   explicit LocalCoordinator(replica_group_config cfg) : cfg_(std::move(cfg)) {}
+  /// One pass of plan and apply (run() adds a second for changes, with several groups).
+  result_batch run_once(op_batch& ops) const;
   replica_group_config cfg_;
 };
 

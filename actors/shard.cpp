@@ -144,6 +144,7 @@ class BatchApply {
   /// Writes: fencing, then the version check, then conditions, then queue.
   void write(size_t i, kv_op& op, op_result& r) {
     if (fenced(op, r)) return;
+    if (op.kind == op_kind::change) return change(i, op, r);
     if (op.repair) drop_if_corrupt(engine_, op.id);
     // A plain put needs nothing of what is stored, unless its version was stamped elsewhere
     // and a later operation of the batch names its id: it may be older than what is stored
@@ -177,6 +178,37 @@ class BatchApply {
     queue(i, op, r, std::move(c));
   }
 
+  /// A new value from the stored one (INCR, APPEND...), computed here under the lock. The
+  /// result carries the record written (the coordinator sends it to the other groups); a
+  /// change that cannot apply is `invalid`, with Redis's reason, and writes nothing.
+  void change(size_t i, kv_op& op, op_result& r) {
+    current c;
+    state_of(op, true, &c);
+    if (!c.failed) {
+      r.status = from_storage(c.failed);
+      r.message = c.failed.to_string();
+      return;
+    }
+    r.existed = c.live;
+    std::string value;
+    bool needed = true;
+    if (!apply_change(op.change, op.data, c.live, c.live ? c.record.data : std::string(), &value,
+                      &needed, &r.message)) {
+      r.status = op_status::invalid;
+      return;
+    }
+    if (!needed) {  // the value as it is; no version: nothing to send the other groups
+      r.record.data = std::move(value);
+      return;
+    }
+    storage::Record w = c.live ? std::move(c.record) : storage::Record{};
+    w.tombstone = false;
+    w.key = op.key;
+    w.data = std::move(value);
+    stage(i, op, r, std::move(w));
+    r.record = writes_.back();  // what the other groups store, version included
+  }
+
   /// The record a write stores, at its version: the one decision of a version on this node.
   void queue(size_t i, kv_op& op, op_result& r, current c) {
     storage::Record w;
@@ -192,6 +224,10 @@ class BatchApply {
       w.user_flags = op.user_flags;
       w.expiry_ms = op.keep_expiry && c.live ? c.record.expiry_ms : op.expiry_ms;
     }
+    stage(i, op, r, std::move(w));
+  }
+
+  void stage(size_t i, kv_op& op, op_result& r, storage::Record w) {
     // A write the coordinator did not stamp (one copy) gets its version here, under the
     // shard's lock, so versions follow the order writes reach the engine. One stamped
     // elsewhere moves this node's clock past it (HLC receive), so that a later write

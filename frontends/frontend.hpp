@@ -44,9 +44,6 @@ struct Batch {
   std::chrono::steady_clock::time_point start;  ///< when its requests were read
   int waiting = 0;    ///< answers still to come (the coordinator's, and any others)
   bool quit = false;  ///< close the connection once these replies are written
-  /// Its last request must be answered before later ones are even parsed (a read-modify-
-  /// write: what follows it must see its write).
-  bool barrier = false;
 };
 
 template <class Protocol>
@@ -92,7 +89,6 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
   }
 
   Protocol& protocol() { return proto_; }
-  const Coordinator& coordinator() const { return server_->coordinator; }
   tcp::socket::executor_type executor() { return sock_.get_executor(); }
 
  private:
@@ -103,7 +99,6 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
   void read() {
     if (reading_ || closed_ || stop_reading_) return;
     if (pending_.size() >= max_pending || out_.size() >= max_out) return;  // flush() resumes
-    if (barrier_ && !in_.empty()) return;  // what arrived waits to be parsed; flush() resumes
     reading_ = true;
     sock_.async_read_some(asio::buffer(buf_), [self = this->shared_from_this()](auto ec, size_t n) {
       self->reading_ = false;
@@ -129,16 +124,13 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
     read();
   }
 
-  /// Parses what has arrived into one batch and submits it (not while a barrier waits).
+  /// Parses what has arrived into one batch and submits it.
   void parse() {
-    if (barrier_ || closed_ || in_.empty()) return;
     auto batch = std::make_shared<BatchT>();
     size_t pos = 0;
     if (!proto_.parse(in_, &pos, *batch, *this)) stop_reading_ = true;
     in_.erase(0, pos);
-    if (batch->plans.empty()) return;
-    barrier_ = batch->barrier;
-    submit(batch);
+    if (!batch->plans.empty()) submit(batch);
   }
 
   void submit(const BatchPtr& batch) {
@@ -168,10 +160,8 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
       count(*pending_.front());
       proto_.format(*pending_.front(), out_);
       quit_ = quit_ || pending_.front()->quit;
-      barrier_ = barrier_ && !pending_.front()->barrier;
       pending_.pop_front();
     }
-    if (!barrier_ && !quit_) parse();  // what waited behind a barrier
     if (pending_.empty()) busy_.store(false, std::memory_order_relaxed);
     schedule_write();
     read();
@@ -226,7 +216,6 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
   std::deque<BatchPtr> pending_;
   bool reading_ = false, writing_ = false, write_posted_ = false, closed_ = false,
        stop_reading_ = false, quit_ = false;
-  bool barrier_ = false;  ///< a barrier batch is in flight: parse nothing more until it is done
   // For the idle sweep, which runs on another thread.
   std::atomic<std::chrono::steady_clock::rep> last_read_{0};
   std::atomic<bool> busy_{false};  ///< requests in flight

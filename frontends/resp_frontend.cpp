@@ -5,8 +5,7 @@
 #include <unordered_map>
 
 #include "frontends/frontend.hpp"
-#include "frontends/resp_change.hpp"
-#include "frontends/rmw.hpp"
+#include "messages/value_change.hpp"
 
 namespace apsis {
 
@@ -31,7 +30,7 @@ enum class Cmd {
   type,
   strlen,
   getrange,
-  change  ///< INCR and the rest: a read-modify-write, answered in `reply` once it is done
+  change  ///< INCR and the rest (`from` holds the value_change kind)
 };
 
 /// How to answer one command: a ready reply, or a format over ops [first, first+count).
@@ -40,8 +39,6 @@ struct Plan {
   size_t first = 0, count = 0;
   std::string reply;
   int64_t from = 0, to = 0;  ///< GETRANGE's offsets
-  resp::Change change;       ///< Cmd::change: what to do to the value
-  kv_op key;                 ///< Cmd::change: the key (its op, for the read and the write)
 };
 using Pending = frontend::Batch<Plan>;
 
@@ -136,6 +133,18 @@ void meta_answer(Cmd cmd, const op_result& r, std::string& out) {
   }
 }
 
+/// A change's answer: the new value (INCRBYFLOAT), or the number (INCR...) or length
+/// (APPEND, SETRANGE) it makes; Redis's reason when it could not apply.
+void change_answer(value_change::kind_t kind, const op_result& r, std::string& out) {
+  if (r.status == op_status::invalid) return resp::error(out, "ERR " + r.message);
+  if (r.status != op_status::ok) return resp::error(out, failure(r));
+  const std::string& v = r.record.data;
+  int64_t n = 0;
+  if (kind == value_change::incr_float) return resp::bulk(out, v);
+  if (kind == value_change::incr) return resp::integer(out, parse_integer(v, &n) ? n : 0);
+  resp::integer(out, int64_t(v.size()));
+}
+
 /// GETSET, GETDEL, GETEX, SET ... GET: the value before the write, unless the write failed.
 void get_then_answer(const op_result* r, size_t count, std::string& out) {
   if (count > 1) {
@@ -151,8 +160,10 @@ void format(const Pending& p, std::string& out) {
     const op_result* r = plan.count ? &p.results[plan.first] : nullptr;
     switch (plan.cmd) {
       case Cmd::reply:
-      case Cmd::change:
         out += plan.reply;
+        break;
+      case Cmd::change:
+        change_answer(value_change::kind_t(plan.from), *r, out);
         break;
       case Cmd::get:
         value_answer(*r, out);
@@ -217,7 +228,6 @@ class RespProtocol {
   struct Context {
     resp::Limits limits;
     std::function<std::string(const std::string& section)> info;
-    bool changes = true;  ///< RespOptions::changes
   };
   using Conn = frontend::Connection<RespProtocol>;
 
@@ -226,7 +236,7 @@ class RespProtocol {
   bool parse(std::string& in, size_t* pos, Pending& b, Conn&) {
     std::vector<std::string> args;
     std::string err;
-    while (!b.quit && !b.barrier) {
+    while (!b.quit) {
       resp::Parse r = resp::parse_command(in, pos, &args, &err, ctx_->limits);
       if (r == resp::Parse::incomplete) return true;
       if (r == resp::Parse::error) {  // answer, then close: the stream cannot be trusted
@@ -237,15 +247,11 @@ class RespProtocol {
       }
       if (!args.empty()) plan(args, b);
     }
-    return !b.quit;  // QUIT: stop reading; a barrier: go on once it is done
+    return false;  // QUIT
   }
 
   void format(const Pending& b, std::string& out) { apsis::format(b, out); }
-  /// Starts the batch's read-modify-writes (its last plan, behind the barrier it set).
-  void submitted(const std::shared_ptr<Pending>& b, Conn& c) {
-    for (size_t i = 0; i < b->plans.size(); ++i)
-      if (b->plans[i].cmd == Cmd::change) change(b, i, c);
-  }
+  void submitted(const std::shared_ptr<Pending>&, Conn&) {}
   void closed() {}
 
  private:
@@ -532,79 +538,28 @@ class RespProtocol {
 
   void client(const std::string&, Args&, Pending& b) { reply_ok(b); }
 
-  /// INCR, DECR, INCRBY, DECRBY, INCRBYFLOAT, APPEND, SETRANGE: planned as a change, run by
-  /// submitted() as a read-modify-write; the batch ends here (a barrier), so that later
-  /// commands see its write.
+  /// INCR, DECR, INCRBY, DECRBY, INCRBYFLOAT, APPEND, SETRANGE: one change, computed by the
+  /// key's owner in one group under its shard's lock, then written to the other groups.
   void plan_change(const std::string& name, Args& a, Pending& b) {
-    if (!ctx_->changes)
-      return reply_error(b, "ERR " + name +
-                                " is not available in a cluster yet: replicas in several groups "
-                                "need one node to order changes to a key");
-    Plan p;
-    p.cmd = Cmd::change;
-    p.key = key_op(op_kind::put, a[1]);
-    resp::Change& c = p.change;
+    kv_op o = key_op(op_kind::change, a[1]);
+    value_change& c = o.change;
     c.max_size = ctx_->limits.max_bulk;
     int64_t n = 1;
-    if (name == "INCRBY" || name == "DECRBY" || name == "SETRANGE") {
-      if (!resp::parse_integer(a[2], &n))
-        return reply_error(b, "ERR value is not an integer or out of range");
-    }
+    if ((name == "INCRBY" || name == "DECRBY" || name == "SETRANGE") && !parse_integer(a[2], &n))
+      return reply_error(b, "ERR value is not an integer or out of range");
     if (name == "INCRBYFLOAT" || name == "APPEND" || name == "SETRANGE")
-      c.arg = std::move(a.back());
-    c.kind = name == "INCRBYFLOAT" ? resp::Change::incr_float
-             : name == "APPEND"    ? resp::Change::append
-             : name == "SETRANGE"  ? resp::Change::setrange
-                                   : resp::Change::incr;
+      o.data = std::move(a.back());
+    c.kind = name == "INCRBYFLOAT" ? value_change::incr_float
+             : name == "APPEND"    ? value_change::append
+             : name == "SETRANGE"  ? value_change::setrange
+                                   : value_change::incr;
     if ((name == "DECR" || name == "DECRBY") && n == std::numeric_limits<int64_t>::min())
       return reply_error(b, "ERR decrement would overflow");
     c.by = name == "DECR" || name == "DECRBY" ? -n : n;
-    b.plans.push_back(std::move(p));
-    b.barrier = true;
+    const uint8_t kind = c.kind;
+    keyed(b, Cmd::change, {std::move(o)});
+    b.plans.back().from = kind;
   }
-
-  /// Runs plan i of b: read the newest value, compute, write if nothing changed meanwhile.
-  void change(const std::shared_ptr<Pending>& b, size_t i, Conn& conn) {
-    ++b->waiting;
-    const Plan& p = b->plans[i];
-    auto answer = std::make_shared<std::string>();
-    auto rmw = std::make_shared<frontend::Rmw>();
-    rmw->modify = [change = p.change, key = p.key, answer](const op_result& read, kv_op* write) {
-      answer->clear();  // a try before this one may have left its answer
-      if (read.status != op_status::ok && read.status != op_status::not_found)
-        return resp::error(*answer, failure(read)), false;
-      bool needed = true;
-      *write = key;
-      write->keep_expiry = true;  // as Redis: a change keeps the key's time to live
-      const bool exists = read.status == op_status::ok;
-      if (!resp::apply_change(change, exists, read.record.data, &write->data, answer.get(),
-                              &needed))
-        return false;
-      frontend::only_if_unchanged(read, write);
-      return needed;
-    };
-    auto ex = conn.executor();
-    rmw->done = [b, i, answer, ex, weak = conn.weak_from_this()](
-                    const op_result&, const op_result* w, int tries_left) {
-      if (w && w->status == op_status::condition_failed && tries_left > 0) return true;
-      if (w && w->status == op_status::condition_failed)
-        answer->clear(), resp::error(*answer, "ERR the key changed under every try; try again");
-      else if (w && w->status != op_status::ok)
-        answer->clear(), resp::error(*answer, failure(*w));
-      b->plans[i].reply = std::move(*answer);
-      // Posted: on the direct path this runs inside submitted(), before the batch is pending.
-      boost::asio::post(ex, [b, weak] {
-        if (auto c = weak.lock()) c->arrived(*b);
-      });
-      return false;
-    };
-    frontend::read_modify_write(conn.coordinator(), ex, frontend::latest_read(p.key), rmw,
-                                max_change_tries);
-  }
-
-  // Every lost race means another change won: contention slows changes but never stops them
-  // all, so a bound this high is met only when something is wrong.
-  static constexpr int max_change_tries = 1000;
 
   void info(const std::string&, Args& a, Pending& b) {
     std::string s;
@@ -621,11 +576,10 @@ class RespProtocol {
 std::shared_ptr<WireServer> make_resp_server(IoPool& io, Coordinator coordinator,
                                              RespOptions opts) {
   using Server = frontend::Server<RespProtocol>;
-  return std::make_shared<Server>(
-      io, std::move(coordinator),
-      RespProtocol::Context{opts.limits, std::move(opts.info), opts.changes},
-      Server::Options{opts.bind, opts.port, "RESP", opts.idle_timeout, opts.metrics,
-                      RequestMetrics::resp});
+  return std::make_shared<Server>(io, std::move(coordinator),
+                                  RespProtocol::Context{opts.limits, std::move(opts.info)},
+                                  Server::Options{opts.bind, opts.port, "RESP", opts.idle_timeout,
+                                                  opts.metrics, RequestMetrics::resp});
 }
 
 }  // namespace apsis

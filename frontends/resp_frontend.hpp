@@ -26,11 +26,6 @@ struct RespOptions {
   std::function<std::string(const std::string& section)> info;
   std::shared_ptr<RequestMetrics> metrics;    ///< counts requests (may be null)
   std::chrono::milliseconds idle_timeout{0};  ///< close connections idle this long; 0: never
-  /// INCR, APPEND, SETRANGE and the like: a read and a write conditional on the version read,
-  /// which is atomic only where a key has one replica (a node of its own). In a cluster, two
-  /// nodes' conditional writes may reach two replicas in opposite orders, each winning on one,
-  /// and newest-wins repair would then undo an acknowledged change: refused there.
-  bool changes = true;
 };
 
 /// The RESP server; start() binds it.

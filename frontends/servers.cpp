@@ -43,7 +43,6 @@ bool start_servers(IoPool& io, caf::actor_system& sys, const config::NodeConfig&
   ro.port = cfg.resp_port;
   ro.metrics = metrics;
   ro.idle_timeout = idle;
-  ro.changes = cfg.cluster_port == 0;  // see RespOptions::changes
   ro.limits.max_bulk = std::max<size_t>(cfg.limits.max_value_size, cfg.limits.max_key_size);
   BinaryOptions bo;
   bo.bind = cfg.bind;

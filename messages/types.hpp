@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "messages/value_change.hpp"
 #include "storage/record.hpp"
 
 namespace apsis {
@@ -21,6 +22,9 @@ enum class op_kind : uint8_t {
   put,     ///< store json/data (conditions below)
   remove,  ///< store a tombstone; result says whether a live record was there
   expire,  ///< change only the expiry of a live record
+  /// a new value from the stored one (`change`, its bytes in data): computed by one group's
+  /// owner, whose record the coordinator then writes to the other groups
+  change,
 };
 
 /// When a put or remove may happen.
@@ -86,6 +90,7 @@ struct kv_op {
   bool repair = false;
   /// The groups to ask, a subset of the session's; empty: all of them.
   std::vector<uint32_t> groups;
+  value_change change;  ///< op_kind::change: what it does
 };
 
 /// What one replica did with one operation.
@@ -143,7 +148,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, kv_op& x) {
   return f(caf::meta::type_name("kv_op"), x.kind, x.cond, x.id, x.key, x.json, x.data, x.expiry_ms,
            x.keep_expiry, x.user_flags, x.expected, x.version, x.fence, x.policy, x.read,
-           x.report_existed, x.repair, x.groups);
+           x.report_existed, x.repair, x.groups, x.change);
 }
 
 template <class Inspector>

@@ -162,6 +162,38 @@ CAF_TEST(a_round_pushes_what_the_other_side_lacks_or_holds_older) {
   CAF_CHECK_EQUAL(a.stats->rounds.load(), 2u);
 }
 
+// A change (INCR) is computed by one group's owner (the first in session order), whose
+// record, version and all, the coordinator then writes to the other group: both replicas
+// hold the same value at the same version, whichever node coordinated.
+CAF_TEST(a_change_is_computed_once_and_its_record_written_to_every_group) {
+  for (int k = 0; k < 4; ++k) {
+    kv_op o = key_op(op_kind::change, "n");
+    o.change.kind = value_change::incr;
+    o.change.by = 1;
+    auto r = net.exec(size_t(k % 2), op_batch{o});
+    CAF_REQUIRE_EQUAL(r.size(), 1u);
+    CAF_REQUIRE_EQUAL(r[0].replicas.size(), 2u);
+    CAF_CHECK_EQUAL(r[0].replicas[0].status, op_status::ok);
+    CAF_CHECK_EQUAL(r[0].replicas[1].status, op_status::ok);
+    CAF_CHECK_EQUAL(r[0].replicas[0].version, r[0].replicas[1].version);
+    CAF_CHECK_EQUAL(r[0].record.data, std::to_string(k + 1));
+  }
+  storage::RecordMeta ma, mb;
+  CAF_REQUIRE(a.engine->lookup(storage::make_id("default", "n"), &ma).is_ok());
+  CAF_REQUIRE(b.engine->lookup(storage::make_id("default", "n"), &mb).is_ok());
+  CAF_CHECK_EQUAL(ma.version, mb.version);
+  CAF_CHECK_EQUAL(value_at(a, "n"), "4");
+  CAF_CHECK_EQUAL(value_at(b, "n"), "4");
+  kv_op bad = key_op(op_kind::change, "word");
+  put_both("word", "abc");
+  bad.change.kind = value_change::incr;
+  auto r = net.exec(1, op_batch{bad});
+  CAF_CHECK_EQUAL(r[0].status, op_status::invalid);  // computed nowhere else, written nowhere
+  CAF_CHECK_EQUAL(r[0].message, "value is not an integer or out of range");
+  CAF_CHECK_EQUAL(r[0].replicas.size(), 1u);
+  CAF_CHECK_EQUAL(value_at(b, "word"), "abc");
+}
+
 CAF_TEST(a_delete_reaches_a_replica_that_missed_it) {
   put_both("k", "v");
   write_alone(0, key_op(op_kind::remove, "k", {}, one));

@@ -1034,21 +1034,36 @@ class ApsisdTest(NodeTest):
         self.assertIn("refused node 'n2'", good.proc.stdout.read())  # spdlog writes to stdout
         self.assertIn("refused to let us join: wrong cluster cookie", bad.proc.stdout.read())
 
-    def test_a_cluster_refuses_changes_it_cannot_order(self):
-        # A conditional write per replica is atomic on each, not across them: two nodes' INCRs
-        # could each win on a different replica. Until one node orders a key's changes, a
-        # cluster refuses them and changes nothing.
-        ports = {i: free_port() for i in (1, 2)}
-        nodes = {i: self.cluster_node(i, ports, ports[1]) for i in (1, 2)}
-        wait_for(lambda: [r["status"] for r in self.replicas(nodes[1], "probe")] == ["ok"] * 2, 20,
-                 "both nodes joined")
-        c = Client(nodes[1].port)
-        self.assertEqual(c.call("SET", "n", "1"), "+OK")
-        for cmd in (("INCR", "n"), ("INCRBY", "n", "2"), ("APPEND", "n", "x"), ("SETRANGE", "n", "0", "9")):
-            r = c.call(*cmd)
-            self.assertTrue(r.startswith(f"-ERR {cmd[0]} is not available in a cluster yet"), r)
-        self.assertEqual(c.call("GET", "n"), b"1")
-        self.assertEqual(c.call("GETSET", "n", "2"), b"1")  # one batch per replica: available
+    def test_increments_through_every_node_of_a_cluster_are_each_counted(self):
+        # 8 clients x 1,000 INCR of one key through the three nodes of a 3-group cluster: one
+        # group's owner computes each change and the others store its record, so every
+        # replica ends at exactly 8,000.
+        ports = {i: free_port() for i in (1, 2, 3)}
+        nodes = {i: self.cluster_node(i, ports, ports[1]) for i in (1, 2, 3)}
+        wait_for(lambda: [r["status"] for r in self.replicas(nodes[1], "probe")] == ["ok"] * 3, 20,
+                 "every node joined")
+        refused = []
+
+        def hammer(node):
+            c = Client(node.port)
+            for _ in range(10):
+                c.send(*[("INCR", "hits")] * 100)
+                refused.extend(r for r in (c.reply() for _ in range(100)) if not isinstance(r, int))
+            c.close()
+        threads = [threading.Thread(target=hammer, args=(nodes[1 + k % 3],)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        self.assertEqual(refused, [])
+        for i in (1, 2, 3):  # each group's replica, read alone
+            r = self.cli(nodes[1], "--groups", str(i), "--read", "one", "get", "hits")
+            self.assertEqual((r.returncode, r.stdout), (0, "8000"), f"group {i}")
+        c = Client(nodes[2].port)
+        self.assertEqual(c.call("SET", "word", "abc"), "+OK")
+        self.assertEqual(c.call("INCR", "word"), "-ERR value is not an integer or out of range")
+        self.assertEqual(c.call("APPEND", "word", "de"), 5)
+        self.assertEqual(c.call("GET", "word"), b"abcde")
 
     def test_a_lease_is_one_across_the_cluster(self):
         # Leases live with the key's owner in the first group: a lock taken through n1 holds
