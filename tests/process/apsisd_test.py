@@ -339,6 +339,28 @@ class ApsisdTest(NodeTest):
             t.join(timeout=60)
         self.assertEqual(clients[0].call("GET", "hits"), str(4 * per_client).encode())
 
+    def test_cli_get_ends_with_a_newline_only_on_a_terminal(self):
+        import pty
+        import select
+        node = self.start()
+        self.assertEqual(self.cli(node, "put", "k", "value").returncode, 0)
+        self.assertEqual(self.cli(node, "get", "k").stdout, "value")  # piped: the bytes exactly
+        leader, follower = pty.openpty()
+        try:
+            r = subprocess.run([APSIS, "--port", str(node.binary_port), "get", "k"], stdout=follower,
+                               stderr=subprocess.PIPE, timeout=10)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            out = b""
+            deadline = time.monotonic() + 5
+            while not out.endswith(b"\n") and time.monotonic() < deadline:
+                ready, _, _ = select.select([leader], [], [], 0.2)
+                if ready:
+                    out += os.read(leader, 100)
+            self.assertEqual(out, b"value\r\n")  # the terminal turns \n into \r\n
+        finally:
+            os.close(leader)
+            os.close(follower)
+
     def test_namespaces_keep_keys_apart(self):
         node = self.start()
         c = Client(node.port)

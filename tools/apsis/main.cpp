@@ -334,7 +334,12 @@ int main(int argc, char** argv) {
   }
   if (get->parsed()) {
     if (!client.get(key, &r, &error)) return fail();
-    if (r.status == op_status::ok && !as_json) std::cout << r.data;
+    if (r.status == op_status::ok && !as_json) {
+      std::cout << r.data;
+      // On a terminal the prompt starts on a line of its own (as redis-cli's does); piped
+      // output stays the value's bytes exactly.
+      if (isatty(STDOUT_FILENO) && (r.data.empty() || r.data.back() != '\n')) std::cout << "\n";
+    }
     return report("get", r, as_json,
                   {{"data", r.data}, {"json", r.json}, {"expiry_ms", r.expiry_ms}});
   }
