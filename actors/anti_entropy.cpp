@@ -41,6 +41,21 @@ std::shared_ptr<storage::Engine> engine_of(const ae_state& st, uint32_t backend)
 
 /// The scanner. It takes its node's name only so that CAF 0.17 spawns it with an argument:
 /// a function spawned with none is bound through a null reference (UBSan finds it).
+/// Answers another node's request with what a scan of one local backend finds: scan(view,
+/// engine) on the scanner, then answer(found) to the asker. A backend this node lacks holds
+/// nothing to compare: an empty answer at once.
+template <class T, class Scan, class Answer>
+caf::result<T> answer_scan(self_ptr self, uint32_t backend, Scan scan, Answer answer) {
+  sample_mailbox(self);
+  auto e = engine_of(self->state, backend);
+  if (!e) return T{};  // before any promise: a promise would take the request's answer over
+  auto rp = self->make_response_promise<T>();
+  off_thread(
+      self, [v = self->state.view, e, scan = std::move(scan)] { return scan(*v, *e); },
+      [rp, answer = std::move(answer)](auto& found) mutable { rp.deliver(answer(found)); });
+  return rp;
+}
+
 ae_scanner_actor::behavior_type scanner(ae_scanner_actor::pointer, std::string /*node*/) {
   return {[](atom::scan, scan_job_ptr& job) {
     job->work();
@@ -83,19 +98,14 @@ anti_entropy_actor::behavior_type anti_entropy(self_ptr self, ae_config cfg) {
       },
       [=](atom::digest, ae_range& r,
           std::vector<uint64_t>& theirs) -> caf::result<std::vector<uint32_t>> {
-        sample_mailbox(self);
-        auto rp = self->make_response_promise<std::vector<uint32_t>>();
-        auto e = engine_of(self->state, r.backend_b);
-        if (!e) return std::vector<uint32_t>{};
-        off_thread(
-            self,
-            [v = self->state.view, e, r, node = self->state.cfg.node] {
-              return digests(*v, *e, r, node);
+        return answer_scan<std::vector<uint32_t>>(
+            self, r.backend_b,
+            [r, node = self->state.cfg.node](const ae_view& v, storage::Engine& e) {
+              return digests(v, e, r, node);
             },
-            [rp, theirs = std::move(theirs)](std::vector<uint64_t>& mine) mutable {
-              rp.deliver(differing(mine, theirs));
+            [theirs = std::move(theirs)](std::vector<uint64_t>& mine) {
+              return differing(mine, theirs);
             });
-        return rp;
       },
       [=](atom::step) {
         sample_mailbox(self);
@@ -103,22 +113,17 @@ anti_entropy_actor::behavior_type anti_entropy(self_ptr self, ae_config cfg) {
       },
       [=](atom::keys, ae_range& r,
           std::vector<uint32_t>& buckets) -> caf::result<std::vector<id_version>> {
-        sample_mailbox(self);
-        auto rp = self->make_response_promise<std::vector<id_version>>();
-        auto e = engine_of(self->state, r.backend_b);
-        if (!e) return std::vector<id_version>{};
-        off_thread(
-            self,
-            [v = self->state.view, e, r, node = self->state.cfg.node, buckets] {
-              return versions_in(*v, *e, r, node, buckets);
+        return answer_scan<std::vector<id_version>>(
+            self, r.backend_b,
+            [r, node = self->state.cfg.node, buckets](const ae_view& v, storage::Engine& e) {
+              return versions_in(v, e, r, node, buckets);
             },
-            [rp](Versions& newest) mutable {
+            [](Versions& newest) {
               std::vector<id_version> out;
               out.reserve(newest.size());
               for (const auto& [id, version] : newest) out.push_back({id, version});
-              rp.deliver(std::move(out));
+              return out;
             });
-        return rp;
       },
       [=](atom::merge) {
         auto& st = self->state;

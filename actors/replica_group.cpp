@@ -19,6 +19,15 @@ bool is_write(op_kind k) { return k != op_kind::get && k != op_kind::lookup; }
 
 // ---- Results: what the replicas answered, merged per operation; read repair. ----
 
+/// Puts replica entries in the session's group order (`order`: group ids).
+void sort_by_group(std::vector<replica_entry>& replicas, const std::vector<uint32_t>& order) {
+  auto rank = [&](const replica_entry& e) {
+    return std::find(order.begin(), order.end(), e.group) - order.begin();
+  };
+  std::stable_sort(replicas.begin(), replicas.end(),
+                   [&](const auto& a, const auto& b) { return rank(a) < rank(b); });
+}
+
 /// The write that brings a replica up to `best`, the answer a read settled on: its record
 /// (put) or its tombstone (remove), at its version. None when the record at hand is not the
 /// one `best` names (its payload did not come back).
@@ -103,13 +112,9 @@ struct pending_batch {
   }
 
   void finish() {
-    auto rank = [&](const replica_entry& e) {
-      return std::find(group_order.begin(), group_order.end(), e.group) - group_order.begin();
-    };
     for (size_t i = 0; i < results.size(); ++i) {
       op_result& r = results[i];
-      std::stable_sort(r.replicas.begin(), r.replicas.end(),
-                       [&](const auto& a, const auto& b) { return rank(a) < rank(b); });
+      sort_by_group(r.replicas, group_order);
       if (ops[i].write)
         r.status = decide(ops[i].policy, r.replicas);
       else if (ops[i].wide)
@@ -216,6 +221,14 @@ void read_order(const replica_group_config& cfg, size_t groups, const size_t* ow
 /// How many groups the session has.
 size_t group_count(const replica_group_config& cfg) {
   return cfg.rings.empty() ? cfg.groups.size() : cfg.rings.size();
+}
+
+/// The session's group ids, in session order.
+std::vector<uint32_t> session_groups(const replica_group_config& cfg) {
+  std::vector<uint32_t> out;
+  for (size_t g = 0; g < group_count(cfg); ++g)
+    out.push_back(cfg.rings.empty() ? cfg.groups[g].group : cfg.rings[g].first);
+  return out;
 }
 
 /// A read's policy: its own, else the node's.
@@ -347,9 +360,8 @@ std::shared_ptr<pending_batch> plan(const replica_group_config& cfg, op_batch& o
   auto p = std::make_shared<pending_batch>();
   p->results.resize(ops.size());
   p->ops.resize(ops.size());
-  const size_t groups = group_count(cfg);
-  for (size_t g = 0; g < groups; ++g)
-    p->group_order.push_back(cfg.rings.empty() ? cfg.groups[g].group : cfg.rings[g].first);
+  p->group_order = session_groups(cfg);
+  const size_t groups = p->group_order.size();
   track(cfg, ops, groups, *p);
   const std::vector<size_t> owner = find_owners(cfg, ops, p->group_order);
   choose_read_groups(cfg, owner, tried, latency_us, *p);
@@ -359,14 +371,6 @@ std::shared_ptr<pending_batch> plan(const replica_group_config& cfg, op_batch& o
 }
 
 // ---- Changes: the record one group's owner computed, written to the other groups. ----
-
-/// The session's group ids, in session order.
-std::vector<uint32_t> session_groups(const replica_group_config& cfg) {
-  std::vector<uint32_t> out;
-  for (size_t g = 0; g < group_count(cfg); ++g)
-    out.push_back(cfg.rings.empty() ? cfg.groups[g].group : cfg.rings[g].first);
-  return out;
-}
 
 /// A batch's changes (with several groups), found before plan() moves its operations.
 struct change_list {
@@ -407,14 +411,10 @@ op_batch fan_out(const replica_group_config& cfg, change_list& c, const result_b
 void fanned_in(const replica_group_config& cfg, const change_list& c, result_batch& results,
                result_batch& again) {
   const std::vector<uint32_t> groups = session_groups(cfg);
-  auto rank = [&](const replica_entry& e) {
-    return std::find(groups.begin(), groups.end(), e.group) - groups.begin();
-  };
   for (size_t j = 0; j < c.sent.size() && j < again.size(); ++j) {
     op_result& r = results[c.at[c.sent[j]]];
     for (auto& e : again[j].replicas) r.replicas.push_back(std::move(e));
-    std::stable_sort(r.replicas.begin(), r.replicas.end(),
-                     [&](const auto& a, const auto& b) { return rank(a) < rank(b); });
+    sort_by_group(r.replicas, groups);
     r.status = decide(c.policy[c.sent[j]], r.replicas);
   }
 }

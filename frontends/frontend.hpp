@@ -240,14 +240,16 @@ class Server : public WireServer, public std::enable_shared_from_this<Server<Pro
   Server(IoPool& io, Coordinator coordinator, Context ctx, Options opts)
       : coordinator(std::move(coordinator)),
         context(std::move(ctx)),
-        metrics(opts.metrics),
+        metrics(std::move(opts.metrics)),
         surface(opts.surface),
         idle_timeout(opts.idle_timeout),
         listener(std::make_shared<Listener<Conn>>(io)),
-        opts_(std::move(opts)) {}
+        bind_(std::move(opts.bind)),
+        port_(opts.port),
+        what_(std::move(opts.what)) {}
 
   bool start(std::string* error) override {
-    if (!listener->listen(opts_.bind, opts_.port, opts_.what, error)) return false;
+    if (!listener->listen(bind_, port_, what_, error)) return false;
     listener->serve([self = this->shared_from_this()](
                         tcp::socket s) { return std::make_shared<Conn>(self, std::move(s)); },
                     idle_timeout.count() > 0 ? sweep_period(idle_timeout) : clock::duration(0));
@@ -264,7 +266,9 @@ class Server : public WireServer, public std::enable_shared_from_this<Server<Pro
   std::shared_ptr<Listener<Conn>> listener;
 
  private:
-  Options opts_;
+  std::string bind_;
+  uint16_t port_;
+  std::string what_;
 };
 
 }  // namespace apsis::frontend

@@ -32,24 +32,6 @@ struct Rmw {
   std::function<bool(const op_result& read, const op_result* written, int tries_left)> done;
 };
 
-/// The read of the newest version any replica holds.
-inline kv_op latest_read(const kv_op& like) {
-  kv_op read;
-  read.kind = op_kind::get;
-  read.id = like.id;
-  read.key = like.key;
-  read.groups = like.groups;
-  read.read = uint8_t(success_policy::all) + 1;
-  return read;
-}
-
-/// The condition that makes a write lose to any write since `read`.
-inline void only_if_unchanged(const op_result& read, kv_op* write) {
-  const bool exists = read.status == op_status::ok;
-  write->cond = exists ? op_cond::if_version : op_cond::if_absent;
-  write->expected = read.version;
-}
-
 inline void read_modify_write(Coordinator c, asio::any_io_executor ex, kv_op read,
                               std::shared_ptr<Rmw> rmw, int tries) {
   exec(c, ex, op_batch{read}, [=](result_batch r) {
