@@ -13,8 +13,9 @@ namespace apsis::storage {
 
 namespace {
 
-constexpr uint64_t file_magic = 0x31424f4c42535041ull;  // "APSBLOB1"
-constexpr uint64_t snap_magic = 0x31504e5342535041ull;  // "APSBSNP1"
+constexpr uint64_t file_magic = 0x31424f4c42535041ull;     // "APSBLOB1"
+constexpr uint64_t snap_magic = 0x32504e5342535041ull;     // "APSBSNP2": slots at top-bit homes
+constexpr uint64_t snap_magic_v1 = 0x31504e5342535041ull;  // "APSBSNP1": placed again at load
 constexpr size_t file_header_size = 32;
 constexpr char snapshot_name[] = "index.snap";
 
@@ -464,7 +465,8 @@ Status BlobEngine::load_snapshot(std::vector<uint64_t>* replay_from) {
     std::fill(replay_from->begin(), replay_from->end(), file_header_size);
     return Status::ok();
   };
-  if (snap.size() < 32 || codec::get_u64(snap.data()) != snap_magic) return discard("bad header");
+  const uint64_t magic = snap.size() < 32 ? 0 : codec::get_u64(snap.data());
+  if (magic != snap_magic && magic != snap_magic_v1) return discard("bad header");
   uint64_t capacity = codec::get_u64(snap.data() + 8);
   uint32_t nfiles = codec::get_u32(snap.data() + 16);
   uint64_t expect = 24 + uint64_t(nfiles) * 24 + capacity * sizeof(BlobIndex::Slot) + 8;
@@ -490,7 +492,7 @@ Status BlobEngine::load_snapshot(std::vector<uint64_t>* replay_from) {
     if (no >= ends.size() || BlobIndex::offset_of(s.loc) + codec::header_size > ends[no])
       return discard("an entry points outside the data files");
   }
-  if (!index_.adopt(std::move(slots))) return discard("bad slot count");
+  if (!index_.adopt(std::move(slots), magic == snap_magic)) return discard("bad slot count");
   p = snap.data() + 24;
   for (uint32_t i = 0; i < nfiles; ++i, p += 24) {
     uint32_t no = codec::get_u32(p);
@@ -593,6 +595,38 @@ Status BlobEngine::iterate(const IterateOptions& opts, const IterateFn& fn) {
         },
         false);
   }
+  return Status::ok();
+}
+
+Status BlobEngine::page(Id begin, Id end, size_t max, Page* out) {
+  out->records.clear();
+  out->more = false;
+  max = std::max<size_t>(max, 1);
+  std::shared_lock<std::shared_mutex> l(mu_);
+  std::vector<BlobIndex::Slot> slots = index_.smallest(begin.prefix(), end.prefix(), max);
+  if (slots.size() > max) {
+    // The page ends before the largest tag: its ids start the next one. (Were all max + 1
+    // of one tag, which SHA-512 ids never are, the page takes them and moves past it.)
+    const uint64_t cut = slots.back().tag;
+    const bool one_tag = slots.front().tag == cut;
+    out->more = !one_tag || cut != UINT64_MAX;
+    out->next = Id::at_prefix(one_tag ? cut + 1 : cut);
+    while (!one_tag && slots.back().tag == cut) slots.pop_back();
+  }
+  std::string_view v;
+  std::string scratch;
+  for (const auto& slot : slots) {
+    codec::Header h;
+    DataFile* f = file_locked(BlobIndex::file_of(slot.loc));
+    if (!f || !header_locked(slot.loc, &h) ||
+        !f->file->read(BlobIndex::offset_of(slot.loc), codec::header_size + h.key_len, &v,
+                       &scratch))
+      continue;  // unreadable: scrub's to report
+    if (h.id < begin || end < h.id) continue;
+    out->records.push_back(codec::meta_of(h, v));
+  }
+  std::sort(out->records.begin(), out->records.end(),
+            [](const RecordMeta& a, const RecordMeta& b) { return a.id < b.id; });
   return Status::ok();
 }
 

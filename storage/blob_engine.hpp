@@ -38,6 +38,8 @@ class BlobEngine final : public Engine {
   Status lookup(const Id& id, RecordMeta* out) override;
   Status erase(const std::vector<std::pair<Id, Version>>& which, size_t* erased) override;
   Status iterate(const IterateOptions& opts, const IterateFn& fn) override;
+  /// Reads the index's slots near begin's home (it is kept in tag order): cost by the page.
+  Status page(Id begin, Id end, size_t max, Page* out) override;
   /// Walks the index's slots: the cursor is a slot number.
   Status scrub(uint64_t* cursor, size_t max, ScrubStep* out) override;
   Status sync() override;

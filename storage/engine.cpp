@@ -1,5 +1,8 @@
 #include "storage/engine.hpp"
 
+#include <algorithm>
+#include <queue>
+
 namespace apsis::storage {
 
 bool SyncPolicy::parse(const std::string& text, SyncPolicy* out, std::string* error) {
@@ -49,6 +52,45 @@ Status Engine::scrub(uint64_t* cursor, size_t max, ScrubStep* out) {
     APSIS_TRY(iterate(io, [&](const Record&) { return ++out->checked, true; }));
     *cursor = (s + 1) % slices;
   } while (*cursor != 0 && out->checked < max);
+  return Status::ok();
+}
+
+// The max + 1 smallest ids in range, kept in a max-heap while iterate() visits them: the
+// extra one says whether there are more, and where the next page starts.
+Status Engine::page(Id begin, Id end, size_t max, Page* out) {
+  out->records.clear();
+  out->more = false;
+  max = std::max<size_t>(max, 1);
+  std::priority_queue<Id> smallest;
+  IterateOptions io;
+  io.begin = begin;
+  io.end = end;
+  io.with_payload = false;
+  const bool ordered = iterates_in_order();
+  APSIS_TRY(iterate(io, [&](const Record& r) {
+    if (smallest.size() <= max) {
+      smallest.push(r.id);
+    } else if (r.id < smallest.top()) {
+      smallest.pop();
+      smallest.push(r.id);
+    }
+    return !(ordered && smallest.size() > max);
+  }));
+  std::vector<Id> ids;
+  for (; !smallest.empty(); smallest.pop()) ids.push_back(smallest.top());
+  std::reverse(ids.begin(), ids.end());
+  if (ids.size() > max) {
+    out->more = true;
+    out->next = ids.back();
+    ids.pop_back();
+  }
+  for (const Id& id : ids) {
+    RecordMeta m;
+    Status s = lookup(id, &m);
+    if (s.is_not_found() || s.is_corruption()) continue;  // erased meanwhile; scrub's job
+    APSIS_TRY(s);
+    out->records.push_back(std::move(m));
+  }
   return Status::ok();
 }
 

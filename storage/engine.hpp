@@ -71,6 +71,13 @@ inline bool matches(const IterateOptions& opts, const Id& id, const Version& v, 
 /// Called once per matching record (blob: at least once); return false to stop early.
 using IterateFn = std::function<bool(const Record&)>;
 
+/// One page of a listing (Engine::page).
+struct Page {
+  std::vector<RecordMeta> records;  ///< in id order; tombstones and expired records too
+  bool more = false;                ///< records may follow the last one in the range
+  Id next;                          ///< with more: where the next page starts (inclusive)
+};
+
 struct EngineStats {
   uint64_t keys = 0;         ///< ids held, tombstones included
   uint64_t disk_bytes = 0;   ///< bytes in the engine's files
@@ -119,6 +126,12 @@ class Engine {
   /// Streams matching records with bounded memory; records written meanwhile may or may not
   /// be seen.
   virtual Status iterate(const IterateOptions& opts, const IterateFn& fn) = 0;
+  /// A listing's page (begin and end by value: out->next may be the caller's begin): the metadata
+  /// of the about `max` (>= 1) records with the smallest ids in [begin, end], in id order, with
+  /// memory bounded by max. Paging on from out->next visits every record stored throughout exactly
+  /// once; records written meanwhile may or may not be seen. The default selects with iterate() and
+  /// reads each one's metadata.
+  virtual Status page(Id begin, Id end, size_t max, Page* out);
   /// Scrub: reads about `max` stored records (tombstones too) from *cursor on, in the
   /// engine's own order, and verifies each one's checksum. *cursor moves on and is 0 again
   /// once every record was visited (start at 0); records written meanwhile may or may not be
@@ -129,6 +142,10 @@ class Engine {
   /// Reclaims space now; a no-op for engines that need none.
   virtual Status compact() { return Status::ok(); }
   virtual EngineStats stats() = 0;
+
+ protected:
+  /// Whether iterate() visits ids in increasing order (page() then stops early).
+  virtual bool iterates_in_order() const { return false; }
 };
 
 /// Opens (creating if missing) the engine named by opts.kind in opts.dir. A directory that

@@ -19,6 +19,12 @@ struct Id {
     for (int i = 0; i < 8; ++i) v = (v << 8) | bytes[i];
     return v;
   }
+  /// The first id whose prefix() is p: p's bytes, then zeros.
+  static Id at_prefix(uint64_t p) {
+    Id id;
+    for (int i = 7; i >= 0; --i, p >>= 8) id.bytes[size_t(i)] = uint8_t(p);
+    return id;
+  }
   std::string hex() const;
   /// Parses 128 hex digits; false on anything else.
   static bool from_hex(std::string_view hex, Id* out);

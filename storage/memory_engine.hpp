@@ -17,6 +17,7 @@ class MemoryEngine final : public Engine {
   Status lookup(const Id& id, RecordMeta* out) override;
   Status erase(const std::vector<std::pair<Id, Version>>& which, size_t* erased) override;
   Status iterate(const IterateOptions& opts, const IterateFn& fn) override;
+  bool iterates_in_order() const override { return true; }
   Status sync() override { return Status::ok(); }
   EngineStats stats() override;
 

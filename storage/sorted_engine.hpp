@@ -27,6 +27,7 @@ class SortedEngine final : public Engine {
   Status lookup(const Id& id, RecordMeta* out) override;
   Status erase(const std::vector<std::pair<Id, Version>>& which, size_t* erased) override;
   Status iterate(const IterateOptions& opts, const IterateFn& fn) override;
+  bool iterates_in_order() const override { return true; }
   Status sync() override;
   Status compact() override;
   EngineStats stats() override;

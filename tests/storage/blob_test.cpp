@@ -2,8 +2,10 @@
 // failure, and the RAM the index costs per key.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <random>
 
 #include "storage/blob_engine.hpp"
 #include "storage/record_codec.hpp"
@@ -172,6 +174,51 @@ TEST_F(BlobTest, TheIndexCostsFewerThan64BytesPerKey) {
   ASSERT_EQ(s.keys, 200000u);
   // 16-byte slots at a load between 3/8 and 3/4: 21 to 43 bytes per key.
   EXPECT_LE(double(s.index_bytes) / double(s.keys), 43.0);
+}
+
+// smallest() against a sort of every slot: random tags, and crowded ones (long probe runs,
+// runs that wrap past the table's end), from many starting points.
+TEST(BlobIndexTest, SmallestFindsTheSmallestTagsFromAnyPoint) {
+  std::mt19937_64 rng(7);
+  for (int crowd : {0, 1}) {
+    BlobIndex index(16);
+    std::vector<uint64_t> tags;
+    for (int i = 0; i < 3000; ++i) {
+      uint64_t t = rng();
+      if (crowd) t = (t & 0xff) | (i % 2 ? ~0ull << 60 : 0ull);  // two crowds: top and bottom
+      tags.push_back(t);
+      index.insert(t, BlobIndex::make_loc(1, uint64_t(i) + 1));
+    }
+    std::sort(tags.begin(), tags.end());
+    for (int q = 0; q < 200; ++q) {
+      uint64_t from = q == 0 ? 0 : tags[rng() % tags.size()] - (rng() % 2);
+      size_t max = 1 + rng() % 40;
+      auto got = index.smallest(from, UINT64_MAX, max);
+      auto first = std::lower_bound(tags.begin(), tags.end(), from);
+      std::vector<uint64_t> want(first, first + std::min<size_t>(max + 1, tags.end() - first));
+      std::vector<uint64_t> got_tags;
+      for (const auto& s : got) got_tags.push_back(s.tag);
+      ASSERT_EQ(got_tags, want) << "from " << from << " max " << max << " crowd " << crowd;
+    }
+  }
+}
+
+// A snapshot from before top-bit homes: its slots are placed again, and every key is found.
+TEST(BlobIndexTest, AdoptsSlotsPlacedTheOldWay) {
+  std::vector<BlobIndex::Slot> old(64, BlobIndex::Slot{0, 0});
+  for (uint64_t i = 1; i <= 40; ++i) {
+    uint64_t tag = i * 0x9e3779b97f4a7c15ull;
+    size_t at = tag & 63;
+    while (old[at].loc) at = (at + 1) & 63;
+    old[at] = {tag, BlobIndex::make_loc(1, i)};
+  }
+  BlobIndex index;
+  ASSERT_TRUE(index.adopt(old, false));
+  EXPECT_EQ(index.size(), 40u);
+  for (uint64_t i = 1; i <= 40; ++i) {
+    uint64_t tag = i * 0x9e3779b97f4a7c15ull;
+    EXPECT_EQ(index.first_with_tag(tag), BlobIndex::make_loc(1, i));
+  }
 }
 
 }  // namespace
