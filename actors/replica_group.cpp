@@ -1,6 +1,7 @@
 #include "actors/replica_group.hpp"
 
 #include "actors/shard.hpp"
+#include "messages/listing.hpp"
 
 #include <algorithm>
 #include <map>
@@ -15,7 +16,7 @@ using deliver_fn = std::function<void(result_batch&&)>;
 /// Sends a read repair: the newest version of a key, to a replica that holds an older one.
 using repair_fn = std::function<void(const replica_entry& to, kv_op write)>;
 
-bool is_write(op_kind k) { return k != op_kind::get && k != op_kind::lookup; }
+bool is_write(op_kind k) { return k != op_kind::get && k != op_kind::lookup && k != op_kind::list; }
 
 // ---- Results: what the replicas answered, merged per operation; read repair. ----
 
@@ -158,6 +159,7 @@ struct pending_batch {
           r.version = one.version;
           r.json_size = one.json_size;
           r.data_size = one.data_size;
+          r.listed = std::move(one.listed);
         }
         r.existed = r.existed || one.existed;
       }
@@ -231,8 +233,10 @@ std::vector<uint32_t> session_groups(const replica_group_config& cfg) {
   return out;
 }
 
-/// A read's policy: its own, else the node's.
+/// A read's policy: its own, else the node's. A listing's page comes from one replica of its
+/// range (another, if that one fails).
 success_policy read_policy_of(const replica_group_config& cfg, const kv_op& op) {
+  if (op.kind == op_kind::list) return success_policy::one;
   return op.read >= 1 && op.read <= 3 ? success_policy(op.read - 1) : cfg.read_policy;
 }
 
@@ -307,6 +311,14 @@ void choose_read_groups(const replica_group_config& cfg, const std::vector<size_
   }
 }
 
+/// A listing's page ends where its owner's stretch of the ring does.
+void end_list_at(kv_op& op, const storage::Id& end) {
+  list_request q;
+  if (!list_request::decode(op.data, &q)) return;  // the shard says it is invalid
+  q.end = std::min(q.end, end);
+  op.data = q.encode();
+}
+
 /// One request per (route, shard) that has work, group by group; a remote backend gets one
 /// request for all its operations. An operation moves into the last request that takes it.
 void build_requests(const replica_group_config& cfg, op_batch& ops,
@@ -346,6 +358,8 @@ void build_requests(const replica_group_config& cfg, op_batch& ops,
       shard_request& req = request_for(owner[i * groups + g], ops[i].id);
       req.ops.push_back(last_group[i] == g ? std::move(ops[i]) : ops[i]);
       req.idx.push_back(i);
+      if (req.ops.back().kind == op_kind::list && !cfg.rings.empty())
+        end_list_at(req.ops.back(), cfg.rings[g].second.range_end(req.ops.back().id));
     }
   }
 }

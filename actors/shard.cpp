@@ -1,5 +1,9 @@
 #include "actors/shard.hpp"
 
+#include <algorithm>
+
+#include "messages/listing.hpp"
+
 namespace apsis {
 
 namespace {
@@ -268,11 +272,80 @@ class BatchApply {
   std::unordered_map<storage::Id, int, storage::IdHash> named_;
 };
 
+/// A listing's page (op_kind::list): the keys of the operation's namespace among the records
+/// the engine pages from op.id to the request's end, filtered as it asks. The result says
+/// where the next page starts (record.id) and whether there is one (existed).
+op_result list_page(storage::Engine& engine, const kv_op& op) {
+  op_result r;
+  list_request q;
+  if (!list_request::decode(op.data, &q)) {
+    r.status = op_status::invalid;
+    r.message = "malformed listing request";
+    return r;
+  }
+  storage::Page page;
+  const uint32_t count = std::clamp<uint32_t>(q.count, 1, list_count_max);
+  if (auto s = engine.page(op.id, q.end, count, &page); !s) {
+    r.status = from_storage(s);
+    r.message = s.to_string();
+    return r;
+  }
+  r.status = op_status::ok;
+  r.existed = page.more;
+  r.record.id = page.next;
+  const uint64_t now = storage::now_ms();
+  size_t bytes = 0;
+  for (auto& m : page.records) {
+    if (bytes > list_payload_budget) {  // the rest of this page waits for the next one
+      r.existed = true;
+      r.record.id = m.id;
+      return r;
+    }
+    if (!q.tombstones && (m.tombstone || m.expired(now))) continue;
+    if (m.version < q.since || storage::make_id(op.key, m.key) != m.id) continue;
+    if (!q.match.empty() && !glob_match(q.match, m.key)) continue;
+    listed_record& e = r.listed.emplace_back();
+    if (q.payload && !m.tombstone) {
+      storage::Record rec;
+      if (!engine.get(m.id, &rec)) {  // removed or expired since the page was read
+        r.listed.pop_back();
+        continue;
+      }
+      e.json = std::move(rec.json);
+      e.data = std::move(rec.data);
+      bytes += e.json.size() + e.data.size();
+    }
+    e.meta = std::move(m);
+  }
+  // The page reached its end: the next one starts after it, unless that was the last id.
+  if (!page.more) r.existed = next_id(q.end, &r.record.id);
+  return r;
+}
+
 }  // namespace
 
 result_batch ShardCore::apply(op_batch& ops) {
+  const bool lists =
+      std::any_of(ops.begin(), ops.end(), [](const kv_op& o) { return o.kind == op_kind::list; });
+  if (!lists) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return BatchApply(*engine_, *clock_, fences_, ops).run();
+  }
+  // Pages change nothing: they read the engine without the lock, the rest runs as usual.
+  result_batch out(ops.size());
+  op_batch rest;
+  std::vector<size_t> at;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    if (ops[i].kind == op_kind::list)
+      out[i] = list_page(*engine_, ops[i]);
+    else
+      rest.push_back(std::move(ops[i])), at.push_back(i);
+  }
+  if (rest.empty()) return out;
   std::lock_guard<std::mutex> lock(mu_);
-  return BatchApply(*engine_, *clock_, fences_, ops).run();
+  result_batch got = BatchApply(*engine_, *clock_, fences_, rest).run();
+  for (size_t k = 0; k < at.size(); ++k) out[at[k]] = std::move(got[k]);
+  return out;
 }
 
 shard_actor::behavior_type shard(shard_actor::stateful_pointer<shard_state> self,

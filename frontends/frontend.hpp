@@ -44,6 +44,9 @@ struct Batch {
   std::chrono::steady_clock::time_point start;  ///< when its requests were read
   int waiting = 0;    ///< answers still to come (the coordinator's, and any others)
   bool quit = false;  ///< close the connection once these replies are written
+  /// It ends with a command of several rounds (frontends/rounds.hpp): the requests after it
+  /// are parsed only once it is answered, so that they run after it, in request order.
+  bool barrier = false;
 };
 
 template <class Protocol>
@@ -89,6 +92,7 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
   }
 
   Protocol& protocol() { return proto_; }
+  const Coordinator& coordinator() const { return server_->coordinator; }
   tcp::socket::executor_type executor() { return sock_.get_executor(); }
 
  private:
@@ -97,7 +101,7 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
   static constexpr size_t max_out = 64u << 20;
 
   void read() {
-    if (reading_ || closed_ || stop_reading_) return;
+    if (reading_ || closed_ || stop_reading_ || (held_ && !in_.empty())) return;
     if (pending_.size() >= max_pending || out_.size() >= max_out) return;  // flush() resumes
     reading_ = true;
     sock_.async_read_some(asio::buffer(buf_), [self = this->shared_from_this()](auto ec, size_t n) {
@@ -124,12 +128,14 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
     read();
   }
 
-  /// Parses what has arrived into one batch and submits it.
+  /// Parses what has arrived into one batch and submits it (unless a barrier is in flight).
   void parse() {
+    if (held_ || closed_) return;
     auto batch = std::make_shared<BatchT>();
     size_t pos = 0;
     if (!proto_.parse(in_, &pos, *batch, *this)) stop_reading_ = true;
     in_.erase(0, pos);
+    held_ = batch->barrier;
     if (!batch->plans.empty()) submit(batch);
   }
 
@@ -160,11 +166,23 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
       count(*pending_.front());
       proto_.format(*pending_.front(), out_);
       quit_ = quit_ || pending_.front()->quit;
+      if (pending_.front()->barrier) release();
       pending_.pop_front();
     }
     if (pending_.empty()) busy_.store(false, std::memory_order_relaxed);
     schedule_write();
     read();
+  }
+
+  /// A barrier was answered: what arrived behind it is parsed next, from a posted handler
+  /// (a pipeline of such commands on the direct path would otherwise nest a call each).
+  void release() {
+    held_ = false;
+    if (in_.empty()) return;
+    asio::post(sock_.get_executor(), [self = this->shared_from_this()] {
+      self->parse();
+      self->read();
+    });
   }
 
   void count(const BatchT& b) {
@@ -215,7 +233,7 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
   std::string in_, out_, wbuf_;
   std::deque<BatchPtr> pending_;
   bool reading_ = false, writing_ = false, write_posted_ = false, closed_ = false,
-       stop_reading_ = false, quit_ = false;
+       stop_reading_ = false, quit_ = false, held_ = false;
   // For the idle sweep, which runs on another thread.
   std::atomic<std::chrono::steady_clock::rep> last_read_{0};
   std::atomic<bool> busy_{false};  ///< requests in flight

@@ -16,6 +16,7 @@
 #include "frontends/listener.hpp"
 #include "frontends/rest.hpp"
 #include "frontends/rmw.hpp"
+#include "frontends/rounds.hpp"
 
 namespace apsis {
 
@@ -216,7 +217,25 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
       case Kind::ns_create:
       case Kind::ns_drop:
         return patch();
+      case Kind::list_keys:
+        return list_keys();
     }
+  }
+
+  /// A page of keys: as many pages as it takes to gather `limit` keys (at most 64, so that
+  /// a sparse namespace answers soon, with a cursor to go on from).
+  void list_keys() {
+    auto l = std::make_shared<frontend::Lister>();
+    l->ns = call_.ns;
+    l->q = call_.list;
+    l->at = call_.list_from;
+    l->want = call_.list_limit;
+    l->pages = 64;
+    auto self = shared_from_this();
+    frontend::list(srv_->coordinator, executor(), l, [self, l] {
+      rest::ListPage page{std::move(l->records), l->cursor(), l->failed, l->message};
+      self->send(self->req_, rest::list_response(self->call_, self->req_, page));
+    });
   }
 
   /// Runs a batch on the direct path (this thread), or through the coordinator actor.

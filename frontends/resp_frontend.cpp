@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <limits>
+#include <map>
 #include <unordered_map>
 
 #include "frontends/frontend.hpp"
+#include "frontends/rounds.hpp"
 #include "messages/value_change.hpp"
 
 namespace apsis {
@@ -33,12 +35,19 @@ enum class Cmd {
   change  ///< INCR and the rest (`from` holds the value_change kind)
 };
 
-/// How to answer one command: a ready reply, or a format over ops [first, first+count).
+/// A command of several rounds (frontends/rounds.hpp): started once its batch is submitted,
+/// it calls `answer` once with its reply.
+using Job = std::function<void(const Coordinator& c, frontend::asio::any_io_executor ex,
+                               std::function<void(std::string reply)> answer)>;
+
+/// How to answer one command: a ready reply (or a job's, once it has run), or a format over
+/// ops [first, first+count).
 struct Plan {
   Cmd cmd = Cmd::reply;
   size_t first = 0, count = 0;
   std::string reply;
   int64_t from = 0, to = 0;  ///< GETRANGE's offsets
+  Job job;
 };
 using Pending = frontend::Batch<Plan>;
 
@@ -246,12 +255,24 @@ class RespProtocol {
         return false;
       }
       if (!args.empty()) plan(args, b);
+      if (b.barrier) return true;  // what follows runs once the job is done
     }
     return false;  // QUIT
   }
 
   void format(const Pending& b, std::string& out) { apsis::format(b, out); }
-  void submitted(const std::shared_ptr<Pending>&, Conn&) {}
+
+  /// Starts the batch's job, if it has one (a job ends its batch: see Batch::barrier).
+  void submitted(const std::shared_ptr<Pending>& b, Conn& c) {
+    if (!b->barrier) return;
+    const size_t i = b->plans.size() - 1;
+    ++b->waiting;
+    b->plans[i].job(c.coordinator(), c.executor(),
+                    [b, i, weak = c.weak_from_this()](std::string reply) {
+                      b->plans[i].reply = std::move(reply);
+                      if (auto conn = weak.lock()) conn->arrived(*b);
+                    });
+  }
   void closed() {}
 
  private:
@@ -302,6 +323,13 @@ class RespProtocol {
         {"INCRBYFLOAT", {3, 3, &RespProtocol::plan_change}},
         {"APPEND", {3, 3, &RespProtocol::plan_change}},
         {"SETRANGE", {4, 4, &RespProtocol::plan_change}},
+        {"SCAN", {2, 8, &RespProtocol::scan}},
+        {"KEYS", {2, 2, &RespProtocol::keys}},
+        {"DBSIZE", {1, 1, &RespProtocol::dbsize}},
+        {"FLUSHDB", {1, 2, &RespProtocol::flushdb}},
+        {"RENAME", {3, 3, &RespProtocol::rename}},
+        {"RENAMENX", {3, 3, &RespProtocol::rename}},
+        {"MSETNX", {3, 0, &RespProtocol::msetnx}},
     };
     const std::string name = upper(a[0]);
     auto it = commands.find(name);
@@ -559,6 +587,233 @@ class RespProtocol {
     const uint8_t kind = c.kind;
     keyed(b, Cmd::change, {std::move(o)});
     b.plans.back().from = kind;
+  }
+
+  // ---- Commands of several rounds: they run as jobs (frontends/rounds.hpp). ----
+
+  void job(Pending& b, Job j) {
+    Plan p;
+    p.job = std::move(j);
+    b.plans.push_back(std::move(p));
+    b.barrier = true;
+  }
+
+  /// A listing of the connection's namespace; `answer` makes the reply from it once done.
+  void listing(Pending& b, std::shared_ptr<frontend::Lister> l,
+               std::function<std::string(const frontend::Lister&)> answer) {
+    l->ns = ns_;
+    job(b, [l, answer](const Coordinator& c, frontend::asio::any_io_executor ex, auto reply) {
+      frontend::list(c, ex, l, [l, answer, reply] {
+        if (l->failed == op_status::ok) return reply(answer(*l));
+        std::string s;
+        resp::error(s, "ERR " + std::string(to_string(l->failed)) + ": " + l->message);
+        reply(s);
+      });
+    });
+  }
+
+  static std::string key_array(const frontend::Lister& l) {
+    std::string s;
+    resp::array(s, l.records.size());
+    for (const auto& e : l.records) resp::bulk(s, e.meta.key);
+    return s;
+  }
+
+  /// SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]: a page or a few (about COUNT keys
+  /// examined each), and the cursor to go on from. Every key is a string: another TYPE
+  /// matches none.
+  void scan(const std::string&, Args& a, Pending& b) {
+    auto l = std::make_shared<frontend::Lister>();
+    std::string why;
+    if (!parse_cursor(a[1], &l->at, &why)) return reply_error(b, "ERR " + why);
+    bool other_type = false;
+    for (size_t i = 2; i < a.size(); i += 2) {
+      const std::string opt = upper(a[i]);
+      if (i + 1 >= a.size()) return reply_error(b, "ERR syntax error");
+      int64_t n = 0;
+      if (opt == "MATCH") {
+        l->q.match = a[i + 1];
+      } else if (opt == "COUNT") {
+        if (!parse_int(a[i + 1], &n))
+          return reply_error(b, "ERR value is not an integer or out of range");
+        if (n < 1) return reply_error(b, "ERR syntax error");
+        l->q.count = uint32_t(std::min<int64_t>(n, list_count_max));
+      } else if (opt == "TYPE") {
+        other_type = upper(a[i + 1]) != "STRING";
+      } else {
+        return reply_error(b, "ERR syntax error");
+      }
+    }
+    if (l->q.match == "*") l->q.match.clear();
+    if (other_type) {
+      std::string s;
+      resp::array(s, 2);
+      resp::bulk(s, "0");
+      resp::array(s, 0);
+      return reply(b, std::move(s));
+    }
+    l->want = l->q.count;
+    l->pages = 8;  // a few pages of a crowded keyspace when this namespace's keys are sparse
+    listing(b, l, [](const frontend::Lister& l) {
+      std::string s;
+      resp::array(s, 2);
+      resp::bulk(s, l.cursor());
+      return s + key_array(l);
+    });
+  }
+
+  /// KEYS pattern: every matching key, gathered page by page (as in Redis, the reply holds
+  /// them all: SCAN is the bounded way).
+  void keys(const std::string&, Args& a, Pending& b) {
+    auto l = std::make_shared<frontend::Lister>();
+    l->q.count = 1000;
+    l->q.match = a[1] == "*" ? std::string() : a[1];
+    listing(b, l, key_array);
+  }
+
+  /// DBSIZE: the namespace's live keys, counted page by page.
+  void dbsize(const std::string&, Args&, Pending& b) {
+    auto l = std::make_shared<frontend::Lister>();
+    l->q.count = 1000;
+    l->keep = false;
+    listing(b, l, [](const frontend::Lister& l) {
+      std::string s;
+      resp::integer(s, int64_t(l.counted));
+      return s;
+    });
+  }
+
+  /// FLUSHDB [ASYNC | SYNC]: deletes the namespace's keys page by page (each delete a
+  /// tombstone that replicates as any other); answers once every page is done.
+  void flushdb(const std::string&, Args& a, Pending& b) {
+    if (a.size() == 2 && upper(a[1]) != "ASYNC" && upper(a[1]) != "SYNC")
+      return reply_error(b, "ERR syntax error");
+    auto l = std::make_shared<frontend::Lister>();
+    l->ns = ns_;
+    l->q.count = 1000;
+    job(b, [l](const Coordinator& c, frontend::asio::any_io_executor ex, auto reply) {
+      struct State {
+        bool asked = false;  ///< the last round ended with a page
+        std::string failed;  ///< the first error
+      };
+      auto st = std::make_shared<State>();
+      frontend::rounds(c, ex, [l, st, reply](result_batch* got, op_batch* ops) {
+        // A round: the deletes of the page before, then the next page.
+        for (size_t k = 0; got && k < got->size(); ++k) {
+          op_result& r = (*got)[k];
+          if (st->asked && k + 1 == got->size()) {
+            l->take(r);
+          } else if (r.status != op_status::ok && r.status != op_status::not_found &&
+                     st->failed.empty()) {
+            st->failed = failure(r);
+          }
+        }
+        if (l->failed != op_status::ok && st->failed.empty())
+          st->failed = "ERR " + std::string(to_string(l->failed)) + ": " + l->message;
+        if (st->failed.empty()) {
+          for (auto& e : l->records) {
+            kv_op& o = ops->emplace_back();
+            o.kind = op_kind::remove;
+            o.id = e.meta.id;
+            o.key = std::move(e.meta.key);
+          }
+          l->records.clear();
+          const size_t before = ops->size();
+          l->ask(ops);
+          st->asked = ops->size() > before;
+        }
+        if (!ops->empty()) return;
+        std::string s;
+        st->failed.empty() ? resp::simple(s, "OK") : resp::error(s, st->failed);
+        reply(s);
+      });
+    });
+  }
+
+  /// RENAME and RENAMENX: read the source, write its record under the new name (NX: only
+  /// where that name is free), then delete the source if it is still the version read. Three
+  /// rounds, not one atomic step: a write to the source meanwhile keeps the source (and the
+  /// copy stays); docs/resp.md says what a cluster guarantees.
+  void rename(const std::string& name, Args& a, Pending& b) {
+    const bool nx = name == "RENAMENX";
+    kv_op read = key_op(op_kind::get, a[1]);
+    kv_op put = key_op(op_kind::put, a[2]);
+    kv_op del = key_op(op_kind::remove, a[1]);
+    if (nx) put.cond = op_cond::if_absent;
+    const bool same = a[1] == a[2];
+    job(b, [=](const Coordinator& c, frontend::asio::any_io_executor ex, auto reply) {
+      auto step = std::make_shared<int>(0);
+      frontend::rounds(c, ex, [=](result_batch* got, op_batch* ops) mutable {
+        std::string s;
+        const int at = (*step)++;
+        op_result* r = got && !got->empty() ? &got->front() : nullptr;
+        if (at == 0) return ops->push_back(read);
+        // The source's delete (at 3) fails its condition when the source changed meanwhile:
+        // the newer source stays, and the copy was made all the same.
+        const bool fine = r->status == op_status::ok ||
+                          (at == 2 && nx && r->status == op_status::condition_failed) ||
+                          (at == 3 && (r->status == op_status::condition_failed ||
+                                       r->status == op_status::not_found));
+        if (!fine) {
+          at == 1 && r->status == op_status::not_found ? resp::error(s, "ERR no such key")
+                                                       : resp::error(s, failure(*r));
+          return reply(s);
+        }
+        if (at == 1 && same) {
+          nx ? resp::integer(s, 0) : resp::simple(s, "OK");
+          return reply(s);
+        }
+        if (at == 1) {
+          put.json = r->record.json, put.data = r->record.data;
+          put.user_flags = r->record.user_flags, put.expiry_ms = r->record.expiry_ms;
+          del.cond = op_cond::if_version, del.expected = r->record.version;
+          return ops->push_back(std::move(put));
+        }
+        if (at == 2 && r->status == op_status::condition_failed) {
+          resp::integer(s, 0);  // RENAMENX: the new name is taken
+          return reply(s);
+        }
+        if (at == 2) return ops->push_back(std::move(del));
+        nx ? resp::integer(s, 1) : resp::simple(s, "OK");
+        reply(s);
+      });
+    });
+  }
+
+  /// MSETNX key value [key value ...]: 1 when every key was free and is now set, else 0.
+  /// Two rounds: the lookups, then puts that each require their key to be free. Not atomic
+  /// across keys: a writer between the rounds can take one key (the answer is then 0, and
+  /// the keys that were still free are set); docs/resp.md says so.
+  void msetnx(const std::string&, Args& a, Pending& b) {
+    if (a.size() % 2 == 0)
+      return reply_error(b, "ERR wrong number of arguments for '" + a[0] + "' command");
+    std::map<std::string, std::string> last;  // a key named twice takes its last value
+    for (size_t i = 1; i + 1 < a.size(); i += 2) last[a[i]] = std::move(a[i + 1]);
+    op_batch lookups, puts;
+    for (auto& [key, value] : last) {
+      lookups.push_back(key_op(op_kind::lookup, key));
+      puts.push_back(key_op(op_kind::put, key));
+      puts.back().data = std::move(value);
+      puts.back().cond = op_cond::if_absent;
+    }
+    job(b, [lookups, puts](const Coordinator& c, frontend::asio::any_io_executor ex, auto reply) {
+      auto step = std::make_shared<int>(0);
+      frontend::rounds(c, ex, [=](result_batch* got, op_batch* ops) mutable {
+        const int at = (*step)++;
+        if (at == 0) return void(*ops = std::move(lookups));
+        std::string s;
+        bool all = true;
+        for (const auto& r : *got) {
+          if (r.status != op_status::ok && r.status != op_status::not_found &&
+              r.status != op_status::condition_failed)
+            return resp::error(s, failure(r)), reply(s);
+          all = all && r.status == (at == 1 ? op_status::not_found : op_status::ok);
+        }
+        if (at == 1 && all) return void(*ops = std::move(puts));
+        resp::integer(s, all);
+        reply(s);
+      });
+    });
   }
 
   void info(const std::string&, Args& a, Pending& b) {

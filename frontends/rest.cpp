@@ -365,6 +365,7 @@ class Router {
       return fail(http::status::bad_request, why);
     if (rest == "bulk/get" || rest == "bulk/put") return bulk(rest == "bulk/get");
     if (starts(rest, "locks/")) return lock(rest.substr(6));
+    if (rest == "keys" || rest == "keys/") return list_keys();
     if (!starts(rest, "keys/"))
       return fail(http::status::not_found, "no route " + std::string(req_.target()));
     return key(rest.substr(5));
@@ -481,6 +482,42 @@ class Router {
     }
     query_.erase("lease_ms");
     query_.erase("token");
+    return no_query();
+  }
+
+  /// /v1/ns/{ns}/keys?prefix=&match=&cursor=&limit=&long=: a page of the namespace's keys.
+  bool list_keys() {
+    if (!only({http::verb::get})) return false;
+    call_->kind = Kind::list_keys;
+    std::string why;
+    auto take = [&](const char* name) {
+      auto it = query_.find(name);
+      if (it == query_.end()) return std::string();
+      std::string v = std::move(it->second);
+      query_.erase(it);
+      return v;
+    };
+    const std::string prefix = take("prefix"), match = take("match"), cursor = take("cursor"),
+                      limit = take("limit"), long_form = take("long");
+    if (!prefix.empty() && !match.empty())
+      return fail(http::status::bad_request, "give prefix or match, not both");
+    for (char c : prefix) {  // a prefix as a glob: its own characters, then anything
+      if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') call_->list.match += '\\';
+      call_->list.match += c;
+    }
+    if (!prefix.empty()) call_->list.match += '*';
+    if (!match.empty()) call_->list.match = match;
+    if (!parse_cursor(cursor.empty() ? "0" : cursor, &call_->list_from, &why))
+      return fail(http::status::bad_request, why);
+    uint64_t n = 100;
+    if (!limit.empty() && (!parse_u64(limit, &n) || n == 0 || n > max_list_limit))
+      return fail(http::status::bad_request, "limit must be 1.." + std::to_string(max_list_limit));
+    call_->list_limit = n;
+    call_->list.count = uint32_t(std::max<uint64_t>(n, 100));
+    if (!long_form.empty() && long_form != "0" && long_form != "1" && long_form != "true" &&
+        long_form != "false")
+      return fail(http::status::bad_request, "long must be 1 or 0");
+    call_->list_long = long_form == "1" || long_form == "true";
     return no_query();
   }
 
@@ -620,6 +657,32 @@ Response with_range(const Request& req, const storage::Version& version, Respons
 }
 
 }  // namespace
+
+Response list_response(const Call& call, const Request& req, const ListPage& page) {
+  if (page.status != op_status::ok) {
+    op_result r;
+    r.status = page.status;
+    r.message = page.message;
+    return failure(req, r);
+  }
+  json keys = json::array();
+  for (const auto& e : page.records) {
+    const storage::RecordMeta& m = e.meta;
+    if (!call.list_long) {
+      keys.push_back(m.key);
+      continue;
+    }
+    json k{{"key", m.key},
+           {"version", version_text(m.version)},
+           {"json_size", m.json_size},
+           {"data_size", m.data_size},
+           {"flags", m.user_flags}};
+    if (m.expiry_ms) k["expiry_ms"] = m.expiry_ms;
+    keys.push_back(std::move(k));
+  }
+  return json_response(req, http::status::ok,
+                       json{{"keys", std::move(keys)}, {"cursor", page.cursor}});
+}
 
 Response key_response(const Call& call, const Request& req, op_result& r) {
   const kv_op& op = call.ops[0];

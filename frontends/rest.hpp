@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "messages/listing.hpp"
 #include "messages/types.hpp"
 #include "storage/record.hpp"
 
@@ -36,6 +37,7 @@ enum class Kind {
   readyz,
   stats,
   metrics,
+  list_keys,  ///< GET /v1/ns/{ns}/keys?prefix=&match=&cursor=&limit=&long=
 };
 
 /// What the reader wants back from a GET: the data part, the JSON part, or whichever is set.
@@ -55,7 +57,22 @@ struct Call {
   storage::Version patch_expected;
   uint32_t lease_ms = 0;  ///< lock
   uint64_t token = 0;     ///< unlock
+  // list_keys: what the pages filter, where the listing starts, how many keys it wants
+  list_request list;
+  storage::Id list_from;
+  size_t list_limit = 100;
+  bool list_long = false;  ///< each key with its version, sizes, expiry and flags
 };
+
+/// What a key listing gathered (frontends/rounds.hpp's Lister, as REST shows it).
+struct ListPage {
+  std::vector<listed_record> records;
+  std::string cursor;  ///< "0": the listing is complete
+  op_status status = op_status::ok;
+  std::string message;
+};
+/// The most keys one listing request may ask for.
+constexpr size_t max_list_limit = 10000;
 
 /// The namespace that holds the catalog of namespaces (not a valid name for users).
 inline const std::string system_ns = std::string("\0apsis", 6);
@@ -70,6 +87,8 @@ Response key_response(const Call& call, const Request& req, op_result& r);
 /// PATCH: from the read's result, the write to make (true), or the response to send (false).
 bool patch_step(const Call& call, const op_result& read, const Request& req, kv_op* write,
                 Response* done);
+/// The response to a key listing: {"keys": [...], "cursor": "..."} (cursor "0" at the end).
+Response list_response(const Call& call, const Request& req, const ListPage& page);
 /// The response to a bulk call: one entry per key, in request order.
 Response bulk_response(const Call& call, const Request& req, result_batch& rs);
 

@@ -1,5 +1,7 @@
 #include "messages/route.hpp"
 
+#include "messages/listing.hpp"
+
 #include <openssl/rand.h>
 
 #include <algorithm>
@@ -89,6 +91,16 @@ const ring::owner* ring::owner_of(const storage::Id& id) const {
   auto it = std::upper_bound(points_.begin(), points_.end(), id,
                              [](const storage::Id& v, const auto& p) { return v < p.first; });
   return it == points_.begin() ? &points_.back().second : &std::prev(it)->second;
+}
+
+storage::Id ring::range_end(const storage::Id& id) const {
+  const owner* o = owner_of(id);
+  auto it = std::upper_bound(points_.begin(), points_.end(), id,
+                             [](const storage::Id& v, const auto& p) { return v < p.first; });
+  while (it != points_.end() && o && it->second == *o) ++it;
+  storage::Id end = storage::Id::max();
+  if (it != points_.end()) previous_id(it->first, &end);
+  return end;
 }
 
 std::vector<ring::owner> ring::owners() const {

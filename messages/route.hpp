@@ -83,6 +83,9 @@ class ring {
   static std::map<uint32_t, ring> build(const route_table& t);
   /// The owner of an id: greatest point <= id, wrapping. Null for an empty ring.
   const owner* owner_of(const storage::Id& id) const;
+  /// The last id of the stretch that id's owner holds from id on: just before the next point
+  /// of another owner, or Id::max() at the ring's end (a listing goes on from min there).
+  storage::Id range_end(const storage::Id& id) const;
   /// Every distinct owner, in first-point order.
   std::vector<owner> owners() const;
   size_t size() const { return points_.size(); }

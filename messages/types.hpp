@@ -25,6 +25,9 @@ enum class op_kind : uint8_t {
   /// a new value from the stored one (`change`, its bytes in data): computed by one group's
   /// owner, whose record the coordinator then writes to the other groups
   change,
+  /// a page of a namespace's keys: from the id on, parameters in data (messages/listing.hpp),
+  /// the namespace in key; asks one replica, as a read under `one`
+  list,
 };
 
 /// When a put or remove may happen.
@@ -102,6 +105,12 @@ struct replica_entry {
   storage::Version version;  ///< the version stored (or found) there
 };
 
+/// op_kind::list: one record of a page (json and data only when the request asked for them).
+struct listed_record {
+  storage::RecordMeta meta;
+  std::string json, data;
+};
+
 /// The outcome of one operation: overall status after the success policy, the record (or
 /// its metadata) for reads, and one entry per replica asked.
 struct op_result {
@@ -112,6 +121,8 @@ struct op_result {
   storage::Record record;                 ///< get: the record; lookup: version, expiry, flags
   uint32_t json_size = 0, data_size = 0;  ///< lookup: sizes of the stored parts
   std::vector<replica_entry> replicas;
+  /// list: the page; record.id is where the next one starts, if `existed` says there is one.
+  std::vector<listed_record> listed;
 };
 
 /// How many of n replicas a policy needs.
@@ -159,7 +170,12 @@ typename Inspector::result_type inspect(Inspector& f, replica_entry& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, op_result& x) {
   return f(caf::meta::type_name("op_result"), x.status, x.message, x.version, x.existed, x.record,
-           x.json_size, x.data_size, x.replicas);
+           x.json_size, x.data_size, x.replicas, x.listed);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, listed_record& x) {
+  return f(caf::meta::type_name("listed_record"), x.meta, x.json, x.data);
 }
 
 template <class Inspector>
@@ -181,6 +197,12 @@ typename Inspector::result_type inspect(Inspector& f, Version& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, Id& x) {
   return f(caf::meta::type_name("id"), x.bytes);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, RecordMeta& x) {
+  return f(caf::meta::type_name("record_meta"), x.id, x.key, x.version, x.expiry_ms, x.user_flags,
+           x.tombstone, x.json_size, x.data_size);
 }
 
 template <class Inspector>
