@@ -296,7 +296,8 @@ op_result list_page(storage::Engine& engine, const kv_op& op) {
   const uint64_t now = storage::now_ms();
   size_t bytes = 0;
   for (auto& m : page.records) {
-    if (bytes > list_payload_budget) {  // the rest of this page waits for the next one
+    const size_t size = q.payload ? size_t(m.json_size) + m.data_size : 0;
+    if (bytes > 0 && bytes + size > list_payload_budget) {  // the rest waits for the next page
       r.existed = true;
       r.record.id = m.id;
       return r;

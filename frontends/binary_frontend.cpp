@@ -3,6 +3,7 @@
 #include "actors/session.hpp"
 #include "frontends/ask.hpp"
 #include "frontends/frontend.hpp"
+#include "frontends/rounds.hpp"
 #include "messages/frame.hpp"
 
 namespace apsis {
@@ -89,7 +90,7 @@ class BinaryProtocol {
       }
       if (f.k != wire::kind::request)
         return fail(b, wire::error_code::malformed, f.id, "expected a request frame");
-      if (f.op < wire::opcode::get || f.op > wire::opcode::replica)
+      if (f.op < wire::opcode::get || f.op > wire::opcode::list)
         return fail(b, wire::error_code::unknown_opcode, f.id,
                     "unknown opcode " + std::to_string(int(f.op)));
       if (f.flags &
@@ -117,7 +118,10 @@ class BinaryProtocol {
         b->plans[i].response = std::move(r);
         if (auto conn = weak.lock()) conn->arrived(*b);
       };
-      send(p, c.executor(), std::move(answered));
+      if (p.op == wire::opcode::list)
+        list(p.request, c.coordinator(), c.executor(), std::move(answered));
+      else
+        send(p, c.executor(), std::move(answered));
     }
   }
 
@@ -202,6 +206,33 @@ class BinaryProtocol {
     }
   }
 
+  /// A page of a namespace's keys from a cursor; with payloads (an export), one engine page
+  /// (a few MiB, or one large value) so that the response stays within a frame.
+  static void list(wire::Request& q, const Coordinator& c, boost::asio::any_io_executor ex,
+                   Reply reply) {
+    auto l = std::make_shared<frontend::Lister>();
+    std::string why;
+    if (!parse_cursor(q.cursor, &l->at, &why)) return reply(failed(op_status::invalid, why));
+    if (q.limit > list_limit_max)
+      return reply(
+          failed(op_status::invalid, "limit must be at most " + std::to_string(list_limit_max)));
+    l->ns = std::move(q.ns);
+    l->want = q.limit ? q.limit : 100;
+    l->pages = q.payload ? 1 : 64;
+    l->q.count = uint32_t(std::max<size_t>(l->want, 100));
+    l->q.match = std::move(q.match);
+    l->q.payload = q.payload;
+    l->q.tombstones = q.tombstones;
+    l->q.since = q.version;
+    frontend::list(c, std::move(ex), l, [l, reply] {
+      wire::Response r =
+          l->failed == op_status::ok ? wire::Response{} : failed(l->failed, l->message);
+      r.cursor = l->cursor();
+      r.listed = std::move(l->records);
+      reply(std::move(r));
+    });
+  }
+
   bool fail(Pending& b, wire::error_code code, uint64_t id, const std::string& why) {
     Plan p;
     p.ready = frame(wire::kind::error, wire::opcode::none, id, wire::encode_error(code, why));
@@ -223,6 +254,7 @@ class BinaryProtocol {
       case wire::opcode::stat:
       case wire::opcode::admin:
       case wire::opcode::replica:
+      case wire::opcode::list:
         p.async = true;
         p.request = std::move(q);
         break;

@@ -1,7 +1,5 @@
 #include "frontends/rest.hpp"
 
-#include <openssl/evp.h>
-
 #include <charconv>
 #include <map>
 
@@ -250,15 +248,7 @@ std::string etag(const storage::Version& v) { return "\"" + version_text(v) + "\
 bool parse_etag(std::string_view t, storage::Version* out) {
   if (t.size() >= 2 && t.substr(0, 2) == "W/") t.remove_prefix(2);  // weak: same version
   if (t.size() < 2 || t.front() != '"' || t.back() != '"') return false;
-  t = t.substr(1, t.size() - 2);  // ms.counter@node, as Version::to_string() writes it
-  size_t dot = t.find('.'), at = t.find('@');
-  uint64_t ms = 0, counter = 0;
-  if (dot == std::string_view::npos || at == std::string_view::npos || at < dot) return false;
-  if (!parse_u64(t.substr(0, dot), &ms) || !parse_u64(t.substr(dot + 1, at - dot - 1), &counter) ||
-      !parse_u64(t.substr(at + 1), &out->node) || ms >= (1ull << 48) || counter > 0xffff)
-    return false;
-  out->stamp = ms << 16 | counter;
-  return true;
+  return storage::Version::parse(t.substr(1, t.size() - 2), out);
 }
 
 bool percent_decode(std::string_view in, std::string* out) {
@@ -289,26 +279,6 @@ bool valid_ns(const std::string& ns) {
   for (char c : ns)
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '-')
       return false;
-  return true;
-}
-
-std::string base64(std::string_view in) {
-  std::string out(4 * ((in.size() + 2) / 3), '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()), int(in.size()));
-  out.resize(size_t(n));
-  return out;
-}
-
-bool unbase64(std::string_view in, std::string* out) {
-  if (in.size() % 4 != 0) return false;
-  out->assign(3 * (in.size() / 4), '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out->data()),
-                          reinterpret_cast<const unsigned char*>(in.data()), int(in.size()));
-  if (n < 0) return false;
-  size_t pad =
-      in.size() >= 1 && in.back() == '=' ? (in.size() >= 2 && in[in.size() - 2] == '=' ? 2 : 1) : 0;
-  out->resize(size_t(n) - pad);  // EVP_DecodeBlock counts the padding as bytes
   return true;
 }
 
@@ -501,17 +471,12 @@ class Router {
                       limit = take("limit"), long_form = take("long");
     if (!prefix.empty() && !match.empty())
       return fail(http::status::bad_request, "give prefix or match, not both");
-    for (char c : prefix) {  // a prefix as a glob: its own characters, then anything
-      if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') call_->list.match += '\\';
-      call_->list.match += c;
-    }
-    if (!prefix.empty()) call_->list.match += '*';
-    if (!match.empty()) call_->list.match = match;
+    call_->list.match = !prefix.empty() ? prefix_glob(prefix) : match;
     if (!parse_cursor(cursor.empty() ? "0" : cursor, &call_->list_from, &why))
       return fail(http::status::bad_request, why);
     uint64_t n = 100;
-    if (!limit.empty() && (!parse_u64(limit, &n) || n == 0 || n > max_list_limit))
-      return fail(http::status::bad_request, "limit must be 1.." + std::to_string(max_list_limit));
+    if (!limit.empty() && (!parse_u64(limit, &n) || n == 0 || n > list_limit_max))
+      return fail(http::status::bad_request, "limit must be 1.." + std::to_string(list_limit_max));
     call_->list_limit = n;
     call_->list.count = uint32_t(std::max<uint64_t>(n, 100));
     if (!long_form.empty() && long_form != "0" && long_form != "1" && long_form != "true" &&

@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "messages/base64.hpp"
 #include "messages/listing.hpp"
 #include "messages/types.hpp"
 #include "storage/record.hpp"
@@ -71,8 +72,6 @@ struct ListPage {
   op_status status = op_status::ok;
   std::string message;
 };
-/// The most keys one listing request may ask for.
-constexpr size_t max_list_limit = 10000;
 
 /// The namespace that holds the catalog of namespaces (not a valid name for users).
 inline const std::string system_ns = std::string("\0apsis", 6);
@@ -108,9 +107,5 @@ bool parse_etag(std::string_view text, storage::Version* out);
 bool percent_decode(std::string_view in, std::string* out);
 /// Namespaces users may name: 1-64 of [A-Za-z0-9_.-].
 bool valid_ns(const std::string& ns);
-
-/// Base64 (RFC 4648, with padding), for binary values inside JSON bodies.
-std::string base64(std::string_view in);
-bool unbase64(std::string_view in, std::string* out);
 
 }  // namespace apsis::rest

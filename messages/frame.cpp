@@ -96,7 +96,9 @@ struct Reader {
   }
 };
 
-bool has_key(opcode op) { return op != opcode::stat && op != opcode::ping && op != opcode::admin; }
+bool has_key(opcode op) {
+  return op != opcode::stat && op != opcode::ping && op != opcode::admin && op != opcode::list;
+}
 
 }  // namespace
 
@@ -194,6 +196,18 @@ bool decode_request(opcode op, std::string_view body, Request* out, std::string*
     case opcode::admin:
       out->data = r.str32();
       break;
+    case opcode::list: {
+      out->ns = r.str16();
+      out->cursor = r.str16();
+      out->limit = r.u32();
+      out->match = r.str16();
+      const uint8_t f = r.u8();
+      if (f & ~3u) return *err = "unknown list flags " + std::to_string(f), false;
+      out->payload = f & 1;
+      out->tombstones = f & 2;
+      out->version = r.version();
+      break;
+    }
     default:
       return *err = "unknown opcode " + std::to_string(int(op)), false;
   }
@@ -237,6 +251,13 @@ std::string encode_request(const Request& q) {
     w.u64(q.token);
   } else if (q.op == opcode::admin) {
     w.str32(q.data);
+  } else if (q.op == opcode::list) {
+    w.str16(q.ns);
+    w.str16(q.cursor);
+    w.u32(q.limit);
+    w.str16(q.match);
+    w.u8(uint8_t((q.payload ? 1 : 0) | (q.tombstones ? 2 : 0)));
+    w.version(q.version);
   }
   if (!q.groups.empty()) {
     const size_t n = std::min<size_t>(q.groups.size(), 255);
@@ -290,6 +311,21 @@ std::string encode_response(opcode op, const Response& r) {
     case opcode::admin:
       w.str32(r.data);
       break;
+    case opcode::list:
+      w.str16(r.cursor);
+      w.u32(uint32_t(r.listed.size()));
+      for (const auto& e : r.listed) {
+        w.str16(e.meta.key);
+        w.version(e.meta.version);
+        w.u64(e.meta.expiry_ms);
+        w.u32(e.meta.user_flags);
+        w.u8(e.meta.tombstone);
+        w.u32(e.meta.json_size);
+        w.u32(e.meta.data_size);
+        w.str32(e.json);
+        w.str32(e.data);
+      }
+      break;
     default:
       break;
   }
@@ -334,6 +370,25 @@ bool decode_response(opcode op, std::string_view body, Response* out, std::strin
     case opcode::admin:
       out->data = r.str32();
       break;
+    case opcode::list: {
+      out->cursor = r.str16();
+      const uint32_t n = r.u32();
+      out->listed.clear();
+      for (uint32_t i = 0; i < n && r.ok; ++i) {
+        listed_record e;
+        e.meta.key = r.str16();
+        e.meta.version = r.version();
+        e.meta.expiry_ms = r.u64();
+        e.meta.user_flags = r.u32();
+        e.meta.tombstone = r.u8() != 0;
+        e.meta.json_size = r.u32();
+        e.meta.data_size = r.u32();
+        e.json = r.str32();
+        e.data = r.str32();
+        out->listed.push_back(std::move(e));
+      }
+      break;
+    }
     default:
       break;
   }

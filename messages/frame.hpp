@@ -29,8 +29,9 @@ enum class opcode : uint8_t {
   unlock = 6,
   stat = 7,
   ping = 8,
-  admin = 9,    ///< an operator's command as JSON (`apsis recover`), answered with JSON
-  replica = 10  ///< a put or del for one backend, versioned by the client that coordinates
+  admin = 9,     ///< an operator's command as JSON (`apsis recover`), answered with JSON
+  replica = 10,  ///< a put or del for one backend, versioned by the client that coordinates
+  list = 11      ///< a page of a namespace's keys from a cursor (with payloads: an export)
 };
 /// Error frame codes: the connection closes after an error frame.
 enum class error_code : uint16_t {
@@ -83,6 +84,12 @@ struct Request {
   opcode inner = opcode::none;  ///< put or del
   uint32_t backend = 0;
   storage::Version version;
+  // list: from where, how many keys, which ones; `version` is its since (newer or equal)
+  std::string cursor = "0";
+  std::string match;        ///< a glob on keys; empty: every key
+  uint32_t limit = 0;       ///< keys wanted (0: 100)
+  bool payload = false;     ///< each key's json and data too
+  bool tombstones = false;  ///< deleted and expired keys too
 };
 /// The frame flags that carry a request's policy and latest.
 inline uint16_t request_flags(const Request& q) {
@@ -109,6 +116,8 @@ struct Response {
   uint32_t json_size = 0, data_size = 0;  ///< lookup
   uint64_t token = 0;                     ///< lock
   std::vector<replica_entry> replicas;
+  std::string cursor;                 ///< list: where the next page starts ("0": the end)
+  std::vector<listed_record> listed;  ///< list: the page
 };
 
 std::string encode_response(opcode op, const Response& r);
@@ -132,13 +141,14 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, Request& x) {
   return f(caf::meta::type_name("request"), x.op, x.ns, x.key, x.cond, x.expected, x.expiry_ms,
            x.user_flags, x.fence, x.json, x.data, x.lease_ms, x.token, x.policy, x.latest, x.read,
-           x.inner, x.backend, x.version);
+           x.inner, x.backend, x.version, x.cursor, x.match, x.limit, x.payload, x.tombstones);
 }
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, Response& x) {
   return f(caf::meta::type_name("response"), x.status, x.message, x.version, x.existed, x.expiry_ms,
-           x.user_flags, x.json, x.data, x.json_size, x.data_size, x.token, x.replicas);
+           x.user_flags, x.json, x.data, x.json_size, x.data_size, x.token, x.replicas, x.cursor,
+           x.listed);
 }
 
 }  // namespace apsis::wire

@@ -103,6 +103,15 @@ bool glob_match(std::string_view pat, std::string_view key) {
   return p == pat.size();
 }
 
+std::string prefix_glob(std::string_view prefix) {
+  std::string out;
+  for (char c : prefix) {
+    if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + '*';
+}
+
 namespace {
 
 uint8_t check_of(uint64_t top56) {

@@ -29,6 +29,8 @@ struct list_request {
 
 /// The most a page's payloads hold: a page stops early past it (export of large values).
 constexpr size_t list_payload_budget = 4u << 20;
+/// The most keys one listing call (REST, the binary protocol) may ask for.
+constexpr size_t list_limit_max = 10000;
 /// The most records a page examines, whatever COUNT asks.
 constexpr uint32_t list_count_max = 100000;
 
@@ -39,6 +41,9 @@ bool previous_id(const storage::Id& id, storage::Id* out);
 
 /// Whether a Redis glob (`*`, `?`, `[a-z]`, `[^x]`, `\` escapes) matches the whole key.
 bool glob_match(std::string_view pattern, std::string_view key);
+
+/// The glob that matches the keys that start with `prefix`.
+std::string prefix_glob(std::string_view prefix);
 
 /// Cursors as every surface shows them: a decimal number, 0 to start and 0 at the end (as
 /// Redis's SCAN). It holds the top 56 bits of the next page's first id and an 8-bit check

@@ -1,5 +1,7 @@
 #include "storage/record.hpp"
 
+#include <charconv>
+
 #include <chrono>
 #include <nlohmann/json.hpp>
 
@@ -8,6 +10,21 @@ namespace apsis::storage {
 std::string Version::to_string() const {
   return std::to_string(stamp >> 16) + "." + std::to_string(stamp & 0xffff) + "@" +
          std::to_string(node);
+}
+
+bool Version::parse(std::string_view t, Version* out) {
+  auto number = [](std::string_view d, uint64_t* v) {
+    auto [end, ec] = std::from_chars(d.data(), d.data() + d.size(), *v);
+    return !d.empty() && ec == std::errc() && end == d.data() + d.size();
+  };
+  const size_t dot = t.find('.'), at = t.find('@');
+  uint64_t ms = 0, counter = 0, node = 0;
+  if (dot == std::string_view::npos || at == std::string_view::npos || at < dot) return false;
+  if (!number(t.substr(0, dot), &ms) || !number(t.substr(dot + 1, at - dot - 1), &counter) ||
+      !number(t.substr(at + 1), &node) || ms >= (1ull << 48) || counter > 0xffff)
+    return false;
+  *out = {ms << 16 | counter, node};
+  return true;
 }
 
 RecordMeta Record::meta() const {

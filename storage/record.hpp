@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "storage/id.hpp"
 #include "storage/status.hpp"
@@ -25,7 +26,10 @@ struct Version {
   }
   friend bool operator<=(const Version& a, const Version& b) { return !(b < a); }
   static Version max() { return {UINT64_MAX, UINT64_MAX}; }
+  /// "ms.counter@node": how versions are shown (the CLI, REST's ETags, the export stream).
   std::string to_string() const;
+  /// Reads to_string()'s text; false on anything else.
+  static bool parse(std::string_view text, Version* out);
 };
 
 /// Metadata of a stored record: everything but the json and data parts.

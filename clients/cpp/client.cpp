@@ -135,11 +135,40 @@ struct Client::Impl {
     return true;
   }
 
+  void prepare(wire::Request& q) const;
+
+  /// Sends every request at once (each to its connection), then waits for every response,
+  /// in order, within the timeout.
+  bool send_all(std::vector<wire::Request> qs, std::vector<wire::Response>* out,
+                std::string* error) {
+    caf::scoped_actor self{sys};
+    using Handle = decltype(self->request(actor, opts.timeout, std::move(qs[0])));
+    std::vector<Handle> pending;
+    pending.reserve(qs.size());
+    for (auto& q : qs) {
+      client_actor to = route_for(q);
+      pending.push_back(self->request(to, opts.timeout, std::move(q)));
+    }
+    out->resize(pending.size());
+    bool ok = true;
+    for (size_t i = 0; i < pending.size(); ++i)
+      pending[i].receive([&](wire::Response& r) { (*out)[i] = std::move(r); },
+                         [&](caf::error& e) {
+                           if (!ok) return;
+                           ok = false;
+                           *error = e == caf::sec::request_timeout
+                                        ? "timed out after " +
+                                              std::to_string(opts.timeout.count()) + " ms"
+                                        : sys.render(e);
+                         });
+    return ok;
+  }
+
   /// The connection for a request: its key's owner in the first group, when routing.
   client_actor route_for(const wire::Request& q) {
     last_node.clear();
-    bool keyed =
-        q.op != wire::opcode::stat && q.op != wire::opcode::ping && q.op != wire::opcode::admin;
+    bool keyed = q.op != wire::opcode::stat && q.op != wire::opcode::ping &&
+                 q.op != wire::opcode::admin && q.op != wire::opcode::list;
     if (!(opts.route || opts.coordinate) || !keyed || first_group.size() == 0) return actor;
     const ring::owner* o =
         first_group.owner_of(storage::make_id(q.ns.empty() ? opts.ns : q.ns, q.key));
@@ -231,33 +260,43 @@ bool Client::connect(const ClientOptions& opts, std::string* error) {
 
 const std::string& Client::last_node() const { return impl_->last_node; }
 
-bool Client::call(wire::Request q, wire::Response* out, std::string* error) {
-  if (!impl_->actor) return *error = "not connected", false;
-  if (q.policy == 0 && impl_->opts.policy) q.policy = uint8_t(*impl_->opts.policy) + 1;
+/// Fills in what the session's options say (policy, read policy, groups).
+void Client::Impl::prepare(wire::Request& q) const {
+  if (q.policy == 0 && opts.policy) q.policy = uint8_t(*opts.policy) + 1;
   if (q.op == wire::opcode::get || q.op == wire::opcode::lookup) {
-    q.latest = q.latest || impl_->opts.latest;
-    if (q.read == 0 && impl_->opts.read) q.read = uint8_t(*impl_->opts.read) + 1;
+    q.latest = q.latest || opts.latest;
+    if (q.read == 0 && opts.read) q.read = uint8_t(*opts.read) + 1;
   }
   const bool keyed = q.op == wire::opcode::get || q.op == wire::opcode::lookup ||
                      q.op == wire::opcode::put || q.op == wire::opcode::del;
-  if (keyed && q.groups.empty()) q.groups = impl_->opts.groups;
+  if (keyed && q.groups.empty()) q.groups = opts.groups;
+}
+
+bool Client::call(wire::Request q, wire::Response* out, std::string* error) {
+  if (!impl_->actor) return *error = "not connected", false;
+  impl_->prepare(q);
   if (impl_->opts.coordinate && (q.op == wire::opcode::put || q.op == wire::opcode::del) &&
       !impl_->rings.empty()) {
     impl_->last_node.clear();
     return impl_->coordinate(q, out);
   }
-  bool ok = false;
-  client_actor to = impl_->route_for(q);
-  caf::scoped_actor self{impl_->sys};
-  self->request(to, impl_->opts.timeout, std::move(q))
-      .receive([&](wire::Response& r) { *out = std::move(r), ok = true; },
-               [&](caf::error& e) {
-                 *error =
-                     e == caf::sec::request_timeout
-                         ? "timed out after " + std::to_string(impl_->opts.timeout.count()) + " ms"
-                         : impl_->sys.render(e);
-               });
-  return ok;
+  std::vector<wire::Response> one;
+  if (!impl_->send_all({std::move(q)}, &one, error)) return false;
+  *out = std::move(one[0]);
+  return true;
+}
+
+bool Client::call_all(std::vector<wire::Request> qs, std::vector<wire::Response>* out,
+                      std::string* error) {
+  if (!impl_->actor) return *error = "not connected", false;
+  out->clear();
+  if (impl_->opts.coordinate) {  // each write is coordinated here, one after another
+    for (auto& q : qs)
+      if (!call(std::move(q), &out->emplace_back(), error)) return false;
+    return true;
+  }
+  for (auto& q : qs) impl_->prepare(q);
+  return impl_->send_all(std::move(qs), out, error);
 }
 
 namespace {
@@ -311,6 +350,22 @@ bool Client::unlock(const std::string& key, uint64_t token, wire::Response* out,
   wire::Request q = keyed(wire::opcode::unlock, key);
   q.token = token;
   return call(std::move(q), out, error);
+}
+
+bool Client::list(wire::Request q, const std::function<bool(const listed_record&)>& each,
+                  std::string* error) {
+  q.op = wire::opcode::list;
+  for (size_t pages = 0; pages < SIZE_MAX; ++pages) {
+    wire::Response r;
+    if (!call(q, &r, error)) return false;
+    if (r.status != op_status::ok)
+      return *error = std::string(to_string(r.status)) + ": " + r.message, false;
+    for (const auto& e : r.listed)
+      if (!each(e)) return true;
+    if (r.cursor == "0") return true;
+    q.cursor = std::move(r.cursor);
+  }
+  return true;
 }
 
 bool Client::stat(wire::Response* out, std::string* error) {

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -61,8 +62,16 @@ class Client {
   bool lock(const std::string& key, uint32_t lease_ms, wire::Response* out, std::string* error);
   bool unlock(const std::string& key, uint64_t token, wire::Response* out, std::string* error);
   bool stat(wire::Response* out, std::string* error);
+  /// Lists the namespace's keys (q: cursor, match, limit per page, payload, tombstones,
+  /// version as since), page after page, each record through `each` until it returns false.
+  /// False when a page failed; memory is one page's.
+  bool list(wire::Request q, const std::function<bool(const listed_record&)>& each,
+            std::string* error);
   /// Any request (ns filled in from the options when empty).
   bool call(wire::Request q, wire::Response* out, std::string* error);
+  /// Many requests in flight at once (a bulk load): every response, in request order.
+  bool call_all(std::vector<wire::Request> qs, std::vector<wire::Response>* out,
+                std::string* error);
   /// With `route`: the node the last keyed request went to (empty: the one connected to).
   const std::string& last_node() const;
 

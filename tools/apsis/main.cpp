@@ -4,6 +4,7 @@
 //   apsis cluster status   apsis cluster forget NODE   apsis cluster leave [--no-wait]
 //   apsis recover dc|merge [--groups 1,2] [--since 2h] [--dry-run] [--no-wait]
 //   apsis recover status|stop|resume
+//   apsis ls [--prefix P | --match GLOB] [--long]   apsis export [--since V] > F   apsis import < F
 // Options: --policy one|quorum|all, --read one|quorum|all, --latest, --groups 1,2, --route,
 // --coordinate (see --help).
 // Exit status: 0 ok; 1 the operation did not happen (not found, condition failed, ...);
@@ -20,6 +21,7 @@
 #include <thread>
 
 #include "clients/cpp/client.hpp"
+#include "tools/apsis/listing.hpp"
 
 using namespace apsis;
 using nlohmann::json;
@@ -83,27 +85,6 @@ bool read_value(const std::string& arg, const std::string& file, std::string* ou
     return true;
   }
   *out = arg;
-  return true;
-}
-
-/// "--since": Unix ms, or an age ("90s", "15m", "2h", "3d") back from now; false if neither.
-bool parse_since(const std::string& text, uint64_t* out) {
-  if (text.empty()) return *out = 0, true;
-  size_t digits = text.find_first_not_of("0123456789");
-  if (digits == 0) return false;
-  uint64_t n = std::stoull(text.substr(0, digits));
-  if (digits == std::string::npos) return *out = n, true;
-  std::string unit = text.substr(digits);
-  uint64_t ms = unit == "s"   ? 1000
-                : unit == "m" ? 60000
-                : unit == "h" ? 3600000
-                : unit == "d" ? 86400000
-                              : 0;
-  if (ms == 0) return false;
-  uint64_t now = uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
-                              std::chrono::system_clock::now().time_since_epoch())
-                              .count());
-  *out = now > n * ms ? now - n * ms : 1;
   return true;
 }
 
@@ -297,6 +278,21 @@ int main(int argc, char** argv) {
   recover->add_option("--since", since, "only versions written since: Unix ms, or an age like 2h");
   recover->add_flag("--dry-run", dry_run, "count what would be repaired or moved; change nothing");
   recover->add_flag("--no-wait", no_wait, "return once started instead of following the progress");
+  cli::ListArgs la;
+  auto* ls = app.add_subcommand("ls", "list the namespace's keys, page by page");
+  ls->add_option("--prefix", la.prefix, "only keys that start with this");
+  ls->add_option("--match", la.match, "only keys this glob matches (*, ?, [a-z])");
+  ls->add_flag("-l,--long", la.long_form, "with size, version and expiry");
+  auto* exp = app.add_subcommand(
+      "export", "write the namespace's records to stdout as an export stream (docs/export.md)");
+  exp->add_option("--since", la.since,
+                  "only what changed since a version (ms.counter@node), Unix ms or an age like "
+                  "2h; deletes included");
+  auto* imp = app.add_subcommand(
+      "import",
+      "write an export stream's records (stdin, or --file) into the namespace it "
+      "names (or --ns); checked whole before anything is written");
+  imp->add_option("--file", la.file, "read this file instead of stdin");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -306,6 +302,8 @@ int main(int argc, char** argv) {
   if (success_policy p; !policy.empty() && parse_policy(policy, &p)) co.policy = p;
   if (success_policy p; !read_policy.empty() && parse_policy(read_policy, &p)) co.read = p;
 
+  la.ns = co.ns;
+  la.ns_given = app.get_option("--ns")->count() > 0;
   std::string error;
   Client client;
   the_client = &client;
@@ -485,7 +483,7 @@ int main(int argc, char** argv) {
     json cmd{{"cmd", "recover"}, {"action", action}};
     if (action == "dc" || action == "merge") {
       uint64_t since_ms = 0;
-      if (!parse_since(since, &since_ms))
+      if (!cli::parse_since(since, &since_ms))
         return std::cerr
                    << "apsis recover: --since takes Unix ms or an age like 90s, 15m, 2h, 3d\n",
                2;
@@ -525,6 +523,9 @@ int main(int argc, char** argv) {
               << "\n";
     return 0;
   }
+  if (ls->parsed()) return cli::ls(client, la, as_json);
+  if (exp->parsed()) return cli::export_ns(client, la);
+  if (imp->parsed()) return cli::import_ns(client, la);
   if (stat->parsed()) {
     if (!client.stat(&r, &error)) return fail();
     if (r.status != op_status::ok) return report("stat", r, as_json);

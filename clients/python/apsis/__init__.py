@@ -1,7 +1,8 @@
 """apsis: a Python client of apsis nodes over the binary protocol (standard library only)."""
 from .client import AsyncClient, Client
 from .protocol import (ApsisError, ConditionFailed, Fenced, NotFound, OperationError, ProtocolError,
-                       Replica, Result, Unavailable, Version)
+                       Listed, Replica, Result, Unavailable, Version)
 
 __all__ = ["AsyncClient", "Client", "ApsisError", "ConditionFailed", "Fenced", "NotFound",
-           "OperationError", "ProtocolError", "Replica", "Result", "Unavailable", "Version"]
+           "Listed", "OperationError", "ProtocolError", "Replica", "Result", "Unavailable",
+           "Version"]

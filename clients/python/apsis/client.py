@@ -75,6 +75,20 @@ class _Operations:
         """Ends the lease with this token; False if it had already ended."""
         return self._op(p.UNLOCK, key, token=token, finish=lambda r: p.check(r, missing_ok=True).ok)
 
+    def list_page(self, cursor="0", *, match=None, prefix=None, limit=100, payload=False):
+        """One page of the namespace's keys from `cursor` ("0" to start): `.listed` (Listed
+        entries: key, version, sizes, expiry; json and data with payload) and `.cursor`, where
+        the next page starts ("0": the listing is complete). `prefix` or `match` (a glob)
+        narrow it."""
+        if prefix is not None and match is not None:
+            raise ValueError("give prefix or match, not both")
+        if prefix is not None:
+            match = b"".join(b"\\" + bytes([c]) if c in b"*?[]\\" else bytes([c])
+                             for c in p._bytes(prefix)) + b"*"
+        body = p.request_body(p.LIST, self.ns, cursor=cursor, limit=limit,
+                              match=p._bytes(match or b""), payload=payload)
+        return self._run(p.LIST, 0, body, p.check)
+
     def stat(self):
         """The node's statistics, as a dict."""
         return self._run(p.STAT, 0, b"", lambda r: jsonlib.loads(p.check(r).data))
@@ -132,6 +146,17 @@ class Client(_Operations):
         if kind != p.RESPONSE or fid != self._next:
             raise p.ProtocolError(f"expected the response to request {self._next}, got frame {kind}/{fid}")
         return finish(p.parse_response(rop, rbody))
+
+    def scan(self, *, match=None, prefix=None, page=1000, payload=False):
+        """Every key of the namespace (Listed entries), page by page: memory is one page's.
+        A key present for the whole walk is returned at least once."""
+        cursor = "0"
+        while True:
+            r = self.list_page(cursor, match=match, prefix=prefix, limit=page, payload=payload)
+            yield from r.listed
+            cursor = r.cursor
+            if cursor == "0":
+                return
 
     def close(self):
         self._sock.close()
@@ -209,6 +234,18 @@ class AsyncClient(_Operations):
 
     def _run(self, op, flags, body, finish):
         return self._arun(op, flags, body, finish)
+
+    async def scan(self, *, match=None, prefix=None, page=1000, payload=False):
+        """As Client.scan, an async iterator."""
+        cursor = "0"
+        while True:
+            r = await self.list_page(cursor, match=match, prefix=prefix, limit=page,
+                                     payload=payload)
+            for e in r.listed:
+                yield e
+            cursor = r.cursor
+            if cursor == "0":
+                return
 
     async def close(self):
         self._task.cancel()

@@ -7,6 +7,7 @@ from typing import List, Optional
 HEADER = 16  # u32 length, u8 kind, u8 opcode, u16 flags, u64 id
 HELLO, REQUEST, RESPONSE, ERROR = 1, 2, 3, 4
 GET, PUT, DEL, LOOKUP, LOCK, UNLOCK, STAT, PING, ADMIN = range(1, 10)
+LIST = 11
 POLICIES = {"one": 1, "quorum": 2, "all": 3}
 FLAG_READ_SHIFT = 4  # bits 4-5: a read's policy (POLICIES), 0 the node's
 FLAG_GROUPS = 0x8  # the body ends with the groups to ask: u8 count, u32 each
@@ -73,6 +74,20 @@ class Replica:
 
 
 @dataclass
+class Listed:
+    """One key of a listing's page: its metadata (and its parts, when they were asked for)."""
+    key: bytes
+    version: Version
+    expiry_ms: int = 0
+    user_flags: int = 0
+    deleted: bool = False
+    json_size: int = 0
+    data_size: int = 0
+    json: bytes = b""
+    data: bytes = b""
+
+
+@dataclass
 class Result:
     """An operation's outcome: the policy's verdict over the replicas, and each replica's."""
     status: str = "ok"
@@ -87,6 +102,8 @@ class Result:
     data_size: int = 0
     token: int = 0
     replicas: List[Replica] = field(default_factory=list)
+    cursor: str = ""  # a listing: where the next page starts ("0": it is complete)
+    listed: List[Listed] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -118,9 +135,14 @@ def _bytes(x) -> bytes:
 
 def request_body(op: int, ns: str = "", key=b"", *, cond=COND_NONE, expected: Optional[Version] = None,
                  fence=0, expiry_ms=0, user_flags=0, json=b"", data=b"", lease_ms=0, token=0,
-                 command=b"", groups=()) -> bytes:
+                 command=b"", groups=(), cursor="0", limit=0, match=b"", payload=False,
+                 since: Optional[Version] = None) -> bytes:
     if op in (STAT, PING):
         return b""
+    if op == LIST:
+        v = since or Version()
+        return (_s16(ns.encode()) + _s16(_bytes(cursor)) + struct.pack("<I", limit) +
+                _s16(_bytes(match)) + struct.pack("<BQQ", 1 if payload else 0, v.stamp, v.node))
     if op == ADMIN:
         return _s32(_bytes(command))
     out = _s16(ns.encode()) + _s16(_bytes(key))
@@ -183,6 +205,11 @@ def parse_response(op: int, body: bytes) -> Result:
         res.token, res.expiry_ms = r.u("Q"), r.u("Q")
     elif op in (STAT, ADMIN):
         res.data = r.s32()
+    elif op == LIST:
+        res.cursor = r.s16().decode()
+        for _ in range(r.u("I")):
+            res.listed.append(Listed(r.s16(), r.version(), r.u("Q"), r.u("I"), r.u("B") != 0,
+                                     r.u("I"), r.u("I"), r.s32(), r.s32()))
     for _ in range(r.u("H")):
         group, node, backend = r.u("I"), r.s16().decode(errors="replace"), r.u("I")
         res.replicas.append(Replica(group, node, backend, _status(r.u("B")), r.version()))

@@ -1,0 +1,211 @@
+"""Process tests of listing and the keyspace commands of several rounds (SCAN, KEYS, DBSIZE,
+FLUSHDB, RENAME, MSETNX; REST's key listing): on one node, beside concurrent writers, and in a
+cluster with a node down. Helpers come from apsisd_test."""
+import json
+import subprocess
+import threading
+import time
+import unittest
+import urllib.request
+
+from apsisd_test import APSIS, Client, NodeTest, free_port, wait_for
+
+
+def scan_all(c, *options, limit=100000):
+    """Every key a SCAN walk returns (a list: duplicates show), and how many calls it took."""
+    keys, cursor, calls = [], b"0", 0
+    while calls < limit:
+        cursor, page = c.call("SCAN", cursor, *options)
+        keys += page
+        calls += 1
+        if cursor == b"0":
+            return keys, calls
+    raise AssertionError("SCAN did not end")
+
+
+def rest_all(port, ns, query=""):
+    keys, cursor = [], "0"
+    for _ in range(10000):
+        with urllib.request.urlopen(
+                f"http://127.0.0.1:{port}/v1/ns/{ns}/keys?cursor={cursor}{query}", timeout=10) as r:
+            body = json.loads(r.read())
+        keys += body["keys"]
+        cursor = body["cursor"]
+        if cursor == "0":
+            return keys
+    raise AssertionError("the listing did not end")
+
+
+class KeyspaceTest(NodeTest):
+
+    def test_scan_keys_and_dbsize_list_a_namespace(self):
+        node = self.start()
+        c = Client(node.port)
+        want = {f"user:{i}".encode() for i in range(1000)}
+        c.send(*[("SET", k, "v") for k in want])
+        self.assertEqual({c.reply() for _ in want}, {"+OK"})
+        self.assertEqual(c.call("SELECT", "1"), "+OK")
+        c.send(*[("SET", f"other:{i}", "v") for i in range(100)])
+        self.assertEqual({c.reply() for _ in range(100)}, {"+OK"})
+        self.assertEqual(c.call("DBSIZE"), 100)
+        self.assertEqual(c.call("SELECT", "0"), "+OK")
+        self.assertEqual(c.call("DBSIZE"), 1000)
+        for count in ("7", "1000"):
+            keys, calls = scan_all(c, "COUNT", count)
+            self.assertEqual(set(keys), want, f"COUNT {count}")
+            self.assertLessEqual(len(keys) - len(set(keys)), 10, "a few duplicates at most")
+        self.assertGreater(scan_all(c, "COUNT", "7")[1], 50, "small pages: many calls")
+        keys, _ = scan_all(c, "MATCH", "user:1?", "COUNT", "50")
+        self.assertEqual(sorted(keys), sorted(f"user:1{d}".encode() for d in range(10)))
+        self.assertEqual(scan_all(c, "TYPE", "string")[0].__len__(), 1000)
+        self.assertEqual(c.call("SCAN", "0", "TYPE", "hash"), [b"0", []])
+        self.assertEqual(sorted(c.call("KEYS", "user:99*")),
+                         sorted([b"user:99"] + [f"user:99{d}".encode() for d in range(10)]))
+        self.assertEqual(c.call("KEYS", "nothing*"), [])
+        # Bad input: a clear error, nothing listed.
+        self.assertEqual(c.call("SCAN", "12345"), "-ERR invalid cursor: 12345 was never issued")
+        self.assertEqual(c.call("SCAN", "-1"), "-ERR invalid cursor")
+        self.assertEqual(c.call("SCAN", "abc"), "-ERR invalid cursor")
+        self.assertEqual(c.call("SCAN", "0", "COUNT", "0"), "-ERR syntax error")
+        self.assertEqual(c.call("SCAN", "0", "COUNT", "x"),
+                         "-ERR value is not an integer or out of range")
+        self.assertEqual(c.call("SCAN", "0", "MATCH"), "-ERR syntax error")
+        self.assertEqual(c.call("SCAN", "0", "SIDEWAYS", "1"), "-ERR syntax error")
+        self.assertTrue(c.call("DBSIZE", "x").startswith("-ERR wrong number of arguments"))
+        # redis-cli walks the cursor itself.
+        out = subprocess.run(["redis-cli", "-p", str(node.port), "--scan", "--pattern", "user:5*"],
+                             capture_output=True, text=True, timeout=30).stdout.split()
+        self.assertEqual(set(out), {k.decode() for k in want if k.startswith(b"user:5")})
+        # REST: pages of `limit`, a prefix, the long form, and errors.
+        self.assertEqual(set(rest_all(node.http_port, "default", "&limit=33")),
+                         {k.decode() for k in want})
+        self.assertEqual(sorted(rest_all(node.http_port, "default", "&prefix=user:12")),
+                         sorted(["user:12"] + [f"user:12{d}" for d in range(10)]))
+        with urllib.request.urlopen(
+                f"http://127.0.0.1:{node.http_port}/v1/ns/default/keys?prefix=user:7&long=1&limit=1000",
+                timeout=10) as r:
+            page = json.loads(r.read())
+        self.assertEqual(len(page["keys"]), 111)
+        self.assertEqual(page["keys"][0]["data_size"], 1)
+        self.assertIn("version", page["keys"][0])
+        for query, why in (("cursor=12345", "never issued"), ("limit=0", "limit must be"),
+                           ("prefix=a&match=b", "prefix or match"), ("long=maybe", "long must")):
+            with self.assertRaises(urllib.error.HTTPError) as e:
+                urllib.request.urlopen(
+                    f"http://127.0.0.1:{node.http_port}/v1/ns/default/keys?{query}", timeout=10)
+            self.assertEqual(e.exception.code, 400)
+            self.assertIn(why, e.exception.read().decode())
+        c.close()
+
+    def test_a_scan_returns_every_key_present_throughout_beside_writers(self):
+        node = self.start()
+        c = Client(node.port)
+        stable = {f"stable:{i}".encode() for i in range(3000)}
+        c.send(*[("SET", k, "v") for k in stable])
+        self.assertEqual({c.reply() for _ in stable}, {"+OK"})
+        stop = threading.Event()
+        written = [0]
+
+        def churn():
+            w = Client(node.port)
+            i = 0
+            while not stop.is_set() and i < 200000:
+                w.send(*[("SET", f"churn:{i + k}", "x" * 100) for k in range(50)],
+                       *[("DEL", f"churn:{i + k - 25}") for k in range(50)])
+                for _ in range(100):
+                    w.reply()
+                i += 50
+                written[0] = i
+            w.close()
+        t = threading.Thread(target=churn)
+        t.start()
+        try:
+            for _ in range(3):
+                keys, _ = scan_all(c, "COUNT", "20")
+                missing = stable - set(keys)
+                self.assertEqual(missing, set())
+        finally:
+            stop.set()
+            t.join(timeout=60)
+        self.assertGreater(written[0], 0)
+        c.close()
+
+    def test_flushdb_rename_and_msetnx(self):
+        node = self.start()
+        c = Client(node.port)
+        c.send(*[("SET", f"k{i}", i) for i in range(2500)])
+        self.assertEqual({c.reply() for _ in range(2500)}, {"+OK"})
+        self.assertEqual(c.call("SELECT", "7"), "+OK")
+        self.assertEqual(c.call("MSET", "x", "1", "y", "2"), "+OK")
+        self.assertEqual(c.call("SELECT", "0"), "+OK")
+        self.assertEqual(c.call("FLUSHDB"), "+OK")
+        self.assertEqual(c.call("DBSIZE"), 0)
+        self.assertEqual(c.call("FLUSHDB", "NOW"), "-ERR syntax error")
+        self.assertEqual(c.call("SELECT", "7"), "+OK")
+        self.assertEqual(c.call("DBSIZE"), 2, "another namespace is left alone")
+        # RENAME keeps value and expiry; the old name is gone.
+        self.assertEqual(c.call("SET", "a", "hello", "EX", "100"), "+OK")
+        self.assertEqual(c.call("RENAME", "a", "b"), "+OK")
+        self.assertEqual(c.call("GET", "b"), b"hello")
+        self.assertIn(c.call("TTL", "b"), (99, 100))
+        self.assertEqual(c.call("EXISTS", "a"), 0)
+        self.assertEqual(c.call("RENAME", "a", "c"), "-ERR no such key")
+        self.assertEqual(c.call("RENAME", "b", "b"), "+OK")
+        self.assertEqual(c.call("RENAMENX", "b", "b"), 0)
+        self.assertEqual(c.call("RENAMENX", "b", "x"), 0)  # taken
+        self.assertEqual(c.call("GET", "x"), b"1")
+        self.assertEqual(c.call("RENAMENX", "b", "z"), 1)
+        self.assertEqual(c.call("GET", "z"), b"hello")
+        self.assertEqual(c.call("EXISTS", "b"), 0)
+        # A pipeline runs in order around a command of several rounds.
+        c.send(("SET", "p", "1"), ("RENAME", "p", "q"), ("GET", "q"), ("GET", "p"),
+               ("RENAME", "q", "p"), ("GET", "p"))
+        self.assertEqual([c.reply() for _ in range(6)], ["+OK", "+OK", b"1", None, "+OK", b"1"])
+        # MSETNX: all or none while nobody races it.
+        self.assertEqual(c.call("MSETNX", "m1", "a", "m2", "b"), 1)
+        self.assertEqual(c.call("MSETNX", "m2", "c", "m3", "d"), 0)
+        self.assertEqual(c.call("MGET", "m1", "m2", "m3"), [b"a", b"b", None])
+        self.assertEqual(c.call("MSETNX", "d", "1", "d", "2"), 1)  # the last value of a key wins
+        self.assertEqual(c.call("GET", "d"), b"2")
+        self.assertTrue(c.call("MSETNX", "m4").startswith("-ERR wrong number of arguments"))
+        self.assertEqual(c.call("EXISTS", "m4"), 0)
+        c.close()
+
+    def test_a_listing_fails_over_per_range_when_an_owner_is_down(self):
+        # Group 1 is n1 and n2 (each owns part of the ring), group 2 is n3 alone. With n2
+        # killed, its ranges are listed from n3: every key still appears once.
+        ports = {i: free_port() for i in (1, 2, 3)}
+        nodes = {i: self.cluster_node(i, ports, ports[1], group=1 if i < 3 else 2)
+                 for i in (1, 2, 3)}
+        wait_for(lambda: [self.state_of(nodes[1], n) for n in ("n2", "n3")] == ["up", "up"] and
+                 [r["status"] for r in self.replicas(nodes[1], "probe")] == ["ok", "ok"], 20,
+                 "every node joined")
+        c = Client(nodes[1].port)
+        want = {f"key:{i}".encode() for i in range(2000)}
+        c.send(*[("SET", k, "v") for k in want])
+        self.assertEqual({c.reply() for _ in want}, {"+OK"})
+        self.assertGreater(self.keys_held(nodes[2]), 0, "n2 owns part of group 1")
+        keys, _ = scan_all(c, "COUNT", "50")
+        self.assertEqual(set(keys), want | {b"probe"})
+        nodes[2].kill()
+        wait_for(lambda: self.state_of(nodes[1], "n2") == "down", 20, "n2 seen down")
+        keys, _ = scan_all(c, "COUNT", "50")
+        self.assertEqual(set(keys), want | {b"probe"})
+        self.assertEqual(c.call("DBSIZE"), 2001)
+        self.assertEqual(set(rest_all(nodes[1].http_port, "default", "&limit=500")),
+                         {k.decode() for k in want} | {"probe"})
+        c.close()
+
+    # Helpers shared with apsisd_test's cluster tests.
+    from apsisd_test import ApsisdTest as _A
+    cluster_node = _A.cluster_node
+    keys_held = _A.keys_held
+    state_of = _A.state_of
+    replicas = _A.replicas
+    stats = _A.stats
+    cli = _A.cli
+    del _A
+
+
+if __name__ == "__main__":
+    unittest.main()

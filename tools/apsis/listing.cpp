@@ -1,0 +1,205 @@
+#include "tools/apsis/listing.hpp"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "messages/export_format.hpp"
+#include "messages/listing.hpp"
+
+namespace apsis::cli {
+
+using nlohmann::json;
+
+bool parse_since(const std::string& text, uint64_t* out) {
+  if (text.empty()) return *out = 0, true;
+  size_t digits = text.find_first_not_of("0123456789");
+  if (digits == 0 || text.size() > 18) return false;
+  uint64_t n = std::stoull(text.substr(0, digits));
+  if (digits == std::string::npos) return *out = n, true;
+  std::string unit = text.substr(digits);
+  uint64_t ms = unit == "s"   ? 1000
+                : unit == "m" ? 60000
+                : unit == "h" ? 3600000
+                : unit == "d" ? 86400000
+                              : 0;
+  if (ms == 0) return false;
+  uint64_t now = storage::now_ms();
+  *out = now > n * ms ? now - n * ms : 1;
+  return true;
+}
+
+namespace {
+
+/// A progress line on stderr, redrawn in place, when stderr is a terminal.
+struct Progress {
+  bool on = isatty(STDERR_FILENO);
+  void show(const std::string& line) const {
+    if (on) std::cerr << "\r" << line << "   " << std::flush;
+  }
+  void end() const {
+    if (on) std::cerr << "\n";
+  }
+};
+
+int failed(const char* what, const std::string& error) {
+  std::cerr << "apsis " << what << ": " << error << "\n";
+  return 3;
+}
+
+}  // namespace
+
+int ls(Client& client, const ListArgs& a, bool as_json) {
+  if (!a.prefix.empty() && !a.match.empty())
+    return std::cerr << "apsis ls: give --prefix or --match, not both\n", 2;
+  wire::Request q;
+  q.ns = a.ns;
+  q.limit = 1000;
+  q.match = !a.prefix.empty() ? prefix_glob(a.prefix) : a.match;
+  std::string error;
+  bool ok = client.list(
+      q,
+      [&](const listed_record& e) {
+        const storage::RecordMeta& m = e.meta;
+        if (as_json) {
+          json j{{"key", m.key}, {"version", m.version.to_string()}};
+          if (a.long_form)
+            j.update({{"json_size", m.json_size},
+                      {"data_size", m.data_size},
+                      {"expiry_ms", m.expiry_ms},
+                      {"flags", m.user_flags}});
+          std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+        } else if (a.long_form) {
+          std::cout << m.key << "\t" << m.data_size + m.json_size << "\t" << m.version.to_string()
+                    << "\t" << (m.expiry_ms ? std::to_string(m.expiry_ms) : "-") << "\n";
+        } else {
+          std::cout << m.key << "\n";
+        }
+        return bool(std::cout);
+      },
+      &error);
+  return ok ? 0 : failed("ls", error);
+}
+
+int export_ns(Client& client, const ListArgs& a) {
+  wire::Request q;
+  q.ns = a.ns;
+  q.limit = 1000;
+  q.payload = true;
+  if (!a.since.empty()) {  // what changed since: deletes too
+    uint64_t ms = 0;
+    if (!storage::Version::parse(a.since, &q.version) && !parse_since(a.since, &ms))
+      return std::cerr << "apsis export: --since takes a version (ms.counter@node), Unix ms or "
+                          "an age like 2h\n",
+             2;
+    if (ms) q.version = {ms << 16, 0};
+    q.tombstones = true;
+  }
+  exportfmt::Writer w;
+  Progress progress;
+  uint64_t bytes = 0;
+  std::cout << w.header(a.ns, q.version);
+  std::string error;
+  bool ok = client.list(
+      q,
+      [&](const listed_record& e) {
+        std::string line = w.record(e);
+        bytes += line.size();
+        std::cout << line;
+        if (w.records() % 1000 == 0)
+          progress.show("export: " + std::to_string(w.records()) + " records, " +
+                        std::to_string(bytes >> 20) + " MiB");
+        return bool(std::cout);
+      },
+      &error);
+  if (!ok) return progress.end(), failed("export", error + " (the stream has no trailer)");
+  std::cout << w.trailer() << std::flush;
+  progress.end();
+  if (progress.on) std::cerr << "export: " << w.records() << " records\n";
+  return std::cout ? 0 : failed("export", "cannot write the output");
+}
+
+int import_ns(Client& client, const ListArgs& a) {
+  // Checked whole first, into a temporary copy: a truncated or altered stream writes nothing.
+  char path[] = "/tmp/apsis-import-XXXXXX";
+  int fd = ::mkstemp(path);
+  if (fd < 0) return failed("import", "cannot create a temporary file");
+  ::close(fd);
+  struct Remove {
+    const char* p;
+    ~Remove() { std::remove(p); }
+  } remove{path};
+  std::ifstream file;
+  if (!a.file.empty()) {
+    file.open(a.file, std::ios::binary);
+    if (!file) return std::cerr << "apsis import: cannot read " << a.file << "\n", 2;
+  }
+  std::istream& in = a.file.empty() ? std::cin : file;
+  exportfmt::Reader check;
+  exportfmt::Reader::Line kind;
+  exportfmt::Item item;
+  std::string line, error;
+  {
+    std::ofstream copy(path, std::ios::binary);
+    while (std::getline(in, line)) {
+      if (!check.next(line, &kind, &item, &error))
+        return std::cerr << "apsis import: " << error << "; nothing was written\n", 1;
+      copy << line << "\n";
+    }
+    if (!check.complete())
+      return std::cerr << "apsis import: the stream ends without its trailer (truncated?); "
+                          "nothing was written\n",
+             1;
+    if (!copy.flush()) return failed("import", "cannot write a temporary copy");
+  }
+  const std::string ns = a.ns_given ? a.ns : check.ns();
+  std::ifstream replay(path, std::ios::binary);
+  exportfmt::Reader reader;
+  Progress progress;
+  uint64_t written = 0, skipped = 0;
+  const uint64_t now = storage::now_ms();
+  std::vector<wire::Request> batch;
+  std::vector<wire::Response> answers;
+  // Writes go in batches of requests in flight together; a refused one stops the import.
+  auto flush = [&] {
+    if (!client.call_all(std::move(batch), &answers, &error)) return false;
+    batch.clear();
+    for (const auto& r : answers) {
+      if (r.status != op_status::ok && r.status != op_status::not_found)
+        return error = "record " + std::to_string(written + skipped + 1) + ": " +
+                       to_string(r.status) + " " + r.message + " (" + std::to_string(written) +
+                       " written before it)",
+               false;
+      ++written;
+    }
+    progress.show("import: " + std::to_string(written) + " records into " + ns);
+    return true;
+  };
+  while (std::getline(replay, line)) {
+    if (!reader.next(line, &kind, &item, &error)) return failed("import", error);
+    if (kind != exportfmt::Reader::Line::record) continue;
+    if (!item.deleted && item.expiry_ms && item.expiry_ms <= now) {
+      ++skipped;  // expired since the export
+      continue;
+    }
+    wire::Request& q = batch.emplace_back();
+    q.op = item.deleted ? wire::opcode::del : wire::opcode::put;
+    q.ns = ns;
+    q.key = std::move(item.key);
+    q.json = std::move(item.json);
+    q.data = std::move(item.data);
+    q.expiry_ms = item.expiry_ms;
+    q.user_flags = item.user_flags;
+    if (batch.size() == 256 && !flush()) return progress.end(), failed("import", error);
+  }
+  if (!batch.empty() && !flush()) return progress.end(), failed("import", error);
+  progress.end();
+  std::cerr << "import: " << written << " records into " << ns
+            << (skipped ? ", " + std::to_string(skipped) + " expired ones skipped" : "") << "\n";
+  return 0;
+}
+
+}  // namespace apsis::cli
