@@ -132,6 +132,46 @@ TEST(Response, CarriesOneEntryPerReplica) {
     EXPECT_FALSE(decode_response(opcode::get, body.substr(0, n), &back, &err)) << n;
 }
 
+TEST(List, RequestAndPageRoundTrip) {
+  Request q;
+  q.op = opcode::list;
+  q.ns = "ns";
+  q.cursor = "12345";
+  q.limit = 500;
+  q.match = "a*";
+  q.payload = true;
+  q.tombstones = true;
+  q.version = {9, 1};
+  Request back;
+  std::string err;
+  ASSERT_TRUE(decode_request(opcode::list, encode_request(q), &back, &err)) << err;
+  EXPECT_EQ(back.ns, "ns");
+  EXPECT_EQ(back.cursor, "12345");
+  EXPECT_EQ(back.limit, 500u);
+  EXPECT_EQ(back.match, "a*");
+  EXPECT_TRUE(back.payload && back.tombstones);
+  EXPECT_EQ(back.version, q.version);
+  EXPECT_FALSE(decode_request(opcode::list, encode_request(q), &back, &err, flag_groups));
+  Response r;
+  r.cursor = "0";
+  r.listed.resize(2);
+  r.listed[0].meta.key = "k";
+  r.listed[0].meta.data_size = 3;
+  r.listed[0].data = "abc";
+  r.listed[1].meta.key = "gone";
+  r.listed[1].meta.tombstone = true;
+  const std::string body = encode_response(opcode::list, r);
+  Response got;
+  ASSERT_TRUE(decode_response(opcode::list, body, &got, &err)) << err;
+  EXPECT_EQ(got.cursor, "0");
+  ASSERT_EQ(got.listed.size(), 2u);
+  EXPECT_EQ(got.listed[0].data, "abc");
+  EXPECT_EQ(got.listed[0].meta.data_size, 3u);
+  EXPECT_TRUE(got.listed[1].meta.tombstone);
+  for (size_t n = 0; n < body.size(); ++n)
+    EXPECT_FALSE(decode_response(opcode::list, body.substr(0, n), &got, &err)) << n;
+}
+
 TEST(Hello, AndErrorRoundTrip) {
   Hello h{1, 3, "apsis-cli", 1 << 20};
   Hello back;

@@ -172,6 +172,34 @@ class ClientTest(unittest.TestCase):
                 self.assertEqual((await c.stat())["node"], "apsis-1")
         asyncio.run(run())
 
+    def test_scan_walks_a_namespace_page_by_page(self):
+        with self.client(ns="scan") as c:
+            keys = {f"item:{i}".encode() for i in range(250)} | {b"a*b", b"\x00bin"}
+            for k in keys:
+                c.put(k, k, json={"k": 1} if k == b"a*b" else b"")
+            self.assertEqual({e.key for e in c.scan(page=7)}, keys)
+            self.assertEqual({e.key for e in c.scan(prefix="item:1", page=5)},
+                             {k for k in keys if k.startswith(b"item:1")})
+            self.assertEqual([e.key for e in c.scan(prefix="a*")], [b"a*b"])  # not a glob
+            self.assertEqual(sorted(e.key for e in c.scan(match="item:2?")),
+                             sorted(f"item:2{d}".encode() for d in range(10)))
+            full = [e for e in c.scan(payload=True) if e.key == b"a*b"][0]
+            self.assertEqual((full.data, full.json, full.json_size), (b"a*b", b'{"k": 1}', 8))
+            page = c.list_page(limit=10)
+            self.assertEqual(len(page.listed), 10)
+            self.assertNotEqual(page.cursor, "0")
+            with self.assertRaises(apsis.OperationError) as bad:
+                c.list_page("12345")
+            self.assertIn("never issued", bad.exception.result.message)
+            with self.assertRaises(ValueError):
+                c.list_page(prefix="a", match="b")
+
+        async def run():
+            c = await apsis.AsyncClient.connect("127.0.0.1", self.node.port, ns="scan")
+            async with c:
+                return {e.key async for e in c.scan(page=9)}
+        self.assertEqual(asyncio.run(run()), keys)
+
 
 if __name__ == "__main__":
     unittest.main()
