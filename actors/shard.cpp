@@ -194,10 +194,22 @@ class BatchApply {
       return;
     }
     r.existed = c.live;
+    if (!condition_holds(op, c)) {  // REST's If-Match / If-None-Match on a patch
+      r.status = op_status::condition_failed;
+      r.version = c.record.version;
+      return;
+    }
+    const bool on_json = op.change.kind == value_change::merge_patch;
+    if (on_json && c.live && c.record.json.empty() && !c.record.data.empty()) {
+      r.status = op_status::invalid;
+      r.message = "the record has a binary data part and no JSON part to patch";
+      return;
+    }
     std::string value;
     bool needed = true;
-    if (!apply_change(op.change, op.data, c.live, c.live ? c.record.data : std::string(), &value,
-                      &needed, &r.message)) {
+    const std::string& old = on_json ? c.record.json : c.record.data;
+    if (!apply_change(op.change, op.data, c.live, c.live ? old : std::string(), &value, &needed,
+                      &r.message)) {
       r.status = op_status::invalid;
       return;
     }
@@ -208,7 +220,8 @@ class BatchApply {
     storage::Record w = c.live ? std::move(c.record) : storage::Record{};
     w.tombstone = false;
     w.key = op.key;
-    w.data = std::move(value);
+    (on_json ? w.json : w.data) = std::move(value);
+    if (op.expiry_ms) w.expiry_ms = op.expiry_ms;
     stage(i, op, r, std::move(w));
     r.record = writes_.back();  // what the other groups store, version included
   }

@@ -17,7 +17,10 @@ kv_op to_op(wire::Request q) {
   o.kind = op == wire::opcode::get      ? op_kind::get
            : op == wire::opcode::lookup ? op_kind::lookup
            : op == wire::opcode::put    ? op_kind::put
+           : op == wire::opcode::change ? op_kind::change
                                         : op_kind::remove;
+  o.change.kind = q.change_kind;
+  o.change.by = q.by;
   o.cond = q.cond;
   o.expected = q.expected;
   o.fence = q.fence;
@@ -90,7 +93,7 @@ class BinaryProtocol {
       }
       if (f.k != wire::kind::request)
         return fail(b, wire::error_code::malformed, f.id, "expected a request frame");
-      if (f.op < wire::opcode::get || f.op > wire::opcode::list)
+      if (f.op < wire::opcode::get || f.op > wire::opcode::change)
         return fail(b, wire::error_code::unknown_opcode, f.id,
                     "unknown opcode " + std::to_string(int(f.op)));
       if (f.flags &
@@ -260,6 +263,7 @@ class BinaryProtocol {
         break;
       default: {
         kv_op o = to_op(std::move(q));
+        o.change.max_size = ctx_->max_frame;  // the engine holds a value to the node's limit
         p.op_index = long(b.ops.size());
         b.ops.push_back(std::move(o));
       }

@@ -44,12 +44,13 @@ op_batch take_ops(Call& call) {
     kv_op light;
     light.kind = o.kind;
     light.key = o.key;
+    light.change = o.change;
     call.ops.push_back(std::move(light));
   }
   return run;
 }
 
-constexpr int max_patch_tries = 8;  ///< reads and conditional writes before 409
+constexpr int max_catalog_tries = 8;  ///< reads and conditional writes before 409
 
 class HttpConnection;
 
@@ -198,6 +199,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
       case Kind::unlock:
         return lock();
       case Kind::key:
+      case Kind::patch:
         return exec(take_ops(call_), [self](result_batch r) {
           self->count(r);
           self->send(self->req_, rest::key_response(self->call_, self->req_, r[0]));
@@ -213,10 +215,9 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
         call_.ops[0].id = storage::make_id(rest::system_ns, rest::catalog_key);
         call_.ops[0].read = uint8_t(success_policy::all) + 1;
         return exec(op_batch(call_.ops), [self](result_batch r) { self->list_namespaces(r[0]); });
-      case Kind::patch:
       case Kind::ns_create:
       case Kind::ns_drop:
-        return patch();
+        return edit_catalog();
       case Kind::list_keys:
         return list_keys();
     }
@@ -249,40 +250,33 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
       srv_->metrics->op(RequestMetrics::rest, call_.ops[i].kind, r[i].status);
   }
 
-  /// Read, merge, write if the version is still the one read; a lost race reads again.
-  void patch() {
+  /// Namespace create and drop: read the catalog, edit it, write it if its version is still
+  /// the one read; a lost race reads again.
+  void edit_catalog() {
     auto self = shared_from_this();
-    auto stop = std::make_shared<Response>();  // patch_step's answer when it makes no write
+    auto stop = std::make_shared<Response>();  // catalog_step's answer when it makes no write
     auto rmw = std::make_shared<frontend::Rmw>();
     rmw->modify = [self, stop](const op_result& read, kv_op* write) {
-      return rest::patch_step(self->call_, read, self->req_, write, stop.get());
+      return rest::catalog_step(self->call_, read, self->req_, write, stop.get());
     };
     rmw->done = [self, stop](const op_result&, const op_result* written, int tries_left) {
       if (!written) return self->send(self->req_, std::move(*stop)), false;
-      const bool lost = written->status == op_status::condition_failed &&
-                        self->call_.patch_cond == op_cond::none;  // not the client's If-Match
+      const bool lost = written->status == op_status::condition_failed;
       if (lost && tries_left > 0) return true;
       if (lost)
         return self->send(self->req_,
                           rest::error(self->req_, http::status::conflict,
-                                      "the key changed under " + std::to_string(max_patch_tries) +
-                                          " patches in a row")),
+                                      "the catalog changed under " +
+                                          std::to_string(max_catalog_tries) + " edits in a row")),
                false;
-      self->patched(*written);
+      self->namespace_changed(*written);
       return false;
     };
-    frontend::read_modify_write(srv_->coordinator, executor(), call_.ops[0], rmw, max_patch_tries);
+    frontend::read_modify_write(srv_->coordinator, executor(), call_.ops[0], rmw,
+                                max_catalog_tries);
   }
 
-  void patched(op_result res) {
-    if (call_.kind != Kind::patch) return namespace_changed(res);
-    if (srv_->metrics) srv_->metrics->op(RequestMetrics::rest, op_kind::put, res.status);
-    Call as_put = call_;
-    as_put.ops[0].kind = op_kind::put;
-    send(req_, rest::key_response(as_put, req_, res));
-  }
-
-  void namespace_changed(op_result& res) {
+  void namespace_changed(op_result res) {
     if (res.status != op_status::ok) return send(req_, rest::key_response(call_, req_, res));
     if (call_.kind == Kind::ns_create)
       return send(req_, rest::json_response(req_, http::status::created,

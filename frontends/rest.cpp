@@ -335,7 +335,7 @@ class Router {
       return fail(http::status::bad_request, why);
     if (rest == "bulk/get" || rest == "bulk/put") return bulk(rest == "bulk/get");
     if (starts(rest, "locks/")) return lock(rest.substr(6));
-    if (rest == "keys" || rest == "keys/") return list_keys();
+    if (rest == "keys" || (rest == "keys/" && verb_ == http::verb::get)) return list_keys();
     if (!starts(rest, "keys/"))
       return fail(http::status::not_found, "no route " + std::string(req_.target()));
     return key(rest.substr(5));
@@ -488,6 +488,10 @@ class Router {
 
   /// /v1/ns/{ns}/keys/{key}: GET, HEAD, PUT, DELETE, PATCH.
   bool key(std::string_view encoded_key) {
+    const size_t slash = encoded_key.rfind('/');
+    if (verb_ == http::verb::post && slash != std::string_view::npos &&
+        (encoded_key.substr(slash + 1) == "incr" || encoded_key.substr(slash + 1) == "append"))
+      return action(encoded_key.substr(0, slash), encoded_key.substr(slash + 1));
     if (!key_from(encoded_key) || !no_query()) return false;
     if (!only({http::verb::get, http::verb::head, http::verb::put, http::verb::delete_,
                http::verb::patch}))
@@ -540,24 +544,53 @@ class Router {
     return true;
   }
 
-  /// A merge patch: a read of the newest version, then a conditional write (patch_step).
+  /// POST /v1/ns/{ns}/keys/{key}/incr?by=N (an integer, or a decimal for a float increment)
+  /// and POST .../{key}/append (the body's bytes): changes computed by the key's owner in one
+  /// group, as RESP's INCRBY, INCRBYFLOAT and APPEND are. The key is what comes before the
+  /// last '/' (keys may hold '/', and POST names an action; any other POST is a 405).
+  bool action(std::string_view encoded_key, std::string_view name) {
+    if (!key_from(encoded_key)) return false;
+    call_->kind = Kind::key;
+    kv_op op = make_op(op_kind::change, call_->ns, call_->key, opts_);
+    op.change.max_size = limits_.max_value_size;
+    if (name == "append") {
+      op.change.kind = value_change::append;
+      op.data = std::move(req_.body());
+    } else {
+      auto it = query_.find("by");
+      const std::string by = it == query_.end() ? "1" : it->second;
+      if (it != query_.end()) query_.erase(it);
+      const bool decimal = by.find_first_of(".eE") != std::string::npos;
+      op.change.kind = decimal ? value_change::incr_float : value_change::incr;
+      if (decimal) {
+        op.data = by;  // checked where it applies, as INCRBYFLOAT's argument
+      } else if (!parse_integer(by, &op.change.by)) {
+        return fail(http::status::bad_request,
+                    "by must be an integer or a decimal, not '" + by + "'");
+      }
+    }
+    call_->ops.push_back(std::move(op));
+    return no_query();
+  }
+
+  /// A merge patch (RFC 7386) of the JSON part: a change computed by the key's owner in one
+  /// group under its shard's lock (If-Match / If-None-Match checked there), then written to
+  /// the other groups, as RESP's INCR is.
   bool patch() {
     std::string type = header(req_, "Content-Type");
     if (type.substr(0, type.find(';')) != "application/merge-patch+json" && !is_json_type(type))
       return fail(http::status::unsupported_media_type,
                   "PATCH takes application/merge-patch+json (RFC 7386)");
-    call_->patch = json::parse(req_.body(), nullptr, false);
-    if (call_->patch.is_discarded())
+    if (!json::accept(req_.body()))
       return fail(http::status::bad_request, "the patch is not a valid JSON document");
     call_->kind = Kind::patch;
-    kv_op read = make_op(op_kind::get, call_->ns, call_->key, opts_);
-    kv_op cond;
+    kv_op op = make_op(op_kind::change, call_->ns, call_->key, opts_);
     std::string why;
-    if (!write_condition(req_, &cond, &why)) return fail(http::status::bad_request, why);
-    call_->patch_cond = cond.cond;
-    call_->patch_expected = cond.expected;
-    read.read = uint8_t(success_policy::all) + 1;  // patch the newest version any replica holds
-    call_->ops.push_back(std::move(read));
+    if (!write_condition(req_, &op, &why)) return fail(http::status::bad_request, why);
+    op.change.kind = value_change::merge_patch;
+    op.change.max_size = limits_.max_value_size;
+    op.data = std::move(req_.body());
+    call_->ops.push_back(std::move(op));
     return true;
   }
 
@@ -589,9 +622,13 @@ Response write_response(const Call& call, const Request& req, const op_result& r
     return res;
   }
   json body{{"status", "ok"}, {"version", version_text(r.version)}, {"existed", r.existed}};
+  if (kind == op_kind::change && call.ops[0].change.kind == value_change::append)
+    body["length"] = r.record.data.size();
+  else if (kind == op_kind::change && call.ops[0].change.kind != value_change::merge_patch)
+    body["value"] = r.record.data;  // the number as Redis shows it (INCRBYFLOAT's text too)
   if (call.verbose) body["replicas"] = replicas_json(r);
-  Response out = json_response(
-      req, kind == op_kind::put && !r.existed ? http::status::created : http::status::ok, body);
+  const bool created = (kind == op_kind::put || kind == op_kind::change) && !r.existed;
+  Response out = json_response(req, created ? http::status::created : http::status::ok, body);
   for (const auto& f : res) out.set(f.name_string(), f.value());
   return out;
 }
@@ -653,6 +690,10 @@ Response key_response(const Call& call, const Request& req, op_result& r) {
   const kv_op& op = call.ops[0];
   const bool failed = r.status != op_status::ok;
   Response res = failed ? failure(req, r) : empty(req, http::status::ok);
+  // A change that cannot apply to what is stored (a JSON patch of a binary record, INCR of a
+  // word) conflicts with the record, rather than being a malformed request.
+  if (op.kind == op_kind::change && r.status == op_status::invalid)
+    res.result(http::status::conflict);
   if (!r.replicas.empty()) res.set("X-Apsis-Replicas", replicas_header(r));
   if (failed) {
     if (r.status == op_status::not_found && r.version.stamp)
@@ -661,7 +702,7 @@ Response key_response(const Call& call, const Request& req, op_result& r) {
     return res;
   }
   res.set(http::field::etag, etag(r.version));
-  if (op.kind == op_kind::put || op.kind == op_kind::remove)
+  if (op.kind == op_kind::put || op.kind == op_kind::remove || op.kind == op_kind::change)
     return write_response(call, req, r, std::move(res));
   if (r.record.expiry_ms) res.set("X-Apsis-Expires", std::to_string(r.record.expiry_ms));
   if (r.record.user_flags) res.set("X-Apsis-Flags", std::to_string(r.record.user_flags));
@@ -699,61 +740,35 @@ Response key_response(const Call& call, const Request& req, op_result& r) {
   return with_range(req, r.version, std::move(res));
 }
 
-bool patch_step(const Call& call, const op_result& read, const Request& req, kv_op* write,
-                Response* done) {
+bool catalog_step(const Call& call, const op_result& read, const Request& req, kv_op* write,
+                  Response* done) {
   if (read.status != op_status::ok && read.status != op_status::not_found)
     return *done = failure(req, read), false;
   const bool exists = read.status == op_status::ok;
-  json doc = exists
-                 ? json::parse(read.record.json.empty() ? "null" : read.record.json, nullptr, false)
-                 : json();
-  if (exists && !read.record.data.empty() && read.record.json.empty())
-    return *done = error(req, http::status::conflict,
-                         "the record has a binary data part and no JSON part to patch"),
+  json doc =
+      json::parse(exists && !read.record.json.empty() ? read.record.json : "{}", nullptr, false);
+  if (!doc.is_object()) doc = json::object();
+  bool known = doc.contains(call.ns) || call.ns == "default";
+  if (call.kind == Kind::ns_create && known)
+    return *done =
+               json_response(req, http::status::ok, {{"namespace", call.ns}, {"created", false}}),
            false;
-  if (call.kind == Kind::ns_create || call.kind == Kind::ns_drop) {
-    if (!doc.is_object()) doc = json::object();
-    bool known = doc.contains(call.ns) || call.ns == "default";
-    if (call.kind == Kind::ns_create && known)
-      return *done =
-                 json_response(req, http::status::ok, {{"namespace", call.ns}, {"created", false}}),
-             false;
-    if (call.kind == Kind::ns_drop && !doc.contains(call.ns))
-      return *done = error(req, http::status::not_found,
-                           "no namespace " + call.ns + " (only created ones can be dropped)"),
-             false;
-    if (call.kind == Kind::ns_create)
-      doc[call.ns] = {{"created_ms", storage::now_ms()}};
-    else
-      doc.erase(call.ns);
-  } else {
-    if (call.patch_cond == op_cond::if_version && (!exists || call.patch_expected != read.version))
-      return *done = error(req, http::status::precondition_failed,
-                           "the record's version is not the one in If-Match"),
-             false;
-    if (call.patch_cond == op_cond::if_present && !exists)
-      return *done = error(req, http::status::precondition_failed, "no such key (If-Match: *)"),
-             false;
-    if (call.patch_cond == op_cond::if_absent && exists)
-      return *done =
-                 error(req, http::status::precondition_failed, "the key exists (If-None-Match: *)"),
-             false;
-    doc.merge_patch(call.patch);
-  }
+  if (call.kind == Kind::ns_drop && !doc.contains(call.ns))
+    return *done = error(req, http::status::not_found,
+                         "no namespace " + call.ns + " (only created ones can be dropped)"),
+           false;
+  if (call.kind == Kind::ns_create)
+    doc[call.ns] = {{"created_ms", storage::now_ms()}};
+  else
+    doc.erase(call.ns);
   const kv_op& r = call.ops[0];
   *write = kv_op{};
   write->kind = op_kind::put;
   write->id = r.id;
   write->key = r.key;
-  write->policy = r.policy;
-  write->groups = r.groups;
-  write->fence = r.fence;
   write->json = doc.dump();
   write->cond = exists ? op_cond::if_version : op_cond::if_absent;  // lost a race: read again
   write->expected = read.version;
-  write->expiry_ms = r.expiry_ms;
-  write->keep_expiry = r.expiry_ms == 0;
-  write->user_flags = read.record.user_flags;
   return true;
 }
 

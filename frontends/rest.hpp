@@ -24,7 +24,7 @@ using Response = http::response<http::string_body>;
 
 enum class Kind {
   key,        ///< GET/HEAD/PUT/DELETE on one key: ops[0]
-  patch,      ///< PATCH: ops[0] reads the key; patch_step() makes the write
+  patch,      ///< PATCH: ops[0], a merge patch computed by the key's owner in one group
   bulk_get,   ///< POST .../bulk/get: ops, one get per key
   bulk_put,   ///< POST .../bulk/put: ops, one put per item
   ns_list,    ///< GET /v1/ns
@@ -52,12 +52,8 @@ struct Call {
   bool verbose = false;  ///< ?verbose=1: a JSON body with the per-replica results
   Want want = Want::any;
   std::string if_none_match;  ///< GET: an ETag the client holds (304 when it is current)
-  nlohmann::json patch;       ///< PATCH: the merge patch
-  /// PATCH: its If-Match / If-None-Match (none: a lost race is retried, else it is a 412).
-  op_cond patch_cond = op_cond::none;
-  storage::Version patch_expected;
-  uint32_t lease_ms = 0;  ///< lock
-  uint64_t token = 0;     ///< unlock
+  uint32_t lease_ms = 0;      ///< lock
+  uint64_t token = 0;         ///< unlock
   // list_keys: what the pages filter, where the listing starts, how many keys it wants
   list_request list;
   storage::Id list_from;
@@ -81,11 +77,12 @@ inline const std::string catalog_key = "namespaces";
 /// A PUT's body moves into its operation (a large value is not copied).
 bool route(Request& req, const storage::Limits& limits, Call* call, Response* error);
 
-/// The response to a key call (GET, HEAD, PUT, DELETE, and PATCH's last write).
+/// The response to a key call (GET, HEAD, PUT, DELETE, PATCH, POST's incr and append).
 Response key_response(const Call& call, const Request& req, op_result& r);
-/// PATCH: from the read's result, the write to make (true), or the response to send (false).
-bool patch_step(const Call& call, const op_result& read, const Request& req, kv_op* write,
-                Response* done);
+/// Namespace create and drop edit the catalog record: from the read's result, the write to
+/// make (true, conditional on the version read), or the response to send (false).
+bool catalog_step(const Call& call, const op_result& read, const Request& req, kv_op* write,
+                  Response* done);
 /// The response to a key listing: {"keys": [...], "cursor": "..."} (cursor "0" at the end).
 Response list_response(const Call& call, const Request& req, const ListPage& page);
 /// The response to a bulk call: one entry per key, in request order.

@@ -1,9 +1,9 @@
 // How a frontend runs a batch from a connection's thread, and a read-modify-write of one key
 // built on it: read the newest version, make the write conditional on that version (or on
 // the key's absence), and start again from the read when another write came between: REST's
-// PATCH. With several groups the condition is checked on each replica, not in one place, so
-// two racing patches may each win on a different replica; RESP's changes avoid that by
-// computing in one group (op_kind::change), which PATCH should move onto too.
+// namespace create and drop, which edit the catalog record (rare, and by operators). With
+// several groups the condition is checked on each replica, not in one place; changes that
+// users make all day (PATCH, INCR...) are computed in one group instead (op_kind::change).
 #pragma once
 
 #include <functional>

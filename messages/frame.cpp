@@ -196,6 +196,16 @@ bool decode_request(opcode op, std::string_view body, Request* out, std::string*
     case opcode::admin:
       out->data = r.str32();
       break;
+    case opcode::change: {
+      out->change_kind = r.u8();
+      if (out->change_kind > value_change::merge_patch)
+        return *err = "unknown change " + std::to_string(out->change_kind), false;
+      out->by = int64_t(r.u64());
+      if (!write_body(opcode::del)) return false;  // cond, expected, fence
+      out->expiry_ms = r.u64();
+      out->data = r.str32();
+      break;
+    }
     case opcode::list: {
       out->ns = r.str16();
       out->cursor = r.str16();
@@ -212,7 +222,8 @@ bool decode_request(opcode op, std::string_view body, Request* out, std::string*
       return *err = "unknown opcode " + std::to_string(int(op)), false;
   }
   if (flags & flag_groups) {
-    if (op != opcode::get && op != opcode::lookup && op != opcode::put && op != opcode::del)
+    if (op != opcode::get && op != opcode::lookup && op != opcode::put && op != opcode::del &&
+        op != opcode::change)
       return *err = "only key requests name groups", false;
     uint8_t n = r.u8();
     if (n == 0) return *err = "the groups flag with no group", false;
@@ -229,6 +240,11 @@ std::string encode_request(const Request& q) {
     w.str16(q.key);
   }
   opcode write = q.op;
+  if (q.op == opcode::change) {
+    w.u8(q.change_kind);
+    w.u64(uint64_t(q.by));
+    write = opcode::del;  // its condition and fence, as a del's
+  }
   if (q.op == opcode::replica) {
     w.u32(q.backend);
     w.version(q.version);
@@ -243,6 +259,10 @@ std::string encode_request(const Request& q) {
       w.u64(q.expiry_ms);
       w.u32(q.user_flags);
       w.str32(q.json);
+      w.str32(q.data);
+    }
+    if (q.op == opcode::change) {
+      w.u64(q.expiry_ms);
       w.str32(q.data);
     }
   } else if (q.op == opcode::lock) {
@@ -292,6 +312,7 @@ std::string encode_response(opcode op, const Response& r) {
   w.u8(r.existed);
   switch (op) {
     case opcode::get:
+    case opcode::change:
       w.u64(r.expiry_ms);
       w.u32(r.user_flags);
       w.str32(r.json);
@@ -351,6 +372,7 @@ bool decode_response(opcode op, std::string_view body, Response* out, std::strin
   out->existed = r.u8() != 0;
   switch (op) {
     case opcode::get:
+    case opcode::change:
       out->expiry_ms = r.u64();
       out->user_flags = r.u32();
       out->json = r.str32();

@@ -31,7 +31,8 @@ enum class opcode : uint8_t {
   ping = 8,
   admin = 9,     ///< an operator's command as JSON (`apsis recover`), answered with JSON
   replica = 10,  ///< a put or del for one backend, versioned by the client that coordinates
-  list = 11      ///< a page of a namespace's keys from a cursor (with payloads: an export)
+  list = 11,     ///< a page of a namespace's keys from a cursor (with payloads: an export)
+  change = 12    ///< a value computed from the stored one (incr, append, merge patch...)
 };
 /// Error frame codes: the connection closes after an error frame.
 enum class error_code : uint16_t {
@@ -90,6 +91,10 @@ struct Request {
   uint32_t limit = 0;       ///< keys wanted (0: 100)
   bool payload = false;     ///< each key's json and data too
   bool tombstones = false;  ///< deleted and expired keys too
+  // change: what it does (value_change::kind_t), its integer (incr: by; setrange: offset);
+  // its bytes (append, setrange), float increment or patch travel in `data`
+  uint8_t change_kind = 0;
+  int64_t by = 0;
 };
 /// The frame flags that carry a request's policy and latest.
 inline uint16_t request_flags(const Request& q) {
@@ -141,7 +146,8 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, Request& x) {
   return f(caf::meta::type_name("request"), x.op, x.ns, x.key, x.cond, x.expected, x.expiry_ms,
            x.user_flags, x.fence, x.json, x.data, x.lease_ms, x.token, x.policy, x.latest, x.read,
-           x.inner, x.backend, x.version, x.cursor, x.match, x.limit, x.payload, x.tombstones);
+           x.inner, x.backend, x.version, x.cursor, x.match, x.limit, x.payload, x.tombstones,
+           x.change_kind, x.by);
 }
 
 template <class Inspector>

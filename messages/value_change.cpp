@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <limits>
 
+#include <nlohmann/json.hpp>
+
 namespace apsis {
 
 bool parse_integer(const std::string& s, int64_t* out) {
@@ -79,6 +81,16 @@ bool apply_change(const value_change& c, const std::string& arg, bool exists,
       *value = old;
       if (value->size() < at + arg.size()) value->resize(at + arg.size(), '\0');
       value->replace(at, arg.size(), arg);
+      return true;
+    }
+    case value_change::merge_patch: {
+      nlohmann::json doc = nlohmann::json::parse(old.empty() ? "null" : old, nullptr, false);
+      const nlohmann::json patch = nlohmann::json::parse(arg, nullptr, false);
+      if (patch.is_discarded()) return fail(why, "the patch is not a valid JSON document");
+      if (doc.is_discarded()) return fail(why, "the stored JSON part is not valid JSON");
+      doc.merge_patch(patch);
+      *value = doc.dump();
+      if (value->size() > c.max_size) return fail(why, "the patched JSON part exceeds the limit");
       return true;
     }
   }

@@ -1,5 +1,6 @@
 // A new value computed from the stored one: RESP's INCR, INCRBY, DECR, DECRBY, INCRBYFLOAT,
-// APPEND and SETRANGE, with Redis's rules and error texts. The shard that owns a key's first
+// APPEND and SETRANGE, with Redis's rules and error texts, and REST's merge patch (RFC 7386)
+// of the JSON part. The shard that owns a key's first
 // replica computes it under its lock (op_kind::change); the coordinator then carries the
 // record it wrote to the other groups, so every replica stores the same value and version.
 #pragma once
@@ -11,13 +12,14 @@
 
 namespace apsis {
 
-/// What a change does to a value; its bytes (APPEND, SETRANGE) or increment (INCRBYFLOAT,
-/// as text) travel in the operation's data.
+/// What a change does to a value; its bytes (APPEND, SETRANGE), increment (INCRBYFLOAT, as
+/// text) or patch (merge_patch, JSON text) travel in the operation's data. merge_patch changes
+/// the JSON part; the others, the data part.
 struct value_change {
-  enum kind_t : uint8_t { incr, incr_float, append, setrange };
+  enum kind_t : uint8_t { incr, incr_float, append, setrange, merge_patch };
   uint8_t kind = incr;
   int64_t by = 0;         ///< incr: the increment; setrange: the offset
-  uint64_t max_size = 0;  ///< the longest value allowed (append, setrange)
+  uint64_t max_size = 0;  ///< the longest value allowed (append, setrange, merge_patch)
 };
 
 template <class Inspector>

@@ -268,7 +268,8 @@ void Client::Impl::prepare(wire::Request& q) const {
     if (q.read == 0 && opts.read) q.read = uint8_t(*opts.read) + 1;
   }
   const bool keyed = q.op == wire::opcode::get || q.op == wire::opcode::lookup ||
-                     q.op == wire::opcode::put || q.op == wire::opcode::del;
+                     q.op == wire::opcode::put || q.op == wire::opcode::del ||
+                     q.op == wire::opcode::change;
   if (keyed && q.groups.empty()) q.groups = opts.groups;
 }
 
@@ -366,6 +367,15 @@ bool Client::list(wire::Request q, const std::function<bool(const listed_record&
     q.cursor = std::move(r.cursor);
   }
   return true;
+}
+
+bool Client::change(const std::string& key, value_change::kind_t kind, int64_t by,
+                    const std::string& arg, wire::Response* out, std::string* error) {
+  wire::Request q = keyed(wire::opcode::change, key);
+  q.change_kind = kind;
+  q.by = by;
+  q.data = arg;
+  return call(std::move(q), out, error);
 }
 
 bool Client::stat(wire::Response* out, std::string* error) {

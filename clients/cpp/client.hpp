@@ -62,6 +62,11 @@ class Client {
   bool lock(const std::string& key, uint32_t lease_ms, wire::Response* out, std::string* error);
   bool unlock(const std::string& key, uint64_t token, wire::Response* out, std::string* error);
   bool stat(wire::Response* out, std::string* error);
+  /// A value computed from the stored one by the key's owner in one group (value_change:
+  /// incr by `by`, incr_float by `arg`, append `arg`, setrange `arg` at `by`, merge_patch the
+  /// JSON part with `arg`); out holds the record after it (data, or json for a patch).
+  bool change(const std::string& key, value_change::kind_t kind, int64_t by, const std::string& arg,
+              wire::Response* out, std::string* error);
   /// Lists the namespace's keys (q: cursor, match, limit per page, payload, tombstones,
   /// version as since), page after page, each record through `each` until it returns false.
   /// False when a page failed; memory is one page's.

@@ -48,20 +48,31 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   switch (call.kind) {
     case rest::Kind::key:
+    case rest::Kind::patch:
       rest::key_response(call, req, rs.at(0));
       break;
     case rest::Kind::bulk_get:
     case rest::Kind::bulk_put:
       rest::bulk_response(call, req, rs);
       break;
-    case rest::Kind::patch:
     case rest::Kind::ns_create:
     case rest::Kind::ns_drop: {
       kv_op write;
       rest::Response done;
-      if (rest::patch_step(call, rs.at(0), req, &write, &done) &&
+      if (rest::catalog_step(call, rs.at(0), req, &write, &done) &&
           !nlohmann::json::accept(write.json))
         __builtin_trap();
+      break;
+    }
+    case rest::Kind::list_keys: {  // a page of keys made of the body's bytes (any bytes)
+      rest::ListPage page;
+      page.status = op_status(pick % 10);
+      page.cursor = pick & 1 ? "0" : "12345";
+      for (size_t at = 0; at < req.body().size(); at += 7) {
+        page.records.emplace_back().meta.key = req.body().substr(at, 7);
+        page.records.back().meta.expiry_ms = pick;
+      }
+      rest::list_response(call, req, page);
       break;
     }
     default:

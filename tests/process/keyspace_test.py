@@ -7,6 +7,7 @@ import subprocess
 import threading
 import time
 import unittest
+import urllib.error
 import urllib.request
 
 from apsisd_test import APSIS, Client, NodeTest, free_port, wait_for
@@ -247,6 +248,82 @@ class KeyspaceTest(NodeTest):
         self.assertTrue(found["rec:1"].get("deleted"))
         self.assertEqual(found["rec:2"]["data"], "bmV3")  # base64 of "new"
         self.assertLess(len(found), 100000)
+
+    def test_patches_and_increments_through_every_node_each_apply_once(self):
+        # A merge patch and a REST increment are computed by one group's owner and written
+        # to the others: racing through three nodes of a 3-group cluster, none is lost and
+        # every group holds the same document.
+        ports = {i: free_port() for i in (1, 2, 3)}
+        nodes = {i: self.cluster_node(i, ports, ports[1]) for i in (1, 2, 3)}
+        wait_for(lambda: [r["status"] for r in self.replicas(nodes[1], "probe")] == ["ok"] * 3, 20,
+                 "every node joined")
+        failures = []
+
+        def request(node, method, path, body=b"", headers=None):
+            req = urllib.request.Request(f"http://127.0.0.1:{node.http_port}{path}", data=body,
+                                         method=method, headers=headers or {})
+            try:
+                with urllib.request.urlopen(req, timeout=20) as r:
+                    return r.status, r.read()
+            except urllib.error.HTTPError as e:
+                return e.code, e.read()
+
+        def hammer(t):
+            node = nodes[1 + t % 3]
+            for i in range(40):
+                status, body = request(node, "PATCH", "/v1/ns/default/keys/doc",
+                                       json.dumps({f"t{t}": i, f"m{t}_{i}": True}).encode(),
+                                       {"Content-Type": "application/merge-patch+json"})
+                if status not in (200, 201):
+                    failures.append((status, body))
+                status, body = request(node, "POST", "/v1/ns/default/keys/hits/incr?by=2")
+                if status not in (200, 201):
+                    failures.append((status, body))
+        threads = [threading.Thread(target=hammer, args=(t,)) for t in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        self.assertEqual(failures, [])
+        for g in (1, 2, 3):  # each group's replica, read alone
+            status, body = request(nodes[1], "GET", f"/v1/ns/default/keys/doc?groups={g}&read=one",
+                                   headers={"Accept": "application/json"})
+            doc = json.loads(body)
+            self.assertEqual(len([k for k in doc if k.startswith("m")]), 240, f"group {g}")
+            self.assertEqual({doc[f"t{t}"] for t in range(6)}, {39}, f"group {g}")
+            status, body = request(nodes[1], "GET", f"/v1/ns/default/keys/hits?groups={g}&read=one")
+            self.assertEqual(body, b"480", f"group {g}")
+        # Conditions and refusals: a 412 and a 409 change nothing.
+        status, _ = request(nodes[2], "PATCH", "/v1/ns/default/keys/doc", b'{"x": 1}',
+                            {"Content-Type": "application/merge-patch+json", "If-Match": '"1.0@1"'})
+        self.assertEqual(status, 412)
+        self.assertEqual(request(nodes[2], "PUT", "/v1/ns/default/keys/word", b"abc")[0], 201)
+        status, body = request(nodes[3], "POST", "/v1/ns/default/keys/word/incr")
+        self.assertEqual((status, json.loads(body)["error"]),
+                         (409, "value is not an integer or out of range"))
+        status, body = request(nodes[3], "POST", "/v1/ns/default/keys/word/incr?by=x")
+        self.assertEqual(status, 400)
+        status, body = request(nodes[3], "POST", "/v1/ns/default/keys/word/append", b"de")
+        self.assertEqual((status, json.loads(body)["length"]), (200, 5))
+        status, body = request(nodes[1], "POST", "/v1/ns/default/keys/f/incr?by=1.5")
+        self.assertEqual((status, json.loads(body)["value"]), (201, "1.5"))
+        self.assertEqual(request(nodes[1], "POST", "/v1/ns/default/keys/word/decr")[0], 405)
+
+    def test_cli_increments_appends_and_patches(self):
+        node = self.start()
+        run = lambda *a: self.cli(node, *a)
+        self.assertEqual((run("incr", "n").stdout, run("incr", "n", "--by", "41").stdout), ("1\n", "42\n"))
+        self.assertEqual(run("incr", "n", "--by", "0.5").stdout, "42.5\n")
+        self.assertEqual(run("append", "s", "ab").stdout, "2\n")
+        self.assertEqual(run("append", "s", "cd").stdout, "4\n")
+        self.assertEqual(run("get", "s").stdout, "abcd")
+        bad = run("incr", "s")
+        self.assertEqual(bad.returncode, 1)
+        self.assertIn("value is not an integer or out of range", bad.stderr)
+        self.assertEqual(run("patch", "doc", '{"a": {"b": 1}}').stdout, '{"a":{"b":1}}\n')
+        self.assertEqual(run("patch", "doc", '{"a": {"b": null}, "c": 2}').stdout, '{"a":{},"c":2}\n')
+        self.assertEqual(run("patch", "s", "{}").returncode, 1)  # a binary value: nothing to patch
+        self.assertEqual(run("get", "s").stdout, "abcd")
 
     # Helpers shared with apsisd_test's cluster tests.
     from apsisd_test import ApsisdTest as _A

@@ -149,11 +149,11 @@ class RestTest(NodeTest):
                           ("/v1/ns/default/keys/k?bogus=1", "unknown query parameter 'bogus'"),
                           ("/v1/ns/default/keys/%zz", "malformed percent-encoding"),
                           ("/v1/ns/bad%20name/keys/k", "a namespace is 1-64 of"),
-                          ("/v1/ns/default/keys/", "empty key"),
                           ("/v1/ns/default/keys/k?ttl=0", "ttl must be a number of seconds")]:
             status, hdrs, body = h.json("GET", path)
             self.assertEqual(status, 400, path)
             self.assertIn(why, body["error"], path)
+        self.assertEqual(h.json("PUT", "/v1/ns/default/keys/")[:3:2], (400, {"error": "empty key"}))
         status, _, body = h.json("PUT", "/v1/ns/default/keys/k", headers={"Content-Type": "application/json"})
         self.assertEqual((status, body["error"]), (400, "the body is not a valid JSON document"))
         status, hdrs, body = h.json("POST", "/v1/ns/default/keys/k")

@@ -4,6 +4,7 @@
 //   apsis cluster status   apsis cluster forget NODE   apsis cluster leave [--no-wait]
 //   apsis recover dc|merge [--groups 1,2] [--since 2h] [--dry-run] [--no-wait]
 //   apsis recover status|stop|resume
+//   apsis incr KEY [--by N]   apsis append KEY VALUE   apsis patch KEY JSON
 //   apsis ls [--prefix P | --match GLOB] [--long]   apsis export [--since V] > F   apsis import < F
 // Options: --policy one|quorum|all, --read one|quorum|all, --latest, --groups 1,2, --route,
 // --coordinate (see --help).
@@ -278,6 +279,17 @@ int main(int argc, char** argv) {
   recover->add_option("--since", since, "only versions written since: Unix ms, or an age like 2h");
   recover->add_flag("--dry-run", dry_run, "count what would be repaired or moved; change nothing");
   recover->add_flag("--no-wait", no_wait, "return once started instead of following the progress");
+  std::string by = "1";
+  auto* incr = app.add_subcommand("incr", "add to a counter and print its new value");
+  incr->add_option("key", key)->required();
+  incr->add_option("--by", by, "an integer, or a decimal (a float increment)")
+      ->capture_default_str();
+  auto* append = app.add_subcommand("append", "append to a value and print its new length");
+  append->add_option("key", key)->required();
+  append->add_option("value", value, "the bytes to append; - reads stdin")->required();
+  auto* patch = app.add_subcommand("patch", "apply a JSON merge patch (RFC 7386) to the JSON part");
+  patch->add_option("key", key)->required();
+  patch->add_option("patch", value, "the patch, e.g. '{\"n\": 1}'; - reads stdin")->required();
   cli::ListArgs la;
   auto* ls = app.add_subcommand("ls", "list the namespace's keys, page by page");
   ls->add_option("--prefix", la.prefix, "only keys that start with this");
@@ -522,6 +534,29 @@ int main(int argc, char** argv) {
                                        : "no recover pass has run")
               << "\n";
     return 0;
+  }
+  if (incr->parsed() || append->parsed() || patch->parsed()) {
+    // Computed by the key's owner in one group, then written to the others (op_kind::change).
+    value_change::kind_t kind = patch->parsed()    ? value_change::merge_patch
+                                : append->parsed() ? value_change::append
+                                                   : value_change::incr;
+    int64_t n = 0;
+    std::string arg;
+    if (kind == value_change::incr && !parse_integer(by, &n)) kind = value_change::incr_float;
+    if (kind == value_change::incr_float) arg = by;
+    if (kind != value_change::incr && kind != value_change::incr_float &&
+        !read_value(value, "", &arg, &error))
+      return std::cerr << "apsis: " << error << "\n", 2;
+    const char* what = incr->parsed() ? "incr" : append->parsed() ? "append" : "patch";
+    if (!client.change(key, kind, n, arg, &r, &error)) return fail();
+    if (r.status == op_status::ok && !as_json)
+      std::cout << (kind == value_change::append        ? std::to_string(r.data.size())
+                    : kind == value_change::merge_patch ? r.json
+                                                        : r.data)
+                << "\n";
+    return r.status == op_status::ok && !as_json
+               ? 0
+               : report(what, r, as_json, {{"data", r.data}, {"json", r.json}});
   }
   if (ls->parsed()) return cli::ls(client, la, as_json);
   if (exp->parsed()) return cli::export_ns(client, la);

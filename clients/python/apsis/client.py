@@ -27,16 +27,16 @@ class _Operations:
         self.groups = tuple(groups)  # key requests ask only these groups of the node's session
 
     def _flags(self, op: int) -> int:
-        keyed = op in (p.GET, p.LOOKUP, p.PUT, p.DEL)
+        keyed = op in (p.GET, p.LOOKUP, p.PUT, p.DEL, p.CHANGE)
         flags = p.FLAG_GROUPS if keyed and self.groups else 0
-        if op in (p.PUT, p.DEL) and self.policy:
+        if op in (p.PUT, p.DEL, p.CHANGE) and self.policy:
             flags |= p.POLICIES[self.policy]
         if op in (p.GET, p.LOOKUP) and self.read:
             flags |= p.POLICIES[self.read] << p.FLAG_READ_SHIFT
         return flags
 
     def _op(self, op: int, key=b"", finish: Callable = p.check, **fields):
-        groups = self.groups if op in (p.GET, p.LOOKUP, p.PUT, p.DEL) else ()
+        groups = self.groups if op in (p.GET, p.LOOKUP, p.PUT, p.DEL, p.CHANGE) else ()
         return self._run(op, self._flags(op), p.request_body(op, self.ns, key, groups=groups, **fields), finish)
 
     def get(self, key):
@@ -65,6 +65,29 @@ class _Operations:
         """Removes the key (a tombstone); `.existed` says whether a live record was there."""
         cond = p.COND_IF_VERSION if if_version is not None else p.COND_NONE
         return self._op(p.DEL, key, cond=cond, expected=if_version, fence=fence)
+
+    def incr(self, key, by=1):
+        """Adds `by` (an int, or a float as INCRBYFLOAT adds) to a counter, computed once by the
+        key's owner in one group; the new value (int or float). OperationError (status
+        invalid) when the stored value is not a number."""
+        if isinstance(by, float):
+            return self._op(p.CHANGE, key, change=p.INCR_FLOAT, data=repr(by).encode(),
+                            finish=lambda r: float(p.check(r).data))
+        return self._op(p.CHANGE, key, change=p.INCR, by=by, finish=lambda r: int(p.check(r).data))
+
+    def append(self, key, data):
+        """Appends bytes to the value; its new length."""
+        return self._op(p.CHANGE, key, change=p.APPEND, data=data,
+                        finish=lambda r: len(p.check(r).data))
+
+    def patch(self, key, patch, *, if_version: Optional[p.Version] = None):
+        """Applies a JSON merge patch (RFC 7386; a dict, or its text) to the JSON part, once, by
+        the key's owner in one group; the Result (`.json` the patched document). With
+        if_version, ConditionFailed unless the stored version is that one."""
+        text = jsonlib.dumps(patch).encode() if isinstance(patch, (dict, list)) else p._bytes(patch)
+        cond = p.COND_IF_VERSION if if_version is not None else p.COND_NONE
+        return self._op(p.CHANGE, key, change=p.MERGE_PATCH, data=text, cond=cond,
+                        expected=if_version)
 
     def lock(self, key, lease_ms: int = 30000):
         """Waits for and takes the key's lease: `.token` (pass it as `fence` to writes) and

@@ -7,7 +7,8 @@ from typing import List, Optional
 HEADER = 16  # u32 length, u8 kind, u8 opcode, u16 flags, u64 id
 HELLO, REQUEST, RESPONSE, ERROR = 1, 2, 3, 4
 GET, PUT, DEL, LOOKUP, LOCK, UNLOCK, STAT, PING, ADMIN = range(1, 10)
-LIST = 11
+LIST, CHANGE = 11, 12
+INCR, INCR_FLOAT, APPEND, SETRANGE, MERGE_PATCH = range(5)  # what a CHANGE does
 POLICIES = {"one": 1, "quorum": 2, "all": 3}
 FLAG_READ_SHIFT = 4  # bits 4-5: a read's policy (POLICIES), 0 the node's
 FLAG_GROUPS = 0x8  # the body ends with the groups to ask: u8 count, u32 each
@@ -136,7 +137,7 @@ def _bytes(x) -> bytes:
 def request_body(op: int, ns: str = "", key=b"", *, cond=COND_NONE, expected: Optional[Version] = None,
                  fence=0, expiry_ms=0, user_flags=0, json=b"", data=b"", lease_ms=0, token=0,
                  command=b"", groups=(), cursor="0", limit=0, match=b"", payload=False,
-                 since: Optional[Version] = None) -> bytes:
+                 since: Optional[Version] = None, change=0, by=0) -> bytes:
     if op in (STAT, PING):
         return b""
     if op == LIST:
@@ -146,7 +147,9 @@ def request_body(op: int, ns: str = "", key=b"", *, cond=COND_NONE, expected: Op
     if op == ADMIN:
         return _s32(_bytes(command))
     out = _s16(ns.encode()) + _s16(_bytes(key))
-    if op in (PUT, DEL):
+    if op == CHANGE:
+        out += struct.pack("<Bq", change, by)
+    if op in (PUT, DEL, CHANGE):
         out += struct.pack("<B", cond)
         if cond == COND_IF_VERSION:
             v = expected or Version()
@@ -154,6 +157,8 @@ def request_body(op: int, ns: str = "", key=b"", *, cond=COND_NONE, expected: Op
         out += struct.pack("<Q", fence)
         if op == PUT:
             out += struct.pack("<QI", expiry_ms, user_flags) + _s32(_bytes(json)) + _s32(_bytes(data))
+        if op == CHANGE:
+            out += struct.pack("<Q", expiry_ms) + _s32(_bytes(data))
     elif op == LOCK:
         out += struct.pack("<I", lease_ms)
     elif op == UNLOCK:
@@ -197,7 +202,7 @@ def parse_response(op: int, body: bytes) -> Result:
     r = _Reader(body)
     res = Result(status=_status(r.u("B")), message=r.s16().decode(errors="replace"),
                  version=r.version(), existed=r.u("B") != 0)
-    if op == GET:
+    if op in (GET, CHANGE):
         res.expiry_ms, res.user_flags, res.json, res.data = r.u("Q"), r.u("I"), r.s32(), r.s32()
     elif op == LOOKUP:
         res.expiry_ms, res.user_flags, res.json_size, res.data_size = r.u("Q"), r.u("I"), r.u("I"), r.u("I")

@@ -1,6 +1,7 @@
 """The Python client against a real apsisd on 127.0.0.1 (a port it picks and prints), stopped
 by PID. Run by ctest with APSISD set to the binary; every wait is bounded."""
 import asyncio
+import json as jsonlib
 import os
 import selectors
 import signal
@@ -171,6 +172,22 @@ class ClientTest(unittest.TestCase):
                     await c.get("missing")
                 self.assertEqual((await c.stat())["node"], "apsis-1")
         asyncio.run(run())
+
+    def test_counters_appends_and_patches_change_a_value_in_one_place(self):
+        with self.client(ns="chg") as c:
+            self.assertEqual((c.incr("n"), c.incr("n", 41), c.incr("n", -2)), (1, 42, 40))
+            self.assertEqual(c.incr("f", 1.5), 1.5)
+            self.assertEqual((c.append("s", b"ab"), c.append("s", b"cd")), (2, 4))
+            self.assertEqual(c.get("s").data, b"abcd")
+            with self.assertRaises(apsis.OperationError) as bad:
+                c.incr("s")
+            self.assertEqual(bad.exception.result.message, "value is not an integer or out of range")
+            r = c.patch("doc", {"a": 1, "b": {"c": 2}})
+            self.assertEqual(jsonlib.loads(r.json), {"a": 1, "b": {"c": 2}})
+            self.assertEqual(jsonlib.loads(c.patch("doc", {"b": None}).json), {"a": 1})
+            with self.assertRaises(apsis.ConditionFailed):
+                c.patch("doc", {"x": 1}, if_version=r.version)  # no longer the stored one
+            self.assertEqual(jsonlib.loads(c.get("doc").json), {"a": 1})
 
     def test_scan_walks_a_namespace_page_by_page(self):
         with self.client(ns="scan") as c:
