@@ -48,6 +48,7 @@ struct Plan {
   std::string reply;
   int64_t from = 0, to = 0;  ///< GETRANGE's offsets
   Job job;
+  bool resp3 = false;  ///< the connection spoke RESP3 (HELLO 3) when the command came
 };
 using Pending = frontend::Batch<Plan>;
 
@@ -71,13 +72,21 @@ std::string failure(const op_result& r) {
   return s;
 }
 
-/// One write's answer: OK; a null bulk for the status that means "not done" (`miss`); else
-/// the error.
-void one_answer(const op_result& r, std::string& out, op_status miss) {
+/// A null: RESP2's null bulk, or RESP3's null.
+void null(std::string& out, bool resp3) {
+  if (resp3)
+    out += "_\r\n";
+  else
+    resp::null_bulk(out);
+}
+
+/// One write's answer: OK; a null for the status that means "not done" (`miss`); else the
+/// error.
+void one_answer(const op_result& r, std::string& out, op_status miss, bool resp3) {
   if (r.status == op_status::ok)
     resp::simple(out, "OK");
   else if (r.status == miss)
-    resp::null_bulk(out);
+    null(out, resp3);
   else
     resp::error(out, failure(r));
 }
@@ -104,12 +113,12 @@ void ttl_answer(Cmd cmd, const op_result& r, std::string& out) {
   resp::integer(out, cmd == Cmd::pttl ? ms : (ms + 500) / 1000);
 }
 
-/// A get's answer: the value, or a null bulk for a miss.
-void value_answer(const op_result& r, std::string& out) {
+/// A get's answer: the value, or a null for a miss.
+void value_answer(const op_result& r, std::string& out, bool resp3) {
   if (r.status == op_status::ok)
     resp::bulk(out, r.record.data);
   else
-    one_answer(r, out, op_status::not_found);
+    one_answer(r, out, op_status::not_found, resp3);
 }
 
 /// GETRANGE's slice, with Redis's offsets: negative ones count from the end, both inclusive.
@@ -155,13 +164,13 @@ void change_answer(value_change::kind_t kind, const op_result& r, std::string& o
 }
 
 /// GETSET, GETDEL, GETEX, SET ... GET: the value before the write, unless the write failed.
-void get_then_answer(const op_result* r, size_t count, std::string& out) {
+void get_then_answer(const op_result* r, size_t count, std::string& out, bool resp3) {
   if (count > 1) {
     const op_status w = r[1].status;
     if (w != op_status::ok && w != op_status::not_found && w != op_status::condition_failed)
       return resp::error(out, failure(r[1]));
   }
-  value_answer(r[0], out);
+  value_answer(r[0], out, resp3);
 }
 
 void format(const Pending& p, std::string& out) {
@@ -175,10 +184,10 @@ void format(const Pending& p, std::string& out) {
         change_answer(value_change::kind_t(plan.from), *r, out);
         break;
       case Cmd::get:
-        value_answer(*r, out);
+        value_answer(*r, out, plan.resp3);
         break;
       case Cmd::get_then:
-        get_then_answer(r, plan.count, out);
+        get_then_answer(r, plan.count, out, plan.resp3);
         break;
       case Cmd::setnx:
       case Cmd::persist:
@@ -198,7 +207,7 @@ void format(const Pending& p, std::string& out) {
         meta_answer(plan.cmd, *r, out);
         break;
       case Cmd::set:
-        one_answer(*r, out, op_status::condition_failed);
+        one_answer(*r, out, op_status::condition_failed, plan.resp3);
         break;
       case Cmd::mset: {
         const op_result* bad = nullptr;
@@ -214,7 +223,7 @@ void format(const Pending& p, std::string& out) {
       case Cmd::mget:
         resp::array(out, plan.count);
         for (size_t k = 0; k < plan.count; ++k)
-          r[k].status == op_status::ok ? resp::bulk(out, r[k].record.data) : resp::null_bulk(out);
+          r[k].status == op_status::ok ? resp::bulk(out, r[k].record.data) : null(out, plan.resp3);
         break;
       case Cmd::expire:
         if (r->status == op_status::ok || r->status == op_status::not_found)
@@ -368,6 +377,7 @@ class RespProtocol {
   void keyed(Pending& b, Cmd cmd, std::vector<kv_op> ops) {
     Plan p;
     p.cmd = cmd;
+    p.resp3 = resp3_;
     p.first = b.ops.size();
     p.count = ops.size();
     for (auto& o : ops) b.ops.push_back(std::move(o));
@@ -473,16 +483,27 @@ class RespProtocol {
     b.plans.back().to = to;
   }
 
-  /// HELLO [2]: the server's description (RESP2 only: RESP3 is refused with NOPROTO).
+  /// HELLO [protover [AUTH user pass] [SETNAME name]]: the server's description, and the
+  /// protocol from here on: RESP2, or RESP3 (its null, and this reply as a map). SETNAME is
+  /// taken and ignored, as CLIENT SETNAME is; AUTH waits for users (the security issue).
   void hello(const std::string&, Args& a, Pending& b) {
-    int64_t version = 2;
-    if (a.size() > 1 && (!parse_int(a[1], &version) || version != 2))
-      return reply_error(b, "NOPROTO sorry, this protocol version is not supported");
-    if (a.size() > 2) return reply_error(b, "ERR HELLO takes no AUTH or SETNAME here");
-    std::string s;
-    resp::array(s, 14);
+    int64_t version = resp3_ ? 3 : 2;
+    if (a.size() > 1 && (!parse_int(a[1], &version) || (version != 2 && version != 3)))
+      return reply_error(b, "NOPROTO unsupported protocol version");
+    for (size_t i = 2; i < a.size(); ++i) {
+      const std::string opt = upper(a[i]);
+      if (opt == "SETNAME" && i + 1 < a.size()) {
+        ++i;
+      } else if (opt == "AUTH" && i + 2 < a.size()) {
+        return reply_error(b, "ERR AUTH: this node has no users to authenticate");
+      } else {
+        return reply_error(b, "ERR syntax error in HELLO option '" + a[i].substr(0, 64) + "'");
+      }
+    }
+    resp3_ = version == 3;
+    std::string s = resp3_ ? "%7\r\n" : "*14\r\n";
     for (const char* kv : {"server", "apsis", "version", "0.1.0", "proto"}) resp::bulk(s, kv);
-    resp::integer(s, 2);
+    resp::integer(s, version);
     resp::bulk(s, "id");
     resp::integer(s, 0);
     for (const char* kv : {"mode", "standalone", "role", "master", "modules"}) resp::bulk(s, kv);
@@ -824,6 +845,7 @@ class RespProtocol {
 
   const Context* ctx_;
   std::string ns_ = "default";
+  bool resp3_ = false;  ///< HELLO 3 was the last HELLO
 };
 
 }  // namespace

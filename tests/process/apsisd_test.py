@@ -129,6 +129,10 @@ class Client:
             return data
         if kind == b"*":
             return [self.reply() for _ in range(int(rest))]
+        if kind == b"%":  # RESP3: a map
+            return {self.reply(): self.reply() for _ in range(int(rest))}
+        if kind == b"_":  # RESP3: null
+            return None
         raise ValueError(line)
 
     def call(self, *args):
@@ -276,11 +280,19 @@ class ApsisdTest(NodeTest):
         self.assertEqual(c.call("TOUCH", "a", "b", "nope"), 2)
         self.assertEqual(c.call("UNLINK", "a", "b", "nope"), 2)
         self.assertEqual(c.call("EXISTS", "a", "b"), 0)
-        # HELLO speaks RESP2 only; errors change nothing.
+        # HELLO: RESP2 (an array), or RESP3 (a map, and RESP3's null from then on).
         hello = c.call("HELLO")
         self.assertEqual(hello[:6], [b"server", b"apsis", b"version", b"0.1.0", b"proto", 2])
         self.assertEqual(c.call("HELLO", "2")[5], 2)
-        self.assertTrue(c.call("HELLO", "3").startswith("-NOPROTO"))
+        self.assertTrue(c.call("HELLO", "4").startswith("-NOPROTO"))
+        self.assertEqual(c.call("HELLO", "3", "SETNAME", "me")[b"proto"], 3)
+        c.send(("GET", "nope"))
+        self.assertEqual(c._line(), b"_")
+        self.assertEqual(c.call("MGET", "n", "nope"), [b"4", None])
+        self.assertTrue(c.call("HELLO", "3", "AUTH", "u", "p").startswith("-ERR AUTH"))
+        self.assertEqual(c.call("HELLO", "2")[5], 2)
+        c.send(("GET", "nope"))
+        self.assertEqual(c._line(), b"$-1")
         self.assertTrue(c.call("GETRANGE", "n", "x", "1").startswith("-ERR value is not an integer"))
         self.assertTrue(c.call("SETNX", "n").startswith("-ERR wrong number of arguments"))
         self.assertEqual(c.call("GET", "n"), b"4")
