@@ -255,8 +255,20 @@ class RespProtocol {
     std::vector<std::string> args;
     std::string err;
     while (!b.quit) {
-      resp::Parse r = resp::parse_command(in, pos, &args, &err, ctx_->limits);
+      // An argument over the limit: its command is dropped as it arrives, then refused.
+      resp::Parse r = skip_.active()
+                          ? skip_.drain(in, pos, &err)
+                          : resp::parse_command(in, pos, &args, &err, ctx_->limits, &skip_);
+      if (r == resp::Parse::oversized) {
+        skipped_ = err;
+        continue;
+      }
       if (r == resp::Parse::incomplete) return true;
+      if (r == resp::Parse::complete && !skipped_.empty()) {
+        reply_error(b, skipped_);
+        skipped_.clear();
+        continue;
+      }
       if (r == resp::Parse::error) {  // answer, then close: the stream cannot be trusted
         std::string s;
         resp::error(s, "ERR " + err);
@@ -845,7 +857,9 @@ class RespProtocol {
 
   const Context* ctx_;
   std::string ns_ = "default";
-  bool resp3_ = false;  ///< HELLO 3 was the last HELLO
+  bool resp3_ = false;   ///< HELLO 3 was the last HELLO
+  resp::Skip skip_;      ///< what is left of a command with an argument over the limit
+  std::string skipped_;  ///< that command's error reply
 };
 
 }  // namespace

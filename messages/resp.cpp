@@ -1,5 +1,6 @@
 #include "messages/resp.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 namespace apsis::resp {
@@ -53,8 +54,31 @@ Parse parse_inline(std::string_view buf, size_t* pos, std::vector<std::string>* 
 
 }  // namespace
 
+constexpr uint64_t max_skip = 1ull << 40;  ///< a longer argument is no client's mistake
+
+Parse Skip::drain(std::string_view buf, size_t* pos, std::string* error) {
+  for (;;) {
+    const uint64_t take = std::min<uint64_t>(bytes, buf.size() - *pos);
+    *pos += size_t(take);
+    bytes -= take;
+    if (bytes > 0) return Parse::incomplete;
+    if (args == 0) return Parse::complete;
+    if (*pos >= buf.size()) return Parse::incomplete;
+    if (buf[*pos] != '$') return *error = "Protocol error: expected '$'", Parse::error;
+    size_t p = *pos + 1;
+    int64_t len = 0;
+    Parse r = read_number(buf, &p, &len, error);
+    if (r != Parse::complete) return r;
+    if (len < 0 || uint64_t(len) > max_skip)
+      return *error = "Protocol error: invalid bulk length", Parse::error;
+    *pos = p;
+    bytes = uint64_t(len) + 2;
+    --args;
+  }
+}
+
 Parse parse_command(std::string_view buf, size_t* pos, std::vector<std::string>* args,
-                    std::string* error, const Limits& limits) {
+                    std::string* error, const Limits& limits, Skip* skip) {
   if (*pos >= buf.size()) return Parse::incomplete;
   if (buf[*pos] != '*') return parse_inline(buf, pos, args, error, limits);
   size_t p = *pos + 1;
@@ -78,6 +102,14 @@ Parse parse_command(std::string_view buf, size_t* pos, std::vector<std::string>*
     int64_t len = 0;
     r = read_number(buf, &p, &len, error);
     if (r != Parse::complete) return r;
+    if (skip && len >= 0 && uint64_t(len) > limits.max_bulk && uint64_t(len) <= max_skip) {
+      *error = "ERR argument of " + std::to_string(len) + " bytes exceeds the limit of " +
+               std::to_string(limits.max_bulk) + " bytes (limits.max_value_size)";
+      skip->bytes = uint64_t(len) + 2;
+      skip->args = n - i - 1;
+      *pos = p;
+      return Parse::oversized;
+    }
     if (len < 0 || uint64_t(len) > limits.max_bulk)
       return *error = "Protocol error: invalid bulk length", Parse::error;
     if (buf.size() - p < uint64_t(len) + 2) return Parse::incomplete;

@@ -16,13 +16,27 @@ struct Limits {
   size_t max_inline = 64 << 10;  ///< bytes in one inline command line
 };
 
-enum class Parse { complete, incomplete, error };
+enum class Parse { complete, incomplete, error, oversized };
+
+/// The rest of a command one of whose arguments is longer than max_bulk: the bytes of that
+/// argument still to come and the arguments after it, dropped as they arrive so that the
+/// client gets an error reply and its connection goes on, without the node holding them.
+struct Skip {
+  uint64_t bytes = 0;  ///< of the current argument, its CRLF included
+  int64_t args = 0;    ///< whole arguments after it
+  bool active() const { return bytes > 0 || args > 0; }
+  /// Drops what buf holds from *pos on: complete once the command is gone, incomplete while
+  /// more is to come (what arrived is consumed), error on a malformed argument header.
+  Parse drain(std::string_view buf, size_t* pos, std::string* error);
+};
 
 /// Parses one command starting at buf[*pos]. complete: *args holds it and *pos is past it;
 /// incomplete: more bytes are needed (nothing consumed); error: *error says why, and the
-/// connection should be answered with it and closed.
+/// connection should be answered with it and closed. With `skip`, an argument over max_bulk
+/// is `oversized`: *error is the reply, *pos is past that argument's header, and *skip says
+/// what of the command is still to drop (Skip::drain).
 Parse parse_command(std::string_view buf, size_t* pos, std::vector<std::string>* args,
-                    std::string* error, const Limits& limits = {});
+                    std::string* error, const Limits& limits = {}, Skip* skip = nullptr);
 
 void simple(std::string& out, std::string_view s);  ///< +s
 void error(std::string& out, std::string_view s);   ///< -s (newlines replaced)

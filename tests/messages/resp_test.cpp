@@ -52,6 +52,48 @@ TEST(Resp, MalformedAndOversizedInputIsAnError) {
   }
 }
 
+// An argument over the limit: the command is dropped as its bytes arrive, in any pieces,
+// and the next command parses as if nothing had happened.
+TEST(Resp, AnOversizedArgumentIsDroppedAndTheStreamGoesOn) {
+  Limits small;
+  small.max_bulk = 8;
+  const std::string stream =
+      "*4\r\n$3\r\nSET\r\n$12\r\n0123456789ab\r\n$2\r\nk2\r\n"
+      "$20\r\n01234567890123456789\r\n*1\r\n$4\r\nPING\r\n";
+  for (size_t piece : {size_t(1), size_t(5), stream.size()}) {
+    std::string buf;
+    size_t pos = 0, fed = 0, peak = 0;
+    Skip skip;
+    std::vector<std::string> args;
+    std::string err, refused;
+    std::vector<std::vector<std::string>> commands;
+    for (int guard = 0; guard < 100000 && (fed < stream.size() || pos < buf.size()); ++guard) {
+      Parse r = skip.active() ? skip.drain(buf, &pos, &err)
+                              : parse_command(buf, &pos, &args, &err, small, &skip);
+      if (r == Parse::oversized) {
+        refused = err;
+        continue;
+      }
+      ASSERT_NE(r, Parse::error) << err;
+      if (r == Parse::complete && !refused.empty()) {
+        commands.push_back({"refused"});
+        refused.clear();
+      } else if (r == Parse::complete) {
+        commands.push_back(args);
+      } else {  // incomplete: the next piece
+        buf.erase(0, pos), pos = 0;
+        buf += stream.substr(fed, piece);
+        fed = std::min(stream.size(), fed + piece);
+        peak = std::max(peak, buf.size());
+      }
+    }
+    ASSERT_EQ(commands.size(), 2u) << "pieces of " << piece;
+    EXPECT_EQ(commands[0], std::vector<std::string>{"refused"});
+    EXPECT_EQ(commands[1], std::vector<std::string>{"PING"});
+    if (piece < 10) EXPECT_LT(peak, 40u) << "what is dropped is not kept";
+  }
+}
+
 TEST(Resp, EncodesReplies) {
   std::string out;
   simple(out, "OK");

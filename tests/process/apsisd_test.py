@@ -396,6 +396,18 @@ class ApsisdTest(NodeTest):
             self.assertEqual(c.reply(), "+OK")
             self.assertEqual(c.reply(), f"v{i}".encode())
 
+    def test_a_value_over_the_limit_is_refused_and_the_connection_goes_on(self):
+        node = self.start("limits.max_value_size=1048576")
+        c = Client(node.port)
+        big = b"x" * (3 << 20)
+        c.send(("SET", "big", big), ("PING",), ("SET", "small", "ok"))
+        refused = c.reply()
+        self.assertTrue(refused.startswith("-ERR argument of 3145728 bytes exceeds the limit"), refused)
+        self.assertEqual((c.reply(), c.reply()), ("+PONG", "+OK"))
+        self.assertIsNone(c.call("GET", "big"))
+        self.assertEqual(c.call("GET", "small"), b"ok")
+        c.close()
+
     def test_malformed_input_gets_an_error_and_the_connection_closes(self):
         node = self.start()
         for bad in (b"*1\r\n$abc\r\n", b"*2\r\n$1\r\nab\r\n", b"*99999999999\r\n", b"$3\r\nGET\r\n"):
