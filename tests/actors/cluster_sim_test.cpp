@@ -10,6 +10,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <set>
+
+#include "messages/listing.hpp"
 #include "tests/actors/sim_cluster.hpp"
 
 #include <caf/test/unit_test_impl.hpp>
@@ -61,6 +64,29 @@ struct fixture {
     storage::Record r;
     storage::Status s = n.engine->get(storage::make_id("default", key), &r);
     return s.is_ok() ? r.data : s.is_not_found() ? "(none)" : s.to_string();
+  }
+
+  /// Every key a listing through node i finds, page by page (pages of 7 records), and the
+  /// statuses of the replicas each page asked, in order.
+  std::pair<std::set<std::string>, std::vector<std::string>> list(size_t i) {
+    std::set<std::string> keys;
+    std::vector<std::string> asked;
+    kv_op page;
+    page.kind = op_kind::list;
+    page.key = "default";
+    list_request q;
+    q.count = 7;
+    page.data = q.encode();
+    for (int pages = 0; pages < 1000; ++pages) {
+      auto r = net.exec(i, op_batch{page}, 2s);
+      CAF_REQUIRE_EQUAL(r.size(), 1u);
+      CAF_REQUIRE_EQUAL(r[0].status, op_status::ok);
+      for (const auto& e : r[0].listed) keys.insert(e.meta.key);
+      for (const auto& e : r[0].replicas) asked.push_back(e.node + ":" + to_string(e.status));
+      if (!r[0].existed) break;
+      page.id = r[0].record.id;
+    }
+    return {keys, asked};
   }
 
   void round(sim_node& n) {
@@ -219,6 +245,30 @@ CAF_TEST(a_dry_run_pass_counts_and_changes_nothing_then_a_real_one_repairs) {
   CAF_CHECK_EQUAL(real.value("state", ""), "done");
   CAF_CHECK_EQUAL(real.value("repaired", 0), 5);
   for (int i = 0; i < 5; ++i) CAF_CHECK_EQUAL(value_at(b, "k" + std::to_string(i)), "v");
+}
+
+// A listing asks one replica of each stretch (the first group's, n1); with that replica cut
+// off, each page times out there and comes from the other group instead: every key both hold
+// is listed; a key only the unreachable replica holds is not, until the partition heals.
+CAF_TEST(a_listing_passes_to_the_other_group_when_a_replica_is_cut_off) {
+  std::set<std::string> both;
+  for (int i = 0; i < 30; ++i) {
+    put_both("k" + std::to_string(i), "v");
+    both.insert("k" + std::to_string(i));
+  }
+  write_alone(0, key_op(op_kind::put, "only-n1", "v", one));
+  auto [healthy, asked] = list(1);
+  CAF_CHECK_EQUAL(healthy.size(), 31u);
+  CAF_CHECK(healthy.count("only-n1"));
+  CAF_CHECK_EQUAL(asked.front(), "n1:ok");
+  net.cut(0, 1);
+  net.cut(1, 0);
+  auto [cut, cut_asked] = list(1);
+  CAF_CHECK(cut == both);
+  CAF_CHECK_EQUAL(cut_asked.front(), "n1:timeout");
+  CAF_CHECK_EQUAL(cut_asked.at(1), "n2:ok");
+  net.heal(true);
+  CAF_CHECK_EQUAL(list(1).first.size(), 31u);
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()
