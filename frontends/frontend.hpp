@@ -135,6 +135,8 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
     size_t pos = 0;
     if (!proto_.parse(in_, &pos, *batch, *this)) stop_reading_ = true;
     in_.erase(0, pos);
+    if (in_.capacity() > (4u << 20) && in_.size() < (64u << 10))
+      in_.shrink_to_fit();  // after a large value
     held_ = batch->barrier;
     if (!batch->plans.empty()) submit(batch);
   }
@@ -220,6 +222,7 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
                       [self = this->shared_from_this()](auto ec, size_t) {
                         self->writing_ = false;
                         self->wbuf_.clear();
+                        if (self->wbuf_.capacity() > (4u << 20)) self->wbuf_.shrink_to_fit();
                         if (ec) return self->close();
                         self->write();
                         self->read();

@@ -78,7 +78,7 @@ Parse Skip::drain(std::string_view buf, size_t* pos, std::string* error) {
 }
 
 Parse parse_command(std::string_view buf, size_t* pos, std::vector<std::string>* args,
-                    std::string* error, const Limits& limits, Skip* skip) {
+                    std::string* error, const Limits& limits, Skip* skip, size_t* need) {
   if (*pos >= buf.size()) return Parse::incomplete;
   if (buf[*pos] != '*') return parse_inline(buf, pos, args, error, limits);
   size_t p = *pos + 1;
@@ -112,7 +112,10 @@ Parse parse_command(std::string_view buf, size_t* pos, std::vector<std::string>*
     }
     if (len < 0 || uint64_t(len) > limits.max_bulk)
       return *error = "Protocol error: invalid bulk length", Parse::error;
-    if (buf.size() - p < uint64_t(len) + 2) return Parse::incomplete;
+    if (buf.size() - p < uint64_t(len) + 2) {
+      if (need) *need = p + size_t(len) + 2 - *pos;
+      return Parse::incomplete;
+    }
     if (buf[p + len] != '\r' || buf[p + len + 1] != '\n')
       return *error = "Protocol error: bulk string not followed by CRLF", Parse::error;
     args->emplace_back(buf.substr(p, size_t(len)));
@@ -141,6 +144,7 @@ void integer(std::string& out, int64_t v) {
 }
 
 void bulk(std::string& out, std::string_view s) {
+  if (s.size() > (1u << 20)) out.reserve(out.size() + s.size() + 32);  // not twice over
   out += '$';
   out += std::to_string(s.size());
   out += "\r\n";

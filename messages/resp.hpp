@@ -35,8 +35,12 @@ struct Skip {
 /// connection should be answered with it and closed. With `skip`, an argument over max_bulk
 /// is `oversized`: *error is the reply, *pos is past that argument's header, and *skip says
 /// what of the command is still to drop (Skip::drain).
+/// With `need`, an incomplete command that has declared an argument's length sets *need to
+/// the bytes it takes from *pos on, at least (the caller may reserve them at once rather than
+/// grow its buffer twice over for a large value).
 Parse parse_command(std::string_view buf, size_t* pos, std::vector<std::string>* args,
-                    std::string* error, const Limits& limits = {}, Skip* skip = nullptr);
+                    std::string* error, const Limits& limits = {}, Skip* skip = nullptr,
+                    size_t* need = nullptr);
 
 void simple(std::string& out, std::string_view s);  ///< +s
 void error(std::string& out, std::string_view s);   ///< -s (newlines replaced)

@@ -162,6 +162,7 @@ void BlobEngine::put_batch(const Record* records, size_t n, Status* results) {
     wake = before != active_ || bytes_since_snapshot_ >= opts_.snapshot_every_bytes;
   }
   if (wake) maint_cv_.notify_all();
+  if (buf.capacity() > (4u << 20)) std::string().swap(buf);  // a large value: not kept per thread
   Status durable = sync_->after_write(ticket);
   for (size_t i = 0; i < n; ++i)
     if (results[i] && !durable) results[i] = durable;
