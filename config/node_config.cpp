@@ -31,6 +31,7 @@ idle_timeout_ms = 0
 [limits]
 max_key_size = 4096
 max_value_size = 33554432
+max_object_size = 4294967296
 
 [replication]
 policy = "quorum"
@@ -226,9 +227,10 @@ void read_node(Reader& r, const toml::table& root, NodeConfig& c) {
     r.integer(*t, "network.", "binary_port", &c.binary_port, 0, 65535);
   }
   if (auto* t = r.table(root, "limits")) {
-    r.only(*t, "limits.", {"max_key_size", "max_value_size"});
+    r.only(*t, "limits.", {"max_key_size", "max_value_size", "max_object_size"});
     r.integer(*t, "limits.", "max_key_size", &c.limits.max_key_size, 1, 4096);
     r.integer(*t, "limits.", "max_value_size", &c.limits.max_value_size, 0, 1ll << 30);
+    r.integer(*t, "limits.", "max_object_size", &c.limits.max_object_size, 0, 1ll << 40);
   }
 }
 

@@ -5,6 +5,7 @@
 #include "frontends/frontend.hpp"
 #include "frontends/rounds.hpp"
 #include "messages/frame.hpp"
+#include "messages/large.hpp"
 
 namespace apsis {
 
@@ -248,6 +249,12 @@ class BinaryProtocol {
     Plan p;
     p.op = q.op;
     p.id = id;
+    if (q.user_flags & large::manifest_flag) {  // the bit that marks a large value's manifest
+      wire::Response r = failed(op_status::invalid, "user_flags bit 31 is reserved");
+      p.ready = frame(wire::kind::response, q.op, id, wire::encode_response(q.op, r));
+      b.plans.push_back(std::move(p));
+      return;
+    }
     switch (q.op) {
       case wire::opcode::ping:
         p.ready = frame(wire::kind::response, q.op, id, wire::encode_response(q.op, {}));

@@ -13,6 +13,7 @@
 
 #include "actors/session.hpp"
 #include "frontends/ask.hpp"
+#include "frontends/large_transfer.hpp"
 #include "frontends/listener.hpp"
 #include "frontends/rest.hpp"
 #include "frontends/rmw.hpp"
@@ -103,7 +104,9 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     if (closed_) return;
     parser_.emplace();
     parser_->header_limit(8 * 1024);  // a huge header is refused, not buffered
-    parser_->body_limit(bulk_limit());
+    // The largest body any route takes: on_header() sets the route's own once the header is in
+    // (a Content-Length over this one fails the header's read).
+    parser_->body_limit(std::max<uint64_t>(bulk_limit(), srv_->opts.limits.max_object_size));
     deadline_.store((clock::now() + srv_->opts.deadline).time_since_epoch().count(),
                     std::memory_order_relaxed);
     http::async_read_header(
@@ -135,9 +138,12 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     header_bytes_ = n;
     const auto& h = parser_->get();
     const bool bulk = h.target().find("/bulk/") != beast::string_view::npos;
-    const size_t limit = bulk ? bulk_limit() : srv_->opts.limits.max_value_size;
+    const auto length = parser_->content_length();
+    const uint64_t limit = streams() ? srv_->opts.limits.max_object_size
+                           : bulk    ? bulk_limit()
+                                     : srv_->opts.limits.max_value_size;
     parser_->body_limit(limit);
-    if (auto length = parser_->content_length(); length && *length > limit) {
+    if (length && *length > limit) {
       Request head;
       head.version(h.version());
       head.keep_alive(false);  // the body is not read: the connection cannot go on
@@ -148,6 +154,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     if (parser_->is_done()) return on_read(ec, n);  // no body: nothing more to read
     auto self = shared_from_this();
     auto body = [self] {
+      if (self->streams()) return self->upload();
       http::async_read(
           self->sock_, self->buf_, *self->parser_,
           [self](beast::error_code ec, size_t n) { self->on_read(ec, self->header_bytes_ + n); });
@@ -158,6 +165,85 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
       if (ec) return self->close();
       body();
     });
+  }
+
+  /// A PUT of a key whose body is over the record limit, or chunked: streamed into chunks
+  /// (when a chunk fits in a record).
+  bool streams() const {
+    const auto& h = parser_->get();
+    if (h.method() != http::verb::put || h.target().find("/keys/") == beast::string_view::npos ||
+        srv_->opts.limits.max_value_size < large::chunk_size)
+      return false;
+    const auto length = parser_->content_length();
+    return length ? *length > srv_->opts.limits.max_value_size : parser_->chunked();
+  }
+
+  void touch() {
+    deadline_.store((clock::now() + srv_->opts.deadline).time_since_epoch().count(),
+                    std::memory_order_relaxed);
+  }
+
+  /// A large value's upload (frontends/large_transfer.hpp), routed from its header alone.
+  void upload() {
+    Request head;
+    head.base() = parser_->get().base();
+    start_ = clock::now();
+    Response err;
+    call_ = Call{};
+    if (!rest::route(head, srv_->opts.limits, &call_, &err) || call_.kind != Kind::key ||
+        call_.ops.empty() || call_.ops[0].kind != op_kind::put) {
+      if (err.result_int() < 400)
+        err = rest::error(head, http::status::bad_request, "no such upload");
+      err.keep_alive(false);  // the body is not read: the connection cannot go on
+      return send(head, std::move(err));
+    }
+    auto self = shared_from_this();
+    kv_op commit = take_ops(call_).at(0);
+    auto up = std::make_shared<frontend::Upload>(
+        sock_, buf_, std::move(*parser_), srv_->opts.limits.max_object_size, srv_->coordinator,
+        call_.ns, std::move(commit), [self] { self->touch(); },
+        [self, head](std::optional<op_result> r) mutable {
+          if (!r) return self->close();
+          if (r->status != op_status::ok) head.keep_alive(false);  // the body may be unread
+          self->send(head, rest::key_response(self->call_, head, *r));
+        });
+    up->start();
+  }
+
+  /// A GET or HEAD that found a large value's manifest: its head, then its bytes streamed.
+  void download(op_result r) {
+    auto self = shared_from_this();
+    if (r.record.data.empty()) {  // a HEAD's lookup: the manifest itself says the size
+      kv_op get;
+      get.kind = op_kind::get;
+      get.key = call_.key;
+      get.id = storage::make_id(call_.ns, call_.key);
+      return exec({std::move(get)},
+                  [self](result_batch got) { self->download(std::move(got.at(0))); });
+    }
+    large::Manifest m;
+    if (!large::Manifest::decode(r.record.data, &m))
+      return send(req_, rest::error(req_, http::status::internal_server_error,
+                                    "the large value's manifest is unreadable"));
+    uint64_t first = 0, last = 0;
+    Response head = rest::large_response(call_, req_, r, m.size, &first, &last);
+    if (first > last) return send(req_, std::move(head));
+    head_.emplace(head.result(), head.version());
+    for (const auto& f : head) head_->set(f.name_string(), f.value());
+    head_->keep_alive(req_.keep_alive());
+    serializer_.emplace(*head_);
+    http::async_write_header(sock_, *serializer_,
+                             [self, m, first, last](beast::error_code ec, size_t) {
+                               if (ec) return self->close();
+                               auto d = std::make_shared<frontend::Download>(
+                                   self->sock_, self->srv_->coordinator, self->call_.ns,
+                                   self->call_.key, m, first, last, [self] { self->touch(); },
+                                   [self](bool ok) {
+                                     if (!ok || !self->head_->keep_alive()) return self->close();
+                                     self->read();
+                                   });
+                               d->start();
+                             });
   }
 
   void on_read(beast::error_code ec, size_t n) {
@@ -202,6 +288,11 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
       case Kind::patch:
         return exec(take_ops(call_), [self](result_batch r) {
           self->count(r);
+          const bool read =
+              self->call_.ops[0].kind == op_kind::get || self->call_.ops[0].kind == op_kind::lookup;
+          if (read && r[0].status == op_status::ok &&
+              (r[0].record.user_flags & large::manifest_flag))
+            return self->download(std::move(r[0]));
           self->send(self->req_, rest::key_response(self->call_, self->req_, r[0]));
         });
       case Kind::bulk_get:
@@ -413,6 +504,9 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   Request req_;
   Response res_;
   Call call_;
+  // a large value's download: its head, written before the chunks
+  std::optional<http::response<http::empty_body>> head_;
+  std::optional<http::response_serializer<http::empty_body>> serializer_;
   clock::time_point start_ = clock::now();
   size_t header_bytes_ = 0;
 };

@@ -7,6 +7,7 @@
 
 #include "frontends/frontend.hpp"
 #include "frontends/rounds.hpp"
+#include "messages/large.hpp"
 #include "messages/value_change.hpp"
 
 namespace apsis {
@@ -113,9 +114,15 @@ void ttl_answer(Cmd cmd, const op_result& r, std::string& out) {
   resp::integer(out, cmd == Cmd::pttl ? ms : (ms + 500) / 1000);
 }
 
-/// A get's answer: the value, or a null for a miss.
+/// A get's answer: the value, or a null for a miss. A large value (messages/large.hpp) is
+/// streamed through REST only: here, an error saying so.
 void value_answer(const op_result& r, std::string& out, bool resp3) {
-  if (r.status == op_status::ok)
+  large::Manifest m;
+  if (r.status == op_status::ok && large::is_manifest(r.record) &&
+      large::Manifest::decode(r.record.data, &m))
+    resp::error(out, "ERR the key holds a large value of " + std::to_string(m.size) +
+                         " bytes: read it through REST (GET /v1/ns/{ns}/keys/{key}, with Range)");
+  else if (r.status == op_status::ok)
     resp::bulk(out, r.record.data);
   else
     one_answer(r, out, op_status::not_found, resp3);
@@ -223,7 +230,8 @@ void format(const Pending& p, std::string& out) {
       case Cmd::mget:
         resp::array(out, plan.count);
         for (size_t k = 0; k < plan.count; ++k)
-          r[k].status == op_status::ok ? resp::bulk(out, r[k].record.data) : null(out, plan.resp3);
+          r[k].status == op_status::ok ? value_answer(r[k], out, plan.resp3)
+                                       : null(out, plan.resp3);
         break;
       case Cmd::expire:
         if (r->status == op_status::ok || r->status == op_status::not_found)

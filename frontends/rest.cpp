@@ -686,6 +686,48 @@ Response list_response(const Call& call, const Request& req, const ListPage& pag
                        json{{"keys", std::move(keys)}, {"cursor", page.cursor}});
 }
 
+Response large_response(const Call& call, const Request& req, const op_result& r, uint64_t size,
+                        uint64_t* first, uint64_t* last) {
+  *first = 1, *last = 0;  // nothing to send, unless a body follows
+  Response res = empty(req, http::status::ok);
+  if (!r.replicas.empty()) res.set("X-Apsis-Replicas", replicas_header(r));
+  res.set(http::field::etag, etag(r.version));
+  if (r.record.expiry_ms) res.set("X-Apsis-Expires", std::to_string(r.record.expiry_ms));
+  if (!call.if_none_match.empty() &&
+      (call.if_none_match == etag(r.version) || call.if_none_match == "*")) {
+    res.result(http::status::not_modified);
+    return res;
+  }
+  if (call.want == Want::json) {
+    Response out = error(req, http::status::not_acceptable,
+                         "the record has no JSON part (its data part is binary)");
+    out.set(http::field::etag, etag(r.version));
+    return out;
+  }
+  res.set(http::field::content_type, "application/octet-stream");
+  res.set(http::field::accept_ranges, "bytes");
+  res.set("X-Apsis-Data-Size", std::to_string(size));
+  size_t a = 0, b = size ? size - 1 : 0;
+  const std::string range = header(req, "Range");
+  if (!range.empty() && !parse_range(range, size, &a, &b)) {
+    Response out =
+        error(req, http::status::range_not_satisfiable, "no byte of " + range + " is in the value");
+    out.set(http::field::content_range, "bytes */" + std::to_string(size));
+    out.set(http::field::etag, etag(r.version));
+    return out;
+  }
+  if (!range.empty() && b != SIZE_MAX) {
+    res.result(http::status::partial_content);
+    res.set(http::field::content_range,
+            "bytes " + std::to_string(a) + "-" + std::to_string(b) + "/" + std::to_string(size));
+  } else {
+    a = 0, b = size ? size - 1 : 0;
+  }
+  res.content_length(size == 0 ? 0 : b - a + 1);
+  if (!call.head && size > 0) *first = a, *last = b;
+  return res;
+}
+
 Response key_response(const Call& call, const Request& req, op_result& r) {
   const kv_op& op = call.ops[0];
   const bool failed = r.status != op_status::ok;

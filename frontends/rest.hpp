@@ -83,6 +83,11 @@ Response key_response(const Call& call, const Request& req, op_result& r);
 /// make (true, conditional on the version read), or the response to send (false).
 bool catalog_step(const Call& call, const op_result& read, const Request& req, kv_op* write,
                   Response* done);
+/// The head of a large value's GET or HEAD (messages/large.hpp): status, Content-Length and
+/// Range as for any value, no body; [*first, *last] is the slice to send after it (none when
+/// *last < *first: a HEAD, a 304 or a 416).
+Response large_response(const Call& call, const Request& req, const op_result& r, uint64_t size,
+                        uint64_t* first, uint64_t* last);
 /// The response to a key listing: {"keys": [...], "cursor": "..."} (cursor "0" at the end).
 Response list_response(const Call& call, const Request& req, const ListPage& page);
 /// The response to a bulk call: one entry per key, in request order.

@@ -1,5 +1,7 @@
 #include "messages/frame.hpp"
 
+#include "messages/large.hpp"
+
 #include <cstring>
 
 #include "storage/record_codec.hpp"
@@ -289,6 +291,16 @@ std::string encode_request(const Request& q) {
 
 Response from_result(const op_result& r) {
   Response w;
+  large::Manifest m;
+  if (r.status == op_status::ok && large::is_manifest(r.record) &&
+      large::Manifest::decode(r.record.data, &m)) {  // streamed through REST only, for now
+    w.status = op_status::invalid;
+    w.message = "the key holds a large value of " + std::to_string(m.size) +
+                " bytes: read it through REST (GET /v1/ns/{ns}/keys/{key}, with Range)";
+    w.version = r.version;
+    w.replicas = r.replicas;
+    return w;
+  }
   w.status = r.status;
   w.message = r.message;
   w.version = r.version;

@@ -64,6 +64,9 @@ struct Limits {
   static constexpr size_t key_hard_max = 4096;
   size_t max_key_size = key_hard_max;
   size_t max_value_size = 32u << 20;  ///< json + data bytes.
+  /// A value streamed through REST larger than max_value_size is stored in chunks
+  /// (messages/large.hpp), up to this many bytes.
+  uint64_t max_object_size = 4ull << 30;
 };
 
 /// invalid_argument naming the problem (oversized key or value, invalid JSON, a tombstone

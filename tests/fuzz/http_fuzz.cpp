@@ -48,9 +48,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   switch (call.kind) {
     case rest::Kind::key:
-    case rest::Kind::patch:
+    case rest::Kind::patch: {
+      uint64_t first = 0, last = 0;  // as if the key held a large value of `size` bytes
+      const uint64_t size = uint64_t(pick) << (pick % 40);
+      rest::Response head = rest::large_response(call, req, rs.at(0), size, &first, &last);
+      if (first <= last && (last >= size || head.result_int() >= 300)) __builtin_trap();
       rest::key_response(call, req, rs.at(0));
       break;
+    }
     case rest::Kind::bulk_get:
     case rest::Kind::bulk_put:
       rest::bulk_response(call, req, rs);

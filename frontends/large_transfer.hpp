@@ -1,0 +1,249 @@
+// Large values through HTTP (messages/large.hpp): an upload read a chunk at a time from the
+// socket, each chunk written as it fills (one in flight, so memory is a chunk or two), then
+// the manifest; and a download or a range of one, each chunk read and sent as the socket
+// takes it. The connection hands over its socket and buffer and gets them back in `done`.
+#pragma once
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <functional>
+#include <memory>
+#include <optional>
+
+#include "frontends/rmw.hpp"
+#include "messages/large.hpp"
+
+namespace apsis::frontend {
+
+namespace http = boost::beast::http;
+
+/// Deletes the chunks [0, count) of an upload, in the background (best effort: a chunk left
+/// behind is space, never a visible value).
+inline void drop_chunks(const Coordinator& c, asio::any_io_executor ex, const std::string& ns,
+                        const std::string& key, const std::string& upload, uint64_t count) {
+  for (uint64_t from = 0; from < count; from += 256) {
+    op_batch ops;
+    for (uint64_t i = from; i < std::min(count, from + 256); ++i)
+      ops.push_back(large::chunk_op(op_kind::remove, ns, key, upload, i));
+    exec(c, ex, std::move(ops), [](result_batch) {});
+  }
+}
+
+class Upload : public std::enable_shared_from_this<Upload> {
+ public:
+  using Parser = http::request_parser<http::buffer_body>;
+  /// The manifest's result; none when the connection failed (close it).
+  using Done = std::function<void(std::optional<op_result>)>;
+
+  /// `header`: the parser that has read the request's header (its body is read here, up to
+  /// `limit` bytes). `commit`: the routed PUT (key, conditions, expiry, policy), written last
+  /// as the manifest.
+  Upload(tcp::socket& sock, boost::beast::flat_buffer& buf,
+         http::request_parser<http::string_body>&& header, uint64_t limit, Coordinator c,
+         std::string ns, kv_op commit, std::function<void()> progress, Done done)
+      : sock_(sock),
+        buf_(buf),
+        parser_(std::move(header)),
+        c_(std::move(c)),
+        ns_(std::move(ns)),
+        commit_(std::move(commit)),
+        progress_(std::move(progress)),
+        done_(std::move(done)) {
+    parser_.body_limit(limit);
+  }
+
+  /// With a Content-Length the body is read straight into the chunk (what came with the
+  /// header first), a chunk per read; a chunked body goes through the parser.
+  void start() {
+    if (auto length = parser_.content_length()) {
+      raw_left_ = *length;
+      chunk_.resize(large::chunk_size);
+      const size_t n = size_t(std::min<uint64_t>(buf_.size(), *raw_left_));
+      boost::asio::buffer_copy(boost::asio::buffer(chunk_), buf_.data(), n);
+      buf_.consume(n);
+      return on_raw({}, n);
+    }
+    read_more();
+  }
+
+ private:
+  bool body_done() const { return raw_left_ ? *raw_left_ == 0 : parser_.is_done(); }
+
+  void read_raw() {
+    if (chunk_.size() != large::chunk_size) chunk_.resize(large::chunk_size);
+    const size_t want = size_t(std::min<uint64_t>(large::chunk_size - filled_, *raw_left_));
+    asio::async_read(sock_, asio::buffer(chunk_.data() + filled_, want),
+                     [self = shared_from_this()](boost::beast::error_code ec, size_t n) {
+                       self->on_raw(ec, n);
+                     });
+  }
+
+  void on_raw(boost::beast::error_code ec, size_t n) {
+    if (ec) return fail(std::nullopt);  // the client went away: nothing becomes visible
+    filled_ += n;
+    *raw_left_ -= n;
+    progress_();
+    if (filled_ == large::chunk_size || (*raw_left_ == 0 && filled_ > 0)) return write_chunk();
+    if (*raw_left_ == 0) return commit();
+    read_raw();
+  }
+
+  void read_more() {
+    if (chunk_.size() != large::chunk_size) chunk_.resize(large::chunk_size);
+    auto& body = parser_.get().body();
+    body.data = chunk_.data() + filled_;
+    body.size = large::chunk_size - filled_;
+    http::async_read_some(
+        sock_, buf_, parser_,
+        [self = shared_from_this()](boost::beast::error_code ec, size_t) { self->on_read(ec); });
+  }
+
+  void on_read(boost::beast::error_code ec) {
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) return fail(std::nullopt);  // the client went away: nothing becomes visible
+    filled_ = large::chunk_size - parser_.get().body().size;
+    progress_();
+    if (filled_ == large::chunk_size || (parser_.is_done() && filled_ > 0)) return write_chunk();
+    if (parser_.is_done()) return commit();
+    read_more();
+  }
+
+  void write_chunk() {
+    kv_op op = large::chunk_op(op_kind::put, ns_, commit_.key, upload_, written_);
+    chunk_.resize(filled_);
+    op.data = std::move(chunk_);
+    op.policy = commit_.policy;
+    op.groups = commit_.groups;
+    size_ += filled_;
+    filled_ = 0;
+    ++written_;
+    exec(c_, sock_.get_executor(), {std::move(op)}, [self = shared_from_this()](result_batch r) {
+      if (r.at(0).status != op_status::ok) return self->fail(std::move(r[0]));
+      if (self->body_done()) return self->commit();
+      self->raw_left_ ? self->read_raw() : self->read_more();
+    });
+  }
+
+  /// The manifest, after a read of what the key held (in one batch, in that order on each
+  /// replica): a large value it replaces has its chunks dropped.
+  void commit() {
+    kv_op read;
+    read.kind = op_kind::get;
+    read.id = commit_.id;
+    read.key = commit_.key;
+    read.groups = commit_.groups;
+    commit_.data = large::Manifest{size_, upload_}.encode();
+    commit_.json.clear();
+    commit_.user_flags |= large::manifest_flag;
+    op_batch ops{std::move(read), commit_};
+    exec(c_, sock_.get_executor(), std::move(ops), [self = shared_from_this()](result_batch r) {
+      if (r.size() != 2 || r[1].status != op_status::ok) return self->fail(std::move(r.at(1)));
+      large::Manifest old;
+      if (r[0].status == op_status::ok && large::is_manifest(r[0].record) &&
+          large::Manifest::decode(r[0].record.data, &old) && old.upload != self->upload_)
+        drop_chunks(self->c_, self->sock_.get_executor(), self->ns_, self->commit_.key, old.upload,
+                    old.chunks());
+      self->done_(std::move(r[1]));
+    });
+  }
+
+  void fail(std::optional<op_result> why) {
+    drop_chunks(c_, sock_.get_executor(), ns_, commit_.key, upload_, written_);
+    done_(std::move(why));
+  }
+
+  tcp::socket& sock_;
+  boost::beast::flat_buffer& buf_;
+  Parser parser_;
+  Coordinator c_;
+  std::string ns_;
+  kv_op commit_;
+  std::function<void()> progress_;
+  Done done_;
+  std::string upload_ = large::new_upload();
+  std::string chunk_;
+  size_t filled_ = 0;
+  uint64_t written_ = 0, size_ = 0;
+  std::optional<uint64_t> raw_left_;  ///< with a Content-Length: its bytes still to read
+};
+
+/// Sends bytes [first, last] of a large value (its response head already written), a chunk
+/// at a time, reading the next chunk while the socket takes the one before (two in memory at
+/// most); done(true) once all went, done(false) when a chunk could not be read or the socket
+/// failed (the client then sees a body shorter than its Content-Length: close).
+class Download : public std::enable_shared_from_this<Download> {
+ public:
+  Download(tcp::socket& sock, Coordinator c, std::string ns, std::string key, large::Manifest m,
+           uint64_t first, uint64_t last, std::function<void()> progress,
+           std::function<void(bool)> done)
+      : sock_(sock),
+        c_(std::move(c)),
+        ns_(std::move(ns)),
+        key_(std::move(key)),
+        m_(std::move(m)),
+        at_(first),
+        last_(last),
+        fetch_at_(first / large::chunk_size),
+        progress_(std::move(progress)),
+        done_(std::move(done)) {}
+
+  void start() { fetch(); }
+
+ private:
+  /// Reads the next chunk not read yet, unless one waits already.
+  void fetch() {
+    if (fetching_ || ahead_ || fetch_at_ > last_ / large::chunk_size) return;
+    fetching_ = true;
+    exec(c_, sock_.get_executor(), {large::chunk_op(op_kind::get, ns_, key_, m_.upload, fetch_at_)},
+         [self = shared_from_this()](result_batch r) {
+           self->fetching_ = false;
+           if (r.at(0).status != op_status::ok) return self->finish(false);
+           self->ahead_ = std::move(r[0].record.data);
+           ++self->fetch_at_;
+           self->send();
+         });
+  }
+
+  /// Writes the chunk that waits, if the socket is free, then reads the one after it.
+  void send() {
+    if (writing_ || !ahead_) return;
+    current_ = std::move(*ahead_);
+    ahead_.reset();
+    const uint64_t base = (fetch_at_ - 1) * large::chunk_size;
+    const uint64_t end = std::min(last_ + 1, base + current_.size());
+    if (end <= at_) return finish(false);  // a chunk shorter than the manifest says
+    writing_ = true;
+    asio::async_write(sock_, asio::buffer(current_.data() + (at_ - base), size_t(end - at_)),
+                      [self = shared_from_this(), end](boost::beast::error_code ec, size_t) {
+                        self->writing_ = false;
+                        if (ec) return self->finish(false);
+                        self->at_ = end;
+                        self->progress_();
+                        if (self->at_ > self->last_) return self->finish(true);
+                        self->send();
+                        self->fetch();
+                      });
+    fetch();
+  }
+
+  void finish(bool ok) {
+    if (finished_ || (writing_ && !ok)) return (void)(failed_ = failed_ || !ok);
+    finished_ = true;
+    done_(ok && !failed_);
+  }
+
+  tcp::socket& sock_;
+  Coordinator c_;
+  std::string ns_, key_;
+  large::Manifest m_;
+  uint64_t at_, last_, fetch_at_;
+  std::function<void()> progress_;
+  std::function<void(bool)> done_;
+  std::string current_;               ///< the chunk the socket is taking
+  std::optional<std::string> ahead_;  ///< the next one, read already
+  bool fetching_ = false, writing_ = false, finished_ = false, failed_ = false;
+};
+
+}  // namespace apsis::frontend

@@ -1,0 +1,42 @@
+// Large values: a value over the record limit is stored as chunks of 1 MiB, each a record of
+// its own in a namespace users cannot name, and a manifest under the key itself, written last
+// (the value becomes visible, with its version, only then). Each chunk replicates, is checked
+// and repaired as any record; a reader of a range reads only the chunks it covers.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "messages/types.hpp"
+
+namespace apsis::large {
+
+constexpr size_t chunk_size = 1u << 20;
+/// The user_flags bit that marks a manifest (clients may not set it).
+constexpr uint32_t manifest_flag = 1u << 31;
+
+/// What a manifest's data part says.
+struct Manifest {
+  uint64_t size = 0;   ///< the value's bytes
+  std::string upload;  ///< the upload's id: its chunks' keys hold it
+  uint64_t chunks() const { return (size + chunk_size - 1) / chunk_size; }
+  std::string encode() const;
+  /// false on anything encode() did not write.
+  static bool decode(std::string_view text, Manifest* out);
+};
+
+/// Whether a record is a large value's manifest.
+inline bool is_manifest(const storage::Record& r) {
+  return (r.user_flags & manifest_flag) && !r.tombstone;
+}
+
+/// A fresh upload id: 16 random hex digits (OpenSSL's RAND_bytes).
+std::string new_upload();
+
+/// The operation that reads (kind get) or writes (put, with data) chunk `index` of an upload
+/// of key in ns.
+kv_op chunk_op(op_kind kind, const std::string& ns, const std::string& key,
+               const std::string& upload, uint64_t index);
+
+}  // namespace apsis::large

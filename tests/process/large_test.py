@@ -1,0 +1,161 @@
+"""Large values through REST: a 1 GiB value streamed in and out with the node's memory
+bounded (its peak RSS read from /proc), ranged reads across chunks, a client that stops
+mid-upload, the size limit, and what the other surfaces answer for a large value. Helpers
+come from apsisd_test."""
+import hashlib
+import http.client
+import json
+import socket
+import threading
+import unittest
+
+from apsisd_test import APSIS, Client, NodeTest
+
+MiB = 1 << 20
+BLOCK = hashlib.sha256(b"apsis").digest() * (MiB // 32)  # 1 MiB of fixed bytes
+
+
+def piece(i):
+    """The i-th MiB of a test value: the block, stamped with its number."""
+    return i.to_bytes(8, "big") + BLOCK[8:]
+
+
+def anon_rss_kb(node):
+    """The node's anonymous resident memory: its heap and stacks. (Its data files are mapped,
+    so the pages it writes and reads also count in its RSS as file pages: the page cache.)"""
+    with open(f"/proc/{node.proc.pid}/status") as f:
+        return int(next(l for l in f if l.startswith("RssAnon")).split()[1])
+
+
+class Peak:
+    """The highest anon_rss_kb() seen, sampled every 20 ms while a `with` block runs."""
+
+    def __init__(self, node):
+        self.node, self.kb, self.done = node, anon_rss_kb(node), threading.Event()
+
+    def sample(self):
+        while not self.done.wait(0.02):
+            self.kb = max(self.kb, anon_rss_kb(self.node))
+
+    def __enter__(self):
+        self.thread = threading.Thread(target=self.sample)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.thread.join(timeout=10)
+
+
+def put_stream(port, key, size, *, stop_after=None):
+    """PUTs `size` bytes made of piece(0), piece(1)...; with stop_after, closes the socket
+    after that many bytes (a client that goes away). The response, or None."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    conn.putrequest("PUT", f"/v1/ns/default/keys/{key}")
+    conn.putheader("Content-Length", str(size))
+    conn.endheaders()
+    sent = 0
+    for i in range((size + MiB - 1) // MiB):
+        data = piece(i)[:size - sent]
+        if stop_after is not None and sent + len(data) > stop_after:
+            conn.sock.sendall(data[:stop_after - sent])
+            conn.sock.shutdown(socket.SHUT_RDWR)
+            conn.close()
+            return None
+        conn.sock.sendall(data)
+        sent += len(data)
+    r = conn.getresponse()
+    out = (r.status, json.loads(r.read()))
+    conn.close()
+    return out
+
+
+class LargeValueTest(NodeTest):
+
+    def test_a_gib_streams_in_and_out_with_the_nodes_memory_bounded(self):
+        node = self.start()
+        before = anon_rss_kb(node)
+        size = 1024 * MiB + 12345  # the last chunk is partial
+        peak = Peak(node)
+        peak.__enter__()
+        status, body = put_stream(node.http_port, "video", size)
+        self.assertEqual((status, body["status"]), (201, "ok"))
+        conn = http.client.HTTPConnection("127.0.0.1", node.http_port, timeout=120)
+        conn.request("GET", "/v1/ns/default/keys/video")
+        r = conn.getresponse()
+        self.assertEqual((r.status, r.getheader("Content-Length")), (200, str(size)))
+        want, got, at = hashlib.sha256(), hashlib.sha256(), 0
+        for i in range((size + MiB - 1) // MiB):
+            want.update(piece(i)[:size - i * MiB])
+        while at < size:
+            data = r.read(min(4 * MiB, size - at))
+            self.assertTrue(data)
+            got.update(data)
+            at += len(data)
+        self.assertEqual(got.hexdigest(), want.hexdigest())
+        peak.__exit__()
+        growth = peak.kb - before
+        self.assertLess(growth, 64 * 1024, f"anonymous RSS grew {growth} KiB for a 1 GiB value")
+        # Ranges: across a chunk boundary, the tail, and past the end.
+        for first, last in ((MiB - 5, MiB + 4), (7 * MiB + 100, 9 * MiB + 50), (size - 10, size - 1)):
+            conn.request("GET", "/v1/ns/default/keys/video", headers={"Range": f"bytes={first}-{last}"})
+            r = conn.getresponse()
+            data = r.read()
+            expect = b"".join(piece(i) for i in range(first // MiB, last // MiB + 1))
+            expect = expect[first - (first // MiB) * MiB:][:last - first + 1]
+            self.assertEqual((r.status, data), (206, expect), f"{first}-{last}")
+        conn.request("GET", "/v1/ns/default/keys/video", headers={"Range": f"bytes={size}-"})
+        r = conn.getresponse()
+        r.read()
+        self.assertEqual(r.status, 416)
+        conn.request("HEAD", "/v1/ns/default/keys/video")
+        r = conn.getresponse()
+        r.read()
+        self.assertEqual((r.status, r.getheader("Content-Length")), (200, str(size)))
+        conn.close()
+
+    def test_a_client_that_stops_mid_upload_leaves_nothing_visible(self):
+        node = self.start("limits.max_value_size=1048576")
+        self.assertIsNone(put_stream(node.http_port, "new", 20 * MiB, stop_after=5 * MiB + 3))
+        self.assertEqual(put_stream(node.http_port, "kept", 3 * MiB)[0], 201)
+        self.assertIsNone(put_stream(node.http_port, "kept", 9 * MiB, stop_after=4 * MiB))
+        conn = http.client.HTTPConnection("127.0.0.1", node.http_port, timeout=30)
+        conn.request("GET", "/v1/ns/default/keys/new")
+        r = conn.getresponse()
+        r.read()
+        self.assertEqual(r.status, 404)
+        conn.request("GET", "/v1/ns/default/keys/kept")
+        r = conn.getresponse()
+        self.assertEqual(r.read(), b"".join(piece(i) for i in range(3)))
+        conn.request("GET", "/v1/ns/default/keys?limit=100")
+        r = conn.getresponse()
+        self.assertEqual(json.loads(r.read())["keys"], ["kept"])  # no chunk is a key
+        # Over the object limit: refused from the header, before a byte of the body.
+        conn.close()
+        s = socket.create_connection(("127.0.0.1", node.http_port), timeout=10)
+        s.sendall(b"PUT /v1/ns/default/keys/huge HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                  b"5000000000\r\n\r\n")
+        self.assertIn(b"413", s.recv(4096).split(b"\r\n")[0])
+        s.close()
+
+    def test_other_surfaces_say_a_large_value_is_read_through_rest(self):
+        node = self.start("limits.max_value_size=1048576")
+        self.assertEqual(put_stream(node.http_port, "big", 3 * MiB)[0], 201)
+        c = Client(node.port)
+        self.assertTrue(c.call("GET", "big").startswith("-ERR the key holds a large value of 3145728"))
+        self.assertEqual(c.call("SET", "big", "small"), "+OK")  # replaced by a plain value
+        self.assertEqual(c.call("GET", "big"), b"small")
+        c.close()
+        self.assertEqual(put_stream(node.http_port, "big", 2 * MiB + 1)[0], 200)
+        got = self.cli(node, "get", "big")
+        self.assertEqual(got.returncode, 1)
+        self.assertIn("large value of 2097153 bytes", got.stderr)
+
+    def cli(self, node, *args):
+        import subprocess
+        return subprocess.run([APSIS, "--port", str(node.binary_port), *args],
+                              capture_output=True, text=True, timeout=30)
+
+
+if __name__ == "__main__":
+    unittest.main()
