@@ -3,6 +3,7 @@
 #include "actors/session.hpp"
 #include "frontends/ask.hpp"
 #include "frontends/frontend.hpp"
+#include "frontends/large_transfer.hpp"
 #include "frontends/rounds.hpp"
 #include "messages/frame.hpp"
 #include "messages/large.hpp"
@@ -64,6 +65,7 @@ class BinaryProtocol {
     node_actor node;
     uint32_t max_frame;
     std::string name;
+    uint64_t max_object_size;
   };
   using Conn = frontend::Connection<BinaryProtocol>;
 
@@ -94,7 +96,7 @@ class BinaryProtocol {
       }
       if (f.k != wire::kind::request)
         return fail(b, wire::error_code::malformed, f.id, "expected a request frame");
-      if (f.op < wire::opcode::get || f.op > wire::opcode::change)
+      if (f.op < wire::opcode::get || f.op > wire::opcode::read)
         return fail(b, wire::error_code::unknown_opcode, f.id,
                     "unknown opcode " + std::to_string(int(f.op)));
       if (f.flags &
@@ -124,6 +126,8 @@ class BinaryProtocol {
       };
       if (p.op == wire::opcode::list)
         list(p.request, c.coordinator(), c.executor(), std::move(answered));
+      else if (p.op == wire::opcode::commit || p.op == wire::opcode::read)
+        large_value(p.request, c.coordinator(), c.executor(), std::move(answered));
       else
         send(p, c.executor(), std::move(answered));
     }
@@ -237,6 +241,48 @@ class BinaryProtocol {
     });
   }
 
+  /// The most bytes one read answers (a download reads in ranges of this size at most).
+  static constexpr uint64_t read_max = 16u << 20;
+
+  /// A large value's commit (its manifest, visible from then on) or a read of a range of any
+  /// value (frontends/large_transfer.hpp).
+  void large_value(wire::Request& q, const Coordinator& c, boost::asio::any_io_executor ex,
+                   Reply reply) const {
+    kv_op op;
+    op.id = storage::make_id(q.ns, q.key);
+    op.key = q.key;
+    op.groups = q.groups;
+    if (q.op == wire::opcode::read) {
+      op.kind = op_kind::get;
+      op.read = q.latest ? uint8_t(success_policy::all) + 1 : q.read;
+      if (q.length > read_max)
+        return reply(failed(op_status::invalid,
+                            "a read answers at most " + std::to_string(read_max) + " bytes"));
+      return frontend::read_range(
+          c, ex, q.ns, std::move(op), q.offset, q.length, [reply](op_result r, uint64_t total) {
+            wire::Response w =
+                r.status == op_status::ok ? wire::Response{} : failed(r.status, r.message);
+            w.version = r.version;
+            w.expiry_ms = r.record.expiry_ms;
+            w.user_flags = r.record.user_flags & ~large::manifest_flag;
+            w.total = total;
+            w.data = std::move(r.record.data);
+            w.replicas = std::move(r.replicas);
+            reply(std::move(w));
+          });
+    }
+    if (q.length > ctx_->max_object_size)
+      return reply(failed(op_status::invalid, "a value of " + std::to_string(q.length) +
+                                                  " bytes exceeds limits.max_object_size"));
+    op.cond = q.cond;
+    op.expected = q.expected;
+    op.fence = q.fence;
+    op.expiry_ms = q.expiry_ms;
+    op.policy = q.policy;
+    frontend::commit_upload(c, ex, q.ns, std::move(op), q.length, q.upload,
+                            [reply](op_result r) { reply(wire::from_result(r)); });
+  }
+
   bool fail(Pending& b, wire::error_code code, uint64_t id, const std::string& why) {
     Plan p;
     p.ready = frame(wire::kind::error, wire::opcode::none, id, wire::encode_error(code, why));
@@ -265,9 +311,28 @@ class BinaryProtocol {
       case wire::opcode::admin:
       case wire::opcode::replica:
       case wire::opcode::list:
+      case wire::opcode::commit:
+      case wire::opcode::read:
         p.async = true;
         p.request = std::move(q);
         break;
+      case wire::opcode::part: {  // one chunk of an upload: a plain write of its record
+        if (!large::valid_upload(q.upload) || q.data.size() > large::chunk_size ||
+            q.offset >= ctx_->max_object_size / large::chunk_size + 1) {
+          wire::Response r = failed(op_status::invalid,
+                                    "a part needs an upload id (16 hex digits), at most 1 MiB, "
+                                    "and an index within limits.max_object_size");
+          p.ready = frame(wire::kind::response, q.op, id, wire::encode_response(q.op, r));
+          break;
+        }
+        kv_op o = large::chunk_op(op_kind::put, q.ns, q.key, q.upload, q.offset);
+        o.data = std::move(q.data);
+        o.policy = q.policy;
+        o.groups = std::move(q.groups);
+        p.op_index = long(b.ops.size());
+        b.ops.push_back(std::move(o));
+        break;
+      }
       default: {
         kv_op o = to_op(std::move(q));
         o.change.max_size = ctx_->max_frame;  // the engine holds a value to the node's limit
@@ -289,8 +354,12 @@ std::shared_ptr<WireServer> make_binary_server(IoPool& io, caf::actor_system& sy
                                                Coordinator coordinator, lock_manager_actor locks,
                                                node_actor node, BinaryOptions opts) {
   using Server = frontend::Server<BinaryProtocol>;
-  BinaryProtocol::Context ctx{&sys, std::move(locks), std::move(node),
-                              opts.max_frame ? opts.max_frame : wire::default_max_frame, opts.name};
+  BinaryProtocol::Context ctx{&sys,
+                              std::move(locks),
+                              std::move(node),
+                              opts.max_frame ? opts.max_frame : wire::default_max_frame,
+                              opts.name,
+                              opts.max_object_size};
   return std::make_shared<Server>(io, std::move(coordinator), std::move(ctx),
                                   Server::Options{opts.bind, opts.port, "binary", opts.idle_timeout,
                                                   opts.metrics, RequestMetrics::binary});

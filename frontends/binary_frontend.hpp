@@ -16,8 +16,9 @@ namespace apsis {
 
 struct BinaryOptions {
   std::string bind = "127.0.0.1";
-  uint16_t port = 0;       ///< 0 = an ephemeral port
-  uint32_t max_frame = 0;  ///< 0 = the protocol's default
+  uint16_t port = 0;                      ///< 0 = an ephemeral port
+  uint32_t max_frame = 0;                 ///< 0 = the protocol's default
+  uint64_t max_object_size = 4ull << 30;  ///< a large value's bytes (limits.max_object_size)
   std::string name = "apsisd";
   std::shared_ptr<RequestMetrics> metrics;    ///< counts requests (may be null)
   std::chrono::milliseconds idle_timeout{0};  ///< close connections idle this long; 0: never

@@ -31,6 +31,81 @@ inline void drop_chunks(const Coordinator& c, asio::any_io_executor ex, const st
   }
 }
 
+/// Writes an upload's manifest (`put`: the key, its conditions, expiry and policy) after a read
+/// of what the key held, in one batch (in that order on each replica); a large value it
+/// replaces has its chunks dropped. done(the manifest write's result).
+inline void commit_upload(const Coordinator& c, asio::any_io_executor ex, const std::string& ns,
+                          kv_op put, uint64_t size, const std::string& upload,
+                          std::function<void(op_result)> done) {
+  kv_op read;
+  read.kind = op_kind::get;
+  read.id = put.id;
+  read.key = put.key;
+  read.groups = put.groups;
+  put.kind = op_kind::put;
+  put.data = large::Manifest{size, upload}.encode();
+  put.json.clear();
+  put.user_flags |= large::manifest_flag;
+  std::string key = put.key;
+  exec(c, ex, op_batch{std::move(read), std::move(put)},
+       [c, ex, ns, key, upload, done](result_batch r) {
+         large::Manifest old;
+         if (r.size() == 2 && r[1].status == op_status::ok && r[0].status == op_status::ok &&
+             large::is_manifest(r[0].record) && large::Manifest::decode(r[0].record.data, &old) &&
+             old.upload != upload)
+           drop_chunks(c, ex, ns, key, old.upload, old.chunks());
+         done(r.size() == 2 ? std::move(r[1]) : op_result{});
+       });
+}
+
+/// Bytes [offset, offset + length) of a key's value, plain or large (the chunks they cover,
+/// read in one batch): the key's result (its data replaced by the bytes) and the value's size.
+inline void read_range(const Coordinator& c, asio::any_io_executor ex, const std::string& ns,
+                       kv_op get, uint64_t offset, uint64_t length,
+                       std::function<void(op_result, uint64_t)> done) {
+  std::string key = get.key;
+  exec(c, ex, {std::move(get)}, [=](result_batch r) {
+    op_result& got = r.at(0);
+    large::Manifest m;
+    const bool is_large = got.status == op_status::ok && large::is_manifest(got.record) &&
+                          large::Manifest::decode(got.record.data, &m);
+    const uint64_t total = is_large ? m.size : got.record.data.size();
+    if (got.status == op_status::ok && offset > total) {
+      got.status = op_status::invalid;
+      got.message = "offset " + std::to_string(offset) + " is past the end of the value (" +
+                    std::to_string(total) + " bytes)";
+    }
+    if (got.status != op_status::ok) return done(std::move(got), total);
+    const uint64_t end = offset + std::min(length, total - offset);
+    if (!is_large) {
+      got.record.data = got.record.data.substr(size_t(offset), size_t(end - offset));
+      return done(std::move(got), total);
+    }
+    op_batch chunks;
+    for (uint64_t i = offset / large::chunk_size;
+         offset < end && i <= (end - 1) / large::chunk_size; ++i)
+      chunks.push_back(large::chunk_op(op_kind::get, ns, key, m.upload, i));
+    auto head = std::make_shared<op_result>(std::move(got));
+    exec(c, ex, std::move(chunks), [=](result_batch parts) {
+      std::string out;
+      uint64_t at = offset;
+      for (const auto& p : parts) {
+        const uint64_t base = (at / large::chunk_size) * large::chunk_size;
+        if (p.status != op_status::ok || base + p.record.data.size() <= at) {
+          head->status = p.status == op_status::ok ? op_status::corruption : p.status;
+          head->message = "a chunk of the large value could not be read";
+          return done(std::move(*head), total);
+        }
+        const uint64_t stop = std::min(end, base + p.record.data.size());
+        out.append(p.record.data, size_t(at - base), size_t(stop - at));
+        at = stop;
+      }
+      head->record.data = std::move(out);
+      done(std::move(*head), total);
+    });
+  });
+}
+
 class Upload : public std::enable_shared_from_this<Upload> {
  public:
   using Parser = http::request_parser<http::buffer_body>;
@@ -126,27 +201,12 @@ class Upload : public std::enable_shared_from_this<Upload> {
     });
   }
 
-  /// The manifest, after a read of what the key held (in one batch, in that order on each
-  /// replica): a large value it replaces has its chunks dropped.
   void commit() {
-    kv_op read;
-    read.kind = op_kind::get;
-    read.id = commit_.id;
-    read.key = commit_.key;
-    read.groups = commit_.groups;
-    commit_.data = large::Manifest{size_, upload_}.encode();
-    commit_.json.clear();
-    commit_.user_flags |= large::manifest_flag;
-    op_batch ops{std::move(read), commit_};
-    exec(c_, sock_.get_executor(), std::move(ops), [self = shared_from_this()](result_batch r) {
-      if (r.size() != 2 || r[1].status != op_status::ok) return self->fail(std::move(r.at(1)));
-      large::Manifest old;
-      if (r[0].status == op_status::ok && large::is_manifest(r[0].record) &&
-          large::Manifest::decode(r[0].record.data, &old) && old.upload != self->upload_)
-        drop_chunks(self->c_, self->sock_.get_executor(), self->ns_, self->commit_.key, old.upload,
-                    old.chunks());
-      self->done_(std::move(r[1]));
-    });
+    commit_upload(c_, sock_.get_executor(), ns_, commit_, size_, upload_,
+                  [self = shared_from_this()](op_result r) {
+                    if (r.status != op_status::ok) return self->fail(std::move(r));
+                    self->done_(std::move(r));
+                  });
   }
 
   void fail(std::optional<op_result> why) {

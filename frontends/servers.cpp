@@ -45,6 +45,7 @@ bool start_servers(IoPool& io, caf::actor_system& sys, const config::NodeConfig&
   ro.idle_timeout = idle;
   ro.limits.max_bulk = std::max<size_t>(cfg.limits.max_value_size, cfg.limits.max_key_size);
   BinaryOptions bo;
+  bo.max_object_size = cfg.limits.max_object_size;
   bo.bind = cfg.bind;
   bo.port = cfg.binary_port;
   bo.name = cfg.name;

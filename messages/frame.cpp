@@ -208,6 +208,21 @@ bool decode_request(opcode op, std::string_view body, Request* out, std::string*
       out->data = r.str32();
       break;
     }
+    case opcode::part:
+      out->upload = r.str16();
+      out->offset = r.u64();
+      out->data = r.str32();
+      break;
+    case opcode::commit:
+      out->upload = r.str16();
+      out->length = r.u64();
+      if (!write_body(opcode::del)) return false;  // cond, expected, fence
+      out->expiry_ms = r.u64();
+      break;
+    case opcode::read:
+      out->offset = r.u64();
+      out->length = r.u64();
+      break;
     case opcode::list: {
       out->ns = r.str16();
       out->cursor = r.str16();
@@ -242,6 +257,18 @@ std::string encode_request(const Request& q) {
     w.str16(q.key);
   }
   opcode write = q.op;
+  if (q.op == opcode::part) {
+    w.str16(q.upload);
+    w.u64(q.offset);
+    w.str32(q.data);
+  } else if (q.op == opcode::commit) {
+    w.str16(q.upload);
+    w.u64(q.length);
+    write = opcode::del;  // its condition and fence, as a del's
+  } else if (q.op == opcode::read) {
+    w.u64(q.offset);
+    w.u64(q.length);
+  }
   if (q.op == opcode::change) {
     w.u8(q.change_kind);
     w.u64(uint64_t(q.by));
@@ -267,6 +294,7 @@ std::string encode_request(const Request& q) {
       w.u64(q.expiry_ms);
       w.str32(q.data);
     }
+    if (q.op == opcode::commit) w.u64(q.expiry_ms);
   } else if (q.op == opcode::lock) {
     w.u32(q.lease_ms);
   } else if (q.op == opcode::unlock) {
@@ -344,6 +372,12 @@ std::string encode_response(opcode op, const Response& r) {
     case opcode::admin:
       w.str32(r.data);
       break;
+    case opcode::read:
+      w.u64(r.expiry_ms);
+      w.u32(r.user_flags);
+      w.u64(r.total);
+      w.str32(r.data);
+      break;
     case opcode::list:
       w.str16(r.cursor);
       w.u32(uint32_t(r.listed.size()));
@@ -402,6 +436,12 @@ bool decode_response(opcode op, std::string_view body, Response* out, std::strin
       break;
     case opcode::stat:
     case opcode::admin:
+      out->data = r.str32();
+      break;
+    case opcode::read:
+      out->expiry_ms = r.u64();
+      out->user_flags = r.u32();
+      out->total = r.u64();
       out->data = r.str32();
       break;
     case opcode::list: {

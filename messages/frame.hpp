@@ -32,7 +32,10 @@ enum class opcode : uint8_t {
   admin = 9,     ///< an operator's command as JSON (`apsis recover`), answered with JSON
   replica = 10,  ///< a put or del for one backend, versioned by the client that coordinates
   list = 11,     ///< a page of a namespace's keys from a cursor (with payloads: an export)
-  change = 12    ///< a value computed from the stored one (incr, append, merge patch...)
+  change = 12,   ///< a value computed from the stored one (incr, append, merge patch...)
+  part = 13,     ///< one chunk of a large value's upload (messages/large.hpp)
+  commit = 14,   ///< an upload's manifest: the large value becomes visible
+  read = 15      ///< bytes [offset, offset + length) of a value, plain or large
 };
 /// Error frame codes: the connection closes after an error frame.
 enum class error_code : uint16_t {
@@ -95,6 +98,10 @@ struct Request {
   // its bytes (append, setrange), float increment or patch travel in `data`
   uint8_t change_kind = 0;
   int64_t by = 0;
+  // part: chunk `offset` of upload `upload`, its bytes in `data`; commit: the upload's id and
+  // its size in `length` (cond, expected, fence, expiry as a put's); read: offset and length
+  std::string upload;
+  uint64_t offset = 0, length = 0;
 };
 /// The frame flags that carry a request's policy and latest.
 inline uint16_t request_flags(const Request& q) {
@@ -123,6 +130,7 @@ struct Response {
   std::vector<replica_entry> replicas;
   std::string cursor;                 ///< list: where the next page starts ("0": the end)
   std::vector<listed_record> listed;  ///< list: the page
+  uint64_t total = 0;                 ///< read: the value's whole size
 };
 
 std::string encode_response(opcode op, const Response& r);
@@ -147,14 +155,14 @@ typename Inspector::result_type inspect(Inspector& f, Request& x) {
   return f(caf::meta::type_name("request"), x.op, x.ns, x.key, x.cond, x.expected, x.expiry_ms,
            x.user_flags, x.fence, x.json, x.data, x.lease_ms, x.token, x.policy, x.latest, x.read,
            x.inner, x.backend, x.version, x.cursor, x.match, x.limit, x.payload, x.tombstones,
-           x.change_kind, x.by);
+           x.change_kind, x.by, x.upload, x.offset, x.length);
 }
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, Response& x) {
   return f(caf::meta::type_name("response"), x.status, x.message, x.version, x.existed, x.expiry_ms,
            x.user_flags, x.json, x.data, x.json_size, x.data_size, x.token, x.replicas, x.cursor,
-           x.listed);
+           x.listed, x.total);
 }
 
 }  // namespace apsis::wire

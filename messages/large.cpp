@@ -31,6 +31,10 @@ std::string new_upload() {
   return hex;
 }
 
+bool valid_upload(std::string_view text) {
+  return text.size() == 16 && text.find_first_not_of("0123456789abcdef") == std::string_view::npos;
+}
+
 kv_op chunk_op(op_kind kind, const std::string& ns, const std::string& key,
                const std::string& upload, uint64_t index) {
   // A namespace no user can name (names are [A-Za-z0-9_.-]), so listings never show chunks.

@@ -33,6 +33,8 @@ inline bool is_manifest(const storage::Record& r) {
 
 /// A fresh upload id: 16 random hex digits (OpenSSL's RAND_bytes).
 std::string new_upload();
+/// Whether text is an upload id as new_upload() makes them.
+bool valid_upload(std::string_view text);
 
 /// The operation that reads (kind get) or writes (put, with data) chunk `index` of an upload
 /// of key in ns.

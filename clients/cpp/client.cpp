@@ -1,5 +1,8 @@
 #include "clients/cpp/client.hpp"
 
+#include <istream>
+#include <ostream>
+
 #include "clients/cpp/client_actor.hpp"
 #include "clients/cpp/handshake.hpp"
 
@@ -14,6 +17,7 @@
 #include <random>
 
 #include "actors/hlc.hpp"
+#include "messages/large.hpp"
 #include "messages/route.hpp"
 
 namespace apsis {
@@ -376,6 +380,59 @@ bool Client::change(const std::string& key, value_change::kind_t kind, int64_t b
   q.by = by;
   q.data = arg;
   return call(std::move(q), out, error);
+}
+
+bool Client::upload(const std::string& key, std::istream& in,
+                    const std::function<void(uint64_t)>& progress, wire::Response* out,
+                    std::string* error) {
+  const std::string upload = large::new_upload();
+  uint64_t size = 0, index = 0;
+  std::vector<wire::Response> answers;
+  while (in) {
+    std::vector<wire::Request> window;
+    for (int i = 0; i < 8 && in; ++i) {
+      wire::Request q = keyed(wire::opcode::part, key);
+      q.upload = upload;
+      q.offset = index;
+      q.data.resize(large::chunk_size);
+      in.read(q.data.data(), std::streamsize(q.data.size()));
+      q.data.resize(size_t(in.gcount()));
+      if (q.data.empty() && index > 0) break;
+      size += q.data.size();
+      ++index;
+      window.push_back(std::move(q));
+    }
+    if (!call_all(std::move(window), &answers, error)) return false;
+    for (const auto& a : answers)
+      if (a.status != op_status::ok) return *out = a, *error = "a part was refused", false;
+    if (progress) progress(size);
+  }
+  wire::Request commit = keyed(wire::opcode::commit, key);
+  commit.upload = upload;
+  commit.length = size;
+  return call(std::move(commit), out, error);
+}
+
+bool Client::read(const std::string& key, uint64_t offset, uint64_t length, wire::Response* out,
+                  std::string* error) {
+  wire::Request q = keyed(wire::opcode::read, key);
+  q.offset = offset;
+  q.length = length;
+  return call(std::move(q), out, error);
+}
+
+bool Client::download(const std::string& key, std::ostream& to,
+                      const std::function<void(uint64_t, uint64_t)>& progress, wire::Response* out,
+                      std::string* error) {
+  uint64_t at = 0;
+  do {
+    if (!read(key, at, 16u << 20, out, error)) return false;
+    if (out->status != op_status::ok) return *error = out->message, false;
+    to.write(out->data.data(), std::streamsize(out->data.size()));
+    at += out->data.size();
+    if (progress) progress(at, out->total);
+  } while (at < out->total && !out->data.empty());
+  return bool(to) || (*error = "cannot write the output", false);
 }
 
 bool Client::stat(wire::Response* out, std::string* error) {

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <iosfwd>
 #include <memory>
 #include <optional>
 #include <string>
@@ -67,6 +68,21 @@ class Client {
   /// JSON part with `arg`); out holds the record after it (data, or json for a patch).
   bool change(const std::string& key, value_change::kind_t kind, int64_t by, const std::string& arg,
               wire::Response* out, std::string* error);
+  /// Uploads a large value from `in` in chunks of 1 MiB (eight in flight), then commits it:
+  /// the value becomes visible only then. progress(bytes sent) after each window. out: the
+  /// commit's response.
+  bool upload(const std::string& key, std::istream& in,
+              const std::function<void(uint64_t)>& progress, wire::Response* out,
+              std::string* error);
+  /// Reads bytes [offset, offset + length) of a value, plain or large (at most 16 MiB a call);
+  /// out->total is the value's size.
+  bool read(const std::string& key, uint64_t offset, uint64_t length, wire::Response* out,
+            std::string* error);
+  /// Writes a whole value, plain or large, to `out` in reads of 16 MiB; progress(bytes so
+  /// far, total) after each. False with *error when a read failed (out->status says how).
+  bool download(const std::string& key, std::ostream& to,
+                const std::function<void(uint64_t, uint64_t)>& progress, wire::Response* out,
+                std::string* error);
   /// Lists the namespace's keys (q: cursor, match, limit per page, payload, tombstones,
   /// version as since), page after page, each record through `each` until it returns false.
   /// False when a page failed; memory is one page's.

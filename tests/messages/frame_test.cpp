@@ -172,6 +172,47 @@ TEST(List, RequestAndPageRoundTrip) {
     EXPECT_FALSE(decode_response(opcode::list, body.substr(0, n), &got, &err)) << n;
 }
 
+TEST(Parts, PartCommitAndReadRoundTrip) {
+  std::string err;
+  Request part;
+  part.op = opcode::part;
+  part.ns = "ns";
+  part.key = "k";
+  part.upload = "0123456789abcdef";
+  part.offset = 7;
+  part.data = std::string(1000, 'x');
+  Request commit = part;
+  commit.op = opcode::commit;
+  commit.data.clear();
+  commit.offset = 0;
+  commit.length = 5ull << 30;
+  commit.cond = op_cond::if_version;
+  commit.expected = {3, 4};
+  commit.expiry_ms = 99;
+  Request read = part;
+  read.op = opcode::read;
+  read.upload.clear();
+  read.data.clear();
+  read.offset = 1ull << 33;
+  read.length = 4096;
+  for (const Request& q : {part, commit, read}) {
+    Request back;
+    ASSERT_TRUE(decode_request(q.op, encode_request(q), &back, &err)) << err;
+    EXPECT_EQ(encode_request(back), encode_request(q));
+    EXPECT_EQ(back.upload, q.upload);
+    EXPECT_EQ(back.offset, q.offset);
+    EXPECT_EQ(back.length, q.length);
+    EXPECT_EQ(back.data, q.data);
+  }
+  Response r;
+  r.total = 1ull << 32;
+  r.data = "slice";
+  Response got;
+  ASSERT_TRUE(decode_response(opcode::read, encode_response(opcode::read, r), &got, &err)) << err;
+  EXPECT_EQ(got.total, r.total);
+  EXPECT_EQ(got.data, "slice");
+}
+
 TEST(Hello, AndErrorRoundTrip) {
   Hello h{1, 3, "apsis-cli", 1 << 20};
   Hello back;

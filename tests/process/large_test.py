@@ -151,6 +151,53 @@ class LargeValueTest(NodeTest):
         self.assertEqual(got.returncode, 1)
         self.assertIn("large value of 2097153 bytes", got.stderr)
 
+    def test_parts_through_the_binary_protocol_the_cli_and_python(self):
+        node = self.start()
+        src = self.dir + "/src"
+        with open(src, "wb") as f:  # 40 MiB + a partial chunk
+            for i in range(40):
+                f.write(piece(i))
+            f.write(b"tail")
+        up = self.cli(node, "upload", "film", src)
+        self.assertEqual(up.returncode, 0, up.stderr)
+        down = self.cli(node, "download", "film", self.dir + "/back")
+        self.assertEqual(down.returncode, 0, down.stderr)
+        with open(src, "rb") as a, open(self.dir + "/back", "rb") as b:
+            self.assertTrue(a.read() == b.read(), "the download differs from the upload")
+        conn = http.client.HTTPConnection("127.0.0.1", node.http_port, timeout=60)
+        conn.request("GET", "/v1/ns/default/keys/film", headers={"Range": "bytes=41943036-"})
+        r = conn.getresponse()
+        self.assertEqual((r.status, r.read()), (206, piece(39)[-4:] + b"tail"))
+        conn.close()
+        # Ranges of any value through the CLI; a part of a small value written at an offset.
+        import subprocess
+        got = subprocess.run([APSIS, "--port", str(node.binary_port), "get", "film", "--offset",
+                              str(MiB - 2), "--size", "4"], capture_output=True, timeout=30)
+        self.assertEqual(got.stdout, piece(0)[-2:] + piece(1)[:2])
+        self.assertEqual(self.cli(node, "put", "small", "hello world").returncode, 0)
+        self.assertEqual(self.cli(node, "put", "small", "W", "--offset", "6").returncode, 0)
+        self.assertEqual(self.cli(node, "get", "small", "--offset", "4", "--size", "5").stdout, "o Wor")
+        past = self.cli(node, "get", "small", "--offset", "50")
+        self.assertEqual(past.returncode, 1)
+        self.assertIn("past the end of the value (11 bytes)", past.stderr)
+        # Python: upload, read, download.
+        import io
+        import os
+        import sys
+        sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "clients", "python"))
+        import apsis
+        with apsis.Client("127.0.0.1", node.binary_port) as c:
+            data = b"".join(piece(i) for i in range(3)) + b"xyz"
+            self.assertTrue(c.upload("py", io.BytesIO(data)).ok)
+            self.assertEqual(c.read("py", 3 * MiB - 1, 10).data, piece(2)[-1:] + b"xyz")
+            self.assertEqual(c.read("py", 0, 1).total, len(data))
+            out = io.BytesIO()
+            self.assertEqual(c.download("py", out), len(data))
+            self.assertEqual(out.getvalue(), data)
+            with self.assertRaises(apsis.OperationError) as bad:
+                c.get("py")
+            self.assertIn("large value", bad.exception.result.message)
+
     def cli(self, node, *args):
         import subprocess
         return subprocess.run([APSIS, "--port", str(node.binary_port), *args],

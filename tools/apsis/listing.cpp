@@ -52,6 +52,48 @@ int failed(const char* what, const std::string& error) {
 
 }  // namespace
 
+int transfer(Client& client, const std::string& key, const std::string& file, bool up,
+             bool as_json) {
+  Progress progress;
+  wire::Response r;
+  std::string error;
+  auto mib = [](uint64_t b) { return std::to_string(b >> 20) + " MiB"; };
+  bool ok;
+  if (up) {
+    std::ifstream f;
+    if (file != "-") f.open(file, std::ios::binary);
+    if (file != "-" && !f) return std::cerr << "apsis upload: cannot read " << file << "\n", 2;
+    ok = client.upload(
+        key, file == "-" ? std::cin : f,
+        [&](uint64_t sent) { progress.show("upload: " + mib(sent)); }, &r, &error);
+  } else {
+    std::ofstream f;
+    if (file != "-") f.open(file, std::ios::binary | std::ios::trunc);
+    if (file != "-" && !f) return std::cerr << "apsis download: cannot write " << file << "\n", 2;
+    ok = client.download(
+        key, file == "-" ? std::cout : f,
+        [&](uint64_t at, uint64_t total) {
+          progress.show("download: " + mib(at) + " of " + mib(total));
+        },
+        &r, &error);
+  }
+  progress.end();
+  const char* what = up ? "upload" : "download";
+  if (!ok && r.status == op_status::ok) return failed(what, error);
+  if (!ok || r.status != op_status::ok) {
+    std::cerr << "apsis " << what << ": " << to_string(r.status)
+              << (r.message.empty() ? "" : ": " + r.message) << "\n";
+    return 1;
+  }
+  if (as_json)
+    std::cout
+        << json{{"status", "ok"}, {"version", r.version.to_string()}, {"size", r.total}}.dump()
+        << "\n";
+  else if (up)
+    std::cerr << "upload: ok, version " << r.version.to_string() << "\n";
+  return 0;
+}
+
 int ls(Client& client, const ListArgs& a, bool as_json) {
   if (!a.prefix.empty() && !a.match.empty())
     return std::cerr << "apsis ls: give --prefix or --match, not both\n", 2;

@@ -23,6 +23,11 @@ int ls(Client& client, const ListArgs& a, bool as_json);
 int export_ns(Client& client, const ListArgs& a);
 int import_ns(Client& client, const ListArgs& a);
 
+/// apsis upload KEY FILE (a large value, in parts) and apsis download KEY FILE ("-": stdin or
+/// stdout), with a progress line on a terminal.
+int transfer(Client& client, const std::string& key, const std::string& file, bool up,
+             bool as_json);
+
 /// "--since": Unix ms, or an age ("90s", "15m", "2h", "3d") back from now; false if neither.
 bool parse_since(const std::string& text, uint64_t* out);
 

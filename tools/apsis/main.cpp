@@ -4,6 +4,7 @@
 //   apsis cluster status   apsis cluster forget NODE   apsis cluster leave [--no-wait]
 //   apsis recover dc|merge [--groups 1,2] [--since 2h] [--dry-run] [--no-wait]
 //   apsis recover status|stop|resume
+//   apsis upload KEY FILE   apsis download KEY FILE   apsis get KEY --offset N --size M
 //   apsis incr KEY [--by N]   apsis append KEY VALUE   apsis patch KEY JSON
 //   apsis ls [--prefix P | --match GLOB] [--long]   apsis export [--since V] > F   apsis import < F
 // Options: --policy one|quorum|all, --read one|quorum|all, --latest, --groups 1,2, --route,
@@ -19,6 +20,7 @@
 #include <iostream>
 #include <iterator>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 
 #include "clients/cpp/client.hpp"
@@ -238,8 +240,20 @@ int main(int argc, char** argv) {
   put->add_flag("--nx", nx, "only if the key is absent");
   put->add_flag("--xx", xx, "only if the key is present");
   put->add_option("--fence", fence, "a lease's token: refused if a newer one was used");
+  std::optional<int64_t> put_offset;
+  put->add_option("--offset", put_offset,
+                  "write VALUE at this byte of the stored value (SETRANGE)");
+  auto* upload = app.add_subcommand("upload", "store a file of any size as a large value");
+  upload->add_option("key", key)->required();
+  upload->add_option("file", file, "the file; - reads stdin")->required();
+  auto* download = app.add_subcommand("download", "write a value of any size to a file");
+  download->add_option("key", key)->required();
+  download->add_option("file", file, "the file; - writes stdout")->required();
   auto* get = app.add_subcommand("get", "print a value's data part");
   get->add_option("key", key)->required();
+  std::optional<uint64_t> offset, size;
+  get->add_option("--offset", offset, "from this byte on (any value, plain or large)");
+  get->add_option("--size", size, "this many bytes at most (16 MiB a call)");
   auto* del = app.add_subcommand("del", "remove a key");
   del->add_option("key", key)->required();
   del->add_option("--fence", fence, "a lease's token");
@@ -335,12 +349,23 @@ int main(int argc, char** argv) {
     std::string data;
     if (!read_value(value, file, &data, &error))
       return std::cerr << "apsis put: " << error << "\n", 2;
+    if (put_offset) {  // a part of the value, as SETRANGE writes it
+      if (!client.change(key, value_change::setrange, *put_offset, data, &r, &error)) return fail();
+      return report("put", r, as_json);
+    }
     PutOptions po;
     po.cond = nx ? op_cond::if_absent : xx ? op_cond::if_present : op_cond::none;
     po.expiry_ms = ttl ? storage::now_ms() + ttl * 1000 : 0;
     po.fence = fence;
     if (!client.put(key, data, json_part, po, &r, &error)) return fail();
     return report("put", r, as_json);
+  }
+  if (upload->parsed() || download->parsed())
+    return cli::transfer(client, key, file, upload->parsed(), as_json);
+  if (get->parsed() && (offset || size)) {
+    if (!client.read(key, offset.value_or(0), size.value_or(16u << 20), &r, &error)) return fail();
+    if (r.status == op_status::ok && !as_json) std::cout << r.data;
+    return report("get", r, as_json, {{"data", r.data}, {"size", r.total}});
   }
   if (get->parsed()) {
     if (!client.get(key, &r, &error)) return fail();

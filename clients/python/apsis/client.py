@@ -4,6 +4,7 @@ groups to ask, policy for writes, read policy for reads, timeout) and answer `Re
 replica; an operation that did not happen raises the `OperationError` its status names."""
 import asyncio
 import json as jsonlib
+import os
 import socket
 import time
 from typing import Callable, Optional
@@ -23,7 +24,7 @@ class _Operations:
         if len(groups) > 255 or any(not 0 <= g < 2**32 for g in groups):
             raise ValueError("groups: at most 255 group numbers (u32)")
         self.ns, self.policy, self.latest, self.timeout = ns, policy, latest, timeout
-        self.read = "all" if latest else read
+        self.read_policy = "all" if latest else read
         self.groups = tuple(groups)  # key requests ask only these groups of the node's session
 
     def _flags(self, op: int) -> int:
@@ -31,8 +32,8 @@ class _Operations:
         flags = p.FLAG_GROUPS if keyed and self.groups else 0
         if op in (p.PUT, p.DEL, p.CHANGE) and self.policy:
             flags |= p.POLICIES[self.policy]
-        if op in (p.GET, p.LOOKUP) and self.read:
-            flags |= p.POLICIES[self.read] << p.FLAG_READ_SHIFT
+        if op in (p.GET, p.LOOKUP) and self.read_policy:
+            flags |= p.POLICIES[self.read_policy] << p.FLAG_READ_SHIFT
         return flags
 
     def _op(self, op: int, key=b"", finish: Callable = p.check, **fields):
@@ -88,6 +89,11 @@ class _Operations:
         cond = p.COND_IF_VERSION if if_version is not None else p.COND_NONE
         return self._op(p.CHANGE, key, change=p.MERGE_PATCH, data=text, cond=cond,
                         expected=if_version)
+
+    def read(self, key, offset=0, length=16 * p.CHUNK):
+        """Bytes [offset, offset + length) of a value, plain or large (16 MiB a call at most):
+        `.data`, and `.total`, the value's size."""
+        return self._op(p.READ, key, offset=offset, length=length)
 
     def lock(self, key, lease_ms: int = 30000):
         """Waits for and takes the key's lease: `.token` (pass it as `fence` to writes) and
@@ -161,6 +167,55 @@ class Client(_Operations):
             if not chunk:
                 raise p.ApsisError("the node closed the connection")
             self._buf += chunk
+
+    def upload(self, key, fileobj, *, window=8):
+        """Stores what a binary file object holds, of any size, as a large value: parts of
+        1 MiB (`window` in flight), then the commit that makes it visible. The commit's
+        Result."""
+        upload = os.urandom(8).hex()
+        size, index, done = 0, 0, False
+        while not done:
+            parts = []
+            for _ in range(window):
+                data = fileobj.read(p.CHUNK)
+                if not data and index > 0:
+                    done = True
+                    break
+                parts.append(p.request_body(p.PART, self.ns, key, upload=upload, offset=index,
+                                            data=data))
+                size, index = size + len(data), index + 1
+                if len(data) < p.CHUNK:
+                    done = True
+                    break
+            for r in self._run_many(p.PART, parts):
+                p.check(r)
+        return self._op(p.COMMIT, key, upload=upload, length=size)
+
+    def download(self, key, fileobj):
+        """Writes a value of any size, plain or large, to a binary file object, 16 MiB a read;
+        its size."""
+        at, total = 0, None
+        while total is None or at < total:
+            r = self.read(key, at)
+            total = r.total
+            if not r.data:
+                break
+            fileobj.write(r.data)
+            at += len(r.data)
+        return at
+
+    def _run_many(self, op, bodies):
+        """Requests in flight together (one send), their Results in order."""
+        first = self._next + 1
+        self._send(b"".join(p.frame(p.REQUEST, op, first + i, b) for i, b in enumerate(bodies)))
+        self._next += len(bodies)
+        out = []
+        for i in range(len(bodies)):
+            kind, rop, fid, rbody = self._receive()
+            if kind != p.RESPONSE or fid != first + i:
+                raise p.ProtocolError(f"expected the response to request {first + i}")
+            out.append(p.parse_response(rop, rbody))
+        return out
 
     def _run(self, op, flags, body, finish):
         self._next += 1

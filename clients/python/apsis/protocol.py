@@ -7,7 +7,8 @@ from typing import List, Optional
 HEADER = 16  # u32 length, u8 kind, u8 opcode, u16 flags, u64 id
 HELLO, REQUEST, RESPONSE, ERROR = 1, 2, 3, 4
 GET, PUT, DEL, LOOKUP, LOCK, UNLOCK, STAT, PING, ADMIN = range(1, 10)
-LIST, CHANGE = 11, 12
+LIST, CHANGE, PART, COMMIT, READ = 11, 12, 13, 14, 15
+CHUNK = 1 << 20  # a large value's chunk: what one PART carries at most
 INCR, INCR_FLOAT, APPEND, SETRANGE, MERGE_PATCH = range(5)  # what a CHANGE does
 POLICIES = {"one": 1, "quorum": 2, "all": 3}
 FLAG_READ_SHIFT = 4  # bits 4-5: a read's policy (POLICIES), 0 the node's
@@ -104,6 +105,7 @@ class Result:
     token: int = 0
     replicas: List[Replica] = field(default_factory=list)
     cursor: str = ""  # a listing: where the next page starts ("0": it is complete)
+    total: int = 0  # a read: the value's whole size
     listed: List[Listed] = field(default_factory=list)
 
     @property
@@ -137,7 +139,8 @@ def _bytes(x) -> bytes:
 def request_body(op: int, ns: str = "", key=b"", *, cond=COND_NONE, expected: Optional[Version] = None,
                  fence=0, expiry_ms=0, user_flags=0, json=b"", data=b"", lease_ms=0, token=0,
                  command=b"", groups=(), cursor="0", limit=0, match=b"", payload=False,
-                 since: Optional[Version] = None, change=0, by=0) -> bytes:
+                 since: Optional[Version] = None, change=0, by=0, upload="", offset=0,
+                 length=0) -> bytes:
     if op in (STAT, PING):
         return b""
     if op == LIST:
@@ -147,9 +150,15 @@ def request_body(op: int, ns: str = "", key=b"", *, cond=COND_NONE, expected: Op
     if op == ADMIN:
         return _s32(_bytes(command))
     out = _s16(ns.encode()) + _s16(_bytes(key))
+    if op == PART:
+        return out + _s16(upload.encode()) + struct.pack("<Q", offset) + _s32(_bytes(data))
+    if op == READ:
+        return out + struct.pack("<QQ", offset, length)
+    if op == COMMIT:
+        out += _s16(upload.encode()) + struct.pack("<Q", length)
     if op == CHANGE:
         out += struct.pack("<Bq", change, by)
-    if op in (PUT, DEL, CHANGE):
+    if op in (PUT, DEL, CHANGE, COMMIT):
         out += struct.pack("<B", cond)
         if cond == COND_IF_VERSION:
             v = expected or Version()
@@ -159,6 +168,8 @@ def request_body(op: int, ns: str = "", key=b"", *, cond=COND_NONE, expected: Op
             out += struct.pack("<QI", expiry_ms, user_flags) + _s32(_bytes(json)) + _s32(_bytes(data))
         if op == CHANGE:
             out += struct.pack("<Q", expiry_ms) + _s32(_bytes(data))
+        if op == COMMIT:
+            out += struct.pack("<Q", expiry_ms)
     elif op == LOCK:
         out += struct.pack("<I", lease_ms)
     elif op == UNLOCK:
@@ -210,6 +221,8 @@ def parse_response(op: int, body: bytes) -> Result:
         res.token, res.expiry_ms = r.u("Q"), r.u("Q")
     elif op in (STAT, ADMIN):
         res.data = r.s32()
+    elif op == READ:
+        res.expiry_ms, res.user_flags, res.total, res.data = r.u("Q"), r.u("I"), r.u("Q"), r.s32()
     elif op == LIST:
         res.cursor = r.s16().decode()
         for _ in range(r.u("I")):
