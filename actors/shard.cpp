@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "messages/large.hpp"
 #include "messages/listing.hpp"
 
 namespace apsis {
@@ -197,6 +198,11 @@ class BatchApply {
     if (!condition_holds(op, c)) {  // REST's If-Match / If-None-Match on a patch
       r.status = op_status::condition_failed;
       r.version = c.record.version;
+      return;
+    }
+    if (c.live && (c.record.user_flags & large::manifest_flag)) {
+      r.status = op_status::invalid;
+      r.message = "the key holds a large value: write it whole (an upload), not in place";
       return;
     }
     const bool on_json = op.change.kind == value_change::merge_patch;

@@ -325,7 +325,7 @@ class BinaryProtocol {
           p.ready = frame(wire::kind::response, q.op, id, wire::encode_response(q.op, r));
           break;
         }
-        kv_op o = large::chunk_op(op_kind::put, q.ns, q.key, q.upload, q.offset);
+        kv_op o = large::chunk_op(op_kind::put, q.ns, q.upload, q.offset);
         o.data = std::move(q.data);
         o.policy = q.policy;
         o.groups = std::move(q.groups);

@@ -236,8 +236,8 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
                              [self, m, first, last](beast::error_code ec, size_t) {
                                if (ec) return self->close();
                                auto d = std::make_shared<frontend::Download>(
-                                   self->sock_, self->srv_->coordinator, self->call_.ns,
-                                   self->call_.key, m, first, last, [self] { self->touch(); },
+                                   self->sock_, self->srv_->coordinator, self->call_.ns, m, first,
+                                   last, [self] { self->touch(); },
                                    [self](bool ok) {
                                      if (!ok || !self->head_->keep_alive()) return self->close();
                                      self->read();

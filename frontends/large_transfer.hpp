@@ -22,11 +22,11 @@ namespace http = boost::beast::http;
 /// Deletes the chunks [0, count) of an upload, in the background (best effort: a chunk left
 /// behind is space, never a visible value).
 inline void drop_chunks(const Coordinator& c, asio::any_io_executor ex, const std::string& ns,
-                        const std::string& key, const std::string& upload, uint64_t count) {
+                        const std::string& upload, uint64_t count) {
   for (uint64_t from = 0; from < count; from += 256) {
     op_batch ops;
     for (uint64_t i = from; i < std::min(count, from + 256); ++i)
-      ops.push_back(large::chunk_op(op_kind::remove, ns, key, upload, i));
+      ops.push_back(large::chunk_op(op_kind::remove, ns, upload, i));
     exec(c, ex, std::move(ops), [](result_batch) {});
   }
 }
@@ -46,16 +46,14 @@ inline void commit_upload(const Coordinator& c, asio::any_io_executor ex, const 
   put.data = large::Manifest{size, upload}.encode();
   put.json.clear();
   put.user_flags |= large::manifest_flag;
-  std::string key = put.key;
-  exec(c, ex, op_batch{std::move(read), std::move(put)},
-       [c, ex, ns, key, upload, done](result_batch r) {
-         large::Manifest old;
-         if (r.size() == 2 && r[1].status == op_status::ok && r[0].status == op_status::ok &&
-             large::is_manifest(r[0].record) && large::Manifest::decode(r[0].record.data, &old) &&
-             old.upload != upload)
-           drop_chunks(c, ex, ns, key, old.upload, old.chunks());
-         done(r.size() == 2 ? std::move(r[1]) : op_result{});
-       });
+  exec(c, ex, op_batch{std::move(read), std::move(put)}, [c, ex, ns, upload, done](result_batch r) {
+    large::Manifest old;
+    if (r.size() == 2 && r[1].status == op_status::ok && r[0].status == op_status::ok &&
+        large::is_manifest(r[0].record) && large::Manifest::decode(r[0].record.data, &old) &&
+        old.upload != upload)
+      drop_chunks(c, ex, ns, old.upload, old.chunks());
+    done(r.size() == 2 ? std::move(r[1]) : op_result{});
+  });
 }
 
 /// Bytes [offset, offset + length) of a key's value, plain or large (the chunks they cover,
@@ -63,7 +61,6 @@ inline void commit_upload(const Coordinator& c, asio::any_io_executor ex, const 
 inline void read_range(const Coordinator& c, asio::any_io_executor ex, const std::string& ns,
                        kv_op get, uint64_t offset, uint64_t length,
                        std::function<void(op_result, uint64_t)> done) {
-  std::string key = get.key;
   exec(c, ex, {std::move(get)}, [=](result_batch r) {
     op_result& got = r.at(0);
     large::Manifest m;
@@ -84,7 +81,7 @@ inline void read_range(const Coordinator& c, asio::any_io_executor ex, const std
     op_batch chunks;
     for (uint64_t i = offset / large::chunk_size;
          offset < end && i <= (end - 1) / large::chunk_size; ++i)
-      chunks.push_back(large::chunk_op(op_kind::get, ns, key, m.upload, i));
+      chunks.push_back(large::chunk_op(op_kind::get, ns, m.upload, i));
     auto head = std::make_shared<op_result>(std::move(got));
     exec(c, ex, std::move(chunks), [=](result_batch parts) {
       std::string out;
@@ -186,7 +183,7 @@ class Upload : public std::enable_shared_from_this<Upload> {
   }
 
   void write_chunk() {
-    kv_op op = large::chunk_op(op_kind::put, ns_, commit_.key, upload_, written_);
+    kv_op op = large::chunk_op(op_kind::put, ns_, upload_, written_);
     chunk_.resize(filled_);
     op.data = std::move(chunk_);
     op.policy = commit_.policy;
@@ -210,7 +207,7 @@ class Upload : public std::enable_shared_from_this<Upload> {
   }
 
   void fail(std::optional<op_result> why) {
-    drop_chunks(c_, sock_.get_executor(), ns_, commit_.key, upload_, written_);
+    drop_chunks(c_, sock_.get_executor(), ns_, upload_, written_);
     done_(std::move(why));
   }
 
@@ -235,13 +232,11 @@ class Upload : public std::enable_shared_from_this<Upload> {
 /// failed (the client then sees a body shorter than its Content-Length: close).
 class Download : public std::enable_shared_from_this<Download> {
  public:
-  Download(tcp::socket& sock, Coordinator c, std::string ns, std::string key, large::Manifest m,
-           uint64_t first, uint64_t last, std::function<void()> progress,
-           std::function<void(bool)> done)
+  Download(tcp::socket& sock, Coordinator c, std::string ns, large::Manifest m, uint64_t first,
+           uint64_t last, std::function<void()> progress, std::function<void(bool)> done)
       : sock_(sock),
         c_(std::move(c)),
         ns_(std::move(ns)),
-        key_(std::move(key)),
         m_(std::move(m)),
         at_(first),
         last_(last),
@@ -256,7 +251,7 @@ class Download : public std::enable_shared_from_this<Download> {
   void fetch() {
     if (fetching_ || ahead_ || fetch_at_ > last_ / large::chunk_size) return;
     fetching_ = true;
-    exec(c_, sock_.get_executor(), {large::chunk_op(op_kind::get, ns_, key_, m_.upload, fetch_at_)},
+    exec(c_, sock_.get_executor(), {large::chunk_op(op_kind::get, ns_, m_.upload, fetch_at_)},
          [self = shared_from_this()](result_batch r) {
            self->fetching_ = false;
            if (r.at(0).status != op_status::ok) return self->finish(false);
@@ -296,7 +291,7 @@ class Download : public std::enable_shared_from_this<Download> {
 
   tcp::socket& sock_;
   Coordinator c_;
-  std::string ns_, key_;
+  std::string ns_;
   large::Manifest m_;
   uint64_t at_, last_, fetch_at_;
   std::function<void()> progress_;

@@ -114,15 +114,22 @@ void ttl_answer(Cmd cmd, const op_result& r, std::string& out) {
   resp::integer(out, cmd == Cmd::pttl ? ms : (ms + 500) / 1000);
 }
 
-/// A get's answer: the value, or a null for a miss. A large value (messages/large.hpp) is
-/// streamed through REST only: here, an error saying so.
-void value_answer(const op_result& r, std::string& out, bool resp3) {
+/// A large value (messages/large.hpp) is read through REST or the binary protocol's read: a
+/// read of one here answers an error saying so (true when it did).
+bool large_refused(const op_result& r, std::string& out) {
   large::Manifest m;
-  if (r.status == op_status::ok && large::is_manifest(r.record) &&
-      large::Manifest::decode(r.record.data, &m))
-    resp::error(out, "ERR the key holds a large value of " + std::to_string(m.size) +
-                         " bytes: read it through REST (GET /v1/ns/{ns}/keys/{key}, with Range)");
-  else if (r.status == op_status::ok)
+  if (r.status != op_status::ok || !large::is_manifest(r.record) ||
+      !large::Manifest::decode(r.record.data, &m))
+    return false;
+  resp::error(out, "ERR the key holds a large value of " + std::to_string(m.size) +
+                       " bytes: read it through REST (GET /v1/ns/{ns}/keys/{key}, with Range)");
+  return true;
+}
+
+/// A get's answer: the value, or a null for a miss.
+void value_answer(const op_result& r, std::string& out, bool resp3) {
+  if (large_refused(r, out)) return;
+  if (r.status == op_status::ok)
     resp::bulk(out, r.record.data);
   else
     one_answer(r, out, op_status::not_found, resp3);
@@ -132,6 +139,7 @@ void value_answer(const op_result& r, std::string& out, bool resp3) {
 void range_answer(const Plan& plan, const op_result& r, std::string& out) {
   if (r.status != op_status::ok && r.status != op_status::not_found)
     return resp::error(out, failure(r));
+  if (large_refused(r, out)) return;
   const std::string& v = r.record.data;
   const int64_t n = int64_t(v.size());
   int64_t from = plan.from < 0 ? std::max<int64_t>(n + plan.from, 0) : plan.from;

@@ -35,13 +35,12 @@ bool valid_upload(std::string_view text) {
   return text.size() == 16 && text.find_first_not_of("0123456789abcdef") == std::string_view::npos;
 }
 
-kv_op chunk_op(op_kind kind, const std::string& ns, const std::string& key,
-               const std::string& upload, uint64_t index) {
+kv_op chunk_op(op_kind kind, const std::string& ns, const std::string& upload, uint64_t index) {
   // A namespace no user can name (names are [A-Za-z0-9_.-]), so listings never show chunks.
   static const std::string prefix("\0chunks\0", 8);
   kv_op o;
   o.kind = kind;
-  o.key = key + '\0' + upload + '\0' + std::to_string(index);
+  o.key = upload + '\0' + std::to_string(index);
   o.id = storage::make_id(prefix + ns, o.key);
   return o;
 }

@@ -36,9 +36,9 @@ std::string new_upload();
 /// Whether text is an upload id as new_upload() makes them.
 bool valid_upload(std::string_view text);
 
-/// The operation that reads (kind get) or writes (put, with data) chunk `index` of an upload
-/// of key in ns.
-kv_op chunk_op(op_kind kind, const std::string& ns, const std::string& key,
-               const std::string& upload, uint64_t index);
+/// The operation that reads (kind get), writes (put, with data) or deletes chunk `index` of an
+/// upload in ns. Chunks are named by the upload, not the key, so that a manifest renamed to
+/// another key (RENAME) still finds them.
+kv_op chunk_op(op_kind kind, const std::string& ns, const std::string& upload, uint64_t index);
 
 }  // namespace apsis::large

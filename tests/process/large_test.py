@@ -80,13 +80,13 @@ class LargeValueTest(NodeTest):
         peak.__enter__()
         status, body = put_stream(node.http_port, "video", size)
         self.assertEqual((status, body["status"]), (201, "ok"))
+        want, got, at = hashlib.sha256(), hashlib.sha256(), 0
+        for i in range((size + MiB - 1) // MiB):  # first: a reader that stalls is cut off
+            want.update(piece(i)[:size - i * MiB])
         conn = http.client.HTTPConnection("127.0.0.1", node.http_port, timeout=120)
         conn.request("GET", "/v1/ns/default/keys/video")
         r = conn.getresponse()
         self.assertEqual((r.status, r.getheader("Content-Length")), (200, str(size)))
-        want, got, at = hashlib.sha256(), hashlib.sha256(), 0
-        for i in range((size + MiB - 1) // MiB):
-            want.update(piece(i)[:size - i * MiB])
         while at < size:
             data = r.read(min(4 * MiB, size - at))
             self.assertTrue(data)
@@ -143,7 +143,17 @@ class LargeValueTest(NodeTest):
         self.assertEqual(put_stream(node.http_port, "big", 3 * MiB)[0], 201)
         c = Client(node.port)
         self.assertTrue(c.call("GET", "big").startswith("-ERR the key holds a large value of 3145728"))
-        self.assertEqual(c.call("SET", "big", "small"), "+OK")  # replaced by a plain value
+        self.assertTrue(c.call("GETRANGE", "big", "0", "3").startswith("-ERR the key holds a large"))
+        self.assertTrue(c.call("APPEND", "big", "x").startswith("-ERR the key holds a large value"))
+        self.assertEqual(c.call("RENAME", "big", "moved"), "+OK")  # its chunks go with it
+        c.close()
+        conn = http.client.HTTPConnection("127.0.0.1", node.http_port, timeout=30)
+        conn.request("GET", "/v1/ns/default/keys/moved")
+        r = conn.getresponse()
+        self.assertEqual((r.status, r.read()), (200, b"".join(piece(i) for i in range(3))))
+        conn.close()
+        c = Client(node.port)
+        self.assertEqual(c.call("SET", "big", "small"), "+OK")
         self.assertEqual(c.call("GET", "big"), b"small")
         c.close()
         self.assertEqual(put_stream(node.http_port, "big", 2 * MiB + 1)[0], 200)
