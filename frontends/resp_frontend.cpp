@@ -117,13 +117,9 @@ void ttl_answer(Cmd cmd, const op_result& r, std::string& out) {
 /// A large value (messages/large.hpp) is read through REST or the binary protocol's read: a
 /// read of one here answers an error saying so (true when it did).
 bool large_refused(const op_result& r, std::string& out) {
-  large::Manifest m;
-  if (r.status != op_status::ok || !large::is_manifest(r.record) ||
-      !large::Manifest::decode(r.record.data, &m))
-    return false;
-  resp::error(out, "ERR the key holds a large value of " + std::to_string(m.size) +
-                       " bytes: read it through REST (GET /v1/ns/{ns}/keys/{key}, with Range)");
-  return true;
+  const std::string why = large::read_refusal(r);
+  if (!why.empty()) resp::error(out, "ERR " + why);
+  return !why.empty();
 }
 
 /// A get's answer: the value, or a null for a miss.

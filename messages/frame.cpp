@@ -319,12 +319,9 @@ std::string encode_request(const Request& q) {
 
 Response from_result(const op_result& r) {
   Response w;
-  large::Manifest m;
-  if (r.status == op_status::ok && large::is_manifest(r.record) &&
-      large::Manifest::decode(r.record.data, &m)) {  // streamed through REST only, for now
+  if (std::string why = large::read_refusal(r); !why.empty()) {  // read it in ranges instead
     w.status = op_status::invalid;
-    w.message = "the key holds a large value of " + std::to_string(m.size) +
-                " bytes: read it through REST (GET /v1/ns/{ns}/keys/{key}, with Range)";
+    w.message = std::move(why);
     w.version = r.version;
     w.replicas = r.replicas;
     return w;

@@ -23,6 +23,14 @@ bool Manifest::decode(std::string_view text, Manifest* out) {
   return true;
 }
 
+std::string read_refusal(const op_result& r) {
+  Manifest m;
+  if (r.status != op_status::ok || !is_manifest(r.record) || !Manifest::decode(r.record.data, &m))
+    return {};
+  return "the key holds a large value of " + std::to_string(m.size) +
+         " bytes: read it through REST (GET /v1/ns/{ns}/keys/{key}, with Range)";
+}
+
 std::string new_upload() {
   unsigned char b[8];
   RAND_bytes(b, sizeof b);

@@ -31,6 +31,10 @@ inline bool is_manifest(const storage::Record& r) {
   return (r.user_flags & manifest_flag) && !r.tombstone;
 }
 
+/// A read that found a large value's manifest (messages/large.hpp): the error that says how
+/// to read it (RESP and the binary protocol answer it); empty for anything else.
+std::string read_refusal(const op_result& r);
+
 /// A fresh upload id: 16 random hex digits (OpenSSL's RAND_bytes).
 std::string new_upload();
 /// Whether text is an upload id as new_upload() makes them.

@@ -12,3 +12,26 @@ bench_cleanup() {
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   rm -rf "$dir"
 }
+
+#   bench_nginx PORT [DIRECTIVES]   serves $dir/www from nginx on 127.0.0.1:PORT (with these
+#                      http-level directives), in the foreground of a background job whose PID
+#                      goes to $pids (an indexed array).
+bench_nginx() {
+  chmod -R a+rX "$dir"  # nginx's workers run as another user
+  cat > "$dir/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/nginx-error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  ${2:-}
+  client_body_temp_path $dir/tmp; proxy_temp_path $dir/tmp; fastcgi_temp_path $dir/tmp;
+  uwsgi_temp_path $dir/tmp; scgi_temp_path $dir/tmp;
+  server { listen 127.0.0.1:$1; root $dir/www; }
+}
+CONF
+  nginx -c "$dir/nginx.conf" -p "$dir" &
+  pids+=($!)
+}

@@ -23,23 +23,7 @@ start=$(date +%s.%N)
 dd if="$dir/value" of="$dir/www/value" bs=1M conv=fdatasync status=none
 dd_s=$(echo "$(date +%s.%N) - $start" | bc)
 
-chmod -R a+rX "$dir"  # nginx's workers run as another user
-cat > "$dir/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/nginx-error.log;
-events { worker_connections 64; }
-http {
-  access_log off;
-  sendfile on;
-  client_body_temp_path $dir/tmp; proxy_temp_path $dir/tmp; fastcgi_temp_path $dir/tmp;
-  uwsgi_temp_path $dir/tmp; scgi_temp_path $dir/tmp;
-  server { listen 127.0.0.1:18483; root $dir/www; }
-}
-EOF
-nginx -c "$dir/nginx.conf" -p "$dir" &
-pids+=($!)
+bench_nginx 18483 "sendfile on;"
 build/tools/apsisd --set node.data_dir="$dir/data" --set network.resp_port=0 --set network.binary_port=0 \
   --set network.http_port=18482 --set log.level=warn > "$dir/apsisd.log" 2>&1 &
 apsisd=$!

@@ -24,23 +24,7 @@ curl -sf -X PUT --data-binary "$value" http://127.0.0.1:18480/v1/ns/default/keys
 
 mkdir -p "$dir/www"
 printf '%s' "$value" > "$dir/www/bench"
-chmod -R a+rX "$dir"  # nginx's workers run as another user
-cat > "$dir/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/nginx-error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  keepalive_requests 100000000;
-  client_body_temp_path $dir/tmp; proxy_temp_path $dir/tmp; fastcgi_temp_path $dir/tmp;
-  uwsgi_temp_path $dir/tmp; scgi_temp_path $dir/tmp;
-  server { listen 127.0.0.1:18481; root $dir/www; }
-}
-EOF
-nginx -c "$dir/nginx.conf" -p "$dir" &
-pids+=($!)
+bench_nginx 18481 "keepalive_requests 100000000;"
 for _ in $(seq 50); do curl -sf http://127.0.0.1:18481/bench > /dev/null && break; sleep 0.1; done
 [ "$(curl -s http://127.0.0.1:18481/bench)" = "$value" ] || { echo "rest-bench: nginx does not serve the file" >&2; exit 1; }
 [ "$(curl -s http://127.0.0.1:18480/v1/ns/default/keys/bench)" = "$value" ] || { echo "rest-bench: apsisd does not serve the value" >&2; exit 1; }

@@ -210,7 +210,45 @@ class NodeTest(unittest.TestCase):
         return n
 
 
-class ApsisdTest(NodeTest):
+class ClusterTest(NodeTest):
+    """Helpers for tests that start clusters and drive nodes with the apsis CLI."""
+
+    def cluster_node(self, i, ports, seed, *extra, cookie="cluster-test-cookie", group=None):
+        return self.start(f"node.name=n{i}", f"node.id={i}", f"node.data_dir={self.dir}/n{i}",
+                          f"backend.group={group or i}", f"cluster.port={ports[i]}",
+                          f'cluster.cookie="{cookie}"', f'cluster.seeds=["127.0.0.1:{seed}"]',
+                          "cluster.heartbeat_ms=100", "cluster.anti_entropy_ms=100",
+                          "replication.timeout_ms=1000", "replication.policy=quorum", *extra)
+
+    def keys_held(self, node):
+        return self.stats(node)["backends"][0]["keys"]
+
+    def state_of(self, node, name):
+        nodes = json.loads(self.cli(node, "--json", "cluster", "status").stdout)["cluster"]["nodes"]
+        return {n["name"]: n["state"] for n in nodes}.get(name)
+
+    def replicas(self, node, key):
+        r = self.cli(node, "--json", "put", key, "probe")
+        return json.loads(r.stdout)["replicas"] if r.returncode == 0 else []
+
+    def stats(self, node):
+        return json.loads(self.cli(node, "--json", "stat").stdout)
+
+    def joined_cluster(self, *extra):
+        """Three nodes, a group each, joined through the first: (ports, nodes) once a write
+        through n1 reaches every replica."""
+        ports = {i: free_port() for i in (1, 2, 3)}
+        nodes = {i: self.cluster_node(i, ports, ports[1], *extra) for i in (1, 2, 3)}
+        wait_for(lambda: [r["status"] for r in self.replicas(nodes[1], "probe")] == ["ok"] * 3, 20,
+                 "every node joined")
+        return ports, nodes
+
+    def cli(self, node, *args, stdin=None):
+        return subprocess.run([APSIS, "--port", str(node.binary_port), *args], input=stdin,
+                              capture_output=True, text=True, timeout=30)
+
+
+class ApsisdTest(ClusterTest):
 
     def test_redis_cli_works_unchanged(self):
         self.assertIsNotNone(shutil.which("redis-cli"), "tools/setup.sh installs redis-tools")
@@ -549,34 +587,10 @@ class ApsisdTest(NodeTest):
         node = self.start()
         self.assertEqual(Client(node.port).call("GET", "durable"), b"yes")
 
-    # -- a cluster of three ------------------------------------------------------
-
-    def cluster_node(self, i, ports, seed, *extra, cookie="cluster-test-cookie", group=None):
-        return self.start(f"node.name=n{i}", f"node.id={i}", f"node.data_dir={self.dir}/n{i}",
-                          f"backend.group={group or i}", f"cluster.port={ports[i]}",
-                          f'cluster.cookie="{cookie}"', f'cluster.seeds=["127.0.0.1:{seed}"]',
-                          "cluster.heartbeat_ms=100", "cluster.anti_entropy_ms=100",
-                          "replication.timeout_ms=1000", "replication.policy=quorum", *extra)
-
-    def keys_held(self, node):
-        return self.stats(node)["backends"][0]["keys"]
-
-    def state_of(self, node, name):
-        nodes = json.loads(self.cli(node, "--json", "cluster", "status").stdout)["cluster"]["nodes"]
-        return {n["name"]: n["state"] for n in nodes}.get(name)
-
-    def replicas(self, node, key):
-        r = self.cli(node, "--json", "put", key, "probe")
-        return json.loads(r.stdout)["replicas"] if r.returncode == 0 else []
-
-    def stats(self, node):
-        return json.loads(self.cli(node, "--json", "stat").stdout)
+    # -- a cluster of three (helpers in ClusterTest) ---------------------------
 
     def test_a_cluster_replicates_survives_a_dead_node_and_converges(self):
-        ports = {i: free_port() for i in (1, 2, 3)}
-        nodes = {i: self.cluster_node(i, ports, ports[1]) for i in (1, 2, 3)}
-        wait_for(lambda: [r["status"] for r in self.replicas(nodes[1], "probe")] == ["ok"] * 3, 20,
-                 "every node joined")
+        ports, nodes = self.joined_cluster()
         expected = {}
         b = BinaryClient(nodes[1].binary_port)
         for start in range(0, 10000, 1000):  # policy all, per request (the nodes' is quorum)
@@ -1033,10 +1047,7 @@ class ApsisdTest(NodeTest):
             alone.stop()
 
     def test_a_client_that_coordinates_writes_every_replica_itself(self):
-        ports = {i: free_port() for i in (1, 2, 3)}
-        nodes = {i: self.cluster_node(i, ports, ports[1]) for i in (1, 2, 3)}
-        wait_for(lambda: [r["status"] for r in self.replicas(nodes[1], "probe")] == ["ok"] * 3, 20,
-                 "every node joined")
+        ports, nodes = self.joined_cluster()
         r = json.loads(self.cli(nodes[1], "--coordinate", "--json", "put", "k", "v").stdout)
         self.assertEqual(r["status"], "ok")
         self.assertEqual([(e["node"], e["status"]) for e in r["replicas"]], [("n1", "ok"), ("n2", "ok"), ("n3", "ok")])
@@ -1084,10 +1095,7 @@ class ApsisdTest(NodeTest):
         # 8 clients x 1,000 INCR of one key through the three nodes of a 3-group cluster: one
         # group's owner computes each change and the others store its record, so every
         # replica ends at exactly 8,000.
-        ports = {i: free_port() for i in (1, 2, 3)}
-        nodes = {i: self.cluster_node(i, ports, ports[1]) for i in (1, 2, 3)}
-        wait_for(lambda: [r["status"] for r in self.replicas(nodes[1], "probe")] == ["ok"] * 3, 20,
-                 "every node joined")
+        ports, nodes = self.joined_cluster()
         refused = []
 
         def hammer(node):
@@ -1126,10 +1134,7 @@ class ApsisdTest(NodeTest):
         # is down, the owner in the next group (n2) grants them, still one holder at a time,
         # with larger tokens; n3 reaches n2 directly (it dialed n2 when it joined, before n2
         # could hear of it), so the seed's death does not cut them apart.
-        ports = {i: free_port() for i in (1, 2, 3)}
-        nodes = {i: self.cluster_node(i, ports, ports[1]) for i in (1, 2, 3)}
-        wait_for(lambda: [r["status"] for r in self.replicas(nodes[1], "probe")] == ["ok"] * 3, 20,
-                 "every node joined")
+        ports, nodes = self.joined_cluster()
 
         def token(node):
             r = self.cli(node, "lock", "job", "--lease", "5000", "--", "true")
@@ -1147,10 +1152,6 @@ class ApsisdTest(NodeTest):
         self.lease_passes_on_when_its_holder_dies(nodes[2], nodes[3], "job")
 
     # -- the binary protocol and the CLI ---------------------------------------
-
-    def cli(self, node, *args, stdin=None):
-        return subprocess.run([APSIS, "--port", str(node.binary_port), *args], input=stdin,
-                              capture_output=True, text=True, timeout=30)
 
     def test_cli_round_trip(self):
         node = self.start()

@@ -10,7 +10,7 @@ import unittest
 import urllib.error
 import urllib.request
 
-from apsisd_test import APSIS, Client, NodeTest, free_port, wait_for
+from apsisd_test import APSIS, Client, ClusterTest, free_port, wait_for
 
 
 def scan_all(c, *options, limit=100000):
@@ -38,7 +38,7 @@ def rest_all(port, ns, query=""):
     raise AssertionError("the listing did not end")
 
 
-class KeyspaceTest(NodeTest):
+class KeyspaceTest(ClusterTest):
 
     def test_scan_keys_and_dbsize_list_a_namespace(self):
         node = self.start()
@@ -253,10 +253,7 @@ class KeyspaceTest(NodeTest):
         # A merge patch and a REST increment are computed by one group's owner and written
         # to the others: racing through three nodes of a 3-group cluster, none is lost and
         # every group holds the same document.
-        ports = {i: free_port() for i in (1, 2, 3)}
-        nodes = {i: self.cluster_node(i, ports, ports[1]) for i in (1, 2, 3)}
-        wait_for(lambda: [r["status"] for r in self.replicas(nodes[1], "probe")] == ["ok"] * 3, 20,
-                 "every node joined")
+        _, nodes = self.joined_cluster()
         failures = []
 
         def request(node, method, path, body=b"", headers=None):
@@ -324,16 +321,6 @@ class KeyspaceTest(NodeTest):
         self.assertEqual(run("patch", "doc", '{"a": {"b": null}, "c": 2}').stdout, '{"a":{},"c":2}\n')
         self.assertEqual(run("patch", "s", "{}").returncode, 1)  # a binary value: nothing to patch
         self.assertEqual(run("get", "s").stdout, "abcd")
-
-    # Helpers shared with apsisd_test's cluster tests.
-    from apsisd_test import ApsisdTest as _A
-    cluster_node = _A.cluster_node
-    keys_held = _A.keys_held
-    state_of = _A.state_of
-    replicas = _A.replicas
-    stats = _A.stats
-    cli = _A.cli
-    del _A
 
 
 if __name__ == "__main__":

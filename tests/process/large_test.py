@@ -9,7 +9,7 @@ import socket
 import threading
 import unittest
 
-from apsisd_test import APSIS, Client, NodeTest
+from apsisd_test import APSIS, Client, ClusterTest
 
 MiB = 1 << 20
 BLOCK = hashlib.sha256(b"apsis").digest() * (MiB // 32)  # 1 MiB of fixed bytes
@@ -70,7 +70,7 @@ def put_stream(port, key, size, *, stop_after=None):
     return out
 
 
-class LargeValueTest(NodeTest):
+class LargeValueTest(ClusterTest):
 
     def test_a_gib_streams_in_and_out_with_the_nodes_memory_bounded(self):
         node = self.start()
@@ -207,11 +207,6 @@ class LargeValueTest(NodeTest):
             with self.assertRaises(apsis.OperationError) as bad:
                 c.get("py")
             self.assertIn("large value", bad.exception.result.message)
-
-    def cli(self, node, *args):
-        import subprocess
-        return subprocess.run([APSIS, "--port", str(node.binary_port), *args],
-                              capture_output=True, text=True, timeout=30)
 
 
 if __name__ == "__main__":
