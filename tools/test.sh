@@ -19,7 +19,8 @@ if [ "${1:-}" = "--sanitize" ]; then
     rm -rf "$build"
   fi
 fi
-[ -n "${CI:-}" ] && flags+=(-DAPSIS_WERROR=ON)
+# Warnings fail the build everywhere, so a developer sees what CI would refuse.
+flags+=(-DAPSIS_WERROR=ON)
 
 bash tools/setup.sh
 cmake -S . -B "$build" -G Ninja "${flags[@]}"

@@ -90,7 +90,9 @@ TEST(Resp, AnOversizedArgumentIsDroppedAndTheStreamGoesOn) {
     ASSERT_EQ(commands.size(), 2u) << "pieces of " << piece;
     EXPECT_EQ(commands[0], std::vector<std::string>{"refused"});
     EXPECT_EQ(commands[1], std::vector<std::string>{"PING"});
-    if (piece < 10) EXPECT_LT(peak, 40u) << "what is dropped is not kept";
+    if (piece < 10) {
+      EXPECT_LT(peak, 40u) << "what is dropped is not kept";
+    }
   }
 }
 
