@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/anti_entropy.hpp"
+#include "messages/large.hpp"
 
 namespace apsis {
 
@@ -208,6 +209,7 @@ uint64_t purge_namespace(ae_state& st, const std::string& ns) {
   constexpr size_t step = 1 << 16;  // tombstones gathered per scan: bounds memory
   const uint64_t now_stamp = storage::now_ms() << 16;
   uint64_t total = 0;
+  const std::string chunks = large::chunk_namespace(ns);  // its large values' chunks go too
   for (auto& [id, b] : st.cfg.backends) {
     for (bool more = true; more;) {  // each scan skips what the last one tombstoned
       std::vector<storage::Record> tombs;
@@ -215,7 +217,8 @@ uint64_t purge_namespace(ae_state& st, const std::string& ns) {
       io.with_payload = false;
       io.include_tombstones = false;
       b.engine->iterate(io, [&](const storage::Record& rec) {
-        if (storage::make_id(ns, rec.key) != rec.id) return true;  // another namespace's
+        if (storage::make_id(ns, rec.key) != rec.id && storage::make_id(chunks, rec.key) != rec.id)
+          return true;  // another namespace's
         storage::Version v{std::max(now_stamp, rec.version.stamp + 1), st.cfg.node_id};
         tombs.push_back(storage::Record::make_tombstone(rec.id, v, rec.key));
         return tombs.size() < step;

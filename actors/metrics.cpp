@@ -77,6 +77,19 @@ void RequestMetrics::latency(Surface s, std::chrono::steady_clock::duration d, u
   sum_us_[s].fetch_add(us * n, std::memory_order_relaxed);
 }
 
+namespace {
+
+std::vector<std::pair<const char*, uint64_t>> collector_counts(const RequestMetrics::Collector& c) {
+  auto load = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+  return {{"sweeps", load(c.sweeps)},
+          {"skipped", load(c.skipped)},
+          {"uploads", load(c.uploads)},
+          {"chunks", load(c.chunks)},
+          {"failed", load(c.failed)}};
+}
+
+}  // namespace
+
 std::string RequestMetrics::prometheus() {
   Families f;
   auto load = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
@@ -115,6 +128,8 @@ std::string RequestMetrics::prometheus() {
     f.add("apsis_mailbox_peak", "gauge", std::string("actor=\"") + actor + "\"",
           g->peak.exchange(0, std::memory_order_relaxed));
   }
+  for (const auto& [what, n] : collector_counts(collector))
+    f.add("apsis_chunk_collector_total", "counter", std::string("what=\"") + what + "\"", n);
   for (unsigned c = 0; c < 500; ++c)
     if (uint64_t n = load(http_[c]))
       f.add("apsis_http_responses_total", "counter", "code=\"" + std::to_string(c + 100) + "\"", n);
@@ -148,6 +163,7 @@ nlohmann::json RequestMetrics::summary() const {
                                         {"bytes_in", load(in_[s])},
                                         {"bytes_out", load(out_[s])}};
   }
+  for (const auto& [what, n] : collector_counts(collector)) out["chunk_collector"][what] = n;
   out["mailboxes"] = {{"replica_group", load(mailboxes.coordinator->last)},
                       {"shard", load(mailboxes.shards->last)},
                       {"anti_entropy", load(mailboxes.anti_entropy->last)},

@@ -72,6 +72,11 @@ class RequestMetrics {
   nlohmann::json summary() const;
 
   MailboxGauges mailboxes;
+  /// The chunk collector's work (frontends/chunk_collector.hpp): sweeps run and skipped,
+  /// abandoned uploads and their chunks deleted, sweeps that failed part of the way.
+  struct Collector {
+    std::atomic<uint64_t> sweeps{0}, skipped{0}, uploads{0}, chunks{0}, failed{0};
+  } collector;
 
  private:
   std::atomic<uint64_t> ops_[surfaces][kinds][statuses] = {};

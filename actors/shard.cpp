@@ -88,6 +88,8 @@ class BatchApply {
     c->record.user_flags = m.user_flags;
     c->json_size = m.json_size;
     c->data_size = m.data_size;
+    // A large value's manifest comes along (a few dozen bytes): its size is the value's.
+    if (c->live && (m.user_flags & large::manifest_flag)) engine_.get(op.id, &c->record);
   }
 
   void read(const kv_op& op, op_result& r) {
@@ -240,6 +242,9 @@ class BatchApply {
       w.expiry_ms = op.expiry_ms;
     } else if (op.kind == op_kind::remove) {
       w = storage::Record::make_tombstone(op.id, op.version, std::move(op.key));
+      // A manifest's tombstone says so: the chunk collector sees a value moved (RENAME) or
+      // deleted while it swept.
+      if (c.live) w.user_flags = c.record.user_flags & large::manifest_flag;
     } else {
       w.key = std::move(op.key);  // op.key is not read again: results carry no key
       w.json = std::move(op.json);
@@ -314,8 +319,10 @@ op_result list_page(storage::Engine& engine, const kv_op& op) {
   r.record.id = page.next;
   const uint64_t now = storage::now_ms();
   size_t bytes = 0;
+  const bool payload = q.payload || q.manifests;
   for (auto& m : page.records) {
-    const size_t size = q.payload ? size_t(m.json_size) + m.data_size : 0;
+    if (q.manifests && !(m.user_flags & large::manifest_flag)) continue;
+    const size_t size = payload ? size_t(m.json_size) + m.data_size : 0;
     if (bytes > 0 && bytes + size > list_payload_budget) {  // the rest waits for the next page
       r.existed = true;
       r.record.id = m.id;
@@ -325,7 +332,8 @@ op_result list_page(storage::Engine& engine, const kv_op& op) {
     if (m.version < q.since || storage::make_id(op.key, m.key) != m.id) continue;
     if (!q.match.empty() && !glob_match(q.match, m.key)) continue;
     listed_record& e = r.listed.emplace_back();
-    if (q.payload && !m.tombstone) {
+    // A manifest's data part (a few dozen bytes) comes with every listing: it holds the size.
+    if ((payload || (m.user_flags & large::manifest_flag)) && !m.tombstone) {
       storage::Record rec;
       if (!engine.get(m.id, &rec)) {  // removed or expired since the page was read
         r.listed.pop_back();

@@ -33,6 +33,10 @@ max_key_size = 4096
 max_value_size = 33554432
 max_object_size = 4294967296
 
+[large]
+collect_every_ms = 600000
+upload_idle_ms = 86400000
+
 [replication]
 policy = "quorum"
 read_policy = "quorum"
@@ -232,6 +236,11 @@ void read_node(Reader& r, const toml::table& root, NodeConfig& c) {
     r.integer(*t, "limits.", "max_value_size", &c.limits.max_value_size, 0, 1ll << 30);
     r.integer(*t, "limits.", "max_object_size", &c.limits.max_object_size, 0, 1ll << 40);
   }
+  if (auto* t = r.table(root, "large")) {
+    r.only(*t, "large.", {"collect_every_ms", "upload_idle_ms"});
+    r.integer(*t, "large.", "collect_every_ms", &c.collect_every_ms, 0, 604800000);
+    r.integer(*t, "large.", "upload_idle_ms", &c.upload_idle_ms, 1000, 31536000000ll);
+  }
 }
 
 void read_replication(Reader& r, const toml::table& root, NodeConfig& c) {
@@ -378,7 +387,7 @@ bool load_config(const std::string& text, const std::string& file,
   c.log_level = "info";
   Reader r(file, error);
   r.only(root, "",
-         {"node", "network", "limits", "replication", "cluster", "scrub", "runtime", "log",
+         {"node", "network", "limits", "large", "replication", "cluster", "scrub", "runtime", "log",
           "backend"});
   read_node(r, root, c);
   read_replication(r, root, c);

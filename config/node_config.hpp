@@ -57,6 +57,10 @@ struct NodeConfig {
   uint32_t scrub_pause_ms = 3600000;  ///< before each scrub round
   /// A tombstone older than this is forgotten: longer than any replica stays away.
   uint64_t tombstone_grace_ms = 604800000;
+  /// Large values: between sweeps of the chunk collector (0: none), and how long an upload
+  /// may stay quiet before its uncommitted chunks are collected.
+  uint64_t collect_every_ms = 600000;
+  uint64_t upload_idle_ms = 86400000;
   std::string log_level;
   std::vector<BackendConfig> backends;
 

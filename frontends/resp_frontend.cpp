@@ -154,7 +154,9 @@ void meta_answer(Cmd cmd, const op_result& r, std::string& out) {
     case Cmd::type:
       return resp::simple(out, found ? "string" : "none");
     case Cmd::strlen:
-      return resp::integer(out, found ? int64_t(r.data_size) : 0);
+      return resp::integer(
+          out,
+          found ? int64_t(large::value_size(r.record.user_flags, r.data_size, r.record.data)) : 0);
     default:  // EXPIRETIME, PEXPIRETIME
       if (!found) return resp::integer(out, -2);
       if (at == 0) return resp::integer(out, -1);

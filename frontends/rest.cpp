@@ -3,6 +3,7 @@
 #include <charconv>
 #include <map>
 
+#include "messages/large.hpp"
 #include "storage/id.hpp"
 
 namespace apsis::rest {
@@ -677,8 +678,9 @@ Response list_response(const Call& call, const Request& req, const ListPage& pag
     json k{{"key", m.key},
            {"version", version_text(m.version)},
            {"json_size", m.json_size},
-           {"data_size", m.data_size},
+           {"data_size", large::value_size(m.user_flags, m.data_size, e.data)},
            {"flags", m.user_flags}};
+    if (m.user_flags & large::manifest_flag) k["large"] = true;
     if (m.expiry_ms) k["expiry_ms"] = m.expiry_ms;
     keys.push_back(std::move(k));
   }

@@ -52,7 +52,8 @@ struct Lister {
   storage::Id at = storage::Id::min();
   size_t want = SIZE_MAX;
   size_t pages = SIZE_MAX;
-  bool keep = true;  ///< false: count the records only (DBSIZE)
+  bool keep = true;              ///< false: count the records only (DBSIZE)
+  std::vector<uint32_t> groups;  ///< the groups to list from; empty: any (failover)
   std::vector<listed_record> records;
   size_t counted = 0;
   bool more = true;
@@ -68,6 +69,7 @@ struct Lister {
     o.id = at;
     o.key = ns;
     o.data = q.encode();
+    o.groups = groups;
   }
   /// A page's result.
   void take(op_result& r) {

@@ -26,6 +26,7 @@ std::string info_text(const config::NodeConfig& cfg, uint16_t port,
 void Servers::stop() {
   for (auto* s : {&resp, &binary, &http})
     if (*s) (*s)->stop();
+  if (collector) collector->stop();
 }
 
 std::string Servers::describe(const std::string& bind) const {
@@ -70,6 +71,20 @@ bool start_servers(IoPool& io, caf::actor_system& sys, const config::NodeConfig&
       out->stop();
       return false;
     }
+  std::vector<uint32_t> groups;
+  for (const auto& b : cfg.backends) groups.push_back(b.group);
+  std::function<std::string()> view;
+  if (auto cluster = parts.cluster)
+    view = [cluster] {
+      std::lock_guard<std::mutex> lock(cluster->mu);
+      return cluster->json;
+    };
+  out->collector = std::make_shared<frontend::ChunkCollector>(
+      parts.coordinator, io.main().get_executor(), frontend::node_gate(cfg.name, groups, view),
+      frontend::CollectorOptions{std::chrono::milliseconds(cfg.collect_every_ms),
+                                 std::chrono::milliseconds(cfg.upload_idle_ms)},
+      metrics);
+  out->collector->start();
   return true;
 }
 

@@ -8,6 +8,7 @@
 #include "actors/node.hpp"
 #include "config/node_config.hpp"
 #include "frontends/binary_frontend.hpp"
+#include "frontends/chunk_collector.hpp"
 #include "frontends/http_frontend.hpp"
 #include "frontends/io_pool.hpp"
 #include "frontends/resp_frontend.hpp"
@@ -16,15 +17,16 @@ namespace apsis {
 
 struct Servers {
   std::shared_ptr<WireServer> resp, binary, http;
-  /// Stops accepting and closes every connection (of those started).
+  std::shared_ptr<frontend::ChunkCollector> collector;  ///< large values' leftover chunks
+  /// Stops accepting and closes every connection (of those started), and the collector.
   void stop();
   /// "RESP on host:port, binary on host:port, http on host:port", for the start line.
   std::string describe(const std::string& bind) const;
 };
 
-/// Starts the three servers on `io` as the config says (ports, limits, timeouts), serving
-/// the node's parts; false with *error naming the port that could not be opened (the
-/// servers already started are stopped). `cfg` must outlive the servers (INFO reads it).
+/// Starts the three servers and the chunk collector on `io` as the config says (ports, limits,
+/// timeouts), serving the node's parts; false with *error naming the port that could not be opened
+/// (the servers already started are stopped). `cfg` must outlive the servers (INFO reads it).
 bool start_servers(IoPool& io, caf::actor_system& sys, const config::NodeConfig& cfg,
                    const NodeParts& parts, std::shared_ptr<RequestMetrics> metrics, Servers* out,
                    std::string* error);

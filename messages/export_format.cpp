@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "messages/base64.hpp"
+#include "messages/large.hpp"
 #include "storage/record_codec.hpp"
 
 namespace apsis::exportfmt {
@@ -46,14 +47,20 @@ std::string Writer::header(const std::string& ns, const storage::Version& since)
   return line(h.dump());
 }
 
-std::string Writer::record(const listed_record& r) {
-  ++records_;
+/// What every record line starts with: its key and version.
+static json record_head(const listed_record& r) {
   json j;
   if (utf8(r.meta.key))
     j["key"] = r.meta.key;
   else
     j["key_b64"] = base64(r.meta.key);
   j["version"] = r.meta.version.to_string();
+  return j;
+}
+
+std::string Writer::record(const listed_record& r) {
+  ++records_;
+  json j = record_head(r);
   if (r.meta.tombstone) {
     j["deleted"] = true;
     return line(j.dump());
@@ -65,6 +72,19 @@ std::string Writer::record(const listed_record& r) {
   return line(j.dump());
 }
 
+std::string Writer::large(const listed_record& r, uint64_t size) {
+  ++records_;
+  json j = record_head(r);
+  j["large"] = size;
+  if (r.meta.expiry_ms) j["expiry_ms"] = r.meta.expiry_ms;
+  if (uint32_t flags = r.meta.user_flags & ~large::manifest_flag) j["flags"] = flags;
+  return line(j.dump());
+}
+
+std::string Writer::part(uint64_t index, std::string_view bytes) {
+  return line(json{{"part", index}, {"data", base64(bytes)}}.dump());
+}
+
 std::string Writer::trailer() {
   return line(json{{"end", true}, {"records", records_}, {"checksum", hex(chain_)}}.dump());
 }
@@ -72,6 +92,23 @@ std::string Writer::trailer() {
 bool Reader::fail(std::string* error, const std::string& why) const {
   *error = "line " + std::to_string(line_no_) + ": " + why;
   return false;
+}
+
+bool Reader::read_part(const json& j, Item* item, std::string* error) {
+  if (next_part_ >= parts_) return fail(error, "a part line with no large value before it");
+  if (!j["part"].is_number_unsigned() || j["part"].get<uint64_t>() != next_part_)
+    return fail(error, "part " + std::to_string(next_part_) + " expected");
+  *item = Item{};
+  if (!j["data"].is_string() || !unbase64(j["data"].get<std::string>(), &item->data))
+    return fail(error, "a part's data must be base64");
+  const uint64_t at = next_part_ * large::chunk_size;
+  const uint64_t want = std::min<uint64_t>(large::chunk_size, large_size_ - at);
+  if (item->data.size() != want)
+    return fail(error, "part " + std::to_string(next_part_) + " holds " +
+                           std::to_string(item->data.size()) + " bytes, not " +
+                           std::to_string(want));
+  item->part = next_part_++;
+  return true;
 }
 
 bool Reader::next(std::string_view text, Line* kind, Item* item, std::string* error) {
@@ -90,6 +127,13 @@ bool Reader::next(std::string_view text, Line* kind, Item* item, std::string* er
     *kind = Line::header;
     return true;
   }
+  if (j.contains("part")) {
+    if (!read_part(j, item, error)) return false;
+    *kind = Line::part;
+    return true;
+  }
+  if (next_part_ < parts_)
+    return fail(error, "part " + std::to_string(next_part_) + " of a large value expected");
   if (j.contains("end")) {
     if (!j["records"].is_number_unsigned() || j["records"].get<uint64_t>() != records_)
       return fail(error, "the trailer counts " + j["records"].dump() + " records, the stream " +
@@ -123,6 +167,17 @@ bool Reader::next(std::string_view text, Line* kind, Item* item, std::string* er
     return fail(error, "flags must be a number");
   item->expiry_ms = j.value("expiry_ms", uint64_t(0));
   item->user_flags = j.value("flags", uint32_t(0));
+  if (item->user_flags & large::manifest_flag)
+    return fail(error, "flags bit 31 is reserved (it marks a large value's manifest)");
+  if (j.contains("large")) {
+    if (!j["large"].is_number_unsigned() || item->deleted || j.contains("json") ||
+        j.contains("data"))
+      return fail(error, "large must be a size, on a record with no json or data");
+    item->large = true;
+    item->size = large_size_ = j["large"].get<uint64_t>();
+    parts_ = large::Manifest{large_size_, {}}.chunks();
+    next_part_ = 0;
+  }
   ++records_;
   *kind = Line::record;
   return true;

@@ -2,6 +2,7 @@
 
 #include <openssl/rand.h>
 
+#include <charconv>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -21,6 +22,11 @@ bool Manifest::decode(std::string_view text, Manifest* out) {
   out->size = j["size"].get<uint64_t>();
   out->upload = j["upload"].get<std::string>();
   return true;
+}
+
+uint64_t value_size(uint32_t user_flags, uint64_t data_size, std::string_view data) {
+  Manifest m;
+  return (user_flags & manifest_flag) && Manifest::decode(data, &m) ? m.size : data_size;
 }
 
 std::string read_refusal(const op_result& r) {
@@ -43,13 +49,27 @@ bool valid_upload(std::string_view text) {
   return text.size() == 16 && text.find_first_not_of("0123456789abcdef") == std::string_view::npos;
 }
 
+std::string chunk_namespace(const std::string& ns) { return std::string("\0chunks\0", 8) + ns; }
+
+std::string chunk_key(const std::string& upload, uint64_t index) {
+  return upload + '\0' + std::to_string(index);
+}
+
+bool parse_chunk_key(std::string_view key, std::string* upload, uint64_t* index) {
+  const size_t zero = key.find('\0');
+  if (zero == std::string_view::npos || !valid_upload(key.substr(0, zero))) return false;
+  const std::string_view digits = key.substr(zero + 1);
+  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), *index);
+  if (ec != std::errc() || end != digits.data() + digits.size() || digits.empty()) return false;
+  upload->assign(key.substr(0, zero));
+  return true;
+}
+
 kv_op chunk_op(op_kind kind, const std::string& ns, const std::string& upload, uint64_t index) {
-  // A namespace no user can name (names are [A-Za-z0-9_.-]), so listings never show chunks.
-  static const std::string prefix("\0chunks\0", 8);
   kv_op o;
   o.kind = kind;
-  o.key = upload + '\0' + std::to_string(index);
-  o.id = storage::make_id(prefix + ns, o.key);
+  o.key = chunk_key(upload, index);
+  o.id = storage::make_id(chunk_namespace(ns), o.key);
   return o;
 }
 

@@ -31,6 +31,10 @@ inline bool is_manifest(const storage::Record& r) {
   return (r.user_flags & manifest_flag) && !r.tombstone;
 }
 
+/// A value's size: a manifest's (its flags and data part) is the large value's; anything
+/// else's is its data part's, data_size.
+uint64_t value_size(uint32_t user_flags, uint64_t data_size, std::string_view data);
+
 /// A read that found a large value's manifest (messages/large.hpp): the error that says how
 /// to read it (RESP and the binary protocol answer it); empty for anything else.
 std::string read_refusal(const op_result& r);
@@ -39,6 +43,14 @@ std::string read_refusal(const op_result& r);
 std::string new_upload();
 /// Whether text is an upload id as new_upload() makes them.
 bool valid_upload(std::string_view text);
+
+/// The namespace that holds ns's chunks: one no user can name (names are [A-Za-z0-9_.-]), so
+/// listings never show chunks.
+std::string chunk_namespace(const std::string& ns);
+/// A chunk's key: its upload's id and its index (chunk_op names them so).
+std::string chunk_key(const std::string& upload, uint64_t index);
+/// A chunk key's upload and index; false for a key chunk_key() did not make.
+bool parse_chunk_key(std::string_view key, std::string* upload, uint64_t* index);
 
 /// The operation that reads (kind get), writes (put, with data) or deletes chunk `index` of an
 /// upload in ns. Chunks are named by the upload, not the key, so that a manifest renamed to

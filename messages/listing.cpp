@@ -14,18 +14,19 @@ std::string list_request::encode() const {
   std::string out(85, '\0');
   std::memcpy(out.data(), end.bytes.data(), storage::Id::size);
   codec::put_u32(out.data() + 64, count);
-  out[68] = char((payload ? 1 : 0) | (tombstones ? 2 : 0));
+  out[68] = char((payload ? 1 : 0) | (tombstones ? 2 : 0) | (manifests ? 4 : 0));
   codec::put_u64(out.data() + 69, since.stamp);
   codec::put_u64(out.data() + 77, since.node);
   return out + match;
 }
 
 bool list_request::decode(std::string_view bytes, list_request* out) {
-  if (bytes.size() < 85 || (uint8_t(bytes[68]) & ~3u)) return false;
+  if (bytes.size() < 85 || (uint8_t(bytes[68]) & ~7u)) return false;
   std::memcpy(out->end.bytes.data(), bytes.data(), storage::Id::size);
   out->count = codec::get_u32(bytes.data() + 64);
   out->payload = bytes[68] & 1;
   out->tombstones = bytes[68] & 2;
+  out->manifests = bytes[68] & 4;
   out->since = {codec::get_u64(bytes.data() + 69), codec::get_u64(bytes.data() + 77)};
   out->match.assign(bytes.substr(85));
   return true;

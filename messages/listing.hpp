@@ -19,8 +19,9 @@ struct list_request {
   uint32_t count = 10;                   ///< how many stored records it examines (Redis's COUNT)
   bool payload = false;                  ///< carry each record's json and data (export)
   bool tombstones = false;               ///< deleted and expired keys too (export)
-  storage::Version since;                ///< only records of this version or newer
-  std::string match;                     ///< a glob on keys (Redis's MATCH); empty: every key
+  bool manifests = false;  ///< large values' manifests only, with their payload (the collector)
+  storage::Version since;  ///< only records of this version or newer
+  std::string match;       ///< a glob on keys (Redis's MATCH); empty: every key
 
   std::string encode() const;
   /// false on anything encode() did not write.

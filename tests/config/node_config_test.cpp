@@ -33,6 +33,8 @@ TEST(NodeConfig, TheEmbeddedDefaultIsOneLocalNodeWithOneBlobBackend) {
   EXPECT_EQ(c.backends[0].engine, "blob");
   EXPECT_EQ(c.backends[0].group, 1u);
   EXPECT_EQ(c.backend_dir(c.backends[0]), "./data/backend-1");
+  EXPECT_EQ(c.collect_every_ms, 600000u);
+  EXPECT_EQ(c.upload_idle_ms, 86400000u);
 }
 
 TEST(NodeConfig, AnUnknownKeyIsNamedWithItsLine) {
@@ -55,6 +57,9 @@ TEST(NodeConfig, AWrongTypeOrRangeIsAnErrorNotADefault) {
       << e;
   e = load_error("[replication]\npolicy = \"most\"\n" + backend);
   EXPECT_NE(e.find("replication.policy: expected one, quorum or all"), std::string::npos) << e;
+  e = load_error("[large]\nupload_idle_ms = 10\n" + backend);
+  EXPECT_NE(e.find("node.toml:2: large.upload_idle_ms: must be between 1000"), std::string::npos)
+      << e;
 }
 
 TEST(NodeConfig, BackendsAreRequiredComplete) {

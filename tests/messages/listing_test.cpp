@@ -2,7 +2,10 @@
 // request's encoding, id steps, and the export stream (round trip, and every refusal).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "messages/export_format.hpp"
+#include "messages/large.hpp"
 #include "messages/listing.hpp"
 
 namespace apsis {
@@ -187,6 +190,58 @@ TEST(ExportStream, RefusesTruncatedAlteredAndMalformedStreams) {
     EXPECT_FALSE(read(header + bad + "\n", &out, &error)) << bad;
     EXPECT_EQ(error.rfind("line 2: ", 0), 0u) << error;
   }
+}
+
+TEST(ExportStream, CarriesALargeValueAsPartsAndRefusesAWrongOne) {
+  const uint64_t size = 2 * large::chunk_size + 5;
+  std::string bytes(size, 'x');
+  bytes[large::chunk_size] = 'y';
+  listed_record manifest = record("big", "");
+  manifest.meta.user_flags = large::manifest_flag | 4;
+  exportfmt::Writer w;
+  std::string head = w.header("ns1", {});  // the writer chains lines in the order made
+  head += w.large(manifest, size);
+  std::string parts;
+  for (uint64_t i = 0; i < 3; ++i)
+    parts += w.part(i, std::string_view(bytes).substr(i * large::chunk_size, large::chunk_size));
+  std::string small = w.record(record("after", "v"));
+  const std::string good = head + parts + small + w.trailer();  // the trailer made last
+
+  exportfmt::Reader r;
+  exportfmt::Reader::Line kind;
+  exportfmt::Item item;
+  std::string error, got;
+  std::vector<exportfmt::Reader::Line> kinds;
+  for (size_t pos = 0; pos < good.size();) {
+    const size_t nl = good.find('\n', pos);
+    ASSERT_TRUE(r.next(std::string_view(good).substr(pos, nl - pos), &kind, &item, &error))
+        << error;
+    kinds.push_back(kind);
+    if (kind == exportfmt::Reader::Line::record && item.large) {
+      EXPECT_EQ(item.size, size);
+      EXPECT_EQ(item.user_flags, 4u) << "bit 31 marks a manifest, not a user's flag";
+    }
+    if (kind == exportfmt::Reader::Line::part) got += item.data;
+    pos = nl + 1;
+  }
+  EXPECT_TRUE(r.complete());
+  EXPECT_EQ(got, bytes);
+  EXPECT_EQ(std::count(kinds.begin(), kinds.end(), exportfmt::Reader::Line::part), 3);
+
+  std::vector<exportfmt::Item> out;
+  const std::string no_part = head + parts.substr(0, parts.rfind("{\"data\"")) + small;
+  EXPECT_FALSE(read(no_part, &out, &error));
+  EXPECT_NE(error.find("part 2 of a large value expected"), std::string::npos) << error;
+  std::string shorter = head + parts;
+  shorter.replace(shorter.find("{\"data\""), 9, "{\"data\":\"eHh4\",\"x\":\"");
+  EXPECT_FALSE(read(shorter, &out, &error));
+  EXPECT_NE(error.find("holds 3 bytes, not 1048576"), std::string::npos) << error;
+  EXPECT_FALSE(read(w.header("ns1", {}) + parts, &out, &error));
+  EXPECT_NE(error.find("no large value before it"), std::string::npos) << error;
+  listed_record flagged = record("k", "v");
+  flagged.meta.user_flags = large::manifest_flag;
+  EXPECT_FALSE(read(stream({flagged}), &out, &error));
+  EXPECT_NE(error.find("bit 31 is reserved"), std::string::npos) << error;
 }
 
 }  // namespace

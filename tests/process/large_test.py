@@ -1,15 +1,19 @@
 """Large values through REST: a 1 GiB value streamed in and out with the node's memory
 bounded (its peak RSS read from /proc), ranged reads across chunks, a client that stops
-mid-upload, the size limit, and what the other surfaces answer for a large value. Helpers
+mid-upload, the size limit, what the other surfaces answer for a large value, its size in
+listings, export and import, and the chunk collector in a cluster with a node down. Helpers
 come from apsisd_test."""
 import hashlib
 import http.client
 import json
+import os
 import socket
+import subprocess
 import threading
+import time
 import unittest
 
-from apsisd_test import APSIS, Client, ClusterTest
+from apsisd_test import APSIS, Client, ClusterTest, wait_for
 
 MiB = 1 << 20
 BLOCK = hashlib.sha256(b"apsis").digest() * (MiB // 32)  # 1 MiB of fixed bytes
@@ -207,6 +211,112 @@ class LargeValueTest(ClusterTest):
             with self.assertRaises(apsis.OperationError) as bad:
                 c.get("py")
             self.assertIn("large value", bad.exception.result.message)
+
+    def test_the_collector_deletes_the_chunks_no_value_holds_once_every_node_is_up(self):
+        """Chunks left by a delete, an overwrite and an upload that never commits
+        are collected; chunks of live (and renamed) values are kept; and nothing is collected
+        while a node is down (it might hold the only copy of a manifest)."""
+        import io
+        import os
+        import sys
+        sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "clients", "python"))
+        import apsis
+        ports, nodes = self.joined_cluster("limits.max_value_size=1048576",
+                                           "large.collect_every_ms=300",
+                                           "large.upload_idle_ms=1000")
+        http_port = nodes[2].http_port  # n1 sweeps; write through another node
+
+        def rest(method, key):
+            conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=30)
+            conn.request(method, f"/v1/ns/default/keys/{key}")
+            r = conn.getresponse()
+            out = (r.status, r.read())
+            conn.close()
+            return out
+
+        def collector():
+            return self.stats(nodes[1]).get("chunk_collector", {})
+
+        def dead_mib():  # what every node's engine holds as superseded: deleted chunks
+            return [self.stats(nodes[i])["backends"][0]["dead_bytes"] // MiB for i in (1, 2, 3)]
+
+        for key, mib in (("kept", 3), ("renamed", 2), ("deleted", 4), ("overwritten", 2)):
+            self.assertEqual(put_stream(http_port, key, mib * MiB)[0], 201)
+        c = Client(nodes[3].port)
+        self.assertEqual(c.call("RENAME", "renamed", "moved"), "+OK")
+        self.assertEqual(c.call("SET", "overwritten", "small"), "+OK")
+        c.close()
+        self.assertEqual(rest("DELETE", "deleted")[0], 200)
+
+        class Crash(io.RawIOBase):  # a client that dies after three parts
+            def __init__(self):
+                self.parts = 0
+
+            def read(self, n=-1):
+                self.parts += 1
+                if self.parts > 3:
+                    raise RuntimeError("the client crashed")
+                return piece(self.parts)
+
+        with apsis.Client("127.0.0.1", nodes[2].binary_port) as py:
+            with self.assertRaises(RuntimeError):
+                py.upload("never", Crash(), window=1)
+        # deleted (4 chunks), overwritten (2) and never (3) are collected; kept (3) and
+        # moved (2) are not: 9 MiB of chunks become dead on every replica, not 14.
+        wait_for(lambda: collector().get("uploads") == 3, 30, "three uploads collected")
+        self.assertEqual(collector()["chunks"], 9)
+        wait_for(lambda: dead_mib() == [9, 9, 9], 30, "every replica deleted 9 chunks")
+        # A large value deleted while n3 is down keeps its chunks until n3 is back.
+        self.assertEqual(put_stream(http_port, "later", 2 * MiB)[0], 201)
+        nodes[3].stop()
+        wait_for(lambda: self.state_of(nodes[1], "n3") == "down", 20, "n1 sees n3 down")
+        self.assertEqual(rest("DELETE", "later")[0], 200)
+        skipped = collector()["skipped"]
+        time.sleep(2.5)  # past upload_idle_ms, and several sweeps
+        self.assertGreater(collector()["skipped"], skipped)
+        self.assertEqual(collector()["uploads"], 3)
+        nodes[3] = self.cluster_node(3, ports, ports[1], "limits.max_value_size=1048576",
+                                     "large.collect_every_ms=300", "large.upload_idle_ms=1000")
+        wait_for(lambda: collector().get("uploads") == 4, 30, "collected once every node is up")
+        wait_for(lambda: dead_mib() == [11, 11, 11], 30, "every replica deleted 11 chunks")
+        self.assertEqual(rest("GET", "kept"), (200, b"".join(piece(i) for i in range(3))))
+        self.assertEqual(rest("GET", "moved"), (200, b"".join(piece(i) for i in range(2))))
+
+    def test_sizes_export_and_import_of_a_large_value(self):
+        """STRLEN and long listings show a large value's size; an export carries its bytes
+        as part lines and an import uploads them back."""
+        node = self.start()
+        value = b"".join(piece(i) for i in range(3)) + b"7 bytes"
+        path = os.path.join(self.dir, "big.bin")
+        with open(path, "wb") as f:
+            f.write(value)
+        self.assertEqual(self.cli(node, "upload", "big", path).returncode, 0)
+        self.assertEqual(self.cli(node, "put", "small", "abc").returncode, 0)
+        c = Client(node.port)
+        self.assertEqual(c.call("STRLEN", "big"), len(value))
+        c.close()
+        ls = dict(l.split("\t")[:2] for l in self.cli(node, "ls", "--long").stdout.splitlines())
+        self.assertEqual(ls, {"big": str(len(value)), "small": "3"})
+        conn = http.client.HTTPConnection("127.0.0.1", node.http_port, timeout=30)
+        conn.request("GET", "/v1/ns/default/keys?long=1")
+        keys = {k["key"]: k for k in json.loads(conn.getresponse().read())["keys"]}
+        conn.close()
+        self.assertEqual((keys["big"]["data_size"], keys["big"].get("large")), (len(value), True))
+        exported = subprocess.run([APSIS, "--port", str(node.binary_port), "export"],
+                                  capture_output=True, timeout=60)
+        self.assertEqual(exported.returncode, 0, exported.stderr)
+        lines = [json.loads(l) for l in exported.stdout.splitlines()]
+        self.assertEqual([l.get("large") for l in lines if l.get("key") == "big"], [len(value)])
+        self.assertEqual([l["part"] for l in lines if "part" in l], [0, 1, 2, 3])
+        done = subprocess.run([APSIS, "--port", str(node.binary_port), "--ns", "copy", "import"],
+                              input=exported.stdout, capture_output=True, timeout=60)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertIn(b"import: 2 records", done.stderr)
+        out = os.path.join(self.dir, "back.bin")
+        self.assertEqual(self.cli(node, "--ns", "copy", "download", "big", out).returncode, 0)
+        with open(out, "rb") as f:
+            self.assertEqual(f.read(), value)
+        self.assertEqual(self.cli(node, "--ns", "copy", "get", "small").stdout, "abc")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "messages/export_format.hpp"
+#include "messages/large.hpp"
 #include "messages/listing.hpp"
 
 namespace apsis::cli {
@@ -106,17 +107,18 @@ int ls(Client& client, const ListArgs& a, bool as_json) {
       q,
       [&](const listed_record& e) {
         const storage::RecordMeta& m = e.meta;
+        const uint64_t size = large::value_size(m.user_flags, m.data_size, e.data);
         if (as_json) {
           json j{{"key", m.key}, {"version", m.version.to_string()}};
           if (a.long_form)
             j.update({{"json_size", m.json_size},
-                      {"data_size", m.data_size},
+                      {"data_size", size},
                       {"expiry_ms", m.expiry_ms},
                       {"flags", m.user_flags}});
           std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
         } else if (a.long_form) {
-          std::cout << m.key << "\t" << m.data_size + m.json_size << "\t" << m.version.to_string()
-                    << "\t" << (m.expiry_ms ? std::to_string(m.expiry_ms) : "-") << "\n";
+          std::cout << m.key << "\t" << size + m.json_size << "\t" << m.version.to_string() << "\t"
+                    << (m.expiry_ms ? std::to_string(m.expiry_ms) : "-") << "\n";
         } else {
           std::cout << m.key << "\n";
         }
@@ -125,6 +127,36 @@ int ls(Client& client, const ListArgs& a, bool as_json) {
       &error);
   return ok ? 0 : failed("ls", error);
 }
+
+namespace {
+
+/// A large value's record and part lines, read a chunk at a time; false with *error when a
+/// read fails or the value changes on the way. One deleted since the listing is left out.
+bool export_large(Client& client, const listed_record& e, exportfmt::Writer& w,
+                  const std::function<bool(const std::string&)>& out, std::string* error) {
+  wire::Response r;
+  storage::Version version;
+  uint64_t size = 0;
+  for (uint64_t index = 0; index == 0 || index * large::chunk_size < size; ++index) {
+    if (!client.read(e.meta.key, index * large::chunk_size, large::chunk_size, &r, error))
+      return false;
+    if (index == 0 && r.status == op_status::not_found) return true;
+    if (r.status != op_status::ok)
+      return *error = e.meta.key + ": " + to_string(r.status) + " " + r.message, false;
+    if (index == 0) {
+      version = r.version, size = r.total;
+      listed_record head = e;
+      head.meta.version = version;
+      if (!out(w.large(head, size))) return false;
+    } else if (r.version != version) {
+      return *error = e.meta.key + " changed during the export; run it again", false;
+    }
+    if (size > 0 && !out(w.part(index, r.data))) return false;
+  }
+  return true;
+}
+
+}  // namespace
 
 int export_ns(Client& client, const ListArgs& a) {
   wire::Request q;
@@ -142,21 +174,28 @@ int export_ns(Client& client, const ListArgs& a) {
   }
   exportfmt::Writer w;
   Progress progress;
-  uint64_t bytes = 0;
+  uint64_t bytes = 0, shown = 0;
+  auto out = [&](const std::string& line) {
+    bytes += line.size();
+    std::cout << line;
+    if (w.records() % 1000 == 0 || bytes - shown >= (1u << 20))
+      shown = bytes, progress.show("export: " + std::to_string(w.records()) + " records, " +
+                                   std::to_string(bytes >> 20) + " MiB");
+    return bool(std::cout);
+  };
   std::cout << w.header(a.ns, q.version);
   std::string error;
+  std::vector<listed_record> larges;  // their bytes are read after the listing
   bool ok = client.list(
       q,
       [&](const listed_record& e) {
-        std::string line = w.record(e);
-        bytes += line.size();
-        std::cout << line;
-        if (w.records() % 1000 == 0)
-          progress.show("export: " + std::to_string(w.records()) + " records, " +
-                        std::to_string(bytes >> 20) + " MiB");
-        return bool(std::cout);
+        if (!e.meta.tombstone && (e.meta.user_flags & large::manifest_flag))
+          return larges.push_back(e), true;
+        return out(w.record(e));
       },
       &error);
+  for (size_t i = 0; ok && i < larges.size(); ++i)
+    ok = export_large(client, larges[i], w, out, &error);
   if (!ok) return progress.end(), failed("export", error + " (the stream has no trailer)");
   std::cout << w.trailer() << std::flush;
   progress.end();
@@ -220,11 +259,63 @@ int import_ns(Client& client, const ListArgs& a) {
     progress.show("import: " + std::to_string(written) + " records into " + ns);
     return true;
   };
+  // A large value: its parts go up eight at a time, then the commit (its expiry and flags).
+  wire::Request commit;
+  std::vector<wire::Request> parts;
+  bool skip_parts = false;
+  auto send_parts = [&] {
+    if (!client.call_all(std::move(parts), &answers, &error)) return false;
+    parts.clear();
+    for (const auto& r : answers)
+      if (r.status != op_status::ok)
+        return error =
+                   commit.key + ": a part was refused: " + to_string(r.status) + " " + r.message,
+               false;
+    return true;
+  };
+  auto take_part = [&](exportfmt::Item& part) {
+    if (skip_parts) return true;
+    wire::Request& q = parts.emplace_back();
+    q.op = wire::opcode::part;
+    q.ns = ns;
+    q.key = commit.key;
+    q.upload = commit.upload;
+    q.offset = part.part;
+    q.data = std::move(part.data);
+    const bool last = (part.part + 1) * large::chunk_size >= commit.length;
+    if ((parts.size() == 8 || last) && !send_parts()) return false;
+    if (!last) return true;
+    wire::Response r;
+    if (!client.call(commit, &r, &error)) return false;
+    if (r.status != op_status::ok)
+      return error = commit.key + ": " + to_string(r.status) + " " + r.message, false;
+    ++written;
+    return true;
+  };
   while (std::getline(replay, line)) {
     if (!reader.next(line, &kind, &item, &error)) return failed("import", error);
+    if (kind == exportfmt::Reader::Line::part) {
+      if (!take_part(item)) return progress.end(), failed("import", error);
+      continue;
+    }
     if (kind != exportfmt::Reader::Line::record) continue;
-    if (!item.deleted && item.expiry_ms && item.expiry_ms <= now) {
+    skip_parts = !item.deleted && item.expiry_ms && item.expiry_ms <= now;
+    if (skip_parts) {
       ++skipped;  // expired since the export
+      continue;
+    }
+    if (item.large) {
+      commit = wire::Request{};
+      commit.op = wire::opcode::commit;
+      commit.ns = ns;
+      commit.key = std::move(item.key);
+      commit.upload = large::new_upload();
+      commit.length = item.size;
+      commit.expiry_ms = item.expiry_ms;
+      if (item.size == 0) {
+        exportfmt::Item none;
+        if (!take_part(none)) return progress.end(), failed("import", error);
+      }
       continue;
     }
     wire::Request& q = batch.emplace_back();
