@@ -636,27 +636,63 @@ Response write_response(const Call& call, const Request& req, const op_result& r
 
 /// The value in res's body as the Range header asks: one byte range, a 206 with that slice;
 /// several, the whole value; none in the value, a 416.
-Response with_range(const Request& req, const storage::Version& version, Response res) {
+/// The bytes [*first, *last] of a value of `total` bytes that a Range header asks (*partial:
+/// a 206), or the whole value without one; false with *refusal (a 416) when none of them is
+/// in the value.
+bool byte_range(const Request& req, size_t total, const storage::Version& version, size_t* first,
+                size_t* last, bool* partial, Response* refusal) {
   const std::string range = header(req, "Range");
-  if (!range.empty()) {
-    const size_t total = res.body().size();
-    size_t first = 0, last = 0;
-    if (!parse_range(range, total, &first, &last)) {
-      Response out = error(req, http::status::range_not_satisfiable,
-                           "no byte of " + range + " is in the value");
-      out.set(http::field::content_range, "bytes */" + std::to_string(total));
-      out.set(http::field::etag, etag(version));
-      return out;
-    }
-    if (last != SIZE_MAX) {
-      res.result(http::status::partial_content);
-      res.set(http::field::content_range, "bytes " + std::to_string(first) + "-" +
-                                              std::to_string(last) + "/" + std::to_string(total));
-      res.body() = res.body().substr(first, last - first + 1);
-    }
+  *partial = false;
+  if (!range.empty() && !parse_range(range, total, first, last)) {
+    *refusal =
+        error(req, http::status::range_not_satisfiable, "no byte of " + range + " is in the value");
+    refusal->set(http::field::content_range, "bytes */" + std::to_string(total));
+    refusal->set(http::field::etag, etag(version));
+    return false;
+  }
+  *partial = !range.empty() && *last != SIZE_MAX;
+  if (!*partial) *first = 0, *last = total ? total - 1 : 0;
+  return true;
+}
+
+void mark_partial(Response& res, size_t first, size_t last, size_t total) {
+  res.result(http::status::partial_content);
+  res.set(http::field::content_range, "bytes " + std::to_string(first) + "-" +
+                                          std::to_string(last) + "/" + std::to_string(total));
+}
+
+Response with_range(const Request& req, const storage::Version& version, Response res) {
+  const size_t total = res.body().size();
+  size_t first = 0, last = 0;
+  bool partial = false;
+  Response refusal;
+  if (!byte_range(req, total, version, &first, &last, &partial, &refusal)) return refusal;
+  if (partial) {
+    mark_partial(res, first, last, total);
+    res.body() = res.body().substr(first, last - first + 1);
   }
   res.prepare_payload();
   return res;
+}
+
+/// A read's head after its ETag: expiry and flags; true when If-None-Match makes it a 304,
+/// which is all there is to answer then.
+bool read_head(const Call& call, const op_result& r, Response& res) {
+  if (r.record.expiry_ms) res.set("X-Apsis-Expires", std::to_string(r.record.expiry_ms));
+  if (uint32_t flags = r.record.user_flags & ~large::manifest_flag)
+    res.set("X-Apsis-Flags", std::to_string(flags));
+  if (call.if_none_match.empty() ||
+      (call.if_none_match != etag(r.version) && call.if_none_match != "*"))
+    return false;
+  res.result(http::status::not_modified);
+  return true;
+}
+
+Response no_json_part(const Request& req, const storage::Version& version) {
+  Response out = error(req, http::status::not_acceptable,
+                       "the record has no JSON part (its data part is binary)");
+  out.set(http::field::etag, etag(version));
+  return out;
 }
 
 }  // namespace
@@ -694,37 +730,16 @@ Response large_response(const Call& call, const Request& req, const op_result& r
   Response res = empty(req, http::status::ok);
   if (!r.replicas.empty()) res.set("X-Apsis-Replicas", replicas_header(r));
   res.set(http::field::etag, etag(r.version));
-  if (r.record.expiry_ms) res.set("X-Apsis-Expires", std::to_string(r.record.expiry_ms));
-  if (!call.if_none_match.empty() &&
-      (call.if_none_match == etag(r.version) || call.if_none_match == "*")) {
-    res.result(http::status::not_modified);
-    return res;
-  }
-  if (call.want == Want::json) {
-    Response out = error(req, http::status::not_acceptable,
-                         "the record has no JSON part (its data part is binary)");
-    out.set(http::field::etag, etag(r.version));
-    return out;
-  }
+  if (read_head(call, r, res)) return res;
+  if (call.want == Want::json) return no_json_part(req, r.version);
   res.set(http::field::content_type, "application/octet-stream");
   res.set(http::field::accept_ranges, "bytes");
   res.set("X-Apsis-Data-Size", std::to_string(size));
-  size_t a = 0, b = size ? size - 1 : 0;
-  const std::string range = header(req, "Range");
-  if (!range.empty() && !parse_range(range, size, &a, &b)) {
-    Response out =
-        error(req, http::status::range_not_satisfiable, "no byte of " + range + " is in the value");
-    out.set(http::field::content_range, "bytes */" + std::to_string(size));
-    out.set(http::field::etag, etag(r.version));
-    return out;
-  }
-  if (!range.empty() && b != SIZE_MAX) {
-    res.result(http::status::partial_content);
-    res.set(http::field::content_range,
-            "bytes " + std::to_string(a) + "-" + std::to_string(b) + "/" + std::to_string(size));
-  } else {
-    a = 0, b = size ? size - 1 : 0;
-  }
+  size_t a = 0, b = 0;
+  bool partial = false;
+  Response refusal;
+  if (!byte_range(req, size, r.version, &a, &b, &partial, &refusal)) return refusal;
+  if (partial) mark_partial(res, a, b, size);
   res.content_length(size == 0 ? 0 : b - a + 1);
   if (!call.head && size > 0) *first = a, *last = b;
   return res;
@@ -748,13 +763,7 @@ Response key_response(const Call& call, const Request& req, op_result& r) {
   res.set(http::field::etag, etag(r.version));
   if (op.kind == op_kind::put || op.kind == op_kind::remove || op.kind == op_kind::change)
     return write_response(call, req, r, std::move(res));
-  if (r.record.expiry_ms) res.set("X-Apsis-Expires", std::to_string(r.record.expiry_ms));
-  if (r.record.user_flags) res.set("X-Apsis-Flags", std::to_string(r.record.user_flags));
-  if (!call.if_none_match.empty() &&
-      (call.if_none_match == etag(r.version) || call.if_none_match == "*")) {
-    res.result(http::status::not_modified);
-    return res;
-  }
+  if (read_head(call, r, res)) return res;
   if (call.verbose && !call.head) {
     json body = record_json(r);
     body["key"] = call.key;
@@ -766,12 +775,7 @@ Response key_response(const Call& call, const Request& req, op_result& r) {
   bool has_json = op.kind == op_kind::lookup ? r.json_size > 0 : !r.record.json.empty();
   bool has_data = op.kind == op_kind::lookup ? r.data_size > 0 : !r.record.data.empty();
   bool as_json = call.want == Want::json || (call.want == Want::any && has_json && !has_data);
-  if (call.want == Want::json && !has_json) {
-    Response out = error(req, http::status::not_acceptable,
-                         "the record has no JSON part (its data part is binary)");
-    out.set(http::field::etag, etag(r.version));
-    return out;
-  }
+  if (call.want == Want::json && !has_json) return no_json_part(req, r.version);
   res.set(http::field::content_type, as_json ? "application/json" : "application/octet-stream");
   res.set(http::field::accept_ranges, "bytes");
   if (call.head) {
