@@ -13,6 +13,7 @@
 #include <optional>
 
 #include "frontends/rmw.hpp"
+#include "frontends/rounds.hpp"
 #include "messages/large.hpp"
 
 namespace apsis::frontend {
@@ -34,9 +35,9 @@ inline void drop_chunks(const Coordinator& c, asio::any_io_executor ex, const st
 /// Writes an upload's manifest (`put`: the key, its conditions, expiry and policy) after a read
 /// of what the key held, in one batch (in that order on each replica); a large value it
 /// replaces has its chunks dropped. done(the manifest write's result).
-inline void commit_upload(const Coordinator& c, asio::any_io_executor ex, const std::string& ns,
-                          kv_op put, uint64_t size, const std::string& upload,
-                          std::function<void(op_result)> done) {
+inline void write_manifest(const Coordinator& c, asio::any_io_executor ex, const std::string& ns,
+                           kv_op put, uint64_t size, const std::string& upload,
+                           std::function<void(op_result)> done) {
   kv_op read;
   read.kind = op_kind::get;
   read.id = put.id;
@@ -53,6 +54,39 @@ inline void commit_upload(const Coordinator& c, asio::any_io_executor ex, const 
         old.upload != upload)
       drop_chunks(c, ex, ns, old.upload, old.chunks());
     done(r.size() == 2 ? std::move(r[1]) : op_result{});
+  });
+}
+
+/// Commits an upload: first checks that every part of a value of `size` bytes is there, whole
+/// (looked up 256 at a time), then write_manifest(). A missing or short part is `invalid`,
+/// naming it, and nothing is written.
+inline void commit_upload(const Coordinator& c, asio::any_io_executor ex, const std::string& ns,
+                          kv_op put, uint64_t size, const std::string& upload,
+                          std::function<void(op_result)> done) {
+  const uint64_t parts = large::Manifest{size, upload}.chunks();
+  auto checked = std::make_shared<uint64_t>(0);
+  rounds(c, ex, [=](result_batch* got, op_batch* ops) {
+    for (size_t i = 0; got && i < got->size(); ++i) {
+      const op_result& r = (*got)[i];
+      const uint64_t index = *checked + i;
+      const uint64_t want = std::min<uint64_t>(large::chunk_size, size - index * large::chunk_size);
+      if (r.status == op_status::ok && r.data_size == want) continue;
+      op_result refused;
+      refused.status = op_status::invalid;
+      refused.message = "part " + std::to_string(index);
+      refused.message += r.status == op_status::not_found ? " is missing"
+                         : r.status == op_status::ok ? " holds " + std::to_string(r.data_size) +
+                                                           " bytes, not " + std::to_string(want)
+                                                     : ": " + std::string(to_string(r.status));
+      return done(std::move(refused));
+    }
+    if (got) *checked += got->size();
+    if (*checked < parts) {
+      for (uint64_t i = *checked; i < std::min(parts, *checked + 256); ++i)
+        ops->push_back(large::chunk_op(op_kind::lookup, ns, upload, i));
+      return;
+    }
+    write_manifest(c, ex, ns, put, size, upload, done);
   });
 }
 

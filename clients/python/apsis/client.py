@@ -95,6 +95,17 @@ class _Operations:
         `.data`, and `.total`, the value's size."""
         return self._op(p.READ, key, offset=offset, length=length)
 
+    def write_part(self, key, upload: str, index: int, data: bytes):
+        """Writes part `index` of an upload (an id from new_upload()): 1 MiB, the last part
+        shorter. Parts go in any order and stay invisible until commit()."""
+        return self._op(p.PART, key, upload=upload, offset=index, data=data)
+
+    def commit(self, key, upload: str, size: int, *, ttl: Optional[float] = None):
+        """Makes an upload's parts the key's value of `size` bytes, visible from now on with a
+        new version; OperationError (invalid) naming a part that is missing or short."""
+        expiry = int(time.time() * 1000 + ttl * 1000) if ttl else 0
+        return self._op(p.COMMIT, key, upload=upload, length=size, expiry_ms=expiry)
+
     def lock(self, key, lease_ms: int = 30000):
         """Waits for and takes the key's lease: `.token` (pass it as `fence` to writes) and
         `.expiry_ms`. The lease belongs to this connection: closing it releases the lease."""
@@ -126,6 +137,11 @@ class _Operations:
         """An operator's command (e.g. {"cmd": "routes"}), answered as a dict."""
         body = p.request_body(p.ADMIN, command=jsonlib.dumps(command).encode())
         return self._run(p.ADMIN, 0, body, lambda r: jsonlib.loads(p.check(r).data))
+
+
+def new_upload() -> str:
+    """A fresh upload id for write_part() and commit(): 16 random hex digits."""
+    return os.urandom(8).hex()
 
 
 class Client(_Operations):
@@ -172,7 +188,7 @@ class Client(_Operations):
         """Stores what a binary file object holds, of any size, as a large value: parts of
         1 MiB (`window` in flight), then the commit that makes it visible. The commit's
         Result."""
-        upload = os.urandom(8).hex()
+        upload = new_upload()
         size, index, done = 0, 0, False
         while not done:
             parts = []

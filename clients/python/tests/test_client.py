@@ -217,6 +217,31 @@ class ClientTest(unittest.TestCase):
                 return {e.key async for e in c.scan(page=9)}
         self.assertEqual(asyncio.run(run()), keys)
 
+    def test_parts_in_any_order_are_invisible_until_a_checked_commit(self):
+        MiB = 1 << 20
+        parts = [bytes([65 + i]) * MiB for i in range(3)] + [b"end"]
+        value = b"".join(parts)
+        with self.client(ns="parts") as c:
+            c.put("film", b"old")
+            up = apsis.new_upload()
+            for i in (3, 1, 0):  # any order; part 2 not yet
+                self.assertTrue(c.write_part("film", up, i, parts[i]).ok)
+            self.assertEqual(c.get("film").data, b"old")  # nothing visible before the commit
+            with self.assertRaises(apsis.OperationError) as bad:
+                c.commit("film", up, len(value))
+            self.assertEqual(bad.exception.result.message, "part 2 is missing")
+            c.write_part("film", up, 2, parts[2][:-1])
+            with self.assertRaises(apsis.OperationError) as bad:
+                c.commit("film", up, len(value))
+            self.assertEqual(bad.exception.result.message, "part 2 holds 1048575 bytes, not 1048576")
+            self.assertEqual(c.get("film").data, b"old")  # refused commits wrote nothing
+            c.write_part("film", up, 2, parts[2])
+            old = c.lookup("film").version
+            done = c.commit("film", up, len(value))
+            self.assertGreater(done.version.stamp, old.stamp)
+            self.assertEqual(c.read("film", 3 * MiB - 2, 10).data, b"CCend")
+            self.assertEqual(c.read("film", 0, 1).total, len(value))
+
 
 if __name__ == "__main__":
     unittest.main()
