@@ -79,6 +79,11 @@ void RequestMetrics::latency(Surface s, std::chrono::steady_clock::duration d, u
 
 namespace {
 
+const char* reason_name(int r) {
+  static const char* names[] = {"no_login", "wrong_password", "throttled", "no_permission"};
+  return names[r];
+}
+
 std::vector<std::pair<const char*, uint64_t>> collector_counts(const RequestMetrics::Collector& c) {
   auto load = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
   return {{"sweeps", load(c.sweeps)},
@@ -128,6 +133,11 @@ std::string RequestMetrics::prometheus() {
     f.add("apsis_mailbox_peak", "gauge", std::string("actor=\"") + actor + "\"",
           g->peak.exchange(0, std::memory_order_relaxed));
   }
+  for (int s = 0; s < surfaces; ++s)
+    for (int r = 0; r < auth_reasons; ++r)
+      f.add("apsis_auth_refused_total", "counter",
+            std::string("surface=\"") + surface_name(s) + "\",reason=\"" + reason_name(r) + "\"",
+            load(refused_[s][r]));
   for (const auto& [what, n] : collector_counts(collector))
     f.add("apsis_chunk_collector_total", "counter", std::string("what=\"") + what + "\"", n);
   for (unsigned c = 0; c < 500; ++c)
@@ -156,6 +166,8 @@ nlohmann::json RequestMetrics::summary() const {
           return double(bounds_us[b]) / 1000;
       return total ? nlohmann::json("inf") : nlohmann::json(nullptr);
     };
+    for (int r = 0; r < auth_reasons; ++r)
+      if (uint64_t n = load(refused_[s][r])) out["refused"][surface_name(s)][reason_name(r)] = n;
     out["requests"][surface_name(s)] = {{"operations", requests},
                                         {"failed", failed},
                                         {"p50_ms_at_most", quantile_ms(0.5)},

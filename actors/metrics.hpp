@@ -60,6 +60,17 @@ class RequestMetrics {
   void latency(Surface s, std::chrono::steady_clock::duration d, uint64_t n = 1);
   void bytes_in(Surface s, uint64_t n) { in_[s].fetch_add(n, std::memory_order_relaxed); }
   void bytes_out(Surface s, uint64_t n) { out_[s].fetch_add(n, std::memory_order_relaxed); }
+  /// Why a request was refused before it ran (docs/security.md).
+  enum AuthReason {
+    auth_no_login,
+    auth_wrong_password,
+    auth_throttled,
+    auth_no_permission,
+    auth_reasons
+  };
+  void auth_refused(Surface s, AuthReason r) {
+    refused_[s][r].fetch_add(1, std::memory_order_relaxed);
+  }
   /// One HTTP response with this status code.
   void http_response(unsigned code) {
     if (code >= 100 && code < 600) http_[code - 100].fetch_add(1, std::memory_order_relaxed);
@@ -84,6 +95,7 @@ class RequestMetrics {
   std::atomic<uint64_t> sum_us_[surfaces] = {};
   std::atomic<uint64_t> in_[surfaces] = {}, out_[surfaces] = {};
   std::atomic<uint64_t> http_[500] = {};
+  std::atomic<uint64_t> refused_[surfaces][auth_reasons] = {};
 };
 
 /// The node's statistics JSON (node_stats_json) as Prometheus text: per-backend gauges and

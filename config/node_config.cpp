@@ -328,6 +328,59 @@ void read_upkeep(Reader& r, const toml::table& root, NodeConfig& c) {
   }
 }
 
+/// [security] and the [[user]] tables.
+void read_users(Reader& r, const toml::table& root, NodeConfig& c) {
+  if (auto* t = r.table(root, "security")) {
+    r.only(*t, "security.", {"allow_unprotected"});
+    if (const toml::node* n = t->get("allow_unprotected")) {
+      if (!n->is_boolean()) r.fail(n, "security.allow_unprotected", "expected true or false");
+      c.allow_unprotected = n->value_or(false);
+    }
+  }
+  const toml::node* users = root.get("user");
+  if (!users || r.failed()) return;
+  if (!users->is_array_of_tables()) return void(r.fail(users, "user", "expected [[user]] tables"));
+  for (const auto& n : *users->as_array()) {
+    const toml::table& t = *n.as_table();
+    User u;
+    r.only(t, "user.", {"name", "password", "permissions"});
+    r.string(t, "user.", "name", &u.name);
+    r.string(t, "user.", "password", &u.password);
+    std::string why;
+    if (!r.failed() && (u.name.empty() || u.name.size() > 64 ||
+                        u.name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv"
+                                                 "wxyz0123456789_.-@") != std::string::npos))
+      r.fail(t.get("name") ? t.get("name") : &n, "user.name", "1-64 of [A-Za-z0-9_.-@] expected");
+    if (!r.failed() && !valid_hash(u.password, &why))
+      r.fail(t.get("password") ? t.get("password") : &n, "user.password",
+             why + " (a hash made by `apsis passwd`, never the password itself)");
+    for (const auto& other : c.users)
+      if (!r.failed() && other.name == u.name)
+        r.fail(t.get("name"), "user.name", "'" + u.name + "' is listed twice");
+    const toml::node* perms = t.get("permissions");
+    if (perms && !perms->is_table() && !r.failed())
+      r.fail(perms, "user.permissions",
+             "expected a table of namespace pattern = [\"read\", \"write\", ...]");
+    if (perms && perms->is_table())
+      for (const auto& [pattern, list] : *perms->as_table()) {
+        Grant g{std::string(pattern.str()), 0};
+        const toml::array* a = list.as_array();
+        for (size_t i = 0; a && i < a->size(); ++i) {
+          auto name = (*a)[i].value_exact<std::string>();
+          uint8_t bit = name ? permission_named(*name) : 0;
+          if (!bit && !r.failed())
+            r.fail(&(*a)[i], "user.permissions." + g.pattern,
+                   "expected read, write, admin or replicate");
+          g.perms |= bit;
+        }
+        if (!a && !r.failed())
+          r.fail(&list, "user.permissions." + g.pattern, "expected an array of permissions");
+        u.grants.push_back(std::move(g));
+      }
+    c.users.push_back(std::move(u));
+  }
+}
+
 void read_backends(Reader& r, const toml::table& root, NodeConfig& c) {
   const toml::node* backends = root.get("backend");
   if (!r.failed() &&
@@ -388,15 +441,28 @@ bool load_config(const std::string& text, const std::string& file,
   Reader r(file, error);
   r.only(root, "",
          {"node", "network", "limits", "large", "replication", "cluster", "scrub", "runtime", "log",
-          "backend"});
+          "backend", "security", "user"});
   read_node(r, root, c);
   read_replication(r, root, c);
   read_cluster(r, root, c);
   read_upkeep(r, root, c);
   read_backends(r, root, c);
+  read_users(r, root, c);
   if (r.failed()) return false;
   *out = std::move(c);
   return true;
+}
+
+bool loopback(const std::string& bind) {
+  return bind == "localhost" || bind == "::1" || bind.rfind("127.", 0) == 0;
+}
+
+std::string unprotected(const NodeConfig& c) {
+  if (loopback(c.bind) || !c.users.empty() || c.allow_unprotected) return {};
+  return "network.bind = \"" + c.bind +
+         "\" reaches other machines and no [[user]] is configured: anyone who reaches a port "
+         "would own the data. Add [[user]] tables (`apsis passwd` makes a password hash; "
+         "docs/security.md), or set security.allow_unprotected = true to accept the risk";
 }
 
 bool load_config_file(const std::string& path, const std::vector<std::string>& overrides,

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "config/users.hpp"
 #include "messages/types.hpp"
 #include "storage/engine.hpp"
 
@@ -63,10 +64,20 @@ struct NodeConfig {
   uint64_t upload_idle_ms = 86400000;
   std::string log_level;
   std::vector<BackendConfig> backends;
+  /// Who may connect ([[user]]); none: anyone who reaches a port (only on a loopback bind,
+  /// unless allow_unprotected).
+  std::vector<User> users;
+  bool allow_unprotected = false;
 
   /// The backend's directory, resolved against data_dir.
   std::string backend_dir(const BackendConfig& b) const;
 };
+
+/// Whether a bind address reaches only this machine (127.0.0.0/8, ::1, localhost).
+bool loopback(const std::string& bind);
+/// Why a node must not start as configured (bound past loopback with no users, and the risk
+/// not accepted), naming the keys to set; empty when it may.
+std::string unprotected(const NodeConfig& c);
 
 /// The embedded default: one node on 127.0.0.1, one group, one blob backend under ./data.
 const std::string& default_config_text();

@@ -66,10 +66,11 @@ class BinaryProtocol {
     uint32_t max_frame;
     std::string name;
     uint64_t max_object_size;
+    bool users = false;  ///< the node has users: no request is served (no login here yet)
   };
   using Conn = frontend::Connection<BinaryProtocol>;
 
-  explicit BinaryProtocol(const Context& ctx) : ctx_(&ctx) {}
+  BinaryProtocol(const Context& ctx, const std::string& /*peer*/) : ctx_(&ctx) {}
 
   bool parse(std::string& in, size_t* pos, Pending& b, Conn&) {
     wire::Frame f;
@@ -86,6 +87,10 @@ class BinaryProtocol {
         if (h.min_version > wire::protocol_version || h.max_version < wire::protocol_version)
           return fail(b, wire::error_code::unsupported_version, f.id,
                       "this server speaks version " + std::to_string(wire::protocol_version));
+        if (ctx_->users)
+          return fail(b, wire::error_code::login_required, f.id,
+                      "this node has users, and the binary protocol has no login yet: use RESP "
+                      "(AUTH) or REST (Authorization: Basic); docs/security.md");
         hello_done_ = true;
         Plan p;
         p.ready = frame(wire::kind::hello, wire::opcode::none, f.id,
@@ -359,7 +364,8 @@ std::shared_ptr<WireServer> make_binary_server(IoPool& io, caf::actor_system& sy
                               std::move(node),
                               opts.max_frame ? opts.max_frame : wire::default_max_frame,
                               opts.name,
-                              opts.max_object_size};
+                              opts.max_object_size,
+                              opts.users};
   return std::make_shared<Server>(io, std::move(coordinator), std::move(ctx),
                                   Server::Options{opts.bind, opts.port, "binary", opts.idle_timeout,
                                                   opts.metrics, RequestMetrics::binary});

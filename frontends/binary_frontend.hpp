@@ -22,6 +22,7 @@ struct BinaryOptions {
   std::string name = "apsisd";
   std::shared_ptr<RequestMetrics> metrics;    ///< counts requests (may be null)
   std::chrono::milliseconds idle_timeout{0};  ///< close connections idle this long; 0: never
+  bool users = false;  ///< the node has users: every connection is refused after its hello
 };
 
 /// The binary protocol's server; start() binds it.

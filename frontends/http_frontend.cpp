@@ -197,6 +197,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
       err.keep_alive(false);  // the body is not read: the connection cannot go on
       return send(head, std::move(err));
     }
+    if (!admitted(head, true)) return;
     auto self = shared_from_this();
     kv_op commit = take_ops(call_).at(0);
     auto up = std::make_shared<frontend::Upload>(
@@ -270,6 +271,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     call_ = Call{};
     Response err;
     if (!rest::route(req_, srv_->opts.limits, &call_, &err)) return send(req_, std::move(err));
+    if (!admitted(req_, false)) return;
     auto self = shared_from_this();
     switch (call_.kind) {
       case Kind::healthz:
@@ -476,6 +478,56 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     res.body() = std::move(body);
     res.prepare_payload();
     send(req_, std::move(res));
+  }
+
+  /// Whether the request's user may make call_ (anyone may, with no users); else its refusal
+  /// is sent: 401 without credentials or with wrong ones, 429 while its address is throttled,
+  /// 403 without the permission. body_unread: the connection cannot go on after a refusal.
+  bool admitted(const Request& req, bool body_unread) {
+    auto* auth = srv_->opts.auth.get();
+    bool global = false;
+    const int need = rest::needs(call_, &global);
+    if (!auth || !auth->required() || need < 0) return true;
+    const std::string peer = peer_address();
+    auto refuse = [&](http::status s, const std::string& why) {
+      Response res = rest::error(req, s, why);
+      if (s == http::status::unauthorized)
+        res.set(http::field::www_authenticate, "Basic realm=\"apsis\", charset=\"UTF-8\"");
+      if (body_unread) res.keep_alive(false);
+      send(req, std::move(res));
+      return false;
+    };
+    std::string name, password;
+    if (!rest::basic_credentials(req, &name, &password)) {
+      auth->refused(RequestMetrics::rest, RequestMetrics::auth_no_login, peer,
+                    std::string(req.target()).substr(0, 200) + " without credentials");
+      return refuse(http::status::unauthorized,
+                    "authentication required (Authorization: Basic, docs/security.md)");
+    }
+    const config::User* user = nullptr;
+    switch (auth->login(RequestMetrics::rest, peer, name, password, &user)) {
+      case frontend::Authenticator::Outcome::throttled:
+        return refuse(http::status::too_many_requests,
+                      "too many failed logins from this address: wait and try again");
+      case frontend::Authenticator::Outcome::wrong:
+        return refuse(http::status::unauthorized, "invalid username-password pair");
+      case frontend::Authenticator::Outcome::ok:
+        break;
+    }
+    const uint8_t has = global ? user->global() : user->on(call_.ns);
+    if (!(need & ~has)) return true;
+    const std::string where = global ? "on every namespace" : "in namespace '" + call_.ns + "'";
+    auth->refused(RequestMetrics::rest, RequestMetrics::auth_no_permission, peer,
+                  std::string(req.target()).substr(0, 200) + " by " + user->name);
+    return refuse(http::status::forbidden, "user " + user->name + " may not do this " + where +
+                                               " (it needs " + config::permission_names(need) +
+                                               ", has " + config::permission_names(has) + ")");
+  }
+
+  std::string peer_address() const {
+    boost::system::error_code ec;
+    auto at = sock_.remote_endpoint(ec);
+    return ec ? std::string("?") : at.address().to_string() + ":" + std::to_string(at.port());
   }
 
   void send(const Request& req, Response res) {

@@ -13,6 +13,7 @@
 #include "actors/interfaces.hpp"
 #include "actors/metrics.hpp"
 #include "actors/replica_group.hpp"
+#include "frontends/auth.hpp"
 #include "frontends/io_pool.hpp"
 #include "frontends/listener.hpp"
 #include "storage/record.hpp"
@@ -24,6 +25,7 @@ struct HttpOptions {
   uint16_t port = 0;                          ///< 0 = an ephemeral port
   std::chrono::milliseconds deadline{10000};  ///< to receive a request and send its answer
   storage::Limits limits;  ///< key and value sizes; a body may hold a value's base64 and more
+  std::shared_ptr<frontend::Authenticator> auth;  ///< logins and permissions (null: none)
 };
 
 /// The HTTP server; start() binds it.

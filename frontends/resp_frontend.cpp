@@ -58,6 +58,11 @@ std::string upper(std::string s) {
   return s;
 }
 
+std::string lower(std::string s) {
+  for (auto& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
 bool parse_int(const std::string& s, int64_t* out) {
   if (s.empty() || s.size() > 18) return false;
   size_t i = s[0] == '-' ? 1 : 0;
@@ -260,10 +265,13 @@ class RespProtocol {
   struct Context {
     resp::Limits limits;
     std::function<std::string(const std::string& section)> info;
+    std::shared_ptr<frontend::Authenticator> auth;  ///< null: no logins
   };
   using Conn = frontend::Connection<RespProtocol>;
 
-  explicit RespProtocol(const Context& ctx) : ctx_(&ctx) {}
+  RespProtocol(const Context& ctx, std::string peer) : ctx_(&ctx), peer_(std::move(peer)) {
+    if (!ctx.auth || !ctx.auth->required()) perms_ = 0xff;  // no users: anyone may do anything
+  }
 
   bool parse(std::string& in, size_t* pos, Pending& b, Conn&) {
     std::vector<std::string> args;
@@ -312,24 +320,27 @@ class RespProtocol {
 
  private:
   using Args = std::vector<std::string>;
-  /// A command: its arity (the name counts; max 0: no bound) and what plans it.
+  /// A command: its arity (the name counts; max 0: no bound), what plans it, and the
+  /// permissions it needs in the connection's namespace (config/users.hpp).
   struct Command {
     size_t min, max;
     void (RespProtocol::*run)(const std::string& name, Args& a, Pending& b);
+    uint8_t need = 0;
   };
+  static constexpr uint8_t R = config::perm_read, W = config::perm_write;
 
   void plan(Args& a, Pending& b) {
     static const std::unordered_map<std::string, Command> commands = {
-        {"GET", {2, 2, &RespProtocol::get}},
-        {"SET", {3, 0, &RespProtocol::set}},
-        {"DEL", {2, 0, &RespProtocol::multi}},
-        {"EXISTS", {2, 0, &RespProtocol::multi}},
-        {"MGET", {2, 0, &RespProtocol::multi}},
-        {"MSET", {3, 0, &RespProtocol::mset}},
-        {"EXPIRE", {3, 3, &RespProtocol::expire}},
-        {"PEXPIRE", {3, 3, &RespProtocol::expire}},
-        {"TTL", {2, 2, &RespProtocol::ttl}},
-        {"PTTL", {2, 2, &RespProtocol::ttl}},
+        {"GET", {2, 2, &RespProtocol::get, R}},
+        {"SET", {3, 0, &RespProtocol::set, W}},
+        {"DEL", {2, 0, &RespProtocol::multi, W}},
+        {"EXISTS", {2, 0, &RespProtocol::multi, R}},
+        {"MGET", {2, 0, &RespProtocol::multi, R}},
+        {"MSET", {3, 0, &RespProtocol::mset, W}},
+        {"EXPIRE", {3, 3, &RespProtocol::expire, W}},
+        {"PEXPIRE", {3, 3, &RespProtocol::expire, W}},
+        {"TTL", {2, 2, &RespProtocol::ttl, R}},
+        {"PTTL", {2, 2, &RespProtocol::ttl, R}},
         {"PING", {1, 2, &RespProtocol::ping}},
         {"ECHO", {2, 2, &RespProtocol::echo}},
         {"SELECT", {2, 2, &RespProtocol::select}},
@@ -338,33 +349,34 @@ class RespProtocol {
         {"CONFIG", {1, 0, &RespProtocol::command}},
         {"CLIENT", {1, 0, &RespProtocol::client}},
         {"INFO", {1, 0, &RespProtocol::info}},
-        {"SETNX", {3, 3, &RespProtocol::setnx}},
-        {"GETSET", {3, 3, &RespProtocol::getset}},
-        {"GETDEL", {2, 2, &RespProtocol::getdel}},
-        {"GETEX", {2, 0, &RespProtocol::getex}},
-        {"PERSIST", {2, 2, &RespProtocol::persist}},
-        {"UNLINK", {2, 0, &RespProtocol::multi}},
-        {"TOUCH", {2, 0, &RespProtocol::multi}},
-        {"TYPE", {2, 2, &RespProtocol::lookup}},
-        {"STRLEN", {2, 2, &RespProtocol::lookup}},
-        {"EXPIRETIME", {2, 2, &RespProtocol::lookup}},
-        {"PEXPIRETIME", {2, 2, &RespProtocol::lookup}},
-        {"GETRANGE", {4, 4, &RespProtocol::getrange}},
+        {"SETNX", {3, 3, &RespProtocol::setnx, W}},
+        {"GETSET", {3, 3, &RespProtocol::getset, R | W}},
+        {"GETDEL", {2, 2, &RespProtocol::getdel, R | W}},
+        {"GETEX", {2, 0, &RespProtocol::getex, R | W}},
+        {"PERSIST", {2, 2, &RespProtocol::persist, W}},
+        {"UNLINK", {2, 0, &RespProtocol::multi, W}},
+        {"TOUCH", {2, 0, &RespProtocol::multi, R}},
+        {"TYPE", {2, 2, &RespProtocol::lookup, R}},
+        {"STRLEN", {2, 2, &RespProtocol::lookup, R}},
+        {"EXPIRETIME", {2, 2, &RespProtocol::lookup, R}},
+        {"PEXPIRETIME", {2, 2, &RespProtocol::lookup, R}},
+        {"GETRANGE", {4, 4, &RespProtocol::getrange, R}},
         {"HELLO", {1, 0, &RespProtocol::hello}},
-        {"INCR", {2, 2, &RespProtocol::plan_change}},
-        {"DECR", {2, 2, &RespProtocol::plan_change}},
-        {"INCRBY", {3, 3, &RespProtocol::plan_change}},
-        {"DECRBY", {3, 3, &RespProtocol::plan_change}},
-        {"INCRBYFLOAT", {3, 3, &RespProtocol::plan_change}},
-        {"APPEND", {3, 3, &RespProtocol::plan_change}},
-        {"SETRANGE", {4, 4, &RespProtocol::plan_change}},
-        {"SCAN", {2, 8, &RespProtocol::scan}},
-        {"KEYS", {2, 2, &RespProtocol::keys}},
-        {"DBSIZE", {1, 1, &RespProtocol::dbsize}},
-        {"FLUSHDB", {1, 2, &RespProtocol::flushdb}},
-        {"RENAME", {3, 3, &RespProtocol::rename}},
-        {"RENAMENX", {3, 3, &RespProtocol::rename}},
-        {"MSETNX", {3, 0, &RespProtocol::msetnx}},
+        {"AUTH", {2, 3, &RespProtocol::auth}},
+        {"INCR", {2, 2, &RespProtocol::plan_change, R | W}},
+        {"DECR", {2, 2, &RespProtocol::plan_change, R | W}},
+        {"INCRBY", {3, 3, &RespProtocol::plan_change, R | W}},
+        {"DECRBY", {3, 3, &RespProtocol::plan_change, R | W}},
+        {"INCRBYFLOAT", {3, 3, &RespProtocol::plan_change, R | W}},
+        {"APPEND", {3, 3, &RespProtocol::plan_change, R | W}},
+        {"SETRANGE", {4, 4, &RespProtocol::plan_change, R | W}},
+        {"SCAN", {2, 8, &RespProtocol::scan, R}},
+        {"KEYS", {2, 2, &RespProtocol::keys, R}},
+        {"DBSIZE", {1, 1, &RespProtocol::dbsize, R}},
+        {"FLUSHDB", {1, 2, &RespProtocol::flushdb, W}},
+        {"RENAME", {3, 3, &RespProtocol::rename, R | W}},
+        {"RENAMENX", {3, 3, &RespProtocol::rename, R | W}},
+        {"MSETNX", {3, 0, &RespProtocol::msetnx, R | W}},
     };
     const std::string name = upper(a[0]);
     auto it = commands.find(name);
@@ -373,7 +385,55 @@ class RespProtocol {
     const Command& c = it->second;
     if (a.size() < c.min || (c.max && a.size() > c.max))
       return reply_error(b, "ERR wrong number of arguments for '" + a[0] + "' command");
+    if (!allowed(name, c, b)) return;
     (this->*c.run)(name, a, b);
+  }
+
+  /// Whether the connection may run the command (else its refusal is b's reply): before a
+  /// login only AUTH, HELLO and QUIT; then what the user's grants on the namespace allow.
+  bool allowed(const std::string& name, const Command& c, Pending& b) {
+    if (!(c.need & ~perms_) && (user_ || perms_ == 0xff)) return true;
+    auto* auth = ctx_->auth.get();
+    if (!user_) {
+      if (name == "AUTH" || name == "HELLO" || name == "QUIT") return true;
+      auth->refused(RequestMetrics::resp, RequestMetrics::auth_no_login, peer_,
+                    name + " before a login");
+      reply_error(b, "NOAUTH Authentication required.");
+      return false;
+    }
+    auth->refused(RequestMetrics::resp, RequestMetrics::auth_no_permission, peer_,
+                  name + " by " + user_->name + " in namespace " + ns_);
+    reply_error(b, "NOPERM User " + user_->name + " has no permissions to run the '" + lower(name) +
+                       "' command in namespace '" + ns_ + "'");
+    return false;
+  }
+
+  /// A login (AUTH, HELLO ... AUTH); false with the refusal as b's reply.
+  bool log_in(const std::string& name, const std::string& password, Pending& b) {
+    if (!ctx_->auth || !ctx_->auth->required()) {
+      reply_error(b,
+                  "ERR AUTH <password> called without any password configured for the default "
+                  "user. Are you sure your configuration is correct?");
+      return false;
+    }
+    const config::User* u = nullptr;
+    switch (ctx_->auth->login(RequestMetrics::resp, peer_, name, password, &u)) {
+      case frontend::Authenticator::Outcome::ok:
+        user_ = u;
+        perms_ = u->on(ns_);
+        return true;
+      case frontend::Authenticator::Outcome::throttled:
+        reply_error(b, "ERR too many failed logins from this address: wait and try again");
+        return false;
+      default:
+        reply_error(b, "WRONGPASS invalid username-password pair or user is disabled.");
+        return false;
+    }
+  }
+
+  /// AUTH password (the user "default") or AUTH user password.
+  void auth(const std::string&, Args& a, Pending& b) {
+    if (log_in(a.size() == 3 ? a[1] : "default", a.back(), b)) reply_ok(b);
   }
 
   kv_op key_op(op_kind kind, const std::string& key) {
@@ -451,6 +511,11 @@ class RespProtocol {
         return reply_error(b, "ERR syntax error");
       }
     }
+    if (get && !(perms_ & config::perm_read))  // SET ... GET reads too
+      return reply_error(b, "NOPERM User " + user_->name +
+                                " has no permissions to run the 'set' command with GET in "
+                                "namespace '" +
+                                ns_ + "'");
     if (get) return keyed(b, Cmd::get_then, {key_op(op_kind::get, a[1]), std::move(o)});
     keyed(b, Cmd::set, {std::move(o)});
   }
@@ -511,7 +576,7 @@ class RespProtocol {
 
   /// HELLO [protover [AUTH user pass] [SETNAME name]]: the server's description, and the
   /// protocol from here on: RESP2, or RESP3 (its null, and this reply as a map). SETNAME is
-  /// taken and ignored, as CLIENT SETNAME is; AUTH waits for users (the security issue).
+  /// taken and ignored, as CLIENT SETNAME is; AUTH logs in first.
   void hello(const std::string&, Args& a, Pending& b) {
     int64_t version = resp3_ ? 3 : 2;
     if (a.size() > 1 && (!parse_int(a[1], &version) || (version != 2 && version != 3)))
@@ -521,11 +586,18 @@ class RespProtocol {
       if (opt == "SETNAME" && i + 1 < a.size()) {
         ++i;
       } else if (opt == "AUTH" && i + 2 < a.size()) {
-        return reply_error(b, "ERR AUTH: this node has no users to authenticate");
+        if (!log_in(a[i + 1], a[i + 2], b)) return;
+        i += 2;
       } else {
         return reply_error(b, "ERR syntax error in HELLO option '" + a[i].substr(0, 64) + "'");
       }
     }
+    if (!user_ && perms_ != 0xff)
+      return reply_error(b,
+                         "NOAUTH HELLO must be called with the client already authenticated, "
+                         "otherwise the HELLO <proto> AUTH <user> <pass> option can be used to "
+                         "authenticate the client and select the RESP protocol version at the "
+                         "same time");
     resp3_ = version == 3;
     std::string s = resp3_ ? "%7\r\n" : "*14\r\n";
     for (const char* kv : {"server", "apsis", "version", "0.1.0", "proto"}) resp::bulk(s, kv);
@@ -597,6 +669,7 @@ class RespProtocol {
     else
       return reply_error(b,
                          "ERR invalid namespace: use a number or a name of letters, digits, _ - .");
+    if (user_) perms_ = user_->on(ns_);
     reply_ok(b);
   }
 
@@ -870,6 +943,9 @@ class RespProtocol {
   }
 
   const Context* ctx_;
+  std::string peer_;                    ///< the client's address, for refusals' log lines
+  const config::User* user_ = nullptr;  ///< logged in as (with users configured)
+  uint8_t perms_ = 0;                   ///< what it may do in ns_ (all of it with no users)
   std::string ns_ = "default";
   bool resp3_ = false;   ///< HELLO 3 was the last HELLO
   resp::Skip skip_;      ///< what is left of a command with an argument over the limit
@@ -881,10 +957,11 @@ class RespProtocol {
 std::shared_ptr<WireServer> make_resp_server(IoPool& io, Coordinator coordinator,
                                              RespOptions opts) {
   using Server = frontend::Server<RespProtocol>;
-  return std::make_shared<Server>(io, std::move(coordinator),
-                                  RespProtocol::Context{opts.limits, std::move(opts.info)},
-                                  Server::Options{opts.bind, opts.port, "RESP", opts.idle_timeout,
-                                                  opts.metrics, RequestMetrics::resp});
+  return std::make_shared<Server>(
+      io, std::move(coordinator),
+      RespProtocol::Context{opts.limits, std::move(opts.info), std::move(opts.auth)},
+      Server::Options{opts.bind, opts.port, "RESP", opts.idle_timeout, opts.metrics,
+                      RequestMetrics::resp});
 }
 
 }  // namespace apsis

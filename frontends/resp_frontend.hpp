@@ -11,6 +11,7 @@
 
 #include "actors/metrics.hpp"
 #include "actors/replica_group.hpp"
+#include "frontends/auth.hpp"
 #include "frontends/io_pool.hpp"
 #include "frontends/listener.hpp"
 #include "messages/resp.hpp"
@@ -24,8 +25,9 @@ struct RespOptions {
   resp::Limits limits;
   /// The text of INFO [section].
   std::function<std::string(const std::string& section)> info;
-  std::shared_ptr<RequestMetrics> metrics;    ///< counts requests (may be null)
-  std::chrono::milliseconds idle_timeout{0};  ///< close connections idle this long; 0: never
+  std::shared_ptr<RequestMetrics> metrics;        ///< counts requests (may be null)
+  std::chrono::milliseconds idle_timeout{0};      ///< close connections idle this long; 0: never
+  std::shared_ptr<frontend::Authenticator> auth;  ///< logins and permissions (null: none)
 };
 
 /// The RESP server; start() binds it.

@@ -3,6 +3,7 @@
 #include <charconv>
 #include <map>
 
+#include "config/users.hpp"
 #include "messages/large.hpp"
 #include "storage/id.hpp"
 
@@ -696,6 +697,47 @@ Response no_json_part(const Request& req, const storage::Version& version) {
 }
 
 }  // namespace
+
+int needs(const Call& call, bool* global) {
+  *global = false;
+  switch (call.kind) {
+    case Kind::healthz:
+    case Kind::readyz:
+      return -1;
+    case Kind::key: {
+      const op_kind k = call.ops.empty() ? op_kind::get : call.ops[0].kind;
+      return k == op_kind::get || k == op_kind::lookup ? config::perm_read : config::perm_write;
+    }
+    case Kind::patch:
+      return config::perm_read | config::perm_write;
+    case Kind::bulk_get:
+    case Kind::list_keys:
+      return config::perm_read;
+    case Kind::bulk_put:
+    case Kind::lock:
+    case Kind::unlock:
+      return config::perm_write;
+    case Kind::ns_create:
+    case Kind::ns_drop:
+      return config::perm_admin;
+    default:  // the namespace list, the cluster's state, stats, metrics: any user
+      *global = true;
+      return 0;
+  }
+}
+
+bool basic_credentials(const Request& req, std::string* user, std::string* password) {
+  const std::string h = header(req, "Authorization");
+  std::string decoded;
+  if (h.size() < 6 || !boost::beast::iequals(h.substr(0, 6), "Basic ") ||
+      !unbase64(h.substr(6), &decoded))
+    return false;
+  const size_t colon = decoded.find(':');
+  if (colon == std::string::npos) return false;
+  *user = decoded.substr(0, colon);
+  *password = decoded.substr(colon + 1);
+  return true;
+}
 
 Response list_response(const Call& call, const Request& req, const ListPage& page) {
   if (page.status != op_status::ok) {

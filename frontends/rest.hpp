@@ -77,6 +77,12 @@ inline const std::string catalog_key = "namespaces";
 /// A PUT's body moves into its operation (a large value is not copied).
 bool route(Request& req, const storage::Limits& limits, Call* call, Response* error);
 
+/// What a call needs of its user (config/users.hpp's bits) in call.ns, or on "*" when
+/// *global; -1 for what needs no login at all (health and readiness).
+int needs(const Call& call, bool* global);
+/// The user and password of an `Authorization: Basic` header; false without a well-formed one.
+bool basic_credentials(const Request& req, std::string* user, std::string* password);
+
 /// The response to a key call (GET, HEAD, PUT, DELETE, PATCH, POST's incr and append).
 Response key_response(const Call& call, const Request& req, op_result& r);
 /// Namespace create and drop edit the catalog record: from the read's result, the write to

@@ -45,6 +45,8 @@ bool start_servers(IoPool& io, caf::actor_system& sys, const config::NodeConfig&
   ro.metrics = metrics;
   ro.idle_timeout = idle;
   ro.limits.max_bulk = std::max<size_t>(cfg.limits.max_value_size, cfg.limits.max_key_size);
+  auto auth = std::make_shared<frontend::Authenticator>(cfg.users, metrics);
+  ro.auth = auth;
   BinaryOptions bo;
   bo.max_object_size = cfg.limits.max_object_size;
   bo.bind = cfg.bind;
@@ -52,6 +54,7 @@ bool start_servers(IoPool& io, caf::actor_system& sys, const config::NodeConfig&
   bo.name = cfg.name;
   bo.metrics = metrics;
   bo.idle_timeout = idle;
+  bo.users = !cfg.users.empty();
   bo.max_frame = uint32_t(
       std::min<uint64_t>(cfg.limits.max_value_size + cfg.limits.max_key_size + 65536, UINT32_MAX));
   HttpOptions ho;
@@ -59,6 +62,7 @@ bool start_servers(IoPool& io, caf::actor_system& sys, const config::NodeConfig&
   ho.port = cfg.http_port;
   ho.limits = cfg.limits;
   ho.deadline = std::chrono::milliseconds(cfg.request_timeout_ms);
+  ho.auth = auth;
   // INFO runs on the I/O thread (engines' stats() are thread-safe), once the port is bound.
   ro.info = [&cfg, out, engines = parts.engines](const std::string&) {
     return info_text(cfg, out->resp->port(), engines);

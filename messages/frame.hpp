@@ -43,7 +43,8 @@ enum class error_code : uint16_t {
   too_large = 2,
   unsupported_version = 3,
   unknown_opcode = 4,
-  hello_first = 5
+  hello_first = 5,
+  login_required = 6,  ///< the node has users and this connection has not logged in
 };
 
 struct Frame {

@@ -18,10 +18,12 @@ for name in $targets; do
   target="$out/tests/fuzz/$name"
   corpus="$out/corpus/$name"
   mkdir -p "$corpus"
+  seeds=()  # inputs that reach deep (tests/fuzz/seeds/<target>), read but never written
+  [ -d "tests/fuzz/seeds/$name" ] && seeds=("tests/fuzz/seeds/$name")
   log="$out/$name.log"
   echo "== $target for ${seconds}s"
   if ! "$target" -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 \
-       -artifact_prefix="$out/" "$corpus" > "$log" 2>&1; then
+       -artifact_prefix="$out/" "$corpus" "${seeds[@]}" > "$log" 2>&1; then
     tail -40 "$log"
     echo "fuzz: $target failed; the input is saved under $out/ (crash-*)"
     exit 1

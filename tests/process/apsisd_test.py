@@ -25,8 +25,9 @@ APSIS = os.environ.get("APSIS", "build/tools/apsis")
 class Node:
     """One apsisd process on its own data directory."""
 
-    def __init__(self, data_dir, *settings):
-        args = [APSISD, "--set", "network.resp_port=0", "--set", "network.binary_port=0",
+    def __init__(self, data_dir, *settings, config=None):
+        args = [APSISD, *(["-c", config] if config else []),
+                "--set", "network.resp_port=0", "--set", "network.binary_port=0",
                 "--set", "network.http_port=0",
                 "--set", f"node.data_dir={data_dir}",
                 "--set", "log.level=warn"]
@@ -204,8 +205,8 @@ class NodeTest(unittest.TestCase):
             n.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def start(self, *settings):
-        n = Node(self.dir, *settings)
+    def start(self, *settings, config=None):
+        n = Node(self.dir, *settings, config=config)
         self.nodes.append(n)
         return n
 

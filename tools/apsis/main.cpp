@@ -25,6 +25,7 @@
 
 #include "clients/cpp/client.hpp"
 #include "tools/apsis/listing.hpp"
+#include "tools/apsis/security.hpp"
 
 using namespace apsis;
 using nlohmann::json;
@@ -319,11 +320,14 @@ int main(int argc, char** argv) {
       "write an export stream's records (stdin, or --file) into the namespace it "
       "names (or --ns); checked whole before anything is written");
   imp->add_option("--file", la.file, "read this file instead of stdin");
+  auto* passwd = app.add_subcommand(
+      "passwd", "print a password's hash for a [[user]] table (the password from stdin)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;  // --help is not an error; every usage error is 2
   }
+  if (passwd->parsed()) return cli::passwd();
   co.timeout = std::chrono::milliseconds(timeout_ms);
   if (success_policy p; !policy.empty() && parse_policy(policy, &p)) co.policy = p;
   if (success_policy p; !read_policy.empty() && parse_policy(read_policy, &p)) co.read = p;

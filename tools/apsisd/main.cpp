@@ -36,6 +36,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "apsisd: %s\n", error.c_str());
     return 2;
   }
+  if (std::string why = config::unprotected(cfg); !why.empty()) {
+    std::fprintf(stderr, "apsisd: refusing to start: %s\n", why.c_str());
+    return 2;
+  }
   spdlog::set_level(spdlog::level::from_str(cfg.log_level));
 
   caf::actor_system_config caf_cfg;

@@ -1,0 +1,51 @@
+// Users and what they may do (docs/security.md): a name, a salted slow hash of the password
+// (SCRAM-SHA-256's StoredKey over PBKDF2-HMAC-SHA256, never the password itself) and grants of
+// permissions on namespace patterns. The node config lists them as [[user]] tables; `apsis passwd`
+// makes the hash.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace apsis::config {
+
+/// What a grant allows, as bits.
+enum permission : uint8_t {
+  perm_read = 1,       ///< reads and listings
+  perm_write = 2,      ///< writes, deletes, changes, locks
+  perm_admin = 4,      ///< namespaces; on "*": recover, cluster commands, backend control
+  perm_replicate = 8,  ///< versioned replica writes (a client that coordinates itself)
+};
+
+/// "read", "write", "admin" or "replicate"; 0 for anything else.
+uint8_t permission_named(std::string_view name);
+/// "read,write" for perm_read | perm_write; "none" for 0.
+std::string permission_names(uint8_t perms);
+
+struct Grant {
+  std::string pattern;  ///< a Redis glob on namespace names ("*": every one)
+  uint8_t perms = 0;
+};
+
+struct User {
+  std::string name;
+  std::string password;  ///< the hash, as hash_password() writes it
+  std::vector<Grant> grants;
+
+  /// What the user may do in namespace ns: the union of the grants whose pattern matches.
+  uint8_t on(std::string_view ns) const;
+  /// What the user may do to the node and the cluster: its grants on the pattern "*" itself.
+  uint8_t global() const;
+};
+
+/// The password's SCRAM-SHA-256 StoredKey with a fresh 16-byte salt:
+/// "scram-sha256$ITERATIONS$SALT$STOREDKEY" (salt and key in base64).
+std::string hash_password(std::string_view password, uint32_t iterations = 100000);
+/// Whether text is a hash as hash_password() writes it (why not, in *why).
+bool valid_hash(std::string_view text, std::string* why);
+/// Whether password is the one hashed (compared in constant time).
+bool verify_password(std::string_view password, std::string_view hash);
+
+}  // namespace apsis::config

@@ -1,0 +1,55 @@
+// Logins for every surface (docs/security.md): a user's name and password checked against the
+// configured hashes, once per connection (RESP, the binary protocol) or request (REST).
+// A password once verified is remembered as its SHA-256, so a client that reconnects does not
+// pay the slow hash again; repeated failures from one address are refused for a while, and
+// every refusal is counted in the metrics and logged (at most once a second).
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "actors/metrics.hpp"
+#include "config/users.hpp"
+
+namespace apsis::frontend {
+
+class Authenticator {
+ public:
+  Authenticator(std::vector<config::User> users, std::shared_ptr<RequestMetrics> metrics);
+
+  /// Whether connections must log in (users are configured).
+  bool required() const { return !users_.empty(); }
+
+  enum class Outcome { ok, wrong, throttled };
+  /// Checks a login from `peer` (an address); *user is the user on ok.
+  Outcome login(RequestMetrics::Surface surface, const std::string& peer, std::string_view name,
+                std::string_view password, const config::User** user);
+
+  /// Counts (and logs) a refusal: no login, or an operation the user may not do.
+  void refused(RequestMetrics::Surface surface, RequestMetrics::AuthReason reason,
+               const std::string& peer, const std::string& what);
+
+ private:
+  struct Failures {
+    uint32_t count = 0;
+    std::chrono::steady_clock::time_point until;  ///< refused until then
+  };
+  const config::User* find(std::string_view name) const;
+  void log(const std::string& line);
+
+  std::vector<config::User> users_;
+  std::shared_ptr<RequestMetrics> metrics_;
+  std::mutex mu_;
+  std::unordered_map<std::string, std::string> verified_;  ///< user -> SHA-256 of its password
+  std::unordered_map<std::string, Failures> failures_;     ///< by peer address
+  std::mutex log_mu_;
+  std::chrono::steady_clock::time_point last_log_;
+  uint64_t unlogged_ = 0;
+};
+
+}  // namespace apsis::frontend

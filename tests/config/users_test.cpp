@@ -1,0 +1,98 @@
+// Users: password hashes (made, verified, refused when malformed) and what grants allow.
+#include "config/users.hpp"
+
+#include <gtest/gtest.h>
+
+#include "config/node_config.hpp"
+
+namespace apsis::config {
+namespace {
+
+TEST(Users, AHashVerifiesItsPasswordOnly) {
+  const std::string h = hash_password("s3cret", 10000);
+  EXPECT_EQ(h.rfind("scram-sha256$10000$", 0), 0u) << h;
+  EXPECT_EQ(h.find("s3cret"), std::string::npos);
+  EXPECT_TRUE(verify_password("s3cret", h));
+  EXPECT_FALSE(verify_password("s3cret ", h));
+  EXPECT_FALSE(verify_password("", h));
+  EXPECT_NE(hash_password("s3cret", 10000), h) << "a fresh salt each time";
+}
+
+TEST(Users, AMalformedHashIsRefusedWithItsReason) {
+  std::string why;
+  const std::string good = hash_password("x", 10000);
+  EXPECT_TRUE(valid_hash(good, &why)) << why;
+  const std::string salt_and_hash = good.substr(good.find('$', 14));
+  for (auto [text, reason] : std::vector<std::pair<std::string, std::string>>{
+           {"plaintext", "expected scram-sha256$ITERATIONS$SALT$HASH"},
+           {"md5$1$2$3", "expected a hash starting scram-sha256"},
+           {"scram-sha256$99" + salt_and_hash, "iterations must be 10000-10000000"},
+           {"scram-sha256$10000$AAAA$" + good.substr(good.rfind('$') + 1),
+            "the salt must be base64 of at least 16 bytes"},
+           {good.substr(0, good.rfind('$')) + "$AAAA", "the hash must be base64 of 32 bytes"}}) {
+    EXPECT_FALSE(valid_hash(text, &why)) << text;
+    EXPECT_EQ(why, reason) << text;
+    EXPECT_FALSE(verify_password("x", text));
+  }
+}
+
+TEST(Users, GrantsAddUpByNamespacePattern) {
+  User u{"alice", "", {{"app*", perm_read | perm_write}, {"*", perm_read}, {"ops", perm_admin}}};
+  EXPECT_EQ(u.on("app1"), perm_read | perm_write);
+  EXPECT_EQ(u.on("default"), perm_read);
+  EXPECT_EQ(u.on("ops"), perm_read | perm_admin);
+  EXPECT_EQ(u.global(), perm_read) << "only the grant on \"*\" itself is global";
+  EXPECT_EQ(permission_names(u.on("ops")), "read,admin");
+  EXPECT_EQ(permission_names(0), "none");
+  EXPECT_EQ(permission_named("replicate"), perm_replicate);
+  EXPECT_EQ(permission_named("root"), 0);
+}
+
+TEST(Users, TheConfigListsUsersAndRefusesWhatIsWrong) {
+  const std::string hash = hash_password("pw", 10000);
+  const std::string backend = "\n[[backend]]\ndir = \"b1\"\n";
+  NodeConfig c;
+  std::string error;
+  ASSERT_TRUE(load_config("[[user]]\nname = \"alice\"\npassword = \"" + hash +
+                              "\"\npermissions = { \"app*\" = [\"read\", \"write\"] }\n" + backend,
+                          "node.toml", {}, &c, &error))
+      << error;
+  ASSERT_EQ(c.users.size(), 1u);
+  EXPECT_EQ(c.users[0].on("app2"), perm_read | perm_write);
+  for (auto [text, reason] : std::vector<std::pair<std::string, std::string>>{
+           {"[[user]]\nname = \"bob\"\npassword = \"hunter2\"\n",
+            "node.toml:3: user.password: expected scram-sha256$ITERATIONS$SALT$HASH (a hash "
+            "made by `apsis passwd`, never the password itself)"},
+           {"[[user]]\nname = \"b b\"\npassword = \"" + hash + "\"\n",
+            "node.toml:2: user.name: 1-64 of [A-Za-z0-9_.-@] expected"},
+           {"[[user]]\nname = \"b\"\npassword = \"" + hash +
+                "\"\npermissions = { \"*\" = [\"root\"] }\n",
+            "node.toml:4: user.permissions.*: expected read, write, admin or replicate"},
+           {"[[user]]\nname = \"b\"\npassword = \"" + hash + "\"\n[[user]]\nname = \"b\"\n" +
+                "password = \"" + hash + "\"\n",
+            "node.toml:5: user.name: 'b' is listed twice"},
+           {"[[user]]\nname = \"b\"\npasswd = \"x\"\n",
+            "node.toml:3: user.passwd: unknown key (expected one of: name, password, "
+            "permissions)"}}) {
+    EXPECT_FALSE(load_config(text + backend, "node.toml", {}, &c, &error)) << text;
+    EXPECT_EQ(error, reason);
+  }
+}
+
+TEST(Users, ANodeBoundPastLoopbackNeedsUsersOrTheRiskAccepted) {
+  NodeConfig c;
+  c.bind = "127.0.0.1";
+  EXPECT_EQ(unprotected(c), "");
+  c.bind = "0.0.0.0";
+  EXPECT_NE(unprotected(c).find("network.bind = \"0.0.0.0\" reaches other machines"),
+            std::string::npos);
+  EXPECT_NE(unprotected(c).find("security.allow_unprotected = true"), std::string::npos);
+  c.allow_unprotected = true;
+  EXPECT_EQ(unprotected(c), "");
+  c.allow_unprotected = false;
+  c.users.push_back(User{"a", hash_password("pw", 10000), {}});
+  EXPECT_EQ(unprotected(c), "");
+}
+
+}  // namespace
+}  // namespace apsis::config
