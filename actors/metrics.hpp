@@ -45,7 +45,7 @@ class RequestMetrics {
  public:
   enum Surface { resp, binary, rest, surfaces };
   static constexpr int kinds = 6;      ///< op_kind values
-  static constexpr int statuses = 10;  ///< op_status values
+  static constexpr int statuses = 11;  ///< op_status values
   /// Histogram bucket bounds, in microseconds (the last bucket is +Inf).
   static constexpr uint64_t bounds_us[] = {100,   250,   500,    1000,   2500,    5000,   10000,
                                            25000, 50000, 100000, 250000, 1000000, 5000000};

@@ -48,20 +48,42 @@ bool parse(std::string_view text, Parsed* out, std::string* why) {
   return true;
 }
 
-/// SCRAM-SHA-256's StoredKey (RFC 5802): SHA-256(HMAC(PBKDF2(password), "Client Key")). What
-/// is stored cannot be replayed as the password, and a challenge-response login (the binary
-/// protocol's) can check a proof against it without the password crossing the wire.
-std::string derive(std::string_view password, const std::string& salt, uint32_t iterations) {
-  unsigned char salted[hash_bytes], client_key[hash_bytes];
+std::string hmac(std::string_view key, std::string_view text) {
+  std::string out(hash_bytes, '\0');
   unsigned int n = 0;
+  HMAC(EVP_sha256(), key.data(), int(key.size()),
+       reinterpret_cast<const unsigned char*>(text.data()), text.size(),
+       reinterpret_cast<unsigned char*>(out.data()), &n);
+  return out;
+}
+
+std::string sha256(std::string_view text) {
+  std::string out(hash_bytes, '\0');
+  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(),
+         reinterpret_cast<unsigned char*>(out.data()));
+  return out;
+}
+
+/// SCRAM's ClientKey: HMAC(PBKDF2(password, salt, iterations), "Client Key").
+std::string client_key(std::string_view password, const std::string& salt, uint32_t iterations) {
+  std::string salted(hash_bytes, '\0');
   PKCS5_PBKDF2_HMAC(password.data(), int(password.size()),
                     reinterpret_cast<const unsigned char*>(salt.data()), int(salt.size()),
-                    int(iterations), EVP_sha256(), int(sizeof salted), salted);
-  HMAC(EVP_sha256(), salted, int(sizeof salted),
-       reinterpret_cast<const unsigned char*>("Client Key"), 10, client_key, &n);
-  std::string out(hash_bytes, '\0');
-  SHA256(client_key, sizeof client_key, reinterpret_cast<unsigned char*>(out.data()));
-  return out;
+                    int(iterations), EVP_sha256(), int(salted.size()),
+                    reinterpret_cast<unsigned char*>(salted.data()));
+  return hmac(salted, "Client Key");
+}
+
+/// SCRAM-SHA-256's StoredKey (RFC 5802): SHA-256 of the ClientKey. What is stored cannot be
+/// replayed as the password, and a challenge-response login can check a proof against it
+/// without the password crossing the wire.
+std::string derive(std::string_view password, const std::string& salt, uint32_t iterations) {
+  return sha256(client_key(password, salt, iterations));
+}
+
+std::string xor_of(std::string a, std::string_view b) {
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) a[i] = char(a[i] ^ b[i]);
+  return a;
 }
 
 }  // namespace
@@ -116,6 +138,30 @@ bool verify_password(std::string_view password, std::string_view hash) {
   if (!parse(hash, &p, &why)) return false;
   const std::string got = derive(password, p.salt, p.iterations);
   return CRYPTO_memcmp(got.data(), p.hash.data(), hash_bytes) == 0;
+}
+
+bool scram_params(std::string_view hash, std::string* salt, uint32_t* iterations,
+                  std::string* stored_key) {
+  Parsed p;
+  std::string why;
+  if (!parse(hash, &p, &why)) return false;
+  *salt = std::move(p.salt);
+  *iterations = p.iterations;
+  *stored_key = std::move(p.hash);
+  return true;
+}
+
+std::string client_proof(std::string_view password, const std::string& salt, uint32_t iterations,
+                         std::string_view auth_message) {
+  const std::string key = client_key(password, salt, iterations);
+  return xor_of(key, hmac(sha256(key), auth_message));
+}
+
+bool check_proof(const std::string& stored_key, std::string_view auth_message,
+                 std::string_view proof) {
+  if (proof.size() != hash_bytes || stored_key.size() != hash_bytes) return false;
+  const std::string key = xor_of(std::string(proof), hmac(stored_key, auth_message));
+  return CRYPTO_memcmp(sha256(key).data(), stored_key.data(), hash_bytes) == 0;
 }
 
 }  // namespace apsis::config

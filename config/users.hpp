@@ -48,4 +48,15 @@ bool valid_hash(std::string_view text, std::string* why);
 /// Whether password is the one hashed (compared in constant time).
 bool verify_password(std::string_view password, std::string_view hash);
 
+/// A hash's parts for a challenge-response login (the binary protocol's, docs/protocol.md);
+/// false for a malformed hash.
+bool scram_params(std::string_view hash, std::string* salt, uint32_t* iterations,
+                  std::string* stored_key);
+/// The client's proof for auth_message: ClientKey XOR HMAC(StoredKey, auth_message).
+std::string client_proof(std::string_view password, const std::string& salt, uint32_t iterations,
+                         std::string_view auth_message);
+/// Whether proof shows the password behind stored_key (RFC 5802's check).
+bool check_proof(const std::string& stored_key, std::string_view auth_message,
+                 std::string_view proof);
+
 }  // namespace apsis::config

@@ -1,5 +1,6 @@
 #include "frontends/auth.hpp"
 
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <spdlog/spdlog.h>
 
@@ -24,7 +25,9 @@ std::string sha256(std::string_view text) {
 
 Authenticator::Authenticator(std::vector<config::User> users,
                              std::shared_ptr<RequestMetrics> metrics)
-    : users_(std::move(users)), metrics_(std::move(metrics)) {}
+    : users_(std::move(users)), metrics_(std::move(metrics)), secret_(32, '\0') {
+  RAND_bytes(reinterpret_cast<unsigned char*>(secret_.data()), int(secret_.size()));
+}
 
 const config::User* Authenticator::find(std::string_view name) const {
   for (const auto& u : users_)
@@ -32,20 +35,42 @@ const config::User* Authenticator::find(std::string_view name) const {
   return nullptr;
 }
 
+namespace {
+
+std::string address_of(const std::string& peer) {
+  return peer.substr(0, peer.rfind(':'));  // throttled by host, not port
+}
+
+}  // namespace
+
+bool Authenticator::throttled(RequestMetrics::Surface surface, const std::string& peer) {
+  auto f = failures_.find(address_of(peer));
+  if (f == failures_.end() || f->second.until <= std::chrono::steady_clock::now()) return false;
+  refused(surface, RequestMetrics::auth_throttled, peer, "a login while throttled");
+  return true;
+}
+
+void Authenticator::failed(RequestMetrics::Surface surface, const std::string& peer,
+                           std::string_view name) {
+  if (failures_.size() >= max_tracked) failures_.clear();
+  Failures& f = failures_[address_of(peer)];
+  if (++f.count > free_failures)
+    f.until =
+        std::chrono::steady_clock::now() +
+        std::min<std::chrono::steady_clock::duration>(
+            std::chrono::seconds(1) * (1u << std::min(f.count - free_failures, 6u)), max_cooldown);
+  refused(surface, RequestMetrics::auth_wrong_password, peer,
+          "a wrong password for user '" + std::string(name.substr(0, 64)) + "'");
+}
+
 Authenticator::Outcome Authenticator::login(RequestMetrics::Surface surface,
                                             const std::string& peer, std::string_view name,
                                             std::string_view password, const config::User** user) {
-  const auto now = std::chrono::steady_clock::now();
   const std::string digest = sha256(password);
-  const std::string address = peer.substr(0, peer.rfind(':'));  // throttled by host, not port
   const config::User* u = find(name);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto f = failures_.find(address);
-    if (f != failures_.end() && f->second.until > now) {
-      refused(surface, RequestMetrics::auth_throttled, peer, "a login while throttled");
-      return Outcome::throttled;
-    }
+    if (throttled(surface, peer)) return Outcome::throttled;
     if (u) {
       auto v = verified_.find(u->name);
       if (v != verified_.end() && v->second == digest) return *user = u, Outcome::ok;
@@ -54,20 +79,36 @@ Authenticator::Outcome Authenticator::login(RequestMetrics::Surface surface,
   // The slow hash runs outside the lock; an unknown user costs as much as a known one.
   const bool ok = config::verify_password(password, u ? u->password : users_.front().password) && u;
   std::lock_guard<std::mutex> lock(mu_);
-  if (ok) {
-    verified_[u->name] = digest;
-    failures_.erase(address);
-    return *user = u, Outcome::ok;
-  }
-  if (failures_.size() >= max_tracked) failures_.clear();
-  Failures& f = failures_[address];
-  if (++f.count > free_failures)
-    f.until = now + std::min<std::chrono::steady_clock::duration>(
-                        std::chrono::seconds(1) * (1u << std::min(f.count - free_failures, 6u)),
-                        max_cooldown);
-  refused(surface, RequestMetrics::auth_wrong_password, peer,
-          "a wrong password for user '" + std::string(name.substr(0, 64)) + "'");
-  return Outcome::wrong;
+  if (!ok) return failed(surface, peer, name), Outcome::wrong;
+  verified_[u->name] = digest;
+  failures_.erase(address_of(peer));
+  return *user = u, Outcome::ok;
+}
+
+void Authenticator::challenge(std::string_view name, std::string* salt,
+                              uint32_t* iterations) const {
+  std::string stored;
+  if (const config::User* u = find(name);
+      u && config::scram_params(u->password, salt, iterations, &stored))
+    return;
+  *salt = sha256(secret_ + std::string(name)).substr(0, 16);
+  *iterations = 100000;
+}
+
+Authenticator::Outcome Authenticator::prove(RequestMetrics::Surface surface,
+                                            const std::string& peer, std::string_view name,
+                                            std::string_view auth_message, std::string_view proof,
+                                            const config::User** user) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (throttled(surface, peer)) return Outcome::throttled;
+  const config::User* u = find(name);
+  std::string salt, stored;
+  uint32_t iterations = 0;
+  if (!u || !config::scram_params(u->password, &salt, &iterations, &stored) ||
+      !config::check_proof(stored, auth_message, proof))
+    return failed(surface, peer, name), Outcome::wrong;
+  failures_.erase(address_of(peer));
+  return *user = u, Outcome::ok;
 }
 
 void Authenticator::refused(RequestMetrics::Surface surface, RequestMetrics::AuthReason reason,

@@ -30,6 +30,13 @@ class Authenticator {
   Outcome login(RequestMetrics::Surface surface, const std::string& peer, std::string_view name,
                 std::string_view password, const config::User** user);
 
+  /// A login by proof (the binary protocol's, docs/protocol.md), step 1: the user's salt and
+  /// iterations; for an unknown user made up, the same each time, so names cannot be probed.
+  void challenge(std::string_view name, std::string* salt, uint32_t* iterations) const;
+  /// Step 2: whether proof answers auth_message for the user, as login() counts and throttles.
+  Outcome prove(RequestMetrics::Surface surface, const std::string& peer, std::string_view name,
+                std::string_view auth_message, std::string_view proof, const config::User** user);
+
   /// Counts (and logs) a refusal: no login, or an operation the user may not do.
   void refused(RequestMetrics::Surface surface, RequestMetrics::AuthReason reason,
                const std::string& peer, const std::string& what);
@@ -40,6 +47,10 @@ class Authenticator {
     std::chrono::steady_clock::time_point until;  ///< refused until then
   };
   const config::User* find(std::string_view name) const;
+  /// Under mu_: whether the address is refused for now (counted as such).
+  bool throttled(RequestMetrics::Surface surface, const std::string& peer);
+  /// Under mu_: a failed login, counted; the address's cooldown grows past free failures.
+  void failed(RequestMetrics::Surface surface, const std::string& peer, std::string_view name);
   void log(const std::string& line);
 
   std::vector<config::User> users_;
@@ -49,6 +60,7 @@ class Authenticator {
   std::unordered_map<std::string, Failures> failures_;     ///< by peer address
   std::mutex log_mu_;
   std::chrono::steady_clock::time_point last_log_;
+  std::string secret_;  ///< made-up salts for unknown users are keyed by it
   uint64_t unlogged_ = 0;
 };
 

@@ -66,11 +66,11 @@ class BinaryProtocol {
     uint32_t max_frame;
     std::string name;
     uint64_t max_object_size;
-    bool users = false;  ///< the node has users: no request is served (no login here yet)
+    std::shared_ptr<frontend::Authenticator> auth;  ///< null: no logins
   };
   using Conn = frontend::Connection<BinaryProtocol>;
 
-  BinaryProtocol(const Context& ctx, const std::string& /*peer*/) : ctx_(&ctx) {}
+  BinaryProtocol(const Context& ctx, std::string peer) : ctx_(&ctx), peer_(std::move(peer)) {}
 
   bool parse(std::string& in, size_t* pos, Pending& b, Conn&) {
     wire::Frame f;
@@ -87,10 +87,6 @@ class BinaryProtocol {
         if (h.min_version > wire::protocol_version || h.max_version < wire::protocol_version)
           return fail(b, wire::error_code::unsupported_version, f.id,
                       "this server speaks version " + std::to_string(wire::protocol_version));
-        if (ctx_->users)
-          return fail(b, wire::error_code::login_required, f.id,
-                      "this node has users, and the binary protocol has no login yet: use RESP "
-                      "(AUTH) or REST (Authorization: Basic); docs/security.md");
         hello_done_ = true;
         Plan p;
         p.ready = frame(wire::kind::hello, wire::opcode::none, f.id,
@@ -101,7 +97,7 @@ class BinaryProtocol {
       }
       if (f.k != wire::kind::request)
         return fail(b, wire::error_code::malformed, f.id, "expected a request frame");
-      if (f.op < wire::opcode::get || f.op > wire::opcode::read)
+      if (f.op < wire::opcode::get || f.op > wire::opcode::login)
         return fail(b, wire::error_code::unknown_opcode, f.id,
                     "unknown opcode " + std::to_string(int(f.op)));
       if (f.flags &
@@ -306,6 +302,12 @@ class BinaryProtocol {
       b.plans.push_back(std::move(p));
       return;
     }
+    if (q.op == wire::opcode::login || !admitted(q)) {
+      wire::Response r = q.op == wire::opcode::login ? login(q) : refusal_;
+      p.ready = frame(wire::kind::response, q.op, id, wire::encode_response(q.op, r));
+      b.plans.push_back(std::move(p));
+      return;
+    }
     switch (q.op) {
       case wire::opcode::ping:
         p.ready = frame(wire::kind::response, q.op, id, wire::encode_response(q.op, {}));
@@ -350,6 +352,86 @@ class BinaryProtocol {
 
   const Context* ctx_;
   bool hello_done_ = false;
+  std::string peer_;                    ///< the client's address, for refusals' log lines
+  const config::User* user_ = nullptr;  ///< logged in as (with users configured)
+  std::string login_user_, client_nonce_, server_nonce_;  ///< a login between its steps
+  wire::Response refusal_;                                ///< why admitted() said no
+
+  /// What a request needs of its user in its namespace (config/users.hpp); *global: on "*".
+  static uint8_t needs(const wire::Request& q, bool* global) {
+    *global = q.op == wire::opcode::admin;
+    switch (q.op) {
+      case wire::opcode::get:
+      case wire::opcode::lookup:
+      case wire::opcode::list:
+      case wire::opcode::read:
+        return config::perm_read;
+      case wire::opcode::change:
+        return config::perm_read | config::perm_write;
+      case wire::opcode::replica:
+        return config::perm_replicate;
+      case wire::opcode::admin:
+        return config::perm_admin;
+      case wire::opcode::stat:
+      case wire::opcode::ping:
+        return 0;
+      default:  // put, del, lock, unlock, part, commit
+        return config::perm_write;
+    }
+  }
+
+  /// Whether the connection may make the request (with no users, always); else refusal_.
+  bool admitted(const wire::Request& q) {
+    auto* auth = ctx_->auth.get();
+    if (!auth || !auth->required()) return true;
+    bool global = false;
+    const uint8_t need = needs(q, &global);
+    if (user_ && !(need & ~(global ? user_->global() : user_->on(q.ns)))) return true;
+    refusal_ = failed(
+        op_status::denied,
+        user_ ? "user " + user_->name + " may not do this " +
+                    (global ? std::string("on every namespace") : "in namespace '" + q.ns + "'") +
+                    " (it needs " + config::permission_names(need) + ")"
+              : std::string("log in first (opcode 16, docs/protocol.md)"));
+    auth->refused(RequestMetrics::binary,
+                  user_ ? RequestMetrics::auth_no_permission : RequestMetrics::auth_no_login, peer_,
+                  "opcode " + std::to_string(int(q.op)) + (user_ ? " by " + user_->name : ""));
+    return false;
+  }
+
+  /// A login's step: 1 answers the user's salt and iterations and a fresh nonce; 2 checks the
+  /// proof over "user,client nonce,server nonce" (SCRAM-SHA-256's, without channel binding).
+  wire::Response login(const wire::Request& q) {
+    auto* auth = ctx_->auth.get();
+    if (!auth || !auth->required())
+      return failed(op_status::invalid, "this node has no users: no login is needed");
+    wire::Response r;
+    if (q.step == 1) {
+      if (q.data.size() < 16 || q.key.empty())
+        return failed(op_status::invalid, "step 1 names a user and sends a nonce of 16+ bytes");
+      login_user_ = q.key;
+      client_nonce_ = q.data;
+      server_nonce_ = large::new_upload() + large::new_upload();  // 32 random hex digits
+      auth->challenge(q.key, &r.salt, &r.iterations);
+      r.nonce = server_nonce_;
+      return r;
+    }
+    if (server_nonce_.empty() || q.key != login_user_)
+      return failed(op_status::invalid, "step 2 follows step 1, for the same user");
+    const std::string message = login_user_ + "," + client_nonce_ + "," + server_nonce_;
+    server_nonce_.clear();  // one proof per challenge
+    const config::User* u = nullptr;
+    switch (auth->prove(RequestMetrics::binary, peer_, login_user_, message, q.data, &u)) {
+      case frontend::Authenticator::Outcome::ok:
+        user_ = u;
+        return r;
+      case frontend::Authenticator::Outcome::throttled:
+        return failed(op_status::denied,
+                      "too many failed logins from this address: wait and try again");
+      default:
+        return failed(op_status::denied, "invalid username-password pair");
+    }
+  }
   session_actor session_;
 };
 
@@ -365,7 +447,7 @@ std::shared_ptr<WireServer> make_binary_server(IoPool& io, caf::actor_system& sy
                               opts.max_frame ? opts.max_frame : wire::default_max_frame,
                               opts.name,
                               opts.max_object_size,
-                              opts.users};
+                              opts.auth};
   return std::make_shared<Server>(io, std::move(coordinator), std::move(ctx),
                                   Server::Options{opts.bind, opts.port, "binary", opts.idle_timeout,
                                                   opts.metrics, RequestMetrics::binary});

@@ -9,6 +9,7 @@
 
 #include "actors/metrics.hpp"
 #include "actors/replica_group.hpp"
+#include "frontends/auth.hpp"
 #include "frontends/io_pool.hpp"
 #include "frontends/listener.hpp"
 
@@ -20,9 +21,9 @@ struct BinaryOptions {
   uint32_t max_frame = 0;                 ///< 0 = the protocol's default
   uint64_t max_object_size = 4ull << 30;  ///< a large value's bytes (limits.max_object_size)
   std::string name = "apsisd";
-  std::shared_ptr<RequestMetrics> metrics;    ///< counts requests (may be null)
-  std::chrono::milliseconds idle_timeout{0};  ///< close connections idle this long; 0: never
-  bool users = false;  ///< the node has users: every connection is refused after its hello
+  std::shared_ptr<RequestMetrics> metrics;        ///< counts requests (may be null)
+  std::chrono::milliseconds idle_timeout{0};      ///< close connections idle this long; 0: never
+  std::shared_ptr<frontend::Authenticator> auth;  ///< logins and permissions (null: none)
 };
 
 /// The binary protocol's server; start() binds it.

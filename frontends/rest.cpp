@@ -235,6 +235,8 @@ http::status status_of(op_status s) {
       return http::status::conflict;
     case op_status::invalid:
       return http::status::bad_request;
+    case op_status::denied:
+      return http::status::forbidden;
     case op_status::timeout:
     case op_status::unavailable:
       return http::status::service_unavailable;

@@ -54,7 +54,7 @@ bool start_servers(IoPool& io, caf::actor_system& sys, const config::NodeConfig&
   bo.name = cfg.name;
   bo.metrics = metrics;
   bo.idle_timeout = idle;
-  bo.users = !cfg.users.empty();
+  bo.auth = auth;
   bo.max_frame = uint32_t(
       std::min<uint64_t>(cfg.limits.max_value_size + cfg.limits.max_key_size + 65536, UINT32_MAX));
   HttpOptions ho;

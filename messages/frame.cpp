@@ -99,7 +99,8 @@ struct Reader {
 };
 
 bool has_key(opcode op) {
-  return op != opcode::stat && op != opcode::ping && op != opcode::admin && op != opcode::list;
+  return op != opcode::stat && op != opcode::ping && op != opcode::admin && op != opcode::list &&
+         op != opcode::login;
 }
 
 }  // namespace
@@ -223,6 +224,13 @@ bool decode_request(opcode op, std::string_view body, Request* out, std::string*
       out->offset = r.u64();
       out->length = r.u64();
       break;
+    case opcode::login:
+      out->step = r.u8();
+      if (out->step != 1 && out->step != 2)
+        return *err = "a login has steps 1 and 2, not " + std::to_string(out->step), false;
+      out->key = r.str16();
+      out->data = r.str16();
+      break;
     case opcode::list: {
       out->ns = r.str16();
       out->cursor = r.str16();
@@ -268,6 +276,10 @@ std::string encode_request(const Request& q) {
   } else if (q.op == opcode::read) {
     w.u64(q.offset);
     w.u64(q.length);
+  } else if (q.op == opcode::login) {
+    w.u8(q.step);
+    w.str16(q.key);
+    w.str16(q.data);
   }
   if (q.op == opcode::change) {
     w.u8(q.change_kind);
@@ -375,6 +387,11 @@ std::string encode_response(opcode op, const Response& r) {
       w.u64(r.total);
       w.str32(r.data);
       break;
+    case opcode::login:
+      w.u32(r.iterations);
+      w.str16(r.salt);
+      w.str16(r.nonce);
+      break;
     case opcode::list:
       w.str16(r.cursor);
       w.u32(uint32_t(r.listed.size()));
@@ -408,7 +425,7 @@ std::string encode_response(opcode op, const Response& r) {
 bool decode_response(opcode op, std::string_view body, Response* out, std::string* err) {
   Reader r{body};
   uint8_t s = r.u8();
-  if (s > uint8_t(op_status::fenced)) return *err = "unknown status " + std::to_string(s), false;
+  if (s > uint8_t(op_status::denied)) return *err = "unknown status " + std::to_string(s), false;
   out->status = op_status(s);
   out->message = r.str16();
   out->version = r.version();
@@ -441,6 +458,11 @@ bool decode_response(opcode op, std::string_view body, Response* out, std::strin
       out->total = r.u64();
       out->data = r.str32();
       break;
+    case opcode::login:
+      out->iterations = r.u32();
+      out->salt = r.str16();
+      out->nonce = r.str16();
+      break;
     case opcode::list: {
       out->cursor = r.str16();
       const uint32_t n = r.u32();
@@ -471,7 +493,7 @@ bool decode_response(opcode op, std::string_view body, Response* out, std::strin
     e.node = r.str16();
     e.backend = r.u32();
     uint8_t es = r.u8();
-    if (es > uint8_t(op_status::fenced)) return *err = "unknown replica status", false;
+    if (es > uint8_t(op_status::denied)) return *err = "unknown replica status", false;
     e.status = op_status(es);
     e.version = r.version();
     out->replicas.push_back(std::move(e));

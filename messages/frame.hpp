@@ -35,7 +35,8 @@ enum class opcode : uint8_t {
   change = 12,   ///< a value computed from the stored one (incr, append, merge patch...)
   part = 13,     ///< one chunk of a large value's upload (messages/large.hpp)
   commit = 14,   ///< an upload's manifest: the large value becomes visible
-  read = 15      ///< bytes [offset, offset + length) of a value, plain or large
+  read = 15,     ///< bytes [offset, offset + length) of a value, plain or large
+  login = 16     ///< a challenge-response login (SCRAM-SHA-256's proof), in two steps
 };
 /// Error frame codes: the connection closes after an error frame.
 enum class error_code : uint16_t {
@@ -43,8 +44,7 @@ enum class error_code : uint16_t {
   too_large = 2,
   unsupported_version = 3,
   unknown_opcode = 4,
-  hello_first = 5,
-  login_required = 6,  ///< the node has users and this connection has not logged in
+  hello_first = 5
 };
 
 struct Frame {
@@ -103,6 +103,9 @@ struct Request {
   // its size in `length` (cond, expected, fence, expiry as a put's); read: offset and length
   std::string upload;
   uint64_t offset = 0, length = 0;
+  // login: step 1 names the user (key) with the client's nonce (data); step 2 carries the
+  // proof (data)
+  uint8_t step = 0;
 };
 /// The frame flags that carry a request's policy and latest.
 inline uint16_t request_flags(const Request& q) {
@@ -132,6 +135,8 @@ struct Response {
   std::string cursor;                 ///< list: where the next page starts ("0": the end)
   std::vector<listed_record> listed;  ///< list: the page
   uint64_t total = 0;                 ///< read: the value's whole size
+  std::string salt, nonce;            ///< login step 1: the password's salt, the server's nonce
+  uint32_t iterations = 0;            ///< login step 1: PBKDF2's iterations
 };
 
 std::string encode_response(opcode op, const Response& r);

@@ -24,6 +24,8 @@ const char* to_string(op_status s) {
       return "unavailable";
     case op_status::fenced:
       return "fenced";
+    case op_status::denied:
+      return "denied";
   }
   return "unknown";
 }

@@ -61,6 +61,7 @@ enum class op_status : uint8_t {
   timeout = 7,
   unavailable = 8,  ///< no replica could be asked
   fenced = 9,       ///< the write's fencing token is older than one already seen
+  denied = 10,      ///< no login, a failed one, or a user without the permission
 };
 const char* to_string(op_status s);
 op_status from_storage(const storage::Status& s);

@@ -5,6 +5,7 @@
 
 #include "clients/cpp/client_actor.hpp"
 #include "clients/cpp/handshake.hpp"
+#include "config/users.hpp"
 
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -240,7 +241,37 @@ bool connect_and_hello(tcp::socket& sock, const ClientOptions& opts, std::string
   if (f.k != wire::kind::hello || !wire::decode_hello(f.body, &answer, &err))
     return *error = "the node did not answer the hello", false;
   *max_frame = answer.max_frame;
-  return true;
+  return opts.user.empty() || log_in(sock, opts, in, *max_frame, error);
+}
+
+bool log_in(tcp::socket& sock, const ClientOptions& opts, std::string* in, uint32_t max_frame,
+            std::string* error) {
+  auto exchange = [&](const wire::Request& q, wire::Response* r) {
+    std::string out, err;
+    wire::encode_frame({wire::kind::request, wire::opcode::login, 0, 0, wire::encode_request(q)},
+                       out);
+    boost::system::error_code ec;
+    asio::write(sock, asio::buffer(out), ec);
+    if (ec) return *error = "send: " + ec.message(), false;
+    wire::Frame f;
+    if (!read_frame(sock, in, max_frame, opts, &f, error)) return false;
+    if (f.k != wire::kind::response || !wire::decode_response(wire::opcode::login, f.body, r, &err))
+      return *error = "the node did not answer the login: " + err, false;
+    if (r->status != op_status::ok)
+      return *error = "login as " + opts.user + ": " + r->message, false;
+    return true;
+  };
+  wire::Request q;
+  q.op = wire::opcode::login;
+  q.step = 1;
+  q.key = opts.user;
+  q.data = large::new_upload() + large::new_upload();  // the client's nonce
+  wire::Response challenge, done;
+  if (!exchange(q, &challenge)) return false;
+  const std::string message = opts.user + "," + q.data + "," + challenge.nonce;
+  q.step = 2;
+  q.data = config::client_proof(opts.password, challenge.salt, challenge.iterations, message);
+  return exchange(q, &done);
 }
 
 }  // namespace detail

@@ -36,6 +36,9 @@ struct ClientOptions {
   /// opcode), collect one entry per replica and apply `policy` (quorum when unset), as a
   /// node's coordinator would. Reads go as with route.
   bool coordinate = false;
+  /// A login after the hello, when user is set (a node with users needs one): a proof of the
+  /// password, which itself never crosses the wire (docs/protocol.md, login).
+  std::string user, password;
 };
 
 struct PutOptions {

@@ -14,6 +14,10 @@ namespace apsis::detail {
 bool connect_and_hello(boost::asio::ip::tcp::socket& sock, const ClientOptions& opts,
                        std::string* in, uint32_t* max_frame, std::string* error);
 
+/// The login after the hello (opts.user, opts.password): false with *error when refused.
+bool log_in(boost::asio::ip::tcp::socket& sock, const ClientOptions& opts, std::string* in,
+            uint32_t max_frame, std::string* error);
+
 /// Reads one frame (blocking); an error frame from the node becomes *error.
 bool read_frame(boost::asio::ip::tcp::socket& sock, std::string* in, uint32_t max_frame,
                 const ClientOptions& opts, wire::Frame* f, std::string* error);

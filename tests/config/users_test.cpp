@@ -18,6 +18,23 @@ TEST(Users, AHashVerifiesItsPasswordOnly) {
   EXPECT_NE(hash_password("s3cret", 10000), h) << "a fresh salt each time";
 }
 
+TEST(Users, AChallengeProofShowsThePasswordWithoutCarryingIt) {
+  const std::string h = hash_password("s3cret", 10000);
+  std::string salt, stored;
+  uint32_t iterations = 0;
+  ASSERT_TRUE(scram_params(h, &salt, &iterations, &stored));
+  EXPECT_EQ(iterations, 10000u);
+  const std::string message = "alice,client-nonce,server-nonce";
+  const std::string proof = client_proof("s3cret", salt, iterations, message);
+  EXPECT_EQ(proof.size(), 32u);
+  EXPECT_EQ(proof.find("s3cret"), std::string::npos);
+  EXPECT_TRUE(check_proof(stored, message, proof));
+  EXPECT_FALSE(check_proof(stored, message + "x", proof)) << "a proof is for one challenge";
+  EXPECT_FALSE(check_proof(stored, message, client_proof("guess", salt, iterations, message)));
+  EXPECT_FALSE(check_proof(stored, message, proof.substr(1)));
+  EXPECT_FALSE(check_proof(stored, message, stored)) << "the stored key is not a proof";
+}
+
 TEST(Users, AMalformedHashIsRefusedWithItsReason) {
   std::string why;
   const std::string good = hash_password("x", 10000);

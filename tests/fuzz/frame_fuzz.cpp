@@ -16,7 +16,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string err;
   for (int i = 0; i < 1000 && decode_frame(in, &pos, &f, 1 << 16, &code, &err) == Decode::complete;
        ++i) {
-    for (uint8_t op = 0; op <= 15; ++op) {
+    for (uint8_t op = 0; op <= 16; ++op) {
       Request q;
       if (decode_request(opcode(op), f.body, &q, &err, f.flags) && encode_request(q) != f.body)
         __builtin_trap();

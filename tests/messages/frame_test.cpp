@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <tuple>
+
 namespace apsis::wire {
 namespace {
 
@@ -211,6 +213,32 @@ TEST(Parts, PartCommitAndReadRoundTrip) {
   ASSERT_TRUE(decode_response(opcode::read, encode_response(opcode::read, r), &got, &err)) << err;
   EXPECT_EQ(got.total, r.total);
   EXPECT_EQ(got.data, "slice");
+}
+
+TEST(Login, StepsRoundTripAndABadStepIsMalformed) {
+  std::string err;
+  Request q;
+  q.op = opcode::login;
+  q.step = 2;
+  q.key = "alice";
+  q.data = std::string(32, '\x7f');
+  Request back;
+  ASSERT_TRUE(decode_request(q.op, encode_request(q), &back, &err)) << err;
+  EXPECT_EQ(std::make_tuple(int(back.step), back.key, back.data),
+            std::make_tuple(int(q.step), q.key, q.data));
+  q.step = 3;
+  EXPECT_FALSE(decode_request(q.op, encode_request(q), &back, &err));
+  EXPECT_EQ(err, "a login has steps 1 and 2, not 3");
+  Response r;
+  r.iterations = 100000;
+  r.salt = std::string(16, 's');
+  r.nonce = "n0nce";
+  r.status = op_status::denied;
+  Response got;
+  ASSERT_TRUE(decode_response(opcode::login, encode_response(opcode::login, r), &got, &err)) << err;
+  EXPECT_EQ(std::make_tuple(got.iterations, got.salt, got.nonce),
+            std::make_tuple(r.iterations, r.salt, r.nonce));
+  EXPECT_EQ(got.status, op_status::denied);
 }
 
 TEST(Hello, AndErrorRoundTrip) {

@@ -75,7 +75,7 @@ class SecurityTest(ClusterTest):
         self.assertEqual(c._line(), b"%7")
         c.close()
 
-    def test_rest_asks_for_basic_credentials_and_the_binary_port_refuses(self):
+    def test_rest_asks_for_basic_credentials(self):
         node = self.secured()
 
         def curl(method, path, user=None, password=None, body=None, *extra):
@@ -110,10 +110,42 @@ class SecurityTest(ClusterTest):
                        "-H", "Transfer-Encoding: chunked")
         self.assertEqual(code, 401)
         self.assertEqual(curl("GET", "/v1/ns/default/keys/k", "root"), (200, "v"))  # unchanged
-        # The binary protocol has no login yet: with users, it serves nothing.
-        r = self.cli(node, "get", "k")
+
+    def test_the_binary_protocol_logs_in_by_proof(self):
+        node = self.secured()
+        self.assertEqual(self.redis_cli(node, "SET", "k", "v", user="root"), "OK")
+
+        def cli(*args, user=None, password=None):
+            env = dict(os.environ, APSIS_PASSWORD=password or (user or "") + "-pw")
+            return subprocess.run([APSIS, "--port", str(node.binary_port),
+                                   *(["--user", user] if user else []), *args], env=env,
+                                  capture_output=True, text=True, timeout=30)
+
+        r = cli("get", "k")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("log in first", r.stderr)
+        self.assertEqual(cli("get", "k", user="bob").stdout, "v")
+        r = cli("put", "k", "w", user="bob")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("user bob may not do this in namespace 'default' (it needs write)", r.stderr)
+        r = cli("get", "k", user="bob", password="wrong")
         self.assertEqual(r.returncode, 3)
-        self.assertIn("has no login yet", r.stderr)
+        self.assertIn("login as bob: invalid username-password pair", r.stderr)
+        self.assertEqual(cli("--ns", "app1", "put", "k", "a", user="alice").returncode, 0)
+        # Python: the proof, never the password, on the wire.
+        import sys
+        sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "clients", "python"))
+        import apsis
+        with apsis.Client("127.0.0.1", node.binary_port, user="alice", password="alice-pw",
+                          ns="app1") as c:
+            self.assertEqual(c.get("k").data, b"a")
+            self.assertTrue(c.put("k2", b"b").ok)
+        with apsis.Client("127.0.0.1", node.binary_port, user="alice", password="alice-pw") as c:
+            with self.assertRaises(apsis.Denied):
+                c.put("k", b"x")  # default: read only
+        with self.assertRaises(apsis.Denied):
+            apsis.Client("127.0.0.1", node.binary_port, user="alice", password="nope")
+        self.assertEqual(self.redis_cli(node, "GET", "k", user="root"), "v")  # unchanged
 
     def test_wrong_passwords_are_refused_counted_and_then_throttled(self):
         node = self.secured()

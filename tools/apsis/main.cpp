@@ -200,6 +200,13 @@ int main(int argc, char** argv) {
   uint64_t timeout_ms = 10000;  // above the node's default replication timeout (5 s)
   app.add_option("--host", co.host, "node address")->capture_default_str();
   app.add_option("-p,--port", co.port, "node's binary-protocol port")->capture_default_str();
+  std::string password_file;
+  app.add_option("-u,--user", co.user,
+                 "log in as this user (its password from --password-file "
+                 "or APSIS_PASSWORD)")
+      ->envname("APSIS_USER");
+  app.add_option("--password-file", password_file,
+                 "a file whose first line is the password (never on the command line)");
   app.add_option("-n,--ns", co.ns, "namespace")->capture_default_str();
   app.add_option("--timeout", timeout_ms, "milliseconds to wait for an answer")
       ->capture_default_str();
@@ -328,6 +335,8 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;  // --help is not an error; every usage error is 2
   }
   if (passwd->parsed()) return cli::passwd();
+  if (std::string why; !co.user.empty() && !cli::password_of(password_file, &co.password, &why))
+    return std::cerr << "apsis: " << why << "\n", 2;
   co.timeout = std::chrono::milliseconds(timeout_ms);
   if (success_policy p; !policy.empty() && parse_policy(policy, &p)) co.policy = p;
   if (success_policy p; !read_policy.empty() && parse_policy(read_policy, &p)) co.read = p;

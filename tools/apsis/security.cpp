@@ -3,6 +3,8 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <string>
 
@@ -41,6 +43,17 @@ int passwd() {
     return std::cerr << "apsis passwd: the two differ\n", 2;
   std::cout << config::hash_password(password) << "\n";
   return 0;
+}
+
+bool password_of(const std::string& file, std::string* password, std::string* error) {
+  if (!file.empty()) {
+    std::ifstream in(file);
+    if (!in || !std::getline(in, *password) || password->empty())
+      return *error = "--password-file " + file + ": no password on its first line", false;
+    return true;
+  }
+  if (const char* env = std::getenv("APSIS_PASSWORD"); env && *env) return *password = env, true;
+  return *error = "--user needs a password: --password-file F or APSIS_PASSWORD", false;
 }
 
 }  // namespace apsis::cli

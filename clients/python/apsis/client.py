@@ -147,7 +147,8 @@ def new_upload() -> str:
 class Client(_Operations):
     """A blocking client: one connection, one request at a time. Use one per thread."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 7380, **session):
+    def __init__(self, host: str = "127.0.0.1", port: int = 7380, *, user: Optional[str] = None,
+                 password: Optional[str] = None, **session):
         super().__init__(**session)
         try:
             self._sock = socket.create_connection((host, port), timeout=self.timeout)
@@ -160,6 +161,11 @@ class Client(_Operations):
         kind, _, _, body = self._receive()
         if kind != p.HELLO:
             raise p.ProtocolError("the node did not answer the hello")
+        if user is not None:
+            nonce = os.urandom(16).hex().encode()
+            challenge = self._op(p.LOGIN, user, offset=1, data=nonce)
+            self._op(p.LOGIN, user, offset=2,
+                     data=p.login_proof(user, password or "", nonce, challenge))
 
     def _send(self, data: bytes):
         try:
@@ -267,7 +273,8 @@ class AsyncClient(_Operations):
     the one connection (responses are matched by request id). `await AsyncClient.connect()`."""
 
     @classmethod
-    async def connect(cls, host: str = "127.0.0.1", port: int = 7380, **session):
+    async def connect(cls, host: str = "127.0.0.1", port: int = 7380, *,
+                      user: Optional[str] = None, password: Optional[str] = None, **session):
         self = cls(**session)
         try:
             self._reader, self._writer = await asyncio.wait_for(
@@ -283,6 +290,11 @@ class AsyncClient(_Operations):
         if kind != p.HELLO:
             raise p.ProtocolError("the node did not answer the hello")
         self._task = asyncio.get_running_loop().create_task(self._read_loop())
+        if user is not None:
+            nonce = os.urandom(16).hex().encode()
+            challenge = await self._op(p.LOGIN, user, offset=1, data=nonce)
+            await self._op(p.LOGIN, user, offset=2,
+                           data=p.login_proof(user, password or "", nonce, challenge))
         return self
 
     async def _read_frame(self):

@@ -1,5 +1,7 @@
 """The binary protocol (docs/protocol.md), byte by byte: frames, request bodies, responses.
 Plain functions over bytes, shared by the blocking and the asyncio client."""
+import hashlib
+import hmac
 import struct
 from dataclasses import dataclass, field
 from typing import List, Optional
@@ -7,7 +9,7 @@ from typing import List, Optional
 HEADER = 16  # u32 length, u8 kind, u8 opcode, u16 flags, u64 id
 HELLO, REQUEST, RESPONSE, ERROR = 1, 2, 3, 4
 GET, PUT, DEL, LOOKUP, LOCK, UNLOCK, STAT, PING, ADMIN = range(1, 10)
-LIST, CHANGE, PART, COMMIT, READ = 11, 12, 13, 14, 15
+LIST, CHANGE, PART, COMMIT, READ, LOGIN = 11, 12, 13, 14, 15, 16
 CHUNK = 1 << 20  # a large value's chunk: what one PART carries at most
 INCR, INCR_FLOAT, APPEND, SETRANGE, MERGE_PATCH = range(5)  # what a CHANGE does
 POLICIES = {"one": 1, "quorum": 2, "all": 3}
@@ -15,7 +17,7 @@ FLAG_READ_SHIFT = 4  # bits 4-5: a read's policy (POLICIES), 0 the node's
 FLAG_GROUPS = 0x8  # the body ends with the groups to ask: u8 count, u32 each
 COND_NONE, COND_IF_ABSENT, COND_IF_PRESENT, COND_IF_VERSION = range(4)
 STATUSES = ["ok", "not_found", "condition_failed", "stale", "invalid", "io_error", "corruption",
-            "timeout", "unavailable", "fenced"]
+            "timeout", "unavailable", "fenced", "denied"]
 
 
 class ApsisError(Exception):
@@ -52,8 +54,12 @@ class Unavailable(OperationError):
     """Too few replicas answered for the policy (unavailable or timeout)."""
 
 
+class Denied(OperationError):
+    """No login, a failed one, or a user without the permission (docs/security.md)."""
+
+
 ERRORS = {"not_found": NotFound, "condition_failed": ConditionFailed, "fenced": Fenced,
-          "unavailable": Unavailable, "timeout": Unavailable}
+          "unavailable": Unavailable, "timeout": Unavailable, "denied": Denied}
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,9 @@ class Result:
     cursor: str = ""  # a listing: where the next page starts ("0": it is complete)
     total: int = 0  # a read: the value's whole size
     listed: List[Listed] = field(default_factory=list)
+    salt: bytes = b""  # a login's step 1: the password's salt, PBKDF2's iterations, a nonce
+    iterations: int = 0
+    nonce: bytes = b""
 
     @property
     def ok(self) -> bool:
@@ -150,6 +159,8 @@ def request_body(op: int, ns: str = "", key=b"", *, cond=COND_NONE, expected: Op
     if op == ADMIN:
         return _s32(_bytes(command))
     out = _s16(ns.encode()) + _s16(_bytes(key))
+    if op == LOGIN:  # step, user, the client's nonce (step 1) or proof (step 2)
+        return struct.pack("<B", offset) + _s16(_bytes(key)) + _s16(_bytes(data))
     if op == PART:
         return out + _s16(upload.encode()) + struct.pack("<Q", offset) + _s32(_bytes(data))
     if op == READ:
@@ -223,6 +234,8 @@ def parse_response(op: int, body: bytes) -> Result:
         res.data = r.s32()
     elif op == READ:
         res.expiry_ms, res.user_flags, res.total, res.data = r.u("Q"), r.u("I"), r.u("Q"), r.s32()
+    elif op == LOGIN:
+        res.iterations, res.salt, res.nonce = r.u("I"), r.s16(), r.s16()
     elif op == LIST:
         res.cursor = r.s16().decode()
         for _ in range(r.u("I")):
@@ -262,3 +275,14 @@ def check(result: Result, missing_ok: bool = False) -> Result:
     if result.ok or (missing_ok and result.status == "not_found"):
         return result
     raise ERRORS.get(result.status, OperationError)(result)
+
+
+def login_proof(user: str, password: str, client_nonce: bytes, challenge: "Result") -> bytes:
+    """SCRAM-SHA-256's client proof (RFC 5802) for a login's step 2 (docs/protocol.md): the
+    password itself never crosses the wire."""
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), challenge.salt, challenge.iterations)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    message = user.encode() + b"," + client_nonce + b"," + challenge.nonce
+    signature = hmac.new(stored_key, message, hashlib.sha256).digest()
+    return bytes(a ^ b for a, b in zip(client_key, signature))
