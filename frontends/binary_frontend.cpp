@@ -386,6 +386,7 @@ class BinaryProtocol {
     if (!auth || !auth->required()) return true;
     bool global = false;
     const uint8_t need = needs(q, &global);
+    if (q.op == wire::opcode::ping) return true;  // a liveness check, before a login too
     if (user_ && !(need & ~(global ? user_->global() : user_->on(q.ns)))) return true;
     refusal_ = failed(
         op_status::denied,

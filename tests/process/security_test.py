@@ -4,6 +4,7 @@ NOAUTH before a login, WRONGPASS, NOPERM per namespace, throttled guessing, the 
 import base64
 import http.client
 import os
+import socket
 import subprocess
 import time
 import unittest
@@ -146,6 +147,19 @@ class SecurityTest(ClusterTest):
         with self.assertRaises(apsis.Denied):
             apsis.Client("127.0.0.1", node.binary_port, user="alice", password="nope")
         self.assertEqual(self.redis_cli(node, "GET", "k", user="root"), "v")  # unchanged
+        # A ping (liveness) needs no login; a stat does.
+        from apsis import protocol as p
+        sock = socket.create_connection(("127.0.0.1", node.binary_port), timeout=10)
+        sock.sendall(p.frame(p.HELLO, 0, 0, p.hello_body()) + p.frame(p.REQUEST, p.PING, 1) +
+                     p.frame(p.REQUEST, p.STAT, 2))
+        buf, frames = bytearray(), []
+        while len(frames) < 3:
+            buf += sock.recv(65536)
+            while (f := p.split_frame(buf)) is not None:
+                frames.append(f)
+        sock.close()
+        self.assertEqual([p.parse_response(op, body).status for _, op, _, body in frames[1:]],
+                         ["ok", "denied"])
 
     def test_wrong_passwords_are_refused_counted_and_then_throttled(self):
         node = self.secured()
