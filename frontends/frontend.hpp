@@ -60,7 +60,9 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
   using BatchPtr = std::shared_ptr<BatchT>;
 
   Connection(std::shared_ptr<Server<Protocol>> server, tcp::socket sock)
-      : server_(std::move(server)), sock_(std::move(sock)), proto_(server_->context, peer()) {}
+      : server_(std::move(server)),
+        sock_(std::move(sock)),
+        proto_(server_->context, peer_of(sock_)) {}
 
   void start() {
     boost::system::error_code ec;
@@ -89,13 +91,6 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
   void arrived(BatchT& b) {
     --b.waiting;
     flush();
-  }
-
-  /// The client's address ("host:port"), for log lines.
-  std::string peer() const {
-    boost::system::error_code ec;
-    auto at = sock_.remote_endpoint(ec);
-    return ec ? std::string("?") : at.address().to_string() + ":" + std::to_string(at.port());
   }
 
   Protocol& protocol() { return proto_; }

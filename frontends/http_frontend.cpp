@@ -488,7 +488,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     bool global = false;
     const int need = rest::needs(call_, &global);
     if (!auth || !auth->required() || need < 0) return true;
-    const std::string peer = peer_address();
+    const std::string peer = frontend::peer_of(sock_);
     auto refuse = [&](http::status s, const std::string& why) {
       Response res = rest::error(req, s, why);
       if (s == http::status::unauthorized)
@@ -522,12 +522,6 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     return refuse(http::status::forbidden, "user " + user->name + " may not do this " + where +
                                                " (it needs " + config::permission_names(need) +
                                                ", has " + config::permission_names(has) + ")");
-  }
-
-  std::string peer_address() const {
-    boost::system::error_code ec;
-    auto at = sock_.remote_endpoint(ec);
-    return ec ? std::string("?") : at.address().to_string() + ":" + std::to_string(at.port());
   }
 
   void send(const Request& req, Response res) {
