@@ -80,7 +80,8 @@ void RequestMetrics::latency(Surface s, std::chrono::steady_clock::duration d, u
 namespace {
 
 const char* reason_name(int r) {
-  static const char* names[] = {"no_login", "wrong_password", "throttled", "no_permission"};
+  static const char* names[] = {"no_login", "wrong_password", "throttled", "no_permission",
+                                "tls_handshake"};
   return names[r];
 }
 

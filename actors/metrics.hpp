@@ -66,6 +66,7 @@ class RequestMetrics {
     auth_wrong_password,
     auth_throttled,
     auth_no_permission,
+    auth_tls_handshake,  ///< no TLS, or a client certificate the port does not trust
     auth_reasons
   };
   void auth_refused(Surface s, AuthReason r) {

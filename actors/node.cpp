@@ -227,6 +227,7 @@ bool cluster_config(const config::NodeConfig& cfg, std::shared_ptr<ae_stats> sta
   pc->self.host = cfg.bind;
   pc->self.port = cfg.cluster_port;
   pc->cookie = cfg.cookie;
+  pc->tls = cfg.tls.cluster;
   pc->seeds = cfg.seeds;
   pc->timeout = std::chrono::milliseconds(cfg.timeout_ms);
   if (!next_incarnation(cfg.data_dir, &pc->self.incarnation, error)) return false;

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <caf/io/middleman.hpp>
+#include <caf/openssl/manager.hpp>
 
 #include "storage/env.hpp"
 
@@ -184,7 +185,8 @@ void retry_later(self_ptr self, const std::string& host, uint16_t port) {
 /// Connects to a node's cluster port and joins through its PEER with the cookie.
 void connect(self_ptr self, const std::string& host, uint16_t port) {
   auto& st = self->state;
-  auto mm = self->home_system().middleman().actor_handle();
+  auto& sys = self->home_system();
+  auto mm = st.cfg.tls ? sys.openssl_manager().actor_handle() : sys.middleman().actor_handle();
   auto fail = [=](const caf::error& err) {
     std::string why = self->home_system().render(err);
     if (why.find(wrong_cookie) != std::string::npos)

@@ -37,6 +37,9 @@ struct cluster_view {
 struct peer_config {
   node_entry self;  ///< this node's entry (peer is filled in by the actor)
   std::string cookie;
+  /// Dial other nodes through CAF's OpenSSL module (mutual TLS, tls.cluster) instead of
+  /// the plain middleman.
+  bool tls = false;
   std::vector<std::pair<std::string, uint16_t>> seeds;
   /// Between gossip rounds; 0: no timers at all (no gossip or redial unless sent tick or
   /// connect), for tests on a simulated clock that fires every pending timer.

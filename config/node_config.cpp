@@ -129,6 +129,13 @@ class Reader {
     *out = static_cast<T>(*v);
   }
 
+  void boolean(const toml::table& t, const std::string& prefix, const char* key, bool* out) {
+    const toml::node* n = t.get(key);
+    if (!n || failed_) return;
+    if (!n->is_boolean()) return void(fail(n, prefix + key, "expected true or false"));
+    *out = n->value_or(false);
+  }
+
   void string(const toml::table& t, const std::string& prefix, const char* key, std::string* out,
               bool nonempty = true) {
     const toml::node* n = t.get(key);
@@ -332,10 +339,7 @@ void read_upkeep(Reader& r, const toml::table& root, NodeConfig& c) {
 void read_users(Reader& r, const toml::table& root, NodeConfig& c) {
   if (auto* t = r.table(root, "security")) {
     r.only(*t, "security.", {"allow_unprotected"});
-    if (const toml::node* n = t->get("allow_unprotected")) {
-      if (!n->is_boolean()) r.fail(n, "security.allow_unprotected", "expected true or false");
-      c.allow_unprotected = n->value_or(false);
-    }
+    r.boolean(*t, "security.", "allow_unprotected", &c.allow_unprotected);
   }
   const toml::node* users = root.get("user");
   if (!users || r.failed()) return;
@@ -379,6 +383,39 @@ void read_users(Reader& r, const toml::table& root, NodeConfig& c) {
       }
     c.users.push_back(std::move(u));
   }
+}
+
+/// [tls]: a port that speaks TLS needs the node's certificate and key; the cluster port, the
+/// cluster's CA as well (nodes authenticate each other).
+void read_tls(Reader& r, const toml::table& root, NodeConfig& c) {
+  auto* t = r.table(root, "tls");
+  if (!t) return;
+  TlsConfig& tls = c.tls;
+  r.only(*t, "tls.", {"cert", "key", "ca", "client_ca", "resp", "binary", "http", "cluster"});
+  for (auto [key, out] : {std::pair{"cert", &tls.cert},
+                          {"key", &tls.key},
+                          {"ca", &tls.ca},
+                          {"client_ca", &tls.client_ca}})
+    r.string(*t, "tls.", key, out);
+  for (auto [key, out] : {std::pair{"resp", &tls.resp},
+                          {"binary", &tls.binary},
+                          {"http", &tls.http},
+                          {"cluster", &tls.cluster}})
+    r.boolean(*t, "tls.", key, out);
+  if (r.failed()) return;
+  if ((tls.any_client_port() || tls.cluster) && (tls.cert.empty() || tls.key.empty()))
+    r.fail(t, tls.cert.empty() ? "tls.cert" : "tls.key",
+           "a port that speaks TLS needs the node's certificate and key (`apsis certs init` "
+           "makes them)");
+  else if (tls.cluster && tls.ca.empty())
+    r.fail(t, "tls.ca", "tls.cluster needs the cluster's CA, which signs every node's certificate");
+  else if (!tls.client_ca.empty() && !tls.any_client_port())
+    r.fail(t->get("client_ca"), "tls.client_ca",
+           "client certificates are asked for only on TLS ports: set tls.resp, tls.binary or "
+           "tls.http");
+  else if (tls.cluster && c.cluster_port == 0 && c.seeds.empty())
+    r.fail(t->get("cluster"), "tls.cluster",
+           "the node has no cluster (cluster.port, cluster.seeds)");
 }
 
 void read_backends(Reader& r, const toml::table& root, NodeConfig& c) {
@@ -441,13 +478,14 @@ bool load_config(const std::string& text, const std::string& file,
   Reader r(file, error);
   r.only(root, "",
          {"node", "network", "limits", "large", "replication", "cluster", "scrub", "runtime", "log",
-          "backend", "security", "user"});
+          "backend", "security", "user", "tls"});
   read_node(r, root, c);
   read_replication(r, root, c);
   read_cluster(r, root, c);
   read_upkeep(r, root, c);
   read_backends(r, root, c);
   read_users(r, root, c);
+  read_tls(r, root, c);
   if (r.failed()) return false;
   *out = std::move(c);
   return true;
@@ -458,11 +496,22 @@ bool loopback(const std::string& bind) {
 }
 
 std::string unprotected(const NodeConfig& c) {
-  if (loopback(c.bind) || !c.users.empty() || c.allow_unprotected) return {};
-  return "network.bind = \"" + c.bind +
-         "\" reaches other machines and no [[user]] is configured: anyone who reaches a port "
-         "would own the data. Add [[user]] tables (`apsis passwd` makes a password hash; "
-         "docs/security.md), or set security.allow_unprotected = true to accept the risk";
+  if (loopback(c.bind) || c.allow_unprotected) return {};
+  const TlsConfig& t = c.tls;
+  // Client certificates on every client port keep strangers out as users do.
+  bool certified = !t.client_ca.empty() && t.resp && t.binary && t.http;
+  if (c.users.empty() && !certified)
+    return "network.bind = \"" + c.bind +
+           "\" reaches other machines and no [[user]] is configured: anyone who reaches a port "
+           "would own the data. Add [[user]] tables (`apsis passwd` makes a password hash; "
+           "docs/security.md), or tls.client_ca with tls.resp, tls.binary and tls.http, or set "
+           "security.allow_unprotected = true to accept the risk";
+  if (c.cluster_port != 0 && !t.cluster)
+    return "network.bind = \"" + c.bind +
+           "\" reaches other machines and the cluster port speaks in clear, where anyone who "
+           "knows the cookie may join: set tls.cluster with tls.ca (docs/security.md), or "
+           "security.allow_unprotected = true to accept the risk";
+  return {};
 }
 
 bool load_config_file(const std::string& path, const std::vector<std::string>& overrides,

@@ -22,6 +22,17 @@ struct BackendConfig {
   storage::SyncPolicy fsync;
 };
 
+/// [tls]: which ports speak TLS, with which certificate, and whom they trust
+/// (docs/security.md). Paths are PEM files, relative to the working directory.
+struct TlsConfig {
+  std::string cert;       ///< this node's certificate chain, shown on every TLS port
+  std::string key;        ///< its private key
+  std::string ca;         ///< the cluster's CA: other nodes' certificates must be signed by it
+  std::string client_ca;  ///< when set, clients of a TLS port need a certificate signed by it
+  bool resp = false, binary = false, http = false, cluster = false;
+  bool any_client_port() const { return resp || binary || http; }
+};
+
 struct NodeConfig {
   std::string name;
   uint64_t node_id = 1;
@@ -68,6 +79,7 @@ struct NodeConfig {
   /// unless allow_unprotected).
   std::vector<User> users;
   bool allow_unprotected = false;
+  TlsConfig tls;
 
   /// The backend's directory, resolved against data_dir.
   std::string backend_dir(const BackendConfig& b) const;

@@ -1,5 +1,7 @@
 #include "frontends/auth.hpp"
 
+#include "frontends/stream.hpp"
+
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <spdlog/spdlog.h>
@@ -126,6 +128,16 @@ void Authenticator::log(const std::string& line) {
                unlogged_ ? " (and " + std::to_string(unlogged_) + " more since the last line)"
                          : std::string());
   unlogged_ = 0;
+}
+
+void refused_handshake(Authenticator* auth, RequestMetrics* metrics,
+                       RequestMetrics::Surface surface, const boost::asio::ip::tcp::socket& sock,
+                       const boost::system::error_code& ec) {
+  if (auth)
+    auth->refused(surface, RequestMetrics::auth_tls_handshake, peer_of(sock),
+                  "TLS handshake (" + ec.message() + ")");
+  else if (metrics)
+    metrics->auth_refused(surface, RequestMetrics::auth_tls_handshake);
 }
 
 }  // namespace apsis::frontend

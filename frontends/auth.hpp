@@ -13,6 +13,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <boost/asio/ip/tcp.hpp>
+
 #include "actors/metrics.hpp"
 #include "config/users.hpp"
 
@@ -63,5 +65,11 @@ class Authenticator {
   std::string secret_;  ///< made-up salts for unknown users are keyed by it
   uint64_t unlogged_ = 0;
 };
+
+/// Counts (and, with an authenticator, logs) a client that failed the TLS handshake: it
+/// spoke no TLS, or its certificate is not one the port trusts.
+void refused_handshake(Authenticator* auth, RequestMetrics* metrics,
+                       RequestMetrics::Surface surface, const boost::asio::ip::tcp::socket& sock,
+                       const boost::system::error_code& ec);
 
 }  // namespace apsis::frontend

@@ -449,9 +449,10 @@ std::shared_ptr<WireServer> make_binary_server(IoPool& io, caf::actor_system& sy
                               opts.name,
                               opts.max_object_size,
                               opts.auth};
-  return std::make_shared<Server>(io, std::move(coordinator), std::move(ctx),
-                                  Server::Options{opts.bind, opts.port, "binary", opts.idle_timeout,
-                                                  opts.metrics, RequestMetrics::binary});
+  return std::make_shared<Server>(
+      io, std::move(coordinator), std::move(ctx),
+      Server::Options{opts.bind, opts.port, "binary", opts.idle_timeout, opts.metrics,
+                      RequestMetrics::binary, std::move(opts.tls)});
 }
 
 }  // namespace apsis

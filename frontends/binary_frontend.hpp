@@ -12,6 +12,7 @@
 #include "frontends/auth.hpp"
 #include "frontends/io_pool.hpp"
 #include "frontends/listener.hpp"
+#include "frontends/tls.hpp"
 
 namespace apsis {
 
@@ -24,6 +25,7 @@ struct BinaryOptions {
   std::shared_ptr<RequestMetrics> metrics;        ///< counts requests (may be null)
   std::chrono::milliseconds idle_timeout{0};      ///< close connections idle this long; 0: never
   std::shared_ptr<frontend::Authenticator> auth;  ///< logins and permissions (null: none)
+  std::shared_ptr<frontend::ServerTls> tls;       ///< null: plain TCP
 };
 
 /// The binary protocol's server; start() binds it.

@@ -32,6 +32,7 @@
 #include "actors/replica_group.hpp"
 #include "frontends/io_pool.hpp"
 #include "frontends/listener.hpp"
+#include "frontends/tls.hpp"
 
 namespace apsis::frontend {
 
@@ -61,14 +62,19 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
 
   Connection(std::shared_ptr<Server<Protocol>> server, tcp::socket sock)
       : server_(std::move(server)),
-        sock_(std::move(sock)),
-        proto_(server_->context, peer_of(sock_)) {}
+        sock_(std::move(sock), server_->tls ? server_->tls->context() : nullptr),
+        proto_(server_->context, peer_of(sock_.socket())) {}
 
   void start() {
     boost::system::error_code ec;
-    sock_.set_option(tcp::no_delay(true), ec);
+    sock_.socket().set_option(tcp::no_delay(true), ec);
     touch();
-    read();
+    sock_.start([self = this->shared_from_this()](boost::system::error_code ec) {
+      if (!ec) return self->read();
+      refused_handshake(self->server_->context.auth.get(), self->server_->metrics.get(),
+                        self->server_->surface, self->sock_.socket(), ec);
+      self->close();
+    });
   }
 
   /// Whether it has been idle (nothing in flight, nothing read) for the idle timeout.
@@ -81,8 +87,7 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
   void close() {
     if (closed_) return;
     closed_ = true;
-    boost::system::error_code ec;
-    sock_.close(ec);
+    sock_.close();
     proto_.closed();
     server_->listener->forget(this->shared_from_this());
   }
@@ -95,7 +100,7 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
 
   Protocol& protocol() { return proto_; }
   const Coordinator& coordinator() const { return server_->coordinator; }
-  tcp::socket::executor_type executor() { return sock_.get_executor(); }
+  Stream::executor_type executor() { return sock_.get_executor(); }
 
  private:
   // Bounds on what one client may have outstanding before it stops being read.
@@ -232,7 +237,7 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
   }
 
   std::shared_ptr<Server<Protocol>> server_;
-  tcp::socket sock_;
+  Stream sock_;
   Protocol proto_;
   std::array<char, 64 << 10> buf_;
   std::string in_, out_, wbuf_;
@@ -258,6 +263,7 @@ class Server : public WireServer, public std::enable_shared_from_this<Server<Pro
     std::chrono::milliseconds idle_timeout{0};  ///< 0: a connection may stay idle forever
     std::shared_ptr<RequestMetrics> metrics;    ///< may be null (tests)
     RequestMetrics::Surface surface;
+    std::shared_ptr<ServerTls> tls;  ///< null: plain TCP
   };
 
   Server(IoPool& io, Coordinator coordinator, Context ctx, Options opts)
@@ -265,6 +271,7 @@ class Server : public WireServer, public std::enable_shared_from_this<Server<Pro
         context(std::move(ctx)),
         metrics(std::move(opts.metrics)),
         surface(opts.surface),
+        tls(std::move(opts.tls)),
         idle_timeout(opts.idle_timeout),
         listener(std::make_shared<Listener<Conn>>(io)),
         bind_(std::move(opts.bind)),
@@ -285,6 +292,7 @@ class Server : public WireServer, public std::enable_shared_from_this<Server<Pro
   Context context;
   std::shared_ptr<RequestMetrics> metrics;
   RequestMetrics::Surface surface;
+  std::shared_ptr<ServerTls> tls;
   std::chrono::milliseconds idle_timeout;
   std::shared_ptr<Listener<Conn>> listener;
 

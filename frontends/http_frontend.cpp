@@ -90,14 +90,23 @@ struct HttpServer : WireServer, std::enable_shared_from_this<HttpServer> {
 class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
  public:
   HttpConnection(std::shared_ptr<HttpServer> srv, tcp::socket sock)
-      : srv_(std::move(srv)), sock_(std::move(sock)) {}
+      : srv_(std::move(srv)),
+        sock_(std::move(sock), srv_->opts.tls ? srv_->opts.tls->context() : nullptr) {}
 
-  tcp::socket::executor_type executor() { return sock_.get_executor(); }
+  frontend::Stream::executor_type executor() { return sock_.get_executor(); }
 
   void start() {
     beast::error_code ec;
-    sock_.set_option(tcp::no_delay(true), ec);
-    read();
+    sock_.socket().set_option(tcp::no_delay(true), ec);
+    // The handshake has the time of a request.
+    deadline_.store((clock::now() + srv_->opts.deadline).time_since_epoch().count(),
+                    std::memory_order_relaxed);
+    sock_.start([self = shared_from_this()](beast::error_code ec) {
+      if (!ec) return self->read();
+      frontend::refused_handshake(self->srv_->opts.auth.get(), self->srv_->metrics.get(),
+                                  RequestMetrics::rest, self->sock_.socket(), ec);
+      self->close();
+    });
   }
 
   void read() {
@@ -121,9 +130,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   void close() {
     if (closed_) return;
     closed_ = true;
-    beast::error_code ec;
-    sock_.shutdown(tcp::socket::shutdown_both, ec);
-    sock_.close(ec);
+    sock_.close();
     srv_->listener->forget(shared_from_this());
   }
 
@@ -488,7 +495,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     bool global = false;
     const int need = rest::needs(call_, &global);
     if (!auth || !auth->required() || need < 0) return true;
-    const std::string peer = frontend::peer_of(sock_);
+    const std::string peer = frontend::peer_of(sock_.socket());
     auto refuse = [&](http::status s, const std::string& why) {
       Response res = rest::error(req, s, why);
       if (s == http::status::unauthorized)
@@ -542,7 +549,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   }
 
   std::shared_ptr<HttpServer> srv_;
-  tcp::socket sock_;
+  frontend::Stream sock_;
   std::atomic<clock::rep> deadline_{std::numeric_limits<clock::rep>::max()};
   bool closed_ = false;
   beast::flat_buffer buf_;

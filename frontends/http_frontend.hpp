@@ -16,6 +16,7 @@
 #include "frontends/auth.hpp"
 #include "frontends/io_pool.hpp"
 #include "frontends/listener.hpp"
+#include "frontends/tls.hpp"
 #include "storage/record.hpp"
 
 namespace apsis {
@@ -26,6 +27,7 @@ struct HttpOptions {
   std::chrono::milliseconds deadline{10000};  ///< to receive a request and send its answer
   storage::Limits limits;  ///< key and value sizes; a body may hold a value's base64 and more
   std::shared_ptr<frontend::Authenticator> auth;  ///< logins and permissions (null: none)
+  std::shared_ptr<frontend::ServerTls> tls;       ///< null: plain TCP
 };
 
 /// The HTTP server; start() binds it.

@@ -14,6 +14,7 @@
 
 #include "frontends/rmw.hpp"
 #include "frontends/rounds.hpp"
+#include "frontends/stream.hpp"
 #include "messages/large.hpp"
 
 namespace apsis::frontend {
@@ -146,7 +147,7 @@ class Upload : public std::enable_shared_from_this<Upload> {
   /// `header`: the parser that has read the request's header (its body is read here, up to
   /// `limit` bytes). `commit`: the routed PUT (key, conditions, expiry, policy), written last
   /// as the manifest.
-  Upload(tcp::socket& sock, boost::beast::flat_buffer& buf,
+  Upload(Stream& sock, boost::beast::flat_buffer& buf,
          http::request_parser<http::string_body>&& header, uint64_t limit, Coordinator c,
          std::string ns, kv_op commit, std::function<void()> progress, Done done)
       : sock_(sock),
@@ -245,7 +246,7 @@ class Upload : public std::enable_shared_from_this<Upload> {
     done_(std::move(why));
   }
 
-  tcp::socket& sock_;
+  Stream& sock_;
   boost::beast::flat_buffer& buf_;
   Parser parser_;
   Coordinator c_;
@@ -266,7 +267,7 @@ class Upload : public std::enable_shared_from_this<Upload> {
 /// failed (the client then sees a body shorter than its Content-Length: close).
 class Download : public std::enable_shared_from_this<Download> {
  public:
-  Download(tcp::socket& sock, Coordinator c, std::string ns, large::Manifest m, uint64_t first,
+  Download(Stream& sock, Coordinator c, std::string ns, large::Manifest m, uint64_t first,
            uint64_t last, std::function<void()> progress, std::function<void(bool)> done)
       : sock_(sock),
         c_(std::move(c)),
@@ -323,7 +324,7 @@ class Download : public std::enable_shared_from_this<Download> {
     done_(ok && !failed_);
   }
 
-  tcp::socket& sock_;
+  Stream& sock_;
   Coordinator c_;
   std::string ns_;
   large::Manifest m_;

@@ -21,6 +21,7 @@
 
 #include "actors/replica_group.hpp"
 #include "frontends/io_pool.hpp"
+#include "frontends/stream.hpp"
 
 namespace apsis {
 
@@ -43,13 +44,6 @@ using tcp = asio::ip::tcp;
 using clock = std::chrono::steady_clock;
 
 /// The sweep's period for a timeout: a tenth of it, within 10 ms..1 s.
-/// A connected socket's peer as "host:port" ("?" once it is gone), for log lines.
-inline std::string peer_of(const tcp::socket& sock) {
-  boost::system::error_code ec;
-  auto at = sock.remote_endpoint(ec);
-  return ec ? std::string("?") : at.address().to_string() + ":" + std::to_string(at.port());
-}
-
 inline clock::duration sweep_period(std::chrono::milliseconds timeout) {
   return std::clamp(timeout / 10, std::chrono::milliseconds(10), std::chrono::milliseconds(1000));
 }

@@ -961,7 +961,7 @@ std::shared_ptr<WireServer> make_resp_server(IoPool& io, Coordinator coordinator
       io, std::move(coordinator),
       RespProtocol::Context{opts.limits, std::move(opts.info), std::move(opts.auth)},
       Server::Options{opts.bind, opts.port, "RESP", opts.idle_timeout, opts.metrics,
-                      RequestMetrics::resp});
+                      RequestMetrics::resp, std::move(opts.tls)});
 }
 
 }  // namespace apsis

@@ -14,6 +14,7 @@
 #include "frontends/auth.hpp"
 #include "frontends/io_pool.hpp"
 #include "frontends/listener.hpp"
+#include "frontends/tls.hpp"
 #include "messages/resp.hpp"
 #include "storage/record.hpp"
 
@@ -28,6 +29,7 @@ struct RespOptions {
   std::shared_ptr<RequestMetrics> metrics;        ///< counts requests (may be null)
   std::chrono::milliseconds idle_timeout{0};      ///< close connections idle this long; 0: never
   std::shared_ptr<frontend::Authenticator> auth;  ///< logins and permissions (null: none)
+  std::shared_ptr<frontend::ServerTls> tls;       ///< null: plain TCP
 };
 
 /// The RESP server; start() binds it.

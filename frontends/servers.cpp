@@ -29,10 +29,12 @@ void Servers::stop() {
   if (collector) collector->stop();
 }
 
-std::string Servers::describe(const std::string& bind) const {
-  auto at = [&](uint16_t port) { return bind + ":" + std::to_string(port); };
-  return "RESP on " + at(resp->port()) + ", binary on " + at(binary->port()) + ", http on " +
-         at(http->port());
+std::string Servers::describe(const config::NodeConfig& cfg) const {
+  auto at = [&](uint16_t port, bool tls) {
+    return cfg.bind + ":" + std::to_string(port) + (tls ? " (TLS)" : "");
+  };
+  return "RESP on " + at(resp->port(), cfg.tls.resp) + ", binary on " +
+         at(binary->port(), cfg.tls.binary) + ", http on " + at(http->port(), cfg.tls.http);
 }
 
 bool start_servers(IoPool& io, caf::actor_system& sys, const config::NodeConfig& cfg,
@@ -47,6 +49,11 @@ bool start_servers(IoPool& io, caf::actor_system& sys, const config::NodeConfig&
   ro.limits.max_bulk = std::max<size_t>(cfg.limits.max_value_size, cfg.limits.max_key_size);
   auto auth = std::make_shared<frontend::Authenticator>(cfg.users, metrics);
   ro.auth = auth;
+  if (cfg.tls.any_client_port()) {
+    out->tls = frontend::ServerTls::load(cfg.tls, error);
+    if (!out->tls) return false;
+  }
+  ro.tls = cfg.tls.resp ? out->tls : nullptr;
   BinaryOptions bo;
   bo.max_object_size = cfg.limits.max_object_size;
   bo.bind = cfg.bind;
@@ -55,6 +62,7 @@ bool start_servers(IoPool& io, caf::actor_system& sys, const config::NodeConfig&
   bo.metrics = metrics;
   bo.idle_timeout = idle;
   bo.auth = auth;
+  bo.tls = cfg.tls.binary ? out->tls : nullptr;
   bo.max_frame = uint32_t(
       std::min<uint64_t>(cfg.limits.max_value_size + cfg.limits.max_key_size + 65536, UINT32_MAX));
   HttpOptions ho;
@@ -63,6 +71,7 @@ bool start_servers(IoPool& io, caf::actor_system& sys, const config::NodeConfig&
   ho.limits = cfg.limits;
   ho.deadline = std::chrono::milliseconds(cfg.request_timeout_ms);
   ho.auth = auth;
+  ho.tls = cfg.tls.http ? out->tls : nullptr;
   // INFO runs on the I/O thread (engines' stats() are thread-safe), once the port is bound.
   ro.info = [&cfg, out, engines = parts.engines](const std::string&) {
     return info_text(cfg, out->resp->port(), engines);

@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "clients/cpp/client.hpp"
+#include "tools/apsis/certs.hpp"
 #include "tools/apsis/listing.hpp"
 #include "tools/apsis/security.hpp"
 
@@ -329,12 +330,37 @@ int main(int argc, char** argv) {
   imp->add_option("--file", la.file, "read this file instead of stdin");
   auto* passwd = app.add_subcommand(
       "passwd", "print a password's hash for a [[user]] table (the password from stdin)");
+  cli::CertArgs cert_args;
+  auto* certs = app.add_subcommand("certs", "make TLS certificates (docs/security.md)");
+  certs->require_subcommand(1);
+  auto* certs_init = certs->add_subcommand(
+      "init", "a cluster CA and a node certificate, a client CA and a client certificate");
+  auto* certs_issue =
+      certs->add_subcommand("issue", "one more node certificate (or --client) from DIR's CAs");
+  for (auto* c : {certs_init, certs_issue}) {
+    c->add_option("dir", cert_args.dir, "the directory of the files")->required();
+    c->add_option("--host", cert_args.hosts,
+                  "an IP address or DNS name the certificate is for (repeatable; default "
+                  "127.0.0.1, ::1, localhost)");
+    c->add_option("--days", cert_args.days,
+                  "days the certificates are valid (0: already expired, to "
+                  "test refusals)")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 36500));
+  }
+  certs_init
+      ->add_option("--name", cert_args.name, "the node certificate's name (files NAME.crt/.key)")
+      ->capture_default_str();
+  certs_issue->add_option("name", cert_args.name, "its name (files NAME.crt/.key)")->required();
+  certs_issue->add_flag("--client", cert_args.client, "a client certificate, from client-ca");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;  // --help is not an error; every usage error is 2
   }
   if (passwd->parsed()) return cli::passwd();
+  if (certs_init->parsed()) return cli::certs_init(cert_args);
+  if (certs_issue->parsed()) return cli::certs_issue(cert_args);
   if (std::string why; !co.user.empty() && !cli::password_of(password_file, &co.password, &why))
     return std::cerr << "apsis: " << why << "\n", 2;
   co.timeout = std::chrono::milliseconds(timeout_ms);

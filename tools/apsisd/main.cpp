@@ -6,6 +6,7 @@
 #include <boost/asio.hpp>
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
+#include <caf/openssl/all.hpp>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -14,6 +15,7 @@
 #include "actors/node.hpp"
 #include "config/node_config.hpp"
 #include "frontends/servers.hpp"
+#include "frontends/tls.hpp"
 
 using namespace apsis;
 
@@ -41,6 +43,13 @@ int main(int argc, char** argv) {
     return 2;
   }
   spdlog::set_level(spdlog::level::from_str(cfg.log_level));
+  // CAF reads the cluster's files at every connection and aborts on one it cannot load:
+  // they are checked here first, with the client ports' own.
+  if ((cfg.tls.cluster || cfg.tls.any_client_port()) &&
+      !frontend::server_context(cfg.tls, &error)) {
+    std::fprintf(stderr, "apsisd: %s\n", error.c_str());
+    return 2;
+  }
 
   caf::actor_system_config caf_cfg;
   caf_cfg.add_message_types<caf::id_block::apsis>();
@@ -54,6 +63,12 @@ int main(int argc, char** argv) {
                 caf::timespan{std::chrono::milliseconds(cfg.heartbeat_ms)});
     caf_cfg.set("middleman.connection-timeout",
                 caf::timespan{std::chrono::milliseconds(4 * cfg.heartbeat_ms)});
+    if (cfg.tls.cluster) {  // mutual TLS: every node shows a certificate the cluster's CA signed
+      caf_cfg.load<caf::openssl::manager>();
+      caf_cfg.openssl_certificate = cfg.tls.cert;
+      caf_cfg.openssl_key = cfg.tls.key;
+      caf_cfg.openssl_cafile = cfg.tls.ca;
+    }
   }
   caf::actor_system sys{caf_cfg};
 
@@ -67,14 +82,17 @@ int main(int argc, char** argv) {
   }
   std::string cluster_text;
   if (parts.peer) {
-    auto port = sys.middleman().publish(parts.peer, cfg.cluster_port, cfg.bind.c_str(), true);
+    auto port = cfg.tls.cluster
+                    ? caf::openssl::publish(parts.peer, cfg.cluster_port, cfg.bind.c_str(), true)
+                    : sys.middleman().publish(parts.peer, cfg.cluster_port, cfg.bind.c_str(), true);
     if (!port) {
       std::fprintf(stderr, "apsisd: cluster port %s:%u: %s\n", cfg.bind.c_str(),
                    unsigned(cfg.cluster_port), sys.render(port.error()).c_str());
       caf::anon_send_exit(parts.node, caf::exit_reason::user_shutdown);
       return 1;
     }
-    cluster_text = ", cluster on " + cfg.bind + ":" + std::to_string(*port);
+    cluster_text = ", cluster on " + cfg.bind + ":" + std::to_string(*port) +
+                   (cfg.tls.cluster ? " (TLS)" : "");
   }
   IoPool io(cfg.io_threads);
   Servers servers;
@@ -90,8 +108,24 @@ int main(int argc, char** argv) {
     servers.stop();
     io.stop();  // after the closes just posted
   });
+  // SIGHUP: the TLS files again (CAF reads the cluster's at every new connection anyway).
+  boost::asio::signal_set hangups(io.main(), SIGHUP);
+  std::function<void()> on_hangup = [&] {
+    hangups.async_wait([&](boost::system::error_code ec, int) {
+      if (ec) return;
+      std::string why;
+      if (!servers.tls)
+        spdlog::info("apsisd: SIGHUP: no TLS port to reload");
+      else if (servers.tls->reload(&why))
+        spdlog::info("apsisd: SIGHUP: TLS certificate and key reloaded");
+      else
+        spdlog::error("apsisd: SIGHUP: kept the TLS files loaded before: {}", why);
+      on_hangup();
+    });
+  };
+  on_hangup();
   std::printf("apsisd: %s serving %s%s, data in %s\n", cfg.name.c_str(),
-              servers.describe(cfg.bind).c_str(), cluster_text.c_str(), cfg.data_dir.c_str());
+              servers.describe(cfg).c_str(), cluster_text.c_str(), cfg.data_dir.c_str());
   std::fflush(stdout);
   io.run();
 

@@ -6,6 +6,7 @@ import asyncio
 import json as jsonlib
 import os
 import socket
+import ssl
 import time
 from typing import Callable, Optional
 
@@ -139,6 +140,18 @@ class _Operations:
         return self._run(p.ADMIN, 0, body, lambda r: jsonlib.loads(p.check(r).data))
 
 
+def tls_context(cafile: str, certfile: Optional[str] = None,
+                keyfile: Optional[str] = None) -> ssl.SSLContext:
+    """A TLS context for `tls=`: trusts the CA in cafile (the node's certificate must be
+    signed by it and name the host connected to), and shows certfile/keyfile when the node
+    asks for a client certificate (tls.client_ca)."""
+    ctx = ssl.create_default_context(cafile=cafile)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if certfile:
+        ctx.load_cert_chain(certfile, keyfile)
+    return ctx
+
+
 def new_upload() -> str:
     """A fresh upload id for write_part() and commit(): 16 random hex digits."""
     return os.urandom(8).hex()
@@ -148,10 +161,13 @@ class Client(_Operations):
     """A blocking client: one connection, one request at a time. Use one per thread."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 7380, *, user: Optional[str] = None,
-                 password: Optional[str] = None, **session):
+                 password: Optional[str] = None, tls: Optional[ssl.SSLContext] = None,
+                 **session):
         super().__init__(**session)
         try:
             self._sock = socket.create_connection((host, port), timeout=self.timeout)
+            if tls is not None:
+                self._sock = tls.wrap_socket(self._sock, server_hostname=host)
         except OSError as e:
             raise p.ApsisError(f"connect {host}:{port}: {e}") from e
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -274,11 +290,12 @@ class AsyncClient(_Operations):
 
     @classmethod
     async def connect(cls, host: str = "127.0.0.1", port: int = 7380, *,
-                      user: Optional[str] = None, password: Optional[str] = None, **session):
+                      user: Optional[str] = None, password: Optional[str] = None,
+                      tls: Optional[ssl.SSLContext] = None, **session):
         self = cls(**session)
         try:
             self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port), self.timeout)
+                asyncio.open_connection(host, port, ssl=tls), self.timeout)
         except (OSError, asyncio.TimeoutError) as e:
             raise p.ApsisError(f"connect {host}:{port}: {e}") from e
         self._buf = bytearray()
