@@ -192,6 +192,11 @@ void connect(self_ptr self, const std::string& host, uint16_t port) {
     if (why.find(wrong_cookie) != std::string::npos)
       spdlog::error("cluster: the node at {}:{} refused to let us join: {}", host, port,
                     wrong_cookie);
+    else if (self->state.cfg.tls && why.find("disconnect_during_handshake") != std::string::npos)
+      spdlog::warn(
+          "cluster: no TLS handshake with {}:{}: one of us does not trust the other's "
+          "certificate (both must be signed by tls.ca), or it speaks no TLS",
+          host, port);
     else
       spdlog::debug("cluster: cannot join through {}:{}: {}", host, port, why);
     retry_later(self, host, port);

@@ -16,6 +16,7 @@
 #include "config/node_config.hpp"
 #include "frontends/servers.hpp"
 #include "frontends/tls.hpp"
+#include "tools/apsisd/openssl_shim.hpp"
 
 using namespace apsis;
 
@@ -91,6 +92,7 @@ int main(int argc, char** argv) {
       caf::anon_send_exit(parts.node, caf::exit_reason::user_shutdown);
       return 1;
     }
+    if (cfg.tls.cluster) watch_cluster_tls(*port);
     cluster_text = ", cluster on " + cfg.bind + ":" + std::to_string(*port) +
                    (cfg.tls.cluster ? " (TLS)" : "");
   }
