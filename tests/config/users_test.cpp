@@ -109,6 +109,57 @@ TEST(Users, ANodeBoundPastLoopbackNeedsUsersOrTheRiskAccepted) {
   c.allow_unprotected = false;
   c.users.push_back(User{"a", hash_password("pw", 10000), {}});
   EXPECT_EQ(unprotected(c), "");
+  // A cluster port in clear is refused past loopback too, where anyone with the cookie joins.
+  c.cluster_port = 7000;
+  EXPECT_NE(unprotected(c).find("set tls.cluster with tls.ca"), std::string::npos);
+  c.tls.cluster = true;
+  EXPECT_EQ(unprotected(c), "");
+}
+
+TEST(Users, ClientCertificatesOnEveryPortStandInForUsers) {
+  NodeConfig c;
+  c.bind = "0.0.0.0";
+  c.tls.client_ca = "client-ca.crt";
+  c.tls.resp = c.tls.binary = true;
+  EXPECT_NE(unprotected(c), "");  // the HTTP port would still take anyone
+  c.tls.http = true;
+  EXPECT_EQ(unprotected(c), "");
+}
+
+TEST(Users, TlsNeedsItsFilesAndAPortToServe) {
+  NodeConfig c;
+  std::string error;
+  const std::string backend = "[[backend]]\nengine = \"memory\"\n";
+  for (const auto& [text, reason] : std::vector<std::pair<std::string, std::string>>{
+           {"[tls]\nresp = true\n",
+            "node.toml:1: tls.cert: a port that speaks TLS needs the node's certificate and key "
+            "(`apsis certs init` makes them)"},
+           {"[tls]\ncert = \"a.crt\"\nhttp = true\n",
+            "node.toml:1: tls.key: a port that speaks TLS needs the node's certificate and key "
+            "(`apsis certs init` makes them)"},
+           {"[tls]\ncert = \"a\"\nkey = \"b\"\nresp = \"yes\"\n",
+            "node.toml:4: tls.resp: expected true or false"},
+           {"[tls]\ncert = \"a\"\nkey = \"b\"\nclient_ca = \"c\"\n",
+            "node.toml:4: tls.client_ca: client certificates are asked for only on TLS ports: "
+            "set tls.resp, tls.binary or tls.http"},
+           {"[cluster]\nport = 7000\ncookie = \"12345678\"\n[tls]\ncert = \"a\"\nkey = "
+            "\"b\"\ncluster = true\n",
+            "node.toml:4: tls.ca: tls.cluster needs the cluster's CA, which signs every node's "
+            "certificate"},
+           {"[tls]\ncert = \"a\"\nkey = \"b\"\nca = \"c\"\ncluster = true\n",
+            "node.toml:5: tls.cluster: the node has no cluster (cluster.port, cluster.seeds)"},
+           {"[tls]\ncrt = \"a\"\n",
+            "node.toml:2: tls.crt: unknown key (expected one of: cert, key, ca, client_ca, resp, "
+            "binary, http, cluster)"}}) {
+    EXPECT_FALSE(load_config(text + backend, "node.toml", {}, &c, &error)) << text;
+    EXPECT_EQ(error, reason);
+  }
+  ASSERT_TRUE(load_config("[tls]\ncert = \"n.crt\"\nkey = \"n.key\"\nhttp = true\n" + backend,
+                          "node.toml", {}, &c, &error))
+      << error;
+  EXPECT_TRUE(c.tls.http);
+  EXPECT_FALSE(c.tls.resp);
+  EXPECT_EQ(c.tls.cert, "n.crt");
 }
 
 }  // namespace

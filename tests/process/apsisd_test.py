@@ -44,10 +44,10 @@ class Node:
                 break
             if sel.select(timeout=0.2):
                 line = self.proc.stdout.readline()
-                if "serving RESP on 127.0.0.1:" in line:
-                    self.port = int(line.split("127.0.0.1:")[1].split(",")[0])
-                    self.binary_port = int(line.split("127.0.0.1:")[2].split(",")[0])
-                    self.http_port = int(line.split("http on 127.0.0.1:")[1].split(",")[0])
+                m = re.search(r"RESP on 127\.0\.0\.1:(\d+).*binary on 127\.0\.0\.1:(\d+)"
+                              r".*http on 127\.0\.0\.1:(\d+)", line)
+                if m:
+                    self.port, self.binary_port, self.http_port = map(int, m.groups())
         sel.close()
         if self.port is None:
             self.kill()
@@ -247,6 +247,32 @@ class ClusterTest(NodeTest):
     def cli(self, node, *args, stdin=None):
         return subprocess.run([APSIS, "--port", str(node.binary_port), *args], input=stdin,
                               capture_output=True, text=True, timeout=30)
+
+    def paused_node_is_taken_back(self, pause, *extra):
+        """n2 frozen (SIGSTOP) longer than the heartbeat timeout, then thawed: both nodes take
+        each other back by themselves within 5 s, and quorum writes succeed again."""
+        ports = {1: free_port(), 2: free_port()}
+        heartbeat = "cluster.heartbeat_ms=500"  # the default: a connection times out after 2 s
+        n1 = self.cluster_node(1, ports, ports[1], heartbeat, *extra)
+        n2 = self.cluster_node(2, ports, ports[1], heartbeat, *extra)
+        wait_for(lambda: [r["status"] for r in self.replicas(n1, "probe")] == ["ok"] * 2, 20, "n2 joined")
+        n2.proc.send_signal(signal.SIGSTOP)
+        try:
+            stopped = time.monotonic()
+            wait_for(lambda: self.state_of(n1, "n2") == "down", 20, "n1 sees n2 down")
+            self.assertEqual(self.cli(n1, "put", "k", "during").returncode, 1)  # quorum of 2: not met
+            time.sleep(max(0.0, pause - (time.monotonic() - stopped)))
+        finally:
+            n2.proc.send_signal(signal.SIGCONT)
+        thawed = time.monotonic()
+        wait_for(lambda: self.state_of(n1, "n2") == "up" and self.state_of(n2, "n1") == "up", 5,
+                 "both up again within 5 s")
+        wait_for(lambda: [r["status"] for r in self.replicas(n1, "k")] == ["ok"] * 2, 5 - (time.monotonic() - thawed),
+                 "a quorum write succeeds within 5 s")
+        heard = json.loads(self.cli(n1, "--json", "cluster", "status").stdout)["cluster"]["nodes"]
+        self.assertLess({n["name"]: n for n in heard}["n2"]["last_heard_ms"], 5000)
+        r = self.cli(n2, "--read", "all", "get", "k")
+        self.assertEqual(r.stdout, "probe", r.stderr)
 
 
 class ApsisdTest(ClusterTest):
@@ -735,32 +761,6 @@ class ApsisdTest(ClusterTest):
         self.assertEqual([e["node"] for e in latest["replicas"]], ["n1", "n2"])
         wait_for(lambda: self.cli(n1, "get", "k").stdout == "v2", 10, "n1 repaired by the read")
         self.assertGreaterEqual(self.stats(n2)["anti_entropy"]["read_repairs"], 1)
-
-    def paused_node_is_taken_back(self, pause):
-        """n2 frozen (SIGSTOP) longer than the heartbeat timeout, then thawed: both nodes take
-        each other back by themselves within 5 s, and quorum writes succeed again."""
-        ports = {1: free_port(), 2: free_port()}
-        heartbeat = "cluster.heartbeat_ms=500"  # the default: a connection times out after 2 s
-        n1 = self.cluster_node(1, ports, ports[1], heartbeat)
-        n2 = self.cluster_node(2, ports, ports[1], heartbeat)
-        wait_for(lambda: [r["status"] for r in self.replicas(n1, "probe")] == ["ok"] * 2, 20, "n2 joined")
-        n2.proc.send_signal(signal.SIGSTOP)
-        try:
-            stopped = time.monotonic()
-            wait_for(lambda: self.state_of(n1, "n2") == "down", 20, "n1 sees n2 down")
-            self.assertEqual(self.cli(n1, "put", "k", "during").returncode, 1)  # quorum of 2: not met
-            time.sleep(max(0.0, pause - (time.monotonic() - stopped)))
-        finally:
-            n2.proc.send_signal(signal.SIGCONT)
-        thawed = time.monotonic()
-        wait_for(lambda: self.state_of(n1, "n2") == "up" and self.state_of(n2, "n1") == "up", 5,
-                 "both up again within 5 s")
-        wait_for(lambda: [r["status"] for r in self.replicas(n1, "k")] == ["ok"] * 2, 5 - (time.monotonic() - thawed),
-                 "a quorum write succeeds within 5 s")
-        heard = json.loads(self.cli(n1, "--json", "cluster", "status").stdout)["cluster"]["nodes"]
-        self.assertLess({n["name"]: n for n in heard}["n2"]["last_heard_ms"], 5000)
-        r = self.cli(n2, "--read", "all", "get", "k")
-        self.assertEqual(r.stdout, "probe", r.stderr)
 
     def test_a_node_paused_for_4_s_comes_back_by_itself(self):
         self.paused_node_is_taken_back(4)
