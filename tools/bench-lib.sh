@@ -13,9 +13,9 @@ bench_cleanup() {
   rm -rf "$dir"
 }
 
-#   bench_nginx PORT [DIRECTIVES]   serves $dir/www from nginx on 127.0.0.1:PORT (with these
-#                      http-level directives), in the foreground of a background job whose PID
-#                      goes to $pids (an indexed array).
+#   bench_nginx PORT [DIRECTIVES] [LISTEN]   serves $dir/www from nginx on 127.0.0.1:PORT (with
+#                      these http-level directives, and LISTEN after the port, e.g. "ssl; ..."),
+#                      in the foreground of a background job whose PID goes to $pids.
 bench_nginx() {
   chmod -R a+rX "$dir"  # nginx's workers run as another user
   cat > "$dir/nginx.conf" <<CONF
@@ -29,7 +29,7 @@ http {
   ${2:-}
   client_body_temp_path $dir/tmp; proxy_temp_path $dir/tmp; fastcgi_temp_path $dir/tmp;
   uwsgi_temp_path $dir/tmp; scgi_temp_path $dir/tmp;
-  server { listen 127.0.0.1:$1; root $dir/www; }
+  server { listen 127.0.0.1:$1 ${3:-}; root $dir/www; }
 }
 CONF
   nginx -c "$dir/nginx.conf" -p "$dir" &

@@ -21,6 +21,7 @@ packages=(
   python3                             # the process tests (standard library only)
   curl                                # docs/rest.md's examples, run by a process test
   wrk nginx-light                     # tools/rest-bench.sh: REST GET vs. a static file
+  redis-server                        # tools/tls-bench.sh: RESP over TLS vs. Redis over TLS
 )
 
 missing=()
