@@ -1,6 +1,6 @@
 #include "frontends/auth.hpp"
 
-#include "frontends/stream.hpp"
+#include "messages/stream.hpp"
 
 #include <openssl/rand.h>
 #include <openssl/sha.h>

@@ -93,7 +93,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
       : srv_(std::move(srv)),
         sock_(std::move(sock), srv_->opts.tls ? srv_->opts.tls->context() : nullptr) {}
 
-  frontend::Stream::executor_type executor() { return sock_.get_executor(); }
+  Stream::executor_type executor() { return sock_.get_executor(); }
 
   void start() {
     beast::error_code ec;
@@ -495,7 +495,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     bool global = false;
     const int need = rest::needs(call_, &global);
     if (!auth || !auth->required() || need < 0) return true;
-    const std::string peer = frontend::peer_of(sock_.socket());
+    const std::string peer = peer_of(sock_.socket());
     auto refuse = [&](http::status s, const std::string& why) {
       Response res = rest::error(req, s, why);
       if (s == http::status::unauthorized)
@@ -549,7 +549,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   }
 
   std::shared_ptr<HttpServer> srv_;
-  frontend::Stream sock_;
+  Stream sock_;
   std::atomic<clock::rep> deadline_{std::numeric_limits<clock::rep>::max()};
   bool closed_ = false;
   beast::flat_buffer buf_;

@@ -14,8 +14,8 @@
 
 #include "frontends/rmw.hpp"
 #include "frontends/rounds.hpp"
-#include "frontends/stream.hpp"
 #include "messages/large.hpp"
+#include "messages/stream.hpp"
 
 namespace apsis::frontend {
 

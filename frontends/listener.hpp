@@ -21,7 +21,7 @@
 
 #include "actors/replica_group.hpp"
 #include "frontends/io_pool.hpp"
-#include "frontends/stream.hpp"
+#include "messages/stream.hpp"
 
 namespace apsis {
 

@@ -186,7 +186,7 @@ struct Client::Impl {
 
 namespace detail {
 
-bool read_frame(tcp::socket& sock, std::string* in, uint32_t max_frame, const ClientOptions& opts,
+bool read_frame(Stream& sock, std::string* in, uint32_t max_frame, const ClientOptions& opts,
                 wire::Frame* f, std::string* error) {
   for (;;) {
     size_t pos = 0;
@@ -213,21 +213,40 @@ bool read_frame(tcp::socket& sock, std::string* in, uint32_t max_frame, const Cl
   }
 }
 
-bool connect_and_hello(tcp::socket& sock, const ClientOptions& opts, std::string* in,
+std::shared_ptr<asio::ssl::context> client_tls(const ClientOptions& opts, std::string* error) {
+  if (opts.tls_ca.empty()) return nullptr;
+  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
+  SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
+  boost::system::error_code ec;
+  ctx->load_verify_file(opts.tls_ca, ec);
+  if (ec) return *error = "TLS CA " + opts.tls_ca + ": " + ec.message(), nullptr;
+  ctx->set_verify_mode(asio::ssl::verify_peer);
+  if (!opts.tls_cert.empty()) {
+    ctx->use_certificate_chain_file(opts.tls_cert, ec);
+    if (ec) return *error = "TLS certificate " + opts.tls_cert + ": " + ec.message(), nullptr;
+    ctx->use_private_key_file(opts.tls_key.empty() ? opts.tls_cert : opts.tls_key,
+                              asio::ssl::context::pem, ec);
+    if (ec) return *error = "TLS key " + opts.tls_key + ": " + ec.message(), nullptr;
+  }
+  return ctx;
+}
+
+bool connect_and_hello(Stream& sock, const ClientOptions& opts, std::string* in,
                        uint32_t* max_frame, std::string* error) {
   boost::system::error_code ec;
   tcp::resolver resolver(static_cast<asio::io_context&>(sock.get_executor().context()));
   auto endpoints = resolver.resolve(opts.host, std::to_string(opts.port), ec);
-  if (!ec) asio::connect(sock, endpoints, ec);
-  if (ec)
-    return *error = "connect " + opts.host + ":" + std::to_string(opts.port) + ": " + ec.message(),
-           false;
-  sock.set_option(tcp::no_delay(true), ec);
+  if (!ec) asio::connect(sock.socket(), endpoints, ec);
+  const std::string at = opts.host + ":" + std::to_string(opts.port);
+  if (ec) return *error = "connect " + at + ": " + ec.message(), false;
+  sock.socket().set_option(tcp::no_delay(true), ec);
   // Timeouts for the blocking calls (asynchronous operations are not affected).
   timeval tv{time_t(opts.timeout.count() / 1000),
              suseconds_t((opts.timeout.count() % 1000) * 1000)};
-  ::setsockopt(sock.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(sock.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  ::setsockopt(sock.socket().native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(sock.socket().native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  sock.handshake(opts.host, ec);
+  if (ec) return *error = "TLS handshake with " + at + ": " + ec.message(), false;
   wire::Hello hello;
   hello.name = "apsis-client";
   std::string out;
@@ -244,7 +263,7 @@ bool connect_and_hello(tcp::socket& sock, const ClientOptions& opts, std::string
   return opts.user.empty() || log_in(sock, opts, in, *max_frame, error);
 }
 
-bool log_in(tcp::socket& sock, const ClientOptions& opts, std::string* in, uint32_t max_frame,
+bool log_in(Stream& sock, const ClientOptions& opts, std::string* in, uint32_t max_frame,
             std::string* error) {
   auto exchange = [&](const wire::Request& q, wire::Response* r) {
     std::string out, err;

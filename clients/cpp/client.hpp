@@ -39,6 +39,10 @@ struct ClientOptions {
   /// A login after the hello, when user is set (a node with users needs one): a proof of the
   /// password, which itself never crosses the wire (docs/protocol.md, login).
   std::string user, password;
+  /// TLS, for a node whose binary port speaks it (tls.binary): the CA that signed the node's
+  /// certificate (which must name `host`); with cert and key, the client certificate that a
+  /// node with tls.client_ca asks for. Empty tls_ca: plain TCP.
+  std::string tls_ca, tls_cert, tls_key;
 };
 
 struct PutOptions {

@@ -17,7 +17,8 @@ namespace {
 /// The socket and its I/O thread. Reads go to the actor as (reply, id, response) messages.
 struct Connection : std::enable_shared_from_this<Connection> {
   asio::io_context io;
-  tcp::socket sock{io};
+  Stream sock;
+  explicit Connection(std::shared_ptr<asio::ssl::context> tls) : sock(io, std::move(tls)) {}
   std::string in, out, writing;
   std::array<char, 65536> buf;
   std::thread thread;
@@ -36,8 +37,7 @@ struct Connection : std::enable_shared_from_this<Connection> {
   void stop() {
     asio::post(io, [c = shared_from_this()] {
       c->owner = nullptr;  // nobody to tell any more
-      boost::system::error_code ec;
-      c->sock.close(ec);
+      c->sock.close();
     });
     if (thread.joinable() && thread.get_id() != std::this_thread::get_id()) {
       thread.join();
@@ -151,7 +151,10 @@ client_actor::behavior_type client(client_actor::stateful_pointer<client_state> 
 }  // namespace
 
 client_actor spawn_client(caf::actor_system& sys, const ClientOptions& opts, std::string* error) {
-  auto conn = std::make_shared<Connection>();
+  std::string why;
+  auto tls = detail::client_tls(opts, &why);
+  if (!tls && !opts.tls_ca.empty()) return *error = why, client_actor{};
+  auto conn = std::make_shared<Connection>(std::move(tls));
   // The handshake is blocking, before the I/O thread takes the socket over.
   if (!detail::connect_and_hello(conn->sock, opts, &conn->in, &conn->max_frame, error))
     return client_actor{};

@@ -100,6 +100,18 @@ class TlsTest(ClusterTest):
         with self.assertRaises(apsis.ApsisError):  # plain TCP to a TLS port
             apsis.Client("127.0.0.1", node.binary_port, user="root", password="root-pw").get("k")
         self.assertEqual(self.redis(node, "GET", "k2", ca=ca, user="root").stdout.strip(), "over tls")
+        # The CLI (the C++ client): --cacert, the password from the environment.
+        env = dict(os.environ, APSIS_PASSWORD="root-pw")
+
+        def cli(*args):
+            return subprocess.run([APSIS, "--port", str(node.binary_port), *args], env=env,
+                                  capture_output=True, text=True, timeout=30)
+        r = cli("--cacert", f"{ca}/ca.crt", "-u", "root", "get", "k2")
+        self.assertEqual((r.returncode, r.stdout), (0, "over tls"), r.stderr)
+        r = cli("--cacert", f"{foreign}/ca.crt", "-u", "root", "get", "k2")
+        self.assertIn("TLS handshake with 127.0.0.1:", r.stderr)
+        self.assertIn("certificate verify failed", r.stderr)
+        self.assertNotEqual(cli("-u", "root", "get", "k2").returncode, 0)  # plain TCP
         # Each failed handshake is counted (the plain and the foreign-CA ones above).
         self.assertGreaterEqual(self.refused_handshakes(node, ca, "resp", "-u", "root:root-pw"), 2)
         self.assertGreaterEqual(self.refused_handshakes(node, ca, "binary", "-u", "root:root-pw"), 2)
@@ -121,6 +133,12 @@ class TlsTest(ClusterTest):
         tls = apsis.tls_context(f"{ca}/ca.crt", client + ".crt", client + ".key")
         with apsis.Client("127.0.0.1", node.binary_port, tls=tls) as c:
             self.assertEqual(c.get("k").data, b"v")
+        cli = [APSIS, "--port", str(node.binary_port), "--cacert", f"{ca}/ca.crt"]
+        r = subprocess.run([*cli, "--cert", client + ".crt", "--key", client + ".key", "get", "k"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.stdout, "v", r.stderr)
+        r = subprocess.run([*cli, "get", "k"], capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(r.returncode, 0)
         with self.assertRaises(apsis.ApsisError):
             apsis.Client("127.0.0.1", node.binary_port,
                          tls=apsis.tls_context(f"{ca}/ca.crt", expired + ".crt",

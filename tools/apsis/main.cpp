@@ -208,6 +208,12 @@ int main(int argc, char** argv) {
       ->envname("APSIS_USER");
   app.add_option("--password-file", password_file,
                  "a file whose first line is the password (never on the command line)");
+  app.add_option("--cacert", co.tls_ca,
+                 "speak TLS, trusting the CA in this file (the node's tls.binary)")
+      ->envname("APSIS_CACERT");
+  app.add_option("--cert", co.tls_cert, "a client certificate, for a node with tls.client_ca")
+      ->envname("APSIS_CERT");
+  app.add_option("--key", co.tls_key, "the client certificate's key")->envname("APSIS_KEY");
   app.add_option("-n,--ns", co.ns, "namespace")->capture_default_str();
   app.add_option("--timeout", timeout_ms, "milliseconds to wait for an answer")
       ->capture_default_str();

@@ -1,6 +1,8 @@
-// Stream: a connection's byte stream, plain TCP or TLS over it, behind one face (Asio's
-// AsyncReadStream and AsyncWriteStream, so that asio::async_write and Beast's readers and
-// writers take it). A TLS stream shakes hands first: start() calls back once it has.
+// Stream: a wire connection's byte stream, plain TCP or TLS over it, behind one face (Asio's
+// Async/SyncReadStream and WriteStream, so that asio::write, asio::async_write and Beast's
+// readers and writers take it), for the servers (frontends/) and the C++ client alike. A TLS
+// stream shakes hands first: a server's start() calls back once it has; a client calls
+// handshake() after connecting.
 #pragma once
 
 #include <boost/asio.hpp>
@@ -10,7 +12,7 @@
 #include <string>
 #include <utility>
 
-namespace apsis::frontend {
+namespace apsis {
 
 namespace asio = boost::asio;
 namespace ssl = asio::ssl;
@@ -26,6 +28,10 @@ class Stream {
   Stream(tcp::socket sock, std::shared_ptr<ssl::context> tls) : sock_(std::move(sock)) {
     if (tls) tls_ = std::make_unique<Tls>(sock_, std::move(tls));
   }
+  /// Not yet connected (a client's).
+  Stream(asio::io_context& io, std::shared_ptr<ssl::context> tls) : sock_(io) {
+    if (tls) tls_ = std::make_unique<Tls>(sock_, std::move(tls));
+  }
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;
 
@@ -39,6 +45,23 @@ class Stream {
   void start(Handler&& done) {
     if (!tls_) return done(boost::system::error_code{});
     tls_->stream.async_handshake(ssl::stream_base::server, std::forward<Handler>(done));
+  }
+
+  /// A client's handshake (blocking), checking that the certificate names host.
+  void handshake(const std::string& host, boost::system::error_code& ec) {
+    if (!tls_) return;
+    SSL_set_tlsext_host_name(tls_->stream.native_handle(), host.c_str());  // SNI
+    tls_->stream.set_verify_callback(ssl::host_name_verification(host));
+    tls_->stream.handshake(ssl::stream_base::client, ec);
+  }
+
+  template <class Buffers>
+  size_t read_some(const Buffers& b, boost::system::error_code& ec) {
+    return tls_ ? tls_->stream.read_some(b, ec) : sock_.read_some(b, ec);
+  }
+  template <class Buffers>
+  size_t write_some(const Buffers& b, boost::system::error_code& ec) {
+    return tls_ ? tls_->stream.write_some(b, ec) : sock_.write_some(b, ec);
   }
 
   template <class Buffers, class Handler>
@@ -81,4 +104,4 @@ inline std::string peer_of(const tcp::socket& sock) {
   return ec ? std::string("?") : at.address().to_string() + ":" + std::to_string(at.port());
 }
 
-}  // namespace apsis::frontend
+}  // namespace apsis
