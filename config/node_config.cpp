@@ -347,7 +347,7 @@ void read_users(Reader& r, const toml::table& root, NodeConfig& c) {
   for (const auto& n : *users->as_array()) {
     const toml::table& t = *n.as_table();
     User u;
-    r.only(t, "user.", {"name", "password", "permissions"});
+    r.only(t, "user.", {"name", "password", "permissions", "tokens"});
     r.string(t, "user.", "name", &u.name);
     r.string(t, "user.", "password", &u.password);
     std::string why;
@@ -361,6 +361,18 @@ void read_users(Reader& r, const toml::table& root, NodeConfig& c) {
     for (const auto& other : c.users)
       if (!r.failed() && other.name == u.name)
         r.fail(t.get("name"), "user.name", "'" + u.name + "' is listed twice");
+    if (const toml::node* tokens = t.get("tokens"); tokens && !r.failed()) {
+      const toml::array* a = tokens->as_array();
+      if (!a) r.fail(tokens, "user.tokens", "expected an array of token hashes");
+      for (size_t i = 0; a && i < a->size() && !r.failed(); ++i) {
+        auto line = (*a)[i].value_exact<std::string>();
+        std::string digest, why = "expected a string";
+        if (!line || !parse_token_hash(*line, &digest, &why))
+          r.fail(&(*a)[i], "user.tokens",
+                 why + " (a hash made by `apsis token`, never the token itself)");
+        u.tokens.push_back(digest);
+      }
+    }
     const toml::node* perms = t.get("permissions");
     if (perms && !perms->is_table() && !r.failed())
       r.fail(perms, "user.permissions",

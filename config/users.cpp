@@ -57,13 +57,6 @@ std::string hmac(std::string_view key, std::string_view text) {
   return out;
 }
 
-std::string sha256(std::string_view text) {
-  std::string out(hash_bytes, '\0');
-  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(),
-         reinterpret_cast<unsigned char*>(out.data()));
-  return out;
-}
-
 /// SCRAM's ClientKey: HMAC(PBKDF2(password, salt, iterations), "Client Key").
 std::string client_key(std::string_view password, const std::string& salt, uint32_t iterations) {
   std::string salted(hash_bytes, '\0');
@@ -162,6 +155,47 @@ bool check_proof(const std::string& stored_key, std::string_view auth_message,
   if (proof.size() != hash_bytes || stored_key.size() != hash_bytes) return false;
   const std::string key = xor_of(std::string(proof), hmac(stored_key, auth_message));
   return CRYPTO_memcmp(sha256(key).data(), stored_key.data(), hash_bytes) == 0;
+}
+
+std::string sha256(std::string_view text) {
+  std::string out(hash_bytes, '\0');
+  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(),
+         reinterpret_cast<unsigned char*>(out.data()));
+  return out;
+}
+
+namespace {
+const char* const hex_digits = "0123456789abcdef";
+}  // namespace
+
+std::string new_token() {
+  unsigned char raw[32];
+  RAND_bytes(raw, sizeof raw);
+  std::string t = "apsis_";
+  for (unsigned char c : raw) t += hex_digits[c >> 4], t += hex_digits[c & 15];
+  return t;
+}
+
+std::string token_hash(std::string_view token) {
+  std::string line = "sha256:";
+  for (unsigned char c : sha256(token)) line += hex_digits[c >> 4], line += hex_digits[c & 15];
+  return line;
+}
+
+bool parse_token_hash(std::string_view line, std::string* digest, std::string* why) {
+  constexpr std::string_view prefix = "sha256:";
+  if (line.substr(0, prefix.size()) != prefix || line.size() != prefix.size() + 2 * hash_bytes)
+    return *why = "expected sha256: and 64 hex digits", false;
+  digest->clear();
+  for (size_t i = prefix.size(); i < line.size(); i += 2) {
+    auto nibble = [](char c) {
+      return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    };
+    int hi = nibble(line[i]), lo = nibble(line[i + 1]);
+    if (hi < 0 || lo < 0) return *why = "expected sha256: and 64 lowercase hex digits", false;
+    *digest += char(hi << 4 | lo);
+  }
+  return true;
 }
 
 }  // namespace apsis::config

@@ -33,6 +33,8 @@ struct User {
   std::string name;
   std::string password;  ///< the hash, as hash_password() writes it
   std::vector<Grant> grants;
+  /// REST bearer tokens, each as its SHA-256 (raw bytes): the token itself is never kept.
+  std::vector<std::string> tokens;
 
   /// What the user may do in namespace ns: the union of the grants whose pattern matches.
   uint8_t on(std::string_view ns) const;
@@ -47,6 +49,16 @@ std::string hash_password(std::string_view password, uint32_t iterations = 10000
 bool valid_hash(std::string_view text, std::string* why);
 /// Whether password is the one hashed (compared in constant time).
 bool verify_password(std::string_view password, std::string_view hash);
+
+/// SHA-256 of text, raw bytes.
+std::string sha256(std::string_view text);
+
+/// A new bearer token (32 random bytes as 64 hex digits, prefixed "apsis_").
+std::string new_token();
+/// A token's line for a [[user]] table's tokens: "sha256:" and its SHA-256 in hex.
+std::string token_hash(std::string_view token);
+/// The raw SHA-256 in a "sha256:<64 hex>" line; false (why in *why) when it is not one.
+bool parse_token_hash(std::string_view line, std::string* digest, std::string* why);
 
 /// A hash's parts for a challenge-response login (the binary protocol's, docs/protocol.md);
 /// false for a malformed hash.

@@ -2,6 +2,7 @@
 
 #include "messages/stream.hpp"
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <spdlog/spdlog.h>
@@ -16,12 +17,7 @@ constexpr uint32_t free_failures = 5;  ///< from one address, before it is refus
 constexpr auto max_cooldown = std::chrono::seconds(60);
 constexpr size_t max_tracked = 100000;  ///< addresses remembered (a flood cannot grow it past)
 
-std::string sha256(std::string_view text) {
-  std::string out(SHA256_DIGEST_LENGTH, '\0');
-  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(),
-         reinterpret_cast<unsigned char*>(out.data()));
-  return out;
-}
+using config::sha256;
 
 }  // namespace
 
@@ -62,7 +58,8 @@ void Authenticator::failed(RequestMetrics::Surface surface, const std::string& p
         std::min<std::chrono::steady_clock::duration>(
             std::chrono::seconds(1) * (1u << std::min(f.count - free_failures, 6u)), max_cooldown);
   refused(surface, RequestMetrics::auth_wrong_password, peer,
-          "a wrong password for user '" + std::string(name.substr(0, 64)) + "'");
+          name.empty() ? std::string("an unknown bearer token")
+                       : "a wrong password for user '" + std::string(name.substr(0, 64)) + "'");
 }
 
 Authenticator::Outcome Authenticator::login(RequestMetrics::Surface surface,
@@ -85,6 +82,22 @@ Authenticator::Outcome Authenticator::login(RequestMetrics::Surface surface,
   verified_[u->name] = digest;
   failures_.erase(address_of(peer));
   return *user = u, Outcome::ok;
+}
+
+Authenticator::Outcome Authenticator::bearer(RequestMetrics::Surface surface,
+                                             const std::string& peer, std::string_view token,
+                                             const config::User** user) {
+  const std::string digest = sha256(token);  // a random token needs no slow hash
+  std::lock_guard<std::mutex> lock(mu_);
+  if (throttled(surface, peer)) return Outcome::throttled;
+  for (const auto& u : users_)
+    for (const auto& t : u.tokens)
+      if (CRYPTO_memcmp(t.data(), digest.data(), digest.size()) == 0) {
+        failures_.erase(address_of(peer));
+        return *user = &u, Outcome::ok;
+      }
+  failed(surface, peer, "");
+  return Outcome::wrong;
 }
 
 void Authenticator::challenge(std::string_view name, std::string* salt,

@@ -32,6 +32,11 @@ class Authenticator {
   Outcome login(RequestMetrics::Surface surface, const std::string& peer, std::string_view name,
                 std::string_view password, const config::User** user);
 
+  /// A REST bearer token (docs/security.md): checked against every user's token hashes, and
+  /// counted and throttled as a wrong password when it matches none.
+  Outcome bearer(RequestMetrics::Surface surface, const std::string& peer, std::string_view token,
+                 const config::User** user);
+
   /// A login by proof (the binary protocol's, docs/protocol.md), step 1: the user's salt and
   /// iterations; for an unknown user made up, the same each time, so names cannot be probed.
   void challenge(std::string_view name, std::string* salt, uint32_t* iterations) const;

@@ -499,25 +499,29 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     auto refuse = [&](http::status s, const std::string& why) {
       Response res = rest::error(req, s, why);
       if (s == http::status::unauthorized)
-        res.set(http::field::www_authenticate, "Basic realm=\"apsis\", charset=\"UTF-8\"");
+        res.set(http::field::www_authenticate,
+                "Basic realm=\"apsis\", charset=\"UTF-8\", Bearer realm=\"apsis\"");
       if (body_unread) res.keep_alive(false);
       send(req, std::move(res));
       return false;
     };
-    std::string name, password;
-    if (!rest::basic_credentials(req, &name, &password)) {
+    std::string name, password, token;
+    const bool basic = rest::basic_credentials(req, &name, &password);
+    if (!basic && !rest::bearer_token(req, &token)) {
       auth->refused(RequestMetrics::rest, RequestMetrics::auth_no_login, peer,
                     std::string(req.target()).substr(0, 200) + " without credentials");
       return refuse(http::status::unauthorized,
-                    "authentication required (Authorization: Basic, docs/security.md)");
+                    "authentication required (Authorization: Basic or Bearer, docs/security.md)");
     }
     const config::User* user = nullptr;
-    switch (auth->login(RequestMetrics::rest, peer, name, password, &user)) {
+    switch (basic ? auth->login(RequestMetrics::rest, peer, name, password, &user)
+                  : auth->bearer(RequestMetrics::rest, peer, token, &user)) {
       case frontend::Authenticator::Outcome::throttled:
         return refuse(http::status::too_many_requests,
                       "too many failed logins from this address: wait and try again");
       case frontend::Authenticator::Outcome::wrong:
-        return refuse(http::status::unauthorized, "invalid username-password pair");
+        return refuse(http::status::unauthorized,
+                      basic ? "invalid username-password pair" : "invalid bearer token");
       case frontend::Authenticator::Outcome::ok:
         break;
     }

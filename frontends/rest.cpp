@@ -741,6 +741,13 @@ bool basic_credentials(const Request& req, std::string* user, std::string* passw
   return true;
 }
 
+bool bearer_token(const Request& req, std::string* token) {
+  const std::string h = header(req, "Authorization");
+  if (h.size() < 8 || !boost::beast::iequals(h.substr(0, 7), "Bearer ")) return false;
+  *token = h.substr(7);
+  return true;
+}
+
 Response list_response(const Call& call, const Request& req, const ListPage& page) {
   if (page.status != op_status::ok) {
     op_result r;

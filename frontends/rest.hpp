@@ -82,6 +82,8 @@ bool route(Request& req, const storage::Limits& limits, Call* call, Response* er
 int needs(const Call& call, bool* global);
 /// The user and password of an `Authorization: Basic` header; false without a well-formed one.
 bool basic_credentials(const Request& req, std::string* user, std::string* password);
+/// The token of an `Authorization: Bearer` header; false without one.
+bool bearer_token(const Request& req, std::string* token);
 
 /// The response to a key call (GET, HEAD, PUT, DELETE, PATCH, POST's incr and append).
 Response key_response(const Call& call, const Request& req, op_result& r);

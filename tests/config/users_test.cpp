@@ -54,7 +54,8 @@ TEST(Users, AMalformedHashIsRefusedWithItsReason) {
 }
 
 TEST(Users, GrantsAddUpByNamespacePattern) {
-  User u{"alice", "", {{"app*", perm_read | perm_write}, {"*", perm_read}, {"ops", perm_admin}}};
+  User u{
+      "alice", "", {{"app*", perm_read | perm_write}, {"*", perm_read}, {"ops", perm_admin}}, {}};
   EXPECT_EQ(u.on("app1"), perm_read | perm_write);
   EXPECT_EQ(u.on("default"), perm_read);
   EXPECT_EQ(u.on("ops"), perm_read | perm_admin);
@@ -90,7 +91,7 @@ TEST(Users, TheConfigListsUsersAndRefusesWhatIsWrong) {
             "node.toml:5: user.name: 'b' is listed twice"},
            {"[[user]]\nname = \"b\"\npasswd = \"x\"\n",
             "node.toml:3: user.passwd: unknown key (expected one of: name, password, "
-            "permissions)"}}) {
+            "permissions, tokens)"}}) {
     EXPECT_FALSE(load_config(text + backend, "node.toml", {}, &c, &error)) << text;
     EXPECT_EQ(error, reason);
   }
@@ -107,7 +108,7 @@ TEST(Users, ANodeBoundPastLoopbackNeedsUsersOrTheRiskAccepted) {
   c.allow_unprotected = true;
   EXPECT_EQ(unprotected(c), "");
   c.allow_unprotected = false;
-  c.users.push_back(User{"a", hash_password("pw", 10000), {}});
+  c.users.push_back(User{"a", hash_password("pw", 10000), {}, {}});
   EXPECT_EQ(unprotected(c), "");
   // A cluster port in clear is refused past loopback too, where anyone with the cookie joins.
   c.cluster_port = 7000;
@@ -124,6 +125,31 @@ TEST(Users, ClientCertificatesOnEveryPortStandInForUsers) {
   EXPECT_NE(unprotected(c), "");  // the HTTP port would still take anyone
   c.tls.http = true;
   EXPECT_EQ(unprotected(c), "");
+}
+
+TEST(Users, ATokenIsKeptOnlyAsItsHash) {
+  const std::string t = new_token();
+  EXPECT_EQ(t.size(), 6u + 64u);
+  EXPECT_NE(t, new_token());
+  const std::string line = token_hash(t);
+  std::string digest, why;
+  ASSERT_TRUE(parse_token_hash(line, &digest, &why)) << why;
+  EXPECT_EQ(digest, sha256(t));
+  EXPECT_EQ(line.find(t.substr(6)), std::string::npos);
+  for (const std::string& bad : {t, std::string("sha256:abc"), "sha256:" + std::string(64, 'G')})
+    EXPECT_FALSE(parse_token_hash(bad, &digest, &why)) << bad;
+  NodeConfig c;
+  std::string error;
+  const std::string user =
+      "[[backend]]\nengine = \"memory\"\n[[user]]\nname = \"ci\"\npassword = \"" +
+      hash_password("pw", 10000) + "\"\ntokens = [\"";
+  ASSERT_TRUE(load_config(user + line + "\"]\n", "node.toml", {}, &c, &error)) << error;
+  ASSERT_EQ(c.users.at(0).tokens.size(), 1u);
+  EXPECT_EQ(c.users[0].tokens[0], sha256(t));
+  EXPECT_FALSE(load_config(user + t + "\"]\n", "node.toml", {}, &c, &error));
+  EXPECT_EQ(error,
+            "node.toml:6: user.tokens: expected sha256: and 64 hex digits (a hash made by "
+            "`apsis token`, never the token itself)");
 }
 
 TEST(Users, TlsNeedsItsFilesAndAPortToServe) {

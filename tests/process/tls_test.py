@@ -44,10 +44,15 @@ class TlsTest(ClusterTest):
         return s
 
     def with_root_user(self):
+        """root may do anything (and holds a bearer token, self.token); reader only reads."""
+        out = subprocess.run([APSIS, "token"], capture_output=True, text=True, timeout=30).stdout
+        self.token = out.split("token: ")[1].split()[0]
+        tokens = out.split("tokens = ")[1].strip()
         path = os.path.join(self.dir, "users.toml")
         with open(path, "w") as f:
             f.write('[[backend]]\ndir = "backend-1"\n[[user]]\nname = "root"\n'
-                    f'password = "{password_hash("root-pw")}"\npermissions = {{ "*" = ["read", '
+                    f'password = "{password_hash("root-pw")}"\ntokens = {tokens}\n'
+                    'permissions = { "*" = ["read", '
                     '"write", "admin"] }\n[[user]]\nname = "reader"\n'
                     f'password = "{password_hash("reader-pw")}"\npermissions = {{ "*" = ["read"] }}\n')
         return path
@@ -87,6 +92,13 @@ class TlsTest(ClusterTest):
         self.assertEqual(self.curl(url, "--cacert", f"{ca}/ca.crt", "-u", "root:root-pw").stdout, "v")
         self.assertIn("401", self.curl(url, "--cacert", f"{ca}/ca.crt", "-w", "%{http_code}").stdout)
         self.assertEqual(self.curl(url, "--cacert", f"{foreign}/ca.crt").returncode, 60)
+        # A bearer token (apsis token) in place of the password; a wrong one is a 401.
+        bearer = ("-H", f"Authorization: Bearer {self.token}")
+        self.assertEqual(self.curl(url, "--cacert", f"{ca}/ca.crt", *bearer).stdout, "v")
+        self.assertNotIn(self.token[6:], open(os.path.join(self.dir, "users.toml")).read())
+        r = self.curl(url, "--cacert", f"{ca}/ca.crt", "-H", "Authorization: Bearer apsis_00",
+                      "-w", " %{http_code}")
+        self.assertTrue(r.stdout.endswith(" 401") and "invalid bearer token" in r.stdout, r.stdout)
         self.assertNotEqual(self.curl(f"http://127.0.0.1:{node.http_port}/v1/ns/default/keys/k",
                                       "-u", "root:root-pw").stdout, "v")
         # The binary protocol: the Python client with ssl, logged in.

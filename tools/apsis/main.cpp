@@ -336,6 +336,8 @@ int main(int argc, char** argv) {
   imp->add_option("--file", la.file, "read this file instead of stdin");
   auto* passwd = app.add_subcommand(
       "passwd", "print a password's hash for a [[user]] table (the password from stdin)");
+  auto* token_cmd = app.add_subcommand(
+      "token", "print a new REST bearer token and its hash for a [[user]] table's tokens");
   cli::CertArgs cert_args;
   auto* certs = app.add_subcommand("certs", "make TLS certificates (docs/security.md)");
   certs->require_subcommand(1);
@@ -365,6 +367,7 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;  // --help is not an error; every usage error is 2
   }
   if (passwd->parsed()) return cli::passwd();
+  if (token_cmd->parsed()) return cli::token();
   if (certs_init->parsed()) return cli::certs_init(cert_args);
   if (certs_issue->parsed()) return cli::certs_issue(cert_args);
   if (std::string why; !co.user.empty() && !cli::password_of(password_file, &co.password, &why))

@@ -56,4 +56,11 @@ bool password_of(const std::string& file, std::string* password, std::string* er
   return *error = "--user needs a password: --password-file F or APSIS_PASSWORD", false;
 }
 
+int token() {
+  const std::string t = config::new_token();
+  std::cout << "token: " << t << "\n"
+            << "for the user's [[user]] table: tokens = [\"" << config::token_hash(t) << "\"]\n";
+  return 0;
+}
+
 }  // namespace apsis::cli

@@ -10,6 +10,9 @@ namespace apsis::cli {
 /// the process's exit status.
 int passwd();
 
+/// Prints a new REST bearer token and the line for a [[user]] table's tokens (its hash).
+int token();
+
 /// The password for --user: the first line of `file`, or else APSIS_PASSWORD; false with
 /// *error when there is none.
 bool password_of(const std::string& file, std::string* password, std::string* error);
