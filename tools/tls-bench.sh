@@ -2,13 +2,16 @@
 # RESP over TLS side by side: redis-benchmark --tls SET/GET (-P 1 and -P 16) against apsisd
 # with tls.resp and against redis-server --tls-port (AOF everysec, as apsisd's default fsync
 # interval), on the same certificate, alternated `rounds` times; prints each run's rates and
-# the ratio of the medians per test.
-#   tools/tls-bench.sh [rounds, default 2] [requests, default 200000]
+# the ratio of the medians per test. --plain runs the same without TLS on either side, to
+# tell what TLS costs from what the RESP path does.
+#   tools/tls-bench.sh [--plain] [rounds, default 2] [requests, default 200000]
 # Needs a build (tools/test.sh) and redis-server, redis-tools. Ports 18680 (apsisd) and 18681
 # (redis) on 127.0.0.1; everything under a temporary directory removed at the end; each
 # server is stopped by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+plain=0
+[ "${1:-}" = "--plain" ] && { plain=1; shift; }
 rounds="${1:-2}"
 requests="${2:-200000}"
 pids=()
@@ -16,18 +19,25 @@ source tools/bench-lib.sh
 bench_begin apsis-tls-bench
 build/tools/apsis certs init "$dir/certs" > /dev/null
 tls=(--tls --cacert "$dir/certs/ca.crt")
+apsis_tls=(--set tls.cert="\"$dir/certs/node.crt\"" --set tls.key="\"$dir/certs/node.key\"" --set tls.resp=true)
+redis_port=(--port 0 --tls-port 18681)
+if [ $plain = 1 ]; then
+  tls=()
+  apsis_tls=()
+  redis_port=(--port 18681)
+fi
 
-start() {  # start NAME: one server on its port, its PID in $pid
+start() {  # start NAME: one server on its port, on fresh data, its PID in $pid
+  rm -rf "$dir/data-apsis" "$dir/redis"
   if [ "$1" = apsis ]; then
     build/tools/apsisd --set node.data_dir="$dir/data-apsis" --set network.resp_port=18680 \
       --set network.binary_port=0 --set network.http_port=0 --set log.level=warn \
-      --set tls.cert="\"$dir/certs/node.crt\"" --set tls.key="\"$dir/certs/node.key\"" \
-      --set tls.resp=true > "$dir/apsis.log" 2>&1 &
+      "${apsis_tls[@]}" > "$dir/apsis.log" 2>&1 &
     pid=$!
     for _ in $(seq 100); do grep -q "serving RESP" "$dir/apsis.log" && break; sleep 0.1; done
   else
     mkdir -p "$dir/redis"
-    redis-server --port 0 --tls-port 18681 --tls-cert-file "$dir/certs/node.crt" \
+    redis-server "${redis_port[@]}" --tls-cert-file "$dir/certs/node.crt" \
       --tls-key-file "$dir/certs/node.key" --tls-ca-cert-file "$dir/certs/ca.crt" \
       --tls-auth-clients no --dir "$dir/redis" --appendonly yes --appendfsync everysec \
       --save '' > "$dir/redis.log" 2>&1 &
@@ -61,6 +71,6 @@ for p in 1 16; do
   for t in set get; do
     a=$(median < "$dir/apsis-$t-$p.txt")
     b=$(median < "$dir/redis-$t-$p.txt")
-    echo "== TLS $t -P $p: apsisd $a/s, redis $b/s: ratio $(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f", a / b}')"
+    echo "== $([ $plain = 1 ] && echo plain || echo TLS) $t -P $p: apsisd $a/s, redis $b/s: ratio $(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f", a / b}')"
   done
 done
