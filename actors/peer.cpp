@@ -345,6 +345,12 @@ bool member(self_ptr self) {
   return sender && (sender->node() == self->node() || self->state.joined.count(sender->node()));
 }
 
+/// Whether a message comes from an actor of this node.
+bool local(self_ptr self) {
+  const auto& sender = self->current_sender();
+  return sender && sender->node() == self->node();
+}
+
 /// A linked node's PEER died (its connection with it): the node is down until redialed.
 void link_down(self_ptr self, const caf::down_msg& dm) {
   auto& st = self->state;
@@ -435,8 +441,14 @@ peer_actor::behavior_type peer(self_ptr self, peer_config cfg) {
       },
       [=](atom::connect, std::string& host, uint16_t port) { connect(self, host, port); },
       [=](atom::advertise, uint16_t binary_port) { advertise(self, binary_port); },
-      [=](atom::purge, std::string& ns) { return purge_everywhere(self, ns); },
+      // Asked by this node's NODE only: another node, even a member, may not make it
+      // drop a namespace or leave.
+      [=](atom::purge, std::string& ns) -> caf::result<uint32_t> {
+        if (!local(self)) return caf::make_error(caf::sec::runtime_error, "not from this node");
+        return purge_everywhere(self, ns);
+      },
       [=](atom::admin, std::string& text) -> std::string {
+        if (!local(self)) return error_json("cluster commands come from this node only");
         auto cmd = nlohmann::json::parse(text, nullptr, false);
         std::string what = cmd.is_object() ? cmd.value("cmd", "") : "";
         if (what == "forget") return forget(self, cmd.value("node", ""));
