@@ -23,12 +23,23 @@ using config::sha256;
 
 Authenticator::Authenticator(std::vector<config::User> users,
                              std::shared_ptr<RequestMetrics> metrics)
-    : users_(std::move(users)), metrics_(std::move(metrics)), secret_(32, '\0') {
+    : metrics_(std::move(metrics)), secret_(32, '\0') {
   RAND_bytes(reinterpret_cast<unsigned char*>(secret_.data()), int(secret_.size()));
+  reload(std::move(users));
 }
 
-const config::User* Authenticator::find(std::string_view name) const {
-  for (const auto& u : users_)
+void Authenticator::reload(std::vector<config::User> users) {
+  auto list = std::make_shared<const UserList>(std::move(users));
+  std::lock_guard<std::mutex> lock(mu_);
+  required_ = !list->empty();
+  users_ = list;
+  kept_.push_back(std::move(list));
+  ++generation_;
+  verified_.clear();  // a password may have changed
+}
+
+const config::User* Authenticator::find(const UserList& users, std::string_view name) {
+  for (const auto& u : users)
     if (u.name == name) return &u;
   return nullptr;
 }
@@ -66,20 +77,26 @@ Authenticator::Outcome Authenticator::login(RequestMetrics::Surface surface,
                                             const std::string& peer, std::string_view name,
                                             std::string_view password, const config::User** user) {
   const std::string digest = sha256(password);
-  const config::User* u = find(name);
+  std::shared_ptr<const UserList> list;
+  const config::User* u = nullptr;
+  uint64_t generation = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (throttled(surface, peer)) return Outcome::throttled;
+    list = users_;
+    generation = generation_;
+    u = find(*list, name);
     if (u) {
       auto v = verified_.find(u->name);
       if (v != verified_.end() && v->second == digest) return *user = u, Outcome::ok;
     }
   }
   // The slow hash runs outside the lock; an unknown user costs as much as a known one.
-  const bool ok = config::verify_password(password, u ? u->password : users_.front().password) && u;
+  const bool ok = !list->empty() &&
+                  config::verify_password(password, u ? u->password : list->front().password) && u;
   std::lock_guard<std::mutex> lock(mu_);
   if (!ok) return failed(surface, peer, name), Outcome::wrong;
-  verified_[u->name] = digest;
+  if (generation == generation_) verified_[u->name] = digest;  // not for a list since replaced
   failures_.erase(address_of(peer));
   return *user = u, Outcome::ok;
 }
@@ -90,7 +107,7 @@ Authenticator::Outcome Authenticator::bearer(RequestMetrics::Surface surface,
   const std::string digest = sha256(token);  // a random token needs no slow hash
   std::lock_guard<std::mutex> lock(mu_);
   if (throttled(surface, peer)) return Outcome::throttled;
-  for (const auto& u : users_)
+  for (const auto& u : *users_)
     for (const auto& t : u.tokens)
       if (CRYPTO_memcmp(t.data(), digest.data(), digest.size()) == 0) {
         failures_.erase(address_of(peer));
@@ -103,7 +120,8 @@ Authenticator::Outcome Authenticator::bearer(RequestMetrics::Surface surface,
 void Authenticator::challenge(std::string_view name, std::string* salt,
                               uint32_t* iterations) const {
   std::string stored;
-  if (const config::User* u = find(name);
+  const auto list = users();
+  if (const config::User* u = find(*list, name);
       u && config::scram_params(u->password, salt, iterations, &stored))
     return;
   *salt = sha256(secret_ + std::string(name)).substr(0, 16);
@@ -116,7 +134,7 @@ Authenticator::Outcome Authenticator::prove(RequestMetrics::Surface surface,
                                             const config::User** user) {
   std::lock_guard<std::mutex> lock(mu_);
   if (throttled(surface, peer)) return Outcome::throttled;
-  const config::User* u = find(name);
+  const config::User* u = find(*users_, name);
   std::string salt, stored;
   uint32_t iterations = 0;
   if (!u || !config::scram_params(u->password, &salt, &iterations, &stored) ||

@@ -5,6 +5,7 @@
 // every refusal is counted in the metrics and logged (at most once a second).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -25,7 +26,12 @@ class Authenticator {
   Authenticator(std::vector<config::User> users, std::shared_ptr<RequestMetrics> metrics);
 
   /// Whether connections must log in (users are configured).
-  bool required() const { return !users_.empty(); }
+  bool required() const { return required_.load(std::memory_order_relaxed); }
+
+  /// Takes a new list of users (SIGHUP): later logins and requests check it, and passwords
+  /// verified before are checked again. A connection logged in before keeps the grants it
+  /// logged in with (the old lists are kept for it) until it closes.
+  void reload(std::vector<config::User> users);
 
   enum class Outcome { ok, wrong, throttled };
   /// Checks a login from `peer` (an address); *user is the user on ok.
@@ -53,16 +59,24 @@ class Authenticator {
     uint32_t count = 0;
     std::chrono::steady_clock::time_point until;  ///< refused until then
   };
-  const config::User* find(std::string_view name) const;
+  using UserList = std::vector<config::User>;
+  static const config::User* find(const UserList& users, std::string_view name);
+  std::shared_ptr<const UserList> users() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return users_;
+  }
   /// Under mu_: whether the address is refused for now (counted as such).
   bool throttled(RequestMetrics::Surface surface, const std::string& peer);
   /// Under mu_: a failed login, counted; the address's cooldown grows past free failures.
   void failed(RequestMetrics::Surface surface, const std::string& peer, std::string_view name);
   void log(const std::string& line);
 
-  std::vector<config::User> users_;
   std::shared_ptr<RequestMetrics> metrics_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
+  std::shared_ptr<const UserList> users_;              ///< the current list, under mu_
+  std::vector<std::shared_ptr<const UserList>> kept_;  ///< every list: connections point in
+  uint64_t generation_ = 0;                            ///< of users_, under mu_
+  std::atomic<bool> required_{false};
   std::unordered_map<std::string, std::string> verified_;  ///< user -> SHA-256 of its password
   std::unordered_map<std::string, Failures> failures_;     ///< by peer address
   std::mutex log_mu_;

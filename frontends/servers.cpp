@@ -48,6 +48,7 @@ bool start_servers(IoPool& io, caf::actor_system& sys, const config::NodeConfig&
   ro.idle_timeout = idle;
   ro.limits.max_bulk = std::max<size_t>(cfg.limits.max_value_size, cfg.limits.max_key_size);
   auto auth = std::make_shared<frontend::Authenticator>(cfg.users, metrics);
+  out->auth = auth;
   ro.auth = auth;
   if (cfg.tls.any_client_port()) {
     out->tls = frontend::ServerTls::load(cfg.tls, error);

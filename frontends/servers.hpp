@@ -19,6 +19,7 @@ struct Servers {
   std::shared_ptr<WireServer> resp, binary, http;
   std::shared_ptr<frontend::ChunkCollector> collector;  ///< large values' leftover chunks
   std::shared_ptr<frontend::ServerTls> tls;             ///< the TLS ports' context (null: none)
+  std::shared_ptr<frontend::Authenticator> auth;        ///< the users every surface checks
   /// Stops accepting and closes every connection (of those started), and the collector.
   void stop();
   /// "RESP on host:port, binary on host:port (TLS), http on host:port", for the start line.

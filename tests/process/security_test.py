@@ -4,12 +4,13 @@ NOAUTH before a login, WRONGPASS, NOPERM per namespace, throttled guessing, the 
 import base64
 import http.client
 import os
+import signal
 import socket
 import subprocess
 import time
 import unittest
 
-from apsisd_test import APSIS, APSISD, Client, ClusterTest
+from apsisd_test import APSIS, APSISD, Client, ClusterTest, wait_for
 
 
 def password_hash(password):
@@ -186,6 +187,40 @@ class SecurityTest(ClusterTest):
         self.assertIn('apsis_auth_refused_total{surface="resp",reason="wrong_password"} 6\n', metrics)
         self.assertIn('apsis_auth_refused_total{surface="resp",reason="no_login"} 1\n', metrics)
         self.assertIn('apsis_auth_refused_total{surface="resp",reason="throttled"} 1\n', metrics)
+
+    def test_sighup_reloads_the_users(self):
+        node = self.secured()
+        path = os.path.join(self.dir, "secure.toml")
+        self.assertEqual(self.redis_cli(node, "SET", "k", "v", user="root"), "OK")
+        c = Client(node.port)  # logged in before the reload: keeps its grants until it closes
+        self.assertEqual(c.call("AUTH", "root", "root-pw"), "+OK")
+        # bob may now write; root is gone; alice has a new password.
+        with open(path, "w") as f:
+            f.write("[[backend]]\ndir = \"backend-1\"\n")
+            for name, pw, grants in (("alice", "new-pw", '{ "*" = ["read"] }'),
+                                     ("bob", "bob-pw", '{ "default" = ["read", "write"] }')):
+                f.write(f'[[user]]\nname = "{name}"\npassword = "{password_hash(pw)}"\n'
+                        f"permissions = {grants}\n")
+        node.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: self.redis_cli(node, "SET", "k", "w", user="bob") == "OK", 10,
+                 "bob may write after the reload")
+        for name, pw in (("root", "root-pw"), ("alice", "alice-pw")):  # gone; an old password
+            fresh = Client(node.port)
+            self.assertTrue(fresh.call("AUTH", name, pw).startswith("-WRONGPASS"), name)
+            fresh.close()
+        r = subprocess.run(["redis-cli", "-p", str(node.port), "--user", "alice", "--pass", "new-pw",
+                            "GET", "k"], capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.stdout.strip(), "w")
+        self.assertEqual(c.call("GET", "k"), b"w")  # root's connection from before
+        c.close()
+        # A config that no longer loads keeps the users loaded before.
+        with open(path, "a") as f:
+            f.write("[[user]]\nname = \"eve\"\npassword = \"plain\"\n")
+        node.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        self.assertEqual(self.redis_cli(node, "GET", "k", user="bob"), "w")
+        self.assertEqual(node.stop(), 0)
+        self.assertIn("kept the users loaded before", node.proc.stdout.read())
 
     def test_a_node_past_loopback_with_no_users_refuses_to_start(self):
         # 192.0.2.1 (TEST-NET-1) is never this machine's: were the check gone, the bind would

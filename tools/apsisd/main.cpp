@@ -20,6 +20,25 @@
 
 using namespace apsis;
 
+namespace {
+
+/// The [[user]] tables of the config file again, unless it no longer loads or would leave a
+/// node bound past loopback open to anyone (then the users loaded before stay).
+void reload_users(const std::string& path, const std::vector<std::string>& overrides,
+                  frontend::Authenticator& auth) {
+  config::NodeConfig fresh;
+  std::string error;
+  if (!config::load_config_file(path, overrides, &fresh, &error))
+    return spdlog::error("apsisd: SIGHUP: kept the users loaded before: {}", error);
+  if (std::string why = config::unprotected(fresh); !why.empty())
+    return spdlog::error("apsisd: SIGHUP: kept the users loaded before: {}", why);
+  auth.reload(fresh.users);
+  spdlog::info("apsisd: SIGHUP: {} users reloaded (other settings change at a restart)",
+               fresh.users.size());
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   CLI::App app{"apsisd: an apsis node"};
   std::string config_path;
@@ -110,17 +129,17 @@ int main(int argc, char** argv) {
     servers.stop();
     io.stop();  // after the closes just posted
   });
-  // SIGHUP: the TLS files again (CAF reads the cluster's at every new connection anyway).
+  // SIGHUP: the users from the config file, and the TLS files (CAF reads the cluster's at
+  // every new connection anyway). Nothing else changes without a restart.
   boost::asio::signal_set hangups(io.main(), SIGHUP);
   std::function<void()> on_hangup = [&] {
     hangups.async_wait([&](boost::system::error_code ec, int) {
       if (ec) return;
+      reload_users(config_path, overrides, *servers.auth);
       std::string why;
-      if (!servers.tls)
-        spdlog::info("apsisd: SIGHUP: no TLS port to reload");
-      else if (servers.tls->reload(&why))
+      if (servers.tls && servers.tls->reload(&why))
         spdlog::info("apsisd: SIGHUP: TLS certificate and key reloaded");
-      else
+      else if (servers.tls)
         spdlog::error("apsisd: SIGHUP: kept the TLS files loaded before: {}", why);
       on_hangup();
     });
