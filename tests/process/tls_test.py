@@ -3,6 +3,7 @@ whose ports speak TLS (certificates from `apsis certs init`); foreign CAs, expir
 certificates refused on both sides; client certificates; SIGHUP reloading the certificate;
 nodes that join only with a certificate of the cluster's CA, and a pause healed over TLS.
 Helpers come from apsisd_test and security_test."""
+import asyncio
 import json
 import os
 import shutil
@@ -145,6 +146,14 @@ class TlsTest(ClusterTest):
         tls = apsis.tls_context(f"{ca}/ca.crt", client + ".crt", client + ".key")
         with apsis.Client("127.0.0.1", node.binary_port, tls=tls) as c:
             self.assertEqual(c.get("k").data, b"v")
+
+        async def many_at_once():  # the asyncio client: requests in flight over one TLS stream
+            c = await apsis.AsyncClient.connect("127.0.0.1", node.binary_port, tls=tls)
+            try:
+                return [r.data for r in await asyncio.gather(*[c.get("k") for _ in range(20)])]
+            finally:
+                await c.close()
+        self.assertEqual(asyncio.run(many_at_once()), [b"v"] * 20)
         cli = [APSIS, "--port", str(node.binary_port), "--cacert", f"{ca}/ca.crt"]
         r = subprocess.run([*cli, "--cert", client + ".crt", "--key", client + ".key", "get", "k"],
                            capture_output=True, text=True, timeout=30)
