@@ -15,6 +15,9 @@ namespace {
 
 constexpr uint32_t free_failures = 5;  ///< from one address, before it is refused for a while
 constexpr auto max_cooldown = std::chrono::seconds(60);
+/// An address's failures are forgotten after this long without one; a login that succeeds
+/// does not forget them, so one valid password cannot reset the count of guesses at another.
+constexpr auto forget_after = std::chrono::minutes(15);
 constexpr size_t max_tracked = 100000;  ///< addresses remembered (a flood cannot grow it past)
 
 using config::sha256;
@@ -63,6 +66,9 @@ void Authenticator::failed(RequestMetrics::Surface surface, const std::string& p
                            std::string_view name) {
   if (failures_.size() >= max_tracked) failures_.clear();
   Failures& f = failures_[address_of(peer)];
+  const auto now = std::chrono::steady_clock::now();
+  if (now - f.last > forget_after) f.count = 0;
+  f.last = now;
   if (++f.count > free_failures)
     f.until =
         std::chrono::steady_clock::now() +
@@ -97,7 +103,6 @@ Authenticator::Outcome Authenticator::login(RequestMetrics::Surface surface,
   std::lock_guard<std::mutex> lock(mu_);
   if (!ok) return failed(surface, peer, name), Outcome::wrong;
   if (generation == generation_) verified_[u->name] = digest;  // not for a list since replaced
-  failures_.erase(address_of(peer));
   return *user = u, Outcome::ok;
 }
 
@@ -110,7 +115,6 @@ Authenticator::Outcome Authenticator::bearer(RequestMetrics::Surface surface,
   for (const auto& u : *users_)
     for (const auto& t : u.tokens)
       if (CRYPTO_memcmp(t.data(), digest.data(), digest.size()) == 0) {
-        failures_.erase(address_of(peer));
         return *user = &u, Outcome::ok;
       }
   failed(surface, peer, "");
@@ -140,7 +144,6 @@ Authenticator::Outcome Authenticator::prove(RequestMetrics::Surface surface,
   if (!u || !config::scram_params(u->password, &salt, &iterations, &stored) ||
       !config::check_proof(stored, auth_message, proof))
     return failed(surface, peer, name), Outcome::wrong;
-  failures_.erase(address_of(peer));
   return *user = u, Outcome::ok;
 }
 

@@ -58,6 +58,7 @@ class Authenticator {
   struct Failures {
     uint32_t count = 0;
     std::chrono::steady_clock::time_point until;  ///< refused until then
+    std::chrono::steady_clock::time_point last;   ///< the latest failure
   };
   using UserList = std::vector<config::User>;
   static const config::User* find(const UserList& users, std::string_view name);

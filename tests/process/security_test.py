@@ -187,6 +187,14 @@ class SecurityTest(ClusterTest):
         self.assertIn('apsis_auth_refused_total{surface="resp",reason="wrong_password"} 6\n', metrics)
         self.assertIn('apsis_auth_refused_total{surface="resp",reason="no_login"} 1\n', metrics)
         self.assertIn('apsis_auth_refused_total{surface="resp",reason="throttled"} 1\n', metrics)
+        # The right password gets in once the cooldown is over, but does not wipe the count:
+        # the next guess from this address is throttled again at once.
+        c = Client(node.port)
+        self.assertEqual(c.call("AUTH", "bob", "bob-pw"), "+OK")
+        self.assertTrue(c.call("AUTH", "alice", "guess").startswith("-WRONGPASS"))
+        self.assertEqual(c.call("AUTH", "alice", "alice-pw"),
+                         "-ERR too many failed logins from this address: wait and try again")
+        c.close()
 
     def test_sighup_reloads_the_users(self):
         node = self.secured()
