@@ -214,12 +214,14 @@ class NodeTest(unittest.TestCase):
 class ClusterTest(NodeTest):
     """Helpers for tests that start clusters and drive nodes with the apsis CLI."""
 
-    def cluster_node(self, i, ports, seed, *extra, cookie="cluster-test-cookie", group=None):
+    def cluster_node(self, i, ports, seed, *extra, cookie="cluster-test-cookie", group=None,
+                     config=None):
         return self.start(f"node.name=n{i}", f"node.id={i}", f"node.data_dir={self.dir}/n{i}",
                           f"backend.group={group or i}", f"cluster.port={ports[i]}",
                           f'cluster.cookie="{cookie}"', f'cluster.seeds=["127.0.0.1:{seed}"]',
                           "cluster.heartbeat_ms=100", "cluster.anti_entropy_ms=100",
-                          "replication.timeout_ms=1000", "replication.policy=quorum", *extra)
+                          "replication.timeout_ms=1000", "replication.policy=quorum", *extra,
+                          config=config)
 
     def keys_held(self, node):
         return self.stats(node)["backends"][0]["keys"]

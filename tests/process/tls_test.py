@@ -246,6 +246,35 @@ class TlsTest(ClusterTest):
         self.assertIn("cluster: refused a connection from 127.0.0.1:", n1.proc.stdout.read())
         self.assertIn("one of us does not trust the other's certificate", n3.proc.stdout.read())
 
+    def test_a_routing_client_logs_in_over_tls_to_every_owner(self):
+        """The C++ client's --route: its connections straight to each key's owner speak TLS and
+        log in with the same options as the first one."""
+        ca = self.certs("ca")
+        ports = {1: free_port(), 2: free_port()}
+        tls = self.tls_settings(ca, ports=("binary", "cluster"))
+        users = self.with_root_user()
+        n1 = self.cluster_node(1, ports, ports[1], *tls, group=1, config=users)
+        n2 = self.cluster_node(2, ports, ports[1], *tls, group=1, config=users)
+        env = dict(os.environ, APSIS_PASSWORD="root-pw")
+
+        def cli(*args):
+            return subprocess.run([APSIS, "--port", str(n1.binary_port), "--cacert",
+                                   f"{ca}/ca.crt", "-u", "root", "--json", *args], env=env,
+                                  capture_output=True, text=True, timeout=30)
+
+        def both_up():
+            r = cli("cluster", "status")
+            nodes = json.loads(r.stdout)["cluster"]["nodes"] if r.returncode == 0 else []
+            return {n["name"]: n["state"] for n in nodes}.get("n2") == "up"
+        wait_for(both_up, 20, "n2 joined over TLS")
+        vias = {}
+        for i in range(20):
+            r = cli("--route", "put", f"routed{i}", "x")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            via = json.loads(r.stdout)["via"]
+            vias[via] = vias.get(via, 0) + 1
+        self.assertEqual(set(vias), {"n1", "n2"}, vias)  # both owners reached directly
+
     def test_a_paused_node_comes_back_over_tls(self):
         ca = self.certs("ca")
         self.paused_node_is_taken_back(4, *self.tls_settings(ca, ports=("cluster",)))
