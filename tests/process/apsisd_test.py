@@ -68,10 +68,19 @@ class Node:
 
 
 def free_port():
-    """A port free on 127.0.0.1 now (the cluster port must be known before a node starts)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free on 127.0.0.1 now (the cluster port must be known before a node starts),
+    below Linux's ephemeral range (32768-60999): a port the kernel hands out for a bind to
+    port 0 (every node's client ports, in tests running side by side) cannot then take it
+    before the node binds it, as one did in CI."""
+    for _ in range(1000):
+        port = random.randrange(20000, 32768)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-32767")
 
 
 def wait_for(predicate, seconds, what):
