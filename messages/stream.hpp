@@ -21,7 +21,6 @@ using tcp = asio::ip::tcp;
 class Stream {
  public:
   using executor_type = tcp::socket::executor_type;
-  using lowest_layer_type = tcp::socket;
 
   /// Plain TCP when tls is null; else TLS with that context (kept while the stream lives, so
   /// that a reload only changes what later connections get).
@@ -37,8 +36,6 @@ class Stream {
 
   executor_type get_executor() { return sock_.get_executor(); }
   tcp::socket& socket() { return sock_; }
-  lowest_layer_type& lowest_layer() { return sock_; }
-  bool secure() const { return tls_ != nullptr; }
 
   /// Shakes hands (TLS as the server; at once for plain TCP), then calls done(error_code).
   template <class Handler>
