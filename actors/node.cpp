@@ -101,7 +101,8 @@ std::string node_stats_json(const config::NodeConfig& cfg,
                         {"index_bytes", s.index_bytes},
                         {"files", s.files},
                         {"compactions", s.compactions},
-                        {"syncs", s.syncs}});
+                        {"syncs", s.syncs},
+                        {"synced_writes", s.synced_writes}});
   }
   nlohmann::json out{{"node", cfg.name}, {"backends", backends}};
   if (ae) {

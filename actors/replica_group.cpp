@@ -698,45 +698,46 @@ replica_group_actor::behavior_type replica_group(
 }
 
 std::shared_ptr<LocalCoordinator> LocalCoordinator::make(const replica_group_config& cfg) {
-  // fsync `always` blocks its caller for a disk flush: on a frontend's I/O thread that would
-  // stall every connection on it, while shard actors overlap their waits (group commit).
+  // With fsync `always` too, for a frontend connection that owes the fsync and settles it
+  // once per round (storage/unsynced.hpp; Coordinator::exec).
   for (const auto& g : cfg.groups)
-    if (g.remote || g.fsync_always || g.cores.size() != g.shards.size()) return nullptr;
+    if (g.remote || g.cores.size() != g.shards.size()) return nullptr;
   return std::shared_ptr<LocalCoordinator>(new LocalCoordinator(cfg));
 }
 
-result_batch LocalCoordinator::run(op_batch& ops) const {
+LocalCoordinator::LocalCoordinator(replica_group_config cfg) : cfg_(std::move(cfg)) {
+  for (const auto& g : cfg_.groups) waits_for_fsync_ = waits_for_fsync_ || g.fsync_always;
+}
+
+result_batch LocalCoordinator::run(op_batch& ops, storage::Unsynced* owed) const {
   change_list changes = changes_of(cfg_, ops);
-  result_batch out = run_once(ops);
+  result_batch out = run_once(ops, owed);
   op_batch writes = fan_out(cfg_, changes, out);
   if (!writes.empty()) {
-    result_batch again = run_once(writes);
+    result_batch again = run_once(writes, owed);
     fanned_in(cfg_, changes, out, again);
   }
   return out;
 }
 
-result_batch LocalCoordinator::run_once(op_batch& ops) const {
+result_batch LocalCoordinator::run_once(op_batch& ops, storage::Unsynced* owed) const {
   result_batch out;
   std::vector<shard_request> reqs;
   auto p = plan(cfg_, ops, &reqs);
   p->deliver = [&out](result_batch&& r) { out = std::move(r); };
   if (reqs.empty()) p->finish();
-  p->repair = [this](const replica_entry& to, kv_op w) {
+  p->repair = [this, owed](const replica_entry& to, kv_op w) {
     for (const auto& route : cfg_.groups) {
-      size_t shard = 0;
-      ShardCore* core = route.node == to.node && route.backend == to.backend
-                            ? direct_core(route, w.id, &shard)
-                            : nullptr;
-      if (!core) continue;
+      if (route.node != to.node || route.backend != to.backend) continue;
+      ShardCore* core = route.cores[shard_index(w.id, route.cores.size())].get();
       if (cfg_.read_repairs) ++*cfg_.read_repairs;
       op_batch one{std::move(w)};
-      core->apply(one);
+      core->apply(one, owed);
       return;
     }
   };
   for (auto& req : reqs) {
-    result_batch got = req.core->apply(req.ops);
+    result_batch got = req.core->apply(req.ops, owed);
     p->record(req.idx, req.where, &got, op_status::unavailable);
   }
   return out;

@@ -18,6 +18,7 @@
 #include "actors/interfaces.hpp"
 #include "actors/metrics.hpp"
 #include "messages/route.hpp"
+#include "storage/unsynced.hpp"
 
 namespace apsis {
 
@@ -92,16 +93,20 @@ replica_group_actor::behavior_type replica_group(
 /// cross-CPU wake-up each (docs/benchmarks.md). Thread-safe: shards lock, the clock is atomic.
 class LocalCoordinator {
  public:
-  /// Null unless every route is local with its cores and never waits for fsync.
+  /// Null unless every route is local with its cores.
   static std::shared_ptr<LocalCoordinator> make(const replica_group_config& cfg);
-  /// Runs a batch and returns its results, as the actor's exec would.
-  result_batch run(op_batch& ops) const;
+  /// Runs a batch and returns its results, as the actor's exec would. Given `owed`, fsyncs
+  /// under `always` are left to the caller to settle before it answers (storage/unsynced.hpp).
+  result_batch run(op_batch& ops, storage::Unsynced* owed = nullptr) const;
+  /// Whether a backend has fsync `always`: run() without `owed` would block for a flush.
+  bool waits_for_fsync() const { return waits_for_fsync_; }
 
  private:
-  explicit LocalCoordinator(replica_group_config cfg) : cfg_(std::move(cfg)) {}
+  explicit LocalCoordinator(replica_group_config cfg);
   /// One pass of plan and apply (run() adds a second for changes, with several groups).
-  result_batch run_once(op_batch& ops) const;
+  result_batch run_once(op_batch& ops, storage::Unsynced* owed) const;
   replica_group_config cfg_;
+  bool waits_for_fsync_ = false;
 };
 
 /// How a frontend reaches the coordinator: the actor, or the direct path when there is one.
@@ -111,10 +116,13 @@ struct Coordinator {
 
   /// The one way in: runs a batch on this thread through the direct path, answering its
   /// results now, or sends it to the actor with the sink `make_sink()` makes (made only
-  /// then: the direct path allocates nothing), answering nothing.
+  /// then: the direct path allocates nothing), answering nothing. Under fsync `always` the
+  /// direct path serves only a caller that settles the fsyncs itself (`owed`); the others'
+  /// waits are the shard actors' (a thread blocked on a flush would stall its connections).
   template <class MakeSink>
-  std::optional<result_batch> exec(op_batch& ops, MakeSink&& make_sink) const {
-    if (local) return local->run(ops);
+  std::optional<result_batch> exec(op_batch& ops, MakeSink&& make_sink,
+                                   storage::Unsynced* owed = nullptr) const {
+    if (local && (owed || !local->waits_for_fsync())) return local->run(ops, owed);
     caf::anon_send(actor, atom::exec_v, std::move(ops), batch_sink_ptr(make_sink()));
     return std::nullopt;
   }
@@ -123,7 +131,7 @@ struct Coordinator {
   /// coordinator actor's answer (delegated: it goes straight to the asker).
   template <class Self>
   caf::result<result_batch> exec(Self* self, op_batch& ops) const {
-    if (local) return local->run(ops);
+    if (local && !local->waits_for_fsync()) return local->run(ops);
     return self->delegate(actor, atom::exec_v, std::move(ops));
   }
 };

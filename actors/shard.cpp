@@ -28,13 +28,19 @@ void drop_if_corrupt(storage::Engine& engine, const storage::Id& id) {
 
 /// One batch applied to the engine in order: reads answer from what the key holds at their
 /// point of the batch, writes pass fencing, the version check and their condition and are
-/// queued; commit() then stores every queued write with one put_batch.
+/// queued; commit() then stores every queued write with one put_batch, leaving the wait for an
+/// fsync under `always` to the caller (*owed), who waits outside the shard's lock.
 class BatchApply {
  public:
   using Fences = std::unordered_map<storage::Id, uint64_t, storage::IdHash>;
 
-  BatchApply(storage::Engine& engine, Hlc& clock, Fences& fences, op_batch& ops)
-      : engine_(engine), clock_(clock), fences_(fences), ops_(ops), results_(ops.size()) {
+  BatchApply(storage::Engine& engine, Hlc& clock, Fences& fences, op_batch& ops, uint64_t* owed)
+      : engine_(engine),
+        clock_(clock),
+        fences_(fences),
+        ops_(ops),
+        owed_(owed),
+        results_(ops.size()) {
     if (ops.size() > 1) {
       std::vector<const storage::Id*> ids(ops.size());
       for (size_t i = 0; i < ops.size(); ++i) ids[i] = &ops[i].id;
@@ -275,7 +281,7 @@ class BatchApply {
   void commit() {
     if (writes_.empty()) return;
     std::vector<storage::Status> statuses(writes_.size());
-    engine_.put_batch(writes_.data(), writes_.size(), statuses.data());
+    engine_.put_batch_unsynced(writes_.data(), writes_.size(), statuses.data(), owed_);
     for (size_t w = 0; w < writes_.size(); ++w) {
       op_result& r = results_[write_op_[w]];
       r.status = from_storage(statuses[w]);
@@ -287,6 +293,7 @@ class BatchApply {
   Hlc& clock_;
   Fences& fences_;
   op_batch& ops_;
+  uint64_t* owed_;
   result_batch results_;
   const uint64_t now_ = storage::now_ms();
   std::vector<storage::Record> writes_;
@@ -352,12 +359,30 @@ op_result list_page(storage::Engine& engine, const kv_op& op) {
 
 }  // namespace
 
-result_batch ShardCore::apply(op_batch& ops) {
+result_batch ShardCore::apply(op_batch& ops, storage::Unsynced* owed) {
+  uint64_t ticket = 0;
+  result_batch out = apply_unsynced(ops, &ticket);
+  if (owed) {
+    owed->owe(engine_, ticket);
+  } else if (storage::Status s = ticket ? engine_->settle(ticket) : storage::Status::ok(); !s) {
+    for (size_t i = 0; i < out.size(); ++i) {  // written, but not durable: not acknowledged
+      op_kind k = ops[i].kind;
+      if (out[i].status != op_status::ok || k == op_kind::get || k == op_kind::lookup ||
+          k == op_kind::list)
+        continue;
+      out[i].status = from_storage(s);
+      out[i].message = s.to_string();
+    }
+  }
+  return out;
+}
+
+result_batch ShardCore::apply_unsynced(op_batch& ops, uint64_t* owed) {
   const bool lists =
       std::any_of(ops.begin(), ops.end(), [](const kv_op& o) { return o.kind == op_kind::list; });
   if (!lists) {
     std::lock_guard<std::mutex> lock(mu_);
-    return BatchApply(*engine_, *clock_, fences_, ops).run();
+    return BatchApply(*engine_, *clock_, fences_, ops, owed).run();
   }
   // Pages change nothing: they read the engine without the lock, the rest runs as usual.
   result_batch out(ops.size());
@@ -371,7 +396,7 @@ result_batch ShardCore::apply(op_batch& ops) {
   }
   if (rest.empty()) return out;
   std::lock_guard<std::mutex> lock(mu_);
-  result_batch got = BatchApply(*engine_, *clock_, fences_, rest).run();
+  result_batch got = BatchApply(*engine_, *clock_, fences_, rest, owed).run();
   for (size_t k = 0; k < at.size(); ++k) out[at[k]] = std::move(got[k]);
   return out;
 }

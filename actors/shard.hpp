@@ -9,6 +9,7 @@
 #include "actors/interfaces.hpp"
 #include "actors/metrics.hpp"
 #include "storage/engine.hpp"
+#include "storage/unsynced.hpp"
 
 namespace apsis {
 
@@ -21,12 +22,17 @@ class ShardCore {
  public:
   ShardCore(std::shared_ptr<storage::Engine> engine, std::shared_ptr<Hlc> clock)
       : engine_(std::move(engine)), clock_(std::move(clock)) {}
-  /// One result per operation; writes go to the engine as one put_batch (one fsync wait).
-  result_batch apply(op_batch& ops);
+  /// One result per operation; writes go to the engine as one put_batch. Under fsync `always`
+  /// the wait for the fsync comes after the shard's lock is released: here, or, given `owed`,
+  /// left to the caller, who must settle it before acknowledging (storage/unsynced.hpp).
+  result_batch apply(op_batch& ops, storage::Unsynced* owed = nullptr);
   /// Where the shard actor samples its mailbox depth (null: nowhere).
   std::shared_ptr<MailboxGauge> mailbox;
 
  private:
+  /// apply() under the lock, its fsync owed (*owed: the engine's ticket, 0 for none).
+  result_batch apply_unsynced(op_batch& ops, uint64_t* owed);
+
   std::mutex mu_;
   std::shared_ptr<storage::Engine> engine_;
   std::shared_ptr<Hlc> clock_;

@@ -3,7 +3,10 @@
 // the batch to the coordinator as one message (or run it on this thread, when the node has a
 // direct path), take the results back as one post, and write every finished batch's
 // replies, in request order, with one write. A client with
-// too much outstanding stops being read, so it only holds up its own connection.
+// too much outstanding stops being read, so it only holds up its own connection. Under
+// fsync `always`, the direct path leaves the fsync owed and the write of the replies waits
+// for it (without blocking the thread), so that the writes of every client in a round share
+// one fsync.
 //
 // A Protocol provides:
 //   struct Plan;                                   how to answer one request
@@ -15,6 +18,7 @@
 // flight and has sent nothing for that long is closed (the Listener's sweep checks).
 #pragma once
 
+#include <spdlog/spdlog.h>
 #include <boost/asio.hpp>
 
 #include <algorithm>
@@ -156,14 +160,17 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
       for (const kv_op& o : batch->ops) batch->kinds.push_back(o.kind);
     }
     if (!batch->ops.empty()) {
-      auto now = server_->coordinator.exec(batch->ops, [&] {
-        ++batch->waiting;
-        return std::make_shared<PostingSink>(
-            executor(), [weak = this->weak_from_this(), batch](result_batch r) {
-              batch->results = std::move(r);
-              if (auto c = weak.lock()) c->arrived(*batch);
-            });
-      });
+      auto now = server_->coordinator.exec(
+          batch->ops,
+          [&] {
+            ++batch->waiting;
+            return std::make_shared<PostingSink>(
+                executor(), [weak = this->weak_from_this(), batch](result_batch r) {
+                  batch->results = std::move(r);
+                  if (auto c = weak.lock()) c->arrived(*batch);
+                });
+          },
+          &owed_);
       if (now) batch->results = std::move(*now);
     }
     proto_.submitted(batch, *this);  // other answers the protocol awaits
@@ -216,15 +223,32 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
   }
 
   void write() {
-    if (writing_ || closed_) return;
+    if (writing_ || settling_ || closed_) return;
     if (out_.empty()) {
       if ((quit_ || stop_reading_) && pending_.empty()) close();
       return;
     }
-    writing_ = true;
-    if (server_->metrics) server_->metrics->bytes_out(server_->surface, out_.size());
     wbuf_.swap(out_);
     out_.clear();
+    if (owed_.empty()) return send();
+    // These replies wait for the fsyncs owed so far, on the engine's flusher thread; this
+    // thread meanwhile reads on (from every client), so the next fsync covers more.
+    settling_ = true;
+    owed_.when_settled([self = this->shared_from_this()](storage::Status s) {
+      asio::post(self->sock_.get_executor(), [self, s = std::move(s)] {
+        self->settling_ = false;
+        if (s) return self->send();
+        spdlog::error("{}: writes not acknowledged: {}", self->server_->what(), s.to_string());
+        self->close();  // the client gets no reply rather than a false ok
+      });
+    });
+  }
+
+  /// Writes wbuf_ out.
+  void send() {
+    if (closed_) return;
+    writing_ = true;
+    if (server_->metrics) server_->metrics->bytes_out(server_->surface, wbuf_.size());
     asio::async_write(sock_, asio::buffer(wbuf_),
                       [self = this->shared_from_this()](auto ec, size_t) {
                         self->writing_ = false;
@@ -242,8 +266,10 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
   std::array<char, 64 << 10> buf_;
   std::string in_, out_, wbuf_;
   std::deque<BatchPtr> pending_;
+  storage::Unsynced owed_;  ///< fsyncs that the replies in out_ wait for
   bool reading_ = false, writing_ = false, write_posted_ = false, closed_ = false,
        stop_reading_ = false, quit_ = false, held_ = false;
+  bool settling_ = false;  ///< wbuf_'s replies wait for owed_'s fsyncs
   // For the idle sweep, which runs on another thread.
   std::atomic<std::chrono::steady_clock::rep> last_read_{0};
   std::atomic<bool> busy_{false};  ///< requests in flight
@@ -287,6 +313,7 @@ class Server : public WireServer, public std::enable_shared_from_this<Server<Pro
   }
   uint16_t port() const override { return listener->port(); }
   void stop() override { listener->stop(); }
+  const std::string& what() const { return what_; }
 
   Coordinator coordinator;
   Context context;

@@ -133,8 +133,23 @@ Status BlobEngine::put(const Record& r) {
   return s;
 }
 
-// One lock, one ticket and one wait for durability for the whole batch.
 void BlobEngine::put_batch(const Record* records, size_t n, Status* results) {
+  sync_->finish(write_batch(records, n, results), results, n);
+}
+
+void BlobEngine::put_batch_unsynced(const Record* records, size_t n, Status* results,
+                                    uint64_t* owed) {
+  *owed = sync_->defer(write_batch(records, n, results), results, n);
+}
+
+Status BlobEngine::settle(uint64_t owed) { return sync_->after_write(owed); }
+
+void BlobEngine::when_settled(uint64_t owed, std::function<void(Status)> done) {
+  sync_->when_durable(owed, std::move(done));
+}
+
+// One lock and one ticket for the whole batch.
+uint64_t BlobEngine::write_batch(const Record* records, size_t n, Status* results) {
   thread_local std::string buf;
   thread_local std::vector<size_t> offsets;
   offsets.assign(n + 1, 0);
@@ -153,19 +168,19 @@ void BlobEngine::put_batch(const Record* records, size_t n, Status* results) {
   {
     std::unique_lock<std::shared_mutex> l(mu_);
     uint32_t before = active_;
+    size_t written = 0;
     for (size_t i = 0; i < n; ++i) {
       if (!results[i]) continue;
       std::string_view rec(buf.data() + offsets[i], codec::encoded_size(records[i]));
       results[i] = put_locked(records[i].id, rec);
+      written += results[i].is_ok();
     }
-    ticket = sync_->ticket();
+    ticket = sync_->ticket(written);
     wake = before != active_ || bytes_since_snapshot_ >= opts_.snapshot_every_bytes;
   }
   if (wake) maint_cv_.notify_all();
   if (buf.capacity() > (4u << 20)) std::string().swap(buf);  // a large value: not kept per thread
-  Status durable = sync_->after_write(ticket);
-  for (size_t i = 0; i < n; ++i)
-    if (results[i] && !durable) results[i] = durable;
+  return ticket;
 }
 
 Status BlobEngine::put_locked(const Id& id, std::string_view rec) {
@@ -751,6 +766,7 @@ EngineStats BlobEngine::stats() {
   }
   s.compactions = compactions_;
   s.syncs = sync_ ? sync_->syncs() : 0;
+  s.synced_writes = sync_ ? sync_->synced() : 0;
   return s;
 }
 

@@ -281,9 +281,24 @@ Status BlockEngine::put(const Record& r) {
   return s;
 }
 
-// One lock, one ticket and one wait for durability for the whole batch; the blocks the batch
-// frees become reusable only once that ticket is durable.
 void BlockEngine::put_batch(const Record* records, size_t n, Status* results) {
+  sync_->finish(write_batch(records, n, results), results, n);
+}
+
+void BlockEngine::put_batch_unsynced(const Record* records, size_t n, Status* results,
+                                     uint64_t* owed) {
+  *owed = sync_->defer(write_batch(records, n, results), results, n);
+}
+
+Status BlockEngine::settle(uint64_t owed) { return sync_->after_write(owed); }
+
+void BlockEngine::when_settled(uint64_t owed, std::function<void(Status)> done) {
+  sync_->when_durable(owed, std::move(done));
+}
+
+// One lock and one ticket for the whole batch; the blocks the batch frees become reusable
+// only once that ticket is durable.
+uint64_t BlockEngine::write_batch(const Record* records, size_t n, Status* results) {
   std::vector<std::string> encoded(n);
   for (size_t i = 0; i < n; ++i) {
     results[i] = validate(records[i], opts_.limits);
@@ -293,14 +308,15 @@ void BlockEngine::put_batch(const Record* records, size_t n, Status* results) {
   {
     std::unique_lock<std::shared_mutex> l(mu_);
     std::vector<uint64_t> freed;
-    for (size_t i = 0; i < n; ++i)
+    size_t written = 0;
+    for (size_t i = 0; i < n; ++i) {
       if (results[i]) results[i] = put_locked(records[i], encoded[i], &freed);
-    ticket = sync_->ticket();
+      written += results[i].is_ok();
+    }
+    ticket = sync_->ticket(written);
     if (!freed.empty()) pending_.push_back(Pending{ticket, std::move(freed)});
   }
-  Status durable = sync_->after_write(ticket);
-  for (size_t i = 0; i < n; ++i)
-    if (results[i] && !durable) results[i] = durable;
+  return ticket;
 }
 
 Status BlockEngine::put_locked(const Record& r, const std::string& rec,
@@ -440,6 +456,7 @@ EngineStats BlockEngine::stats() {
   s.dead_bytes = (free_.size() + pending) * block_size;
   s.index_bytes = map_.size() * (sizeof(Slot) + sizeof(Id) + 32);
   s.syncs = sync_->syncs();
+  s.synced_writes = sync_->synced();
   return s;
 }
 

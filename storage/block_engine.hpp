@@ -28,6 +28,10 @@ class BlockEngine final : public Engine {
   ~BlockEngine() override;
   Status put(const Record& r) override;
   void put_batch(const Record* records, size_t n, Status* results) override;
+  void put_batch_unsynced(const Record* records, size_t n, Status* results,
+                          uint64_t* owed) override;
+  Status settle(uint64_t owed) override;
+  void when_settled(uint64_t owed, std::function<void(Status)> done) override;
   Status get(const Id& id, Record* out) override;
   Status lookup(const Id& id, RecordMeta* out) override;
   Status erase(const std::vector<std::pair<Id, Version>>& which, size_t* erased) override;
@@ -67,6 +71,8 @@ class BlockEngine final : public Engine {
   Status write_chain(std::string_view rec, uint64_t* first);
   std::vector<uint64_t> allocate(size_t n);
   void release_pending();
+  /// Writes a batch under one lock; the ticket its durability waits for.
+  uint64_t write_batch(const Record* records, size_t n, Status* results);
   Status put_locked(const Record& r, const std::string& rec, std::vector<uint64_t>* freed);
   Status read_locked(const Id& id, std::string* bytes);
 

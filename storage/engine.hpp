@@ -86,6 +86,7 @@ struct EngineStats {
   uint64_t files = 0;
   uint64_t compactions = 0;
   uint64_t syncs = 0;
+  uint64_t synced_writes = 0;  ///< writes made durable by those fsyncs (with policy `never`: 0)
 };
 
 /// What one scrub() step found.
@@ -104,6 +105,23 @@ class Engine {
   virtual void put_batch(const Record* records, size_t n, Status* results) {
     for (size_t i = 0; i < n; ++i) results[i] = put(records[i]);
   }
+  /// put_batch() that leaves fsync `always`'s wait to the caller, so that one fsync covers the
+  /// batches of many clients (a frontend's round, as Redis's appendfsync always): *owed is then
+  /// what settle() must be given before any of these writes is acknowledged (0: nothing).
+  virtual void put_batch_unsynced(const Record* records, size_t n, Status* results,
+                                  uint64_t* owed) {
+    put_batch(records, n, results);
+    *owed = 0;
+  }
+  /// Waits until the writes `owed` names are durable (waiters share one fsync); the error of a
+  /// failed fsync otherwise.
+  virtual Status settle(uint64_t owed) {
+    (void)owed;
+    return Status::ok();
+  }
+  /// settle() without blocking the caller: done gets its outcome, from another thread or at
+  /// once.
+  virtual void when_settled(uint64_t owed, std::function<void(Status)> done) { done(settle(owed)); }
   /// ok with the whole record; not_found if absent, a tombstone, or expired.
   virtual Status get(const Id& id, Record* out) = 0;
   /// A hint that these ids are about to be read or written: an engine may start loading

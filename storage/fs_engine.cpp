@@ -184,6 +184,7 @@ EngineStats FsEngine::stats() {
   s.keys = keys_;
   s.files = keys_;
   s.syncs = sync_->syncs();
+  s.synced_writes = sync_->synced();
   return s;
 }
 

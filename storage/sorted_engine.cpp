@@ -121,12 +121,10 @@ void SortedEngine::put_batch(const Record* records, size_t n, Status* results) {
       Status s = from_rocks(db_->Write(w, &batch));
       for (size_t i : written) results[i] = s;
     }
-    ticket = sync_->ticket();
+    ticket = sync_->ticket(written.size());
   }
   if (opts_.sync.mode == SyncPolicy::Mode::always) return;  // the synced write was the fsync
-  Status durable = sync_->after_write(ticket);
-  for (size_t i = 0; i < n; ++i)
-    if (results[i] && !durable) results[i] = durable;
+  sync_->finish(ticket, results, n);
 }
 
 Status SortedEngine::get(const Id& id, Record* out) {
@@ -200,6 +198,7 @@ EngineStats SortedEngine::stats() {
   if (db_->GetIntProperty("rocksdb.cur-size-all-mem-tables", &v)) s.index_bytes += v;
   if (db_->GetIntProperty("rocksdb.num-live-versions", &v)) s.files = v;
   s.syncs = sync_->syncs();
+  s.synced_writes = sync_->synced();
   return s;
 }
 

@@ -1,5 +1,7 @@
 #include "storage/sync_driver.hpp"
 
+#include <algorithm>
+
 namespace apsis::storage {
 
 SyncDriver::SyncDriver(SyncPolicy policy, std::function<Status()> sync_fn)
@@ -15,16 +17,64 @@ SyncDriver::~SyncDriver() {
   }
   cv_.notify_all();
   if (interval_thread_.joinable()) interval_thread_.join();
+  if (flusher_.joinable()) flusher_.join();
 }
 
-uint64_t SyncDriver::ticket() {
+uint64_t SyncDriver::ticket(uint64_t writes) {
   std::lock_guard<std::mutex> g(mu_);
-  return ++issued_;
+  return issued_ += writes;
 }
 
 Status SyncDriver::after_write(uint64_t ticket) {
   if (policy_.mode == SyncPolicy::Mode::always) return sync_through(ticket);
   return error();
+}
+
+void SyncDriver::finish(uint64_t ticket, Status* results, size_t n) {
+  Status durable = after_write(ticket);
+  for (size_t i = 0; i < n && !durable; ++i)
+    if (results[i]) results[i] = durable;
+}
+
+uint64_t SyncDriver::defer(uint64_t ticket, Status* results, size_t n) {
+  if (policy_.mode == SyncPolicy::Mode::always) return ticket;
+  finish(ticket, results, n);
+  return 0;
+}
+
+void SyncDriver::when_durable(uint64_t ticket, std::function<void(Status)> done) {
+  std::unique_lock<std::mutex> l(mu_);
+  if (!error_.is_ok() || synced_ >= ticket) {
+    Status s = error_;
+    l.unlock();
+    return done(s);
+  }
+  waiters_.emplace_back(ticket, std::move(done));
+  if (!flusher_.joinable()) flusher_ = std::thread([this] { flusher_loop(); });
+  cv_.notify_all();
+}
+
+void SyncDriver::flusher_loop() {
+  std::unique_lock<std::mutex> l(mu_);
+  for (;;) {
+    cv_.wait(l, [&] { return stop_ || !waiters_.empty(); });
+    if (waiters_.empty()) return;  // stopping, and no one waits
+    uint64_t want = 0;
+    for (const auto& w : waiters_) want = std::max(want, w.first);
+    l.unlock();
+    sync_through(want);  // every write up to now: waiters that came meanwhile too
+    l.lock();
+    auto done = std::stable_partition(waiters_.begin(), waiters_.end(), [&](const auto& w) {
+      return error_.is_ok() && w.first > synced_;
+    });
+    std::vector<std::pair<uint64_t, std::function<void(Status)>>> ready(
+        std::make_move_iterator(done), std::make_move_iterator(waiters_.end()));
+    waiters_.erase(done, waiters_.end());
+    Status s = error_;
+    l.unlock();
+    for (auto& w : ready) w.second(s);
+    l.lock();
+  }
 }
 
 Status SyncDriver::sync_all() {

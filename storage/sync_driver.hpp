@@ -1,6 +1,8 @@
 // SyncDriver: carries out a SyncPolicy for an engine. Writers take a ticket after each
 // write; with `always`, after_write() returns once an fsync that began after that write has
-// finished, and concurrent writers share that one fsync (group commit). With `interval`, a
+// finished, and concurrent writers share that one fsync (group commit). when_durable() is the
+// same wait without blocking: a flusher thread fsyncs while the callers go on (a frontend's
+// I/O threads keep reading, so the next fsync covers more). With `interval`, a
 // background thread syncs every interval. (A leader that waited for more writers before
 // its fsync covered more per fsync but was slower overall here: see docs/benchmarks.md.) A failed
 // fsync is sticky: every later write fails too, because after a failed fsync the kernel may have
@@ -11,6 +13,8 @@
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "storage/engine.hpp"
 
@@ -23,21 +27,30 @@ class SyncDriver {
   SyncDriver(const SyncDriver&) = delete;
   SyncDriver& operator=(const SyncDriver&) = delete;
 
-  /// Call after each write is complete, under the writer's own lock.
-  uint64_t ticket();
+  /// Call after each batch of `writes` records is complete, under the writer's own lock.
+  /// Tickets count the writes, so that synced() says how many are durable.
+  uint64_t ticket(uint64_t writes = 1);
   /// Call after releasing the writer's lock; waits for durability as the policy says.
   Status after_write(uint64_t ticket);
+  /// after_write() for a batch of n results: a failure replaces each ok result.
+  void finish(uint64_t ticket, Status* results, size_t n);
+  /// Engine::put_batch_unsynced()'s end: with `always`, the ticket the caller must settle
+  /// (after_write) before acknowledging; otherwise finish() now and 0.
+  uint64_t defer(uint64_t ticket, Status* results, size_t n);
+  /// Calls done(error() or ok), from the flusher thread or at once, when ticket is durable.
+  void when_durable(uint64_t ticket, std::function<void(Status)> done);
   /// Syncs everything written so far, now.
   Status sync_all();
   /// The sticky error of a failed fsync, or ok.
   Status error();
   uint64_t syncs();
-  /// The highest ticket known durable.
+  /// The highest ticket known durable: the writes made durable so far.
   uint64_t synced();
 
  private:
   Status sync_through(uint64_t ticket);
   void interval_loop();
+  void flusher_loop();
 
   SyncPolicy policy_;
   std::function<Status()> sync_fn_;
@@ -50,6 +63,8 @@ class SyncDriver {
   bool stop_ = false;
   Status error_;
   std::thread interval_thread_;
+  std::vector<std::pair<uint64_t, std::function<void(Status)>>> waiters_;  ///< when_durable's
+  std::thread flusher_;  ///< started by the first when_durable()
 };
 
 }  // namespace apsis::storage

@@ -1,6 +1,8 @@
 #include "actors/shard.hpp"
 
 #include "tests/actors/actor_fixture.hpp"
+#include "tests/storage/fault_env.hpp"
+#include "tests/storage/test_util.hpp"
 
 namespace apsis {
 namespace {
@@ -132,6 +134,37 @@ TEST_F(ShardTest, AnOlderReplicaWriteIsRefusedAndNotSeenByTheRestOfItsBatch) {
   EXPECT_EQ(r[2].status, op_status::ok);
   EXPECT_EQ(r[2].record.data, "newer");
   EXPECT_EQ(r[2].version, newer.version);
+}
+
+// Under fsync `always`, a write is acknowledged only once durable: a failed fsync fails the
+// batch's writes (not its reads); given an Unsynced, the wait is left to the caller.
+TEST_F(ShardTest, AWriteIsAcknowledgedOnlyAfterItsFsync) {
+  storage::testing::TempDir dir;
+  storage::testing::FaultEnv env;
+  storage::EngineOptions o;
+  o.kind = "blob";
+  o.dir = dir.sub("blob");
+  o.env = &env;
+  o.sync.mode = storage::SyncPolicy::Mode::always;
+  o.log = [](storage::LogLevel, const std::string&) {};
+  std::shared_ptr<storage::Engine> blob = storage::testing::open_or_die(o);
+  ShardCore core(blob, std::make_shared<Hlc>(1));
+  op_batch first{op(op_kind::put, "k", "v1")};
+  ASSERT_EQ(core.apply(first)[0].status, op_status::ok);
+
+  storage::Unsynced owed;
+  op_batch deferred{op(op_kind::put, "k", "v2")};
+  uint64_t syncs = blob->stats().syncs;
+  ASSERT_EQ(core.apply(deferred, &owed)[0].status, op_status::ok);
+  EXPECT_FALSE(owed.empty());
+  EXPECT_EQ(blob->stats().syncs, syncs) << "the caller was to wait, not the shard";
+  ASSERT_TRUE(owed.settle().is_ok());
+
+  env.fail_sync = true;
+  op_batch both{op(op_kind::put, "k", "v3"), op(op_kind::get, "k")};
+  result_batch r = core.apply(both);
+  EXPECT_EQ(r[0].status, op_status::io_error) << r[0].message;
+  EXPECT_EQ(r[1].status, op_status::ok);
 }
 
 }  // namespace

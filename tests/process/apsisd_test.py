@@ -499,8 +499,8 @@ class ApsisdTest(ClusterTest):
         self.assertEqual(Client(node.port).call("PING"), "+PONG")  # still serving
 
     def test_sigkill_under_write_load_keeps_every_acknowledged_write(self):
-        # always: shard actors apply; interval: the I/O threads apply (the direct path), and
-        # a killed process still loses nothing, the writes being in the page cache.
+        # always: the replies wait for the fsync; interval: they do not, and a killed process
+        # still loses nothing, the writes being in the page cache.
         for fsync in ("always", "interval:1000"):
             with self.subTest(fsync=fsync):
                 self.sigkill_under_write_load(fsync)
@@ -546,6 +546,35 @@ class ApsisdTest(ClusterTest):
             c.send(*[("GET", k) for k in chunk])
             for k in chunk:
                 self.assertEqual(c.reply(), acked[k].encode(), k)
+
+    def test_fsync_always_writes_of_many_clients_share_fsyncs(self):
+        # Each client waits for its reply before the next SET, so only writes of different
+        # clients can share an fsync: the node must gather them (group commit), count them in
+        # its stats, and acknowledge nothing it has not made durable.
+        node = self.start("backend.fsync=always")
+        clients, each = 16, 100
+        errors = []
+
+        def writer(w):
+            try:
+                c = Client(node.port)
+                for i in range(each):
+                    self.assertEqual(c.call("SET", f"k{w}-{i}", f"v{i}"), "+OK")
+            except Exception as e:  # noqa: BLE001
+                errors.append(e)
+
+        threads = [threading.Thread(target=writer, args=(w,)) for w in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        self.assertFalse(errors)
+        backend = self.stats(node)["backends"][0]
+        self.assertGreaterEqual(backend["synced_writes"], clients * each)
+        self.assertGreaterEqual(backend["synced_writes"] / backend["syncs"], 2.0, backend)
+        self.assertRegex(self.cli(node, "stat").stdout, r"writes/fsync\n1\s.*\s\d+\.\d\n")
+        c = Client(node.port)
+        self.assertEqual(c.call("GET", f"k{clients - 1}-{each - 1}"), f"v{each - 1}".encode())
 
     def test_concurrent_writers_of_one_key_all_succeed(self):
         # Connections on different I/O threads race for one key; newest wins, none fails.

@@ -9,6 +9,7 @@
 
 #include "storage/blob_engine.hpp"
 #include "storage/record_codec.hpp"
+#include "storage/unsynced.hpp"
 #include "tests/storage/fault_env.hpp"
 #include "tests/storage/test_util.hpp"
 
@@ -164,6 +165,30 @@ TEST_F(BlobTest, AFailedFsyncFailsThatWriteAndEveryLaterOne) {
   EXPECT_TRUE(e->put(testing::make_record("b", "2", 1)).is_io_error());
   env.fail_sync = false;  // the kernel may have dropped the pages: no retry can be trusted
   EXPECT_TRUE(e->put(testing::make_record("c", "3", 1)).is_io_error());
+}
+
+// A write whose fsync was left to its caller is not durable when that fsync fails: settle()
+// and when_settled() both say so, and later writes fail as with put().
+TEST_F(BlobTest, AFailedOwedFsyncIsReportedToItsSettler) {
+  FaultEnv env;
+  EngineOptions o = options(&env);
+  o.sync.mode = SyncPolicy::Mode::always;
+  std::shared_ptr<Engine> e = testing::open_or_die(o);
+  Record r = testing::make_record("a", "1", 1);
+  Status st;
+  uint64_t ticket = 0;
+  e->put_batch_unsynced(&r, 1, &st, &ticket);
+  ASSERT_TRUE(st.is_ok());
+  env.fail_sync = true;
+  Unsynced owed;
+  owed.owe(e, ticket);
+  EXPECT_TRUE(owed.settle().is_io_error());
+  owed.owe(e, ticket);
+  Status async;
+  owed.when_settled([&](Status s) { async = std::move(s); });  // sticky: answered at once
+  EXPECT_TRUE(async.is_io_error()) << async.to_string();
+  env.fail_sync = false;
+  EXPECT_TRUE(e->put(testing::make_record("b", "2", 1)).is_io_error());
 }
 
 TEST_F(BlobTest, TheIndexCostsFewerThan64BytesPerKey) {

@@ -7,10 +7,12 @@
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <future>
 #include <map>
 #include <thread>
 
 #include "storage/engine.hpp"
+#include "storage/unsynced.hpp"
 #include "tests/storage/test_util.hpp"
 
 namespace apsis::storage {
@@ -424,6 +426,60 @@ TEST_P(GroupCommitTest, ConcurrentAlwaysWritersShareFsyncs) {
     Record got;
     EXPECT_TRUE(e->get(make_id("default", "g" + std::to_string(t) + "-0"), &got).is_ok());
   }
+}
+
+// A frontend's round: batches written without waiting, then one fsync for all of them, by
+// settle() or by when_settled() (the flusher thread); stats count the writes it covered.
+TEST_P(GroupCommitTest, UnsyncedBatchesShareTheFsyncTheirCallerSettles) {
+  EngineOptions o = options();
+  o.sync.mode = SyncPolicy::Mode::always;
+  auto e = testing::open_or_die(o);
+  auto shared = std::shared_ptr<Engine>(std::move(e));
+  EngineStats before = shared->stats();
+  Unsynced owed;
+  uint64_t last = 0;
+  for (int i = 0; i < 10; ++i) {
+    Record r = testing::make_record("u" + std::to_string(i), "v", 1);
+    Status st;
+    uint64_t ticket = 0;
+    shared->put_batch_unsynced(&r, 1, &st, &ticket);
+    ASSERT_TRUE(st.is_ok()) << st.to_string();
+    EXPECT_GT(ticket, last);
+    last = ticket;
+    owed.owe(shared, ticket);
+  }
+  EXPECT_EQ(shared->stats().syncs, before.syncs) << "a write waited for its own fsync";
+  ASSERT_TRUE(owed.settle().is_ok());
+  EXPECT_TRUE(owed.empty());
+  EngineStats after = shared->stats();
+  EXPECT_EQ(after.syncs, before.syncs + 1);
+  EXPECT_EQ(after.synced_writes, before.synced_writes + 10);
+
+  Record r = testing::make_record("async", "v", 1);
+  Status st;
+  uint64_t ticket = 0;
+  shared->put_batch_unsynced(&r, 1, &st, &ticket);
+  owed.owe(shared, ticket);
+  std::promise<Status> settled;
+  owed.when_settled([&](Status s) { settled.set_value(std::move(s)); });
+  auto f = settled.get_future();
+  ASSERT_EQ(f.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_TRUE(f.get().is_ok());
+  EXPECT_EQ(shared->stats().syncs, before.syncs + 2);
+  EXPECT_EQ(shared->stats().synced_writes, before.synced_writes + 11);
+}
+
+// Under another policy there is nothing to wait for: nothing is owed.
+TEST_P(GroupCommitTest, UnsyncedWritesOweNothingUnlessThePolicyIsAlways) {
+  EngineOptions o = options();
+  o.sync.mode = SyncPolicy::Mode::interval;
+  auto e = testing::open_or_die(o);
+  Record r = testing::make_record("k", "v", 1);
+  Status st;
+  uint64_t ticket = 7;
+  e->put_batch_unsynced(&r, 1, &st, &ticket);
+  EXPECT_TRUE(st.is_ok());
+  EXPECT_EQ(ticket, 0u);
 }
 
 TEST_P(DiskEngineTest, IntervalPolicySyncsInTheBackground) {

@@ -156,18 +156,19 @@ void print_progress(const json& s) {
 /// `apsis stat` for a terminal: a line per backend, then the cluster's work in progress.
 void print_stats(const json& s) {
   std::printf("node %s\n", s.value("node", std::string("?")).c_str());
-  std::printf("%-8s %-6s %-7s %-14s %12s %12s %12s %10s %6s %12s\n", "backend", "group", "engine",
-              "fsync", "keys", "disk bytes", "dead bytes", "index", "files", "compactions");
-  for (const auto& b : s["backends"])
-    std::printf("%-8llu %-6llu %-7s %-14s %12llu %12llu %12llu %10llu %6llu %12llu\n",
-                (unsigned long long)b.value("id", 0ull), (unsigned long long)b.value("group", 0ull),
-                b.value("engine", std::string()).c_str(), b.value("fsync", std::string()).c_str(),
-                (unsigned long long)b.value("keys", 0ull),
-                (unsigned long long)b.value("disk_bytes", 0ull),
-                (unsigned long long)b.value("dead_bytes", 0ull),
-                (unsigned long long)b.value("index_bytes", 0ull),
-                (unsigned long long)b.value("files", 0ull),
-                (unsigned long long)b.value("compactions", 0ull));
+  std::printf("%-8s %-6s %-7s %-14s %12s %12s %12s %10s %6s %12s %13s\n", "backend", "group",
+              "engine", "fsync", "keys", "disk bytes", "dead bytes", "index", "files",
+              "compactions", "writes/fsync");
+  for (const auto& b : s["backends"]) {
+    auto n = [&](const char* k) { return (unsigned long long)b.value(k, 0ull); };
+    char per_sync[32] = "-";  // writes each fsync covered: how well group commit works
+    if (n("syncs"))
+      std::snprintf(per_sync, sizeof per_sync, "%.1f", n("synced_writes") / double(n("syncs")));
+    std::printf("%-8llu %-6llu %-7s %-14s %12llu %12llu %12llu %10llu %6llu %12llu %13s\n", n("id"),
+                n("group"), b.value("engine", std::string()).c_str(),
+                b.value("fsync", std::string()).c_str(), n("keys"), n("disk_bytes"),
+                n("dead_bytes"), n("index_bytes"), n("files"), n("compactions"), per_sync);
+  }
   if (s.contains("requests")) {
     std::printf("%-8s %12s %8s %10s %10s %14s %14s\n", "surface", "operations", "failed",
                 "p50 <=", "p99 <=", "bytes in", "bytes out");
