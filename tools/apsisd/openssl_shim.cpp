@@ -81,13 +81,24 @@ int SSL_connect(SSL* s) {
 
 int SSL_accept(SSL* s) {
   static auto real = next<int (*)(SSL*)>("SSL_accept");
+  // The peer's address, taken at the handshake's first step: a refused peer may have closed
+  // (and taken its address with it) by the step that fails.
+  static const int peer_index = SSL_get_ex_new_index(
+      0, nullptr, nullptr, nullptr, [](void*, void* p, CRYPTO_EX_DATA*, int, long, void*) {
+        delete static_cast<std::string*>(p);
+      });
+  if (cluster_port.load() >= 0 && !SSL_get_ex_data(s, peer_index)) {
+    auto* peer = new std::string("?");
+    if (local_port(SSL_get_fd(s), peer) != cluster_port.load()) *peer = "";  // a client port's
+    SSL_set_ex_data(s, peer_index, peer);
+  }
   ERR_clear_error();
   int r = real(s);
   if (r == 1 || cluster_port.load() < 0) return r;
   int why = SSL_get_error(s, r);
   if (why == SSL_ERROR_WANT_READ || why == SSL_ERROR_WANT_WRITE) return r;
-  std::string peer;
-  if (local_port(SSL_get_fd(s), &peer) != cluster_port.load()) return r;  // a client port's
+  auto* peer = static_cast<std::string*>(SSL_get_ex_data(s, peer_index));
+  if (!peer || peer->empty()) return r;
   const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
                           std::chrono::steady_clock::now().time_since_epoch())
                           .count();
@@ -95,7 +106,7 @@ int SSL_accept(SSL* s) {
   if (now - last >= 1000 && last_log_ms.compare_exchange_strong(last, now)) {
     char reason[256] = "the connection closed";
     if (unsigned long e = ERR_peek_error()) ERR_error_string_n(e, reason, sizeof reason);
-    spdlog::warn("cluster: refused a connection from {}: TLS handshake ({})", peer, reason);
+    spdlog::warn("cluster: refused a connection from {}: TLS handshake ({})", *peer, reason);
   }
   return r;
 }
