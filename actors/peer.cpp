@@ -117,10 +117,17 @@ void publish_routes(self_ptr self) {
   if (st.cfg.locks) self->send(st.cfg.locks, atom::routes_v, t, down);
 }
 
-/// Sends the whole table to every node connected.
+/// Rounds between two gossips of the whole table to each node: what a delta could have missed
+/// is sent again within a minute (at the default one round a second).
+constexpr uint64_t full_every = 60;
+
+/// Sends every node connected what changed since it was last told (gossip_delta): this node's
+/// own entry at least, which says it is alive.
 void gossip(self_ptr self) {
-  for (const auto& [name, l] : self->state.links)
-    if (l.up()) self->send(l.peer, atom::gossip_v, self->state.table);
+  auto& st = self->state;
+  for (auto& [name, l] : st.links)
+    if (l.up())
+      self->send(l.peer, atom::gossip_v, gossip_delta(st.table, st.cfg.self.name, &l.sent));
 }
 
 template <class Handle>
@@ -140,6 +147,10 @@ bool adopt(self_ptr self, const node_entry& e) {
   l.anti_entropy = anti_entropy_of(e);
   l.locks = locks_of(e);
   self->monitor(l.peer);
+  // A new connection: the join swaps whole tables (admit() answers with ours, connect() sends
+  // it), so gossip goes on from there.
+  l.sent.clear();
+  gossip_delta(self->state.table, self->state.cfg.self.name, &l.sent);
   if (was_down) {
     l.since = l.last_heard;
     spdlog::info("cluster: node '{}' is up", e.name);
@@ -457,6 +468,8 @@ peer_actor::behavior_type peer(self_ptr self, peer_config cfg) {
       },
       [=](atom::tick) {
         auto& st = self->state;
+        if (++st.ticks % full_every == 0)
+          for (auto& [name, l] : st.links) l.sent.clear();
         gossip(self);
         finish_leave(self);
         refresh_view(self);  // states and silences move with time

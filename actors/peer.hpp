@@ -71,6 +71,7 @@ struct peer_link {
   lock_manager_actor locks;                   ///< its LOCK_MANAGER
   caf::actor_clock::time_point last_heard{};  ///< a join or gossip from the node itself
   caf::actor_clock::time_point since{};       ///< when it last went up or down
+  gossip_sent sent;  ///< what was last gossiped to it (cleared when it comes up again)
   bool up() const { return static_cast<bool>(peer); }
 };
 
@@ -84,6 +85,7 @@ struct peer_state {
   std::string saved;                                         ///< what table_file holds
   bool stopping = false;                                     ///< left the cluster: on_left called
   uint64_t moved_before_leave = 0;  ///< merge's moved count when the leave began
+  uint64_t ticks = 0;               ///< gossip rounds so far (a whole table every full_every)
   static inline const char* name = "peer";
 };
 

@@ -110,6 +110,33 @@ std::vector<ring::owner> ring::owners() const {
   return out;
 }
 
+std::vector<double> ring::shares() const {
+  std::vector<owner> who = owners();
+  std::vector<double> out(who.size(), 0.0);
+  // Each point owns up to the next one (the last wraps to the first); the top 64 bits of the
+  // ids measure the arcs, exactly enough for shares.
+  for (size_t i = 0; i < points_.size(); ++i) {
+    uint64_t from = points_[i].first.prefix();
+    uint64_t to = points_[(i + 1) % points_.size()].first.prefix();
+    double arc = points_.size() == 1 ? 18446744073709551616.0 : double(to - from);
+    size_t k = size_t(std::find(who.begin(), who.end(), points_[i].second) - who.begin());
+    out[k] += arc / 18446744073709551616.0;
+  }
+  return out;
+}
+
+route_table gossip_delta(const route_table& t, const std::string& self, gossip_sent* sent) {
+  route_table out;
+  for (const auto& [name, e] : t.nodes) {
+    auto stamp = std::make_pair(e.incarnation, e.version);
+    auto it = sent->find(name);
+    if (name != self && it != sent->end() && it->second == stamp) continue;
+    out.nodes.emplace(name, e);
+    (*sent)[name] = stamp;
+  }
+  return out;
+}
+
 std::vector<storage::Id> random_points(size_t n) {
   std::vector<storage::Id> points(n);
   for (auto& p : points) RAND_bytes(p.bytes.data(), int(p.bytes.size()));

@@ -3,7 +3,8 @@
 // with the greatest point <= id, wrapping around to the greatest point of all. Each node
 // owns its own entry (its backends and points, a version that grows with every change and
 // an incarnation that grows with every start), so merging two tables is per node: the
-// newer entry wins. Nodes gossip the whole table; it is small (points x backends x nodes).
+// newer entry wins. Nodes gossip what changed since they last told each other (gossip_delta),
+// and the whole table on connecting and once a minute.
 #pragma once
 
 #include <caf/all.hpp>
@@ -69,6 +70,14 @@ struct route_table {
   static bool from_json(const std::string& text, route_table* out, std::string* error);
 };
 
+/// What one node last gossiped to another of each entry: name -> (incarnation, version).
+using gossip_sent = std::map<std::string, std::pair<uint64_t, uint64_t>>;
+
+/// What a node gossips to another (delta gossip): its own entry always (the receiver takes its
+/// handles from it and hears it alive) and every other entry that changed since the last one
+/// sent there; *sent is brought up to date. An empty *sent gives the whole table.
+route_table gossip_delta(const route_table& t, const std::string& self, gossip_sent* sent);
+
 /// A group's ring, derived from a route table: points sorted, each naming its owner.
 class ring {
  public:
@@ -88,6 +97,8 @@ class ring {
   storage::Id range_end(const storage::Id& id) const;
   /// Every distinct owner, in first-point order.
   std::vector<owner> owners() const;
+  /// The share of the id space each owner holds (in owners()' order; the shares sum to 1).
+  std::vector<double> shares() const;
   size_t size() const { return points_.size(); }
 
  private:

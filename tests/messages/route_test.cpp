@@ -55,6 +55,41 @@ TEST(Ring, LeavingAndForgottenNodesOwnNothing) {
   EXPECT_EQ(ring::build(t).at(1).size(), 1u);
 }
 
+// Shares by arc: a at 0x10 and 0x80 holds [0x10,0x40) and [0x80,0x10) = 3/16 + 9/16.
+TEST(Ring, SharesAreTheArcsEachOwnerHolds) {
+  route_table t;
+  t.merge(node("a", 1, 1, {{1, 1, {point(0x10), point(0x80)}}}));
+  t.merge(node("b", 1, 1, {{7, 1, {point(0x40)}}}));
+  const ring g = ring::build(t).at(1);
+  ASSERT_EQ(g.owners(), (std::vector<ring::owner>{{"a", 1}, {"b", 7}}));
+  std::vector<double> s = g.shares();
+  ASSERT_EQ(s.size(), 2u);
+  EXPECT_DOUBLE_EQ(s[0], 0.75);
+  EXPECT_DOUBLE_EQ(s[1], 0.25);
+  route_table one;
+  one.merge(node("a", 1, 1, {{1, 1, {point(0x10)}}}));
+  EXPECT_EQ(ring::build(one).at(1).shares(), std::vector<double>{1.0});
+}
+
+// Delta gossip: the first message to a node carries the table; later ones the sender's own
+// entry and whatever changed since; a cleared record gives the whole table again.
+TEST(RouteTable, GossipCarriesTheSendersEntryAndWhatChanged) {
+  route_table t;
+  for (const char* n : {"a", "b", "c"}) t.merge(node(n, 1, 1, {}));
+  gossip_sent sent;
+  EXPECT_EQ(gossip_delta(t, "a", &sent).nodes.size(), 3u);
+  route_table quiet = gossip_delta(t, "a", &sent);
+  ASSERT_EQ(quiet.nodes.size(), 1u);
+  EXPECT_EQ(quiet.nodes.begin()->first, "a");
+  t.merge(node("c", 1, 2, {}));
+  t.merge(node("d", 1, 1, {}));
+  route_table changed = gossip_delta(t, "a", &sent);
+  EXPECT_EQ(changed.nodes.size(), 3u);  // a, c (newer), d (new)
+  EXPECT_EQ(changed.nodes.count("b"), 0u);
+  sent.clear();
+  EXPECT_EQ(gossip_delta(t, "a", &sent).nodes.size(), 4u);
+}
+
 TEST(RouteTable, MergeKeepsTheNewerEntryOfEachNode) {
   route_table t;
   EXPECT_TRUE(t.merge(node("a", 1, 5, {})));

@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 
 #include "tools/bench/net_bench.hpp"
+#include "tools/bench/routes_bench.hpp"
 #include "tools/bench/storage_bench.hpp"
 
 int main(int argc, char** argv) {
@@ -11,6 +12,8 @@ int main(int argc, char** argv) {
   apsis::bench::add_storage_command(app, storage);
   apsis::bench::NetBenchOptions net;
   apsis::bench::add_net_command(app, net);
+  apsis::bench::RoutesBenchOptions routes;
+  apsis::bench::add_routes_command(app, routes);
   CLI11_PARSE(app, argc, argv);
   return 0;
 }
