@@ -179,7 +179,8 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
 
   void flush() {
     while (!pending_.empty() && pending_.front()->waiting == 0) {
-      count(*pending_.front());
+      // A reply behind an owed fsync is answered when that is done: counted then.
+      owed_.empty() ? count(*pending_.front()) : uncounted_.push_back(pending_.front());
       proto_.format(*pending_.front(), out_);
       quit_ = quit_ || pending_.front()->quit;
       if (pending_.front()->barrier) release();
@@ -234,14 +235,19 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
     // These replies wait for the fsyncs owed so far, on the engine's flusher thread; this
     // thread meanwhile reads on (from every client), so the next fsync covers more.
     settling_ = true;
-    owed_.when_settled([self = this->shared_from_this()](storage::Status s) {
-      asio::post(self->sock_.get_executor(), [self, s = std::move(s)] {
+    owed_.when_settled([self = this->shared_from_this(),
+                        waited = std::move(uncounted_)](storage::Status s) mutable {
+      asio::post(self->sock_.get_executor(), [self, s = std::move(s), waited = std::move(waited)] {
         self->settling_ = false;
-        if (s) return self->send();
+        if (s) {
+          for (const BatchPtr& b : waited) self->count(*b);
+          return self->send();
+        }
         spdlog::error("{}: writes not acknowledged: {}", self->server_->what(), s.to_string());
         self->close();  // the client gets no reply rather than a false ok
       });
     });
+    uncounted_.clear();  // moved into the callback
   }
 
   /// Writes wbuf_ out.
@@ -266,7 +272,8 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
   std::array<char, 64 << 10> buf_;
   std::string in_, out_, wbuf_;
   std::deque<BatchPtr> pending_;
-  storage::Unsynced owed_;  ///< fsyncs that the replies in out_ wait for
+  storage::Unsynced owed_;           ///< fsyncs that the replies in out_ wait for
+  std::vector<BatchPtr> uncounted_;  ///< batches in out_ whose metrics wait for those fsyncs
   bool reading_ = false, writing_ = false, write_posted_ = false, closed_ = false,
        stop_reading_ = false, quit_ = false, held_ = false;
   bool settling_ = false;  ///< wbuf_'s replies wait for owed_'s fsyncs

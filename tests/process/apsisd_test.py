@@ -569,8 +569,11 @@ class ApsisdTest(ClusterTest):
         for t in threads:
             t.join(timeout=60)
         self.assertFalse(errors)
-        backend = self.stats(node)["backends"][0]
+        stats = self.stats(node)
+        backend = stats["backends"][0]
         self.assertGreaterEqual(backend["synced_writes"], clients * each)
+        # Counted once their fsync is done, before the reply: every SET is in.
+        self.assertGreaterEqual(stats["requests"]["resp"]["operations"], clients * each)
         self.assertGreaterEqual(backend["synced_writes"] / backend["syncs"], 2.0, backend)
         self.assertRegex(self.cli(node, "stat").stdout, r"writes/fsync\n1\s.*\s\d+\.\d\n")
         c = Client(node.port)
