@@ -133,21 +133,6 @@ Status BlobEngine::put(const Record& r) {
   return s;
 }
 
-void BlobEngine::put_batch(const Record* records, size_t n, Status* results) {
-  sync_->finish(write_batch(records, n, results), results, n);
-}
-
-void BlobEngine::put_batch_unsynced(const Record* records, size_t n, Status* results,
-                                    uint64_t* owed) {
-  *owed = sync_->defer(write_batch(records, n, results), results, n);
-}
-
-Status BlobEngine::settle(uint64_t owed) { return sync_->after_write(owed); }
-
-void BlobEngine::when_settled(uint64_t owed, std::function<void(Status)> done) {
-  sync_->when_durable(owed, std::move(done));
-}
-
 // One lock and one ticket for the whole batch.
 uint64_t BlobEngine::write_batch(const Record* records, size_t n, Status* results) {
   thread_local std::string buf;

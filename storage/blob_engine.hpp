@@ -26,17 +26,12 @@
 
 namespace apsis::storage {
 
-class BlobEngine final : public Engine {
+class BlobEngine final : public GroupCommitEngine {
  public:
   static Status open(const EngineOptions& opts, std::unique_ptr<Engine>* out);
   ~BlobEngine() override;
 
   Status put(const Record& r) override;
-  void put_batch(const Record* records, size_t n, Status* results) override;
-  void put_batch_unsynced(const Record* records, size_t n, Status* results,
-                          uint64_t* owed) override;
-  Status settle(uint64_t owed) override;
-  void when_settled(uint64_t owed, std::function<void(Status)> done) override;
   Status get(const Id& id, Record* out) override;
   void prefetch(const std::vector<const Id*>& ids) override;
   Status lookup(const Id& id, RecordMeta* out) override;
@@ -69,8 +64,8 @@ class BlobEngine final : public Engine {
   void scan(DataFile& f, std::string_view bytes, uint64_t start, F&& visit, bool report);
   void apply_replayed(const codec::Header& h, uint64_t loc);
 
-  /// Writes a batch under one lock; the ticket its durability waits for.
-  uint64_t write_batch(const Record* records, size_t n, Status* results);
+  uint64_t write_batch(const Record* records, size_t n, Status* results) override;
+  SyncDriver& driver() override { return *sync_; }
   Status put_locked(const Id& id, std::string_view rec);
   DataFile* file_locked(uint32_t no) const;
   BlobIndex::Slot* find_locked(const Id& id);

@@ -281,21 +281,6 @@ Status BlockEngine::put(const Record& r) {
   return s;
 }
 
-void BlockEngine::put_batch(const Record* records, size_t n, Status* results) {
-  sync_->finish(write_batch(records, n, results), results, n);
-}
-
-void BlockEngine::put_batch_unsynced(const Record* records, size_t n, Status* results,
-                                     uint64_t* owed) {
-  *owed = sync_->defer(write_batch(records, n, results), results, n);
-}
-
-Status BlockEngine::settle(uint64_t owed) { return sync_->after_write(owed); }
-
-void BlockEngine::when_settled(uint64_t owed, std::function<void(Status)> done) {
-  sync_->when_durable(owed, std::move(done));
-}
-
 // One lock and one ticket for the whole batch; the blocks the batch frees become reusable
 // only once that ticket is durable.
 uint64_t BlockEngine::write_batch(const Record* records, size_t n, Status* results) {

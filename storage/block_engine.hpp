@@ -18,7 +18,7 @@
 
 namespace apsis::storage {
 
-class BlockEngine final : public Engine {
+class BlockEngine final : public GroupCommitEngine {
  public:
   static constexpr size_t block_size = 128;
   static constexpr size_t block_payload = 120;
@@ -27,11 +27,6 @@ class BlockEngine final : public Engine {
   static Status open(const EngineOptions& opts, std::unique_ptr<Engine>* out);
   ~BlockEngine() override;
   Status put(const Record& r) override;
-  void put_batch(const Record* records, size_t n, Status* results) override;
-  void put_batch_unsynced(const Record* records, size_t n, Status* results,
-                          uint64_t* owed) override;
-  Status settle(uint64_t owed) override;
-  void when_settled(uint64_t owed, std::function<void(Status)> done) override;
   Status get(const Id& id, Record* out) override;
   Status lookup(const Id& id, RecordMeta* out) override;
   Status erase(const std::vector<std::pair<Id, Version>>& which, size_t* erased) override;
@@ -71,8 +66,8 @@ class BlockEngine final : public Engine {
   Status write_chain(std::string_view rec, uint64_t* first);
   std::vector<uint64_t> allocate(size_t n);
   void release_pending();
-  /// Writes a batch under one lock; the ticket its durability waits for.
-  uint64_t write_batch(const Record* records, size_t n, Status* results);
+  uint64_t write_batch(const Record* records, size_t n, Status* results) override;
+  SyncDriver& driver() override { return *sync_; }
   Status put_locked(const Record& r, const std::string& rec, std::vector<uint64_t>* freed);
   Status read_locked(const Id& id, std::string* bytes);
 

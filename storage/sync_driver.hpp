@@ -67,4 +67,26 @@ class SyncDriver {
   std::thread flusher_;  ///< started by the first when_durable()
 };
 
+/// An engine that writes a batch under its lock and leaves durability to a SyncDriver (blob,
+/// block): put_batch(), its unsynced form, settle() and when_settled(), made once from the
+/// engine's write_batch() and its driver.
+class GroupCommitEngine : public Engine {
+ public:
+  void put_batch(const Record* records, size_t n, Status* results) final {
+    driver().finish(write_batch(records, n, results), results, n);
+  }
+  void put_batch_unsynced(const Record* records, size_t n, Status* results, uint64_t* owed) final {
+    *owed = driver().defer(write_batch(records, n, results), results, n);
+  }
+  Status settle(uint64_t owed) final { return driver().after_write(owed); }
+  void when_settled(uint64_t owed, std::function<void(Status)> done) final {
+    driver().when_durable(owed, std::move(done));
+  }
+
+ protected:
+  /// Writes a batch under the engine's lock; the ticket its durability waits for.
+  virtual uint64_t write_batch(const Record* records, size_t n, Status* results) = 0;
+  virtual SyncDriver& driver() = 0;
+};
+
 }  // namespace apsis::storage
