@@ -327,7 +327,8 @@ std::string ring_signature(const route_table& t) {
   for (const auto& [name, e] : t.nodes)
     for (const auto& b : e.owns() ? e.backends : std::vector<backend_points>{})
       sig += name + "/" + std::to_string(b.backend) + "/" + std::to_string(b.group) + "/" +
-             std::to_string(b.points.size()) + ";";
+             std::to_string(b.points.size()) + "/" + std::to_string(b.seed) + "/" +
+             std::to_string(b.count) + ";";
   return sig;
 }
 

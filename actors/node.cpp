@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdio>
+
 #include "actors/anti_entropy.hpp"
 #include "actors/lock_manager.hpp"
 #include "actors/peer.hpp"
@@ -29,9 +31,10 @@ bool next_incarnation(const std::string& data_dir, uint64_t* out, std::string* e
   return true;
 }
 
-/// A backend's ring points, kept beside its directory (DIR.ids, one hex id a line); drawn
-/// at random the first time.
-bool ring_points(const std::string& backend_dir, size_t n, std::vector<storage::Id>* out,
+/// A backend's ring points. Backends from before seeds keep the points they drew
+/// (DIR.ids, one hex id a line); the others keep a seed and a count, drawn the first time
+/// (DIR.ring: "<16 hex digits> <count>").
+bool ring_points(const std::string& backend_dir, size_t n, backend_points* out,
                  std::string* error) {
   storage::Env* env = storage::Env::posix();
   std::string path = backend_dir + ".ids", text;
@@ -42,18 +45,39 @@ bool ring_points(const std::string& backend_dir, size_t n, std::vector<storage::
       if (end == std::string::npos) end = text.size();
       storage::Id id;
       if (!storage::Id::from_hex(std::string_view(text).substr(pos, end - pos), &id))
-        return *error = path + ": line " + std::to_string(out->size() + 1) +
+        return *error = path + ": line " + std::to_string(out->points.size() + 1) +
                         " is not a 128-digit hex id",
                false;
-      out->push_back(id);
+      out->points.push_back(id);
       pos = end + 1;
     }
-    if (out->empty()) return *error = path + ": no ring points", false;
+    if (out->points.empty()) return *error = path + ": no ring points", false;
     return true;
   }
-  *out = random_points(n);
-  for (const auto& p : *out) text += p.hex() + "\n";
-  if (storage::Status s = env->write_atomic(path, text, true); !s)
+  path = backend_dir + ".ring";
+  if (env->exists(path)) {
+    if (storage::Status s = env->read_all(path, &text); !s) return *error = s.to_string(), false;
+    std::string_view line = text;
+    if (!line.empty() && line.back() == '\n') line.remove_suffix(1);
+    const std::string_view hex = line.substr(0, 16),
+                           digits = line.substr(std::min<size_t>(17, line.size()));
+    const bool ok = line.size() > 17 && line.size() <= 24 && line[16] == ' ' &&
+                    hex.find_first_not_of("0123456789abcdef") == std::string_view::npos &&
+                    digits.find_first_not_of("0123456789") == std::string_view::npos;
+    const uint64_t seed = ok ? std::stoull(std::string(hex), nullptr, 16) : 0;
+    const uint64_t count = ok ? std::stoull(std::string(digits)) : 0;
+    if (count == 0 || count > 4096)
+      return *error = path + ": not \"<16 hex digits> <count of points, 1-4096>\"", false;
+    out->seed = seed;
+    out->count = uint32_t(count);
+    return true;
+  }
+  out->seed = random_seed();
+  out->count = uint32_t(n);
+  char line[40];
+  std::snprintf(line, sizeof line, "%016llx %u\n", static_cast<unsigned long long>(out->seed),
+                out->count);
+  if (storage::Status s = env->write_atomic(path, line, true); !s)
     return *error = s.to_string(), false;
   return true;
 }
@@ -313,7 +337,7 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
     parts.engines.push_back(engine);
     if (cluster) {
       backend_points bp{b.id, b.group, {}};
-      if (!ring_points(cfg.backend_dir(b), cfg.points, &bp.points, error)) return false;
+      if (!ring_points(cfg.backend_dir(b), cfg.points, &bp, error)) return false;
       pc.self.backends.push_back(std::move(bp));
       replica_group_config one = rg;  // this backend alone: replica writes from other nodes
       one.groups = {route};

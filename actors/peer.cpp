@@ -47,10 +47,8 @@ void refresh_view(self_ptr self) {
   for (const auto& [name, e] : st.table.nodes) {
     nlohmann::json backends = nlohmann::json::array(), rings = nlohmann::json::array();
     for (const auto& b : e.backends) {
-      backends.push_back({{"id", b.backend}, {"group", b.group}, {"points", b.points.size()}});
-      nlohmann::json points = nlohmann::json::array();
-      for (const auto& p : b.points) points.push_back(p.hex());
-      rings.push_back({{"id", b.backend}, {"group", b.group}, {"points", points}});
+      backends.push_back({{"id", b.backend}, {"group", b.group}, {"points", b.size()}});
+      rings.push_back(b);
     }
     const char* state = state_of(self, name);
     nlohmann::json node{{"name", name},

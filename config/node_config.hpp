@@ -60,7 +60,7 @@ struct NodeConfig {
   uint16_t cluster_port = 0;  ///< 0: a node of its own, no cluster
   std::vector<std::pair<std::string, uint16_t>> seeds;
   std::string cookie;
-  uint32_t points = 16;  ///< ring points a new backend draws
+  uint32_t points = 1024;  ///< ring points a new backend derives from its seed
   uint32_t heartbeat_ms = 500;
   uint32_t anti_entropy_ms = 10000;   ///< between anti-entropy rounds
   uint32_t recovery_rate = 20000;     ///< records/s that anti-entropy and merge push at most

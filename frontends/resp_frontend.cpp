@@ -773,7 +773,9 @@ class RespProtocol {
       return reply(b, std::move(s));
     }
     l->want = l->q.count;
-    l->pages = 8;  // a few pages of a crowded keyspace when this namespace's keys are sparse
+    // Pages of a crowded keyspace when this namespace's keys are sparse, and of the ring's
+    // short stretches when a group has several backends (each page ends at its owner's).
+    l->pages = 64;
     listing(b, l, [](const frontend::Lister& l) {
       std::string s;
       resp::array(s, 2);

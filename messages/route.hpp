@@ -1,6 +1,9 @@
 // The route table: which backend of which node owns which part of each group's ring.
-// Every backend has random 64-byte ring points; in a group, an id belongs to the backend
-// with the greatest point <= id, wrapping around to the greatest point of all. Each node
+// Every backend has ring points, derived from a random seed (SHA-512 of the seed and the
+// point's number, eight 8-byte points a hash) so that an entry carries 12 bytes for any
+// number of points; backends from before seeds carry random 64-byte points instead. A point
+// is its first 8 bytes (the rest zero); in a group, an id belongs to the backend with the
+// greatest point <= id, wrapping around to the greatest point of all. Each node
 // owns its own entry (its backends and points, a version that grows with every change and
 // an incarnation that grows with every start), so merging two tables is per node: the
 // newer entry wins. Nodes gossip what changed since they last told each other (gossip_delta),
@@ -11,6 +14,8 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
@@ -23,8 +28,19 @@ namespace apsis {
 struct backend_points {
   uint32_t backend = 0;
   uint32_t group = 0;
-  std::vector<storage::Id> points;
+  std::vector<storage::Id> points;  ///< drawn one by one (backends from before seeds)
+  uint64_t seed = 0;                ///< and `count` points derived from it
+  uint32_t count = 0;
+
+  size_t size() const { return points.size() + count; }
+  /// Every point's place on the ring (its first 8 bytes, big-endian), in no order.
+  std::vector<uint64_t> places() const;
 };
+
+/// As kept and served in JSON: {"backend", "group", "points": [hex], "seed": hex, "count"}.
+void to_json(nlohmann::json& j, const backend_points& b);
+/// Throws nlohmann::json's exceptions on a missing or mistyped field, and on a bad point.
+void from_json(const nlohmann::json& j, backend_points& b);
 
 /// Everything the cluster knows about one node, as that node says it.
 struct node_entry {
@@ -78,7 +94,8 @@ using gossip_sent = std::map<std::string, std::pair<uint64_t, uint64_t>>;
 /// sent there; *sent is brought up to date. An empty *sent gives the whole table.
 route_table gossip_delta(const route_table& t, const std::string& self, gossip_sent* sent);
 
-/// A group's ring, derived from a route table: points sorted, each naming its owner.
+/// A group's ring, derived from a route table: points' places sorted, each naming its owner
+/// (12 bytes a point).
 class ring {
  public:
   struct owner {
@@ -95,22 +112,31 @@ class ring {
   /// The last id of the stretch that id's owner holds from id on: just before the next point
   /// of another owner, or Id::max() at the ring's end (a listing goes on from min there).
   storage::Id range_end(const storage::Id& id) const;
-  /// Every distinct owner, in first-point order.
-  std::vector<owner> owners() const;
+  /// Every owner with a point, in the table's order (node name, then its backends).
+  const std::vector<owner>& owners() const { return d_->owners; }
   /// The share of the id space each owner holds (in owners()' order; the shares sum to 1).
   std::vector<double> shares() const;
-  size_t size() const { return points_.size(); }
+  size_t size() const { return d_->places.size(); }
+  /// What the ring holds in memory, in bytes (copies share it).
+  size_t bytes() const;
 
  private:
-  std::vector<std::pair<storage::Id, owner>> points_;  // sorted by point
+  struct data {
+    std::vector<uint64_t> places;  // sorted (ties by owner, in owners' order)
+    std::vector<uint32_t> who;     // places[i]'s owner, an index into owners
+    std::vector<owner> owners;
+  };
+  std::shared_ptr<const data> d_ = std::make_shared<data>();
 };
 
 /// n random ring points (OpenSSL's RAND_bytes).
 std::vector<storage::Id> random_points(size_t n);
+/// A random seed for a new backend's points.
+uint64_t random_seed();
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, backend_points& x) {
-  return f(caf::meta::type_name("backend_points"), x.backend, x.group, x.points);
+  return f(caf::meta::type_name("backend_points"), x.backend, x.group, x.points, x.seed, x.count);
 }
 
 template <class Inspector>

@@ -65,14 +65,10 @@ struct Client::Impl {
       e.name = n.value("name", "");
       if (n.value("binary_port", 0) != 0 && n.value("state", "") != "down")
         addresses[e.name] = {n.value("host", ""), uint16_t(n.value("binary_port", 0))};
-      for (const auto& b : n["backends"]) {
-        backend_points bp{b.value("id", 0u), b.value("group", 0u), {}};
-        for (const auto& hex : b["points"]) {
-          storage::Id id;
-          if (!storage::Id::from_hex(hex.get<std::string>(), &id)) return false;
-          bp.points.push_back(id);
-        }
-        e.backends.push_back(std::move(bp));
+      try {
+        n.at("backends").get_to(e.backends);
+      } catch (const std::exception&) {  // json's, or a point or seed that is not hex
+        return false;
       }
       t.nodes[e.name] = std::move(e);
     }

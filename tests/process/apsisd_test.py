@@ -657,6 +657,27 @@ class ApsisdTest(ClusterTest):
         node = self.start()
         self.assertEqual(Client(node.port).call("GET", "durable"), b"yes")
 
+    def test_a_backend_keeps_its_ring_seed_and_a_bad_one_is_refused(self):
+        ports = {1: free_port()}
+        node = self.cluster_node(1, ports, ports[1], "cluster.points=64")
+        path = os.path.join(self.dir, "n1", "backend-1.ring")
+        with open(path) as f:
+            kept = f.read()
+        self.assertRegex(kept, r"^[0-9a-f]{16} 64\n$")
+        self.assertEqual(node.stop(), 0)
+        node = self.cluster_node(1, ports, ports[1], "cluster.points=128")  # drawn once: kept
+        status = json.loads(self.cli(node, "--json", "cluster", "status").stdout)
+        self.assertEqual(status["cluster"]["nodes"][0]["backends"][0]["points"], 64)
+        with open(path) as f:
+            self.assertEqual(f.read(), kept)
+        self.assertEqual(node.stop(), 0)
+        with open(path, "w") as f:
+            f.write("not-a-seed 64\n")
+        with self.assertRaises(RuntimeError) as refused:
+            self.cluster_node(1, ports, ports[1])
+        self.assertIn(f'{path}: not "<16 hex digits> <count of points, 1-4096>"',
+                      str(refused.exception))
+
     # -- a cluster of three (helpers in ClusterTest) ---------------------------
 
     def test_a_cluster_replicates_survives_a_dead_node_and_converges(self):

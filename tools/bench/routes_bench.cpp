@@ -5,6 +5,7 @@
 #include <caf/binary_serializer.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <string>
 
@@ -22,7 +23,7 @@ node_entry entry(size_t i, size_t points) {
   e.host = "10.0.0." + std::to_string(i % 250);
   e.port = 7400;
   e.binary_port = 7380;
-  e.backends.push_back({1, 1, random_points(points)});
+  e.backends.push_back({1, 1, {}, random_seed(), uint32_t(points)});
   return e;
 }
 
@@ -127,7 +128,7 @@ struct Spread {
   double mean = 0, worst = 0;
 };
 
-/// max/mean of a group's backends' shares over `trials` random rings of g backends.
+/// max/mean of a group's backends' shares over `trials` rings of g backends, random seeds.
 Spread balance(size_t g, size_t points, size_t trials) {
   Spread s;
   for (size_t t = 0; t < trials; ++t) {
@@ -177,15 +178,22 @@ int run_routes_bench(const RoutesBenchOptions& o) {
   caf::actor_system sys{cfg};
   std::printf("apsis-bench routes: one backend per node, %zu ring points each, gossip every 1 s\n",
               o.cluster_points);
-  std::printf("%6s %12s %15s %16s %16s %6s %12s %6s %12s\n", "nodes", "table bytes",
-              "own entry bytes", "full gossip B/s", "delta gossip B/s", "join", "join bytes",
-              "leave", "leave bytes");
+  std::printf("%6s %12s %15s %12s %9s %16s %16s %6s %12s %6s %12s\n", "nodes", "table bytes",
+              "own entry bytes", "ring bytes", "ring ms", "full gossip B/s", "delta gossip B/s",
+              "join", "join bytes", "leave", "leave bytes");
   for (size_t n : o.nodes) {
     route_table t = table_of(n, o.cluster_points);
     size_t full = wire_bytes(sys, t);
     route_table own;
     own.merge(t.nodes.begin()->second);
     size_t one = wire_bytes(sys, own);
+    // The ring every node derives from the table (one group here): memory and time to build.
+    auto start = std::chrono::steady_clock::now();
+    auto rings = ring::build(t);
+    double ring_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    size_t ring_bytes = 0;
+    for (const auto& [group, r] : rings) ring_bytes += r.bytes();
     // Per node per second: every other node gets the table (before delta gossip), or its own
     // entry plus the whole table once a minute (peer.cpp's full_every).
     double full_rate = double(n - 1) * double(full);
@@ -200,8 +208,8 @@ int run_routes_bench(const RoutesBenchOptions& o) {
       l.leaving = true, ++l.version;
       leave = m.rounds_until_converged(sys, &leave_bytes);
     }
-    std::printf("%6zu %12zu %15zu %16.0f %16.0f %6d %12zu %6d %12zu\n", n, full, one, full_rate,
-                delta_rate, join, join_bytes, leave, leave_bytes);
+    std::printf("%6zu %12zu %15zu %12zu %9.1f %16.0f %16.0f %6d %12zu %6d %12zu\n", n, full, one,
+                ring_bytes, ring_ms, full_rate, delta_rate, join, join_bytes, leave, leave_bytes);
   }
   std::printf(
       "\nbalance: the most loaded backend's share x backends (1.0 = even), %zu random rings\n",

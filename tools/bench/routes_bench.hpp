@@ -15,8 +15,8 @@ struct RoutesBenchOptions {
   std::vector<size_t> nodes{10, 50, 100, 1000};
   std::vector<size_t> points{16, 64, 256, 1024};
   std::vector<size_t> group_sizes{3, 9, 33};
-  size_t cluster_points = 16;  ///< ring points per backend in the table-size and gossip rows
-  size_t trials = 200;         ///< random rings per balance figure
+  size_t cluster_points = 1024;  ///< ring points per backend in the table-size and gossip rows
+  size_t trials = 200;           ///< random rings per balance figure
 };
 
 void add_routes_command(CLI::App& app, RoutesBenchOptions& opts);
