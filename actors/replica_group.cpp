@@ -602,6 +602,59 @@ void flush(replica_group_actor::stateful_pointer<replica_group_state> self) {
   }
 }
 
+// ---- A listing's page over many short stretches of the ring. ----
+
+/// A page ends where its owner's stretch of the ring does, and a group of several backends
+/// has about as many stretches as ring points: a page a stretch would cost a round trip each.
+/// So a listing's page (a batch of that one op) asks the next stretches at once, an op each,
+/// each bounded by its stretch, and their answers join into the one page asked for.
+constexpr size_t list_stretches = 16;
+
+/// The first ids of the stretches the page at ops[0] asks, its op now one per stretch; none
+/// (and ops as they were) when one stretch covers it, or it carries payloads (whose pages
+/// are bounded by bytes).
+std::vector<storage::Id> split_listing(const replica_group_config& cfg, op_batch& ops) {
+  list_request q;
+  if (ops.size() != 1 || ops[0].kind != op_kind::list || cfg.rings.empty() ||
+      !list_request::decode(ops[0].data, &q) || q.payload || q.manifests)
+    return {};
+  const ring* r = nullptr;  // the session's first group the listing asks: any ring would do
+  for (const auto& [group, g] : cfg.rings)
+    if (!r && asks_group(ops[0], group)) r = &g;
+  std::vector<storage::Id> starts{ops[0].id};
+  for (storage::Id end; r && starts.size() < list_stretches; starts.push_back(end)) {
+    end = r->range_end(starts.back());
+    if (!(end < q.end) || !next_id(end, &end)) break;
+  }
+  if (starts.size() == 1) return {};
+  const kv_op page = ops[0];
+  ops.clear();
+  for (size_t j = 0; j < starts.size(); ++j) {
+    kv_op& o = ops.emplace_back(page);
+    o.id = starts[j];
+    list_request part = q;
+    if (j + 1 < starts.size()) previous_id(starts[j + 1], &part.end);
+    o.data = part.encode();
+  }
+  return starts;
+}
+
+/// The stretches' answers as the one page asked for: each stretch's keys up to the first
+/// that stopped inside its stretch (its count reached) or failed (after the first: the next
+/// page starts there).
+result_batch join_listing(result_batch parts, const std::vector<storage::Id>& starts) {
+  op_result out = std::move(parts[0]);
+  for (size_t j = 1; j < parts.size() && out.status == op_status::ok; ++j) {
+    op_result& r = parts[j];
+    if (!out.existed || out.record.id != starts[j] || r.status != op_status::ok) break;
+    for (auto& e : r.listed) out.listed.push_back(std::move(e));
+    for (auto& e : r.replicas) out.replicas.push_back(std::move(e));
+    out.existed = r.existed;
+    out.record.id = r.record.id;
+  }
+  return result_batch{std::move(out)};
+}
+
 // ---- The actor: a batch's journey, routes. ----
 
 /// Plans a batch and sends its requests: a local shard that never blocks is applied to here,
@@ -614,6 +667,12 @@ void run(replica_group_actor::stateful_pointer<replica_group_state> self, op_bat
     result_batch out(ops.size());
     for (auto& r : out) r.status = op_status::unavailable, r.message = cfg.not_joined;
     return deliver(std::move(out));
+  }
+  if (!tried) {
+    if (auto starts = split_listing(cfg, ops); !starts.empty())
+      deliver = [starts = std::move(starts), deliver = std::move(deliver)](result_batch&& r) {
+        deliver(join_listing(std::move(r), starts));
+      };
   }
   std::vector<shard_request> reqs;
   // Reads under `one` may fail over: copied before plan() moves them into its requests.
