@@ -15,13 +15,25 @@
 namespace apsis::frontend {
 
 /// Runs a batch on the direct path (at once, on this thread) or through the coordinator actor
-/// (its results posted to `ex`); `then` gets the results either way.
+/// (its results posted to `ex`); `then` gets the results either way. Under fsync `always` the
+/// direct path leaves the fsync owed and `then` waits, posted to `ex`, until the engine's
+/// flusher has done it, so that the writes of every connection in the meantime share it; if
+/// it failed, every result says so rather than acknowledge a write that is not durable.
 inline void exec(const Coordinator& c, asio::any_io_executor ex, op_batch ops,
                  std::function<void(result_batch)> then) {
-  auto now = c.exec(ops, [&] {  // made only when `then` is not called here
-    return std::make_shared<PostingSink>(std::move(ex), std::move(then));
+  storage::Unsynced owed;
+  auto now = c.exec(
+      ops, [&] { return std::make_shared<PostingSink>(ex, then); },  // made only if not now
+      &owed);
+  if (!now) return;
+  if (owed.empty()) return then(std::move(*now));
+  owed.when_settled([ex, then = std::move(then), r = std::move(*now)](storage::Status s) mutable {
+    asio::post(ex, [then = std::move(then), r = std::move(r), s = std::move(s)]() mutable {
+      for (op_result& one : r)
+        if (!s) one.status = op_status::io_error, one.message = "fsync: " + s.to_string();
+      then(std::move(r));
+    });
   });
-  if (now) then(std::move(*now));
 }
 
 /// One read-modify-write. modify(read, &write) makes the write from what was read (false:
