@@ -2,8 +2,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include <cstdio>
-
 #include "actors/anti_entropy.hpp"
 #include "actors/lock_manager.hpp"
 #include "actors/peer.hpp"
@@ -59,24 +57,19 @@ bool ring_points(const std::string& backend_dir, size_t n, backend_points* out,
     if (storage::Status s = env->read_all(path, &text); !s) return *error = s.to_string(), false;
     std::string_view line = text;
     if (!line.empty() && line.back() == '\n') line.remove_suffix(1);
-    const std::string_view hex = line.substr(0, 16),
-                           digits = line.substr(std::min<size_t>(17, line.size()));
+    const std::string_view digits = line.substr(std::min<size_t>(17, line.size()));
     const bool ok = line.size() > 17 && line.size() <= 24 && line[16] == ' ' &&
-                    hex.find_first_not_of("0123456789abcdef") == std::string_view::npos &&
+                    seed_from_hex(line.substr(0, 16), &out->seed) &&
                     digits.find_first_not_of("0123456789") == std::string_view::npos;
-    const uint64_t seed = ok ? std::stoull(std::string(hex), nullptr, 16) : 0;
     const uint64_t count = ok ? std::stoull(std::string(digits)) : 0;
     if (count == 0 || count > 4096)
       return *error = path + ": not \"<16 hex digits> <count of points, 1-4096>\"", false;
-    out->seed = seed;
     out->count = uint32_t(count);
     return true;
   }
   out->seed = random_seed();
   out->count = uint32_t(n);
-  char line[40];
-  std::snprintf(line, sizeof line, "%016llx %u\n", static_cast<unsigned long long>(out->seed),
-                out->count);
+  const std::string line = seed_hex(out->seed) + " " + std::to_string(out->count) + "\n";
   if (storage::Status s = env->write_atomic(path, line, true); !s)
     return *error = s.to_string(), false;
   return true;

@@ -29,8 +29,9 @@ inline void exec(const Coordinator& c, asio::any_io_executor ex, op_batch ops,
   if (owed.empty()) return then(std::move(*now));
   owed.when_settled([ex, then = std::move(then), r = std::move(*now)](storage::Status s) mutable {
     asio::post(ex, [then = std::move(then), r = std::move(r), s = std::move(s)]() mutable {
-      for (op_result& one : r)
-        if (!s) one.status = op_status::io_error, one.message = "fsync: " + s.to_string();
+      if (!s)
+        for (op_result& one : r)
+          one.status = op_status::io_error, one.message = "fsync: " + s.to_string();
       then(std::move(r));
     });
   });

@@ -72,12 +72,10 @@ bool route_table::from_json(const std::string& text, route_table* out, std::stri
 void to_json(nlohmann::json& j, const backend_points& b) {
   nlohmann::json points = nlohmann::json::array();
   for (const auto& p : b.points) points.push_back(p.hex());
-  char seed[17];
-  std::snprintf(seed, sizeof seed, "%016llx", static_cast<unsigned long long>(b.seed));
   j = {{"backend", b.backend},
        {"group", b.group},
        {"points", points},
-       {"seed", seed},
+       {"seed", seed_hex(b.seed)},
        {"count", b.count}};
 }
 
@@ -89,11 +87,8 @@ void from_json(const nlohmann::json& j, backend_points& b) {
     if (!storage::Id::from_hex(p.get<std::string>(), &b.points.emplace_back()))
       throw std::invalid_argument("a ring point is not 128 hex digits");
   // Absent in tables kept before seeds.
-  std::string seed = j.value("seed", std::string(16, '0'));
-  size_t used = 0;
-  if (seed.size() != 16 || seed.find_first_not_of("0123456789abcdef") != std::string::npos)
+  if (!seed_from_hex(j.value("seed", std::string(16, '0')), &b.seed))
     throw std::invalid_argument("a ring seed is not 16 hex digits");
-  b.seed = std::stoull(seed, &used, 16);
   b.count = j.value("count", 0u);
 }
 
@@ -203,6 +198,19 @@ uint64_t random_seed() {
   uint64_t seed = 0;
   RAND_bytes(reinterpret_cast<unsigned char*>(&seed), sizeof seed);
   return seed;
+}
+
+std::string seed_hex(uint64_t seed) {
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(seed));
+  return hex;
+}
+
+bool seed_from_hex(std::string_view hex, uint64_t* out) {
+  if (hex.size() != 16 || hex.find_first_not_of("0123456789abcdef") != std::string_view::npos)
+    return false;
+  *out = std::stoull(std::string(hex), nullptr, 16);
+  return true;
 }
 
 }  // namespace apsis

@@ -17,6 +17,7 @@
 #include <memory>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "messages/types.hpp"
@@ -133,6 +134,10 @@ class ring {
 std::vector<storage::Id> random_points(size_t n);
 /// A random seed for a new backend's points.
 uint64_t random_seed();
+/// A seed as kept and served: 16 lowercase hex digits.
+std::string seed_hex(uint64_t seed);
+/// Reads seed_hex()'s text; false on anything else.
+bool seed_from_hex(std::string_view hex, uint64_t* out);
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, backend_points& x) {
