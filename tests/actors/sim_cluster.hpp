@@ -16,9 +16,11 @@
 
 #include <caf/test/io_dsl.hpp>
 
+#include <array>
 #include <deque>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include "actors/anti_entropy.hpp"
 #include "actors/peer.hpp"
@@ -43,16 +45,20 @@ using planet = test_node_fixture<test_coordinator_fixture<sim_config>>;
 /// little at each node's every reading of it (work takes time), so that nodes' clocks drift
 /// apart; each node's may be skewed too. Versions, like everything else, follow from the seed.
 inline uint64_t sim_now_ms = 0;
-inline int64_t sim_skew_ms[4] = {};
-inline uint64_t sim_readings[4] = {};
+constexpr size_t sim_max_nodes = 128;
+inline int64_t sim_skew_ms[sim_max_nodes] = {};
+inline uint64_t sim_readings[sim_max_nodes] = {};
 template <size_t I>
 uint64_t sim_clock() {
   return uint64_t(int64_t(sim_now_ms) + sim_skew_ms[I]) + ++sim_readings[I] / 3;
 }
+template <size_t... I>
+constexpr std::array<Hlc::physical_clock, sizeof...(I)> sim_clocks(std::index_sequence<I...>) {
+  return {sim_clock<I>...};
+}
 inline Hlc::physical_clock sim_clock_of(size_t i) {
-  static const Hlc::physical_clock clocks[] = {sim_clock<0>, sim_clock<1>, sim_clock<2>,
-                                               sim_clock<3>};
-  return clocks[i];
+  static constexpr auto clocks = sim_clocks(std::make_index_sequence<sim_max_nodes>{});
+  return clocks.at(i);
 }
 
 /// An operation on a key of the default namespace (policy: 0, the node's; else policy + 1).
@@ -78,18 +84,25 @@ struct sim_node {
   replica_group_actor coordinator;
   anti_entropy_actor anti_entropy;
   peer_actor peer;
-  std::vector<caf::actor> actors;  ///< everything spawned, to stop at the end
+  std::vector<caf::actor> actors;      ///< everything spawned, to stop at the end
+  std::shared_ptr<cluster_view> view;  ///< what its PEER says of the cluster (sim_options::views)
   uint32_t group = 0;
   bool left = false;  ///< it left the cluster (`apsis cluster leave`): apsisd would stop
+};
+
+struct sim_options {
+  bool views = false;  ///< each PEER keeps a cluster_view (JSON at every route change: slower)
+  size_t started = SIZE_MAX;  ///< the nodes started at once; the others wait for join()
 };
 
 class sim_cluster {
  public:
   /// n nodes, node i in group groups[i] (default: i + 1, a group each). Each backend has one
-  /// ring point: i * 0x40 in the first byte.
-  explicit sim_cluster(size_t n, caf::timespan timeout = 1s, std::vector<uint32_t> groups = {})
-      : planets_(n), timeout_(timeout) {
-    CAF_REQUIRE(n <= std::size(sim_skew_ms));
+  /// ring point: i * 0x40 in the first byte, i / 4 in the second.
+  explicit sim_cluster(size_t n, caf::timespan timeout = 1s, std::vector<uint32_t> groups = {},
+                       sim_options options = {})
+      : planets_(n), timeout_(timeout), options_(options) {
+    CAF_REQUIRE(n <= sim_max_nodes);
     sim_now_ms = 1'800'000'000'000;
     for (auto& s : sim_skew_ms) s = 0;
     for (auto& r : sim_readings) r = 0;
@@ -102,10 +115,14 @@ class sim_cluster {
     for (size_t k = 0; k < n; ++k)
       for (size_t i = 0; i < k; ++i) connect(i, k);  // k joins through 0 and dials each i < k
     exec_all();
-    for (size_t k = 0; k < n; ++k) {
-      start(k, nullptr, k > 0 ? std::vector<size_t>{0} : std::vector<size_t>{});
-      exec_all();
-    }
+    for (size_t k = 0; k < std::min(n, options.started); ++k) join(k);
+  }
+
+  /// Node k, not started yet, starts and joins through node 0 (the first node: alone).
+  void join(size_t k) {
+    CAF_REQUIRE(dead(k) && !nodes_[k].engine);
+    start(k, nullptr, k > 0 ? std::vector<size_t>{0} : std::vector<size_t>{});
+    exec_all();
   }
 
   ~sim_cluster() {
@@ -150,8 +167,8 @@ class sim_cluster {
   /// Runs every node until none has a message to run, a broker to flush or bytes to read
   /// (bounded); fires no timer.
   void exec_all() {
-    auto advance = [](planet& p) {
-      return p.sched.try_run_once() || p.mpx.try_exec_runnable() || p.mpx.read_data() ||
+    auto advance = [this](planet& p) {
+      return p.sched.try_run_once() || p.mpx.try_exec_runnable() || read(p) ||
              p.mpx.try_accept_connection();
     };
     for (size_t steps = 0;; ++steps) {
@@ -161,6 +178,14 @@ class sim_cluster {
       CAF_REQUIRE(steps < 10'000'000);  // a livelock, not a slow test
     }
   }
+
+  /// From now on, exec_all() counts the bytes each node sends (BASP frames, read by their
+  /// receivers); sent_bytes(i) says how many since.
+  void count_bytes() {
+    counting_ = true;
+    sent_.assign(nodes_.size(), 0);
+  }
+  uint64_t sent_bytes(size_t i) const { return sent_.at(i); }
 
   /// Lets simulated time pass on every node in steps: timers fire (request timeouts).
   void pass(caf::timespan t, int steps = 10) {
@@ -215,6 +240,20 @@ class sim_cluster {
   }
 
  private:
+  /// read_data() on planet p, on the connection ends with bytes waiting (read_data() itself
+  /// looks up every end of the planet, which at 100 nodes costs more than all the rest),
+  /// adding what each one read to its sender's count while counting.
+  bool read(planet& p) {
+    bool any = false;
+    for (const reader& r : readers_[&p]) {
+      if (*r.passive || r.waiting->empty()) continue;
+      const size_t before = r.waiting->size();
+      any = p.mpx.read_data(r.hdl) || any;
+      if (counting_) sent_[r.from] += before - r.waiting->size();
+    }
+    return any;
+  }
+
   /// A connection that node `client` may open to node `server`, between the planets they
   /// run on now (the simulated network has only connections prepared before they are dialed).
   void connect(size_t server, size_t client) {
@@ -227,6 +266,12 @@ class sim_cluster {
                                              name(server), nodes_[server].port, client_end);
     ends_[{client, server}] = server_end;  // where the server reads what the client sends
     ends_[{server, client}] = client_end;
+    for (auto [from, to, end] :
+         {std::tuple{client, server, server_end}, {server, client, client_end}}) {
+      auto& mpx = planet_of(to).mpx;  // its buffers stay where they are: shared, or map nodes
+      readers_[&planet_of(to)].push_back(
+          {from, end, &mpx.virtual_network_buffer(end), &mpx.passive_mode(end)});
+    }
     // A running node nobody dialed yet listens from now on.
     if (first && !dead(server)) planet_of(server).publish(nodes_[server].peer, nodes_[server].port);
   }
@@ -236,6 +281,7 @@ class sim_cluster {
   static storage::Id ring_point(size_t i) {
     storage::Id p;
     p.bytes[0] = uint8_t(i * 0x40);
+    p.bytes[1] = uint8_t(i / 4);
     return p;
   }
 
@@ -297,6 +343,7 @@ class sim_cluster {
     pc.anti_entropy_stats = n.stats;
     pc.on_left = [this, i] { nodes_[i].left = true; };
     pc.backends[1].actor = p.sys.spawn(replica_group, rg);
+    if (options_.views) n.view = pc.view = std::make_shared<cluster_view>();
     n.peer = p.sys.spawn(peer, pc);
     for (caf::actor x :
          {caf::actor_cast<caf::actor>(route.shards[0]), caf::actor_cast<caf::actor>(n.coordinator),
@@ -309,9 +356,20 @@ class sim_cluster {
   std::deque<planet> planets_;  // not movable: each is an actor system
   std::vector<sim_node> nodes_;
   caf::timespan timeout_;
+  sim_options options_;
+  bool counting_ = false;
+  std::vector<uint64_t> sent_;  ///< bytes sent by each node since count_bytes()
   std::map<size_t, caf::io::accept_handle> acceptors_;  ///< by planet
   /// (from, to) -> the connection end at `to` that reads what `from` sends
   std::map<std::pair<size_t, size_t>, caf::io::connection_handle> ends_;
+  /// A connection end on a planet: the node that sends to it, and what waits to be read.
+  struct reader {
+    size_t from;
+    caf::io::connection_handle hdl;
+    caf::io::network::test_multiplexer::buffer_type* waiting;
+    bool* passive;
+  };
+  std::map<const planet*, std::vector<reader>> readers_;
   std::set<std::pair<size_t, size_t>> cut_;
   int64_t next_handle_ = 0;
 };
