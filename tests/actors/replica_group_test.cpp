@@ -1,7 +1,9 @@
 #include "actors/replica_group.hpp"
 
 #include "actors/shard.hpp"
+#include "messages/listing.hpp"
 
+#include <algorithm>
 #include <set>
 #include <thread>
 #include "tests/actors/actor_fixture.hpp"
@@ -447,6 +449,140 @@ TEST_F(ReplicaGroupTest, AQuorumReadAnswersTheNewestOfAMajority) {
   auto all = read(uint8_t(success_policy::all) + 1);  // 3 of 3: the silent one fails it
   EXPECT_EQ(all[0].status, op_status::unavailable);
   EXPECT_NE(all[0].message.find("2 of 3"), std::string::npos) << all[0].message;
+}
+
+// ---- A listing page over many stretches (split_listing / join_listing). ----
+
+/// Sixteen points a backend: bytes[0] = 16 j + offset (the rest zero).
+std::vector<storage::Id> points_at(uint8_t offset) {
+  std::vector<storage::Id> out(16);
+  for (size_t j = 0; j < out.size(); ++j) out[j].bytes[0] = uint8_t(16 * j + offset);
+  return out;
+}
+
+storage::Id at_byte(uint8_t b) {
+  storage::Id id;
+  id.bytes[0] = b;
+  return id;
+}
+
+struct ListingTest : ReplicaGroupTest {
+  replica_group_actor c;
+  std::vector<storage::Id> written;  ///< the ids of the keys put, ascending
+
+  /// One group of two backends with interleaved points (`a` at 16 j + a_at, `b` at 16 j +
+  /// b_at, so 32 stretches); `b` on a node that is down when b_remote; then n keys put
+  /// (those whose owner is down fail).
+  void start(uint8_t a_at, uint8_t b_at, bool b_remote, int n) {
+    group_route a = route(1, e1, 1), b = route(1, e2, 1);
+    a.node = b.node = "me";
+    b.backend = 2;
+    route_table t;
+    node_entry me{"me", 1, 1, "127.0.0.1", 1, 0, {{1, 1, points_at(a_at)}}, {}, {}, {}};
+    if (!b_remote) me.backends.push_back({2, 1, points_at(b_at)});
+    t.merge(me);
+    std::vector<std::string> down;
+    if (b_remote) {
+      t.merge(node_entry{"far", 1, 1, "127.0.0.1", 2, 0, {{5, 1, points_at(b_at)}}, {}, {}, {}});
+      down.push_back("far");
+    }
+    c = coordinator(b_remote ? std::vector<group_route>{a} : std::vector<group_route>{a, b},
+                    success_policy::one);
+    self->send(c, atom::routes_v, t, down);
+    sched.run();
+    op_batch ops;
+    for (int i = 0; i < n; ++i) ops.push_back(op(op_kind::put, "k" + std::to_string(i), "v"));
+    auto r = ask<result_batch>(c, atom::exec_v, ops);
+    ASSERT_EQ(r.size(), ops.size());
+    for (size_t i = 0; i < r.size(); ++i)
+      if (r[i].status == op_status::ok) written.push_back(ops[i].id);
+    std::sort(written.begin(), written.end());
+  }
+
+  /// The page of at most `count` records examined per stretch from `from`.
+  op_result page(const storage::Id& from, uint32_t count) {
+    kv_op o;
+    o.kind = op_kind::list;
+    o.key = "default";
+    o.id = from;
+    list_request q;
+    q.count = count;
+    o.data = q.encode();
+    auto r = ask<result_batch>(c, atom::exec_v, op_batch{o});
+    EXPECT_EQ(r.size(), 1u);
+    return r.empty() ? op_result{} : r[0];
+  }
+
+  static std::vector<storage::Id> ids_of(const op_result& r) {
+    std::vector<storage::Id> ids;
+    for (const auto& e : r.listed) ids.push_back(e.meta.id);
+    return ids;
+  }
+
+  /// The written ids in [from, to).
+  std::vector<storage::Id> written_in(const storage::Id& from, const storage::Id& to) const {
+    return {std::lower_bound(written.begin(), written.end(), from),
+            std::lower_bound(written.begin(), written.end(), to)};
+  }
+};
+
+// A page asks its first 16 stretches at once and joins them: from the start of the ring,
+// [min, 0x04) (the last point's) then 15 more, so it ends at 0x7c; the next page ends at 0xfc,
+// and the last holds [0xfc, max]. (Ids compared with ==: gtest would print 64-byte dumps.)
+TEST_F(ListingTest, APageJoinsTheNextSixteenStretchesInIdOrder) {
+  start(4, 12, false, 1000);
+  ASSERT_EQ(written.size(), 1000u);
+  op_result r = page(storage::Id::min(), 10000);
+  ASSERT_EQ(r.status, op_status::ok);
+  EXPECT_TRUE(r.existed);
+  EXPECT_TRUE(r.record.id == at_byte(0x7c));
+  EXPECT_TRUE(ids_of(r) == written_in(storage::Id::min(), at_byte(0x7c)));
+  std::set<uint32_t> asked;  // both backends answered a part of it
+  for (const auto& x : r.replicas) asked.insert(x.backend);
+  EXPECT_EQ(asked, (std::set<uint32_t>{1, 2}));
+  op_result second = page(r.record.id, 10000);
+  EXPECT_TRUE(second.existed);
+  EXPECT_TRUE(second.record.id == at_byte(0xfc));
+  EXPECT_TRUE(ids_of(second) == written_in(at_byte(0x7c), at_byte(0xfc)));
+  op_result last = page(second.record.id, 10000);
+  EXPECT_FALSE(last.existed);
+  EXPECT_TRUE(ids_of(last) == written_in(at_byte(0xfc), storage::Id::max()));
+}
+
+// A stretch that stops inside itself (its count reached) ends the page there: the next
+// stretches' answers are not joined after a gap.
+TEST_F(ListingTest, AStretchThatReachesItsCountEndsThePage) {
+  start(4, 12, false, 1000);
+  for (uint32_t count : {3u, 7u}) {
+    std::vector<storage::Id> seen;
+    storage::Id at = storage::Id::min();
+    for (int pages = 0; pages < 1000; ++pages) {
+      op_result r = page(at, count);
+      ASSERT_EQ(r.status, op_status::ok);
+      if (pages == 0) {
+        EXPECT_EQ(r.listed.size(), count);  // [min, 0x04) holds more
+      }
+      for (const auto& id : ids_of(r)) seen.push_back(id);
+      if (!r.existed) break;
+      at = r.record.id;
+    }
+    EXPECT_TRUE(seen == written) << "count " << count;  // each key once, in id order
+  }
+}
+
+// A stretch whose owner is down ends the page before it (after the first: the page so far
+// is answered, and the next one starts at that stretch); a page that starts there fails.
+TEST_F(ListingTest, AStretchThatFailsEndsThePageBeforeIt) {
+  start(12, 4, true, 2000);  // [min, 0x04) is ours; [0x04, 0x0c) the down node's
+  ASSERT_GT(written_in(storage::Id::min(), at_byte(0x04)).size(), 0u);
+  op_result r = page(storage::Id::min(), 10000);
+  ASSERT_EQ(r.status, op_status::ok);
+  EXPECT_TRUE(r.existed);
+  EXPECT_TRUE(r.record.id == at_byte(0x04));
+  EXPECT_TRUE(ids_of(r) == written_in(storage::Id::min(), at_byte(0x04)));
+  op_result next = page(r.record.id, 10000);
+  EXPECT_EQ(next.status, op_status::unavailable);
+  EXPECT_TRUE(next.listed.empty());
 }
 
 TEST(Decide, QuorumNeedsAMajorityAndAgreementExplainsFailure) {
