@@ -2,9 +2,10 @@
 // write; with `always`, after_write() returns once an fsync that began after that write has
 // finished, and concurrent writers share that one fsync (group commit). when_durable() is the
 // same wait without blocking: a flusher thread fsyncs while the callers go on (a frontend's
-// I/O threads keep reading, so the next fsync covers more). With `interval`, a
-// background thread syncs every interval. (A leader that waited for more writers before
-// its fsync covered more per fsync but was slower overall here: see docs/benchmarks.md.) A failed
+// I/O threads keep reading, so the next fsync covers more), and before its next fsync waits,
+// for at most the last fsync's length, until as many waiters are back as it had (a blocking
+// leader that waited for more writers was slower overall: see docs/benchmarks.md). With
+// `interval`, a background thread syncs every interval. A failed
 // fsync is sticky: every later write fails too, because after a failed fsync the kernel may have
 // dropped the dirty pages.
 #pragma once
@@ -64,7 +65,9 @@ class SyncDriver {
   Status error_;
   std::thread interval_thread_;
   std::vector<std::pair<uint64_t, std::function<void(Status)>>> waiters_;  ///< when_durable's
-  std::thread flusher_;  ///< started by the first when_durable()
+  std::thread flusher_;                 ///< started by the first when_durable()
+  std::condition_variable flusher_cv_;  ///< the flusher waits on it for waiters
+  size_t gather_ = 0;  ///< waiters the flusher waits for before its next fsync (0: none)
 };
 
 /// An engine that writes a batch under its lock and leaves durability to a SyncDriver (blob,
