@@ -19,6 +19,20 @@ namespace apsis::frontend {
 /// direct path leaves the fsync owed and `then` waits, posted to `ex`, until the engine's
 /// flusher has done it, so that the writes of every connection in the meantime share it; if
 /// it failed, every result says so rather than acknowledge a write that is not durable.
+/// Posts then(r) to `ex` once the fsyncs `owed` are done; if one failed, every result says
+/// so rather than acknowledge a write that is not durable.
+template <class Then>
+void after_fsync(storage::Unsynced& owed, asio::any_io_executor ex, result_batch r, Then then) {
+  owed.when_settled([ex, then = std::move(then), r = std::move(r)](storage::Status s) mutable {
+    asio::post(ex, [then = std::move(then), r = std::move(r), s = std::move(s)]() mutable {
+      if (!s)
+        for (op_result& one : r)
+          one.status = op_status::io_error, one.message = "fsync: " + s.to_string();
+      then(std::move(r));
+    });
+  });
+}
+
 inline void exec(const Coordinator& c, asio::any_io_executor ex, op_batch ops,
                  std::function<void(result_batch)> then) {
   storage::Unsynced owed;
@@ -27,14 +41,7 @@ inline void exec(const Coordinator& c, asio::any_io_executor ex, op_batch ops,
       &owed);
   if (!now) return;
   if (owed.empty()) return then(std::move(*now));
-  owed.when_settled([ex, then = std::move(then), r = std::move(*now)](storage::Status s) mutable {
-    asio::post(ex, [then = std::move(then), r = std::move(r), s = std::move(s)]() mutable {
-      if (!s)
-        for (op_result& one : r)
-          one.status = op_status::io_error, one.message = "fsync: " + s.to_string();
-      then(std::move(r));
-    });
-  });
+  after_fsync(owed, ex, std::move(*now), std::move(then));
 }
 
 /// One read-modify-write. modify(read, &write) makes the write from what was read (false:

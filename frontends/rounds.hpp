@@ -13,7 +13,9 @@ namespace apsis::frontend {
 
 /// next(results of the last round, or null at first, and the ops to fill) fills the next
 /// round's operations, or leaves them empty when the command is done. On the direct path
-/// the rounds loop here rather than nesting a call per round (a listing may take thousands).
+/// the rounds loop here rather than nesting a call per round (a listing may take thousands);
+/// under fsync `always` a round that wrote is answered once the engine's flusher has synced
+/// it, with the writes of every other connection meanwhile (as frontend::exec).
 using NextRound = std::function<void(result_batch* last, op_batch* ops)>;
 
 inline void rounds(Coordinator c, asio::any_io_executor ex, NextRound next) {
@@ -27,11 +29,18 @@ inline void rounds(Coordinator c, asio::any_io_executor ex, NextRound next) {
         op_batch ops;
         next(got, &ops);
         if (ops.empty()) return;
-        auto now = c.exec(ops, [&] {
-          return std::make_shared<PostingSink>(
-              ex, [self = shared_from_this()](result_batch r) { self->run(&r); });
-        });
+        storage::Unsynced owed;  // a round that wrote goes on once its fsync is done
+        auto now = c.exec(
+            ops,
+            [&] {
+              return std::make_shared<PostingSink>(
+                  ex, [self = shared_from_this()](result_batch r) { self->run(&r); });
+            },
+            &owed);
         if (!now) return;
+        if (!owed.empty())
+          return after_fsync(owed, ex, std::move(*now),
+                             [self = shared_from_this()](result_batch r) { self->run(&r); });
         last = std::move(*now);
         got = &last;
       }
