@@ -342,8 +342,10 @@ bool start_node(caf::actor_system& sys, const config::NodeConfig& cfg, NodeParts
     ae.backends[b.id] = ae_backend{b.group, engine};
     rg.groups.push_back(std::move(route));
   }
-  // In a cluster the routes change to name other nodes: no direct path (it knows none).
+  // In a cluster the routes change to name other nodes: no direct path for writes, and reads
+  // only as the actor's last routes allow (it publishes them into the snapshot).
   if (!cluster) parts.coordinator.local = LocalCoordinator::make(rg);
+  if (cluster) parts.coordinator.cluster = rg.snapshot = std::make_shared<RouteSnapshot>();
   // Not the backends' own coordinators above: replica writes are welcome before a join.
   rg.not_joined = not_joined(cfg);
   parts.coordinator.actor = sys.spawn(replica_group, std::move(rg));

@@ -732,6 +732,7 @@ void set_routes(replica_group_state& st, const route_table& table,
   }
   st.cfg.rings.clear();
   for (auto& [group, r] : ring::build(table)) st.cfg.rings.emplace_back(group, std::move(r));
+  if (st.cfg.snapshot) st.cfg.snapshot->set(LocalCoordinator::for_reads(st.cfg));
 }
 
 }  // namespace
@@ -799,6 +800,36 @@ result_batch LocalCoordinator::run_once(op_batch& ops, storage::Unsynced* owed) 
     result_batch got = req.core->apply(req.ops, owed);
     p->record(req.idx, req.where, &got, op_status::unavailable);
   }
+  return out;
+}
+
+std::shared_ptr<const LocalCoordinator> LocalCoordinator::for_reads(replica_group_config cfg) {
+  cfg.snapshot = nullptr;  // it holds this coordinator: no cycle
+  return std::shared_ptr<const LocalCoordinator>(new LocalCoordinator(std::move(cfg)));
+}
+
+std::optional<result_batch> LocalCoordinator::read_here(const op_batch& ops) const {
+  if (!cfg_.not_joined.empty() || cfg_.read_order == read_order_kind::random) return {};
+  for (const kv_op& o : ops)
+    if ((o.kind != op_kind::get && o.kind != op_kind::lookup) ||
+        read_policy_of(cfg_, o) != success_policy::one)
+      return {};
+  op_batch copy = ops;  // plan() moves them; the actor gets them back on a miss
+  std::vector<shard_request> reqs;
+  const std::map<std::string, double> unmeasured;  // a latency order asks this node first
+  auto p = plan(cfg_, copy, &reqs, nullptr, &unmeasured);
+  for (const auto& req : reqs)
+    if (req.remote || !req.core) return {};
+  std::optional<result_batch> out;
+  p->deliver = [&out](result_batch&& r) { out = std::move(r); };
+  if (reqs.empty()) return {};
+  for (auto& req : reqs) {
+    result_batch got = req.core->apply(req.ops, nullptr);
+    p->record(req.idx, req.where, &got, op_status::unavailable);
+  }
+  if (out)
+    for (const op_result& r : *out)
+      if (r.status != op_status::ok) return {};
   return out;
 }
 

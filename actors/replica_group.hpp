@@ -63,6 +63,9 @@ struct replica_group_config {
   /// seeds name other nodes, before it has heard of any, does not know its groups, and a
   /// "quorum" of its own would acknowledge writes that no other replica holds.
   std::string not_joined;
+  /// In a cluster: where the actor publishes its routes at every change, for reads that a
+  /// frontend's thread answers from this node's own replicas (may be null).
+  std::shared_ptr<class RouteSnapshot> snapshot;
 };
 
 /// Operations for one remote backend, gathered from every batch that arrived before the next
@@ -100,6 +103,12 @@ class LocalCoordinator {
   result_batch run(op_batch& ops, storage::Unsynced* owed = nullptr) const;
   /// Whether a backend has fsync `always`: run() without `owed` would block for a flush.
   bool waits_for_fsync() const { return waits_for_fsync_; }
+  /// In a cluster (made by for_reads()): a batch of gets and lookups under read policy `one`
+  /// whose every read asks a replica on this node, answered here when each finds its key;
+  /// none otherwise (a miss is the actor's to fail over, a remote replica its to ask).
+  std::optional<result_batch> read_here(const op_batch& ops) const;
+  /// A coordinator for read_here() over the routes of a cluster, which name other nodes.
+  static std::shared_ptr<const LocalCoordinator> for_reads(replica_group_config cfg);
 
  private:
   explicit LocalCoordinator(replica_group_config cfg);
@@ -109,10 +118,21 @@ class LocalCoordinator {
   bool waits_for_fsync_ = false;
 };
 
+/// The coordinator actor's routes, as it last set them, for other threads (read_here()).
+class RouteSnapshot {
+ public:
+  std::shared_ptr<const LocalCoordinator> get() const { return std::atomic_load(&now_); }
+  void set(std::shared_ptr<const LocalCoordinator> c) { std::atomic_store(&now_, std::move(c)); }
+
+ private:
+  std::shared_ptr<const LocalCoordinator> now_;
+};
+
 /// How a frontend reaches the coordinator: the actor, or the direct path when there is one.
 struct Coordinator {
   replica_group_actor actor;
   std::shared_ptr<LocalCoordinator> local;  ///< null: every batch goes to the actor
+  std::shared_ptr<RouteSnapshot> cluster;   ///< in a cluster: reads this node can answer
 
   /// The one way in: runs a batch on this thread through the direct path, answering its
   /// results now, or sends it to the actor with the sink `make_sink()` makes (made only
@@ -123,6 +143,8 @@ struct Coordinator {
   std::optional<result_batch> exec(op_batch& ops, MakeSink&& make_sink,
                                    storage::Unsynced* owed = nullptr) const {
     if (local && (owed || !local->waits_for_fsync())) return local->run(ops, owed);
+    if (auto here = cluster ? cluster->get() : nullptr)
+      if (auto r = here->read_here(ops)) return r;
     caf::anon_send(actor, atom::exec_v, std::move(ops), batch_sink_ptr(make_sink()));
     return std::nullopt;
   }

@@ -451,6 +451,65 @@ TEST_F(ReplicaGroupTest, AQuorumReadAnswersTheNewestOfAMajority) {
   EXPECT_NE(all[0].message.find("2 of 3"), std::string::npos) << all[0].message;
 }
 
+// In a cluster, reads under `one` whose replica is on this node are answered on the caller's
+// thread from the routes the actor last published; anything else (a miss, a write, a wider
+// policy, a remote replica first) is left to the actor.
+TEST_F(ReplicaGroupTest, AClusterAnswersReadsOfItsOwnReplicasWithoutTheActor) {
+  auto routes_with = [&](uint32_t my_group, uint32_t far_group, read_order_kind order) {
+    group_route mine = route(my_group, e1, 1);
+    mine.node = "me";
+    replica_group_config cfg = config_of({mine}, success_policy::one);
+    cfg.read_order = order;
+    cfg.snapshot = std::make_shared<RouteSnapshot>();
+    auto c = sys.spawn(replica_group, cfg);
+    storage::Id low;
+    route_table t;
+    t.merge(node_entry{"me", 1, 1, "127.0.0.1", 1, 0, {{1, my_group, {low}}}, {}, {}, {}});
+    t.merge(node_entry{"far",
+                       1,
+                       1,
+                       "127.0.0.1",
+                       2,
+                       0,
+                       {{5, far_group, {low}}},
+                       caf::actor_cast<caf::actor>(sys.spawn(silent_peer, 0)),
+                       {},
+                       {}});
+    self->send(c, atom::routes_v, t, std::vector<std::string>{});
+    sched.run();
+    return cfg.snapshot->get();
+  };
+  storage::Record k;
+  k.id = storage::make_id("default", "k");
+  k.key = "k";
+  k.data = "v";
+  k.version = storage::Version{1, 1};
+  ASSERT_TRUE(e1->put(k).is_ok());
+  auto here = routes_with(1, 2, read_order_kind::session);  // this node's group asked first
+  ASSERT_TRUE(here);
+  auto r = here->read_here(op_batch{op(op_kind::get, "k")});
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->size(), 1u);
+  EXPECT_EQ((*r)[0].status, op_status::ok);
+  EXPECT_EQ((*r)[0].record.data, "v");
+  ASSERT_EQ((*r)[0].replicas.size(), 1u);
+  EXPECT_EQ((*r)[0].replicas[0].node, "me");
+  EXPECT_FALSE(here->read_here(op_batch{op(op_kind::get, "missing")}));  // the actor fails over
+  EXPECT_FALSE(here->read_here(op_batch{op(op_kind::get, "k"), op(op_kind::get, "missing")}));
+  kv_op quorum = op(op_kind::get, "k");
+  quorum.read = uint8_t(success_policy::quorum) + 1;
+  EXPECT_FALSE(here->read_here(op_batch{quorum}));
+  EXPECT_FALSE(here->read_here(op_batch{op(op_kind::put, "k", "w")}));
+  // The far node's group first in session order: its replica is asked, by the actor; by
+  // latency this node's own comes first.
+  EXPECT_FALSE(
+      routes_with(2, 1, read_order_kind::session)->read_here(op_batch{op(op_kind::get, "k")}));
+  EXPECT_TRUE(
+      routes_with(2, 1, read_order_kind::latency)->read_here(op_batch{op(op_kind::get, "k")}));
+  EXPECT_FALSE(
+      routes_with(1, 2, read_order_kind::random)->read_here(op_batch{op(op_kind::get, "k")}));
+}
+
 // ---- A listing page over many stretches (split_listing / join_listing). ----
 
 /// Sixteen points a backend: bytes[0] = 16 j + offset (the rest zero).

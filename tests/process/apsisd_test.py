@@ -887,6 +887,41 @@ class ApsisdTest(ClusterTest):
             c.close()
             self.assertEqual(missing, 0, f"through n{i}")
 
+    def test_reads_under_one_miss_here_and_fail_over_to_the_replica_that_has_them(self):
+        # Read policy one: a node answers a read from its own replica when it has the key
+        # (on the connection's thread), and asks the next group when it has not. n1 is dead
+        # while keys are written through n2 (policy one); back, with anti-entropy slowed to
+        # an hour, n1 holds none of them, yet reads through n1 find them all; with n2 dead in
+        # turn, n1 still answers what it holds.
+        ports = {1: free_port(), 2: free_port()}
+        extra = ("cluster.anti_entropy_ms=3600000", "replication.read_policy=one",
+                 "replication.policy=one")
+        nodes = {i: self.cluster_node(i, ports, ports[1], *extra) for i in (1, 2)}
+        wait_for(lambda: [r["status"] for r in self.replicas(nodes[1], "probe")] == ["ok"] * 2, 20,
+                 "n2 joined")
+        c = Client(nodes[1].port)
+        c.send(*[("SET", f"both{i}", f"b{i}") for i in range(100)])
+        self.assertEqual({c.reply() for _ in range(100)}, {"+OK"})
+        c.close()
+        nodes[1].kill()
+        wait_for(lambda: self.state_of(nodes[2], "n1") == "down", 20, "n2 sees n1 down")
+        c = Client(nodes[2].port)
+        c.send(*[("SET", f"late{i}", f"l{i}") for i in range(100)])
+        self.assertEqual({c.reply() for _ in range(100)}, {"+OK"})
+        c.close()
+        nodes[1] = self.cluster_node(1, ports, ports[1], *extra)
+        wait_for(lambda: self.state_of(nodes[1], "n2") == "up", 20, "n1 back")
+        self.assertEqual(self.keys_held(nodes[1]), 101)  # the probe and both*: none of late*
+        c = Client(nodes[1].port)
+        c.send(*[("GET", f"late{i}") for i in range(100)], *[("GET", f"both{i}") for i in range(100)])
+        got = [c.reply() for _ in range(200)]
+        self.assertEqual(got, [f"l{i}".encode() for i in range(100)] + [f"b{i}".encode() for i in range(100)])
+        self.assertIsNone(c.call("GET", "nowhere"))
+        nodes[2].kill()
+        wait_for(lambda: self.state_of(nodes[1], "n2") == "down", 20, "n1 sees n2 down")
+        self.assertEqual(c.call("GET", "both7"), b"b7")
+        c.close()
+
     def test_a_corrupt_replica_is_read_around_and_rewritten(self):
         # Two groups; one byte of each value flipped in n1's blob file under the running node (bit
         # rot). A read that meets it answers from group 2 and rewrites n1's copy; anti-entropy is
