@@ -9,7 +9,7 @@
 # directory that is removed at the end. Every node it starts is stopped by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-apsisd=build/tools/apsisd
+apsisd=${APSISD:-build/tools/apsisd}  # another build to compare: APSISD=path
 bench=build/tools/apsis-bench
 args=("$@")
 [ ${#args[@]} -eq 0 ] && args=(-c 64 -P 1 -n 200000 --read-ratio 0)
