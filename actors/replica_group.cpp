@@ -621,8 +621,12 @@ std::vector<storage::Id> split_listing(const replica_group_config& cfg, op_batch
   const ring* r = nullptr;  // the session's first group the listing asks: any ring would do
   for (const auto& [group, g] : cfg.rings)
     if (!r && asks_group(ops[0], group)) r = &g;
+  // Each stretch examines up to COUNT records: no more stretches than keep the page within
+  // list_count_max (one for the largest COUNT, 16 for most).
+  const size_t most =
+      std::clamp<size_t>(list_count_max / std::max<uint32_t>(q.count, 1), 1, list_stretches);
   std::vector<storage::Id> starts{ops[0].id};
-  for (storage::Id end; r && starts.size() < list_stretches; starts.push_back(end)) {
+  for (storage::Id end; r && starts.size() < most; starts.push_back(end)) {
     end = r->range_end(starts.back());
     if (!(end < q.end) || !next_id(end, &end)) break;
   }

@@ -591,7 +591,7 @@ struct ListingTest : ReplicaGroupTest {
 TEST_F(ListingTest, APageJoinsTheNextSixteenStretchesInIdOrder) {
   start(4, 12, false, 1000);
   ASSERT_EQ(written.size(), 1000u);
-  op_result r = page(storage::Id::min(), 10000);
+  op_result r = page(storage::Id::min(), 1000);
   ASSERT_EQ(r.status, op_status::ok);
   EXPECT_TRUE(r.existed);
   EXPECT_TRUE(r.record.id == at_byte(0x7c));
@@ -599,13 +599,25 @@ TEST_F(ListingTest, APageJoinsTheNextSixteenStretchesInIdOrder) {
   std::set<uint32_t> asked;  // both backends answered a part of it
   for (const auto& x : r.replicas) asked.insert(x.backend);
   EXPECT_EQ(asked, (std::set<uint32_t>{1, 2}));
-  op_result second = page(r.record.id, 10000);
+  op_result second = page(r.record.id, 1000);
   EXPECT_TRUE(second.existed);
   EXPECT_TRUE(second.record.id == at_byte(0xfc));
   EXPECT_TRUE(ids_of(second) == written_in(at_byte(0x7c), at_byte(0xfc)));
-  op_result last = page(second.record.id, 10000);
+  op_result last = page(second.record.id, 1000);
   EXPECT_FALSE(last.existed);
   EXPECT_TRUE(ids_of(last) == written_in(at_byte(0xfc), storage::Id::max()));
+}
+
+// A page examines at most list_count_max records: as many stretches as that allows, each
+// examining up to COUNT.
+TEST_F(ListingTest, APageOfTheLargestCountsAsksFewerStretches) {
+  start(4, 12, false, 1000);
+  op_result one = page(storage::Id::min(), list_count_max);  // one stretch: [min, 0x04)
+  EXPECT_TRUE(one.existed);
+  EXPECT_TRUE(one.record.id == at_byte(0x04));
+  op_result two = page(storage::Id::min(), list_count_max / 2);  // two: up to 0x0c
+  EXPECT_TRUE(two.record.id == at_byte(0x0c));
+  EXPECT_TRUE(ids_of(two) == written_in(storage::Id::min(), at_byte(0x0c)));
 }
 
 // A stretch that stops inside itself (its count reached) ends the page there: the next
