@@ -822,11 +822,11 @@ std::optional<result_batch> LocalCoordinator::read_here(const op_batch& ops) con
   std::vector<shard_request> reqs;
   const std::map<std::string, double> unmeasured;  // a latency order asks this node first
   auto p = plan(cfg_, copy, &reqs, nullptr, &unmeasured);
+  if (reqs.empty()) return {};
   for (const auto& req : reqs)
     if (req.remote || !req.core) return {};
   std::optional<result_batch> out;
   p->deliver = [&out](result_batch&& r) { out = std::move(r); };
-  if (reqs.empty()) return {};
   for (auto& req : reqs) {
     result_batch got = req.core->apply(req.ops, nullptr);
     p->record(req.idx, req.where, &got, op_status::unavailable);

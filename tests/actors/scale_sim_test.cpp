@@ -105,15 +105,6 @@ struct scale {
     for (size_t i = 0; i < n; ++i) sum += net.sent_bytes(i);
     return sum;
   }
-
-  std::string admin(size_t i, const std::string& cmd) {
-    caf::scoped_actor self{net.planet_of(i).sys};
-    std::string out;
-    auto h = self->request(net.node(i).peer, caf::infinite, atom::admin_v, cmd);
-    net.exec_all();
-    h.receive([&](std::string& r) { out = r; }, [&](caf::error&) { out = "error"; });
-    return out;
-  }
 };
 
 std::vector<size_t> sizes() {
@@ -166,7 +157,7 @@ CAF_TEST(a_change_reaches_every_node_within_a_few_gossip_rounds) {
     step(
         "leaving",
         [&] {
-          CAF_REQUIRE(s.admin(1, R"({"cmd": "leave"})").find("leaving") != std::string::npos);
+          CAF_REQUIRE(s.net.admin(1, R"({"cmd": "leave"})").find("leaving") != std::string::npos);
         },
         [&] {
           return s.agreed(n) && table_of(s.net.node(0)).find("n2/1/leaving/") != std::string::npos;
@@ -191,7 +182,7 @@ CAF_TEST(a_change_reaches_every_node_within_a_few_gossip_rounds) {
     step(
         "forget",
         [&] {
-          CAF_REQUIRE(s.admin(0, R"({"cmd": "forget", "node": "n5"})").find("forgotten") !=
+          CAF_REQUIRE(s.net.admin(0, R"({"cmd": "forget", "node": "n5"})").find("forgotten") !=
                       std::string::npos);
         },
         [&] {

@@ -227,6 +227,17 @@ class sim_cluster {
   /// Node i's wall clock jumps by ms (either way) from the simulation's.
   void skew(size_t i, int64_t ms) { sim_skew_ms[i] = ms; }
 
+  /// A cluster command (`apsis cluster ...`: leave, forget) to node i's PEER; its answer,
+  /// or "error".
+  std::string admin(size_t i, const std::string& cmd) {
+    caf::scoped_actor self{planet_of(i).sys};
+    std::string out;
+    auto h = self->request(nodes_[i].peer, caf::infinite, atom::admin_v, cmd);
+    exec_all();
+    h.receive([&](std::string& r) { out = r; }, [&](caf::error&) { out = "error"; });
+    return out;
+  }
+
   /// Runs a batch through node i's coordinator, letting `passing` simulated time pass.
   result_batch exec(size_t i, op_batch ops, caf::timespan passing = 0s) {
     result_batch out;
