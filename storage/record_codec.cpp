@@ -95,6 +95,11 @@ static Status decode_checked(std::string_view buf, Header* h) {
 Status decode(std::string_view buf, Record* out, bool with_payload) {
   Header h;
   APSIS_TRY(decode_checked(buf, &h));
+  fill(h, buf, out, with_payload);
+  return Status::ok();
+}
+
+void fill(const Header& h, std::string_view buf, Record* out, bool with_payload) {
   const char* p = buf.data() + header_size;
   out->id = h.id;
   out->key.assign(p, h.key_len);
@@ -109,7 +114,6 @@ Status decode(std::string_view buf, Record* out, bool with_payload) {
     out->json.clear();
     out->data.clear();
   }
-  return Status::ok();
 }
 
 Status decode_meta(std::string_view buf, RecordMeta* out) {

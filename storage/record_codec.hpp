@@ -42,6 +42,8 @@ Status decode_header(std::string_view buf, Header* h);
 bool checksum_ok(std::string_view buf, const Header& h);
 /// Header + checksum check, then fills out (json and data only when with_payload).
 Status decode(std::string_view buf, Record* out, bool with_payload = true);
+/// Fills out from a record whose header h was decoded and whose checksum was checked.
+void fill(const Header& h, std::string_view buf, Record* out, bool with_payload = true);
 /// Header + checksum check, then fills out.
 Status decode_meta(std::string_view buf, RecordMeta* out);
 RecordMeta meta_of(const Header& h, std::string_view buf);
