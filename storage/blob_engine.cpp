@@ -18,6 +18,9 @@ constexpr uint64_t snap_magic = 0x32504e5342535041ull;     // "APSBSNP2": slots 
 constexpr uint64_t snap_magic_v1 = 0x31504e5342535041ull;  // "APSBSNP1": placed again at load
 constexpr size_t file_header_size = 32;
 constexpr char snapshot_name[] = "index.snap";
+// Compaction moves records in runs of at most this many records or bytes under one lock.
+constexpr size_t compact_run = 256;
+constexpr size_t compact_run_bytes = 1 << 20;
 
 std::string data_name(uint32_t no) {
   char buf[32];
@@ -691,20 +694,41 @@ Status BlobEngine::compact_file(uint32_t no) {
   APSIS_TRY(f->file->read(0, f->end, &bytes, &scratch));
   Status status;
   uint64_t moved = 0;
+  // Records are moved in runs under one lock each: a lock a record made the writers queue
+  // behind it at every record (a futex wait and wake each), and cut their rate fivefold.
+  struct Found {
+    uint64_t off;
+    Id id;
+    std::string_view rec;
+  };
+  std::vector<Found> run;
+  size_t run_bytes = 0;
+  run.reserve(compact_run);
+  auto move_run = [&] {
+    std::unique_lock<std::shared_mutex> l(mu_);
+    for (const Found& r : run) {
+      BlobIndex::Slot* slot = find_locked(r.id);
+      if (!slot || slot->loc != BlobIndex::make_loc(no, r.off)) continue;  // dead: drop it
+      uint64_t loc;
+      status = append_locked(r.rec, &loc);
+      if (!status) break;
+      slot->loc = loc, ++moved;
+    }
+    run.clear();
+    run_bytes = 0;
+  };
   DataFile shadow;
   shadow.no = no;
   scan(
       shadow, bytes, file_header_size,
       [&](uint64_t off, const codec::Header& h, std::string_view rec) {
         if (!status) return;
-        std::unique_lock<std::shared_mutex> l(mu_);
-        BlobIndex::Slot* slot = find_locked(h.id);
-        if (!slot || slot->loc != BlobIndex::make_loc(no, off)) return;  // dead: drop it
-        uint64_t loc;
-        status = append_locked(rec, &loc);
-        if (status) slot->loc = loc, ++moved;
+        run.push_back({off, h.id, rec});
+        run_bytes += rec.size();
+        if (run.size() == compact_run || run_bytes >= compact_run_bytes) move_run();
       },
       false);
+  if (status && !run.empty()) move_run();
   APSIS_TRY(status);
   // The copies must be durable before the original goes.
   if (opts_.sync.mode != SyncPolicy::Mode::never) APSIS_TRY(sync_->sync_all());
