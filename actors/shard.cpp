@@ -381,7 +381,13 @@ result_batch ShardCore::apply_unsynced(op_batch& ops, uint64_t* owed) {
   const bool lists =
       std::any_of(ops.begin(), ops.end(), [](const kv_op& o) { return o.kind == op_kind::list; });
   if (!lists) {
-    std::lock_guard<std::mutex> lock(mu_);
+    // Reads alone change nothing of the shard's (fences, clock) and the engine is safe to
+    // read from any thread: no lock, so that I/O threads reading one shard do not queue.
+    const bool reads = std::all_of(ops.begin(), ops.end(), [](const kv_op& o) {
+      return o.kind == op_kind::get || o.kind == op_kind::lookup;
+    });
+    std::unique_lock<std::mutex> lock(mu_, std::defer_lock);
+    if (!reads) lock.lock();
     return BatchApply(*engine_, *clock_, fences_, ops, owed).run();
   }
   // Pages change nothing: they read the engine without the lock, the rest runs as usual.
