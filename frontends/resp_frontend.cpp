@@ -461,17 +461,26 @@ class RespProtocol {
     reply(b, std::move(s));
   }
   void keyed(Pending& b, Cmd cmd, std::vector<kv_op> ops) {
-    Plan p;
+    plan_of(b, cmd, ops.size());
+    for (auto& o : ops) b.ops.push_back(std::move(o));
+  }
+  /// A command of one or two operations, moved in (a braced list would copy each, value too).
+  template <class... More>
+  void keyed(Pending& b, Cmd cmd, kv_op&& first, More&&... more) {
+    plan_of(b, cmd, 1 + sizeof...(more));
+    b.ops.push_back(std::move(first));
+    (b.ops.push_back(std::move(more)), ...);
+  }
+  void plan_of(Pending& b, Cmd cmd, size_t count) {
+    Plan& p = b.plans.emplace_back();
     p.cmd = cmd;
     p.resp3 = resp3_;
     p.first = b.ops.size();
-    p.count = ops.size();
-    for (auto& o : ops) b.ops.push_back(std::move(o));
-    b.plans.push_back(std::move(p));
+    p.count = count;
   }
 
   void get(const std::string&, Args& a, Pending& b) {
-    keyed(b, Cmd::get, {key_op(op_kind::get, a[1])});
+    keyed(b, Cmd::get, key_op(op_kind::get, a[1]));
   }
 
   /// SET key value [EX s | PX ms | EXAT s | PXAT ms | KEEPTTL] [NX | XX]
@@ -516,30 +525,30 @@ class RespProtocol {
                                 " has no permissions to run the 'set' command with GET in "
                                 "namespace '" +
                                 ns_ + "'");
-    if (get) return keyed(b, Cmd::get_then, {key_op(op_kind::get, a[1]), std::move(o)});
-    keyed(b, Cmd::set, {std::move(o)});
+    if (get) return keyed(b, Cmd::get_then, key_op(op_kind::get, a[1]), std::move(o));
+    keyed(b, Cmd::set, std::move(o));
   }
 
   void setnx(const std::string&, Args& a, Pending& b) {
     kv_op o = key_op(op_kind::put, a[1]);
     o.data = std::move(a[2]);
     o.cond = op_cond::if_absent;
-    keyed(b, Cmd::setnx, {std::move(o)});
+    keyed(b, Cmd::setnx, std::move(o));
   }
 
   void getset(const std::string&, Args& a, Pending& b) {
     kv_op o = key_op(op_kind::put, a[1]);
     o.data = std::move(a[2]);
-    keyed(b, Cmd::get_then, {key_op(op_kind::get, a[1]), std::move(o)});
+    keyed(b, Cmd::get_then, key_op(op_kind::get, a[1]), std::move(o));
   }
 
   void getdel(const std::string&, Args& a, Pending& b) {
-    keyed(b, Cmd::get_then, {key_op(op_kind::get, a[1]), key_op(op_kind::remove, a[1])});
+    keyed(b, Cmd::get_then, key_op(op_kind::get, a[1]), key_op(op_kind::remove, a[1]));
   }
 
   /// GETEX key [EX s | PX ms | EXAT s | PXAT ms | PERSIST]
   void getex(const std::string&, Args& a, Pending& b) {
-    if (a.size() == 2) return keyed(b, Cmd::get_then, {key_op(op_kind::get, a[1])});
+    if (a.size() == 2) return keyed(b, Cmd::get_then, key_op(op_kind::get, a[1]));
     const std::string opt = upper(a[2]);
     kv_op o = key_op(op_kind::expire, a[1]);
     if (opt == "PERSIST" && a.size() == 3) {
@@ -549,11 +558,11 @@ class RespProtocol {
     } else if (a.size() != 4 || o.expiry_ms == 0) {
       return reply_error(b, "ERR syntax error");
     }
-    keyed(b, Cmd::get_then, {key_op(op_kind::get, a[1]), std::move(o)});
+    keyed(b, Cmd::get_then, key_op(op_kind::get, a[1]), std::move(o));
   }
 
   void persist(const std::string&, Args& a, Pending& b) {
-    keyed(b, Cmd::persist, {key_op(op_kind::expire, a[1])});  // expiry 0: removes it
+    keyed(b, Cmd::persist, key_op(op_kind::expire, a[1]));  // expiry 0: removes it
   }
 
   /// TYPE, STRLEN, EXPIRETIME, PEXPIRETIME: what a lookup says.
@@ -562,14 +571,14 @@ class RespProtocol {
                     : name == "STRLEN"     ? Cmd::strlen
                     : name == "EXPIRETIME" ? Cmd::expiretime
                                            : Cmd::pexpiretime;
-    keyed(b, cmd, {key_op(op_kind::lookup, a[1])});
+    keyed(b, cmd, key_op(op_kind::lookup, a[1]));
   }
 
   void getrange(const std::string&, Args& a, Pending& b) {
     int64_t from = 0, to = 0;
     if (!parse_int(a[2], &from) || !parse_int(a[3], &to))
       return reply_error(b, "ERR value is not an integer or out of range");
-    keyed(b, Cmd::getrange, {key_op(op_kind::get, a[1])});
+    keyed(b, Cmd::getrange, key_op(op_kind::get, a[1]));
     b.plans.back().from = from;
     b.plans.back().to = to;
   }
@@ -637,11 +646,11 @@ class RespProtocol {
     int64_t ms = name == "EXPIRE" ? n * 1000 : n;
     uint64_t now = storage::now_ms();
     o.expiry_ms = ms > 0 ? now + uint64_t(ms) : 1;  // <= 0: expired at once, as in Redis
-    keyed(b, Cmd::expire, {std::move(o)});
+    keyed(b, Cmd::expire, std::move(o));
   }
 
   void ttl(const std::string& name, Args& a, Pending& b) {
-    keyed(b, name == "TTL" ? Cmd::ttl : Cmd::pttl, {key_op(op_kind::lookup, a[1])});
+    keyed(b, name == "TTL" ? Cmd::ttl : Cmd::pttl, key_op(op_kind::lookup, a[1]));
   }
 
   void ping(const std::string&, Args& a, Pending& b) {
@@ -705,7 +714,7 @@ class RespProtocol {
       return reply_error(b, "ERR decrement would overflow");
     c.by = name == "DECR" || name == "DECRBY" ? -n : n;
     const uint8_t kind = c.kind;
-    keyed(b, Cmd::change, {std::move(o)});
+    keyed(b, Cmd::change, std::move(o));
     b.plans.back().from = kind;
   }
 
