@@ -142,7 +142,7 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
   /// Parses what has arrived into one batch and submits it (unless a barrier is in flight).
   void parse() {
     if (held_ || closed_) return;
-    auto batch = std::make_shared<BatchT>();
+    BatchPtr batch = reuse();
     size_t pos = 0;
     if (!proto_.parse(in_, &pos, *batch, *this)) stop_reading_ = true;
     in_.erase(0, pos);
@@ -184,6 +184,7 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
       proto_.format(*pending_.front(), out_);
       quit_ = quit_ || pending_.front()->quit;
       if (pending_.front()->barrier) release();
+      if (pending_.front()->ops.capacity() <= 256) spare_ = std::move(pending_.front());
       pending_.pop_front();
     }
     if (pending_.empty()) busy_.store(false, std::memory_order_relaxed);
@@ -200,6 +201,22 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
       self->parse();
       self->read();
     });
+  }
+
+  /// The last answered batch, emptied but with its vectors' room, if nothing holds it any
+  /// more (a sink of the actor path may): a pipeline's operations then fill it without
+  /// growing it again. Else a new one.
+  BatchPtr reuse() {
+    BatchPtr b = std::move(spare_);
+    if (!b || b.use_count() != 1) return std::make_shared<BatchT>();
+    op_batch ops = std::move(b->ops);
+    std::vector<Plan> plans = std::move(b->plans);
+    ops.clear();
+    plans.clear();
+    *b = BatchT{};
+    b->ops = std::move(ops);
+    b->plans = std::move(plans);
+    return b;
   }
 
   void count(const BatchT& b) {
@@ -272,6 +289,7 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
   std::array<char, 64 << 10> buf_;
   std::string in_, out_, wbuf_;
   std::deque<BatchPtr> pending_;
+  BatchPtr spare_;                   ///< the last answered batch, for the next parse (reuse())
   storage::Unsynced owed_;           ///< fsyncs that the replies in out_ wait for
   std::vector<BatchPtr> uncounted_;  ///< batches in out_ whose metrics wait for those fsyncs
   bool reading_ = false, writing_ = false, write_posted_ = false, closed_ = false,
