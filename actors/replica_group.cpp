@@ -22,6 +22,7 @@ bool is_write(op_kind k) { return k != op_kind::get && k != op_kind::lookup && k
 
 /// Puts replica entries in the session's group order (`order`: group ids).
 void sort_by_group(std::vector<replica_entry>& replicas, const std::vector<uint32_t>& order) {
+  if (replicas.size() < 2) return;  // stable_sort would still allocate its buffer
   auto rank = [&](const replica_entry& e) {
     return std::find(order.begin(), order.end(), e.group) - order.begin();
   };
@@ -326,7 +327,7 @@ void build_requests(const replica_group_config& cfg, op_batch& ops,
                     std::vector<shard_request>& plan) {
   const size_t groups = p.group_order.size();
   std::map<std::pair<size_t, size_t>, size_t> slot;  // (route, shard) -> index in plan
-  auto request_for = [&](size_t r, const storage::Id& id) -> shard_request& {
+  auto request_for = [&](size_t r, const storage::Id& id) -> size_t {
     const group_route& route = cfg.groups[r];
     size_t shard = route.remote ? 0 : shard_index(id, route.shards.size());
     auto [it, fresh] = slot.emplace(std::make_pair(r, shard), plan.size());
@@ -341,7 +342,7 @@ void build_requests(const replica_group_config& cfg, op_batch& ops,
       req.down = route.down;
       req.fsync_always = route.fsync_always;
     }
-    return plan[it->second];
+    return it->second;
   };
   auto asks = [&](size_t i, size_t g) {
     const op_track& t = p.ops[i];
@@ -352,10 +353,26 @@ void build_requests(const replica_group_config& cfg, op_batch& ops,
   for (size_t i = 0; i < ops.size(); ++i)
     for (size_t g = 0; g < groups; ++g)
       if (asks(i, g)) last_group[i] = g;
-  for (size_t g = 0; g < groups; ++g) {
+  // Requests first, sized, then filled: growing each request's ops one by one moved them
+  // (~300 bytes each) at every doubling.
+  std::vector<size_t> at(ops.size() * groups, SIZE_MAX);  // (op, group) -> index in plan
+  std::vector<size_t> count;
+  for (size_t g = 0; g < groups; ++g)
     for (size_t i = 0; i < ops.size(); ++i) {
       if (!asks(i, g)) continue;
-      shard_request& req = request_for(owner[i * groups + g], ops[i].id);
+      const size_t r = request_for(owner[i * groups + g], ops[i].id);
+      at[i * groups + g] = r;
+      count.resize(plan.size());
+      ++count[r];
+    }
+  for (size_t r = 0; r < plan.size(); ++r) {
+    plan[r].ops.reserve(count[r]);
+    plan[r].idx.reserve(count[r]);
+  }
+  for (size_t g = 0; g < groups; ++g) {
+    for (size_t i = 0; i < ops.size(); ++i) {
+      if (at[i * groups + g] == SIZE_MAX) continue;
+      shard_request& req = plan[at[i * groups + g]];
       req.ops.push_back(last_group[i] == g ? std::move(ops[i]) : ops[i]);
       req.idx.push_back(i);
       if (req.ops.back().kind == op_kind::list && !cfg.rings.empty())
