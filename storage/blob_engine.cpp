@@ -277,7 +277,10 @@ Status BlobEngine::read_record(const Id& id, FilePtr* f, uint64_t* off, codec::H
 // Two passes, so that the cache misses of a batch overlap: every id's index slot, then
 // every record header those slots point at.
 void BlobEngine::prefetch(const std::vector<const Id*>& ids) {
-  std::shared_lock<std::shared_mutex> lock(mu_);
+  // Only a hint: while a writer holds the lock, waiting for it (a futex sleep and a
+  // context switch) would cost more than the misses it saves.
+  std::shared_lock<std::shared_mutex> lock(mu_, std::try_to_lock);
+  if (!lock) return;
   for (const Id* id : ids) index_.prefetch_home(id->prefix());
   for (const Id* id : ids) {
     uint64_t loc = index_.first_with_tag(id->prefix());
