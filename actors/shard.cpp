@@ -386,7 +386,7 @@ result_batch ShardCore::apply_unsynced(op_batch& ops, uint64_t* owed) {
     const bool reads = std::all_of(ops.begin(), ops.end(), [](const kv_op& o) {
       return o.kind == op_kind::get || o.kind == op_kind::lookup;
     });
-    std::unique_lock<std::mutex> lock(mu_, std::defer_lock);
+    std::unique_lock<decltype(mu_)> lock(mu_, std::defer_lock);
     if (!reads) lock.lock();
     return BatchApply(*engine_, *clock_, fences_, ops, owed).run();
   }
@@ -401,7 +401,7 @@ result_batch ShardCore::apply_unsynced(op_batch& ops, uint64_t* owed) {
       rest.push_back(std::move(ops[i])), at.push_back(i);
   }
   if (rest.empty()) return out;
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<decltype(mu_)> lock(mu_);
   result_batch got = BatchApply(*engine_, *clock_, fences_, rest, owed).run();
   for (size_t k = 0; k < at.size(); ++k) out[at[k]] = std::move(got[k]);
   return out;

@@ -9,6 +9,7 @@
 #include "actors/interfaces.hpp"
 #include "actors/metrics.hpp"
 #include "storage/engine.hpp"
+#include "storage/spin_first.hpp"
 #include "storage/unsynced.hpp"
 
 namespace apsis {
@@ -33,7 +34,7 @@ class ShardCore {
   /// apply() under the lock, its fsync owed (*owed: the engine's ticket, 0 for none).
   result_batch apply_unsynced(op_batch& ops, uint64_t* owed);
 
-  std::mutex mu_;
+  storage::SpinFirst<std::mutex> mu_;
   std::shared_ptr<storage::Engine> engine_;
   std::shared_ptr<Hlc> clock_;
   /// The highest fencing token seen per key: a write carrying an older one is refused.

@@ -91,7 +91,7 @@ BlobEngine::~BlobEngine() {
   maint_.join();
   Status s = sync_->sync_all();
   if (s) {
-    std::unique_lock<std::shared_mutex> l(mu_);
+    std::unique_lock<Mutex> l(mu_);
     DataFile& a = *files_[active_];
     s = a.file->truncate(a.end);  // drop the preallocated tail
     if (s) s = a.file->sync();
@@ -154,7 +154,7 @@ uint64_t BlobEngine::write_batch(const Record* records, size_t n, Status* result
   uint64_t ticket = 0;
   bool wake = false;
   {
-    std::unique_lock<std::shared_mutex> l(mu_);
+    std::unique_lock<Mutex> l(mu_);
     uint32_t before = active_;
     size_t written = 0;
     for (size_t i = 0; i < n; ++i) {
@@ -245,7 +245,7 @@ Status BlobEngine::create_file_locked(uint32_t no, uint64_t capacity, FilePtr* o
 Status BlobEngine::sync_active() {
   FilePtr a;
   {
-    std::shared_lock<std::shared_mutex> l(mu_);
+    std::shared_lock<Mutex> l(mu_);
     a = files_[active_];
   }
   return a->file->sync();
@@ -258,7 +258,7 @@ Status BlobEngine::sync() { return sync_->sync_all(); }
 Status BlobEngine::read_record(const Id& id, FilePtr* f, uint64_t* off, codec::Header* h,
                                std::string_view* view, std::string* scratch) {
   {
-    std::shared_lock<std::shared_mutex> l(mu_);
+    std::shared_lock<Mutex> l(mu_);
     BlobIndex::Slot* slot = find_locked(id);
     if (!slot) return Status::not_found();
     *f = files_[BlobIndex::file_of(slot->loc)];
@@ -279,7 +279,7 @@ Status BlobEngine::read_record(const Id& id, FilePtr* f, uint64_t* off, codec::H
 void BlobEngine::prefetch(const std::vector<const Id*>& ids) {
   // Only a hint: while a writer holds the lock, waiting for it (a futex sleep and a
   // context switch) would cost more than the misses it saves.
-  std::shared_lock<std::shared_mutex> lock(mu_, std::try_to_lock);
+  std::shared_lock<Mutex> lock(mu_, std::try_to_lock);
   if (!lock) return;
   for (const Id* id : ids) index_.prefetch_home(id->prefix());
   for (const Id* id : ids) {
@@ -516,7 +516,7 @@ Status BlobEngine::checkpoint() {
   std::string snap;
   std::vector<FilePtr> to_sync;
   {
-    std::shared_lock<std::shared_mutex> l(mu_);
+    std::shared_lock<Mutex> l(mu_);
     std::vector<const DataFile*> live;
     for (const auto& f : files_)
       if (f) live.push_back(f.get());
@@ -556,7 +556,7 @@ Status BlobEngine::checkpoint() {
 Status BlobEngine::erase(const std::vector<std::pair<Id, Version>>& which, size_t* erased) {
   *erased = 0;
   {
-    std::unique_lock<std::shared_mutex> l(mu_);
+    std::unique_lock<Mutex> l(mu_);
     for (const auto& [id, v] : which) {
       BlobIndex::Slot* slot = find_locked(id);
       codec::Header h;
@@ -578,7 +578,7 @@ Status BlobEngine::iterate(const IterateOptions& opts, const IterateFn& fn) {
     FilePtr f;
     uint64_t end = 0;
     {
-      std::shared_lock<std::shared_mutex> l(mu_);
+      std::shared_lock<Mutex> l(mu_);
       while (no < files_.size() && !files_[no]) ++no;
       if (no >= files_.size()) break;
       f = files_[no];
@@ -594,7 +594,7 @@ Status BlobEngine::iterate(const IterateOptions& opts, const IterateFn& fn) {
         [&](uint64_t off, const codec::Header& h, std::string_view rec) {
           if (stop || !matches(opts, h.id, h.version, h.tombstone())) return;
           {
-            std::shared_lock<std::shared_mutex> l(mu_);
+            std::shared_lock<Mutex> l(mu_);
             BlobIndex::Slot* slot = find_locked(h.id);
             if (!slot || slot->loc != BlobIndex::make_loc(no, off)) return;  // superseded
           }
@@ -610,7 +610,7 @@ Status BlobEngine::page(Id begin, Id end, size_t max, Page* out) {
   out->records.clear();
   out->more = false;
   max = std::max<size_t>(max, 1);
-  std::shared_lock<std::shared_mutex> l(mu_);
+  std::shared_lock<Mutex> l(mu_);
   std::vector<BlobIndex::Slot> slots = index_.smallest(begin.prefix(), end.prefix(), max);
   if (slots.size() > max) {
     // The page ends before the largest tag: its ids start the next one. (Were all max + 1
@@ -641,7 +641,7 @@ Status BlobEngine::page(Id begin, Id end, size_t max, Page* out) {
 Status BlobEngine::scrub(uint64_t* cursor, size_t max, ScrubStep* out) {
   std::vector<std::pair<FilePtr, uint64_t>> todo;  // where each record is
   {
-    std::shared_lock<std::shared_mutex> l(mu_);
+    std::shared_lock<Mutex> l(mu_);
     const auto& slots = index_.slots();
     size_t i = *cursor;
     for (; i < slots.size() && todo.size() < max; ++i)
@@ -673,7 +673,7 @@ Status BlobEngine::compact() {
   std::lock_guard<std::mutex> g(compact_mu_);
   std::vector<uint32_t> candidates;
   {
-    std::shared_lock<std::shared_mutex> l(mu_);
+    std::shared_lock<Mutex> l(mu_);
     for (const auto& f : files_) {
       if (!f || f->no == active_) continue;
       uint64_t payload = f->end - file_header_size;
@@ -688,7 +688,7 @@ Status BlobEngine::compact() {
 Status BlobEngine::compact_file(uint32_t no) {
   FilePtr f;
   {
-    std::shared_lock<std::shared_mutex> l(mu_);
+    std::shared_lock<Mutex> l(mu_);
     if (!file_locked(no) || no == active_) return Status::ok();
     f = files_[no];
   }
@@ -708,7 +708,7 @@ Status BlobEngine::compact_file(uint32_t no) {
   size_t run_bytes = 0;
   run.reserve(compact_run);
   auto move_run = [&] {
-    std::unique_lock<std::shared_mutex> l(mu_);
+    std::unique_lock<Mutex> l(mu_);
     for (const Found& r : run) {
       BlobIndex::Slot* slot = find_locked(r.id);
       if (!slot || slot->loc != BlobIndex::make_loc(no, r.off)) continue;  // dead: drop it
@@ -736,7 +736,7 @@ Status BlobEngine::compact_file(uint32_t no) {
   // The copies must be durable before the original goes.
   if (opts_.sync.mode != SyncPolicy::Mode::never) APSIS_TRY(sync_->sync_all());
   {
-    std::unique_lock<std::shared_mutex> l(mu_);
+    std::unique_lock<Mutex> l(mu_);
     files_[no].reset();
     ++compactions_;
   }
@@ -756,7 +756,7 @@ void BlobEngine::maintenance_loop() {
     l.unlock();
     bool snapshot_due;
     {
-      std::shared_lock<std::shared_mutex> g(mu_);
+      std::shared_lock<Mutex> g(mu_);
       snapshot_due = bytes_since_snapshot_ >= opts_.snapshot_every_bytes;
     }
     Status s = compact();
@@ -767,7 +767,7 @@ void BlobEngine::maintenance_loop() {
 }
 
 EngineStats BlobEngine::stats() {
-  std::shared_lock<std::shared_mutex> l(mu_);
+  std::shared_lock<Mutex> l(mu_);
   EngineStats s;
   s.keys = index_.size();
   s.index_bytes = index_.bytes();

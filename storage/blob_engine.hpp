@@ -22,6 +22,7 @@
 #include "storage/blob_index.hpp"
 #include "storage/engine.hpp"
 #include "storage/record_codec.hpp"
+#include "storage/spin_first.hpp"
 #include "storage/sync_driver.hpp"
 
 namespace apsis::storage {
@@ -82,7 +83,8 @@ class BlobEngine final : public GroupCommitEngine {
 
   EngineOptions opts_;
   std::unique_ptr<FileLock> lock_;
-  std::shared_mutex mu_;
+  using Mutex = SpinFirst<std::shared_mutex>;
+  Mutex mu_;
   BlobIndex index_;
   std::vector<FilePtr> files_;  ///< by file number; null = absent
   uint32_t active_ = 0;
