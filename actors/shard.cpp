@@ -43,8 +43,12 @@ class BatchApply {
         results_(ops.size()) {
     if (ops.size() > 1) {
       std::vector<const storage::Id*> ids(ops.size());
-      for (size_t i = 0; i < ops.size(); ++i) ids[i] = &ops[i].id;
-      engine.prefetch(ids);
+      bool gets = false;
+      for (size_t i = 0; i < ops.size(); ++i) {
+        ids[i] = &ops[i].id;
+        gets = gets || ops[i].kind == op_kind::get;
+      }
+      engine.prefetch(ids, gets);
     }
     // Ids that more than one operation of the batch names: only there can a later operation
     // see an earlier write before the engine has judged it. Counted only for batches with

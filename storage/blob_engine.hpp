@@ -34,7 +34,7 @@ class BlobEngine final : public GroupCommitEngine {
 
   Status put(const Record& r) override;
   Status get(const Id& id, Record* out) override;
-  void prefetch(const std::vector<const Id*>& ids) override;
+  void prefetch(const std::vector<const Id*>& ids, bool whole) override;
   Status lookup(const Id& id, RecordMeta* out) override;
   Status erase(const std::vector<std::pair<Id, Version>>& which, size_t* erased) override;
   Status iterate(const IterateOptions& opts, const IterateFn& fn) override;

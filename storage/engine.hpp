@@ -124,9 +124,10 @@ class Engine {
   virtual void when_settled(uint64_t owed, std::function<void(Status)> done) { done(settle(owed)); }
   /// ok with the whole record; not_found if absent, a tombstone, or expired.
   virtual Status get(const Id& id, Record* out) = 0;
-  /// A hint that these ids are about to be read or written: an engine may start loading
-  /// what it will touch into the CPU cache, so that the misses of a batch overlap.
-  virtual void prefetch(const std::vector<const Id*>& ids) { (void)ids; }
+  /// A hint that these ids are about to be read or written (`whole`: their records read
+  /// whole, as gets do): an engine may start loading what it will touch into the CPU cache,
+  /// so that the misses of a batch overlap.
+  virtual void prefetch(const std::vector<const Id*>& ids, bool whole) { (void)ids, (void)whole; }
   /// ok with metadata of what is stored, tombstones and expired records included.
   virtual Status lookup(const Id& id, RecordMeta* out) = 0;
   /// Stores a tombstone at version v; same rules as put().

@@ -91,7 +91,8 @@ TEST_P(EngineTest, MatchesAModelUnderRandomOperations) {
         model[id] = Record::make_tombstone(id, v, key);
       } else if (kind < 88) {  // get + lookup, after a prefetch hint (which changes nothing)
         Id absent = make_id("default", "never-written");
-        e->prefetch({&id, &absent, &id});
+        e->prefetch({&id, &absent, &id}, true);
+        e->prefetch({&id, &absent}, false);
         Record got;
         Status s = e->get(id, &got);
         if (it == model.end() || it->second.tombstone) {
