@@ -11,27 +11,29 @@ template <class Mutex>
 class SpinFirst {
  public:
   void lock() {
-    for (int i = 0; i < spins; ++i) {
-      if (m_.try_lock()) return;
-      _mm_pause();
-    }
-    m_.lock();
+    if (!spun([this] { return m_.try_lock(); })) m_.lock();
   }
   bool try_lock() { return m_.try_lock(); }
   void unlock() { m_.unlock(); }
 
   void lock_shared() {
-    for (int i = 0; i < spins; ++i) {
-      if (m_.try_lock_shared()) return;
-      _mm_pause();
-    }
-    m_.lock_shared();
+    if (!spun([this] { return m_.try_lock_shared(); })) m_.lock_shared();
   }
   bool try_lock_shared() { return m_.try_lock_shared(); }
   void unlock_shared() { m_.unlock_shared(); }
 
  private:
   static constexpr int spins = 64;  ///< ~2-3 us of pauses
+
+  template <class Attempt>
+  static bool spun(Attempt attempt) {
+    for (int i = 0; i < spins; ++i) {
+      if (attempt()) return true;
+      _mm_pause();
+    }
+    return false;
+  }
+
   Mutex m_;
 };
 
