@@ -349,22 +349,19 @@ void build_requests(const replica_group_config& cfg, op_batch& ops,
     return owner[i * groups + g] != SIZE_MAX &&
            ((t.write && !t.change) || t.wide || t.read_group == g);
   };
-  std::vector<size_t> last_group(ops.size(), SIZE_MAX);  // where each op is used last
-  for (size_t i = 0; i < ops.size(); ++i)
-    for (size_t g = 0; g < groups; ++g)
-      if (asks(i, g)) last_group[i] = g;
   // Requests first, sized, then filled: growing each request's ops one by one moved them
   // (~300 bytes each) at every doubling.
   std::vector<size_t> at(ops.size() * groups, SIZE_MAX);  // (op, group) -> index in plan
-  std::vector<size_t> count;
+  std::vector<size_t> last_group(ops.size(), SIZE_MAX);   // where each op is used last
   for (size_t g = 0; g < groups; ++g)
-    for (size_t i = 0; i < ops.size(); ++i) {
-      if (!asks(i, g)) continue;
-      const size_t r = request_for(owner[i * groups + g], ops[i].id);
-      at[i * groups + g] = r;
-      count.resize(plan.size());
-      ++count[r];
-    }
+    for (size_t i = 0; i < ops.size(); ++i)
+      if (asks(i, g)) {
+        at[i * groups + g] = request_for(owner[i * groups + g], ops[i].id);
+        last_group[i] = g;
+      }
+  std::vector<size_t> count(plan.size());
+  for (size_t r : at)
+    if (r != SIZE_MAX) ++count[r];
   for (size_t r = 0; r < plan.size(); ++r) {
     plan[r].ops.reserve(count[r]);
     plan[r].idx.reserve(count[r]);

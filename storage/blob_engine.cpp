@@ -281,7 +281,8 @@ static void prefetch_bytes(const char* p, size_t n) {
 }
 
 // Two passes, so that the cache misses of a batch overlap: every id's index slot, then
-// every record header those slots point at.
+// every record those slots point at (its header, or for gets its first 256 bytes: the
+// whole of a small record, which the checksum reads).
 void BlobEngine::prefetch(const std::vector<const Id*>& ids, bool whole) {
   // Only a hint: while a writer holds the lock, waiting for it (a futex sleep and a
   // context switch) would cost more than the misses it saves.
@@ -294,7 +295,7 @@ void BlobEngine::prefetch(const std::vector<const Id*>& ids, bool whole) {
     std::string_view v;
     std::string scratch;
     if (f && f->file->read(BlobIndex::offset_of(loc), codec::header_size, &v, &scratch).is_ok())
-      prefetch_bytes(v.data(), whole ? 256 : codec::header_size);  // a small record whole
+      prefetch_bytes(v.data(), whole ? 256 : codec::header_size);
   }
 }
 

@@ -3,8 +3,6 @@
 // other sleep on the futex (a context switch and a wake-up, several microseconds each).
 #pragma once
 
-#include <immintrin.h>
-
 namespace apsis::storage {
 
 template <class Mutex>
@@ -29,7 +27,9 @@ class SpinFirst {
   static bool spun(Attempt attempt) {
     for (int i = 0; i < spins; ++i) {
       if (attempt()) return true;
-      _mm_pause();
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();  // let the other hyperthread run; less power while spinning
+#endif
     }
     return false;
   }
