@@ -452,6 +452,55 @@ void fanned_in(const replica_group_config& cfg, const change_list& c, result_bat
 void run(replica_group_actor::stateful_pointer<replica_group_state> self, op_batch& ops,
          deliver_fn deliver, const std::vector<uint64_t>* tried = nullptr);
 
+/// Applies each operation to the one local replica `route[i]` names, a batch per shard, and
+/// gives each result that replica's entry, as pending_batch::record and finish would with
+/// one replica asked (a write that found a newer version stored is ordered before it; every
+/// policy's decision is the replica's status), without the plan's tracking and merging.
+result_batch apply_at_one_replica(const replica_group_config& cfg, op_batch& ops,
+                                  const std::vector<size_t>& route, storage::Unsynced* owed) {
+  constexpr size_t shards_max = 256;  // the config's limit: (route, shard) in one number
+  const size_t n = ops.size();
+  // Reads alone take no shard lock and touch nothing of a shard's own: the first shard of
+  // an engine answers them all, in one batch whose prefetches overlap.
+  const bool reads =
+      std::none_of(ops.begin(), ops.end(), [](const kv_op& o) { return is_write(o.kind); });
+  std::vector<size_t> dest(n);
+  for (size_t i = 0; i < n; ++i) {
+    const auto& cores = cfg.groups[route[i]].cores;
+    size_t shard = shard_index(ops[i].id, cores.size());
+    if (reads && cores[shard]->engine() == cores[0]->engine()) shard = 0;
+    dest[i] = route[i] * shards_max + shard;
+  }
+  auto core = [&](size_t d) { return cfg.groups[d / shards_max].cores[d % shards_max].get(); };
+  result_batch out;
+  if (n > 0 && std::all_of(dest.begin(), dest.end(), [&](size_t d) { return d == dest[0]; })) {
+    out = core(dest[0])->apply(ops, owed);
+  } else {  // each shard's operations in their order, as the plan's requests would be
+    out.resize(n);
+    op_batch part;
+    std::vector<size_t> at;
+    for (size_t first = 0; first < n; ++first) {
+      const size_t d = dest[first];
+      if (d == SIZE_MAX) continue;  // sent with an earlier one's shard
+      part.clear(), at.clear();
+      for (size_t i = first; i < n; ++i)
+        if (dest[i] == d) dest[i] = SIZE_MAX, part.push_back(std::move(ops[i])), at.push_back(i);
+      result_batch got = core(d)->apply(part, owed);
+      for (size_t k = 0; k < at.size() && k < got.size(); ++k) out[at[k]] = std::move(got[k]);
+    }
+  }
+  out.resize(n);  // a shard that answered short: the rest stay unavailable
+  for (size_t i = 0; i < n; ++i) {
+    op_result& r = out[i];
+    // ops[i] may have moved, but not its kind.
+    if (r.status == op_status::stale && is_write(ops[i].kind))
+      r.status = op_status::ok, r.message.clear();
+    const group_route& at = cfg.groups[route[i]];
+    r.replicas.assign(1, replica_entry{at.group, at.node, at.backend, r.status, r.version});
+  }
+  return out;
+}
+
 /// The local shard that owns an id in a route, and whether it may be applied to directly.
 ShardCore* direct_core(const group_route& route, const storage::Id& id, size_t* shard) {
   *shard = shard_index(id, route.shards.size());
@@ -785,9 +834,15 @@ std::shared_ptr<LocalCoordinator> LocalCoordinator::make(const replica_group_con
 
 LocalCoordinator::LocalCoordinator(replica_group_config cfg) : cfg_(std::move(cfg)) {
   for (const auto& g : cfg_.groups) waits_for_fsync_ = waits_for_fsync_ || g.fsync_always;
+  alone_ = cfg_.groups.size() == 1 && cfg_.rings.empty() && cfg_.not_joined.empty() &&
+           !cfg_.groups[0].cores.empty();
 }
 
 result_batch LocalCoordinator::run(op_batch& ops, storage::Unsynced* owed) const {
+  // An operation naming its groups may name none of this node's: the plan says so.
+  if (alone_ &&
+      std::all_of(ops.begin(), ops.end(), [](const kv_op& o) { return o.groups.empty(); }))
+    return run_alone(ops, owed);
   change_list changes = changes_of(cfg_, ops);
   result_batch out = run_once(ops, owed);
   op_batch writes = fan_out(cfg_, changes, out);
@@ -821,6 +876,10 @@ result_batch LocalCoordinator::run_once(op_batch& ops, storage::Unsynced* owed) 
   return out;
 }
 
+result_batch LocalCoordinator::run_alone(op_batch& ops, storage::Unsynced* owed) const {
+  return apply_at_one_replica(cfg_, ops, std::vector<size_t>(ops.size(), 0), owed);
+}
+
 std::shared_ptr<const LocalCoordinator> LocalCoordinator::for_reads(replica_group_config cfg) {
   cfg.snapshot = nullptr;  // it holds this coordinator: no cycle
   return std::shared_ptr<const LocalCoordinator>(new LocalCoordinator(std::move(cfg)));
@@ -828,26 +887,31 @@ std::shared_ptr<const LocalCoordinator> LocalCoordinator::for_reads(replica_grou
 
 std::optional<result_batch> LocalCoordinator::read_here(const op_batch& ops) const {
   if (!cfg_.not_joined.empty() || cfg_.read_order == read_order_kind::random) return {};
-  for (const kv_op& o : ops)
+  // Each read's replica, as choose_read_groups() would pick it: under `latency` the first
+  // group whose owner is on this node; under `session` the first whose owner is up, which
+  // must be on this node.
+  const std::vector<uint32_t> groups = session_groups(cfg_);
+  std::vector<size_t> route(ops.size(), SIZE_MAX);
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const kv_op& o = ops[i];
     if ((o.kind != op_kind::get && o.kind != op_kind::lookup) ||
         read_policy_of(cfg_, o) != success_policy::one)
       return {};
-  op_batch copy = ops;  // plan() moves them; the actor gets them back on a miss
-  std::vector<shard_request> reqs;
-  const std::map<std::string, double> unmeasured;  // a latency order asks this node first
-  auto p = plan(cfg_, copy, &reqs, nullptr, &unmeasured);
-  if (reqs.empty()) return {};
-  for (const auto& req : reqs)
-    if (req.remote || !req.core) return {};
-  std::optional<result_batch> out;
-  p->deliver = [&out](result_batch&& r) { out = std::move(r); };
-  for (auto& req : reqs) {
-    result_batch got = req.core->apply(req.ops, nullptr);
-    p->record(req.idx, req.where, &got, op_status::unavailable);
+    for (size_t g = 0; g < groups.size() && route[i] == SIZE_MAX; ++g) {
+      const size_t r = asks_group(o, groups[g]) ? owner_route(cfg_, g, o.id) : SIZE_MAX;
+      if (r == SIZE_MAX) continue;
+      const group_route& at = cfg_.groups[r];
+      if (cfg_.read_order == read_order_kind::latency ? !at.remote : !at.down) route[i] = r;
+    }
+    if (route[i] == SIZE_MAX) return {};
+    const group_route& at = cfg_.groups[route[i]];
+    if (at.remote || at.cores.empty() || at.cores.size() != at.shards.size()) return {};
   }
-  if (out)
-    for (const op_result& r : *out)
-      if (r.status != op_status::ok) return {};
+  if (ops.empty()) return {};
+  op_batch copy = ops;  // applied by moving; the actor gets the originals back on a miss
+  result_batch out = apply_at_one_replica(cfg_, copy, route, nullptr);
+  for (const op_result& r : out)
+    if (r.status != op_status::ok) return {};
   return out;
 }
 

@@ -114,8 +114,13 @@ class LocalCoordinator {
   explicit LocalCoordinator(replica_group_config cfg);
   /// One pass of plan and apply (run() adds a second for changes, with several groups).
   result_batch run_once(op_batch& ops, storage::Unsynced* owed) const;
+  /// A node alone (alone_): each operation to its shard, each result back as the shard gave
+  /// it plus the one replica's entry; none of plan()'s tracking and merging, which cost a
+  /// GET a fifth of its instructions (docs/benchmarks.md).
+  result_batch run_alone(op_batch& ops, storage::Unsynced* owed) const;
   replica_group_config cfg_;
   bool waits_for_fsync_ = false;
+  bool alone_ = false;  ///< one group of one backend, no rings: every replica is one shard
 };
 
 /// The coordinator actor's routes, as it last set them, for other threads (read_here()).

@@ -27,6 +27,8 @@ class ShardCore {
   /// the wait for the fsync comes after the shard's lock is released: here, or, given `owed`,
   /// left to the caller, who must settle it before acknowledging (storage/unsynced.hpp).
   result_batch apply(op_batch& ops, storage::Unsynced* owed = nullptr);
+  /// The engine it applies to (several shards share one).
+  const storage::Engine* engine() const { return engine_.get(); }
   /// Where the shard actor samples its mailbox depth (null: nowhere).
   std::shared_ptr<MailboxGauge> mailbox;
 

@@ -246,6 +246,81 @@ TEST_F(ReplicaGroupTest, TheDirectPathAnswersAsTheActorDoes) {
   EXPECT_EQ(by_actor[2].record.data, "v1");
 }
 
+// A node alone skips the plan: its answers, replica entries included, are the plan's. An
+// operation that names its group takes the planned path, so the two run side by side.
+TEST_F(ReplicaGroupTest, ANodeAloneAnswersAsThePlannedPathDoes) {
+  auto batch = [](bool named) {
+    op_batch ops;
+    for (int i = 0; i < 12; ++i) ops.push_back(op(op_kind::put, "k" + std::to_string(i), "v"));
+    kv_op nx = op(op_kind::put, "k3", "again");
+    nx.cond = op_cond::if_absent;
+    kv_op stale = op(op_kind::put, "old", "older");
+    stale.version = {1, 1};  // below the stored one: ordered before it, not failed
+    ops.insert(ops.end(), {nx, stale, op(op_kind::get, "k5"), op(op_kind::get, "old"),
+                           op(op_kind::lookup, "none"), op(op_kind::remove, "k7"),
+                           op(op_kind::remove, "k7"), op(op_kind::get, "k7")});
+    if (named)
+      for (auto& o : ops) o.groups = {1};
+    return ops;
+  };
+  storage::Record newer;
+  newer.id = storage::make_id("default", "old");
+  newer.key = "old";
+  newer.data = "newer";
+  newer.version = {uint64_t(1) << 62, 9};
+  ASSERT_TRUE(e1->put(newer).is_ok());
+  ASSERT_TRUE(e2->put(newer).is_ok());
+  auto alone = LocalCoordinator::make(config_of({route(1, e1, 3)}, success_policy::all));
+  auto planned = LocalCoordinator::make(config_of({route(1, e2, 3)}, success_policy::all));
+  ASSERT_TRUE(alone && planned);
+  op_batch a = batch(false), b = batch(true);
+  result_batch fast = alone->run(a), slow = planned->run(b);
+  ASSERT_EQ(fast.size(), slow.size());
+  std::set<size_t> shards;
+  for (const auto& o : batch(false)) shards.insert(shard_index(o.id, 3));
+  EXPECT_EQ(shards.size(), 3u) << "the batch should span every shard";
+  for (size_t i = 0; i < fast.size(); ++i) {
+    SCOPED_TRACE("op " + std::to_string(i));
+    EXPECT_EQ(fast[i].status, slow[i].status);
+    EXPECT_EQ(fast[i].message, slow[i].message);
+    EXPECT_EQ(fast[i].existed, slow[i].existed);
+    EXPECT_EQ(fast[i].record.data, slow[i].record.data);
+    EXPECT_EQ(fast[i].version.stamp != 0, slow[i].version.stamp != 0);
+    ASSERT_EQ(fast[i].replicas.size(), 1u);
+    ASSERT_EQ(slow[i].replicas.size(), 1u);
+    EXPECT_EQ(fast[i].replicas[0].group, slow[i].replicas[0].group);
+    EXPECT_EQ(fast[i].replicas[0].node, slow[i].replicas[0].node);
+    EXPECT_EQ(fast[i].replicas[0].backend, slow[i].replicas[0].backend);
+    EXPECT_EQ(fast[i].replicas[0].status, slow[i].replicas[0].status);
+    EXPECT_EQ(fast[i].replicas[0].version, fast[i].version);
+  }
+  const size_t nx = 12, stale = 13, get_old = 15, removed = 17;
+  EXPECT_EQ(fast[nx].status, op_status::condition_failed);
+  EXPECT_EQ(fast[stale].status, op_status::ok);
+  EXPECT_EQ(fast[get_old].record.data, "newer");
+  EXPECT_TRUE(fast[removed].existed);
+  EXPECT_FALSE(fast[removed + 1].existed);
+  EXPECT_EQ(fast[removed + 2].status, op_status::not_found);
+  // Reads alone, over every shard: one batch on one shard's core, the same answers.
+  op_batch reads_a, reads_b;
+  for (int i = 0; i < 12; ++i) reads_a.push_back(op(op_kind::get, "k" + std::to_string(i)));
+  reads_a.push_back(op(op_kind::lookup, "old"));
+  reads_b = reads_a;
+  for (auto& o : reads_b) o.groups = {1};
+  fast = alone->run(reads_a), slow = planned->run(reads_b);
+  ASSERT_EQ(fast.size(), 13u);
+  ASSERT_EQ(slow.size(), 13u);
+  for (size_t i = 0; i < fast.size(); ++i) {
+    SCOPED_TRACE("read " + std::to_string(i));
+    EXPECT_EQ(fast[i].status, i == 7 ? op_status::not_found : op_status::ok);
+    EXPECT_EQ(fast[i].status, slow[i].status);
+    EXPECT_EQ(fast[i].record.data, slow[i].record.data);
+    EXPECT_EQ(fast[i].json_size + fast[i].data_size, slow[i].json_size + slow[i].data_size);
+    ASSERT_EQ(fast[i].replicas.size(), 1u);
+    EXPECT_EQ(fast[i].replicas[0].status, slow[i].replicas[0].status);
+  }
+}
+
 TEST_F(ReplicaGroupTest, ThereIsNoDirectPathToARemoteReplica) {
   group_route remote = remote_route(2, sys.spawn(silent_peer, 0));
   EXPECT_FALSE(LocalCoordinator::make(config_of({route(1, e1, 1), remote}, success_policy::one)));
