@@ -274,6 +274,12 @@ class RespProtocol {
   }
 
   bool parse(std::string& in, size_t* pos, Pending& b, Conn&) {
+    const bool more = parse_commands(in, pos, b);
+    hash_ids(b);
+    return more;
+  }
+
+  bool parse_commands(std::string& in, size_t* pos, Pending& b) {
     std::vector<std::string> args;
     std::string err;
     while (!b.quit) {
@@ -436,12 +442,27 @@ class RespProtocol {
     if (log_in(a.size() == 3 ? a[1] : "default", a.back(), b)) reply_ok(b);
   }
 
+  /// An operation on a key of the connection's namespace, its id not yet computed: keyed()
+  /// notes it, and hash_ids() computes the ids of all a read's commands at once.
   kv_op key_op(op_kind kind, const std::string& key) {
     kv_op o;
     o.kind = kind;
     o.key = key;
+    return o;
+  }
+  /// key_op() with its id, for a job's rounds (they do not pass through keyed()).
+  kv_op hashed_op(op_kind kind, const std::string& key) {
+    kv_op o = key_op(kind, key);
     o.id = storage::make_id(ns_, key);
     return o;
+  }
+  /// The ids of the operations keyed() took since the last call, in one make_ids(): eight
+  /// SHA-512s side by side where the CPU can, a GET's largest cost otherwise (a third).
+  void hash_ids(Pending& b) {
+    id_jobs_.clear();
+    for (size_t i : unhashed_) id_jobs_.push_back({b.ops[i].key, &b.ops[i].id});
+    storage::make_ids(ns_, id_jobs_.data(), id_jobs_.size());
+    unhashed_.clear();
   }
 
   void reply(Pending& b, std::string text, bool quit = false) {
@@ -462,14 +483,19 @@ class RespProtocol {
   }
   void keyed(Pending& b, Cmd cmd, std::vector<kv_op> ops) {
     plan_of(b, cmd, ops.size());
-    for (auto& o : ops) b.ops.push_back(std::move(o));
+    for (auto& o : ops) add(b, std::move(o));
   }
   /// A command of one or two operations, moved in (a braced list would copy each, value too).
   template <class... More>
   void keyed(Pending& b, Cmd cmd, kv_op&& first, More&&... more) {
     plan_of(b, cmd, 1 + sizeof...(more));
-    b.ops.push_back(std::move(first));
-    (b.ops.push_back(std::move(more)), ...);
+    add(b, std::move(first));
+    (add(b, std::move(more)), ...);
+  }
+  /// Every operation keyed() takes comes from key_op(): its id is for hash_ids().
+  void add(Pending& b, kv_op&& o) {
+    unhashed_.push_back(b.ops.size());
+    b.ops.push_back(std::move(o));
   }
   void plan_of(Pending& b, Cmd cmd, size_t count) {
     Plan& p = b.plans.emplace_back();
@@ -667,6 +693,7 @@ class RespProtocol {
 
   /// SELECT n (0: "default", n: "db<n>") or SELECT name: the connection's namespace.
   void select(const std::string&, Args& a, Pending& b) {
+    hash_ids(b);  // the commands before it are in the namespace they named
     int64_t n = -1;
     if (parse_int(a[1], &n) && n >= 0)
       ns_ = n == 0 ? "default" : "db" + std::to_string(n);
@@ -867,9 +894,9 @@ class RespProtocol {
   /// copy stays); docs/resp.md says what a cluster guarantees.
   void rename(const std::string& name, Args& a, Pending& b) {
     const bool nx = name == "RENAMENX";
-    kv_op read = key_op(op_kind::get, a[1]);
-    kv_op put = key_op(op_kind::put, a[2]);
-    kv_op del = key_op(op_kind::remove, a[1]);
+    kv_op read = hashed_op(op_kind::get, a[1]);
+    kv_op put = hashed_op(op_kind::put, a[2]);
+    kv_op del = hashed_op(op_kind::remove, a[1]);
     if (nx) put.cond = op_cond::if_absent;
     const bool same = a[1] == a[2];
     job(b, [=](const Coordinator& c, frontend::asio::any_io_executor ex, auto reply) {
@@ -922,8 +949,8 @@ class RespProtocol {
     for (size_t i = 1; i + 1 < a.size(); i += 2) last[a[i]] = std::move(a[i + 1]);
     op_batch lookups, puts;
     for (auto& [key, value] : last) {
-      lookups.push_back(key_op(op_kind::lookup, key));
-      puts.push_back(key_op(op_kind::put, key));
+      lookups.push_back(hashed_op(op_kind::lookup, key));
+      puts.push_back(hashed_op(op_kind::put, key));
       puts.back().data = std::move(value);
       puts.back().cond = op_cond::if_absent;
     }
@@ -958,9 +985,11 @@ class RespProtocol {
   const config::User* user_ = nullptr;  ///< logged in as (with users configured)
   uint8_t perms_ = 0;                   ///< what it may do in ns_ (all of it with no users)
   std::string ns_ = "default";
-  bool resp3_ = false;   ///< HELLO 3 was the last HELLO
-  resp::Skip skip_;      ///< what is left of a command with an argument over the limit
-  std::string skipped_;  ///< that command's error reply
+  bool resp3_ = false;            ///< HELLO 3 was the last HELLO
+  resp::Skip skip_;               ///< what is left of a command with an argument over the limit
+  std::string skipped_;           ///< that command's error reply
+  std::vector<size_t> unhashed_;  ///< the batch's operations whose ids hash_ids() computes
+  std::vector<storage::IdJob> id_jobs_;
 };
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "storage/id.hpp"
 
+#include "storage/sha512_x8.hpp"
+
 #define OPENSSL_SUPPRESS_DEPRECATED  // SHA512_Init and friends: see make_id
 #include <openssl/sha.h>
 
@@ -19,6 +21,37 @@ Id make_id(std::string_view ns, std::string_view key) {
   SHA512_Update(&c, key.data(), key.size());
   SHA512_Final(id.bytes.data(), &c);
   return id;
+}
+
+void make_ids(std::string_view ns, const IdJob* jobs, size_t n) {
+  const bool lanes = sha512_x8_supported() && n > 1;
+  uint8_t bufs[8][sha512_one_block_max];
+  const uint8_t* msgs[8];
+  size_t lens[8], which[8], used = 0;
+  uint8_t* outs[8];
+  auto run = [&] {
+    if (used == 1)  // a lone one costs the same either way
+      *jobs[which[0]].out = make_id(ns, jobs[which[0]].key);
+    else if (used > 1)
+      sha512_x8(msgs, lens, used, outs);
+    used = 0;
+  };
+  for (size_t i = 0; i < n; ++i) {
+    const std::string_view key = jobs[i].key;
+    const size_t len = ns.size() + 1 + key.size();
+    if (!lanes || len > sha512_one_block_max) {
+      *jobs[i].out = make_id(ns, key);
+      continue;
+    }
+    uint8_t* m = bufs[used];
+    if (!ns.empty()) std::memcpy(m, ns.data(), ns.size());
+    m[ns.size()] = 0;
+    if (!key.empty()) std::memcpy(m + ns.size() + 1, key.data(), key.size());
+    msgs[used] = m, lens[used] = len, which[used] = i;
+    outs[used] = jobs[i].out->bytes.data();
+    if (++used == 8) run();
+  }
+  run();
 }
 
 std::string Id::hex() const {

@@ -458,6 +458,16 @@ class ApsisdTest(ClusterTest):
         self.assertEqual(c.call("SET", "k", "in accounts"), "+OK")
         self.assertEqual(c.call("SELECT", "0"), "+OK")
         self.assertEqual(c.call("GET", "k"), b"in default")
+        # In one pipeline, each command in the namespace selected before it (ids are
+        # computed for a whole read at once; a SELECT inside it must not blur them).
+        keys = [f"p{i}" for i in range(20)]
+        c.send(*[("SET", k, "d") for k in keys], ("SELECT", "accounts"),
+               *[("SET", k, "a") for k in keys], ("SELECT", "0"), ("MGET", *keys),
+               ("SELECT", "accounts"), ("MGET", *keys), ("GET", "k"))
+        replies = [c.reply() for _ in range(2 * len(keys) + 6)]
+        self.assertEqual(replies[-4], [b"d"] * len(keys))
+        self.assertEqual(replies[-2], [b"a"] * len(keys))
+        self.assertEqual(replies[-1], b"in accounts")
 
     def test_pipelined_replies_come_back_in_order(self):
         node = self.start()
