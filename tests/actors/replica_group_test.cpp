@@ -58,6 +58,15 @@ struct ReplicaGroupTest : testing::ActorTest {
   replica_group_actor coordinator(std::vector<group_route> groups, success_policy policy) {
     return sys.spawn(replica_group, config_of(std::move(groups), policy));
   }
+  /// A record of `key` far in the future: a write from this test's clock finds it newer.
+  static storage::Record newer_than_any(const std::string& key) {
+    storage::Record r;
+    r.id = storage::make_id("default", key);
+    r.key = key;
+    r.data = "newer";
+    r.version = {uint64_t(1) << 62, 9};
+    return r;
+  }
   std::shared_ptr<Hlc> clock = std::make_shared<Hlc>(7);
 };
 
@@ -263,11 +272,7 @@ TEST_F(ReplicaGroupTest, ANodeAloneAnswersAsThePlannedPathDoes) {
       for (auto& o : ops) o.groups = {1};
     return ops;
   };
-  storage::Record newer;
-  newer.id = storage::make_id("default", "old");
-  newer.key = "old";
-  newer.data = "newer";
-  newer.version = {uint64_t(1) << 62, 9};
+  storage::Record newer = newer_than_any("old");
   ASSERT_TRUE(e1->put(newer).is_ok());
   ASSERT_TRUE(e2->put(newer).is_ok());
   auto alone = LocalCoordinator::make(config_of({route(1, e1, 3)}, success_policy::all));
@@ -363,11 +368,7 @@ TEST_F(ReplicaGroupTest, ConcurrentDirectWritersOfOneKeyAllSucceed) {
 // A replica that already holds a newer version (a concurrent write won there) has not
 // failed: newest wins, and this write is ordered before that one.
 TEST_F(ReplicaGroupTest, AWriteFindingANewerVersionIsSupersededNotFailed) {
-  storage::Record newer;
-  newer.id = storage::make_id("default", "k");
-  newer.key = "k";
-  newer.data = "newer";
-  newer.version = {uint64_t(1) << 62, 9};
+  storage::Record newer = newer_than_any("k");
   ASSERT_TRUE(e1->put(newer).is_ok());
   auto c = coordinator({route(1, e1, 1), route(2, e2, 1)}, success_policy::all);
   auto r = ask<result_batch>(c, atom::exec_v, op_batch{op(op_kind::put, "k", "older")});
