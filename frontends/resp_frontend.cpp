@@ -444,16 +444,17 @@ class RespProtocol {
 
   /// An operation on a key of the connection's namespace, its id not yet computed: keyed()
   /// notes it, and hash_ids() computes the ids of all a read's commands at once.
-  kv_op key_op(op_kind kind, const std::string& key) {
+  /// The key is taken by value: a handler that is done with its argument moves it in.
+  kv_op key_op(op_kind kind, std::string key) {
     kv_op o;
     o.kind = kind;
-    o.key = key;
+    o.key = std::move(key);
     return o;
   }
   /// key_op() with its id, for a job's rounds (they do not pass through keyed()).
   kv_op hashed_op(op_kind kind, const std::string& key) {
     kv_op o = key_op(kind, key);
-    o.id = storage::make_id(ns_, key);
+    o.id = storage::make_id(ns_, o.key);
     return o;
   }
   /// The ids of the operations keyed() took since the last call, in one make_ids(): eight
@@ -506,7 +507,7 @@ class RespProtocol {
   }
 
   void get(const std::string&, Args& a, Pending& b) {
-    keyed(b, Cmd::get, key_op(op_kind::get, a[1]));
+    keyed(b, Cmd::get, key_op(op_kind::get, std::move(a[1])));
   }
 
   /// SET key value [EX s | PX ms | EXAT s | PXAT ms | KEEPTTL] [NX | XX]
@@ -524,7 +525,7 @@ class RespProtocol {
   }
 
   void set(const std::string&, Args& a, Pending& b) {
-    kv_op o = key_op(op_kind::put, a[1]);
+    kv_op o = key_op(op_kind::put, std::move(a[1]));
     o.data = std::move(a[2]);
     bool get = false;
     for (size_t i = 3; i < a.size(); ++i) {
@@ -551,7 +552,7 @@ class RespProtocol {
                                 " has no permissions to run the 'set' command with GET in "
                                 "namespace '" +
                                 ns_ + "'");
-    if (get) return keyed(b, Cmd::get_then, key_op(op_kind::get, a[1]), std::move(o));
+    if (get) return keyed(b, Cmd::get_then, key_op(op_kind::get, o.key), std::move(o));
     keyed(b, Cmd::set, std::move(o));
   }
 
@@ -650,7 +651,7 @@ class RespProtocol {
                exists = name == "EXISTS" || name == "TOUCH";
     const op_kind kind = del ? op_kind::remove : exists ? op_kind::lookup : op_kind::get;
     std::vector<kv_op> ops;
-    for (size_t i = 1; i < a.size(); ++i) ops.push_back(key_op(kind, a[i]));
+    for (size_t i = 1; i < a.size(); ++i) ops.push_back(key_op(kind, std::move(a[i])));
     keyed(b, del ? Cmd::del : exists ? Cmd::exists : Cmd::mget, std::move(ops));
   }
 
@@ -659,7 +660,7 @@ class RespProtocol {
       return reply_error(b, "ERR wrong number of arguments for '" + a[0] + "' command");
     std::vector<kv_op> ops;
     for (size_t i = 1; i + 1 < a.size(); i += 2) {
-      ops.push_back(key_op(op_kind::put, a[i]));
+      ops.push_back(key_op(op_kind::put, std::move(a[i])));
       ops.back().data = std::move(a[i + 1]);
     }
     keyed(b, Cmd::mset, std::move(ops));
