@@ -10,22 +10,22 @@ namespace {
 /// Reads "<digits>\r\n" at buf[*pos] after a type byte; false on anything else.
 /// Returns incomplete if no line end has arrived yet (bounded by 32 bytes).
 Parse read_number(std::string_view buf, size_t* pos, int64_t* out, std::string* error) {
-  size_t end = buf.find("\r\n", *pos);
-  if (end == std::string_view::npos) {
-    if (buf.size() - *pos > 32) return *error = "Protocol error: invalid length", Parse::error;
-    return Parse::incomplete;
-  }
-  std::string_view digits = buf.substr(*pos, end - *pos);
-  bool negative = !digits.empty() && digits[0] == '-';
-  if (negative) digits.remove_prefix(1);
-  if (digits.empty() || digits.size() > 18 ||
-      digits.find_first_not_of("0123456789") != std::string_view::npos)
-    return *error = "Protocol error: invalid length", Parse::error;
+  // The usual case in one pass: a sign, 1-18 digits, CRLF (a search for the CRLF and then a
+  // character-set check of the digits were ~350 instructions a SET's four numbers).
+  const char* b = buf.data() + *pos;
+  const size_t n = buf.size() - *pos;
+  const size_t first = n > 0 && b[0] == '-' ? 1 : 0;
+  size_t i = first;
   int64_t v = 0;
-  for (char c : digits) v = v * 10 + (c - '0');
-  *out = negative ? -v : v;
-  *pos = end + 2;
-  return Parse::complete;
+  for (; i < n && i - first <= 18 && unsigned(b[i] - '0') < 10; ++i) v = v * 10 + (b[i] - '0');
+  if (i > first && i - first <= 18 && i + 1 < n && b[i] == '\r' && b[i + 1] == '\n') {
+    *out = first ? -v : v;
+    *pos += i + 2;
+    return Parse::complete;
+  }
+  // Anything else is a number still arriving, or not a number.
+  if (buf.find("\r\n", *pos) == std::string_view::npos && n <= 32) return Parse::incomplete;
+  return *error = "Protocol error: invalid length", Parse::error;
 }
 
 Parse parse_inline(std::string_view buf, size_t* pos, std::vector<std::string>* args,
