@@ -479,6 +479,7 @@ result_batch apply_at_one_replica(const replica_group_config& cfg, op_batch& ops
     out.resize(n);
     op_batch part;
     std::vector<size_t> at;
+    part.reserve(n), at.reserve(n);
     for (size_t first = 0; first < n; ++first) {
       const size_t d = dest[first];
       if (d == SIZE_MAX) continue;  // sent with an earlier one's shard

@@ -58,6 +58,13 @@ class BatchApply {
     for (const auto& op : ops) foreign = foreign || op.version.stamp != 0;
     if (foreign && ops.size() > 1)
       for (const auto& op : ops) ++named_[op.id];
+    const bool writes = std::any_of(ops.begin(), ops.end(), [](const kv_op& o) {
+      return o.kind != op_kind::get && o.kind != op_kind::lookup;
+    });
+    if (!writes) return;
+    repeats_ = ops.size() > 1 && names_an_id_twice(ops);
+    writes_.reserve(ops.size());
+    write_op_.reserve(ops.size());
   }
 
   result_batch run() {
@@ -77,8 +84,17 @@ class BatchApply {
   }
 
   /// What the key holds at this point of the batch; payload only when asked for.
+  /// Whether two operations may name one id (equal prefixes; ids that only share theirs
+  /// count too): only then can one see another's write through the overlay.
+  static bool names_an_id_twice(const op_batch& ops) {
+    std::vector<uint64_t> prefixes(ops.size());
+    for (size_t i = 0; i < ops.size(); ++i) prefixes[i] = ops[i].id.prefix();
+    std::sort(prefixes.begin(), prefixes.end());
+    return std::adjacent_find(prefixes.begin(), prefixes.end()) != prefixes.end();
+  }
+
   void state_of(const kv_op& op, bool payload, current* c) {
-    if (auto it = overlay_.find(op.id); it != overlay_.end()) {
+    if (auto it = repeats_ ? overlay_.find(op.id) : overlay_.end(); it != overlay_.end()) {
       c->record = writes_[it->second];
       c->live = live(c->record);
       c->json_size = uint32_t(c->record.json.size());
@@ -277,7 +293,7 @@ class BatchApply {
     w.id = op.id;
     w.version = op.version;
     r.version = op.version;
-    overlay_[op.id] = writes_.size();
+    if (repeats_) overlay_[op.id] = writes_.size();
     writes_.push_back(std::move(w));
     write_op_.push_back(i);
   }
@@ -302,8 +318,10 @@ class BatchApply {
   const uint64_t now_ = storage::now_ms();
   std::vector<storage::Record> writes_;
   std::vector<size_t> write_op_;  ///< which op each queued write answers
-  /// Ids written earlier in this batch -> their index in writes_, so later ops see them.
+  /// Ids written earlier in this batch -> their index in writes_, so later ops see them
+  /// (kept only when an id may come twice: a node per write otherwise, for nothing).
   std::unordered_map<storage::Id, size_t, storage::IdHash> overlay_;
+  bool repeats_ = false;
   std::unordered_map<storage::Id, int, storage::IdHash> named_;
 };
 

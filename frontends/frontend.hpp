@@ -157,6 +157,7 @@ class Connection : public std::enable_shared_from_this<Connection<Protocol>> {
     busy_.store(true, std::memory_order_relaxed);
     if (server_->metrics) {
       batch->start = std::chrono::steady_clock::now();
+      batch->kinds.reserve(batch->ops.size());
       for (const kv_op& o : batch->ops) batch->kinds.push_back(o.kind);
     }
     if (!batch->ops.empty()) {
