@@ -103,6 +103,7 @@ Status SyncDriver::sync_all() {
 }
 
 Status SyncDriver::error() {
+  if (!failed_.load(std::memory_order_acquire)) return Status::ok();
   std::lock_guard<std::mutex> g(mu_);
   return error_;
 }
@@ -136,6 +137,7 @@ Status SyncDriver::sync_through(uint64_t ticket) {
       synced_ = std::max(synced_, target);
     } else {
       error_ = s;
+      failed_.store(true, std::memory_order_release);
     }
     cv_.notify_all();
   }

@@ -10,6 +10,7 @@
 // dropped the dirty pages.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -63,6 +64,9 @@ class SyncDriver {
   bool syncing_ = false;
   bool stop_ = false;
   Status error_;
+  /// error_ is not ok (set once, never cleared): error() reads this without the mutex, since
+  /// every write of every batch asks it.
+  std::atomic<bool> failed_{false};
   std::thread interval_thread_;
   std::vector<std::pair<uint64_t, std::function<void(Status)>>> waiters_;  ///< when_durable's
   std::thread flusher_;                 ///< started by the first when_durable()
