@@ -342,7 +342,7 @@ class LargeValueTest(ClusterTest):
                         f.seek(at + 1000)
                         f.write(bytes([data[at + 1000] ^ 0xff]))
                         flipped += 1
-        self.assertEqual(flipped, 1)
+        self.assertEqual(flipped, 1, "blob files of n1 holding chunk 1's first bytes")
 
         def get(node, first=None, last=None):
             conn = http.client.HTTPConnection("127.0.0.1", node.http_port, timeout=30)
