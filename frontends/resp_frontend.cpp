@@ -464,6 +464,7 @@ class RespProtocol {
     for (size_t i : unhashed_) id_jobs_.push_back({b.ops[i].key, &b.ops[i].id});
     storage::make_ids(ns_, id_jobs_.data(), id_jobs_.size());
     unhashed_.clear();
+    if (id_jobs_.capacity() > 4096) id_jobs_ = {}, unhashed_ = {};  // after a huge MSET
   }
 
   void reply(Pending& b, std::string text, bool quit = false) {
