@@ -17,8 +17,9 @@ Parse read_number(std::string_view buf, size_t* pos, int64_t* out, std::string* 
   const size_t first = n > 0 && b[0] == '-' ? 1 : 0;
   size_t i = first;
   int64_t v = 0;
-  for (; i < n && i - first <= 18 && unsigned(b[i] - '0') < 10; ++i) v = v * 10 + (b[i] - '0');
-  if (i > first && i - first <= 18 && i + 1 < n && b[i] == '\r' && b[i + 1] == '\n') {
+  // At most 18 digits taken (no overflow); a 19th is not followed by CR, so it is an error.
+  for (; i < n && i - first < 18 && unsigned(b[i] - '0') < 10; ++i) v = v * 10 + (b[i] - '0');
+  if (i > first && i + 1 < n && b[i] == '\r' && b[i + 1] == '\n') {
     *out = first ? -v : v;
     *pos += i + 2;
     return Parse::complete;

@@ -43,8 +43,9 @@ TEST(Resp, MalformedAndOversizedInputIsAnError) {
   small.max_inline = 16;
   for (std::string bad : std::vector<std::string>{
            "*1\r\n$x\r\n", "*1\r\n:1\r\n", "*1\r\n$1\r\nab\r\n", "*5\r\n", "*1\r\n$9\r\n",
-           std::string(17, 'a'), "*-\r\n", "*1\r\n$1234567890123456789\r\n", "*1\r\n$1\rx\r\n",
-           "*1\r\n$-1\r\n", "*1 \r\n", "*" + std::string(33, '1')}) {
+           std::string(17, 'a'), "*-\r\n", "*1\r\n$1234567890123456789\r\n",
+           "*9999999999999999999\r\n", "*1\r\n$1\rx\r\n", "*1\r\n$-1\r\n", "*1 \r\n",
+           "*" + std::string(33, '1')}) {
     size_t pos = 0;
     std::vector<std::string> args;
     std::string err;
