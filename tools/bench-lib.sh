@@ -35,3 +35,13 @@ CONF
   nginx -c "$dir/nginx.conf" -p "$dir" &
   pids+=($!)
 }
+
+#   cpu_us PID...      microseconds of CPU (user + system) these processes and their children
+#                      have used so far (/proc/PID/stat), for CPU per request.
+cpu_us() {
+  local ticks=0 p
+  for p in "$@" $(for q in "$@"; do pgrep -P "$q"; done); do
+    ticks=$((ticks + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo $((ticks * 1000000 / $(getconf CLK_TCK)))
+}

@@ -43,13 +43,19 @@ for _ in $(seq 50); do "${curl[@]}" -sf $scheme://127.0.0.1:18481/bench > /dev/n
 [ "$("${curl[@]}" -s $scheme://127.0.0.1:18481/bench)" = "$value" ] || { echo "rest-bench: nginx does not serve the file" >&2; exit 1; }
 [ "$("${curl[@]}" -s $scheme://127.0.0.1:18480/v1/ns/default/keys/bench)" = "$value" ] || { echo "rest-bench: apsisd does not serve the value" >&2; exit 1; }
 
-run() {  # run NAME URL: wrk's summary, and its requests/s on the last line
+run() {  # run NAME URL PID: wrk's summary, then the server's CPU a request (PID and children)
   echo "== $1: wrk -t2 -c$conns -d${seconds}s --latency $2"
+  local before
+  before=$(cpu_us "$3")
   wrk -t2 -c"$conns" -d"${seconds}s" --latency "$2" | tee "$dir/$1.txt"
   if grep -q "Non-2xx" "$dir/$1.txt"; then echo "rest-bench: $1 answered errors" >&2; exit 1; fi
+  local used requests
+  used=$(($(cpu_us "$3") - before))
+  requests=$(awk '/requests in/ {print $1}' "$dir/$1.txt")
+  echo "$1 CPU a request: $(awk -v u="$used" -v r="$requests" 'BEGIN {printf "%.2f", u / r}') us"
 }
-run apsis $scheme://127.0.0.1:18480/v1/ns/default/keys/bench
-run nginx $scheme://127.0.0.1:18481/bench
+run apsis $scheme://127.0.0.1:18480/v1/ns/default/keys/bench "${pids[0]}"
+run nginx $scheme://127.0.0.1:18481/bench "${pids[1]}"
 a=$(awk '/Requests\/sec/ {print $2}' "$dir/apsis.txt")
 n=$(awk '/Requests\/sec/ {print $2}' "$dir/nginx.txt")
 echo "== REST GET ($scheme) $a req/s, nginx static $n req/s: ratio $(awk -v a="$a" -v n="$n" 'BEGIN {printf "%.2f", a / n}')"
