@@ -115,8 +115,8 @@ class LocalCoordinator {
   /// One pass of plan and apply (run() adds a second for changes, with several groups).
   result_batch run_once(op_batch& ops, storage::Unsynced* owed) const;
   /// A node alone (alone_): each operation to its shard, each result back as the shard gave
-  /// it plus the one replica's entry; none of plan()'s tracking and merging, which cost a
-  /// GET a fifth of its instructions (docs/benchmarks.md).
+  /// it plus the one replica's entry; none of plan()'s tracking and merging (a GET went
+  /// from 10,526 to 8,880 instructions without them, docs/benchmarks.md).
   result_batch run_alone(op_batch& ops, storage::Unsynced* owed) const;
   replica_group_config cfg_;
   bool waits_for_fsync_ = false;

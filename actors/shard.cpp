@@ -83,7 +83,6 @@ class BatchApply {
     return !r.tombstone && !(r.expiry_ms && r.expiry_ms <= now_);
   }
 
-  /// What the key holds at this point of the batch; payload only when asked for.
   /// Whether two operations may name one id (equal prefixes; ids that only share theirs
   /// count too): only then can one see another's write through the overlay.
   static bool names_an_id_twice(const op_batch& ops) {
@@ -93,6 +92,7 @@ class BatchApply {
     return std::adjacent_find(prefixes.begin(), prefixes.end()) != prefixes.end();
   }
 
+  /// What the key holds at this point of the batch; payload only when asked for.
   void state_of(const kv_op& op, bool payload, current* c) {
     if (auto it = repeats_ ? overlay_.find(op.id) : overlay_.end(); it != overlay_.end()) {
       c->record = writes_[it->second];
